@@ -1,0 +1,32 @@
+/* cw_api.h - the edge's local HTTP API on libmicrohttpd.
+ *
+ * Shaped like the seed's branch-scoped cloud API so pages and tools can talk
+ * to either. Authorised by the local admin token (Authorization: Bearer) until
+ * customer sign-in exists. Errors: {"error": {"code": ..., "message": ...}}. */
+#ifndef CW_API_H
+#define CW_API_H
+
+#include <cjson/cJSON.h>
+
+#include "cw_engine.h"
+
+#define CW_API_MAX_BODY 16384
+
+/* What the API needs from the daemon beyond the engine (buses). */
+struct cw_api_hooks {
+	/* [{name, port, protocol, boards:[{address, online, locks, counters...}], stats}] */
+	cJSON *(*buses_json)(void *ctx);
+	/* Scan addresses first..last on the named bus; returns CW_OK and a JSON
+	 * array [{address, result: "ok"|"garbled"}] in *out. */
+	int (*scan)(void *ctx, const char *bus, int first, int last, cJSON **out);
+	void *ctx;
+};
+
+struct cw_api;
+/* Starts serving on bind_addr:port (port 0 = any free port). */
+int cw_api_new(const char *bind_addr, int port, const char *admin_token, struct cw_engine *e,
+	       const struct cw_api_hooks *hooks, struct cw_api **out);
+int cw_api_port(const struct cw_api *api);
+void cw_api_free(struct cw_api *api); /* NULL ok */
+
+#endif

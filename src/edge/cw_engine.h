@@ -1,0 +1,119 @@
+/* cw_engine.h - the rental engine: carts, rentals, the state machine of
+ * BRIEF.md §4, reconciliation, and the transactional outbox.
+ *
+ * Thread-safe: one mutex guards the database connection; it is never held
+ * while waiting on the bus. Every state change and its outbox entry commit in
+ * one SQLite transaction.
+ *
+ * Cart (slot) states: available, rented, awaiting-return, maintenance, fault;
+ * "offline" is reported when the slot's board does not answer (the stored
+ * state is kept so that reconciliation can compare when the board returns).
+ * Rental states: active, overdue, returned, returned-late, cancelled. */
+#ifndef CW_ENGINE_H
+#define CW_ENGINE_H
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cw_lockbus.h"
+
+struct cw_engine;
+
+struct cw_rules {
+	int rental_minutes;   /* default 120 */
+	bool one_per_phone;   /* default true */
+	int grace_minutes;    /* after expected return before overdue, default 10 */
+	int take_timeout_s;   /* released cart not taken -> rental cancelled, default 60 */
+	int return_timeout_s; /* designated slot reservation lifetime, default 600 */
+};
+void cw_rules_defaults(struct cw_rules *r);
+
+/* A cart is a docking slot: (bus, board, lock). */
+struct cw_cart_map {
+	int number;      /* cart number shown to people, unique, >= 1 */
+	int bus_index;
+	int board_index; /* index into that bus's cfg.boards */
+	int lock;
+};
+
+/* How the engine reaches the hardware. The daemon passes the real buses;
+ * unit tests pass a fake. */
+struct cw_engine_hw {
+	/* Blocking release + sensor confirmation; same results as cw_bus_unlock. */
+	int (*unlock)(void *ctx, int bus_index, int board_index, int lock, int64_t *latency_ms);
+	void *ctx;
+};
+
+struct cw_engine_config {
+	char db_path[512];
+	char chain_id[64];
+	char branch_id[64];
+	char device_id[64];
+	struct cw_rules rules;
+	int ncarts;
+	struct cw_cart_map *carts; /* borrowed during cw_engine_new only */
+};
+
+/* Opens/migrates the database and brings the carts table in line with the
+ * configured carts (new carts are added as available; carts no longer
+ * configured are kept for history but marked removed). */
+int cw_engine_new(const struct cw_engine_config *cfg, const struct cw_engine_hw *hw,
+		  struct cw_engine **out);
+void cw_engine_free(struct cw_engine *e); /* NULL ok */
+
+/* ---- sensor input (called from bus worker threads) ---- */
+void cw_engine_on_board_status(struct cw_engine *e, int bus_index, int board_index,
+			       const struct cw_board_status *st);
+void cw_engine_on_board_offline(struct cw_engine *e, int bus_index, int board_index, bool offline);
+
+/* ---- customer and staff operations ---- */
+struct cw_rent_result {
+	char rental_id[37];
+	int cart_number;
+	int64_t expected_return_wall_ms;
+	int64_t unlock_latency_ms;
+};
+/* Picks a free cart (available, cart present, hook closed, board online),
+ * creates the rental, releases the lock and waits for sensor confirmation.
+ * Errors: CW_ERR_INVAL (bad phone), CW_ERR_CONFLICT (phone has an open
+ * rental, overdue included), CW_ERR_NOCART, CW_ERR_FAULT (release not
+ * confirmed: rental cancelled, cart marked fault), CW_ERR_OFFLINE. */
+int cw_engine_rent(struct cw_engine *e, const char *phone, struct cw_rent_result *out);
+
+struct cw_return_result {
+	char rental_id[37];
+	int slot_number; /* the designated free slot the cart must go into */
+};
+/* Designates a free (empty, not reserved) slot for the phone's open rental.
+ * Calling it again returns the same slot while the reservation lives.
+ * Errors: CW_ERR_NOTFOUND (no open rental), CW_ERR_NOCART (no free slot). */
+int cw_engine_return_begin(struct cw_engine *e, const char *phone, struct cw_return_result *out);
+
+/* Staff: closes a rental by hand (returned / returned-late), audit note kept. */
+int cw_engine_force_return(struct cw_engine *e, const char *rental_id, const char *note);
+/* Staff: maintenance mode on/off for one cart. Off puts it back to
+ * available (the next poll and reconciliation correct it if needed). */
+int cw_engine_set_maintenance(struct cw_engine *e, int cart_number, bool on, const char *note);
+/* Staff: releases a cart's lock without a rental (maintenance). */
+int cw_engine_maintenance_unlock(struct cw_engine *e, int cart_number, int64_t *latency_ms);
+
+/* Periodic work (daemon calls it every second): overdue detection, take
+ * timeouts, expired return reservations. */
+void cw_engine_tick(struct cw_engine *e);
+
+/* ---- read side for the API (caller frees with cJSON_Delete) ---- */
+cJSON *cw_engine_carts_json(struct cw_engine *e);
+/* id = cart UUID or cart number as text. NULL + *err = CW_ERR_NOTFOUND. */
+cJSON *cw_engine_cart_json(struct cw_engine *e, const char *id, int *err);
+cJSON *cw_engine_rentals_active_json(struct cw_engine *e);
+/* History newest first; before_wall_ms = 0 for the newest page. */
+cJSON *cw_engine_rentals_history_json(struct cw_engine *e, int limit, const char *cursor,
+				      const char *phone);
+cJSON *cw_engine_rentals_stats_json(struct cw_engine *e);
+/* Counts: carts by state, active rentals, outbox depth, schema version. */
+cJSON *cw_engine_status_json(struct cw_engine *e);
+int64_t cw_engine_outbox_depth(struct cw_engine *e);
+const char *cw_engine_branch_id(const struct cw_engine *e);
+
+#endif
