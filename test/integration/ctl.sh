@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# cartwisectl against the running daemon: status, carts, rentals, unlock for
+# maintenance, maintenance on/off, a forced return and a bus scan.
+. "$(dirname "$0")/lib.sh"
+
+sim_start bus0 kerong --board 0:4 --board 1:4
+edge_config "$T/edge.json" "[{\"name\":\"bus0\",\"port\":\"$T/bus0.tty\",\"protocol\":\"kerong\",
+  \"boards\":[{\"address\":0,\"locks\":4},{\"address\":1,\"locks\":4}]}]"
+edge_start
+wait_until 10 cart_is 8 available || fail "carts not ready"
+ctl() { "$CTL" --config "$T/edge.json" "$@"; }
+
+"$CTL" --help | grep -q status || fail "--help does not list commands"
+out=$(ctl status) || fail "status failed: $out"
+grep -q bus0 <<<"$out" || fail "status does not show the bus: $out"
+grep -qi 'outbox' <<<"$out" || fail "status does not show the outbox depth: $out"
+[ "$(ctl --json status | jq -r '.buses[0].boards | length')" = 2 ] || fail "status --json lacks boards"
+
+[ "$(ctl --json carts | jq 'length')" = 8 ] || fail "carts --json"
+ctl carts | grep -q available || fail "carts table"
+
+note "maintenance on/off and a maintenance unlock"
+ctl maintenance 3 on --note "wheel broken" >/dev/null
+cart_is 3 maintenance || fail "maintenance on did not stick"
+ctl unlock 3 >/dev/null || fail "maintenance unlock failed"
+sim bus0 state 0 2 | grep -q hook=open || fail "cart 3 lock not released by cartwisectl unlock"
+ctl maintenance 3 off >/dev/null
+sim bus0 dock 0 2 >/dev/null 2>&1 || true
+
+note "forced return by staff"
+api POST "$(branch /carts/assign)" '{"phone":"0541231234"}'
+expect_code 201
+RID=$(jqr .rental_id)
+ctl rentals | grep -q "$RID" || fail "rentals does not list the active rental"
+ctl return "$RID" --note "customer left cart at the door" >/dev/null || fail "forced return failed"
+api GET "$(branch "/rentals/history?limit=5")"
+st=$(jq -r "(.items // .) | .[] | select(.id==\"$RID\") | .status" "$T/resp.json")
+case "$st" in returned|returned-late) ;; *) fail "forced return left status '$st'";; esac
+
+note "errors come back with the API's message and a non-zero exit"
+if out=$(ctl unlock 99 2>&1); then fail "unlock of a missing cart succeeded"; fi
+grep -qi 'not found' <<<"$out" || fail "no clear message: $out"
+if "$CTL" --url "http://127.0.0.1:$API_PORT" --token wrong-token-wrong-token status >/dev/null 2>&1; then
+	fail "a wrong token was accepted"
+fi
+
+note "bus scan flags two boards on one address"
+sim bus0 fault dup 1 on >/dev/null
+out=$(ctl scan bus0 0 3) || fail "scan failed: $out"
+grep -E '^ *0 ' <<<"$out" | grep -q ok || fail "scan does not list board 0: $out"
+grep -E '^ *1 ' <<<"$out" | grep -qi garbled || fail "scan does not flag address 1: $out"
+sim bus0 fault dup 1 off >/dev/null
+
+check_logs
+edge_stop
+note "ok"
