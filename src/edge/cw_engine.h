@@ -107,7 +107,8 @@ cJSON *cw_engine_carts_json(struct cw_engine *e);
 /* id = cart UUID or cart number as text. NULL + *err = CW_ERR_NOTFOUND. */
 cJSON *cw_engine_cart_json(struct cw_engine *e, const char *id, int *err);
 cJSON *cw_engine_rentals_active_json(struct cw_engine *e);
-/* History newest first; before_wall_ms = 0 for the newest page. */
+/* History newest first; cursor NULL (or "") for the newest page, else the
+ * next_cursor of the previous page. NULL on error (see the _ex variant). */
 cJSON *cw_engine_rentals_history_json(struct cw_engine *e, int limit, const char *cursor,
 				      const char *phone);
 cJSON *cw_engine_rentals_stats_json(struct cw_engine *e);
@@ -115,5 +116,26 @@ cJSON *cw_engine_rentals_stats_json(struct cw_engine *e);
 cJSON *cw_engine_status_json(struct cw_engine *e);
 int64_t cw_engine_outbox_depth(struct cw_engine *e);
 const char *cw_engine_branch_id(const struct cw_engine *e);
+
+/* ---- additions (issue 2, engine helper) ---- */
+/* Same as cw_engine_rentals_history_json, with a reason when it returns NULL:
+ * CW_ERR_INVAL (malformed cursor, bad phone filter), CW_ERR_DB, CW_ERR_NOMEM.
+ * Returns {"rentals": [...], "next_cursor": "..." | null}; limit is clamped
+ * to 1..200 (<= 0 means 50). */
+cJSON *cw_engine_rentals_history_json_ex(struct cw_engine *e, int limit, const char *cursor,
+					 const char *phone, int *err);
+/* Descriptive data of a board for the controllers table (bus name, address,
+ * protocol name); NULL strings leave the stored value. CW_ERR_NOTFOUND if no
+ * configured cart is on that board. */
+int cw_engine_set_controller_info(struct cw_engine *e, int bus_index, int board_index,
+				  const char *bus_name, int address, const char *protocol);
+/* The engine's database (for the sync loop of issue 4). Use only under
+ * cw_engine_lock()/cw_engine_unlock(): the engine mutex guards the connection. */
+struct cw_edb *cw_engine_edb(struct cw_engine *e);
+void cw_engine_lock(struct cw_engine *e);
+void cw_engine_unlock(struct cw_engine *e);
+/* TEST ONLY: moves the engine's wall and monotonic clocks of every engine in
+ * the process forward by ms (timeouts, overdue) without sleeping. */
+void cw_engine_test_advance_clock(int64_t ms);
 
 #endif

@@ -24,8 +24,11 @@ ctl maintenance 3 on --note "wheel broken" >/dev/null
 cart_is 3 maintenance || fail "maintenance on did not stick"
 ctl unlock 3 >/dev/null || fail "maintenance unlock failed"
 sim bus0 state 0 2 | grep -q hook=open || fail "cart 3 lock not released by cartwisectl unlock"
+# staff pull the cart and push it back, which closes the lock again
+sim bus0 take 0 2 >/dev/null
+sim bus0 dock 0 2 >/dev/null
 ctl maintenance 3 off >/dev/null
-sim bus0 dock 0 2 >/dev/null 2>&1 || true
+wait_until 5 cart_is 3 available || fail "cart 3 not available after maintenance"
 
 note "forced return by staff"
 api POST "$(branch /carts/assign)" '{"phone":"0541231234"}'
@@ -34,7 +37,7 @@ RID=$(jqr .rental_id)
 ctl rentals | grep -q "$RID" || fail "rentals does not list the active rental"
 ctl return "$RID" --note "customer left cart at the door" >/dev/null || fail "forced return failed"
 api GET "$(branch "/rentals/history?limit=5")"
-st=$(jq -r "(.items // .) | .[] | select(.id==\"$RID\") | .status" "$T/resp.json")
+st=$(jq -r ".rentals | .[] | select(.id==\"$RID\") | .status" "$T/resp.json")
 case "$st" in returned|returned-late) ;; *) fail "forced return left status '$st'";; esac
 
 note "errors come back with the API's message and a non-zero exit"

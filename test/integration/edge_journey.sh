@@ -57,7 +57,7 @@ sim bus0 dock "$sboard" "$slock" >/dev/null
 wait_until 5 cart_is "$S" available || fail "slot $S did not become available after docking"
 api GET "$(branch "/rentals/history?limit=10")"
 expect_code 200
-st=$(jq -r "(.items // .) | .[] | select(.id==\"$RID\") | .status" "$T/resp.json")
+st=$(jq -r ".rentals | .[] | select(.id==\"$RID\") | .status" "$T/resp.json")
 [ "$st" = returned ] || fail "rental status after docking is '$st'"
 api GET "$(branch /rentals/stats)"
 expect_code 200

@@ -1,0 +1,151 @@
+/* cw_engine_int.h - internals shared by cw_engine.c (state machine, outbox),
+ * cw_engine_ops.c (operations, sensors) and cw_engine_query.c (read side).
+ * Not a public contract. */
+#ifndef CW_ENGINE_INT_H
+#define CW_ENGINE_INT_H
+
+#include <cjson/cJSON.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cw_edb.h"
+#include "cw_engine.h"
+
+/* One lock board the configured carts live on. In memory only: everything
+ * here is re-derived at start-up. */
+struct cw_eboard {
+	int bus_index;
+	int board_index;
+	bool need_reconcile; /* first status after start-up or after offline */
+	bool have_bits;      /* hook/present below were committed to the DB */
+	uint32_t hook;
+	uint32_t present;
+	uint32_t inflight;   /* locks with a release in progress (mutex not held) */
+};
+
+struct cw_engine {
+	pthread_mutex_t mu;
+	struct cw_edb *db;
+	sqlite3 *h;
+	struct cw_engine_hw hw;
+	struct cw_rules rules;
+	char chain_id[64];
+	char branch_id[64];
+	char device_id[64];
+	char boot[40]; /* kernel boot id: monotonic times are comparable within one boot */
+	int nboards;
+	struct cw_eboard *boards;
+};
+
+/* Wall and monotonic time of this engine (plus the test offset). */
+int64_t cw_engine_now_wall(void);
+int64_t cw_engine_now_mono(void);
+
+/* Prepares sql and binds arguments described by types: 'i' int64_t,
+ * 't' const char * (NULL binds NULL). Returns CW_OK or CW_ERR_DB (logged). */
+int cw_eq_prepare(struct cw_engine *e, sqlite3_stmt **st, const char *sql, const char *types, ...);
+int cw_eq_vprepare(struct cw_engine *e, sqlite3_stmt **st, const char *sql, const char *types,
+		   va_list ap);
+/* Runs a statement that returns no rows. */
+int cw_eq_exec(struct cw_engine *e, const char *sql, const char *types, ...);
+/* First column of the first row as an integer (0 when no row). */
+int cw_eq_int(struct cw_engine *e, int64_t *out, const char *sql, const char *types, ...);
+
+/* ---- shared by cw_engine.c and cw_engine_ops.c ---- */
+
+#define I64(x) ((int64_t)(x))
+/* Open = active OR overdue, in every query (BRIEF.md §4: the original system
+ * forgot overdue rentals). */
+#define OPEN_SQL "status IN ('active', 'overdue')"
+
+/* One reading of the clocks per operation, so every row written by one
+ * transaction carries the same time. */
+struct stamp {
+	int64_t wall;
+	int64_t mono;
+	bool trusted;
+};
+
+enum cart_st { CS_AVAILABLE, CS_RENTED, CS_AWAITING, CS_MAINT, CS_FAULT, CS_N };
+
+enum rental_st { RS_ACTIVE, RS_OVERDUE, RS_RETURNED, RS_LATE, RS_CANCELLED, RS_N };
+
+struct cart_row {
+	char id[40];
+	int number, bus, board, lock;
+	int st; /* enum cart_st */
+	bool present, hook, online, removed;
+	char reserved[40];
+	int64_t res_wall, res_mono;
+	char res_boot[40];
+};
+#define CART_COLS                                                                          \
+	"id, cart_number, bus_index, board_index, lock_index, status, cart_present, "        \
+	"hook_closed, board_online, removed, reserved_for_rental, reserved_wall_ms, "        \
+	"reserved_mono_ms, reserved_boot"
+
+struct rental_row {
+	char id[40];
+	char cart_id[40];
+	char phone[24];
+	int st; /* enum rental_st */
+	int64_t start_wall, start_mono;
+	bool start_trusted;
+	char boot[40];
+	int64_t allowed_ms, grace_ms;
+	bool release_confirmed;
+	int64_t rel_wall, rel_mono;
+	char rel_boot[40];
+	bool taken;
+	char return_slot[40];
+};
+#define RENTAL_COLS                                                                        \
+	"id, cart_id, user_phone, status, start_time, start_trusted, start_mono_ms, "        \
+	"mono_boot, allowed_ms, grace_ms, release_confirmed, released_wall_ms, "             \
+	"released_mono_ms, released_boot, taken, return_slot"
+
+void cwe_stamp_now(struct stamp *s);
+int64_t cwe_elapsed_ms(const struct cw_engine *e, const struct stamp *now, int64_t wall0,
+			  int64_t mono0, const char *boot0, bool trusted0, bool *trusted);
+void cwe_cart_from_row(sqlite3_stmt *st, struct cart_row *c);
+int cwe_cart_load(struct cw_engine *e, struct cart_row *c, const char *where, const char *types,
+		     ...);
+int cwe_rental_load(struct cw_engine *e, struct rental_row *r, const char *where,
+		       const char *types, ...);
+bool cwe_rental_open(const struct rental_row *r);
+void cwe_col_text(sqlite3_stmt *st, int i, char *buf, size_t cap);
+int cwe_outbox_rental(struct cw_engine *e, const struct stamp *now, const char *rental_id,
+			 const char *kind);
+int cwe_outbox_cart(struct cw_engine *e, const struct stamp *now, const char *cart_id,
+		       const char *kind);
+int cwe_telemetry(struct cw_engine *e, const struct stamp *now, const char *type,
+		     const char *cart_id, const char *rental_id, cJSON *data);
+cJSON *cwe_jdata(const char *k1, const char *v1, const char *k2, const char *v2);
+int cwe_cart_transition(struct cw_engine *e, const struct stamp *now, const char *cart_id,
+			   int to, const char *arg);
+int cwe_rental_transition(struct cw_engine *e, const struct stamp *now,
+			     const struct rental_row *r, int to, const char *reason,
+			     const char *returned_to, const char *note);
+bool cwe_rental_late(const struct cw_engine *e, const struct stamp *now,
+			const struct rental_row *r);
+int cwe_release_slots(struct cw_engine *e, const struct stamp *now, const struct rental_row *r,
+			 const char *fault_reason);
+int cwe_close_returned(struct cw_engine *e, const struct stamp *now, const struct rental_row *r,
+			  const char *slot_id, const char *reason, const char *note);
+int cwe_cancel_rental(struct cw_engine *e, const struct stamp *now, const struct rental_row *r,
+			 const char *reason, const char *fault_reason);
+int cwe_confirm_release(struct cw_engine *e, const struct stamp *now, const struct rental_row *r,
+			   int64_t latency_ms, bool has_latency);
+int cwe_mark_taken(struct cw_engine *e, const struct stamp *now, const struct rental_row *r);
+struct cw_eboard *cwe_board_find(struct cw_engine *e, int bus, int board);
+bool cwe_board_usable(struct cw_engine *e, int bus, int board);
+bool cwe_phone_valid(const char *p);
+int cwe_begin(struct cw_engine *e);
+int cwe_finish(struct cw_engine *e, int rc);
+int cwe_parse_state(const char *s, const char *const *names, int n);
+
+#endif

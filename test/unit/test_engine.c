@@ -1,0 +1,1307 @@
+/* test_engine.c - the rental engine against a fake lock bus.
+ *
+ * Layout of every test: bus 0, board 0 holds carts 1..8 (locks 0..7, all
+ * docked with hooks closed); board 1 holds slots 9..12 (locks 0..3, empty),
+ * the free slots returns are sent to. The fake hardware's unlock result is
+ * set per test; on success it reports the hook open (and optionally the cart
+ * gone) through cw_engine_on_board_status from inside unlock, as the bus
+ * worker does, which also proves the engine mutex is not held there. Time is
+ * moved with cw_engine_test_advance_clock(), never slept. */
+#include <check.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cw_clock.h"
+#include "cw_edb.h"
+#include "cw_engine.h"
+#include "cw_error.h"
+#include "cw_log.h"
+#include "cw_testutil.h"
+
+struct fake_hw {
+	pthread_mutex_t mu;
+	struct cw_engine *e;
+	int next_rc;           /* result of the next unlocks */
+	bool take_on_unlock;   /* the customer pulls the cart at once */
+	bool crash_on_unlock;  /* _exit() between commit and confirmation */
+	bool sense_on_fault;   /* sensors move although the bus reports a fault */
+	int delay_ms;
+	int calls;
+	uint32_t hook[2], present[2];
+	/* state seen from a second connection while unlock runs */
+	int64_t seen_rentals, seen_created, seen_confirmed;
+};
+
+static struct fake_hw f;
+static char dir[256];
+static char dbpath[320];
+static struct cw_cart_map map[12];
+static struct cw_engine_config cfg;
+static struct cw_engine *e;
+static unsigned long errs_at_start;
+
+static int64_t qraw(const char *sql)
+{
+	sqlite3 *h = NULL;
+	sqlite3_stmt *st = NULL;
+	int64_t v = -1;
+
+	ck_assert_int_eq(sqlite3_open_v2(dbpath, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	sqlite3_busy_timeout(h, 5000);
+	ck_assert_int_eq(sqlite3_prepare_v2(h, sql, -1, &st, NULL), SQLITE_OK);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(h);
+	return v;
+}
+
+/* A query through the engine's own connection, under its mutex. */
+static int64_t q(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int64_t q(const char *fmt, ...)
+{
+	char sql[1024];
+	sqlite3_stmt *st = NULL;
+	int64_t v = -1;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(sql, sizeof(sql), fmt, ap);
+	va_end(ap);
+	cw_engine_lock(e);
+	ck_assert_int_eq(sqlite3_prepare_v2(cw_edb_handle(cw_engine_edb(e)), sql, -1, &st, NULL),
+			 SQLITE_OK);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	cw_engine_unlock(e);
+	return v;
+}
+
+static void qs(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void qs(char *out, size_t cap, const char *fmt, ...)
+{
+	char sql[1024];
+	sqlite3_stmt *st = NULL;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(sql, sizeof(sql), fmt, ap);
+	va_end(ap);
+	out[0] = '\0';
+	cw_engine_lock(e);
+	ck_assert_int_eq(sqlite3_prepare_v2(cw_edb_handle(cw_engine_edb(e)), sql, -1, &st, NULL),
+			 SQLITE_OK);
+	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+		snprintf(out, cap, "%s", (const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	cw_engine_unlock(e);
+}
+
+/* Like the bus worker (one thread per port), statuses reach the engine one
+ * at a time and in the order they were read. */
+static pthread_mutex_t bus_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void push(int board)
+{
+	struct cw_board_status st;
+
+	pthread_mutex_lock(&bus_mu);
+	pthread_mutex_lock(&f.mu);
+	st.hook_closed = f.hook[board];
+	st.present = f.present[board];
+	pthread_mutex_unlock(&f.mu);
+	cw_engine_on_board_status(f.e, 0, board, &st);
+	pthread_mutex_unlock(&bus_mu);
+}
+
+static void setbits(int board, int lock, bool present, bool hook)
+{
+	pthread_mutex_lock(&f.mu);
+	if (present)
+		f.present[board] |= 1u << lock;
+	else
+		f.present[board] &= ~(1u << lock);
+	if (hook)
+		f.hook[board] |= 1u << lock;
+	else
+		f.hook[board] &= ~(1u << lock);
+	pthread_mutex_unlock(&f.mu);
+}
+
+/* A slot (cart number) reports present/hook. */
+static void sense(int cart, bool present, bool hook)
+{
+	int board = cart <= 8 ? 0 : 1;
+	int lock = cart <= 8 ? cart - 1 : cart - 9;
+	setbits(board, lock, present, hook);
+	push(board);
+}
+
+static int fake_unlock(void *ctx, int bus, int board, int lock, int64_t *latency_ms)
+{
+	struct fake_hw *fh = ctx;
+	int rc;
+	bool take;
+
+	(void)bus;
+	pthread_mutex_lock(&fh->mu);
+	fh->calls++;
+	rc = fh->next_rc;
+	take = fh->take_on_unlock;
+	pthread_mutex_unlock(&fh->mu);
+	/* What a second connection sees between the first commit and the
+	 * confirmation: everything of the first transaction, or nothing. */
+	fh->seen_rentals = qraw("SELECT count(*) FROM rentals WHERE status = 'active'");
+	fh->seen_created = qraw("SELECT count(*) FROM outbox WHERE kind = 'rental.created'");
+	fh->seen_confirmed = qraw("SELECT count(*) FROM rentals WHERE release_confirmed = 1");
+	if (fh->crash_on_unlock)
+		_exit(0); /* like kill -9 after the rental's commit */
+	if (fh->delay_ms)
+		cw_sleep_ms(fh->delay_ms);
+	if (rc == CW_OK || fh->sense_on_fault) {
+		/* sensors confirm: hook opens (and the cart leaves if taken) */
+		setbits(board, lock, !take, false);
+		push(board);
+	}
+	if (latency_ms)
+		*latency_ms = 15;
+	return rc;
+}
+
+static void engine_open(void)
+{
+	struct cw_engine_hw hw = {.unlock = fake_unlock, .ctx = &f};
+	ck_assert_int_eq(cw_engine_new(&cfg, &hw, &e), CW_OK);
+	f.e = e;
+}
+
+static void engine_close(void)
+{
+	cw_engine_free(e);
+	e = NULL;
+	f.e = NULL;
+}
+
+static void setup(void)
+{
+	cw_log_set_level(CW_LOG_WARN);
+	ck_assert_int_ge(sodium_init(), 0);
+	errs_at_start = cw_log_error_count();
+	memset(&f, 0, sizeof(f));
+	pthread_mutex_init(&f.mu, NULL);
+	f.next_rc = CW_OK;
+	ck_assert_int_eq(cw_test_tmpdir(dir, sizeof(dir)), CW_OK);
+	snprintf(dbpath, sizeof(dbpath), "%s/edge.db", dir);
+	memset(&cfg, 0, sizeof(cfg));
+	snprintf(cfg.db_path, sizeof(cfg.db_path), "%s", dbpath);
+	snprintf(cfg.chain_id, sizeof(cfg.chain_id), "chain-1");
+	snprintf(cfg.branch_id, sizeof(cfg.branch_id), "branch-1");
+	snprintf(cfg.device_id, sizeof(cfg.device_id), "device-1");
+	cw_rules_defaults(&cfg.rules);
+	for (int i = 0; i < 12; i++) {
+		map[i].number = i + 1;
+		map[i].bus_index = 0;
+		map[i].board_index = i < 8 ? 0 : 1;
+		map[i].lock = i < 8 ? i : i - 8;
+	}
+	cfg.ncarts = 12;
+	cfg.carts = map;
+	f.hook[0] = 0xff;
+	f.present[0] = 0xff;
+	f.hook[1] = 0;
+	f.present[1] = 0;
+	engine_open();
+	push(0);
+	push(1);
+}
+
+static void teardown(void)
+{
+	engine_close();
+	cw_test_rmrf(dir);
+}
+
+static void assert_no_errors(void)
+{
+	ck_assert_uint_eq(cw_log_error_count(), errs_at_start);
+}
+
+static int64_t total_rows(void)
+{
+	return q("SELECT (SELECT count(*) FROM rentals) + (SELECT count(*) FROM outbox) + "
+		 "(SELECT count(*) FROM telemetry) + (SELECT total_changes())");
+}
+
+static void cart_status(int number, char *out, size_t cap)
+{
+	qs(out, cap, "SELECT status FROM carts WHERE cart_number = %d", number);
+}
+
+static void rental_status(const char *id, char *out, size_t cap)
+{
+	qs(out, cap, "SELECT status FROM rentals WHERE id = '%s'", id);
+}
+
+/* Rent for phone and take the cart out of its slot. */
+static void rent_and_take(const char *phone, struct cw_rent_result *r)
+{
+	ck_assert_int_eq(cw_engine_rent(e, phone, r), CW_OK);
+	sense(r->cart_number, false, false);
+	ck_assert_int_eq(q("SELECT taken FROM rentals WHERE id = '%s'", r->rental_id), 1);
+}
+
+/* ------------------------------------------------------------------ rent */
+
+START_TEST(rent_happy_path)
+{
+	struct cw_rent_result r;
+	char s[32];
+
+	ck_assert_int_eq(cw_engine_rent(e, "0501234567", &r), CW_OK);
+	ck_assert_int_ge(r.cart_number, 1);
+	ck_assert_int_le(r.cart_number, 8);
+	ck_assert_int_eq(r.unlock_latency_ms, 15);
+	ck_assert_int_eq(strlen(r.rental_id), 36);
+	ck_assert_int_gt(r.expected_return_wall_ms, cw_wall_ms() + 119 * 60000LL);
+	ck_assert_int_eq(f.calls, 1);
+	/* While the lock moved, the rental and its outbox entry were committed
+	 * together, and the release not yet confirmed. */
+	ck_assert_int_eq(f.seen_rentals, 1);
+	ck_assert_int_eq(f.seen_created, 1);
+	ck_assert_int_eq(f.seen_confirmed, 0);
+	rental_status(r.rental_id, s, sizeof(s));
+	ck_assert_str_eq(s, "active");
+	ck_assert_int_eq(q("SELECT release_confirmed FROM rentals WHERE id = '%s'", r.rental_id), 1);
+	ck_assert_int_eq(q("SELECT taken FROM rentals WHERE id = '%s'", r.rental_id), 0);
+	ck_assert_int_eq(q("SELECT unlock_latency_ms FROM rentals WHERE id = '%s'", r.rental_id), 15);
+	ck_assert_int_eq(q("SELECT clock_trusted FROM rentals WHERE id = '%s'", r.rental_id), 1);
+	cart_status(r.cart_number, s, sizeof(s));
+	ck_assert_str_eq(s, "rented");
+	ck_assert_int_eq(q("SELECT count(*) FROM outbox WHERE kind = 'rental.released' AND "
+			   "entity_id = '%s'", r.rental_id), 1);
+	ck_assert_int_eq(q("SELECT count(*) FROM outbox WHERE kind = 'rental.created' AND "
+			   "json_extract(payload, '$.rental.user_phone') = '0501234567'"), 1);
+	/* the customer takes the cart */
+	sense(r.cart_number, false, false);
+	ck_assert_int_eq(q("SELECT taken FROM rentals WHERE id = '%s'", r.rental_id), 1);
+	ck_assert_int_eq(q("SELECT count(*) FROM outbox WHERE kind = 'rental.taken'"), 1);
+	/* the open rental blocks the slot at the database level */
+	ck_assert_int_eq(q("SELECT count(*) FROM rentals WHERE status IN ('active', 'overdue')"), 1);
+	assert_no_errors();
+}
+END_TEST
+
+START_TEST(rent_bad_phone)
+{
+	struct cw_rent_result r;
+	int64_t before = total_rows();
+	const char *bad[] = {"", "123456", "+123456", "05012345ab", "0501 234567", "1234567890123456",
+			     "++0501234567", "-501234567"};
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		ck_assert_int_eq(cw_engine_rent(e, bad[i], &r), CW_ERR_INVAL);
+	ck_assert_int_eq(cw_engine_rent(e, NULL, &r), CW_ERR_INVAL);
+	ck_assert_int_eq(cw_engine_rent(NULL, "0501234567", &r), CW_ERR_INVAL);
+	ck_assert_int_eq(total_rows(), before);
+	ck_assert_int_eq(f.calls, 0);
+	ck_assert_int_eq(cw_engine_rent(e, "+972501234567", &r), CW_OK);
+	ck_assert_int_eq(cw_engine_rent(e, "1234567", &r), CW_OK);
+	assert_no_errors();
+}
+END_TEST
+
+START_TEST(second_rent_same_phone_conflict)
+{
+	struct cw_rent_result r, r2;
+
+	rent_and_take("0501234567", &r);
+	{
+		int64_t rentals = q("SELECT count(*) FROM rentals");
+		int64_t outbox = q("SELECT count(*) FROM outbox");
+		int64_t depth = cw_engine_outbox_depth(e);
+		ck_assert_int_eq(cw_engine_rent(e, "0501234567", &r2), CW_ERR_CONFLICT);
+		ck_assert_str_eq(r2.rental_id, "");
+		ck_assert_int_eq(q("SELECT count(*) FROM rentals"), rentals);
+		ck_assert_int_eq(q("SELECT count(*) FROM outbox"), outbox);
+		ck_assert_int_eq(cw_engine_outbox_depth(e), depth);
+	}
+	ck_assert_int_eq(f.calls, 1);
+	/* another phone is fine */
+	ck_assert_int_eq(cw_engine_rent(e, "0507654321", &r2), CW_OK);
+	ck_assert_int_ne(r2.cart_number, r.cart_number);
+	assert_no_errors();
+}
+END_TEST
+
+START_TEST(one_per_phone_off)
+{
+	struct cw_rent_result r, r2;
+
+	engine_close();
+	cfg.rules.one_per_phone = false;
+	engine_open();
+	push(0);
+	push(1);
+	ck_assert_int_eq(cw_engine_rent(e, "0501234567", &r), CW_OK);
+	ck_assert_int_eq(cw_engine_rent(e, "0501234567", &r2), CW_OK);
+	ck_assert_int_ne(r.cart_number, r2.cart_number);
+}
+END_TEST
+
+START_TEST(overdue_blocks_and_is_returnable)
+{
+	struct cw_rent_result r, r2;
+	struct cw_return_result ret;
+	char s[32];
+
+	rent_and_take("0501234567", &r);
+	cw_engine_tick(e);
+	rental_status(r.rental_id, s, sizeof(s));
+	ck_assert_str_eq(s, "active");
+	/* just before expected return + grace: still active */
+	cw_engine_test_advance_clock((120 + 10) * 60000LL - 1000);
+	cw_engine_tick(e);
+	rental_status(r.rental_id, s, sizeof(s));
+	ck_assert_str_eq(s, "active");
+	cw_engine_test_advance_clock(2000);
+	cw_engine_tick(e);
+	rental_status(r.rental_id, s, sizeof(s));
+	ck_assert_str_eq(s, "overdue");
+	ck_assert_int_eq(q("SELECT count(*) FROM outbox WHERE kind = 'rental.overdue'"), 1);
+	cw_engine_tick(e); /* no second overdue entry */
+	ck_assert_int_eq(q("SELECT count(*) FROM outbox WHERE kind = 'rental.overdue'"), 1);
+	/* overdue still blocks the phone */
+	ck_assert_int_eq(cw_engine_rent(e, "0501234567", &r2), CW_ERR_CONFLICT);
+	/* ... and is still returnable, as returned-late */
+	ck_assert_int_eq(cw_engine_return_begin(e, "0501234567", &ret), CW_OK);
+	ck_assert_str_eq(ret.rental_id, r.rental_id);
+	ck_assert_int_eq(ret.slot_number, r.cart_number); /* its own, empty slot */
+	sense(ret.slot_number, true, true);
+	rental_status(r.rental_id, s, sizeof(s));
+	ck_assert_str_eq(s, "returned-late");
+	ck_assert_int_ge(q("SELECT duration_s FROM rentals WHERE id = '%s'", r.rental_id), 130 * 60);
+	cart_status(ret.slot_number, s, sizeof(s));
+	ck_assert_str_eq(s, "available");
+	/* now the phone may rent again */
+	ck_assert_int_eq(cw_engine_rent(e, "0501234567", &r2), CW_OK);
+	assert_no_errors();
+}
+END_TEST
+
+START_TEST(no_free_cart)
+{
+	struct cw_rent_result r;
+	char phone[16];
+	int64_t before;
+
+	for (int i = 0; i < 8; i++) {
+		snprintf(phone, sizeof(phone), "05000000%02d", i);
+		ck_assert_int_eq(cw_engine_rent(e, phone, &r), CW_OK);
+	}
+	before = q("SELECT count(*) FROM outbox");
+	ck_assert_int_eq(cw_engine_rent(e, "0509999999", &r), CW_ERR_NOCART);
+	ck_assert_int_eq(q("SELECT count(*) FROM outbox"), before);
+	ck_assert_int_eq(q("SELECT count(*) FROM rentals"), 8);
+	/* the empty slots 9..12 were never offered */
+	ck_assert_int_eq(q("SELECT count(*) FROM rentals r JOIN carts c ON c.id = r.cart_id "
+			   "WHERE c.cart_number > 8"), 0);
+	assert_no_errors();
+}
+END_TEST
+
+START_TEST(unlock_not_confirmed_cancels_and_faults)
+{
+	struct cw_rent_result r, r2;
+	char s[64];
+	int64_t n;
+
+	f.next_rc = CW_ERR_FAULT;
+	ck_assert_int_eq(cw_engine_rent(e, "0501234567", &r), CW_ERR_FAULT);
+	n = q("SELECT count(*) FROM rentals");
+	ck_assert_int_eq(n, 1);
+	qs(s, sizeof(s), "SELECT status FROM rentals");
+	ck_assert_str_eq(s, "cancelled");
+	qs(s, sizeof(s), "SELECT end_reason FROM rentals");
+	ck_assert_str_eq(s, "release not confirmed");
+	qs(s, sizeof(s), "SELECT status FROM carts WHERE id = (SELECT cart_id FROM rentals)");
+	ck_assert_str_eq(s, "fault");
+	qs(s, sizeof(s), "SELECT fault_reason FROM carts WHERE id = (SELECT cart_id FROM rentals)");
+	ck_assert_str_eq(s, "release not confirmed");
+	ck_assert_int_eq(q("SELECT count(*) FROM telemetry WHERE event_type = 'lock.fault'"), 1);
+	ck_assert_int_eq(q("SELECT count(*) FROM outbox WHERE kind = 'rental.cancelled'"), 1);
+	/* not left with an open rental: the phone can rent another cart */
+	f.next_rc = CW_OK;
+	ck_assert_int_eq(cw_engine_rent(e, "0501234567", &r2), CW_OK);
+	ck_assert_int_ne(r2.cart_number,
+			 (int)q("SELECT cart_number FROM carts WHERE status = 'fault'"));
+	assert_no_errors();
+}
+END_TEST
+
+START_TEST(cart_gone_counts_as_released)
+{
+	struct cw_rent_result r;
+	char s[64];
+
+	/* the bus gave up confirming, but the cart left its slot meanwhile: the
+	 * customer has it, so the rental stands */
+	f.next_rc = CW_ERR_FAULT;
+	f.sense_on_fault = true;
+	f.take_on_unlock = true;
+	ck_assert_int_eq(cw_engine_rent(e, "0501234567", &r), CW_OK);
+	rental_status(r.rental_id, s, sizeof(s));
+	ck_assert_str_eq(s, "active");
+	ck_assert_int_eq(q("SELECT release_confirmed + taken FROM rentals"), 2);
+	cart_status(r.cart_number, s, sizeof(s));
+	ck_assert_str_eq(s, "rented");
+	assert_no_errors();
+}
+END_TEST
+
+START_TEST(unlock_offline_cancels_keeps_available)
+{
+	struct cw_rent_result r;
+	char s[64];
+
+	f.next_rc = CW_ERR_OFFLINE;
+	ck_assert_int_eq(cw_engine_rent(e, "0501234567", &r), CW_ERR_OFFLINE);
+	qs(s, sizeof(s), "SELECT status FROM rentals");
+	ck_assert_str_eq(s, "cancelled");
+	qs(s, sizeof(s), "SELECT status FROM carts WHERE id = (SELECT cart_id FROM rentals)");
+	ck_assert_str_eq(s, "available");
+	ck_assert_int_eq(q("SELECT count(*) FROM rentals WHERE status IN ('active', 'overdue')"), 0);
+	assert_no_errors();
+}
+END_TEST
+
+START_TEST(take_timeout_cancels)
+{
+	struct cw_rent_result r;
+	char s[64];
+
+	ck_assert_int_eq(cw_engine_rent(e, "0501234567", &r), CW_OK); /* hook open, cart present */
+	cw_engine_test_advance_clock(59 * 1000);
+	cw_engine_tick(e);
+	rental_status(r.rental_id, s, sizeof(s));
+	ck_assert_str_eq(s, "active");
+	cw_engine_test_advance_clock(2 * 1000);
+	cw_engine_tick(e);
+	rental_status(r.rental_id, s, sizeof(s));
+	ck_assert_str_eq(s, "cancelled");
+	qs(s, sizeof(s), "SELECT end_reason FROM rentals");
+	ck_assert_str_eq(s, "cart never taken");
+	cart_status(r.cart_number, s, sizeof(s));
+	ck_assert_str_eq(s, "available");
+	/* the hook as sensed: still open, so not rentable until it closes */
+	ck_assert_int_eq(q("SELECT hook_closed FROM carts WHERE cart_number = %d", r.cart_number), 0);
+	ck_assert_int_eq(q("SELECT cart_present FROM carts WHERE cart_number = %d", r.cart_number), 1);
+	ck_assert_int_eq(q("SELECT count(*) FROM telemetry WHERE event_type = 'rental.not_taken'"), 1);
+	assert_no_errors();
+}
+END_TEST
+
+/* ---------------------------------------------------------------- return */
+
+START_TEST(return_designates_empty_slot_only)
+{
+	struct cw_rent_result r;
+	struct cw_return_result ret, ret2;
+	char s[64];
+
+	rent_and_take("0501234567", &r);
+	/* its own slot is occupied again (hook still open: not a return) */
+	sense(r.cart_number, true, false);
+	ck_assert_int_eq(cw_engine_return_begin(e, "0501234567", &ret), CW_OK);
+	ck_assert_str_eq(ret.rental_id, r.rental_id);
+	/* never a slot with a cart in it: only 9..12 are empty */
+	ck_assert_int_ge(ret.slot_number, 9);
+	ck_assert_int_eq(q("SELECT cart_present FROM carts WHERE cart_number = %d", ret.slot_number),
+			 0);
+	cart_status(ret.slot_number, s, sizeof(s));
+	ck_assert_str_eq(s, "awaiting-return");
+	qs(s, sizeof(s), "SELECT reserved_for_rental FROM carts WHERE cart_number = %d",
+	   ret.slot_number);
+	ck_assert_str_eq(s, r.rental_id);
+	/* same call again: same slot */
+	ck_assert_int_eq(cw_engine_return_begin(e, "0501234567", &ret2), CW_OK);
+	ck_assert_int_eq(ret2.slot_number, ret.slot_number);
+	ck_assert_int_eq(q("SELECT count(*) FROM carts WHERE status = 'awaiting-return'"), 1);
+	/* a second customer gets a different empty slot */
+	{
+		struct cw_rent_result rb;
+		struct cw_return_result retb;
+		rent_and_take("0507654321", &rb);
+		sense(rb.cart_number, true, false);
+		ck_assert_int_eq(cw_engine_return_begin(e, "0507654321", &retb), CW_OK);
+		ck_assert_int_ge(retb.slot_number, 9);
+		ck_assert_int_ne(retb.slot_number, ret.slot_number);
+	}
+	/* no open rental */
+	ck_assert_int_eq(cw_engine_return_begin(e, "0500000000", &ret2), CW_ERR_NOTFOUND);
+	ck_assert_int_eq(cw_engine_return_begin(e, "bad", &ret2), CW_ERR_INVAL);
+	assert_no_errors();
+}
+END_TEST
+
+START_TEST(return_no_free_slot)
+{
+	struct cw_rent_result r;
+	struct cw_return_result ret;
+	int64_t before;
+
+	rent_and_take("0501234567", &r);
+	sense(r.cart_number, true, false);
+	for (int n = 9; n <= 12; n++)
+		sense(n, true, true); /* every spare slot filled */
+	before = q("SELECT count(*) FROM outbox");
+	ck_assert_int_eq(cw_engine_return_begin(e, "0501234567", &ret), CW_ERR_NOCART);
+	ck_assert_int_eq(q("SELECT count(*) FROM outbox"), before);
+	ck_assert_int_eq(q("SELECT count(*) FROM carts WHERE status = 'awaiting-return'"), 0);
+	assert_no_errors();
+}
+END_TEST
+
+START_TEST(dock_closes_rental)
+{
+	struct cw_rent_result r;
+	struct cw_return_result ret;
+	char s[64];
+
+	rent_and_take("0501234567", &r);
+	sense(r.cart_number, true, false); /* own slot not usable */
+	ck_assert_int_eq(cw_engine_return_begin(e, "0501234567", &ret), CW_OK);
+	cw_engine_test_advance_clock(30 * 60000LL);
+	/* a cart docks in ANOTHER empty slot: nothing closes */
+	{
+		int other = ret.slot_number == 12 ? 11 : 12;
+		sense(other, true, true);
+		rental_status(r.rental_id, s, sizeof(s));
+		ck_assert_str_eq(s, "active");
+	}
+	/* present but hook still open: not yet */
+	sense(ret.slot_number, true, false);
+	rental_status(r.rental_id, s, sizeof(s));
+	ck_assert_str_eq(s, "active");
+	sense(ret.slot_number, true, true);
+	rental_status(r.rental_id, s, sizeof(s));
+	ck_assert_str_eq(s, "returned");
+	ck_assert_int_ge(q("SELECT duration_s FROM rentals WHERE id = '%s'", r.rental_id), 1800);
+	ck_assert_int_le(q("SELECT duration_s FROM rentals WHERE id = '%s'", r.rental_id), 1805);
+	ck_assert_int_eq(q("SELECT duration_trusted FROM rentals WHERE id = '%s'", r.rental_id), 1);
+	ck_assert_int_gt(q("SELECT actual_return FROM rentals WHERE id = '%s'", r.rental_id), 0);
+	ck_assert_int_eq(q("SELECT count(*) FROM rentals r JOIN carts c ON c.id = r.returned_to "
+			   "WHERE r.id = '%s' AND c.cart_number = %d", r.rental_id, ret.slot_number), 1);
+	cart_status(ret.slot_number, s, sizeof(s));
+	ck_assert_str_eq(s, "available");
+	ck_assert_int_eq(q("SELECT count(*) FROM carts WHERE reserved_for_rental IS NOT NULL"), 0);
+	/* the rental's original slot is free again */
+	cart_status(r.cart_number, s, sizeof(s));
+	ck_assert_str_eq(s, "available");
+	ck_assert_int_eq(q("SELECT count(*) FROM outbox WHERE kind = 'rental.returned'"), 1);
+	/* returning a returned rental: nothing open any more */
+	ck_assert_int_eq(cw_engine_return_begin(e, "0501234567", &ret), CW_ERR_NOTFOUND);
+	assert_no_errors();
+}
+END_TEST
+
+START_TEST(returned_late)
+{
+	struct cw_rent_result r;
+	struct cw_return_result ret;
+	char s[64];
+
+	rent_and_take("0501234567", &r);
+	ck_assert_int_eq(cw_engine_return_begin(e, "0501234567", &ret), CW_OK);
+	ck_assert_int_eq(ret.slot_number, r.cart_number);
+	/* past expected return + grace, and no tick ran: still late */
+	cw_engine_test_advance_clock((120 + 10) * 60000LL + 5000);
+	cw_engine_return_begin(e, "0501234567", &ret); /* renews the reservation */
+	sense(ret.slot_number, true, true);
+	rental_status(r.rental_id, s, sizeof(s));
+	ck_assert_str_eq(s, "returned-late");
+	ck_assert_int_eq(q("SELECT count(*) FROM outbox WHERE kind = 'rental.returned-late'"), 1);
+	assert_no_errors();
+}
+END_TEST
+
+START_TEST(reservation_expires)
+{
+	struct cw_rent_result r;
+	struct cw_return_result ret;
+	char s[64];
+
+	rent_and_take("0501234567", &r);
+	sense(r.cart_number, true, false);
+	ck_assert_int_eq(cw_engine_return_begin(e, "0501234567", &ret), CW_OK);
+	cw_engine_test_advance_clock(599 * 1000);
+	cw_engine_tick(e);
+	cart_status(ret.slot_number, s, sizeof(s));
+	ck_assert_str_eq(s, "awaiting-return");
+	cw_engine_test_advance_clock(2000);
+	cw_engine_tick(e);
+	cart_status(ret.slot_number, s, sizeof(s));
+	ck_assert_str_eq(s, "available");
+	ck_assert_int_eq(q("SELECT return_slot IS NULL FROM rentals WHERE id = '%s'", r.rental_id), 1);
+	/* the rental is still open and can ask again */
+	ck_assert_int_eq(cw_engine_return_begin(e, "0501234567", &ret), CW_OK);
+	/* own-slot reservation expiring gives the slot back to its rental */
+	sense(r.cart_number, false, false);
+	cw_engine_test_advance_clock(601 * 1000);
+	cw_engine_tick(e);
+	ck_assert_int_eq(cw_engine_return_begin(e, "0501234567", &ret), CW_OK);
+	ck_assert_int_eq(ret.slot_number, r.cart_number);
+	cw_engine_test_advance_clock(601 * 1000);
+	cw_engine_tick(e);
+	cart_status(r.cart_number, s, sizeof(s));
+	ck_assert_str_eq(s, "rented");
+	assert_no_errors();
+}
+END_TEST
+
+/* ----------------------------------------------------------------- staff */
+
+START_TEST(force_return)
+{
+	struct cw_rent_result r;
+	struct cw_return_result ret;
+	char s[128];
+
+	rent_and_take("0501234567", &r);
+	ck_assert_int_eq(cw_engine_return_begin(e, "0501234567", &ret), CW_OK);
+	ck_assert_int_eq(cw_engine_force_return(e, r.rental_id, "cart found in parking lot"), CW_OK);
+	rental_status(r.rental_id, s, sizeof(s));
+	ck_assert_str_eq(s, "returned");
+	qs(s, sizeof(s), "SELECT notes FROM rentals WHERE id = '%s'", r.rental_id);
+	ck_assert_ptr_nonnull(strstr(s, "cart found in parking lot"));
+	ck_assert_int_eq(q("SELECT count(*) FROM carts WHERE status <> 'available'"), 0);
+	/* returning a returned rental: clear error, nothing written */
+	{
+		int64_t n = q("SELECT count(*) FROM outbox");
+		ck_assert_int_eq(cw_engine_force_return(e, r.rental_id, NULL), CW_ERR_STATE);
+		ck_assert_int_eq(q("SELECT count(*) FROM outbox"), n);
+	}
+	ck_assert_int_eq(cw_engine_force_return(e, "not-a-uuid", NULL), CW_ERR_INVAL);
+	ck_assert_int_eq(cw_engine_force_return(e, "01890000-0000-7000-8000-000000000000", NULL),
+			 CW_ERR_NOTFOUND);
+	/* force return of an overdue rental is returned-late */
+	{
+		struct cw_rent_result r2;
+		rent_and_take("0507654321", &r2);
+		cw_engine_test_advance_clock(131 * 60000LL);
+		cw_engine_tick(e);
+		ck_assert_int_eq(cw_engine_force_return(e, r2.rental_id, "late"), CW_OK);
+		rental_status(r2.rental_id, s, sizeof(s));
+		ck_assert_str_eq(s, "returned-late");
+	}
+	assert_no_errors();
+}
+END_TEST
+
+START_TEST(maintenance_excludes_cart)
+{
+	struct cw_rent_result r;
+	int64_t lat = -1;
+	char s[64];
+
+	for (int n = 1; n <= 8; n++)
+		ck_assert_int_eq(cw_engine_set_maintenance(e, n, true, "wheel"), CW_OK);
+	ck_assert_int_eq(cw_engine_rent(e, "0501234567", &r), CW_ERR_NOCART);
+	ck_assert_int_eq(cw_engine_set_maintenance(e, 5, false, NULL), CW_OK);
+	ck_assert_int_eq(cw_engine_rent(e, "0501234567", &r), CW_OK);
+	ck_assert_int_eq(r.cart_number, 5);
+	/* a rented cart cannot go to maintenance; unknown cart */
+	ck_assert_int_eq(cw_engine_set_maintenance(e, 5, true, NULL), CW_ERR_STATE);
+	ck_assert_int_eq(cw_engine_set_maintenance(e, 99, true, NULL), CW_ERR_NOTFOUND);
+	ck_assert_int_eq(cw_engine_set_maintenance(e, 0, true, NULL), CW_ERR_INVAL);
+	/* maintenance unlock: not for a rented cart; fine for one in maintenance */
+	ck_assert_int_eq(cw_engine_maintenance_unlock(e, 5, &lat), CW_ERR_STATE);
+	ck_assert_int_eq(cw_engine_maintenance_unlock(e, 3, &lat), CW_OK);
+	ck_assert_int_eq(lat, 15);
+	cart_status(3, s, sizeof(s));
+	ck_assert_str_eq(s, "maintenance");
+	/* an available cart unlocked by staff goes to maintenance, not to fault */
+	ck_assert_int_eq(cw_engine_set_maintenance(e, 4, false, NULL), CW_OK);
+	ck_assert_int_eq(cw_engine_maintenance_unlock(e, 4, &lat), CW_OK);
+	cart_status(4, s, sizeof(s));
+	ck_assert_str_eq(s, "maintenance");
+	/* maintenance off, and a fault can be cleared by staff */
+	f.next_rc = CW_ERR_FAULT;
+	ck_assert_int_eq(cw_engine_set_maintenance(e, 6, false, NULL), CW_OK);
+	ck_assert_int_eq(cw_engine_rent(e, "0509999999", &r), CW_ERR_FAULT);
+	cart_status(6, s, sizeof(s));
+	ck_assert_str_eq(s, "fault");
+	ck_assert_int_eq(cw_engine_set_maintenance(e, 6, false, "fixed"), CW_OK);
+	cart_status(6, s, sizeof(s));
+	ck_assert_str_eq(s, "available");
+	ck_assert_int_eq(q("SELECT fault_reason IS NULL FROM carts WHERE cart_number = 6"), 1);
+	assert_no_errors();
+}
+END_TEST
+
+/* -------------------------------------------------------- reconciliation */
+
+/* Board 0 goes away and comes back with the bits set by change(). */
+static void offline_and_back(void (*change)(void))
+{
+	cw_engine_on_board_offline(e, 0, 0, true);
+	change();
+	cw_engine_on_board_offline(e, 0, 0, false);
+	push(0);
+}
+
+static void dock_cart1(void)
+{
+	setbits(0, 0, true, true);
+}
+
+START_TEST(reconcile_rented_cart_back_in_own_slot)
+{
+	struct cw_rent_result r;
+	char s[64];
+
+	rent_and_take("0501234567", &r);
+	ck_assert_int_eq(r.cart_number, 1);
+	offline_and_back(dock_cart1);
+	rental_status(r.rental_id, s, sizeof(s));
+	ck_assert_str_eq(s, "returned");
+	cart_status(1, s, sizeof(s));
+	ck_assert_str_eq(s, "available");
+	ck_assert_int_eq(q("SELECT count(*) FROM telemetry WHERE event_type = "
+			   "'reconcile.returned_own_slot'"), 1);
+	ck_assert_int_eq(q("SELECT count(*) FROM outbox WHERE kind = 'telemetry' AND "
+			   "json_extract(payload, '$.telemetry.event_type') = "
+			   "'reconcile.returned_own_slot'"), 1);
+	ck_assert_int_eq(q("SELECT count(*) FROM telemetry WHERE event_type = 'reconcile.done'"), 3);
+	assert_no_errors();
+}
+END_TEST
+
+START_TEST(reconcile_rented_overdue_back_is_late)
+{
+	struct cw_rent_result r;
+	char s[64];
+
+	rent_and_take("0501234567", &r);
+	cw_engine_test_advance_clock(131 * 60000LL);
+	cw_engine_tick(e);
+	offline_and_back(dock_cart1);
+	rental_status(r.rental_id, s, sizeof(s));
+	ck_assert_str_eq(s, "returned-late");
+	assert_no_errors();
+}
+END_TEST
+
+static void empty_cart2(void)
+{
+	setbits(0, 1, false, false);
+}
+
+START_TEST(reconcile_available_slot_empty)
+{
+	struct cw_rent_result r;
+	char s[64];
+
+	offline_and_back(empty_cart2);
+	cart_status(2, s, sizeof(s));
+	ck_assert_str_eq(s, "available");
+	ck_assert_int_eq(q("SELECT count(*) FROM telemetry t JOIN carts c ON c.id = t.cart_id "
+			   "WHERE t.event_type = 'cart.missing' AND c.cart_number = 2"), 1);
+	ck_assert_int_eq(q("SELECT count(*) FROM outbox WHERE kind = 'telemetry' AND "
+			   "json_extract(payload, '$.telemetry.event_type') = 'cart.missing'"), 1);
+	/* not rentable: 7 rentals exhaust the carts */
+	for (int i = 0; i < 7; i++) {
+		char phone[16];
+		snprintf(phone, sizeof(phone), "05000000%02d", i);
+		ck_assert_int_eq(cw_engine_rent(e, phone, &r), CW_OK);
+		ck_assert_int_ne(r.cart_number, 2);
+	}
+	ck_assert_int_eq(cw_engine_rent(e, "0509999999", &r), CW_ERR_NOCART);
+	assert_no_errors();
+}
+END_TEST
+
+static void open_hook_cart3(void)
+{
+	setbits(0, 2, true, false);
+}
+
+START_TEST(reconcile_hook_open_without_rental)
+{
+	char s[64];
+
+	offline_and_back(open_hook_cart3);
+	cart_status(3, s, sizeof(s));
+	ck_assert_str_eq(s, "fault");
+	qs(s, sizeof(s), "SELECT fault_reason FROM carts WHERE cart_number = 3");
+	ck_assert_str_eq(s, "hook open without rental");
+	ck_assert_int_eq(q("SELECT count(*) FROM telemetry WHERE event_type = "
+			   "'cart.hook_open_without_rental'"), 1);
+	/* the same finding live, without reconciliation */
+	sense(4, true, false);
+	cart_status(4, s, sizeof(s));
+	ck_assert_str_eq(s, "fault");
+	assert_no_errors();
+}
+END_TEST
+
+START_TEST(reconcile_awaiting_slot_present)
+{
+	struct cw_rent_result r;
+	struct cw_return_result ret;
+	char s[64];
+
+	rent_and_take("0501234567", &r);
+	sense(r.cart_number, true, false);
+	ck_assert_int_eq(cw_engine_return_begin(e, "0501234567", &ret), CW_OK);
+	ck_assert_int_ge(ret.slot_number, 9);
+	/* board 1 drops out, the cart is docked meanwhile (hook not yet read closed) */
+	cw_engine_on_board_offline(e, 0, 1, true);
+	setbits(1, ret.slot_number - 9, true, false);
+	cw_engine_on_board_offline(e, 0, 1, false);
+	push(1);
+	rental_status(r.rental_id, s, sizeof(s));
+	ck_assert_str_eq(s, "returned");
+	ck_assert_int_eq(q("SELECT count(*) FROM telemetry WHERE event_type = "
+			   "'reconcile.return_closed'"), 1);
+	cart_status(ret.slot_number, s, sizeof(s));
+	ck_assert_str_eq(s, "available");
+	assert_no_errors();
+}
+END_TEST
+
+/* Crash between the rental's commit and the release confirmation: a child
+ * process rents and dies inside unlock; the engine reopens on the same file. */
+static void crash_while_renting(void)
+{
+	pid_t pid;
+	int status = 0;
+
+	engine_close();
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct cw_rent_result r;
+		engine_open();
+		push(0);
+		push(1);
+		f.crash_on_unlock = true;
+		cw_engine_rent(e, "0501234567", &r);
+		_exit(3); /* not reached */
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(WEXITSTATUS(status), 0);
+	ck_assert_int_eq(qraw("SELECT count(*) FROM rentals WHERE status = 'active' AND "
+			      "release_confirmed = 0"), 1);
+}
+
+START_TEST(crash_recovery_never_released)
+{
+	char s[64];
+
+	crash_while_renting();
+	engine_open();
+	/* the cart is still docked with its hook closed: it never left */
+	push(0);
+	push(1);
+	qs(s, sizeof(s), "SELECT status FROM rentals");
+	ck_assert_str_eq(s, "cancelled");
+	qs(s, sizeof(s), "SELECT status FROM carts WHERE id = (SELECT cart_id FROM rentals)");
+	ck_assert_str_eq(s, "available");
+	ck_assert_int_eq(q("SELECT count(*) FROM telemetry WHERE event_type = "
+			   "'reconcile.pending_cancelled'"), 1);
+	ck_assert_int_eq(cw_edb_integrity_check(cw_engine_edb(e)), CW_OK);
+	assert_no_errors();
+}
+END_TEST
+
+START_TEST(crash_recovery_cart_gone)
+{
+	char s[64];
+
+	crash_while_renting();
+	engine_open();
+	setbits(0, 0, false, false); /* cart 1 (the least used) is gone */
+	push(0);
+	push(1);
+	qs(s, sizeof(s), "SELECT status FROM rentals");
+	ck_assert_str_eq(s, "active");
+	ck_assert_int_eq(q("SELECT release_confirmed FROM rentals"), 1);
+	ck_assert_int_eq(q("SELECT taken FROM rentals"), 1);
+	ck_assert_int_eq(q("SELECT count(*) FROM telemetry WHERE event_type = "
+			   "'reconcile.pending_confirmed'"), 1);
+	/* the customer can return it normally */
+	{
+		struct cw_return_result ret;
+		ck_assert_int_eq(cw_engine_return_begin(e, "0501234567", &ret), CW_OK);
+		ck_assert_int_eq(ret.slot_number, 1);
+	}
+	assert_no_errors();
+}
+END_TEST
+
+START_TEST(restart_keeps_state)
+{
+	struct cw_rent_result r;
+	char s[64];
+
+	rent_and_take("0501234567", &r);
+	engine_close();
+	engine_open();
+	push(0);
+	push(1);
+	rental_status(r.rental_id, s, sizeof(s));
+	ck_assert_str_eq(s, "active");
+	ck_assert_int_eq(cw_engine_rent(e, "0501234567", &r), CW_ERR_CONFLICT);
+	ck_assert_int_eq(cw_edb_integrity_check(cw_engine_edb(e)), CW_OK);
+	assert_no_errors();
+}
+END_TEST
+
+/* ----------------------------------------------------------------- misc */
+
+START_TEST(board_offline_shows_and_blocks)
+{
+	struct cw_rent_result r;
+	cJSON *carts, *c;
+
+	cw_engine_on_board_offline(e, 0, 0, true);
+	carts = cw_engine_carts_json(e);
+	ck_assert_ptr_nonnull(carts);
+	ck_assert_int_eq(cJSON_GetArraySize(carts), 12);
+	c = cJSON_GetArrayItem(carts, 0);
+	ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(c, "status")), "offline");
+	ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(c, "state")), "available");
+	cJSON_Delete(carts);
+	ck_assert_int_eq(cw_engine_rent(e, "0501234567", &r), CW_ERR_NOCART);
+	cw_engine_on_board_offline(e, 0, 0, false);
+	/* back, but not rentable before its reconciliation status */
+	ck_assert_int_eq(cw_engine_rent(e, "0501234567", &r), CW_ERR_NOCART);
+	push(0);
+	ck_assert_int_eq(cw_engine_rent(e, "0501234567", &r), CW_OK);
+	ck_assert_int_eq(q("SELECT count(*) FROM telemetry WHERE event_type = 'board.offline'"), 1);
+	assert_no_errors();
+}
+END_TEST
+
+START_TEST(outbox_sequence_increasing)
+{
+	struct cw_rent_result r;
+	struct cw_return_result ret;
+	sqlite3_stmt *st = NULL;
+	int64_t prev = 0, n = 0, prev_t = 0;
+
+	rent_and_take("0501234567", &r);
+	ck_assert_int_eq(cw_engine_return_begin(e, "0501234567", &ret), CW_OK);
+	sense(ret.slot_number, true, true);
+	f.next_rc = CW_ERR_FAULT;
+	cw_engine_rent(e, "0507654321", &r);
+	cw_engine_lock(e);
+	ck_assert_int_eq(sqlite3_prepare_v2(cw_edb_handle(cw_engine_edb(e)),
+					    "SELECT seq, created_wall_ms, json_valid(payload), "
+					    "json_extract(payload, '$.device_id') FROM outbox ORDER BY rowid",
+					    -1, &st, NULL),
+			 SQLITE_OK);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		int64_t seq = sqlite3_column_int64(st, 0);
+		int64_t t = sqlite3_column_int64(st, 1);
+		ck_assert_int_gt(seq, prev);
+		ck_assert_int_ge(t, prev_t);
+		ck_assert_int_eq(sqlite3_column_int(st, 2), 1);
+		ck_assert_str_eq((const char *)sqlite3_column_text(st, 3), "device-1");
+		prev = seq;
+		prev_t = t;
+		n++;
+	}
+	sqlite3_finalize(st);
+	cw_engine_unlock(e);
+	ck_assert_int_gt(n, 10);
+	ck_assert_int_eq(prev, n); /* no gaps: 1..n */
+	ck_assert_int_eq(cw_engine_outbox_depth(e), n);
+	assert_no_errors();
+}
+END_TEST
+
+struct rent_thread {
+	char phone[16];
+	int rc;
+	int cart;
+};
+
+static void *rent_worker(void *arg)
+{
+	struct rent_thread *t = arg;
+	struct cw_rent_result r;
+
+	t->rc = cw_engine_rent(e, t->phone, &r);
+	t->cart = r.cart_number;
+	return NULL;
+}
+
+START_TEST(concurrent_rents_never_share_a_cart)
+{
+	enum { N = 16 };
+	pthread_t th[N];
+	struct rent_thread t[N];
+	int ok = 0, nocart = 0;
+	bool used[13] = {false};
+
+	f.delay_ms = 5;
+	f.take_on_unlock = true;
+	for (int i = 0; i < N; i++) {
+		snprintf(t[i].phone, sizeof(t[i].phone), "05011111%02d", i);
+		ck_assert_int_eq(pthread_create(&th[i], NULL, rent_worker, &t[i]), 0);
+	}
+	for (int i = 0; i < N; i++)
+		pthread_join(th[i], NULL);
+	for (int i = 0; i < N; i++) {
+		if (t[i].rc == CW_OK) {
+			ok++;
+			ck_assert_int_ge(t[i].cart, 1);
+			ck_assert_int_le(t[i].cart, 8);
+			ck_assert(!used[t[i].cart]);
+			used[t[i].cart] = true;
+		} else {
+			ck_assert_int_eq(t[i].rc, CW_ERR_NOCART);
+			nocart++;
+		}
+	}
+	ck_assert_int_eq(ok, 8);
+	ck_assert_int_eq(nocart, N - 8);
+	ck_assert_int_eq(q("SELECT count(*) FROM (SELECT cart_id FROM rentals WHERE status IN "
+			   "('active', 'overdue') GROUP BY cart_id HAVING count(*) > 1)"), 0);
+	ck_assert_int_eq(q("SELECT count(*) FROM rentals WHERE taken = 1"), 8);
+	ck_assert_int_eq(cw_edb_integrity_check(cw_engine_edb(e)), CW_OK);
+	assert_no_errors();
+}
+END_TEST
+
+START_TEST(read_side)
+{
+	struct cw_rent_result r[5];
+	cJSON *j, *arr, *item;
+	int err = 0;
+	char phone[16], uuid[40], cursor[128];
+	const char *next;
+
+	for (int i = 0; i < 5; i++) {
+		snprintf(phone, sizeof(phone), "05022222%02d", i);
+		rent_and_take(phone, &r[i]);
+		cw_engine_test_advance_clock(1000);
+	}
+	ck_assert_int_eq(cw_engine_force_return(e, r[0].rental_id, NULL), CW_OK);
+	ck_assert_int_eq(cw_engine_force_return(e, r[1].rental_id, NULL), CW_OK);
+	cw_engine_test_advance_clock(131 * 60000LL);
+	cw_engine_tick(e); /* r[2..4] overdue */
+	ck_assert_int_eq(cw_engine_force_return(e, r[4].rental_id, NULL), CW_OK);
+	{
+		struct cw_rent_result r5;
+		rent_and_take("0503333333", &r5); /* one active, not overdue */
+	}
+
+	/* one cart, by number and by UUID */
+	j = cw_engine_cart_json(e, "3", &err);
+	ck_assert_int_eq(err, CW_OK);
+	ck_assert_int_eq((int)cJSON_GetNumberValue(cJSON_GetObjectItem(j, "cart_number")), 3);
+	snprintf(uuid, sizeof(uuid), "%s", cJSON_GetStringValue(cJSON_GetObjectItem(j, "id")));
+	ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(j, "status")), "rented");
+	ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(j, "rental_id")), r[2].rental_id);
+	cJSON_Delete(j);
+	j = cw_engine_cart_json(e, uuid, &err);
+	ck_assert_ptr_nonnull(j);
+	cJSON_Delete(j);
+	ck_assert_ptr_null(cw_engine_cart_json(e, "99", &err));
+	ck_assert_int_eq(err, CW_ERR_NOTFOUND);
+	ck_assert_ptr_null(cw_engine_cart_json(e, "x' OR 1=1 --", &err));
+	ck_assert_int_eq(err, CW_ERR_NOTFOUND);
+
+	/* active: overdue first */
+	arr = cw_engine_rentals_active_json(e);
+	ck_assert_int_eq(cJSON_GetArraySize(arr), 3);
+	item = cJSON_GetArrayItem(arr, 0);
+	ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(item, "status")), "overdue");
+	ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(item, "user_phone")), "0502222202");
+	item = cJSON_GetArrayItem(arr, 2);
+	ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(item, "status")), "active");
+	cJSON_Delete(arr);
+
+	/* history: newest first, pages of 2, cursor, no duplicates */
+	{
+		int seen = 0;
+		int64_t last = INT64_MAX;
+		cursor[0] = '\0';
+		for (int page = 0; page < 10; page++) {
+			j = cw_engine_rentals_history_json_ex(e, 2, cursor, NULL, &err);
+			ck_assert_int_eq(err, CW_OK);
+			arr = cJSON_GetObjectItem(j, "rentals");
+			cJSON_ArrayForEach(item, arr) {
+				int64_t t = (int64_t)cJSON_GetNumberValue(
+					cJSON_GetObjectItem(item, "start_time_ms"));
+				ck_assert_int_le(t, last);
+				last = t;
+				seen++;
+			}
+			next = cJSON_GetStringValue(cJSON_GetObjectItem(j, "next_cursor"));
+			if (!next) {
+				cJSON_Delete(j);
+				break;
+			}
+			snprintf(cursor, sizeof(cursor), "%s", next);
+			cJSON_Delete(j);
+		}
+		ck_assert_int_eq(seen, 6);
+	}
+	j = cw_engine_rentals_history_json(e, 50, NULL, "0502222201");
+	ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "rentals")), 1);
+	cJSON_Delete(j);
+	ck_assert_ptr_null(cw_engine_rentals_history_json_ex(e, 10, "garbage", NULL, &err));
+	ck_assert_int_eq(err, CW_ERR_INVAL);
+	ck_assert_ptr_null(cw_engine_rentals_history_json_ex(e, 10, NULL, "05' OR 1=1", &err));
+	ck_assert_int_eq(err, CW_ERR_INVAL);
+	j = cw_engine_rentals_history_json(e, 100000, NULL, NULL); /* clamped */
+	ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "rentals")), 6);
+	cJSON_Delete(j);
+
+	/* stats */
+	j = cw_engine_rentals_stats_json(e);
+	ck_assert_ptr_nonnull(j);
+	item = cJSON_GetObjectItem(j, "rentals");
+	ck_assert_int_eq((int)cJSON_GetNumberValue(cJSON_GetObjectItem(item, "overdue")), 2);
+	ck_assert_int_eq((int)cJSON_GetNumberValue(cJSON_GetObjectItem(item, "returned")), 2);
+	ck_assert_int_eq((int)cJSON_GetNumberValue(cJSON_GetObjectItem(item, "returned_late")), 1);
+	ck_assert_int_eq((int)cJSON_GetNumberValue(cJSON_GetObjectItem(item, "active")), 1);
+	/* overdue rate: (2 overdue + 1 late) / 6 rentals given out */
+	ck_assert(cJSON_GetNumberValue(cJSON_GetObjectItem(j, "overdue_rate")) > 0.49);
+	ck_assert(cJSON_GetNumberValue(cJSON_GetObjectItem(j, "overdue_rate")) < 0.51);
+	ck_assert(cJSON_IsNumber(cJSON_GetObjectItem(j, "average_duration_s")));
+	ck_assert(cJSON_IsNumber(cJSON_GetObjectItem(j, "rentals_today")));
+	item = cJSON_GetObjectItem(j, "carts");
+	ck_assert_int_eq((int)cJSON_GetNumberValue(cJSON_GetObjectItem(item, "rented")), 3);
+	ck_assert_int_eq((int)cJSON_GetNumberValue(cJSON_GetObjectItem(item, "total")), 12);
+	cJSON_Delete(j);
+
+	/* status */
+	j = cw_engine_status_json(e);
+	ck_assert_int_eq((int)cJSON_GetNumberValue(cJSON_GetObjectItem(j, "active_rentals")), 3);
+	ck_assert_int_eq((int)cJSON_GetNumberValue(cJSON_GetObjectItem(j, "overdue_rentals")), 2);
+	ck_assert_int_eq((int64_t)cJSON_GetNumberValue(cJSON_GetObjectItem(j, "outbox_depth")),
+			 cw_engine_outbox_depth(e));
+	ck_assert_int_eq((int)cJSON_GetNumberValue(cJSON_GetObjectItem(j, "schema_version")),
+			 cw_edb_latest_version());
+	cJSON_Delete(j);
+	assert_no_errors();
+}
+END_TEST
+
+START_TEST(config_changes)
+{
+	struct cw_engine_hw hw = {.unlock = fake_unlock, .ctx = &f};
+	struct cw_engine *e2 = NULL;
+	unsigned long errs;
+	cJSON *carts;
+
+	/* carts no longer configured are kept for history, marked removed */
+	engine_close();
+	cfg.ncarts = 10;
+	engine_open();
+	carts = cw_engine_carts_json(e);
+	ck_assert_int_eq(cJSON_GetArraySize(carts), 10);
+	cJSON_Delete(carts);
+	ck_assert_int_eq(q("SELECT count(*) FROM carts WHERE removed = 1"), 2);
+	engine_close();
+	/* two carts swap locks */
+	cfg.ncarts = 12;
+	map[0].lock = 1;
+	map[1].lock = 0;
+	engine_open();
+	ck_assert_int_eq(q("SELECT lock_index FROM carts WHERE cart_number = 1"), 1);
+	ck_assert_int_eq(q("SELECT count(*) FROM carts WHERE removed = 1"), 0);
+	engine_close();
+	/* bad configurations are refused */
+	errs = cw_log_error_count();
+	map[1].lock = 1; /* two carts on one lock */
+	ck_assert_int_eq(cw_engine_new(&cfg, &hw, &e2), CW_ERR_CONFIG);
+	map[1].lock = 0;
+	map[1].number = 1; /* duplicate number */
+	ck_assert_int_eq(cw_engine_new(&cfg, &hw, &e2), CW_ERR_CONFIG);
+	map[1].number = 2;
+	cfg.rules.rental_minutes = 0;
+	ck_assert_int_eq(cw_engine_new(&cfg, &hw, &e2), CW_ERR_CONFIG);
+	ck_assert_ptr_null(e2);
+	ck_assert_uint_gt(cw_log_error_count(), errs);
+	cfg.rules.rental_minutes = 120;
+	engine_open();
+}
+END_TEST
+
+START_TEST(untrusted_clock_recorded)
+{
+	struct cw_rent_result r;
+
+	setenv("CW_CLOCK_TRUSTED", "0", 1);
+	ck_assert_int_eq(cw_engine_rent(e, "0501234567", &r), CW_OK);
+	ck_assert_int_eq(q("SELECT clock_trusted FROM rentals"), 0);
+	ck_assert_int_eq(q("SELECT count(*) FROM outbox WHERE clock_trusted = 0 AND "
+			   "kind = 'rental.created'"), 1);
+	setenv("CW_CLOCK_TRUSTED", "1", 1);
+	ck_assert_int_eq(cw_engine_force_return(e, r.rental_id, NULL), CW_OK);
+	/* the duration came from the monotonic clock: trusted */
+	ck_assert_int_eq(q("SELECT duration_trusted FROM rentals"), 1);
+	assert_no_errors();
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("engine");
+	TCase *tc = tcase_create("core");
+	SRunner *sr;
+	int failed;
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, rent_happy_path);
+	tcase_add_test(tc, rent_bad_phone);
+	tcase_add_test(tc, second_rent_same_phone_conflict);
+	tcase_add_test(tc, one_per_phone_off);
+	tcase_add_test(tc, overdue_blocks_and_is_returnable);
+	tcase_add_test(tc, no_free_cart);
+	tcase_add_test(tc, unlock_not_confirmed_cancels_and_faults);
+	tcase_add_test(tc, cart_gone_counts_as_released);
+	tcase_add_test(tc, unlock_offline_cancels_keeps_available);
+	tcase_add_test(tc, take_timeout_cancels);
+	tcase_add_test(tc, return_designates_empty_slot_only);
+	tcase_add_test(tc, return_no_free_slot);
+	tcase_add_test(tc, dock_closes_rental);
+	tcase_add_test(tc, returned_late);
+	tcase_add_test(tc, reservation_expires);
+	tcase_add_test(tc, force_return);
+	tcase_add_test(tc, maintenance_excludes_cart);
+	tcase_add_test(tc, reconcile_rented_cart_back_in_own_slot);
+	tcase_add_test(tc, reconcile_rented_overdue_back_is_late);
+	tcase_add_test(tc, reconcile_available_slot_empty);
+	tcase_add_test(tc, reconcile_hook_open_without_rental);
+	tcase_add_test(tc, reconcile_awaiting_slot_present);
+	tcase_add_test(tc, crash_recovery_never_released);
+	tcase_add_test(tc, crash_recovery_cart_gone);
+	tcase_add_test(tc, restart_keeps_state);
+	tcase_add_test(tc, board_offline_shows_and_blocks);
+	tcase_add_test(tc, outbox_sequence_increasing);
+	tcase_add_test(tc, concurrent_rents_never_share_a_cart);
+	tcase_add_test(tc, read_side);
+	tcase_add_test(tc, config_changes);
+	tcase_add_test(tc, untrusted_clock_recorded);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
