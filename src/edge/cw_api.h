@@ -17,7 +17,9 @@ struct cw_api_hooks {
 	/* [{name, port, protocol, boards:[{address, online, locks, counters...}], stats}] */
 	cJSON *(*buses_json)(void *ctx);
 	/* Scan addresses first..last on the named bus; returns CW_OK and a JSON
-	 * array [{address, result: "ok"|"garbled"}] in *out. */
+	 * array [{address, result: "ok"|"garbled"}] in *out.
+	 * first = last = -1: the bus protocol's whole address range.
+	 * CW_ERR_NOTFOUND: no such bus; CW_ERR_INVAL: range invalid for it. */
 	int (*scan)(void *ctx, const char *bus, int first, int last, cJSON **out);
 	void *ctx;
 };

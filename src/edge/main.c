@@ -1,0 +1,455 @@
+/* main.c - cartwise-edge: the edge daemon.
+ *
+ * Wires the pieces together: config -> engine (SQLite) -> one bus worker per
+ * serial port -> local HTTP API, then ticks the engine every second until
+ * SIGTERM/SIGINT. Exit codes: 0 clean stop, 1 runtime failure (database,
+ * serial port, API socket), 2 bad command line or bad config. */
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cw_api.h"
+#include "cw_clock.h"
+#include "cw_config.h"
+#include "cw_engine.h"
+#include "cw_error.h"
+#include "cw_lockbus.h"
+#include "cw_log.h"
+#include "cw_version.h"
+
+#define TICK_MS 1000
+#define SCAN_MAX 256
+
+struct edge;
+struct bus_ud {
+	struct edge *edge;
+	int index;
+};
+
+struct edge {
+	struct cw_edge_config cfg;
+	/* Published after the buses start (so that a bad port leaves the
+	 * database untouched); bus workers read it atomically and drop events
+	 * until then. The bus reports every poll, so nothing is lost. */
+	struct cw_engine *_Atomic engine;
+	struct cw_bus *buses[CW_MAX_BUSES];
+	struct bus_ud ud[CW_MAX_BUSES];
+	struct cw_api *api;
+};
+
+/* Big (carts and buses arrays): static, not on the stack. */
+static struct edge g_edge;
+
+/* ---- hardware table for the engine ---- */
+
+static int hw_unlock(void *ctx, int bus_index, int board_index, int lock, int64_t *latency_ms)
+{
+	struct edge *ed = ctx;
+
+	if (bus_index < 0 || bus_index >= ed->cfg.nbuses || !ed->buses[bus_index])
+		return CW_ERR_OFFLINE;
+	return cw_bus_unlock(ed->buses[bus_index], board_index, lock, latency_ms);
+}
+
+/* Runs on the bus worker thread; the engine locks for itself. */
+static void on_bus_event(struct cw_bus *bus, const struct cw_bus_event *ev, void *ud)
+{
+	struct bus_ud *u = ud;
+	struct cw_engine *e = atomic_load(&u->edge->engine);
+
+	(void)bus;
+	if (!e)
+		return;
+	switch (ev->kind) {
+	case CW_BUS_EV_STATUS:
+		cw_engine_on_board_status(e, u->index, ev->board_index, &ev->status);
+		break;
+	case CW_BUS_EV_OFFLINE:
+		cw_engine_on_board_offline(e, u->index, ev->board_index, true);
+		break;
+	case CW_BUS_EV_ONLINE:
+		/* back online first, then the fresh status it came back with, so
+		 * reconciliation compares against real sensor state */
+		cw_engine_on_board_offline(e, u->index, ev->board_index, false);
+		cw_engine_on_board_status(e, u->index, ev->board_index, &ev->status);
+		break;
+	}
+}
+
+/* ---- hooks for the API ---- */
+
+static cJSON *bits_array(uint32_t bits, int n)
+{
+	cJSON *a = cJSON_CreateArray();
+
+	for (int i = 0; a && i < n; i++)
+		cJSON_AddItemToArray(a, cJSON_CreateBool((bits >> i) & 1u));
+	return a;
+}
+
+static cJSON *hook_buses_json(void *ctx)
+{
+	struct edge *ed = ctx;
+	cJSON *arr = cJSON_CreateArray();
+
+	for (int i = 0; arr && i < ed->cfg.nbuses; i++) {
+		const struct cw_bus_config *bc = &ed->cfg.buses[i];
+		struct cw_bus *bus = ed->buses[i];
+		cJSON *b = cJSON_CreateObject(), *st, *boards;
+		struct cw_bus_stats s;
+
+		cJSON_AddItemToArray(arr, b);
+		cJSON_AddStringToObject(b, "name", bc->name);
+		cJSON_AddStringToObject(b, "port", bc->port);
+		cJSON_AddStringToObject(b, "protocol", cw_protocol_name(bc->protocol));
+		cJSON_AddNumberToObject(b, "baud", bc->baud);
+		memset(&s, 0, sizeof(s));
+		if (bus)
+			cw_bus_stats(bus, &s);
+		st = cJSON_AddObjectToObject(b, "stats");
+		cJSON_AddNumberToObject(st, "transactions", (double)s.transactions);
+		cJSON_AddNumberToObject(st, "timeouts", (double)s.timeouts);
+		cJSON_AddNumberToObject(st, "proto_errors", (double)s.proto_errors);
+		cJSON_AddNumberToObject(st, "polls", (double)s.polls);
+		cJSON_AddNumberToObject(st, "boards_online", s.boards_online);
+		boards = cJSON_AddArrayToObject(b, "boards");
+		for (int j = 0; j < bc->nboards; j++) {
+			const struct cw_board_config *bd = &bc->boards[j];
+			struct cw_board_status bs;
+			cJSON *o = cJSON_CreateObject(), *locks;
+			int rc = bus ? cw_bus_board_status(bus, j, &bs) : CW_ERR_OFFLINE;
+
+			cJSON_AddItemToArray(boards, o);
+			cJSON_AddNumberToObject(o, "address", bd->address);
+			cJSON_AddNumberToObject(o, "locks", bd->locks);
+			cJSON_AddBoolToObject(o, "online", rc == CW_OK);
+			cJSON_AddStringToObject(o, "state", rc == CW_OK		    ? "online"
+							    : rc == CW_ERR_AGAIN ? "unknown"
+										 : "offline");
+			if (rc == CW_OK) {
+				cJSON_AddItemToObject(o, "hook_closed", bits_array(bs.hook_closed, bd->locks));
+				if (bd->has_present_sensor)
+					cJSON_AddItemToObject(o, "present",
+							      bits_array(bs.present, bd->locks));
+			}
+			locks = cJSON_AddArrayToObject(o, "lock_counters");
+			for (int l = 0; bus && l < bd->locks; l++) {
+				struct cw_lock_counters lc;
+				cJSON *lo;
+				if (cw_bus_lock_counters(bus, j, l, &lc) != CW_OK)
+					continue;
+				lo = cJSON_CreateObject();
+				cJSON_AddItemToArray(locks, lo);
+				cJSON_AddNumberToObject(lo, "lock", l);
+				cJSON_AddNumberToObject(lo, "releases", (double)lc.releases);
+				cJSON_AddNumberToObject(lo, "release_failures",
+							(double)lc.release_failures);
+				cJSON_AddNumberToObject(lo, "sensor_changes", (double)lc.sensor_changes);
+				cJSON_AddStringToObject(lo, "last_fault", lc.last_fault);
+				if (lc.last_fault_wall_ms > 0) {
+					char when[32];
+					cw_wall_format(lc.last_fault_wall_ms, when);
+					cJSON_AddStringToObject(lo, "last_fault_at", when);
+				}
+			}
+		}
+	}
+	return arr;
+}
+
+/* first/last < 0: the protocol's whole address range. */
+static int hook_scan(void *ctx, const char *name, int first, int last, cJSON **out)
+{
+	struct edge *ed = ctx;
+	struct cw_scan_result res[SCAN_MAX];
+	const struct cw_bus_config *bc = NULL;
+	int i, n, lo, hi;
+	cJSON *arr;
+
+	*out = NULL;
+	for (i = 0; i < ed->cfg.nbuses; i++) {
+		if (strcmp(ed->cfg.buses[i].name, name) == 0) {
+			bc = &ed->cfg.buses[i];
+			break;
+		}
+	}
+	if (!bc || !ed->buses[i])
+		return CW_ERR_NOTFOUND;
+	/* Kerong: board number is one nibble (0-15); Modbus slave ids 1-247. */
+	lo = bc->protocol == CW_PROTO_KERONG ? 0 : 1;
+	hi = bc->protocol == CW_PROTO_KERONG ? 15 : 247;
+	if (first < 0) {
+		first = lo;
+		last = hi;
+	}
+	if (first < lo || last > hi || first > last)
+		return CW_ERR_INVAL;
+	cw_info("edge.scan", "bus=%s first=%d last=%d", bc->name, first, last);
+	n = cw_bus_scan(ed->buses[i], first, last, res, SCAN_MAX);
+	if (n < 0)
+		return n;
+	arr = cJSON_CreateArray();
+	if (!arr)
+		return CW_ERR_NOMEM;
+	for (int k = 0; k < n; k++) {
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddItemToArray(arr, o);
+		cJSON_AddNumberToObject(o, "address", res[k].address);
+		cJSON_AddStringToObject(o, "result", res[k].result == CW_OK ? "ok" : "garbled");
+	}
+	*out = arr;
+	return CW_OK;
+}
+
+/* ---- start-up helpers ---- */
+
+/* mkdir -p with mode for the components it creates. */
+static int make_dirs(const char *path, mode_t mode)
+{
+	char buf[sizeof(g_edge.cfg.data_dir)];
+	struct stat st;
+
+	if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
+		return CW_ERR_TOOBIG;
+	for (char *p = buf + 1;; p++) {
+		if (*p == '/' || *p == '\0') {
+			char saved = *p;
+			*p = '\0';
+			if (mkdir(buf, mode) != 0 && errno != EEXIST)
+				return CW_ERR_IO;
+			*p = saved;
+			if (saved == '\0')
+				break;
+		}
+	}
+	if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
+		errno = ENOTDIR;
+		return CW_ERR_IO;
+	}
+	return CW_OK;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: cartwise-edge --config FILE [--check-config]\n"
+		"       cartwise-edge --help | --version\n"
+		"\n"
+		"The CartWise edge daemon: rental engine, RS485 lock buses and the local\n"
+		"HTTP API of one device. See docs/OPERATIONS.md.\n"
+		"\n"
+		"  -c, --config FILE   edge configuration (JSON; every key in docs/OPERATIONS.md)\n"
+		"      --check-config  validate the configuration, print a summary, exit\n"
+		"  -h, --help          this text\n"
+		"  -V, --version       print the version\n"
+		"\n"
+		"Exit status: 0 stopped cleanly, 1 runtime failure, 2 bad usage or config.\n");
+}
+
+static void shutdown_all(struct edge *ed)
+{
+	cw_api_free(ed->api); /* waits for requests in flight */
+	ed->api = NULL;
+	for (int i = 0; i < ed->cfg.nbuses; i++) {
+		cw_bus_free(ed->buses[i]); /* no more events after this */
+		ed->buses[i] = NULL;
+	}
+	cw_engine_free(atomic_exchange(&ed->engine, NULL));
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"config", required_argument, NULL, 'c'},
+		{"check-config", no_argument, NULL, 'k'},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
+		{NULL, 0, NULL, 0},
+	};
+	struct edge *ed = &g_edge;
+	struct cw_engine *engine = NULL;
+	struct cw_engine_config ec;
+	struct cw_engine_hw hw = {.unlock = hw_unlock, .ctx = ed};
+	struct cw_api_hooks hooks = {.buses_json = hook_buses_json, .scan = hook_scan, .ctx = ed};
+	const char *config_path = NULL;
+	bool check_only = false;
+	enum cw_log_level lvl;
+	char err[1024];
+	sigset_t sigs;
+	int opt, rc, status = 1;
+	int64_t next_tick;
+
+	while ((opt = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'c':
+			config_path = optarg;
+			break;
+		case 'k':
+			check_only = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'V':
+			printf("cartwise-edge %s\n", CW_VERSION);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (!config_path || optind != argc) {
+		fprintf(stderr, "cartwise-edge: %s\n",
+			config_path ? "unexpected argument" : "--config FILE is required");
+		usage(stderr);
+		return 2;
+	}
+
+	rc = cw_edge_config_load(config_path, &ed->cfg, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "cartwise-edge: bad config: %s\n", err);
+		return 2;
+	}
+	if (check_only) {
+		printf("config ok: %s branch=%s device=%s buses=%d carts=%d api=%s:%d\n", config_path,
+		       ed->cfg.branch_id, ed->cfg.device_id, ed->cfg.nbuses, ed->cfg.ncarts,
+		       ed->cfg.api_bind, ed->cfg.api_port);
+		return 0;
+	}
+	if (cw_log_level_parse(ed->cfg.log_level, &lvl) == CW_OK)
+		cw_log_set_level(lvl);
+	if (sodium_init() < 0) {
+		cw_error("edge.sodium_failed", NULL);
+		return 1;
+	}
+
+	/* Signals are taken synchronously by the main loop (sigtimedwait), so
+	 * every thread started below inherits them blocked. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	cw_info("edge.start", "version=%s config=%s branch=%s device=%s", CW_VERSION, config_path,
+		ed->cfg.branch_id, ed->cfg.device_id);
+	if (make_dirs(ed->cfg.data_dir, 0750) != CW_OK) {
+		cw_error("edge.data_dir_failed", "path=%s error=\"%s\"", ed->cfg.data_dir,
+			 strerror(errno));
+		goto out;
+	}
+
+	/* Every port first: a missing adapter is refused before anything,
+	 * the database included, is touched. */
+	for (int i = 0; i < ed->cfg.nbuses; i++) {
+		const struct cw_bus_config *bc = &ed->cfg.buses[i];
+		if (access(bc->port, F_OK) != 0) {
+			cw_error("edge.bus_failed",
+				 "bus=%s port=%s error=\"serial port does not exist (adapter "
+				 "unplugged? wrong path in buses[%d].port?)\"",
+				 bc->name, bc->port, i);
+			goto out;
+		}
+	}
+
+	for (int i = 0; i < ed->cfg.nbuses; i++) {
+		const struct cw_bus_config *bc = &ed->cfg.buses[i];
+		ed->ud[i].edge = ed;
+		ed->ud[i].index = i;
+		rc = cw_bus_new(bc, on_bus_event, &ed->ud[i], &ed->buses[i]);
+		if (rc) {
+			cw_error("edge.bus_failed", "bus=%s port=%s err=%s", bc->name, bc->port,
+				 cw_errname(rc));
+			goto out;
+		}
+	}
+
+	memset(&ec, 0, sizeof(ec));
+	if (snprintf(ec.db_path, sizeof(ec.db_path), "%s/edge.db", ed->cfg.data_dir) >=
+	    (int)sizeof(ec.db_path)) {
+		cw_error("edge.data_dir_failed", "path=%s error=\"path too long\"", ed->cfg.data_dir);
+		goto out;
+	}
+	/* same sizes in both structs, NUL-terminated by the config parser */
+	_Static_assert(sizeof(ec.chain_id) == sizeof(ed->cfg.chain_id), "chain_id size");
+	_Static_assert(sizeof(ec.branch_id) == sizeof(ed->cfg.branch_id), "branch_id size");
+	_Static_assert(sizeof(ec.device_id) == sizeof(ed->cfg.device_id), "device_id size");
+	memcpy(ec.chain_id, ed->cfg.chain_id, sizeof(ec.chain_id));
+	memcpy(ec.branch_id, ed->cfg.branch_id, sizeof(ec.branch_id));
+	memcpy(ec.device_id, ed->cfg.device_id, sizeof(ec.device_id));
+	ec.rules = ed->cfg.rules;
+	ec.ncarts = ed->cfg.ncarts;
+	ec.carts = ed->cfg.carts;
+	rc = cw_engine_new(&ec, &hw, &engine);
+	if (rc) {
+		cw_error("edge.engine_failed", "db=%s err=%s", ec.db_path, cw_errname(rc));
+		goto out;
+	}
+
+	/* Descriptive data for the controllers table; boards without any
+	 * configured cart are not in the engine (CW_ERR_NOTFOUND is fine). */
+	for (int i = 0; i < ed->cfg.nbuses; i++) {
+		const struct cw_bus_config *bc = &ed->cfg.buses[i];
+		for (int j = 0; j < bc->nboards; j++) {
+			rc = cw_engine_set_controller_info(engine, i, j, bc->name,
+							   bc->boards[j].address,
+							   cw_protocol_name(bc->protocol));
+			if (rc != CW_OK && rc != CW_ERR_NOTFOUND)
+				cw_warn("edge.controller_info_failed", "bus=%s board=%d err=%s",
+					bc->name, bc->boards[j].address, cw_errname(rc));
+		}
+	}
+	atomic_store(&ed->engine, engine);
+
+	rc = cw_api_new(ed->cfg.api_bind, ed->cfg.api_port, ed->cfg.admin_token, engine,
+			&hooks, &ed->api);
+	if (rc) {
+		cw_error("edge.api_failed", "bind=%s port=%d err=%s", ed->cfg.api_bind,
+			 ed->cfg.api_port, cw_errname(rc));
+		goto out;
+	}
+	cw_info("edge.ready", "api=http://%s%s%s:%d carts=%d buses=%d",
+		strchr(ed->cfg.api_bind, ':') ? "[" : "", ed->cfg.api_bind,
+		strchr(ed->cfg.api_bind, ':') ? "]" : "", cw_api_port(ed->api), ed->cfg.ncarts,
+		ed->cfg.nbuses);
+
+	next_tick = cw_mono_ms() + TICK_MS;
+	for (;;) {
+		int64_t wait = next_tick - cw_mono_ms();
+		struct timespec ts;
+		int sig;
+
+		if (wait <= 0) {
+			cw_engine_tick(engine);
+			next_tick += TICK_MS;
+			/* after a long stall (suspend, debugger) do not burst */
+			if (next_tick < cw_mono_ms())
+				next_tick = cw_mono_ms() + TICK_MS;
+			continue;
+		}
+		ts.tv_sec = (time_t)(wait / 1000);
+		ts.tv_nsec = (long)(wait % 1000) * 1000000L;
+		sig = sigtimedwait(&sigs, NULL, &ts);
+		if (sig == SIGTERM || sig == SIGINT) {
+			cw_info("edge.stopping", "signal=%s", sig == SIGTERM ? "TERM" : "INT");
+			break;
+		}
+	}
+	status = 0;
+out:
+	shutdown_all(ed);
+	if (status == 0)
+		cw_info("edge.stop", NULL);
+	else
+		cw_error("edge.exit", "status=%d", status);
+	return status;
+}
