@@ -104,6 +104,10 @@ typedef void (*cw_bus_event_cb)(struct cw_bus *bus, const struct cw_bus_event *e
 /* Copies cfg. Opens the port and starts the worker thread.
  * Returns CW_ERR_IO with a logged message naming the port if it cannot open. */
 int cw_bus_new(const struct cw_bus_config *cfg, cw_bus_event_cb cb, void *ud, struct cw_bus **out);
+/* Same with an explicit driver table (tests use a fake driver; a board type
+ * that is not built in can be passed here). ops must outlive the bus. */
+int cw_bus_new_with_driver(const struct cw_bus_config *cfg, const struct cw_lockdrv_ops *ops,
+			   cw_bus_event_cb cb, void *ud, struct cw_bus **out);
 /* Stops the worker (finishes the transaction on the wire), closes the port. NULL ok. */
 void cw_bus_free(struct cw_bus *bus);
 const struct cw_bus_config *cw_bus_config_of(const struct cw_bus *bus);

@@ -2,6 +2,7 @@
 #ifndef CW_TESTUTIL_H
 #define CW_TESTUTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* Makes a fresh temporary directory; path written into out (cap bytes). */
@@ -10,5 +11,24 @@ int cw_test_tmpdir(char *out, size_t cap);
 void cw_test_rmrf(const char *path);
 /* Path of a built program (CW_BUILD_DIR/<rel>), e.g. "src/simlock/cartwise-simlock". */
 int cw_test_build_path(const char *rel, char *out, size_t cap);
+
+/* ---- cartwise-simlock on a pty (test_drivers, engine tests) ---- */
+struct cw_test_sim;
+/* Starts CW_BUILD_DIR/src/simlock/cartwise-simlock --protocol protocol with
+ * --link and --control in a fresh temporary directory, plus the extra
+ * arguments args (NULL-terminated, may be NULL), and waits (10 s) for its
+ * "ready" line. Returns CW_ERR_NOTFOUND when the program is not built (a
+ * test must then fail, not skip: CI always builds it), CW_ERR_TIMEOUT when
+ * it did not become ready. The simulator's output goes to stderr. */
+int cw_test_sim_start(const char *protocol, const char *const *args, struct cw_test_sim **out);
+/* Path of the serial link (the pty's slave) the bus opens. */
+const char *cw_test_sim_link(const struct cw_test_sim *s);
+/* Sends one control command (printf format) and reads its one-line answer
+ * into reply (may be NULL) without the newline. Returns CW_OK for "ok ...",
+ * CW_ERR_STATE for "err ...", CW_ERR_IO/CW_ERR_TIMEOUT when unreachable. */
+int cw_test_sim_cmd(struct cw_test_sim *s, char *reply, size_t cap, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+/* Sends quit, waits for the process (then kills it), removes its files. NULL ok. */
+void cw_test_sim_stop(struct cw_test_sim *s);
 
 #endif
