@@ -65,13 +65,21 @@ static void on_bus_event(struct cw_bus *bus, const struct cw_bus_event *ev, void
 {
 	struct bus_ud *u = ud;
 	struct cw_engine *e = atomic_load(&u->edge->engine);
+	const struct cw_board_config *bd;
+	struct cw_board_status st = ev->status;
 
 	(void)bus;
-	if (!e)
+	if (!e || ev->board_index < 0 || ev->board_index >= u->edge->cfg.buses[u->index].nboards)
 		return;
+	/* A board without cart-present sensors (infrared) reports no present
+	 * bits. Its locks close only when a cart is pushed in (BRIEF.md §3), so
+	 * a closed hook is the best evidence of a docked cart we have. */
+	bd = &u->edge->cfg.buses[u->index].boards[ev->board_index];
+	if (!bd->has_present_sensor)
+		st.present = st.hook_closed;
 	switch (ev->kind) {
 	case CW_BUS_EV_STATUS:
-		cw_engine_on_board_status(e, u->index, ev->board_index, &ev->status);
+		cw_engine_on_board_status(e, u->index, ev->board_index, &st);
 		break;
 	case CW_BUS_EV_OFFLINE:
 		cw_engine_on_board_offline(e, u->index, ev->board_index, true);
@@ -80,7 +88,7 @@ static void on_bus_event(struct cw_bus *bus, const struct cw_bus_event *ev, void
 		/* back online first, then the fresh status it came back with, so
 		 * reconciliation compares against real sensor state */
 		cw_engine_on_board_offline(e, u->index, ev->board_index, false);
-		cw_engine_on_board_status(e, u->index, ev->board_index, &ev->status);
+		cw_engine_on_board_status(e, u->index, ev->board_index, &st);
 		break;
 	}
 }

@@ -37,7 +37,7 @@ expect_code 409
 
 note "customer takes the cart"
 sim bus0 take "$board" "$lock" >/dev/null
-wait_until 5 test "$(cart_field "$C" cart_present)" = false || fail "cart $C still reported present"
+wait_until 5 cart_has "$C" cart_present false || fail "cart $C still reported present"
 api GET "$(branch /rentals/active)"
 expect_code 200
 [ "$(jqr "[.[] | select(.id==\"$RID\")] | length")" = 1 ] || fail "rental not active: $(cat "$T/resp.json")"

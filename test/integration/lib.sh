@@ -138,6 +138,8 @@ cart_field() { # cart_field NUMBER FIELD
 	jqr ".$2"
 }
 cart_is() { [ "$(cart_field "$1" status)" = "$2" ]; }
+# cart_has NUMBER FIELD VALUE: for wait_until (re-reads the cart every try)
+cart_has() { [ "$(cart_field "$1" "$2")" = "$3" ]; }
 
 # Fails when the daemon logged an error-level line the test did not expect.
 check_logs() {
