@@ -141,10 +141,11 @@ cart_is() { [ "$(cart_field "$1" status)" = "$2" ]; }
 # cart_has NUMBER FIELD VALUE: for wait_until (re-reads the cart every try)
 cart_has() { [ "$(cart_field "$1" "$2")" = "$3" ]; }
 
-# Fails when the daemon logged an error-level line the test did not expect.
+# Fails when the daemon or a simulator logged an error-level line the test
+# did not expect.
 check_logs() {
 	local bad
-	bad=$(grep 'level=error' "$T/edge.log" | grep -Ev "$ALLOWED_ERRORS" || true)
+	bad=$(cat "$T"/*.log | grep 'level=error' | grep -Ev "$ALLOWED_ERRORS" || true)
 	[ -z "$bad" ] || fail "unexpected error-level log lines:
 $bad"
 }
