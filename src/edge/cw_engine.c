@@ -11,6 +11,7 @@
  *    hardware releases a lock (hw.unlock), because the bus worker calls back
  *    into the engine with sensor status while it works. */
 #include "cw_engine_int.h"
+#include "cw_engine_test.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -185,6 +186,37 @@ int cw_eq_int(struct cw_engine *e, int64_t *out, const char *sql, const char *ty
 		rc = CW_ERR_DB;
 	}
 	sqlite3_finalize(st);
+	return rc;
+}
+
+int cwe_step(struct cw_engine *e, sqlite3_stmt *st)
+{
+	int rc = sqlite3_step(st);
+
+	if (rc == SQLITE_ROW)
+		return CW_OK;
+	if (rc == SQLITE_DONE)
+		return CW_ERR_NOTFOUND;
+	cw_error("engine.sql", "rc=%d msg=\"%s\" sql=\"%.80s\"", rc, sqlite3_errmsg(e->h),
+		 sqlite3_sql(st));
+	return CW_ERR_DB;
+}
+
+/* Savepoints nest (SQLite keeps a stack), so one name serves every level. */
+int cwe_savepoint(struct cw_engine *e)
+{
+	return cw_eq_exec(e, "SAVEPOINT cwe_item", "");
+}
+
+int cwe_savepoint_end(struct cw_engine *e, int rc)
+{
+	if (rc == CW_OK)
+		return cw_eq_exec(e, "RELEASE cwe_item", "");
+	/* Fails when SQLite already rolled the whole transaction back (I/O
+	 * error, disk full): then the caller must give up as well. */
+	rc = cw_eq_exec(e, "ROLLBACK TO cwe_item", "");
+	if (rc == CW_OK)
+		rc = cw_eq_exec(e, "RELEASE cwe_item", "");
 	return rc;
 }
 
@@ -508,9 +540,11 @@ bool cwe_rental_late(const struct cw_engine *e, const struct stamp *now,
 	return r->st == RS_OVERDUE || el > r->allowed_ms + r->grace_ms;
 }
 
-/* Frees the slots a closing rental held: its own slot and its designated
- * return slot go back to available (or to fault_reason's fault for the own
- * slot when the release failed). */
+/* Frees the slots a closing rental held: its own slot (rented, or
+ * awaiting-return reserved for it) and its designated return slot (only while
+ * it is still awaiting-return reserved for this rental: a slot rented or
+ * reserved by anybody else meanwhile is never touched) go back to available,
+ * or to fault_reason's fault for the own slot when the release failed. */
 int cwe_release_slots(struct cw_engine *e, const struct stamp *now, const struct rental_row *r,
 			 const char *fault_reason)
 {
@@ -528,8 +562,8 @@ int cwe_release_slots(struct cw_engine *e, const struct stamp *now, const struct
 			return rc;
 		if (c.st == CS_AWAITING && strcmp(c.reserved, r->id) != 0)
 			continue; /* reserved for someone else meanwhile */
-		if (c.st != CS_RENTED && c.st != CS_AWAITING)
-			continue;
+		if (c.st != CS_AWAITING && (i == 1 || c.st != CS_RENTED))
+			continue; /* the return slot is ours only while reserved for us */
 		if (i == 0 && fault_reason && c.st == CS_RENTED)
 			rc = cwe_cart_transition(e, now, c.id, CS_FAULT, fault_reason);
 		else
@@ -554,8 +588,8 @@ int cwe_close_returned(struct cw_engine *e, const struct stamp *now, const struc
 	rc = cwe_release_slots(e, now, r, NULL);
 	if (rc != CW_OK)
 		return rc;
-	/* The docking slot (not the rental's own, not its designated) was
-	 * available and now holds a cart: only its sensor fields changed. */
+	/* slot_id is the rental's own slot (rule 1) or its designated slot,
+	 * both freed just above; a force return (NULL) frees the same two. */
 	return CW_OK;
 }
 
@@ -581,8 +615,10 @@ int cwe_confirm_release(struct cw_engine *e, const struct stamp *now, const stru
 			    "iitit", now->wall, now->mono, e->boot,
 			    has_latency ? latency_ms : I64(-1), r->id);
 	if (rc == CW_OK)
-		rc = cw_eq_exec(e, "UPDATE carts SET is_locked = 0, updated_wall_ms = ?1 WHERE id = ?2",
-				"it", now->wall, r->cart_id);
+		rc = cw_eq_exec(e, "UPDATE carts SET is_locked = 0, updated_wall_ms = ?1 WHERE id = ?2 "
+				   "AND is_locked = 1", "it", now->wall, r->cart_id);
+	if (rc == CW_OK && sqlite3_changes(e->h) > 0)
+		rc = cwe_outbox_cart(e, now, r->cart_id, "cart.updated");
 	if (rc == CW_OK)
 		rc = cwe_outbox_rental(e, now, r->id, "rental.released");
 	return rc;
@@ -613,6 +649,76 @@ bool cwe_board_usable(struct cw_engine *e, int bus, int board)
 {
 	struct cw_eboard *b = cwe_board_find(e, bus, board);
 	return b && !b->need_reconcile;
+}
+
+uint64_t cwe_inflight_begin(struct cw_engine *e, struct cw_eboard *b, int lock)
+{
+	uint64_t t = ++e->next_token;
+
+	if (t == 0)
+		t = ++e->next_token;
+	b->inflight |= 1u << lock;
+	b->inflight_owner[lock] = t;
+	return t;
+}
+
+void cwe_inflight_end(struct cw_eboard *b, int lock, uint64_t token)
+{
+	/* Someone else's release of this lock (cannot start while ours runs, but
+	 * a stale clear must never wipe a later owner's flag). */
+	if (b->inflight_owner[lock] != token)
+		return;
+	b->inflight &= ~(1u << lock);
+	b->inflight_owner[lock] = 0;
+}
+
+bool cwe_inflight(const struct cw_eboard *b, int lock)
+{
+	return (b->inflight & (1u << lock)) != 0;
+}
+
+/* Sets board_online of a board's configured slots (bus < 0: every slot) and
+ * writes a cart.updated snapshot for each slot that changed, so the cloud
+ * sees each board transition once; *changed gets their number. */
+int cwe_set_online(struct cw_engine *e, const struct stamp *now, int bus, int board, bool online,
+		   int *changed)
+{
+	sqlite3_stmt *st = NULL;
+	char(*ids)[40] = NULL;
+	int n = 0, cap = 0, rc;
+
+	*changed = 0;
+	rc = cw_eq_prepare(e, &st,
+			   "SELECT id FROM carts WHERE board_online = ?1 AND (?2 < 0 OR "
+			   "(bus_index = ?2 AND board_index = ?3 AND removed = 0))",
+			   "iii", I64(!online), I64(bus), I64(board));
+	while (rc == CW_OK && (rc = cwe_step(e, st)) == CW_OK) {
+		if (n == cap) {
+			int ncap = cap ? cap * 2 : 32;
+			char(*p)[40] = realloc(ids, (size_t)ncap * sizeof(*p));
+			if (!p) {
+				rc = CW_ERR_NOMEM;
+				break;
+			}
+			ids = p;
+			cap = ncap;
+		}
+		cwe_col_text(st, 0, ids[n], 40);
+		n++;
+	}
+	sqlite3_finalize(st);
+	if (rc == CW_ERR_NOTFOUND)
+		rc = CW_OK;
+	for (int i = 0; rc == CW_OK && i < n; i++) {
+		rc = cw_eq_exec(e, "UPDATE carts SET board_online = ?, updated_wall_ms = ? WHERE id = ?",
+				"iit", I64(online), now->wall, ids[i]);
+		if (rc == CW_OK)
+			rc = cwe_outbox_cart(e, now, ids[i], "cart.updated");
+	}
+	if (rc == CW_OK)
+		*changed = n;
+	free(ids);
+	return rc;
 }
 
 /* Digits with an optional leading '+', 7..15 digits (E.164 length). Full
@@ -710,7 +816,8 @@ static int sync_identity(struct cw_engine *e, const struct stamp *now)
 	rc = cw_eq_prepare(e, &st, "SELECT chain_id, branch_id, device_id FROM device_identity", "");
 	if (rc != CW_OK)
 		return rc;
-	if (sqlite3_step(st) == SQLITE_ROW) {
+	rc = cwe_step(e, st);
+	if (rc == CW_OK) {
 		char c[64], b[64], d[64];
 		cwe_col_text(st, 0, c, sizeof(c));
 		cwe_col_text(st, 1, b, sizeof(b));
@@ -730,6 +837,8 @@ static int sync_identity(struct cw_engine *e, const struct stamp *now)
 		return rc;
 	}
 	sqlite3_finalize(st);
+	if (rc != CW_ERR_NOTFOUND)
+		return rc;
 	return cw_eq_exec(e, "INSERT INTO device_identity(id, chain_id, branch_id, device_id, "
 			     "created_wall_ms, updated_wall_ms) VALUES (1, ?, ?, ?, ?, ?)",
 			  "tttii", e->chain_id, e->branch_id, e->device_id, now->wall, now->wall);
@@ -744,12 +853,12 @@ static int ensure_controller(struct cw_engine *e, int bus, int board, char id[40
 				   "board_index = ?", "ii", I64(bus), I64(board));
 	if (rc != CW_OK)
 		return rc;
-	if (sqlite3_step(st) == SQLITE_ROW) {
+	rc = cwe_step(e, st);
+	if (rc == CW_OK)
 		cwe_col_text(st, 0, id, 40);
-		sqlite3_finalize(st);
-		return CW_OK;
-	}
 	sqlite3_finalize(st);
+	if (rc != CW_ERR_NOTFOUND)
+		return rc;
 	if (cw_uuid_v7(id) != CW_OK)
 		return CW_ERR_INTERNAL;
 	return cw_eq_exec(e, "INSERT INTO controllers(id, bus_index, board_index) VALUES (?, ?, ?)",
@@ -815,17 +924,21 @@ static int sync_carts(struct cw_engine *e, const struct cw_engine_config *cfg,
 		sqlite3_stmt *st = NULL;
 		rc = cw_eq_prepare(e, &st, "SELECT id, cart_number FROM carts WHERE removed = 1 AND "
 					   "id NOT IN (SELECT id FROM temp.was_removed)", "");
-		while (rc == CW_OK && sqlite3_step(st) == SQLITE_ROW) {
+		while (rc == CW_OK && (rc = cwe_step(e, st)) == CW_OK) {
 			char id[40];
 			cwe_col_text(st, 0, id, sizeof(id));
 			cw_warn("engine.cart_removed", "cart=%d", sqlite3_column_int(st, 1));
 			rc = cwe_outbox_cart(e, now, id, "cart.removed");
 		}
 		sqlite3_finalize(st);
+		if (rc == CW_ERR_NOTFOUND)
+			rc = CW_OK;
 	}
 	/* Sensor state is unknown until each board's first status. */
-	if (rc == CW_OK)
-		rc = cw_eq_exec(e, "UPDATE carts SET board_online = 0 WHERE board_online = 1", "");
+	if (rc == CW_OK) {
+		int n = 0;
+		rc = cwe_set_online(e, now, -1, -1, false, &n);
+	}
 	if (rc == CW_OK)
 		rc = cw_eq_exec(e, "UPDATE controllers SET status = 'unknown'", "");
 	return rc;

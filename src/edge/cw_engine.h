@@ -74,11 +74,15 @@ struct cw_rent_result {
 	int64_t expected_return_wall_ms;
 	int64_t unlock_latency_ms;
 };
-/* Picks a free cart (available, cart present, hook closed, board online),
- * creates the rental, releases the lock and waits for sensor confirmation.
+/* Picks a free cart (available, cart present, hook closed, board online and
+ * reconciled, no release in flight on its lock), creates the rental,
+ * releases the lock and waits for sensor confirmation.
  * Errors: CW_ERR_INVAL (bad phone), CW_ERR_CONFLICT (phone has an open
  * rental, overdue included), CW_ERR_NOCART, CW_ERR_FAULT (release not
- * confirmed: rental cancelled, cart marked fault), CW_ERR_OFFLINE. */
+ * confirmed: rental cancelled, cart marked fault), CW_ERR_OFFLINE (board
+ * offline or release unanswered: rental cancelled, the board is read afresh
+ * before the slot is offered again), CW_ERR_STATE (the rental was closed
+ * while the lock moved). */
 int cw_engine_rent(struct cw_engine *e, const char *phone, struct cw_rent_result *out);
 
 struct cw_return_result {
@@ -90,10 +94,16 @@ struct cw_return_result {
  * Errors: CW_ERR_NOTFOUND (no open rental), CW_ERR_NOCART (no free slot). */
 int cw_engine_return_begin(struct cw_engine *e, const char *phone, struct cw_return_result *out);
 
-/* Staff: closes a rental by hand (returned / returned-late), audit note kept. */
+/* Staff: closes an open rental by hand, audit note kept: returned /
+ * returned-late, or cancelled when its release was never confirmed (the
+ * customer may never have had the cart). CW_ERR_STATE while its release is
+ * still in flight or when it is not open; CW_ERR_NOTFOUND, CW_ERR_INVAL. */
 int cw_engine_force_return(struct cw_engine *e, const char *rental_id, const char *note);
-/* Staff: maintenance mode on/off for one cart. Off puts it back to
- * available (the next poll and reconciliation correct it if needed). */
+/* Staff: maintenance mode on/off for one cart. Off puts a maintenance or
+ * fault cart back to available (the next poll corrects it if needed); off
+ * for an available cart is a no-op (CW_OK, nothing written); rented /
+ * awaiting-return carts, and any cart whose lock is being released, give
+ * CW_ERR_STATE with nothing written. */
 int cw_engine_set_maintenance(struct cw_engine *e, int cart_number, bool on, const char *note);
 /* Staff: releases a cart's lock without a rental (maintenance). */
 int cw_engine_maintenance_unlock(struct cw_engine *e, int cart_number, int64_t *latency_ms);
@@ -134,8 +144,6 @@ int cw_engine_set_controller_info(struct cw_engine *e, int bus_index, int board_
 struct cw_edb *cw_engine_edb(struct cw_engine *e);
 void cw_engine_lock(struct cw_engine *e);
 void cw_engine_unlock(struct cw_engine *e);
-/* TEST ONLY: moves the engine's wall and monotonic clocks of every engine in
- * the process forward by ms (timeouts, overdue) without sleeping. */
-void cw_engine_test_advance_clock(int64_t ms);
+/* The test-only clock hook is declared in cw_engine_test.h. */
 
 #endif

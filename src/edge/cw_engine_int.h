@@ -25,6 +25,8 @@ struct cw_eboard {
 	uint32_t hook;
 	uint32_t present;
 	uint32_t inflight;   /* locks with a release in progress (mutex not held) */
+	/* Who set each in-flight bit: only that operation clears it. */
+	uint64_t inflight_owner[CW_MAX_LOCKS_PER_BOARD];
 };
 
 struct cw_engine {
@@ -39,6 +41,7 @@ struct cw_engine {
 	char boot[40]; /* kernel boot id: monotonic times are comparable within one boot */
 	int nboards;
 	struct cw_eboard *boards;
+	uint64_t next_token; /* owner tokens of in-flight releases, never 0 */
 };
 
 /* Wall and monotonic time of this engine (plus the test offset). */
@@ -142,6 +145,21 @@ int cwe_confirm_release(struct cw_engine *e, const struct stamp *now, const stru
 			   int64_t latency_ms, bool has_latency);
 int cwe_mark_taken(struct cw_engine *e, const struct stamp *now, const struct rental_row *r);
 struct cw_eboard *cwe_board_find(struct cw_engine *e, int bus, int board);
+/* In-flight releases (mutex held): begin returns the owner token; end clears
+ * the bit only if token still owns it. */
+uint64_t cwe_inflight_begin(struct cw_engine *e, struct cw_eboard *b, int lock);
+void cwe_inflight_end(struct cw_eboard *b, int lock, uint64_t token);
+bool cwe_inflight(const struct cw_eboard *b, int lock);
+int cwe_set_online(struct cw_engine *e, const struct stamp *now, int bus, int board, bool online,
+		   int *changed);
+/* Savepoints inside the open transaction: one slot or one tick item can fail
+ * without rolling back the others. end() releases on CW_OK, else rolls back
+ * to the savepoint; returns CW_OK or the savepoint's own failure. */
+int cwe_savepoint(struct cw_engine *e);
+int cwe_savepoint_end(struct cw_engine *e, int rc);
+/* Steps st over its rows: CW_OK with a row, CW_ERR_NOTFOUND at the end, CW_ERR_DB
+ * (logged) when the step failed -- never an error taken for the end of rows. */
+int cwe_step(struct cw_engine *e, sqlite3_stmt *st);
 bool cwe_board_usable(struct cw_engine *e, int bus, int board);
 bool cwe_phone_valid(const char *p);
 int cwe_begin(struct cw_engine *e);

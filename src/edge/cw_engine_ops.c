@@ -15,11 +15,13 @@
 
 /* ------------------------------------------------------------------ rent */
 
-/* Picks the least recently used free cart on a reconciled, online board. */
+/* Picks the least recently used free cart on a reconciled, online board
+ * whose lock has no release in flight (a slot freed by staff while its lock
+ * still moves must not go to a second customer). */
 static int pick_cart(struct cw_engine *e, struct cart_row *out)
 {
 	sqlite3_stmt *st = NULL;
-	int rc;
+	int rc, src;
 
 	rc = cw_eq_prepare(e, &st,
 			   "SELECT " CART_COLS " FROM carts WHERE status = 'available' AND "
@@ -29,13 +31,17 @@ static int pick_cart(struct cw_engine *e, struct cart_row *out)
 	if (rc != CW_OK)
 		return rc;
 	rc = CW_ERR_NOCART;
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while ((src = cwe_step(e, st)) == CW_OK) {
+		struct cw_eboard *b;
 		cwe_cart_from_row(st, out);
-		if (cwe_board_usable(e, out->bus, out->board)) {
+		b = cwe_board_find(e, out->bus, out->board);
+		if (b && !b->need_reconcile && !cwe_inflight(b, out->lock)) {
 			rc = CW_OK;
 			break;
 		}
 	}
+	if (src == CW_ERR_DB)
+		rc = CW_ERR_DB;
 	sqlite3_finalize(st);
 	return rc;
 }
@@ -87,9 +93,10 @@ out:
 }
 
 /* After hw.unlock: confirm, or cancel the rental so that the customer is
- * never left with a rental for a cart that did not open. */
+ * never left with a rental for a cart that did not open. *recheck: what the
+ * lock did is unknown, the board must be read afresh before renting from it. */
 static int rent_end(struct cw_engine *e, const struct cart_row *c, const char *rental_id,
-		    int hw_rc, int64_t latency)
+		    int hw_rc, int64_t latency, bool *recheck)
 {
 	struct stamp now;
 	struct rental_row r;
@@ -104,18 +111,28 @@ static int rent_end(struct cw_engine *e, const struct cart_row *c, const char *r
 	if (rc != CW_OK)
 		goto out;
 	if (!cwe_rental_open(&r)) {
-		/* Closed by staff while the lock was moving. */
+		/* Closed while the lock was moving (the engine refuses that since
+		 * force return and maintenance check the in-flight flag; kept for
+		 * any other writer). The slot may now be available with the lock
+		 * open and stale sensor bits: it is not offered again before a
+		 * fresh status reconciles its board. */
 		rc = cwe_telemetry(e, &now, "rental.closed_during_release", c->id, r.id,
 			       cwe_jdata("unlock_result", cw_errname(hw_rc), NULL, NULL));
+		*recheck = true;
 		result = CW_ERR_STATE;
 	} else if (hw_rc == CW_OK || r.taken) {
 		/* A cart that already left its slot was released, whatever the bus said. */
 		rc = cwe_confirm_release(e, &now, &r, latency, hw_rc == CW_OK);
 		result = CW_OK;
 	} else if (hw_rc == CW_ERR_OFFLINE) {
-		rc = cwe_cancel_rental(e, &now, &r, "board offline, lock not released", NULL);
+		/* The bus says "offline" also when the release was sent and not
+		 * answered (cw_lockbus.c): the lock may have opened. The customer
+		 * is not charged; the slot is rented out again only after a fresh
+		 * status (reconciliation: hook open -> fault, cart gone -> missing). */
+		rc = cwe_cancel_rental(e, &now, &r, "board offline, release not confirmed", NULL);
 		if (rc == CW_OK)
 			rc = cwe_telemetry(e, &now, "lock.offline", c->id, r.id, NULL);
+		*recheck = true;
 		result = CW_ERR_OFFLINE;
 	} else {
 		rc = cwe_cancel_rental(e, &now, &r, "release not confirmed", "release not confirmed");
@@ -135,6 +152,8 @@ int cw_engine_rent(struct cw_engine *e, const char *phone, struct cw_rent_result
 	struct cart_row c;
 	struct cw_eboard *b;
 	int64_t latency = 0;
+	uint64_t token = 0;
+	bool recheck = false;
 	int rc, hw_rc;
 
 	if (!e || !out)
@@ -153,7 +172,7 @@ int cw_engine_rent(struct cw_engine *e, const char *phone, struct cw_rent_result
 	}
 	b = cwe_board_find(e, c.bus, c.board);
 	if (b)
-		b->inflight |= 1u << c.lock;
+		token = cwe_inflight_begin(e, b, c.lock);
 	pthread_mutex_unlock(&e->mu);
 
 	/* The mutex is not held here: the bus worker reports sensors meanwhile. */
@@ -161,10 +180,11 @@ int cw_engine_rent(struct cw_engine *e, const char *phone, struct cw_rent_result
 
 	pthread_mutex_lock(&e->mu);
 	if (b)
-		b->inflight &= ~(1u << c.lock);
-	rc = rent_end(e, &c, out->rental_id, hw_rc, latency);
-	if (rc == CW_ERR_DB && b)
-		b->need_reconcile = true; /* rule 4 settles the pending rental at the next status */
+		cwe_inflight_end(b, c.lock, token);
+	rc = rent_end(e, &c, out->rental_id, hw_rc, latency, &recheck);
+	/* CW_ERR_DB: rule 4 settles the pending rental at the next status. */
+	if (b && (rc == CW_ERR_DB || recheck))
+		b->need_reconcile = true;
 	pthread_mutex_unlock(&e->mu);
 	if (rc == CW_OK) {
 		out->unlock_latency_ms = hw_rc == CW_OK ? latency : 0;
@@ -182,7 +202,7 @@ int cw_engine_rent(struct cw_engine *e, const char *phone, struct cw_rent_result
 static int pick_return_slot(struct cw_engine *e, const struct rental_row *r, struct cart_row *out)
 {
 	sqlite3_stmt *st = NULL;
-	int rc;
+	int rc, src;
 
 	/* The rental's own slot first, if it is empty. */
 	rc = cwe_cart_load(e, out, "id = ?1", "t", r->cart_id);
@@ -199,13 +219,15 @@ static int pick_return_slot(struct cw_engine *e, const struct rental_row *r, str
 	if (rc != CW_OK)
 		return rc;
 	rc = CW_ERR_NOCART;
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while ((src = cwe_step(e, st)) == CW_OK) {
 		cwe_cart_from_row(st, out);
 		if (cwe_board_usable(e, out->bus, out->board)) {
 			rc = CW_OK;
 			break;
 		}
 	}
+	if (src == CW_ERR_DB)
+		rc = CW_ERR_DB;
 	sqlite3_finalize(st);
 	return rc;
 }
@@ -272,6 +294,9 @@ int cw_engine_force_return(struct cw_engine *e, const char *rental_id, const cha
 {
 	struct stamp now;
 	struct rental_row r;
+	struct cart_row c;
+	struct cw_eboard *b = NULL;
+	bool cancelled = false;
 	char buf[300];
 	int rc;
 
@@ -293,12 +318,36 @@ int cw_engine_force_return(struct cw_engine *e, const char *rental_id, const cha
 		rc = CW_ERR_STATE;
 		goto out;
 	}
-	rc = cwe_close_returned(e, &now, &r, NULL, "force return", buf);
+	rc = cwe_cart_load(e, &c, "id = ?1", "t", r.cart_id);
+	if (rc != CW_OK)
+		goto out;
+	b = cwe_board_find(e, c.bus, c.board);
+	if (b && cwe_inflight(b, c.lock)) {
+		/* The lock is moving: closing now would free a slot whose sensors
+		 * are stale, and rent_end would find its rental gone. */
+		rc = CW_ERR_STATE;
+		goto out;
+	}
+	if (!r.release_confirmed) {
+		/* Never confirmed (crash leftover not yet reconciled): the customer
+		 * may never have had the cart, so it is no return. */
+		cancelled = true;
+		rc = cwe_rental_transition(e, &now, &r, RS_CANCELLED,
+					   "force return by staff, release never confirmed", NULL, buf);
+		if (rc == CW_OK)
+			rc = cwe_release_slots(e, &now, &r, NULL);
+	} else {
+		rc = cwe_close_returned(e, &now, &r, NULL, "force return", buf);
+	}
 	if (rc == CW_OK)
 		rc = cwe_telemetry(e, &now, "rental.force_return", r.cart_id, r.id,
-			       cwe_jdata("note", note ? note : "", NULL, NULL));
+			       cwe_jdata("note", note ? note : "", "closed_as",
+				     cancelled ? "cancelled" : "returned"));
 out:
 	rc = cwe_finish(e, rc);
+	/* What that lock did is unknown: read the board before renting from it. */
+	if (rc == CW_OK && cancelled && b)
+		b->need_reconcile = true;
 unlock:
 	pthread_mutex_unlock(&e->mu);
 	return rc;
@@ -310,6 +359,7 @@ int cw_engine_set_maintenance(struct cw_engine *e, int cart_number, bool on, con
 {
 	struct stamp now;
 	struct cart_row c;
+	struct cw_eboard *b;
 	int rc;
 
 	if (!e || cart_number < 1)
@@ -324,13 +374,18 @@ int cw_engine_set_maintenance(struct cw_engine *e, int cart_number, bool on, con
 	rc = cwe_cart_load(e, &c, "cart_number = ?1 AND removed = 0", "i", I64(cart_number));
 	if (rc != CW_OK)
 		goto out;
+	b = cwe_board_find(e, c.bus, c.board);
+	if (b && cwe_inflight(b, c.lock)) {
+		rc = CW_ERR_STATE; /* its lock is moving (rent or maintenance unlock) */
+		goto out;
+	}
+	if (!on && c.st == CS_AVAILABLE)
+		goto out; /* not in maintenance: CW_OK, nothing written */
 	if (on && c.st == CS_MAINT) {
 		rc = cw_eq_exec(e, "UPDATE carts SET maintenance_notes = ?, updated_wall_ms = ? "
 				   "WHERE id = ?", "tit", note, now.wall, c.id);
 		if (rc == CW_OK)
 			rc = cwe_outbox_cart(e, &now, c.id, "cart.updated");
-	} else if (!on && c.st == CS_AVAILABLE) {
-		rc = CW_OK; /* already out of maintenance */
 	} else if (on) {
 		rc = cwe_cart_transition(e, &now, c.id, CS_MAINT, note ? note : "");
 	} else if (c.st == CS_MAINT || c.st == CS_FAULT) {
@@ -354,6 +409,7 @@ int cw_engine_maintenance_unlock(struct cw_engine *e, int cart_number, int64_t *
 	struct cart_row c;
 	struct cw_eboard *b = NULL;
 	int64_t lat = 0;
+	uint64_t token = 0;
 	int rc, hw_rc;
 
 	if (latency_ms)
@@ -369,7 +425,7 @@ int cw_engine_maintenance_unlock(struct cw_engine *e, int cart_number, int64_t *
 	if (rc != CW_OK)
 		goto out;
 	b = cwe_board_find(e, c.bus, c.board);
-	if (c.st == CS_RENTED || c.st == CS_AWAITING || (b && (b->inflight & (1u << c.lock)))) {
+	if (c.st == CS_RENTED || c.st == CS_AWAITING || (b && cwe_inflight(b, c.lock))) {
 		rc = CW_ERR_STATE; /* a customer's slot: use force return first */
 		goto out;
 	}
@@ -382,7 +438,7 @@ int cw_engine_maintenance_unlock(struct cw_engine *e, int cart_number, int64_t *
 out:
 	rc = cwe_finish(e, rc);
 	if (rc == CW_OK && b)
-		b->inflight |= 1u << c.lock;
+		token = cwe_inflight_begin(e, b, c.lock);
 unlock:
 	pthread_mutex_unlock(&e->mu);
 	if (rc != CW_OK)
@@ -391,14 +447,20 @@ unlock:
 	hw_rc = e->hw.unlock(e->hw.ctx, c.bus, c.board, c.lock, &lat);
 
 	pthread_mutex_lock(&e->mu);
-	if (b)
-		b->inflight &= ~(1u << c.lock);
+	if (b) {
+		cwe_inflight_end(b, c.lock, token);
+		if (hw_rc == CW_ERR_OFFLINE)
+			b->need_reconcile = true; /* maybe released, unanswered: read it afresh */
+	}
 	cwe_stamp_now(&now);
 	rc = cwe_begin(e);
 	if (rc == CW_OK) {
-		if (hw_rc == CW_OK)
-			rc = cw_eq_exec(e, "UPDATE carts SET is_locked = 0, updated_wall_ms = ? WHERE id = ?",
-					"it", now.wall, c.id);
+		if (hw_rc == CW_OK) {
+			rc = cw_eq_exec(e, "UPDATE carts SET is_locked = 0, updated_wall_ms = ? WHERE id = ? "
+					   "AND is_locked = 1", "it", now.wall, c.id);
+			if (rc == CW_OK && sqlite3_changes(e->h) > 0)
+				rc = cwe_outbox_cart(e, &now, c.id, "cart.updated");
+		}
 		if (rc == CW_OK)
 			rc = cwe_telemetry(e, &now, "cart.maintenance_unlock_result", c.id, NULL,
 				       cwe_jdata("result", cw_errname(hw_rc), NULL, NULL));
@@ -413,19 +475,32 @@ unlock:
 /* ---------------------------------------------------------- sensors */
 
 /* Applies the sensor rules to one slot (docs/RENTALS.md "Sensor rules" and
- * "Reconciliation"). c holds the state before this status; present/hook are
- * what the board reports now. *findings counts reconciliation findings. */
+ * "Reconciliation"). snap is the board's snapshot taken before this status:
+ * only its sensor bits (the previous reading) are used. The slot's state and
+ * reservation are read again here, because a rule applied to an earlier
+ * slot of the same pass may have changed them (closing a rental frees its
+ * own slot and its designated slot). present/hook are what the board
+ * reports now. *findings counts reconciliation findings. */
 static int slot_rules(struct cw_engine *e, const struct stamp *now, struct cw_eboard *b,
-		      const struct cart_row *c, bool present, bool hook, bool reconcile,
+		      const struct cart_row *snap, bool present, bool hook, bool reconcile,
 		      int *findings)
 {
 	struct rental_row r;
-	bool changed = present != c->present || hook != c->hook;
-	bool inflight = (b->inflight & (1u << c->lock)) != 0;
+	struct cart_row cur;
+	const struct cart_row *c = &cur;
+	bool changed = present != snap->present || hook != snap->hook;
+	bool inflight = cwe_inflight(b, snap->lock);
 	const char *tag = reconcile ? "reconcile." : "sensor.";
 	char ev[64];
-	int rc = CW_OK;
+	int rc;
 
+	rc = cwe_cart_load(e, &cur, "id = ?1", "t", snap->id);
+	if (rc == CW_ERR_NOTFOUND)
+		return CW_OK;
+	if (rc != CW_OK)
+		return rc;
+	cur.present = snap->present;
+	cur.hook = snap->hook;
 	switch (c->st) {
 	case CS_AWAITING:
 		rc = cwe_rental_load(e, &r, "id = ?1", "t", c->reserved);
@@ -536,17 +611,15 @@ static int board_status_tx(struct cw_engine *e, struct cw_eboard *b,
 	struct stamp now;
 	struct cart_row *carts = NULL;
 	sqlite3_stmt *st = NULL;
-	int n = 0, cap = 0, findings = 0;
+	int n = 0, cap = 0, findings = 0, nonline = 0;
 	int rc;
 
 	cwe_stamp_now(&now);
 	rc = cwe_begin(e);
 	if (rc != CW_OK)
 		return rc;
-	rc = cw_eq_exec(e, "UPDATE carts SET board_online = 1 WHERE bus_index = ? AND "
-			   "board_index = ? AND removed = 0 AND board_online = 0",
-			"ii", I64(b->bus_index), I64(b->board_index));
-	if (rc == CW_OK && sqlite3_changes(e->h) > 0) {
+	rc = cwe_set_online(e, &now, b->bus_index, b->board_index, true, &nonline);
+	if (rc == CW_OK && nonline > 0) {
 		cJSON *d = cJSON_CreateObject();
 		cJSON_AddNumberToObject(d, "bus", b->bus_index);
 		cJSON_AddNumberToObject(d, "board", b->board_index);
@@ -561,7 +634,7 @@ static int board_status_tx(struct cw_engine *e, struct cw_eboard *b,
 		rc = cw_eq_prepare(e, &st, "SELECT " CART_COLS " FROM carts WHERE bus_index = ? AND "
 					   "board_index = ? AND removed = 0 ORDER BY lock_index",
 				   "ii", I64(b->bus_index), I64(b->board_index));
-	while (rc == CW_OK && sqlite3_step(st) == SQLITE_ROW) {
+	while (rc == CW_OK && (rc = cwe_step(e, st)) == CW_OK) {
 		if (n == cap) {
 			int ncap = cap ? cap * 2 : 16;
 			struct cart_row *p = realloc(carts, (size_t)ncap * sizeof(*p));
@@ -575,10 +648,13 @@ static int board_status_tx(struct cw_engine *e, struct cw_eboard *b,
 		cwe_cart_from_row(st, &carts[n++]);
 	}
 	sqlite3_finalize(st);
+	if (rc == CW_ERR_NOTFOUND)
+		rc = CW_OK; /* end of rows; CW_ERR_DB: the status is retried on the next poll */
 	for (int i = 0; rc == CW_OK && i < n; i++) {
 		const struct cart_row *c = &carts[i];
 		bool present = (bs->present >> c->lock) & 1u;
 		bool hook = (bs->hook_closed >> c->lock) & 1u;
+		int before = findings, rrc;
 
 		if (present != c->present || hook != c->hook) {
 			rc = cw_eq_exec(e, "UPDATE carts SET cart_present = ?, hook_closed = ?, "
@@ -587,8 +663,24 @@ static int board_status_tx(struct cw_engine *e, struct cw_eboard *b,
 			if (rc == CW_OK)
 				rc = cwe_outbox_cart(e, &now, c->id, "cart.sensors");
 		}
-		if (rc == CW_OK)
-			rc = slot_rules(e, &now, b, c, present, hook, reconcile, &findings);
+		if (rc != CW_OK)
+			break;
+		/* Each slot's rules in a savepoint: a transition this slot cannot
+		 * make (CW_ERR_STATE) skips this slot's rules instead of rolling the
+		 * whole board back and retrying it forever. Its sensor fields stay
+		 * recorded. Database errors still abort the board. */
+		rc = cwe_savepoint(e);
+		if (rc != CW_OK)
+			break;
+		rrc = slot_rules(e, &now, b, c, present, hook, reconcile, &findings);
+		rc = cwe_savepoint_end(e, rrc);
+		if (rc == CW_OK && rrc == CW_ERR_STATE) {
+			findings = before;
+			cw_warn("engine.slot_rules_skipped", "bus=%d board=%d cart=%d error=%s",
+				b->bus_index, b->board_index, c->number, cw_errname(rrc));
+		} else if (rc == CW_OK) {
+			rc = rrc;
+		}
 	}
 	if (rc == CW_OK && reconcile) {
 		cJSON *d = cJSON_CreateObject();
@@ -635,7 +727,7 @@ void cw_engine_on_board_offline(struct cw_engine *e, int bus_index, int board_in
 {
 	struct cw_eboard *b;
 	struct stamp now;
-	int rc;
+	int rc, changed = 0;
 
 	if (!e)
 		return;
@@ -650,10 +742,8 @@ void cw_engine_on_board_offline(struct cw_engine *e, int bus_index, int board_in
 	rc = cwe_begin(e);
 	if (rc != CW_OK)
 		goto out;
-	rc = cw_eq_exec(e, "UPDATE carts SET board_online = ? WHERE bus_index = ? AND "
-			   "board_index = ? AND removed = 0 AND board_online = ?",
-			"iiii", I64(!offline), I64(bus_index), I64(board_index), I64(offline));
-	if (rc == CW_OK && sqlite3_changes(e->h) > 0) {
+	rc = cwe_set_online(e, &now, bus_index, board_index, !offline, &changed);
+	if (rc == CW_OK && changed > 0) {
 		cJSON *d = cJSON_CreateObject();
 		cJSON_AddNumberToObject(d, "bus", bus_index);
 		cJSON_AddNumberToObject(d, "board", board_index);
@@ -678,7 +768,7 @@ static int collect_ids(struct cw_engine *e, const char *sql, char (**ids)[40], i
 	*ids = NULL;
 	*n = 0;
 	rc = cw_eq_prepare(e, &st, sql, "");
-	while (rc == CW_OK && sqlite3_step(st) == SQLITE_ROW) {
+	while (rc == CW_OK && (rc = cwe_step(e, st)) == CW_OK) {
 		if (*n == cap) {
 			int ncap = cap ? cap * 2 : 16;
 			char(*p)[40] = realloc(*ids, (size_t)ncap * sizeof(*p));
@@ -693,69 +783,90 @@ static int collect_ids(struct cw_engine *e, const char *sql, char (**ids)[40], i
 		(*n)++;
 	}
 	sqlite3_finalize(st);
-	return rc;
+	return rc == CW_ERR_NOTFOUND ? CW_OK : rc;
 }
 
-static int tick_rentals(struct cw_engine *e, const struct stamp *now)
+/* One open rental: take timeout, then overdue. */
+static int tick_rental(struct cw_engine *e, const struct stamp *now, const char *id)
 {
-	char(*ids)[40] = NULL;
-	int n = 0, rc;
 	int64_t take_ms = I64(e->rules.take_timeout_s) * 1000;
+	struct rental_row r;
+	int rc;
 
-	rc = collect_ids(e, "SELECT id FROM rentals WHERE " OPEN_SQL, &ids, &n);
-	for (int i = 0; rc == CW_OK && i < n; i++) {
-		struct rental_row r;
-		rc = cwe_rental_load(e, &r, "id = ?1", "t", ids[i]);
-		if (rc != CW_OK)
-			break;
-		if (r.release_confirmed && !r.taken &&
-		    cwe_elapsed_ms(e, now, r.rel_wall, r.rel_mono, r.rel_boot, r.start_trusted, NULL) >=
-			    take_ms) {
-			rc = cwe_cancel_rental(e, now, &r, "cart never taken", NULL);
-			if (rc == CW_OK)
-				rc = cwe_telemetry(e, now, "rental.not_taken", r.cart_id, r.id, NULL);
-			continue;
-		}
-		if (r.st == RS_ACTIVE && cwe_rental_late(e, now, &r))
-			rc = cwe_rental_transition(e, now, &r, RS_OVERDUE, NULL, NULL, NULL);
+	rc = cwe_rental_load(e, &r, "id = ?1", "t", id);
+	if (rc == CW_ERR_NOTFOUND)
+		return CW_OK;
+	if (rc != CW_OK || !cwe_rental_open(&r))
+		return rc;
+	if (r.release_confirmed && !r.taken &&
+	    cwe_elapsed_ms(e, now, r.rel_wall, r.rel_mono, r.rel_boot, r.start_trusted, NULL) >=
+		    take_ms) {
+		rc = cwe_cancel_rental(e, now, &r, "cart never taken", NULL);
+		if (rc == CW_OK)
+			rc = cwe_telemetry(e, now, "rental.not_taken", r.cart_id, r.id, NULL);
+		return rc;
 	}
-	free(ids);
+	if (r.st == RS_ACTIVE && cwe_rental_late(e, now, &r))
+		rc = cwe_rental_transition(e, now, &r, RS_OVERDUE, NULL, NULL, NULL);
 	return rc;
 }
 
-static int tick_reservations(struct cw_engine *e, const struct stamp *now)
+/* One awaiting-return slot: its reservation expires after return_timeout_s. */
+static int tick_reservation(struct cw_engine *e, const struct stamp *now, const char *id)
+{
+	int64_t life_ms = I64(e->rules.return_timeout_s) * 1000;
+	struct cart_row c;
+	struct rental_row r;
+	bool own;
+	int rc;
+
+	memset(&r, 0, sizeof(r));
+	rc = cwe_cart_load(e, &c, "id = ?1", "t", id);
+	if (rc == CW_ERR_NOTFOUND)
+		return CW_OK;
+	if (rc != CW_OK || c.st != CS_AWAITING)
+		return rc;
+	if (cwe_elapsed_ms(e, now, c.res_wall, c.res_mono, c.res_boot, true, NULL) < life_ms)
+		return CW_OK;
+	rc = cwe_rental_load(e, &r, "id = ?1", "t", c.reserved);
+	own = rc == CW_OK && cwe_rental_open(&r) && strcmp(r.cart_id, c.id) == 0;
+	if (rc != CW_OK && rc != CW_ERR_NOTFOUND)
+		return rc;
+	/* The rental's own slot stays its slot; any other goes back to available. */
+	rc = cwe_cart_transition(e, now, c.id, own ? CS_RENTED : CS_AVAILABLE, NULL);
+	if (rc == CW_OK && r.id[0])
+		rc = cw_eq_exec(e, "UPDATE rentals SET return_slot = NULL, updated_wall_ms = ? "
+				   "WHERE id = ? AND return_slot = ?",
+				"itt", now->wall, c.reserved, c.id);
+	if (rc == CW_OK)
+		rc = cwe_outbox_rental(e, now, c.reserved, "rental.return_expired");
+	if (rc == CW_OK)
+		rc = cwe_telemetry(e, now, "return.reservation_expired", c.id, c.reserved, NULL);
+	return rc;
+}
+
+/* Runs item() for every id of sql, each in its own savepoint: one item that
+ * fails is rolled back alone (and logged), the others still commit. Only a
+ * failure of the list or of the savepoint itself stops the tick. */
+static int tick_each(struct cw_engine *e, const struct stamp *now, const char *what,
+		     const char *sql,
+		     int (*item)(struct cw_engine *, const struct stamp *, const char *))
 {
 	char(*ids)[40] = NULL;
 	int n = 0, rc;
-	int64_t life_ms = I64(e->rules.return_timeout_s) * 1000;
 
-	rc = collect_ids(e, "SELECT id FROM carts WHERE status = 'awaiting-return'", &ids, &n);
+	rc = collect_ids(e, sql, &ids, &n);
 	for (int i = 0; rc == CW_OK && i < n; i++) {
-		struct cart_row c;
-		struct rental_row r;
-		bool own;
+		int irc;
 
-		memset(&r, 0, sizeof(r));
-
-		rc = cwe_cart_load(e, &c, "id = ?1", "t", ids[i]);
+		rc = cwe_savepoint(e);
 		if (rc != CW_OK)
 			break;
-		if (cwe_elapsed_ms(e, now, c.res_wall, c.res_mono, c.res_boot, true, NULL) < life_ms)
-			continue;
-		rc = cwe_rental_load(e, &r, "id = ?1", "t", c.reserved);
-		own = rc == CW_OK && cwe_rental_open(&r) && strcmp(r.cart_id, c.id) == 0;
-		if (rc != CW_OK && rc != CW_ERR_NOTFOUND)
-			break;
-		/* The rental's own slot stays its slot; any other goes back to available. */
-		rc = cwe_cart_transition(e, now, c.id, own ? CS_RENTED : CS_AVAILABLE, NULL);
-		if (rc == CW_OK && r.id[0])
-			rc = cw_eq_exec(e, "UPDATE rentals SET return_slot = NULL, updated_wall_ms = ? "
-					   "WHERE id = ? AND return_slot = ?",
-					"itt", now->wall, c.reserved, c.id);
-		if (rc == CW_OK)
-			rc = cwe_outbox_rental(e, now, c.reserved, "rental.return_expired");
-		if (rc == CW_OK)
-			rc = cwe_telemetry(e, now, "return.reservation_expired", c.id, c.reserved, NULL);
+		irc = item(e, now, ids[i]);
+		rc = cwe_savepoint_end(e, irc);
+		if (rc == CW_OK && irc != CW_OK)
+			cw_warn("engine.tick_item_failed", "what=%s id=%s error=%s", what, ids[i],
+				cw_errname(irc));
 	}
 	free(ids);
 	return rc;
@@ -772,9 +883,11 @@ void cw_engine_tick(struct cw_engine *e)
 	cwe_stamp_now(&now);
 	rc = cwe_begin(e);
 	if (rc == CW_OK) {
-		rc = tick_rentals(e, &now);
+		rc = tick_each(e, &now, "rental", "SELECT id FROM rentals WHERE " OPEN_SQL, tick_rental);
 		if (rc == CW_OK)
-			rc = tick_reservations(e, &now);
+			rc = tick_each(e, &now, "reservation",
+				       "SELECT id FROM carts WHERE status = 'awaiting-return'",
+				       tick_reservation);
 		cwe_finish(e, rc);
 	}
 	pthread_mutex_unlock(&e->mu);

@@ -400,7 +400,7 @@ static cJSON *cart_counts(struct cw_engine *e)
 					     "maintenance", "fault", "offline"};
 	sqlite3_stmt *st = NULL;
 	cJSON *o = cJSON_CreateObject();
-	int total = 0;
+	int total = 0, rc;
 
 	if (!o)
 		return NULL;
@@ -413,7 +413,7 @@ static cJSON *cart_counts(struct cw_engine *e)
 		cJSON_Delete(o);
 		return NULL;
 	}
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while ((rc = cwe_step(e, st)) == CW_OK) {
 		const char *s = (const char *)sqlite3_column_text(st, 0);
 		int n = sqlite3_column_int(st, 1);
 		cJSON *item = cJSON_GetObjectItem(o, s ? s : "");
@@ -422,6 +422,11 @@ static cJSON *cart_counts(struct cw_engine *e)
 		total += n;
 	}
 	sqlite3_finalize(st);
+	if (rc != CW_ERR_NOTFOUND) {
+		/* A failed step is not the end of the rows: no partial counts. */
+		cJSON_Delete(o);
+		return NULL;
+	}
 	cJSON_AddNumberToObject(o, "total", total);
 	return o;
 }

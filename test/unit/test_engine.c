@@ -20,6 +20,7 @@
 #include "cw_clock.h"
 #include "cw_edb.h"
 #include "cw_engine.h"
+#include "cw_engine_test.h"
 #include "cw_error.h"
 #include "cw_log.h"
 #include "cw_testutil.h"
@@ -31,6 +32,8 @@ struct fake_hw {
 	bool take_on_unlock;   /* the customer pulls the cart at once */
 	bool crash_on_unlock;  /* _exit() between commit and confirmation */
 	bool sense_on_fault;   /* sensors move although the bus reports a fault */
+	bool no_report;        /* the lock moves but no status has been read yet */
+	void (*during_unlock)(void); /* runs once inside the next unlock, before sensors */
 	int delay_ms;
 	int calls;
 	uint32_t hook[2], present[2];
@@ -163,12 +166,19 @@ static int fake_unlock(void *ctx, int bus, int board, int lock, int64_t *latency
 	fh->seen_confirmed = qraw("SELECT count(*) FROM rentals WHERE release_confirmed = 1");
 	if (fh->crash_on_unlock)
 		_exit(0); /* like kill -9 after the rental's commit */
+	if (fh->during_unlock) {
+		/* One-shot: staff or a second customer act while the lock moves. */
+		void (*fn)(void) = fh->during_unlock;
+		fh->during_unlock = NULL;
+		fn();
+	}
 	if (fh->delay_ms)
 		cw_sleep_ms(fh->delay_ms);
 	if (rc == CW_OK || fh->sense_on_fault) {
 		/* sensors confirm: hook opens (and the cart leaves if taken) */
 		setbits(board, lock, !take, false);
-		push(board);
+		if (!fh->no_report)
+			push(board);
 	}
 	if (latency_ms)
 		*latency_ms = 15;
@@ -1258,6 +1268,385 @@ START_TEST(untrusted_clock_recorded)
 }
 END_TEST
 
+/* ------------------------------------------------ review fixes (issue 2) */
+
+/* Runs SQL through the engine's own connection, under its mutex. */
+static void exec_engine(const char *sql)
+{
+	char *msg = NULL;
+
+	cw_engine_lock(e);
+	ck_assert_msg(sqlite3_exec(cw_edb_handle(cw_engine_edb(e)), sql, NULL, NULL, &msg) ==
+			      SQLITE_OK, "%s", msg ? msg : "?");
+	cw_engine_unlock(e);
+	sqlite3_free(msg);
+}
+
+static void maintenance_except(int keep)
+{
+	for (int n = 1; n <= 8; n++)
+		if (n != keep)
+			ck_assert_int_eq(cw_engine_set_maintenance(e, n, true, "test"), CW_OK);
+}
+
+/* H1: closing a rental through one slot frees its other slot, which comes
+ * later in the same board pass; the board must not wedge on it. */
+START_TEST(board_not_wedged_when_close_frees_later_slot)
+{
+	struct cw_rent_result r;
+	struct cw_return_result ret;
+	char s[64];
+
+	sense(5, false, false); /* slot 5 (board 0, lock 4) is empty */
+	rent_and_take("0501234567", &r);
+	ck_assert_int_eq(r.cart_number, 1);
+	/* pushed back into its own slot without the hook latching */
+	sense(1, true, false);
+	ck_assert_int_eq(cw_engine_return_begin(e, "0501234567", &ret), CW_OK);
+	ck_assert_int_eq(ret.slot_number, 5); /* same board, later lock */
+	/* now the hook latches: rule 1 closes the rental and frees slot 5 */
+	sense(1, true, true);
+	rental_status(r.rental_id, s, sizeof(s));
+	ck_assert_str_eq(s, "returned");
+	cart_status(1, s, sizeof(s));
+	ck_assert_str_eq(s, "available");
+	cart_status(5, s, sizeof(s));
+	ck_assert_str_eq(s, "available");
+	ck_assert_int_eq(q("SELECT count(*) FROM carts WHERE reserved_for_rental IS NOT NULL"), 0);
+	/* the board is not wedged: the next change is recorded */
+	sense(3, false, false);
+	ck_assert_int_eq(q("SELECT cart_present FROM carts WHERE cart_number = 3"), 0);
+
+	/* The other way round: designated slot 2 (lock 1) before the own slot 4
+	 * (lock 3) in the board pass; the own slot is freed by the close. */
+	sense(2, false, false);
+	{
+		struct cw_rent_result r2;
+		rent_and_take("0507654321", &r2);
+		ck_assert_int_eq(r2.cart_number, 4);
+		sense(4, true, false);
+		ck_assert_int_eq(cw_engine_return_begin(e, "0507654321", &ret), CW_OK);
+		ck_assert_int_eq(ret.slot_number, 2);
+		/* the customer pulls it out again and docks it in slot 2: one status */
+		setbits(0, 3, false, false);
+		setbits(0, 1, true, true);
+		push(0);
+		rental_status(r2.rental_id, s, sizeof(s));
+		ck_assert_str_eq(s, "returned");
+		cart_status(4, s, sizeof(s));
+		ck_assert_str_eq(s, "available");
+	}
+	/* and a restart reconciles cleanly */
+	engine_close();
+	engine_open();
+	push(0);
+	push(1);
+	ck_assert_int_eq(q("SELECT count(*) FROM telemetry WHERE event_type = 'reconcile.done'"), 4);
+	ck_assert_int_eq(cw_edb_integrity_check(cw_engine_edb(e)), CW_OK);
+	assert_no_errors();
+}
+END_TEST
+
+static int during_force_rc, during_rent_rc, during_maint_rc;
+
+static void staff_acts_during_release(void)
+{
+	char id[40];
+	struct cw_rent_result r2;
+
+	qs(id, sizeof(id), "SELECT id FROM rentals WHERE release_confirmed = 0 AND status = 'active'");
+	during_force_rc = cw_engine_force_return(e, id, "pressed by mistake");
+	during_rent_rc = cw_engine_rent(e, "0507654321", &r2);
+}
+
+static void maintenance_off_during_unlock(void)
+{
+	struct cw_rent_result r2;
+
+	during_maint_rc = cw_engine_set_maintenance(e, 2, false, NULL);
+	during_rent_rc = cw_engine_rent(e, "0507777777", &r2);
+}
+
+/* H2: nothing may hand a slot to a second customer while its release is in
+ * flight. */
+START_TEST(release_in_flight_is_protected)
+{
+	struct cw_rent_result r;
+	int64_t lat = 0;
+	char s[64];
+
+	maintenance_except(1);
+	f.during_unlock = staff_acts_during_release;
+	ck_assert_int_eq(cw_engine_rent(e, "0501234567", &r), CW_OK);
+	ck_assert_int_eq(r.cart_number, 1);
+	ck_assert_int_eq(during_force_rc, CW_ERR_STATE);
+	ck_assert_int_eq(during_rent_rc, CW_ERR_NOCART);
+	ck_assert_int_eq(f.calls, 1);
+	rental_status(r.rental_id, s, sizeof(s));
+	ck_assert_str_eq(s, "active");
+	ck_assert_int_eq(q("SELECT release_confirmed FROM rentals WHERE id = '%s'", r.rental_id), 1);
+	ck_assert_int_eq(q("SELECT count(*) FROM rentals"), 1);
+	cart_status(1, s, sizeof(s));
+	ck_assert_str_eq(s, "rented");
+	/* once confirmed, force return works */
+	ck_assert_int_eq(cw_engine_force_return(e, r.rental_id, NULL), CW_OK);
+
+	/* maintenance unlock: maintenance cannot end while the lock moves */
+	f.during_unlock = maintenance_off_during_unlock;
+	ck_assert_int_eq(cw_engine_maintenance_unlock(e, 2, &lat), CW_OK);
+	ck_assert_int_eq(during_maint_rc, CW_ERR_STATE);
+	ck_assert_int_eq(during_rent_rc, CW_ERR_NOCART); /* slot 1: hook open */
+	cart_status(2, s, sizeof(s));
+	ck_assert_str_eq(s, "maintenance");
+	ck_assert_int_eq(q("SELECT count(*) FROM rentals"), 1);
+	assert_no_errors();
+}
+END_TEST
+
+/* H2: a rental whose release was never confirmed (crash leftover, before
+ * its board reconciled) is cancelled by a force return, not returned. */
+START_TEST(force_return_unconfirmed_is_cancelled)
+{
+	char s[64], id[40];
+
+	crash_while_renting();
+	engine_open();
+	qs(id, sizeof(id), "SELECT id FROM rentals");
+	ck_assert_int_eq(cw_engine_force_return(e, id, "never opened"), CW_OK);
+	rental_status(id, s, sizeof(s));
+	ck_assert_str_eq(s, "cancelled");
+	qs(s, sizeof(s), "SELECT notes FROM rentals WHERE id = '%s'", id);
+	ck_assert_ptr_nonnull(strstr(s, "never opened"));
+	ck_assert_int_eq(q("SELECT count(*) FROM outbox WHERE kind = 'rental.cancelled'"), 1);
+	push(0);
+	push(1);
+	qs(s, sizeof(s), "SELECT status FROM carts WHERE id = (SELECT cart_id FROM rentals)");
+	ck_assert_str_eq(s, "available");
+	assert_no_errors();
+}
+END_TEST
+
+static void close_behind_engine(void)
+{
+	/* Another writer closes the rental while the lock moves (no engine path
+	 * does any more; the engine must still not offer the slot blindly). */
+	exec_engine("UPDATE rentals SET status = 'cancelled' WHERE status = 'active'; "
+		    "UPDATE carts SET status = 'available' WHERE cart_number = 1");
+}
+
+/* H2: the release succeeded but the rental was closed meanwhile: the slot
+ * is not offered again before a fresh status was read. */
+START_TEST(closed_during_release_needs_fresh_status)
+{
+	struct cw_rent_result r;
+	char s[64];
+
+	maintenance_except(1);
+	f.during_unlock = close_behind_engine;
+	f.no_report = true;
+	ck_assert_int_eq(cw_engine_rent(e, "0501234567", &r), CW_ERR_STATE);
+	ck_assert_int_eq(q("SELECT count(*) FROM telemetry WHERE event_type = "
+			   "'rental.closed_during_release'"), 1);
+	f.no_report = false;
+	ck_assert_int_eq(cw_engine_rent(e, "0507654321", &r), CW_ERR_NOCART);
+	ck_assert_int_eq(f.calls, 1);
+	push(0); /* the lock did open: hook open, no rental */
+	cart_status(1, s, sizeof(s));
+	ck_assert_str_eq(s, "fault");
+	ck_assert_int_eq(cw_engine_rent(e, "0507654321", &r), CW_ERR_NOCART);
+	assert_no_errors();
+}
+END_TEST
+
+/* M1: CW_ERR_OFFLINE may mean "sent, not answered": the slot is not offered
+ * again before a fresh status shows what the lock did. */
+START_TEST(unlock_unanswered_needs_fresh_status)
+{
+	struct cw_rent_result r;
+	char s[64];
+
+	maintenance_except(1);
+	f.next_rc = CW_ERR_OFFLINE;
+	f.sense_on_fault = true; /* it did open */
+	f.no_report = true;
+	ck_assert_int_eq(cw_engine_rent(e, "0501234567", &r), CW_ERR_OFFLINE);
+	f.next_rc = CW_OK;
+	f.sense_on_fault = false;
+	f.no_report = false;
+	ck_assert_int_eq(cw_engine_rent(e, "0507654321", &r), CW_ERR_NOCART);
+	ck_assert_int_eq(f.calls, 1);
+	push(0);
+	cart_status(1, s, sizeof(s));
+	ck_assert_str_eq(s, "fault");
+	/* one that really did not open is offered again after a fresh status */
+	ck_assert_int_eq(cw_engine_set_maintenance(e, 2, false, NULL), CW_OK);
+	f.next_rc = CW_ERR_OFFLINE;
+	ck_assert_int_eq(cw_engine_rent(e, "0501234567", &r), CW_ERR_OFFLINE);
+	f.next_rc = CW_OK;
+	ck_assert_int_eq(cw_engine_rent(e, "0507654321", &r), CW_ERR_NOCART);
+	push(0);
+	ck_assert_int_eq(cw_engine_rent(e, "0507654321", &r), CW_OK);
+	ck_assert_int_eq(r.cart_number, 2);
+	assert_no_errors();
+}
+END_TEST
+
+static int64_t cart_entries(int board, const char *field, int value)
+{
+	return q("SELECT count(*) FROM outbox WHERE entity_type = 'cart' AND "
+		 "json_extract(payload, '$.cart.board_index') = %d AND "
+		 "json_extract(payload, '$.cart.%s') = %d", board, field, value);
+}
+
+/* M3: board_online and is_locked changes reach the outbox, once per change. */
+START_TEST(online_and_lock_changes_reach_outbox)
+{
+	struct cw_rent_result r;
+	int64_t off0 = cart_entries(0, "board_online", 0), on0;
+	int64_t lat = 0;
+
+	cw_engine_on_board_offline(e, 0, 0, true);
+	ck_assert_int_eq(cart_entries(0, "board_online", 0), off0 + 8);
+	cw_engine_on_board_offline(e, 0, 0, true); /* no transition */
+	ck_assert_int_eq(cart_entries(0, "board_online", 0), off0 + 8);
+	on0 = cart_entries(0, "board_online", 1);
+	cw_engine_on_board_offline(e, 0, 0, false);
+	push(0);
+	push(0);
+	ck_assert_int_eq(cart_entries(0, "board_online", 1) - on0, 8);
+	/* back online through a status alone */
+	cw_engine_on_board_offline(e, 0, 0, true);
+	on0 = cart_entries(0, "board_online", 1);
+	push(0);
+	ck_assert_int_eq(cart_entries(0, "board_online", 1) - on0, 8);
+	/* the lock opened: is_locked = 0 reaches the cloud */
+	f.no_report = true;
+	ck_assert_int_eq(cw_engine_rent(e, "0501234567", &r), CW_OK);
+	ck_assert_int_eq(q("SELECT count(*) FROM outbox WHERE entity_type = 'cart' AND "
+			   "json_extract(payload, '$.cart.cart_number') = %d AND "
+			   "json_extract(payload, '$.cart.is_locked') = 0", r.cart_number), 1);
+	ck_assert_int_eq(cw_engine_maintenance_unlock(e, 8, &lat), CW_OK);
+	ck_assert_int_eq(q("SELECT count(*) FROM outbox WHERE entity_type = 'cart' AND "
+			   "json_extract(payload, '$.cart.cart_number') = 8 AND "
+			   "json_extract(payload, '$.cart.is_locked') = 0"), 1);
+	assert_no_errors();
+}
+END_TEST
+
+/* LOW a: one failing item of the tick does not roll back the others. */
+START_TEST(tick_item_failure_is_isolated)
+{
+	struct cw_rent_result a, b;
+	char s[64], sql[256];
+	unsigned long errs;
+
+	rent_and_take("0501234567", &a);
+	rent_and_take("0507654321", &b);
+	snprintf(sql, sizeof(sql), "CREATE TEMP TRIGGER block_a BEFORE UPDATE OF status ON rentals "
+		 "WHEN OLD.id = '%s' BEGIN SELECT RAISE(ABORT, 'test: blocked'); END", a.rental_id);
+	exec_engine(sql);
+	cw_engine_test_advance_clock(131 * 60000LL);
+	errs = cw_log_error_count();
+	cw_engine_tick(e);
+	ck_assert_uint_gt(cw_log_error_count(), errs); /* the blocked item is reported */
+	rental_status(a.rental_id, s, sizeof(s));
+	ck_assert_str_eq(s, "active");
+	rental_status(b.rental_id, s, sizeof(s));
+	ck_assert_str_eq(s, "overdue");
+	exec_engine("DROP TRIGGER temp.block_a");
+	cw_engine_tick(e);
+	rental_status(a.rental_id, s, sizeof(s));
+	ck_assert_str_eq(s, "overdue");
+}
+END_TEST
+
+/* LOW b: closing a rental never frees a slot that is not its own reservation. */
+START_TEST(close_frees_only_own_reservation)
+{
+	struct cw_rent_result a, b;
+	char s[64], sql[256];
+
+	rent_and_take("0501234567", &a);
+	rent_and_take("0507654321", &b);
+	snprintf(sql, sizeof(sql), "UPDATE rentals SET return_slot = (SELECT cart_id FROM rentals "
+		 "WHERE id = '%s') WHERE id = '%s'", b.rental_id, a.rental_id);
+	exec_engine(sql);
+	ck_assert_int_eq(cw_engine_force_return(e, a.rental_id, NULL), CW_OK);
+	cart_status(b.cart_number, s, sizeof(s));
+	ck_assert_str_eq(s, "rented");
+	rental_status(b.rental_id, s, sizeof(s));
+	ck_assert_str_eq(s, "active");
+	cart_status(a.cart_number, s, sizeof(s));
+	ck_assert_str_eq(s, "available");
+	assert_no_errors();
+}
+END_TEST
+
+/* Fault injection: a statement whose SQL contains fail_needle fails while
+ * stepping (SQLITE_INTERRUPT from the progress handler). */
+static const char *fail_needle;
+
+static int fail_progress(void *arg)
+{
+	sqlite3 *h = arg;
+
+	for (sqlite3_stmt *s = sqlite3_next_stmt(h, NULL); s; s = sqlite3_next_stmt(h, s))
+		if (sqlite3_stmt_busy(s) && strstr(sqlite3_sql(s), fail_needle))
+			return 1;
+	return 0;
+}
+
+static void fail_steps(const char *needle)
+{
+	sqlite3 *h = cw_edb_handle(cw_engine_edb(e));
+
+	cw_engine_lock(e);
+	fail_needle = needle;
+	sqlite3_progress_handler(h, needle ? 1 : 0, needle ? fail_progress : NULL, h);
+	cw_engine_unlock(e);
+}
+
+/* LOW c: a failing step is a database error, not the end of the rows. */
+START_TEST(step_errors_are_db_errors)
+{
+	struct cw_rent_result r;
+	unsigned long errs;
+
+	fail_steps("cart_present = 1 AND hook_closed = 1");
+	ck_assert_int_eq(cw_engine_rent(e, "0501234567", &r), CW_ERR_DB);
+	fail_steps("GROUP BY s");
+	ck_assert_ptr_null(cw_engine_rentals_stats_json(e));
+	ck_assert_ptr_null(cw_engine_status_json(e));
+	/* the board's snapshot fails: the status is retried, not lost */
+	fail_steps("ORDER BY lock_index");
+	setbits(0, 4, false, false);
+	push(0);
+	fail_steps(NULL);
+	push(0);
+	ck_assert_int_eq(q("SELECT cart_present FROM carts WHERE cart_number = 5"), 0);
+	ck_assert_int_eq(q("SELECT count(*) FROM telemetry WHERE event_type = 'cart.missing'"), 1);
+	/* the tick's list of rentals */
+	fail_steps("SELECT id FROM rentals WHERE");
+	errs = cw_log_error_count();
+	cw_engine_tick(e);
+	ck_assert_uint_gt(cw_log_error_count(), errs);
+	fail_steps(NULL);
+	ck_assert_int_eq(cw_engine_rent(e, "0501234567", &r), CW_OK);
+}
+END_TEST
+
+/* LOW d: maintenance off on a slot that is not in maintenance (available)
+ * is a no-op that writes nothing. */
+START_TEST(maintenance_off_noop_writes_nothing)
+{
+	int64_t before = total_rows();
+
+	ck_assert_int_eq(cw_engine_set_maintenance(e, 3, false, NULL), CW_OK);
+	ck_assert_int_eq(total_rows(), before);
+	assert_no_errors();
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("engine");
@@ -1298,6 +1687,16 @@ int main(void)
 	tcase_add_test(tc, read_side);
 	tcase_add_test(tc, config_changes);
 	tcase_add_test(tc, untrusted_clock_recorded);
+	tcase_add_test(tc, board_not_wedged_when_close_frees_later_slot);
+	tcase_add_test(tc, release_in_flight_is_protected);
+	tcase_add_test(tc, force_return_unconfirmed_is_cancelled);
+	tcase_add_test(tc, closed_during_release_needs_fresh_status);
+	tcase_add_test(tc, unlock_unanswered_needs_fresh_status);
+	tcase_add_test(tc, online_and_lock_changes_reach_outbox);
+	tcase_add_test(tc, tick_item_failure_is_isolated);
+	tcase_add_test(tc, close_frees_only_own_reservation);
+	tcase_add_test(tc, step_errors_are_db_errors);
+	tcase_add_test(tc, maintenance_off_noop_writes_nothing);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
