@@ -1,6 +1,9 @@
 #include "cw_clock.h"
 
+#include "cw_log.h"
+
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +12,8 @@
 
 /* 2026-01-01T00:00:00Z: a wall clock earlier than this is certainly wrong. */
 #define CW_WALL_FLOOR_MS 1767225600000LL
+
+static atomic_bool override_logged;
 
 int64_t cw_mono_ms(void)
 {
@@ -29,8 +34,18 @@ bool cw_wall_trusted(void)
 	const char *env = getenv("CW_CLOCK_TRUSTED");
 	struct timex tx;
 
-	if (env && *env)
-		return strcmp(env, "0") != 0;
+	if (env && *env) {
+		bool trusted = strcmp(env, "0") != 0;
+
+		/* Once per process: the override is a test/ops tool, and a
+		 * device running with it should say so in its journal. */
+		if (!atomic_exchange(&override_logged, true))
+			cw_warn("clock.override",
+				"var=CW_CLOCK_TRUSTED trusted=%d note=\"test/ops override, "
+				"not for production\"",
+				trusted ? 1 : 0);
+		return trusted;
+	}
 	if (cw_wall_ms() < CW_WALL_FLOOR_MS)
 		return false;
 	memset(&tx, 0, sizeof(tx));

@@ -13,8 +13,14 @@ int64_t cw_mono_ms(void);  /* CLOCK_MONOTONIC in milliseconds */
 int64_t cw_wall_ms(void);  /* CLOCK_REALTIME in ms since the Unix epoch */
 
 /* True when the kernel says the clock is NTP-synchronised (adjtimex has no
- * STA_UNSYNC) and the wall time is not before this program was built.
- * CW_CLOCK_TRUSTED=1/0 in the environment overrides (tests, containers). */
+ * STA_UNSYNC) and the wall time is not before 2026-01-01.
+ *
+ * TEST/OPS OVERRIDE: CW_CLOCK_TRUSTED=1 (or 0) in the environment replaces the
+ * kernel's answer. It exists for the test suites and for containers without
+ * adjtimex; it must not be set on a production device, since it makes
+ * records claim a trusted clock that nobody checked. When it is in effect the
+ * first call logs a warning (event=clock.override) so it shows in the
+ * journal. */
 bool cw_wall_trusted(void);
 
 /* Formats ms since the epoch as RFC 3339 UTC "2026-11-28T08:00:00.000Z".

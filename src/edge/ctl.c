@@ -8,6 +8,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -57,6 +58,30 @@ static bool parse_long(const char *s, long min, long max, long *out)
 		return false;
 	*out = v;
 	return true;
+}
+
+/* it as an int when it is an integral JSON number in min..max. The range is
+ * checked on the double first: converting a double outside int's range
+ * (1e300) is undefined behaviour (C11 6.3.1.4). NaN fails the range check. */
+static bool json_int(const cJSON *it, int min, int max, int *out)
+{
+	double v;
+
+	if (!cJSON_IsNumber(it))
+		return false;
+	v = it->valuedouble;
+	if (!(v >= (double)min && v <= (double)max) || v != (double)(int)v)
+		return false;
+	*out = (int)v;
+	return true;
+}
+
+/* For display of a number the API sent: -1 when it is not a plain int. */
+static int json_int_or(const cJSON *it, int dflt)
+{
+	int v;
+
+	return json_int(it, INT_MIN, INT_MAX, &v) ? v : dflt;
 }
 
 static void copy(char *dst, size_t cap, const char *src, const char *what)
@@ -313,11 +338,13 @@ static void kv(const cJSON *o, const char *prefix)
 static const char *branch(void)
 {
 	if (!g.branch[0]) {
-		/* /api/health is public and names the branch of this device */
-		cJSON *h = request("GET", "/api/health", NULL, false);
+		/* /api/health names the branch of this device to a caller with
+		 * the admin token (every command that needs a branch needs it) */
+		cJSON *h = request("GET", "/api/health", NULL, true);
 		const cJSON *b = cJSON_GetObjectItemCaseSensitive(h, "branch_id");
 		if (!cJSON_IsString(b))
-			die(1, "the API did not say which branch it serves");
+			die(1, "the API did not say which branch it serves (is the admin token "
+			       "right?)");
 		copy(g.branch, sizeof(g.branch), b->valuestring, "branch_id");
 		cJSON_Delete(h);
 	}
@@ -414,8 +441,9 @@ static int cmd_status(int argc, char **argv)
 						cJSON_GetObjectItemCaseSensitive(lc, "release_failures"));
 					if (cJSON_IsString(lf) && lf->valuestring[0])
 						snprintf(last, sizeof(last), "lock %d: %s",
-							 (int)cJSON_GetNumberValue(
-								 cJSON_GetObjectItemCaseSensitive(lc, "lock")),
+							 json_int_or(cJSON_GetObjectItemCaseSensitive(
+									     lc, "lock"),
+								     -1),
 							 lf->valuestring);
 				}
 				cJSON_AddNumberToObject(r, "releases", rel);
@@ -659,7 +687,7 @@ static int cmd_scan(int argc, char **argv)
 		const cJSON *a = cJSON_GetObjectItemCaseSensitive(it, "address");
 		const cJSON *s = cJSON_GetObjectItemCaseSensitive(it, "result");
 		bool ok = cJSON_IsString(s) && strcmp(s->valuestring, "ok") == 0;
-		printf("%-7d  %s\n", (int)cJSON_GetNumberValue(a),
+		printf("%-7d  %s\n", json_int_or(a, -1),
 		       ok ? "ok" : "garbled (two boards on one address?)");
 		answering++;
 	}
@@ -700,7 +728,11 @@ static void from_config(const char *path, bool url_given)
 	br = cJSON_GetObjectItemCaseSensitive(root, "branch_id");
 	if (!url_given) {
 		const char *host = cJSON_IsString(bind) ? bind->valuestring : "127.0.0.1";
-		int p = cJSON_IsNumber(port) ? (int)port->valuedouble : 8080;
+		int p = 8080;
+
+		/* 0 (any free port) is valid for the daemon but not reachable here */
+		if (port && !json_int(port, 1, 65535, &p))
+			die(2, "%s: api.port: expected an integer 1..65535 (or give --url)", path);
 		/* a wildcard bind is reached through loopback */
 		if (strcmp(host, "0.0.0.0") == 0)
 			host = "127.0.0.1";

@@ -306,6 +306,24 @@ static int opt_string(const cJSON *obj, const char *key, size_t max, const char 
 	return CW_OK;
 }
 
+/* A JSON number that is an integer in min..max. The range is checked on the
+ * double before converting: casting an out-of-range double (1e300) to int is
+ * undefined behaviour (C11 6.3.1.4). NaN fails the range check too. */
+static bool json_int(const cJSON *it, int min, int max, int *out)
+{
+	double v;
+
+	if (!cJSON_IsNumber(it))
+		return false;
+	v = it->valuedouble;
+	if (!(v >= (double)min && v <= (double)max))
+		return false;
+	if (v != (double)(int)v) /* in range now, so the cast is defined */
+		return false;
+	*out = (int)v;
+	return true;
+}
+
 static bool parse_int(const char *s, long min, long max, long *out)
 {
 	char *end;
@@ -387,13 +405,18 @@ static bool id_seg_ok(const char *s)
 
 /* ---- handlers ---- */
 
+static bool token_ok(const struct cw_api *a, struct MHD_Connection *c);
+
+/* Public for load balancers and monitoring. Which branch the device serves
+ * is told only to a caller with the admin token (cartwisectl asks here). */
 static enum MHD_Result h_health(struct cw_api *a, struct MHD_Connection *c, struct req *r)
 {
 	cJSON *o = cJSON_CreateObject();
 
 	cJSON_AddStringToObject(o, "status", "ok");
 	cJSON_AddStringToObject(o, "version", CW_VERSION);
-	cJSON_AddStringToObject(o, "branch_id", a->branch);
+	if (token_ok(a, c))
+		cJSON_AddStringToObject(o, "branch_id", a->branch);
 	return send_json(c, r, MHD_HTTP_OK, o);
 }
 
@@ -541,21 +564,35 @@ static enum MHD_Result h_stats(struct cw_api *a, struct MHD_Connection *c, struc
 
 static enum MHD_Result h_admin_status(struct cw_api *a, struct MHD_Connection *c, struct req *r)
 {
-	cJSON *o = cJSON_CreateObject(), *eng, *buses = NULL;
+	cJSON *o = NULL, *eng, *buses = NULL, *res = NULL;
 
 	eng = cw_engine_status_json(a->e);
-	if (!eng) {
-		cJSON_Delete(o);
+	if (!eng)
 		return send_engine_err(c, r, CW_ERR_DB, "status");
-	}
 	if (a->hooks.buses_json)
 		buses = a->hooks.buses_json(a->hooks.ctx);
-	cJSON_AddStringToObject(o, "version", CW_VERSION);
-	cJSON_AddStringToObject(o, "branch_id", a->branch);
-	cJSON_AddItemToObject(o, "engine", eng);
-	cJSON_AddNumberToObject(o, "outbox_depth", (double)cw_engine_outbox_depth(a->e));
-	cJSON_AddItemToObject(o, "buses", buses ? buses : cJSON_CreateArray());
-	return send_json(c, r, MHD_HTTP_OK, o);
+	if (!buses)
+		buses = cJSON_CreateArray();
+	o = cJSON_CreateObject();
+	if (!o || !buses || !cJSON_AddStringToObject(o, "version", CW_VERSION) ||
+	    !cJSON_AddStringToObject(o, "branch_id", a->branch))
+		goto out;
+	if (!cJSON_AddItemToObject(o, "engine", eng))
+		goto out;
+	eng = NULL; /* o owns it now */
+	if (!cJSON_AddNumberToObject(o, "outbox_depth", (double)cw_engine_outbox_depth(a->e)))
+		goto out;
+	if (!cJSON_AddItemToObject(o, "buses", buses))
+		goto out;
+	buses = NULL;
+	res = o;
+	o = NULL;
+out:
+	cJSON_Delete(eng);
+	cJSON_Delete(buses);
+	cJSON_Delete(o);
+	/* res NULL (out of memory): send_json answers 500 no_memory */
+	return send_json(c, r, MHD_HTTP_OK, res);
 }
 
 static enum MHD_Result h_admin_unlock(struct cw_api *a, struct MHD_Connection *c, struct req *r)
@@ -665,16 +702,18 @@ static enum MHD_Result h_admin_scan(struct cw_api *a, struct MHD_Connection *c, 
 	if (jf) {
 		/* 0..247 covers Kerong boards (0-15) and Modbus slave ids (1-247);
 		 * the bus refuses addresses its protocol cannot have. */
-		if (!cJSON_IsNumber(jf) || !cJSON_IsNumber(jl) ||
-		    jf->valuedouble != (double)(int)jf->valuedouble ||
-		    jl->valuedouble != (double)(int)jl->valuedouble || jf->valuedouble < 0 ||
-		    jl->valuedouble > 247 || jf->valuedouble > jl->valuedouble) {
+		const char *bad = NULL;
+
+		if (!json_int(jf, 0, 247, &first))
+			bad = "first";
+		else if (!json_int(jl, 0, 247, &last))
+			bad = "last";
+		if (bad || first > last) {
 			cJSON_Delete(body);
 			return send_err(c, r, CW_ERR_INVAL,
-					"first, last: expected integers 0..247 with first <= last");
+					"%s: expected integers 0..247 with first <= last",
+					bad ? bad : "first, last");
 		}
-		first = (int)jf->valuedouble;
-		last = (int)jl->valuedouble;
 	}
 	cJSON_Delete(body);
 	if (!a->hooks.scan)
@@ -798,6 +837,27 @@ static bool token_ok(const struct cw_api *a, struct MHD_Connection *c)
 	return sodium_memcmp(h, a->token, n) == 0;
 }
 
+/* Content-Length is at most CW_API_MAX_BODY. Digits are accumulated in a
+ * size_t and stop as soon as the limit is passed, so any length of header
+ * works the same with a 32-bit long (armhf) as with a 64-bit one. Anything
+ * that is not a plain decimal number is refused too (MHD rejects most of
+ * those before we see them). */
+static bool content_length_ok(const char *s)
+{
+	size_t v = 0;
+
+	if (!*s)
+		return false;
+	for (; *s; s++) {
+		if (*s < '0' || *s > '9')
+			return false;
+		v = v * 10 + (size_t)(*s - '0');
+		if (v > CW_API_MAX_BODY)
+			return false;
+	}
+	return true;
+}
+
 /* First call of a request: everything decidable from the request line and
  * headers. Returns true when a response was queued. */
 static bool early_checks(struct cw_api *a, struct MHD_Connection *c, const char *url,
@@ -847,13 +907,9 @@ static bool early_checks(struct cw_api *a, struct MHD_Connection *c, const char 
 		return true;
 	}
 	cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-	if (cl) {
-		long v;
-		if (!parse_int(cl, 0, 999999999999L, &v) || v > CW_API_MAX_BODY) {
-			*ret = send_err(c, r, CW_ERR_TOOBIG, "body larger than %d bytes",
-					CW_API_MAX_BODY);
-			return true;
-		}
+	if (cl && !content_length_ok(cl)) {
+		*ret = send_err(c, r, CW_ERR_TOOBIG, "body larger than %d bytes", CW_API_MAX_BODY);
+		return true;
 	}
 	return false;
 }

@@ -146,7 +146,10 @@ static int get_int(struct pctx *p, const cJSON *obj, const char *key, long min, 
 		return fail(p, key, "expected an integer %ld..%ld, got %s", min, max,
 			    describe(it, got, sizeof(got)));
 	v = it->valuedouble;
-	if (v != (double)(long)v || v < (double)min || v > (double)max)
+	/* Range first: converting a double outside long's range (1e300) is
+	 * undefined behaviour (C11 6.3.1.4); in range, the cast is exact for
+	 * integers and tells a fraction apart. !(a && b) also refuses NaN. */
+	if (!(v >= (double)min && v <= (double)max) || v != (double)(long)v)
 		return fail(p, key, "expected an integer %ld..%ld, got %s", min, max,
 			    describe(it, got, sizeof(got)));
 	*out = (int)(long)v;

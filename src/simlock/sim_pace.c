@@ -46,6 +46,14 @@ struct pending {
 	int64_t start; /* ns: reply may start; byte i is complete at start+(i+1)*char */
 };
 
+/* Bytes of one reply taken off the queue for one unlocked write. */
+struct chunk {
+	uint8_t b[SIM_MAX_FRAME + 1];
+	size_t len;
+	int idx; /* index in pend[] */
+	bool failed;
+};
+
 struct sim_wire {
 	struct sim *s;
 	int fd;
@@ -66,6 +74,7 @@ struct sim_wire {
 	bool writer_started, stopping;
 	int npend;
 	struct pending pend[SIM_MAX_PENDING];
+	struct chunk out[SIM_MAX_PENDING]; /* writer thread only, no lock */
 };
 
 static int64_t now_ns(void)
@@ -173,6 +182,8 @@ static int64_t due_ns(const struct sim_wire *w, const struct pending *p, size_t 
 static void *writer_main(void *arg)
 {
 	struct sim_wire *w = arg;
+	struct chunk *out = w->out;
+	int nout;
 
 	pthread_mutex_lock(&w->qlock);
 	while (!w->stopping) {
@@ -206,13 +217,34 @@ static void *writer_main(void *arg)
 			sleep_until_ns(next);
 		pthread_mutex_lock(&w->qlock);
 		now = now_ns();
+		/* Take the due bytes out under the lock, write them without it:
+		 * write_all may wait up to WRITE_STALL_MS for a slow reader, and
+		 * the reader thread must meanwhile be able to queue replies. */
+		nout = 0;
 		for (int i = 0; i < w->npend; i++) {
 			struct pending *p = &w->pend[i];
 			size_t from = p->pos;
 
 			while (p->pos < p->len && due_ns(w, p, p->pos) <= now)
 				p->pos++;
-			if (p->pos > from && write_all(w, p->b + from, p->pos - from) < 0)
+			if (p->pos > from) {
+				memcpy(out[nout].b, p->b + from, p->pos - from);
+				out[nout].len = p->pos - from;
+				out[nout].idx = i;
+				nout++;
+			}
+		}
+		pthread_mutex_unlock(&w->qlock);
+		for (int k = 0; k < nout; k++)
+			out[k].failed = write_all(w, out[k].b, out[k].len) < 0;
+		pthread_mutex_lock(&w->qlock);
+		/* Only this thread removes or moves entries; queue_reply only
+		 * appends. So the indexes taken above still name the same
+		 * replies. */
+		for (int k = 0; k < nout; k++) {
+			struct pending *p = &w->pend[out[k].idx];
+
+			if (out[k].failed)
 				p->pos = p->len; /* nobody reads: drop the rest */
 		}
 		for (int i = 0; i < w->npend;) {

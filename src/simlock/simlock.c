@@ -328,9 +328,15 @@ int main(int argc, char **argv)
 	rc = sim_control_run(ctl, sig_pipe[0]);
 	if (rc == CW_OK)
 		status = EXIT_SUCCESS;
+	/* Join the wire threads before reading their counters: they count
+	 * under s->lock while running, and would race with this read. */
+	sim_wire_free(w);
+	w = NULL;
+	pthread_mutex_lock(&s->lock);
 	cw_info("sim.stop", "requests=%llu replies=%llu releases=%llu",
 		(unsigned long long)s->requests, (unsigned long long)s->replies,
 		(unsigned long long)s->releases);
+	pthread_mutex_unlock(&s->lock);
 out:
 	if (rc == CW_ERR_INVAL || rc == CW_ERR_TOOBIG)
 		status = EXIT_USAGE; /* a --link or --control path we must not use */

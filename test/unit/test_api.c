@@ -5,8 +5,10 @@
  * mapped to statuses; SQL metacharacters harmless; the database unchanged
  * after bad input; a blocking rent does not stall other requests; the log
  * never carries the token or a body. */
+#include <arpa/inet.h>
 #include <check.h>
 #include <curl/curl.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <sodium.h>
 #include <sqlite3.h>
@@ -15,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "cw_api.h"
@@ -99,6 +102,9 @@ static void setup(void)
 	struct cw_api_hooks hooks = {.buses_json = fake_buses_json, .scan = fake_scan};
 
 	ck_assert_int_ge(sodium_init(), 0);
+	/* as meson's test environment does; set here (before any thread) so the
+	 * override's warning can be asserted when run by hand too */
+	setenv("CW_CLOCK_TRUSTED", "1", 1);
 	ck_assert_int_eq(cw_test_tmpdir(dir, sizeof(dir)), CW_OK);
 	/* the log goes to a file so tests can read what was logged */
 	snprintf(logpath, sizeof(logpath), "%s/log", dir);
@@ -238,6 +244,39 @@ static void resp_free(struct resp *r)
 	cJSON_Delete(r->json);
 }
 
+/* Sends an assign request with the given Content-Length header and no body
+ * over a raw socket (libcurl would insist on sending that many bytes), and
+ * returns the status of the answer, 0 when there is none. */
+static int raw_status(const char *content_length)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)cw_api_port(api))};
+	char req[512], buf[256];
+	ssize_t n;
+	size_t got = 0;
+	int fd, status = 0;
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	snprintf(req, sizeof(req),
+		 "POST /api/branches/" BRANCH "/carts/assign HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+		 "Authorization: Bearer " TOKEN "\r\nContent-Type: application/json\r\n"
+		 "Content-Length: %s\r\n\r\n",
+		 content_length);
+	ck_assert_int_eq(write(fd, req, strlen(req)), (ssize_t)strlen(req));
+	while (got < sizeof(buf) - 1 && (n = read(fd, buf + got, sizeof(buf) - 1 - got)) > 0) {
+		got += (size_t)n;
+		if (memchr(buf, '\n', got))
+			break;
+	}
+	buf[got] = '\0';
+	close(fd);
+	if (sscanf(buf, "HTTP/1.1 %d", &status) != 1)
+		status = 0;
+	return status;
+}
+
 /* Asserts an error answer: status, exact shape, code. */
 #define ck_error(r, st, codename)                                                                  \
 	do {                                                                                       \
@@ -331,12 +370,26 @@ static void rent_ok(const char *phone, char rental_id[40], int *cart)
 
 START_TEST(health_needs_no_token)
 {
+	/* public (load balancers, monitoring): status and version only */
 	struct resp r = http_x("GET", "/api/health", NULL, 0, "", false);
 
 	ck_assert_int_eq(r.status, 200);
 	ck_assert_str_eq(jstr(r.json, "status"), "ok");
-	ck_assert_str_eq(jstr(r.json, "branch_id"), BRANCH);
 	ck_assert(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(r.json, "version")));
+	ck_assert_int_eq(cJSON_GetArraySize(r.json), 2);
+	ck_assert_ptr_null(cJSON_GetObjectItemCaseSensitive(r.json, "branch_id"));
+	resp_free(&r);
+	/* a wrong token is no error here, and tells no more */
+	r = http_x("GET", "/api/health", NULL, 0, "Bearer test-token-0123456789abcdeX", false);
+	ck_assert_int_eq(r.status, 200);
+	ck_assert_int_eq(cJSON_GetArraySize(r.json), 2);
+	ck_assert_ptr_null(cJSON_GetObjectItemCaseSensitive(r.json, "branch_id"));
+	resp_free(&r);
+	/* with the admin token it names the branch (cartwisectl asks here) */
+	r = http("GET", "/api/health", NULL);
+	ck_assert_int_eq(r.status, 200);
+	ck_assert_str_eq(jstr(r.json, "status"), "ok");
+	ck_assert_str_eq(jstr(r.json, "branch_id"), BRANCH);
 	resp_free(&r);
 }
 END_TEST
@@ -440,6 +493,13 @@ START_TEST(oversize_bodies_are_413)
 	resp_free(&r);
 	free(big);
 	ck_assert_int_eq(atomic_load(&hw_calls), 1);
+
+	/* Content-Lengths past 32 bits are refused before any body is read:
+	 * 2^32 + 1 would wrap to 1 in a 32-bit long (armhf), 2^64 + 1 in any. */
+	ck_assert_int_eq(raw_status("4294967297"), 413);
+	ck_assert_int_eq(raw_status("18446744073709551617"), 413);
+	ck_assert_int_eq(raw_status("16385"), 413);
+	ck_assert_int_eq(atomic_load(&hw_calls), 1);
 }
 END_TEST
 
@@ -513,6 +573,35 @@ START_TEST(bad_bodies_are_400_and_change_nothing)
 	r = http("POST", "/api/admin/buses/bus0/scan", "{\"first\": 1, \"last\": 300}");
 	ck_error(r, 400, "invalid");
 	resp_free(&r);
+	{
+		/* numbers no int can hold, and fractions: refused by range before
+		 * any conversion (converting them is undefined behaviour), and
+		 * the message names the key */
+		static const struct {
+			const char *body, *key;
+		} nums[] = {
+			{"{\"first\": 1e300, \"last\": 5}", "first"},
+			{"{\"first\": -1e300, \"last\": 5}", "first"},
+			{"{\"first\": 4294967297, \"last\": 5}", "first"},
+			{"{\"first\": 3.5, \"last\": 5}", "first"},
+			{"{\"first\": 1, \"last\": 1e300}", "last"},
+			{"{\"first\": 1, \"last\": 2.000001}", "last"},
+			{"{\"first\": 1, \"last\": -4294967295}", "last"},
+			{"{\"first\": 1, \"last\": \"5\"}", "last"},
+		};
+		for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
+			const char *msg;
+
+			r = http("POST", "/api/admin/buses/bus0/scan", nums[i].body);
+			ck_error(r, 400, "invalid");
+			msg = jstr(cJSON_GetObjectItemCaseSensitive(r.json, "error"), "message");
+			ck_assert_msg(strncmp(msg, nums[i].key, strlen(nums[i].key)) == 0 &&
+					      msg[strlen(nums[i].key)] == ':',
+				      "%s: message \"%s\" does not name %s", nums[i].body, msg,
+				      nums[i].key);
+			resp_free(&r);
+		}
+	}
 	/* bad query strings */
 	r = http("GET", "/api/branches/" BRANCH "/rentals/history?limit=0", NULL);
 	ck_error(r, 400, "invalid");
@@ -727,7 +816,26 @@ START_TEST(admin_routes)
 			 "bus0");
 	ck_assert(jnum(r.json, "outbox_depth") > 0); /* the carts were created */
 	ck_assert_str_eq(jstr(r.json, "branch_id"), BRANCH);
+	ck_assert(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(
+		cJSON_GetObjectItemCaseSensitive(r.json, "engine"), "clock_trusted")));
 	resp_free(&r);
+	r = http("GET", "/api/admin/status", NULL);
+	ck_assert_int_eq(r.status, 200);
+	resp_free(&r);
+	{
+		/* the clock-trust override in effect is said once, at warn level */
+		char *log = read_log(), *p = log;
+		int n = 0;
+
+		while ((p = strstr(p, "event=clock.override"))) {
+			n++;
+			p++;
+		}
+		ck_assert_msg(n == 1, "clock.override logged %d times:\n%s", n, log);
+		ck_assert_ptr_nonnull(strstr(log, "level=warn event=clock.override var=CW_CLOCK_TRUSTED "
+						  "trusted=1"));
+		free(log);
+	}
 
 	/* maintenance unlock of a free cart */
 	r = http("POST", "/api/admin/carts/2/unlock", NULL);

@@ -293,6 +293,24 @@ static const struct bad_case bad_cases[] = {
 	{"{'chain_id':'c','branch_id':'b','device_id':'d','data_dir':'/x',"
 	 "'api':{'admin_token':'0123456789abcdef','bind':'localhost'},'buses':[" MB1 "]}",
 	 CW_ERR_CONFIG, "api.bind: expected an IPv4 or IPv6 address"},
+	/* numbers no int (or long) can hold, and fractions: refused by range
+	 * before any conversion (converting them is undefined behaviour) */
+	{"{" HEAD ",'buses':[" MB1 "],'rules':{'rental_minutes':1e300}}", CW_ERR_CONFIG,
+	 "rules.rental_minutes: expected an integer 1..10080, got 1.0000000000000001e+300"},
+	{"{" HEAD ",'buses':[" MB1 "],'rules':{'rental_minutes':-1e300}}", CW_ERR_CONFIG,
+	 "rules.rental_minutes: expected an integer 1..10080, got -1.0000000000000001e+300"},
+	{"{" HEAD ",'buses':[" MB1 "],'rules':{'rental_minutes':3.5}}", CW_ERR_CONFIG,
+	 "rules.rental_minutes: expected an integer 1..10080, got 3.5"},
+	{"{" HEAD ",'buses':[" MB1 "],'rules':{'grace_minutes':1e19}}", CW_ERR_CONFIG,
+	 "rules.grace_minutes: expected an integer 0..1440, got 1e+19"},
+	{"{'chain_id':'c','branch_id':'b','device_id':'d','data_dir':'/x',"
+	 "'api':{'admin_token':'0123456789abcdef','port':1e300},'buses':[" MB1 "]}",
+	 CW_ERR_CONFIG, "api.port: expected an integer 0..65535, got 1.0000000000000001e+300"},
+	{"{" HEAD ",'buses':[" BUS("a", "/dev/a", "modbus", "{'address':4294967297,'locks':4}")
+	 "]}",
+	 CW_ERR_CONFIG, "buses[0].boards[0].address: expected an integer 1..247, got 4294967297"},
+	{"{" HEAD ",'buses':[" BUS("a", "/dev/a", "modbus", "{'address':1,'locks':4.000001}") "]}",
+	 CW_ERR_CONFIG, "buses[0].boards[0].locks: expected an integer 1..32, got 4.0000010000000001"},
 	{"{" HEAD ",'buses':[" MB1 "],'rules':{'rental_minutes':0}}", CW_ERR_CONFIG,
 	 "rules.rental_minutes: expected an integer 1..10080, got 0"},
 	{"{" HEAD ",'buses':[" MB1 "],'rules':{'take_timeout_s':-1}}", CW_ERR_CONFIG,
