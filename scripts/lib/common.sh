@@ -38,6 +38,8 @@ cw_build() {
 	if [ ! -f "$CW_ROOT/$dir/build.ninja" ]; then
 		cw_say "configuring $dir"
 		meson setup "$CW_ROOT/$dir" "$CW_ROOT" "$@" >/dev/null
+	else
+		meson configure "$CW_ROOT/$dir" "$@" >/dev/null
 	fi
 	cw_say "building $dir"
 	ninja -C "$CW_ROOT/$dir" >/dev/null

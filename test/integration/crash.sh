@@ -23,12 +23,13 @@ slot_dock() { # docks a cart into slot number S (cart numbers follow config orde
 }
 
 # One customer after another: rent, wait for the take, return, dock.
+# burst CYCLE WORKER: two workers run at once so that requests overlap.
 burst() {
-	local cycle=$1 k=0 code body rid slot
+	local cycle=$1 worker=$2 k=0 code body rid slot
 	while :; do
 		k=$((k + 1))
 		local phone
-		phone=$(printf '05%02d%06d' $((cycle % 100)) "$k")
+		phone=$(printf '05%02d%d%05d' $((cycle % 100)) "$worker" "$k")
 		body=$(curl -s -m 5 -w '\n%{http_code}' -X POST -H "Authorization: Bearer $TOKEN" \
 			-H 'Content-Type: application/json' --data "{\"phone\":\"$phone\"}" \
 			"http://127.0.0.1:$API_PORT$(branch /carts/assign)") || return 0
@@ -52,13 +53,15 @@ sql() { sqlite3 "$T/data/edge.db" "$1"; }
 
 for ((cycle = 1; cycle <= CYCLES; cycle++)); do
 	edge_start
-	burst "$cycle" &
+	burst "$cycle" 1 &
 	bpid=$!
+	burst "$cycle" 2 &
+	bpid2=$!
 	sleep "0.$((RANDOM % 9 + 1))$((RANDOM % 10))"
 	kill -KILL "$EDGE_PID"
 	wait "$EDGE_PID" 2>/dev/null || true
 	EDGE_PID=
-	wait "$bpid" 2>/dev/null || true
+	wait "$bpid" "$bpid2" 2>/dev/null || true
 
 	[ "$(sql 'PRAGMA integrity_check')" = ok ] || fail "cycle $cycle: integrity_check failed"
 	lost=$(sqlite3 "$T/data/edge.db" <<SQL
