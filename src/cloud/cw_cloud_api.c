@@ -1,0 +1,2077 @@
+/* cw_cloud_api.c - the aggregator's HTTP API (see cw_cloud_api.h, docs/CLOUD.md).
+ *
+ * Authorisation is of the object itself: every handler loads the chain,
+ * branch or device named in the path, query or body and checks the caller
+ * against *its* chain (and, for a branch manager, its branch) before doing
+ * anything. An object the caller may not see is 404, as if it did not exist;
+ * an object the caller sees but may not change is 403. Staff tokens and
+ * device tokens have different "typ" claims and are verified for exactly
+ * the one each endpoint takes, so neither can act as the other.
+ *
+ * Never logged: Authorization headers, bodies, passwords, codes, keys. The
+ * access log names the route pattern, not the raw path. */
+#include "cw_cloud_api.h"
+
+#include <arpa/inet.h>
+#include <cjson/cJSON.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "cw_clock.h"
+#include "cw_error.h"
+#include "cw_jwt.h"
+#include "cw_log.h"
+#include "cw_uuid.h"
+
+#define RL_SLOTS 4096
+#define PAGE_DEFAULT 50
+#define HEARTBEAT_COMMANDS_MAX 16
+#define ENROLL_CODE_BYTES 10 /* 80 random bits, 20 hex characters */
+#define ENROLL_USES_MAX 1000
+#define ENROLL_TTL_MAX_S (90 * 86400)
+#define PASSWORD_MAX 1024
+#define MAX_SEGS 6
+#define B64URL sodium_base64_VARIANT_URLSAFE_NO_PADDING
+#define FIRMWARE_COMMAND_TTL_MS (24LL * 3600 * 1000)
+
+/* One slot of the login rate limiter, indexed by a keyed hash of
+ * (email, client address); a collision only merges two counters. */
+struct rl_slot {
+	uint64_t key;
+	int64_t window_start_ms;
+	int failures;
+};
+
+/* Prometheus metrics (text format 0.0.4), counted in on_completed. */
+#define METRIC_ROUTES 32 /* >= number of routes + 1 (unmatched) */
+static const int metric_status[] = {200, 201, 202, 400, 401, 403, 404, 405,
+				    409, 413, 414, 429, 500, 503};
+#define METRIC_NSTATUS (sizeof(metric_status) / sizeof(metric_status[0]) + 1) /* + other */
+static const double metric_le[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+				   0.1,   0.25,   0.5,   1,    2.5};
+#define METRIC_NLE (sizeof(metric_le) / sizeof(metric_le[0]))
+#define METRICS_TEXT_MAX (256 * 1024)
+
+struct metrics {
+	atomic_ullong requests[METRIC_ROUTES][METRIC_NSTATUS];
+	atomic_ullong le[METRIC_NLE + 1]; /* per bucket, not cumulative; last = +Inf */
+	atomic_ullong sum_us, count;
+};
+
+struct cw_cloud_api {
+	struct MHD_Daemon *d;
+	struct metrics m;
+	struct cw_cloud_config cfg;
+	struct cw_store *store;
+	unsigned char sk[crypto_sign_SECRETKEYBYTES];
+	unsigned char pk[crypto_sign_PUBLICKEYBYTES];
+	unsigned char enroll_key[crypto_generichash_KEYBYTES];
+	unsigned char rl_key[crypto_shorthash_KEYBYTES];
+	char pk_b64[sodium_base64_ENCODED_LEN(crypto_sign_PUBLICKEYBYTES, B64URL)];
+	/* verified against when the email is unknown, so that the answer takes
+	 * as long as for a known one */
+	char dummy_hash[crypto_pwhash_STRBYTES];
+	pthread_mutex_t rl_lock;
+	struct rl_slot rl[RL_SLOTS];
+	char *tls_cert, *tls_key;
+	int port;
+};
+
+struct req {
+	char *body;
+	size_t len;
+	bool too_big;
+	char ip[INET6_ADDRSTRLEN];
+	const char *route; /* pattern, for the access log */
+	int route_idx;     /* index in routes[], -1 = none matched */
+	int status;
+	int64_t t0;
+	int64_t t0_us;
+	char err[256]; /* validation message of the current request */
+};
+
+/* The authenticated caller of a staff endpoint. */
+struct principal {
+	struct cw_user u;
+};
+
+typedef enum MHD_Result (*handler_fn)(struct cw_cloud_api *a, struct MHD_Connection *c,
+				      struct req *r, const char *method, char **seg, int nseg);
+
+/* ---- responses ---- */
+
+static enum MHD_Result send_json(struct MHD_Connection *c, struct req *r, int status, cJSON *body)
+{
+	static const char oom[] = "{\"error\":{\"code\":\"no_memory\",\"message\":\"out of memory\"}}";
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+	char *text = body ? cJSON_PrintUnformatted(body) : NULL;
+
+	cJSON_Delete(body);
+	if (!text) {
+		status = MHD_HTTP_INTERNAL_SERVER_ERROR;
+		resp = MHD_create_response_from_buffer(sizeof(oom) - 1, (void *)oom,
+						       MHD_RESPMEM_PERSISTENT);
+	} else {
+		resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+	}
+	if (!resp) {
+		free(text);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	if (status == MHD_HTTP_UNAUTHORIZED)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+	r->status = status;
+	ret = MHD_queue_response(c, (unsigned int)status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+static enum MHD_Result send_error(struct MHD_Connection *c, struct req *r, int status,
+				  const char *code, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+
+static enum MHD_Result send_error(struct MHD_Connection *c, struct req *r, int status,
+				  const char *code, const char *fmt, ...)
+{
+	char msg[320];
+	cJSON *root = cJSON_CreateObject(), *e = cJSON_CreateObject();
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	cJSON_AddStringToObject(e, "code", code);
+	cJSON_AddStringToObject(e, "message", msg);
+	cJSON_AddItemToObject(root, "error", e);
+	return send_json(c, r, status, root);
+}
+
+static enum MHD_Result bad_request(struct MHD_Connection *c, struct req *r)
+{
+	return send_error(c, r, MHD_HTTP_BAD_REQUEST, "invalid", "%s", r->err);
+}
+
+static enum MHD_Result not_found(struct MHD_Connection *c, struct req *r, const char *what)
+{
+	return send_error(c, r, MHD_HTTP_NOT_FOUND, "not_found", "%s not found", what);
+}
+
+static enum MHD_Result forbidden(struct MHD_Connection *c, struct req *r)
+{
+	return send_error(c, r, MHD_HTTP_FORBIDDEN, "forbidden",
+			  "your role does not allow this on this object");
+}
+
+/* Maps a store error to its status; what names the object for 404/409. */
+static enum MHD_Result send_store_err(struct MHD_Connection *c, struct req *r, int err,
+				      const char *what)
+{
+	switch (err) {
+	case CW_ERR_NOTFOUND:
+		return not_found(c, r, what);
+	case CW_ERR_CONFLICT:
+		return send_error(c, r, MHD_HTTP_CONFLICT, "conflict",
+				  "%s conflicts with an existing one (unique field taken, or still "
+				  "referred to)", what);
+	case CW_ERR_INVAL:
+		return send_error(c, r, MHD_HTTP_BAD_REQUEST, "invalid",
+				  "a value of %s is out of its allowed range", what);
+	case CW_ERR_OFFLINE:
+		return send_error(c, r, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable",
+				  "the database is unavailable, retry later");
+	case CW_ERR_AUTH:
+		return send_error(c, r, MHD_HTTP_UNAUTHORIZED, "unauthorized", "unauthorized");
+	default:
+		return send_error(c, r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal",
+				  "internal error (%s)", cw_errname(err));
+	}
+}
+
+static void add_time(cJSON *o, const char *key, int64_t ms)
+{
+	char buf[32];
+
+	if (ms <= 0) {
+		cJSON_AddNullToObject(o, key);
+		return;
+	}
+	cw_wall_format(ms, buf);
+	cJSON_AddStringToObject(o, key, buf);
+}
+
+static void add_opt_str(cJSON *o, const char *key, const char *v)
+{
+	if (v && *v)
+		cJSON_AddStringToObject(o, key, v);
+	else
+		cJSON_AddNullToObject(o, key);
+}
+
+/* ---- validation of input ---- */
+
+static bool utf8_ok(const unsigned char *s)
+{
+	while (*s) {
+		int n;
+		if (*s < 0x80)
+			n = 0;
+		else if ((*s & 0xe0) == 0xc0 && *s >= 0xc2)
+			n = 1;
+		else if ((*s & 0xf0) == 0xe0)
+			n = 2;
+		else if ((*s & 0xf8) == 0xf0 && *s <= 0xf4)
+			n = 3;
+		else
+			return false;
+		s++;
+		for (int i = 0; i < n; i++, s++)
+			if ((*s & 0xc0) != 0x80)
+				return false;
+	}
+	return true;
+}
+
+enum skind {
+	S_TEXT,  /* valid UTF-8, no control characters */
+	S_SLUG,  /* [a-z0-9-] */
+	S_CODE,  /* [A-Za-z0-9_-] */
+	S_PRINT, /* printable ASCII without spaces */
+	S_UUID,  /* canonical lower-case UUID */
+};
+
+static bool kind_ok(const char *s, enum skind k)
+{
+	const unsigned char *p = (const unsigned char *)s;
+
+	switch (k) {
+	case S_TEXT:
+		for (; *p; p++)
+			if (*p < 0x20 || *p == 0x7f)
+				return false;
+		return utf8_ok((const unsigned char *)s);
+	case S_SLUG:
+		for (; *p; p++)
+			if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-'))
+				return false;
+		return true;
+	case S_CODE:
+		for (; *p; p++)
+			if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+			      (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'))
+				return false;
+		return true;
+	case S_PRINT:
+		for (; *p; p++)
+			if (*p <= 0x20 || *p >= 0x7f)
+				return false;
+		return true;
+	case S_UUID:
+		if (!cw_uuid_valid(s))
+			return false;
+		for (; *p; p++)
+			if (*p >= 'A' && *p <= 'Z')
+				return false;
+		return true;
+	}
+	return false;
+}
+
+static const char *kind_text(enum skind k)
+{
+	switch (k) {
+	case S_SLUG:
+		return "lower-case letters, digits and '-'";
+	case S_CODE:
+		return "letters, digits, '-' and '_'";
+	case S_PRINT:
+		return "printable ASCII without spaces";
+	case S_UUID:
+		return "a lower-case UUID";
+	default:
+		return "text without control characters";
+	}
+}
+
+/* Reads string field key of o into out. Returns 1 when present and valid,
+ * 0 when absent and optional, -1 with r->err set otherwise. Values are never
+ * echoed in messages. */
+static int field_str(struct req *r, const cJSON *o, const char *key, bool required, size_t min,
+		     enum skind k, char *out, size_t cap)
+{
+	const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);
+	size_t n;
+
+	if (!it || cJSON_IsNull(it)) {
+		if (!required)
+			return 0;
+		snprintf(r->err, sizeof(r->err), "%s: missing", key);
+		return -1;
+	}
+	if (!cJSON_IsString(it) || !it->valuestring) {
+		snprintf(r->err, sizeof(r->err), "%s: expected a string", key);
+		return -1;
+	}
+	n = strlen(it->valuestring);
+	if (n < min || n >= cap) {
+		snprintf(r->err, sizeof(r->err), "%s: expected %zu to %zu bytes, got %zu", key, min,
+			 cap - 1, n);
+		return -1;
+	}
+	if (!kind_ok(it->valuestring, k)) {
+		snprintf(r->err, sizeof(r->err), "%s: only %s", key, kind_text(k));
+		return -1;
+	}
+	memcpy(out, it->valuestring, n + 1);
+	return 1;
+}
+
+static int field_bool(struct req *r, const cJSON *o, const char *key, bool *out)
+{
+	const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);
+
+	if (!it)
+		return 0;
+	if (!cJSON_IsBool(it)) {
+		snprintf(r->err, sizeof(r->err), "%s: expected true or false", key);
+		return -1;
+	}
+	*out = cJSON_IsTrue(it);
+	return 1;
+}
+
+static int field_int(struct req *r, const cJSON *o, const char *key, long min, long max, long *out)
+{
+	const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);
+	double v;
+
+	if (!it)
+		return 0;
+	v = cJSON_IsNumber(it) ? it->valuedouble : 0;
+	if (!cJSON_IsNumber(it) || v != (double)(long)v || v < (double)min || v > (double)max) {
+		snprintf(r->err, sizeof(r->err), "%s: expected an integer %ld..%ld", key, min, max);
+		return -1;
+	}
+	*out = (long)v;
+	return 1;
+}
+
+static int field_real(struct req *r, const cJSON *o, const char *key, double min, double max,
+		      double *out)
+{
+	const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);
+
+	if (!it || cJSON_IsNull(it))
+		return 0;
+	if (!cJSON_IsNumber(it) || it->valuedouble < min || it->valuedouble > max) {
+		snprintf(r->err, sizeof(r->err), "%s: expected a number %g..%g", key, min, max);
+		return -1;
+	}
+	*out = it->valuedouble;
+	return 1;
+}
+
+/* Parses the request body as one JSON object with only the allowed keys.
+ * NULL with r->err set (400) or r->too_big (413) otherwise. */
+static cJSON *body_object(struct req *r, const char *const *allowed)
+{
+	const char *end = NULL;
+	cJSON *o;
+
+	if (!r->body || r->len == 0) {
+		snprintf(r->err, sizeof(r->err), "a JSON object body is required");
+		return NULL;
+	}
+	if (strlen(r->body) != r->len) {
+		snprintf(r->err, sizeof(r->err), "body contains a NUL byte");
+		return NULL;
+	}
+	o = cJSON_ParseWithLengthOpts(r->body, r->len, &end, 0);
+	if (!o) {
+		snprintf(r->err, sizeof(r->err), "body is not valid JSON (near byte %zu)",
+			 end && end >= r->body ? (size_t)(end - r->body) : (size_t)0);
+		return NULL;
+	}
+	while (end && (size_t)(end - r->body) < r->len && strchr(" \t\r\n", *end))
+		end++;
+	if (!cJSON_IsObject(o) || (end && (size_t)(end - r->body) != r->len)) {
+		snprintf(r->err, sizeof(r->err), "body must be exactly one JSON object");
+		cJSON_Delete(o);
+		return NULL;
+	}
+	for (const cJSON *it = o->child; it; it = it->next) {
+		bool known = false;
+		for (const char *const *k = allowed; *k && !known; k++)
+			known = strcmp(*k, it->string) == 0;
+		if (!known) {
+			/* the key name is the client's own text: bounded, and
+			 * only if printable */
+			if (kind_ok(it->string, S_CODE) && strlen(it->string) <= 40)
+				snprintf(r->err, sizeof(r->err), "unknown field '%s'", it->string);
+			else
+				snprintf(r->err, sizeof(r->err), "unknown field");
+			cJSON_Delete(o);
+			return NULL;
+		}
+		for (const cJSON *p = o->child; p != it; p = p->next) {
+			if (strcmp(p->string, it->string) == 0) {
+				snprintf(r->err, sizeof(r->err), "a field is given twice");
+				cJSON_Delete(o);
+				return NULL;
+			}
+		}
+	}
+	return o;
+}
+
+/* limit (1..CW_PAGE_MAX, default 50) and cursor (a UUID) from the query. */
+static int page_args(struct MHD_Connection *c, struct req *r, struct cw_page *pg, char *cursor)
+{
+	const char *lim = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "limit");
+	const char *cur = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "cursor");
+
+	pg->limit = PAGE_DEFAULT;
+	pg->after = NULL;
+	if (lim) {
+		char *end = NULL;
+		long v = strtol(lim, &end, 10);
+		if (!*lim || *end || v < 1 || v > CW_PAGE_MAX) {
+			snprintf(r->err, sizeof(r->err), "limit: expected an integer 1..%d",
+				 CW_PAGE_MAX);
+			return -1;
+		}
+		pg->limit = (int)v;
+	}
+	if (cur && *cur) {
+		if (!kind_ok(cur, S_UUID)) {
+			snprintf(r->err, sizeof(r->err), "cursor: expected the next_cursor of a "
+							 "previous page");
+			return -1;
+		}
+		snprintf(cursor, CW_UUID_STRLEN, "%s", cur);
+		pg->after = cursor;
+	}
+	return 0;
+}
+
+/* ---- tokens and callers ---- */
+
+static const char *bearer(struct MHD_Connection *c)
+{
+	const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+						    MHD_HTTP_HEADER_AUTHORIZATION);
+
+	if (!h || strncmp(h, "Bearer ", 7) != 0)
+		return NULL;
+	return h + 7;
+}
+
+static int verify_token(struct cw_cloud_api *a, struct MHD_Connection *c, const char *typ,
+			cJSON **claims)
+{
+	struct cw_jwt_expect e = {.iss = a->cfg.issuer, .aud = a->cfg.audience, .typ = typ,
+				  .leeway_s = -1};
+	const char *tok = bearer(c), *why = "missing";
+	int rc;
+
+	*claims = NULL;
+	if (!tok)
+		rc = CW_ERR_AUTH;
+	else
+		rc = cw_jwt_verify(tok, a->pk, &e, claims, &why);
+	if (rc != CW_OK) {
+		cw_info("auth.refused", "want=%s reason=%s", typ, why);
+		return CW_ERR_AUTH;
+	}
+	return CW_OK;
+}
+
+static const char *claim_str(const cJSON *claims, const char *key)
+{
+	const cJSON *it = cJSON_GetObjectItemCaseSensitive(claims, key);
+
+	return cJSON_IsString(it) ? it->valuestring : NULL;
+}
+
+/* Authenticates a staff caller: a valid staff token of an active user.
+ * Returns MHD_YES with *ok set, or the queued 401/503. */
+static enum MHD_Result staff(struct cw_cloud_api *a, struct MHD_Connection *c, struct req *r,
+			     struct principal *p, bool *ok)
+{
+	cJSON *claims = NULL;
+	const char *sub;
+	int rc;
+
+	*ok = false;
+	if (verify_token(a, c, CW_JWT_TYP_STAFF, &claims) != CW_OK)
+		return send_error(c, r, MHD_HTTP_UNAUTHORIZED, "unauthorized",
+				  "a valid staff token is required");
+	sub = claim_str(claims, "sub");
+	rc = sub && kind_ok(sub, S_UUID) ? cw_store_user_get(a->store, sub, &p->u) : CW_ERR_AUTH;
+	cJSON_Delete(claims);
+	if (rc == CW_ERR_OFFLINE)
+		return send_store_err(c, r, rc, "user");
+	if (rc != CW_OK || !p->u.active)
+		return send_error(c, r, MHD_HTTP_UNAUTHORIZED, "unauthorized",
+				  "a valid staff token is required");
+	*ok = true;
+	return MHD_YES;
+}
+
+/* May the caller see this chain at all? */
+static bool sees_chain(const struct principal *p, const char *chain_id)
+{
+	return p->u.role == CW_ROLE_PLATFORM_ADMIN || strcmp(p->u.chain_id, chain_id) == 0;
+}
+
+/* May the caller change this chain's objects (branches, codes, devices)? */
+static bool admins_chain(const struct principal *p, const char *chain_id)
+{
+	return p->u.role == CW_ROLE_PLATFORM_ADMIN ||
+	       (p->u.role == CW_ROLE_CHAIN_ADMIN && strcmp(p->u.chain_id, chain_id) == 0);
+}
+
+/* May the caller see this branch? *err gets a store error to report. */
+static bool sees_branch(struct cw_cloud_api *a, const struct principal *p, const char *branch_id,
+			const char *chain_id, int *err)
+{
+	bool yes = false;
+
+	*err = CW_OK;
+	if (!sees_chain(p, chain_id))
+		return false;
+	if (p->u.role != CW_ROLE_BRANCH_MANAGER)
+		return true;
+	*err = cw_store_user_manages(a->store, p->u.id, branch_id, &yes);
+	return *err == CW_OK && yes;
+}
+
+static struct cw_scope scope_of(const struct principal *p)
+{
+	struct cw_scope s = {NULL, NULL};
+
+	if (p->u.role != CW_ROLE_PLATFORM_ADMIN)
+		s.chain_id = p->u.chain_id;
+	if (p->u.role == CW_ROLE_BRANCH_MANAGER)
+		s.manager_id = p->u.id;
+	return s;
+}
+
+/* ---- JSON of objects ---- */
+
+static cJSON *chain_json(const struct cw_chain *x)
+{
+	cJSON *o = cJSON_CreateObject();
+
+	cJSON_AddStringToObject(o, "id", x->id);
+	cJSON_AddStringToObject(o, "name", x->name);
+	cJSON_AddStringToObject(o, "slug", x->slug);
+	cJSON_AddBoolToObject(o, "active", x->active);
+	add_time(o, "created_at", x->created_ms);
+	add_time(o, "updated_at", x->updated_ms);
+	return o;
+}
+
+static cJSON *branch_json(const struct cw_branch *x)
+{
+	cJSON *o = cJSON_CreateObject();
+
+	cJSON_AddStringToObject(o, "id", x->id);
+	cJSON_AddStringToObject(o, "chain_id", x->chain_id);
+	cJSON_AddStringToObject(o, "code", x->code);
+	cJSON_AddStringToObject(o, "name", x->name);
+	add_opt_str(o, "address", x->address);
+	add_opt_str(o, "city", x->city);
+	if (x->has_location) {
+		cJSON_AddNumberToObject(o, "latitude", x->latitude);
+		cJSON_AddNumberToObject(o, "longitude", x->longitude);
+	} else {
+		cJSON_AddNullToObject(o, "latitude");
+		cJSON_AddNullToObject(o, "longitude");
+	}
+	cJSON_AddBoolToObject(o, "active", x->active);
+	add_time(o, "created_at", x->created_ms);
+	add_time(o, "updated_at", x->updated_ms);
+	return o;
+}
+
+/* "offline" is reported when the last heartbeat is older than the limit
+ * (three missed heartbeats by default), whatever was stored. */
+static const char *device_status(const struct cw_cloud_api *a, const struct cw_device *d)
+{
+	if (d->last_heartbeat_ms <= 0 ||
+	    cw_wall_ms() - d->last_heartbeat_ms > (int64_t)a->cfg.offline_after_s * 1000)
+		return "offline";
+	return d->status;
+}
+
+static void add_health(cJSON *o, const char *text)
+{
+	cJSON *h = text && *text ? cJSON_Parse(text) : NULL;
+
+	if (h)
+		cJSON_AddItemToObject(o, "health", h);
+	else
+		cJSON_AddNullToObject(o, "health");
+}
+
+static cJSON *device_json(const struct cw_cloud_api *a, const struct cw_device *d)
+{
+	cJSON *o = cJSON_CreateObject();
+
+	cJSON_AddStringToObject(o, "id", d->id);
+	cJSON_AddStringToObject(o, "branch_id", d->branch_id);
+	cJSON_AddStringToObject(o, "chain_id", d->chain_id);
+	cJSON_AddStringToObject(o, "device_name", d->device_name);
+	cJSON_AddStringToObject(o, "mac_address", d->mac_address);
+	add_opt_str(o, "serial_number", d->serial_number);
+	cJSON_AddStringToObject(o, "status", device_status(a, d));
+	add_time(o, "last_heartbeat", d->last_heartbeat_ms);
+	add_opt_str(o, "firmware_version", d->firmware_version);
+	add_health(o, d->health);
+	add_time(o, "created_at", d->created_ms);
+	return o;
+}
+
+static cJSON *command_json(const struct cw_command *x)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON *args = cJSON_Parse(x->args);
+
+	cJSON_AddStringToObject(o, "id", x->id);
+	cJSON_AddStringToObject(o, "device_id", x->device_id);
+	cJSON_AddStringToObject(o, "action", x->action);
+	cJSON_AddItemToObject(o, "args", args ? args : cJSON_CreateObject());
+	cJSON_AddStringToObject(o, "state", x->state);
+	add_time(o, "created_at", x->created_ms);
+	add_time(o, "expires_at", x->expires_ms);
+	if (x->result[0]) {
+		cJSON *res = cJSON_Parse(x->result);
+		cJSON_AddItemToObject(o, "result", res ? res : cJSON_CreateNull());
+	} else {
+		cJSON_AddNullToObject(o, "result");
+	}
+	return o;
+}
+
+static cJSON *page_json(cJSON *items, bool more, const char *last_id)
+{
+	cJSON *o = cJSON_CreateObject();
+
+	cJSON_AddItemToObject(o, "items", items);
+	if (more && last_id)
+		cJSON_AddStringToObject(o, "next_cursor", last_id);
+	else
+		cJSON_AddNullToObject(o, "next_cursor");
+	return o;
+}
+
+/* ---- /api/health ---- */
+
+static enum MHD_Result h_health(struct cw_cloud_api *a, struct MHD_Connection *c, struct req *r,
+				const char *method, char **seg, int nseg)
+{
+	cJSON *o = cJSON_CreateObject();
+	int rc = cw_store_ping(a->store);
+
+	cJSON_AddStringToObject(o, "status", rc == CW_OK ? "ok" : "degraded");
+	cJSON_AddStringToObject(o, "database", rc == CW_OK ? "ok" : "unavailable");
+	cJSON_AddStringToObject(o, "backend",
+				cw_store_backend(a->store) == CW_BACKEND_SQLITE ? "sqlite" : "postgres");
+	return send_json(c, r, rc == CW_OK ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, o);
+}
+
+/* ---- /api/auth/login ---- */
+
+static struct rl_slot *rl_slot_for(struct cw_cloud_api *a, const char *email, const char *ip)
+{
+	unsigned char h[crypto_shorthash_BYTES];
+	char in[CW_EMAIL_MAX + INET6_ADDRSTRLEN + 2];
+	uint64_t key = 0;
+	int n = snprintf(in, sizeof(in), "%s%c%s", email, '\0', ip);
+
+	crypto_shorthash(h, (const unsigned char *)in, n > 0 ? (unsigned long long)n : 0, a->rl_key);
+	for (size_t i = 0; i < sizeof(h); i++)
+		key = (key << 8) | h[i];
+	if (a->rl[key % RL_SLOTS].key != key) {
+		a->rl[key % RL_SLOTS].key = key;
+		a->rl[key % RL_SLOTS].failures = 0;
+		a->rl[key % RL_SLOTS].window_start_ms = 0;
+	}
+	return &a->rl[key % RL_SLOTS];
+}
+
+/* True when this (email, address) has used up its failed attempts. */
+static bool rl_blocked(struct cw_cloud_api *a, const char *email, const char *ip, int *retry_s)
+{
+	int64_t now = cw_mono_ms(), window = (int64_t)a->cfg.login_window_s * 1000;
+	struct rl_slot *s;
+	bool blocked;
+
+	pthread_mutex_lock(&a->rl_lock);
+	s = rl_slot_for(a, email, ip);
+	if (s->window_start_ms && now - s->window_start_ms >= window) {
+		s->failures = 0;
+		s->window_start_ms = 0;
+	}
+	blocked = s->failures >= a->cfg.login_max_attempts;
+	*retry_s = blocked ? (int)((window - (now - s->window_start_ms)) / 1000) + 1 : 0;
+	pthread_mutex_unlock(&a->rl_lock);
+	return blocked;
+}
+
+static void rl_record(struct cw_cloud_api *a, const char *email, const char *ip, bool success)
+{
+	struct rl_slot *s;
+
+	pthread_mutex_lock(&a->rl_lock);
+	s = rl_slot_for(a, email, ip);
+	if (success) {
+		s->failures = 0;
+		s->window_start_ms = 0;
+	} else {
+		if (!s->window_start_ms)
+			s->window_start_ms = cw_mono_ms();
+		s->failures++;
+	}
+	pthread_mutex_unlock(&a->rl_lock);
+}
+
+static int sign_token(struct cw_cloud_api *a, const char *typ, const char *sub, const char *jti,
+		      int ttl_s, char **tok, int64_t *exp_s)
+{
+	int64_t now = cw_wall_ms() / 1000;
+	cJSON *cl = cJSON_CreateObject();
+	int rc;
+
+	*exp_s = now + ttl_s;
+	cJSON_AddStringToObject(cl, "iss", a->cfg.issuer);
+	cJSON_AddStringToObject(cl, "aud", a->cfg.audience);
+	cJSON_AddStringToObject(cl, "typ", typ);
+	cJSON_AddStringToObject(cl, "sub", sub);
+	if (jti)
+		cJSON_AddStringToObject(cl, "jti", jti);
+	cJSON_AddNumberToObject(cl, "iat", (double)now);
+	cJSON_AddNumberToObject(cl, "exp", (double)*exp_s);
+	rc = cw_jwt_sign(cl, a->sk, tok);
+	cJSON_Delete(cl);
+	return rc;
+}
+
+static enum MHD_Result h_login(struct cw_cloud_api *a, struct MHD_Connection *c, struct req *r,
+			       const char *method, char **seg, int nseg)
+{
+	static const char *const keys[] = {"email", "password", NULL};
+	char email[CW_EMAIL_MAX], *password = NULL, *tok = NULL;
+	struct cw_user u;
+	const cJSON *pw;
+	cJSON *body = body_object(r, keys), *o, *user;
+	int64_t exp_s = 0;
+	int retry_s = 0, rc;
+	bool good;
+	enum MHD_Result ret;
+
+	if (!body)
+		return bad_request(c, r);
+	if (field_str(r, body, "email", true, 3, S_TEXT, email, sizeof(email)) < 0) {
+		ret = bad_request(c, r);
+		goto out;
+	}
+	pw = cJSON_GetObjectItemCaseSensitive(body, "password");
+	if (!cJSON_IsString(pw) || !pw->valuestring || !*pw->valuestring ||
+	    strlen(pw->valuestring) > PASSWORD_MAX) {
+		snprintf(r->err, sizeof(r->err), "password: expected a string of 1..%d bytes",
+			 PASSWORD_MAX);
+		ret = bad_request(c, r);
+		goto out;
+	}
+	password = pw->valuestring;
+	for (char *p = email; *p; p++)
+		if (*p >= 'A' && *p <= 'Z')
+			*p = (char)(*p - 'A' + 'a');
+	if (rl_blocked(a, email, r->ip, &retry_s)) {
+		cw_warn("auth.rate_limited", "ip=%s", r->ip);
+		ret = send_error(c, r, MHD_HTTP_TOO_MANY_REQUESTS, "rate_limited",
+				 "too many failed logins; retry in %d s", retry_s);
+		goto out;
+	}
+	rc = cw_store_user_get_by_email(a->store, email, &u);
+	if (rc != CW_OK && rc != CW_ERR_NOTFOUND) {
+		ret = send_store_err(c, r, rc, "user");
+		goto out;
+	}
+	/* Argon2id verification runs for unknown emails too (on a dummy hash):
+	 * the answer time does not tell whether an account exists. */
+	good = crypto_pwhash_str_verify(rc == CW_OK ? u.password_hash : a->dummy_hash, password,
+					strlen(password)) == 0 &&
+	       rc == CW_OK && u.active;
+	rl_record(a, email, r->ip, good);
+	if (!good) {
+		cw_info("auth.login_failed", "ip=%s", r->ip);
+		ret = send_error(c, r, MHD_HTTP_UNAUTHORIZED, "unauthorized",
+				 "wrong email or password");
+		goto out;
+	}
+	rc = sign_token(a, CW_JWT_TYP_STAFF, u.id, NULL, a->cfg.staff_token_ttl_s, &tok, &exp_s);
+	if (rc != CW_OK) {
+		ret = send_store_err(c, r, rc, "token");
+		goto out;
+	}
+	cw_info("auth.login", "user=%s role=%s", u.id, cw_role_name(u.role));
+	o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "token", tok);
+	cJSON_AddStringToObject(o, "token_type", "Bearer");
+	add_time(o, "expires_at", exp_s * 1000);
+	user = cJSON_AddObjectToObject(o, "user");
+	cJSON_AddStringToObject(user, "id", u.id);
+	cJSON_AddStringToObject(user, "email", u.email);
+	cJSON_AddStringToObject(user, "role", cw_role_name(u.role));
+	add_opt_str(user, "chain_id", u.chain_id);
+	ret = send_json(c, r, MHD_HTTP_OK, o);
+out:
+	free(tok);
+	cJSON_Delete(body);
+	return ret;
+}
+
+/* ---- /api/chains ---- */
+
+static enum MHD_Result h_chains(struct cw_cloud_api *a, struct MHD_Connection *c, struct req *r,
+				const char *method, char **seg, int nseg)
+{
+	static const char *const keys[] = {"name", "slug", "active", NULL};
+	struct principal p;
+	bool ok;
+	enum MHD_Result ret = staff(a, c, r, &p, &ok);
+
+	if (!ok)
+		return ret;
+	if (strcmp(method, "GET") == 0) {
+		struct cw_scope sc = scope_of(&p);
+		struct cw_page pg;
+		char cursor[CW_UUID_STRLEN];
+		struct cw_chain *rows;
+		cJSON *items;
+		int n = 0, rc;
+		bool more = false;
+
+		if (page_args(c, r, &pg, cursor) < 0)
+			return bad_request(c, r);
+		rows = calloc((size_t)pg.limit, sizeof(*rows));
+		if (!rows)
+			return send_store_err(c, r, CW_ERR_NOMEM, "chains");
+		rc = cw_store_chain_list(a->store, &sc, &pg, rows, &n, &more);
+		if (rc != CW_OK) {
+			free(rows);
+			return send_store_err(c, r, rc, "chains");
+		}
+		items = cJSON_CreateArray();
+		for (int i = 0; i < n; i++)
+			cJSON_AddItemToArray(items, chain_json(&rows[i]));
+		ret = send_json(c, r, MHD_HTTP_OK, page_json(items, more, n ? rows[n - 1].id : NULL));
+		free(rows);
+		return ret;
+	}
+	/* POST: platform admins create chains */
+	{
+		struct cw_chain ch = {.active = true};
+		cJSON *body;
+		int rc;
+
+		if (p.u.role != CW_ROLE_PLATFORM_ADMIN)
+			return forbidden(c, r);
+		body = body_object(r, keys);
+		if (!body)
+			return bad_request(c, r);
+		if (field_str(r, body, "name", true, 1, S_TEXT, ch.name, sizeof(ch.name)) < 0 ||
+		    field_str(r, body, "slug", true, 1, S_SLUG, ch.slug, sizeof(ch.slug)) < 0 ||
+		    field_bool(r, body, "active", &ch.active) < 0) {
+			cJSON_Delete(body);
+			return bad_request(c, r);
+		}
+		cJSON_Delete(body);
+		cw_uuid_v7(ch.id);
+		rc = cw_store_chain_create(a->store, &ch, cw_wall_ms());
+		if (rc == CW_OK)
+			rc = cw_store_chain_get(a->store, ch.id, &ch);
+		if (rc != CW_OK)
+			return send_store_err(c, r, rc, "chain");
+		cw_info("chain.created", "chain=%s by=%s", ch.id, p.u.id);
+		return send_json(c, r, MHD_HTTP_CREATED, chain_json(&ch));
+	}
+}
+
+static enum MHD_Result h_chain(struct cw_cloud_api *a, struct MHD_Connection *c, struct req *r,
+			       const char *method, char **seg, int nseg)
+{
+	static const char *const keys[] = {"name", "slug", "active", NULL};
+	const char *id = seg[2];
+	struct cw_chain ch;
+	struct principal p;
+	bool ok;
+	int rc;
+	enum MHD_Result ret = staff(a, c, r, &p, &ok);
+
+	if (!ok)
+		return ret;
+	/* a chain the caller may not see does not exist for it */
+	if (!kind_ok(id, S_UUID) || !sees_chain(&p, id))
+		return not_found(c, r, "chain");
+	rc = cw_store_chain_get(a->store, id, &ch);
+	if (rc != CW_OK)
+		return send_store_err(c, r, rc, "chain");
+	if (strcmp(method, "GET") == 0)
+		return send_json(c, r, MHD_HTTP_OK, chain_json(&ch));
+	if (strcmp(method, "DELETE") == 0) {
+		if (p.u.role != CW_ROLE_PLATFORM_ADMIN)
+			return forbidden(c, r);
+		rc = cw_store_chain_delete(a->store, id);
+		if (rc != CW_OK)
+			return send_store_err(c, r, rc, "chain");
+		cw_info("chain.deleted", "chain=%s by=%s", id, p.u.id);
+		return send_json(c, r, MHD_HTTP_OK, chain_json(&ch));
+	}
+	/* PUT: platform admins, and a chain admin for its own chain's name;
+	 * slug and active stay the platform's */
+	{
+		cJSON *body;
+
+		if (!admins_chain(&p, id))
+			return forbidden(c, r);
+		body = body_object(r, keys);
+		if (!body)
+			return bad_request(c, r);
+		if (field_str(r, body, "name", false, 1, S_TEXT, ch.name, sizeof(ch.name)) < 0 ||
+		    field_str(r, body, "slug", false, 1, S_SLUG, ch.slug, sizeof(ch.slug)) < 0 ||
+		    field_bool(r, body, "active", &ch.active) < 0) {
+			cJSON_Delete(body);
+			return bad_request(c, r);
+		}
+		if (p.u.role != CW_ROLE_PLATFORM_ADMIN &&
+		    (cJSON_HasObjectItem(body, "slug") || cJSON_HasObjectItem(body, "active"))) {
+			cJSON_Delete(body);
+			return forbidden(c, r);
+		}
+		cJSON_Delete(body);
+		rc = cw_store_chain_update(a->store, &ch, cw_wall_ms());
+		if (rc == CW_OK)
+			rc = cw_store_chain_get(a->store, id, &ch);
+		if (rc != CW_OK)
+			return send_store_err(c, r, rc, "chain");
+		return send_json(c, r, MHD_HTTP_OK, chain_json(&ch));
+	}
+}
+
+/* ---- /api/branches ---- */
+
+static enum MHD_Result h_branches(struct cw_cloud_api *a, struct MHD_Connection *c, struct req *r,
+				  const char *method, char **seg, int nseg)
+{
+	static const char *const keys[] = {"chain_id", "code", "name", "address", "city",
+					   "latitude", "longitude", "active", NULL};
+	struct principal p;
+	bool ok;
+	int rc;
+	enum MHD_Result ret = staff(a, c, r, &p, &ok);
+
+	if (!ok)
+		return ret;
+	if (strcmp(method, "GET") == 0) {
+		const char *chain = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "chain_id");
+		struct cw_scope sc = scope_of(&p);
+		struct cw_page pg;
+		char cursor[CW_UUID_STRLEN];
+		struct cw_branch *rows;
+		cJSON *items;
+		int n = 0;
+		bool more = false;
+
+		if (page_args(c, r, &pg, cursor) < 0)
+			return bad_request(c, r);
+		if (chain && *chain) {
+			if (!kind_ok(chain, S_UUID)) {
+				snprintf(r->err, sizeof(r->err), "chain_id: expected a lower-case UUID");
+				return bad_request(c, r);
+			}
+			if (!sees_chain(&p, chain))
+				return not_found(c, r, "chain");
+			sc.chain_id = chain;
+		}
+		rows = calloc((size_t)pg.limit, sizeof(*rows));
+		if (!rows)
+			return send_store_err(c, r, CW_ERR_NOMEM, "branches");
+		rc = cw_store_branch_list(a->store, &sc, &pg, rows, &n, &more);
+		if (rc != CW_OK) {
+			free(rows);
+			return send_store_err(c, r, rc, "branches");
+		}
+		items = cJSON_CreateArray();
+		for (int i = 0; i < n; i++)
+			cJSON_AddItemToArray(items, branch_json(&rows[i]));
+		ret = send_json(c, r, MHD_HTTP_OK, page_json(items, more, n ? rows[n - 1].id : NULL));
+		free(rows);
+		return ret;
+	}
+	{
+		struct cw_branch b = {.active = true};
+		struct cw_chain ch;
+		cJSON *body = body_object(r, keys);
+		int has_lat, has_lon;
+
+		if (!body)
+			return bad_request(c, r);
+		if (field_str(r, body, "chain_id", true, 36, S_UUID, b.chain_id, sizeof(b.chain_id)) < 0 ||
+		    field_str(r, body, "code", true, 1, S_CODE, b.code, sizeof(b.code)) < 0 ||
+		    field_str(r, body, "name", true, 1, S_TEXT, b.name, sizeof(b.name)) < 0 ||
+		    field_str(r, body, "address", false, 0, S_TEXT, b.address, sizeof(b.address)) < 0 ||
+		    field_str(r, body, "city", false, 0, S_TEXT, b.city, sizeof(b.city)) < 0 ||
+		    (has_lat = field_real(r, body, "latitude", -90, 90, &b.latitude)) < 0 ||
+		    (has_lon = field_real(r, body, "longitude", -180, 180, &b.longitude)) < 0 ||
+		    field_bool(r, body, "active", &b.active) < 0) {
+			cJSON_Delete(body);
+			return bad_request(c, r);
+		}
+		cJSON_Delete(body);
+		if (has_lat != has_lon) {
+			snprintf(r->err, sizeof(r->err), "latitude and longitude go together");
+			return bad_request(c, r);
+		}
+		b.has_location = has_lat == 1;
+		/* the chain named in the body is the object authorised */
+		if (!sees_chain(&p, b.chain_id))
+			return not_found(c, r, "chain");
+		if (!admins_chain(&p, b.chain_id))
+			return forbidden(c, r);
+		rc = cw_store_chain_get(a->store, b.chain_id, &ch);
+		if (rc != CW_OK)
+			return send_store_err(c, r, rc, "chain");
+		cw_uuid_v7(b.id);
+		rc = cw_store_branch_create(a->store, &b, cw_wall_ms());
+		if (rc == CW_OK)
+			rc = cw_store_branch_get(a->store, b.id, &b);
+		if (rc != CW_OK)
+			return send_store_err(c, r, rc, "branch");
+		cw_info("branch.created", "branch=%s chain=%s by=%s", b.id, b.chain_id, p.u.id);
+		return send_json(c, r, MHD_HTTP_CREATED, branch_json(&b));
+	}
+}
+
+/* Loads the branch of the path and checks that the caller sees it. Returns
+ * MHD_YES with *ok, or the queued 404/503. */
+static enum MHD_Result load_branch(struct cw_cloud_api *a, struct MHD_Connection *c,
+				   struct req *r, const struct principal *p, const char *id,
+				   struct cw_branch *b, bool *ok)
+{
+	int rc, err = CW_OK;
+
+	*ok = false;
+	if (!kind_ok(id, S_UUID))
+		return not_found(c, r, "branch");
+	rc = cw_store_branch_get(a->store, id, b);
+	if (rc != CW_OK)
+		return send_store_err(c, r, rc, "branch");
+	if (!sees_branch(a, p, b->id, b->chain_id, &err))
+		return err != CW_OK ? send_store_err(c, r, err, "branch") : not_found(c, r, "branch");
+	*ok = true;
+	return MHD_YES;
+}
+
+static enum MHD_Result h_branch(struct cw_cloud_api *a, struct MHD_Connection *c, struct req *r,
+				const char *method, char **seg, int nseg)
+{
+	struct cw_branch b;
+	struct principal p;
+	bool ok;
+	enum MHD_Result ret = staff(a, c, r, &p, &ok);
+
+	if (!ok)
+		return ret;
+	ret = load_branch(a, c, r, &p, seg[2], &b, &ok);
+	if (!ok)
+		return ret;
+	return send_json(c, r, MHD_HTTP_OK, branch_json(&b));
+}
+
+static enum MHD_Result h_branch_stats(struct cw_cloud_api *a, struct MHD_Connection *c,
+				      struct req *r, const char *method, char **seg, int nseg)
+{
+	struct cw_branch b;
+	struct cw_branch_stats st;
+	struct principal p;
+	cJSON *o, *x;
+	int64_t now = cw_wall_ms();
+	int64_t midnight = now - now % 86400000LL; /* UTC day */
+	bool ok;
+	int rc;
+	enum MHD_Result ret = staff(a, c, r, &p, &ok);
+
+	if (!ok)
+		return ret;
+	ret = load_branch(a, c, r, &p, seg[2], &b, &ok);
+	if (!ok)
+		return ret;
+	rc = cw_store_branch_stats(a->store, b.id, midnight,
+				   now - (int64_t)a->cfg.offline_after_s * 1000, &st);
+	if (rc != CW_OK)
+		return send_store_err(c, r, rc, "branch");
+	o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "branch_id", b.id);
+	x = cJSON_AddObjectToObject(o, "carts");
+	cJSON_AddNumberToObject(x, "total", (double)st.carts_total);
+	cJSON_AddNumberToObject(x, "available", (double)st.carts_available);
+	cJSON_AddNumberToObject(x, "rented", (double)st.carts_rented);
+	cJSON_AddNumberToObject(x, "maintenance", (double)st.carts_maintenance);
+	cJSON_AddNumberToObject(x, "fault", (double)st.carts_fault);
+	x = cJSON_AddObjectToObject(o, "rentals");
+	cJSON_AddNumberToObject(x, "open", (double)st.rentals_open);
+	cJSON_AddNumberToObject(x, "overdue", (double)st.rentals_overdue);
+	cJSON_AddNumberToObject(x, "started_today", (double)st.rentals_since);
+	x = cJSON_AddObjectToObject(o, "devices");
+	cJSON_AddNumberToObject(x, "total", (double)st.devices_total);
+	cJSON_AddNumberToObject(x, "online", (double)st.devices_online);
+	return send_json(c, r, MHD_HTTP_OK, o);
+}
+
+void cw_enroll_hash(const unsigned char key[crypto_generichash_KEYBYTES], const char *code,
+		    char out[65])
+{
+	unsigned char h[32];
+
+	crypto_generichash(h, sizeof(h), (const unsigned char *)code, strlen(code), key,
+			   crypto_generichash_KEYBYTES);
+	sodium_bin2hex(out, 65, h, sizeof(h));
+}
+
+static enum MHD_Result h_enrollment_codes(struct cw_cloud_api *a, struct MHD_Connection *c,
+					  struct req *r, const char *method, char **seg, int nseg)
+{
+	static const char *const keys[] = {"uses", "expires_in_s", NULL};
+	unsigned char raw[ENROLL_CODE_BYTES];
+	char code[ENROLL_CODE_BYTES * 2 + 1];
+	struct cw_enrollment e = {.uses_left = 1};
+	struct cw_branch b;
+	struct principal p;
+	long uses = 1, ttl = 86400;
+	cJSON *body, *o;
+	bool ok;
+	int rc;
+	enum MHD_Result ret = staff(a, c, r, &p, &ok);
+
+	if (!ok)
+		return ret;
+	ret = load_branch(a, c, r, &p, seg[2], &b, &ok);
+	if (!ok)
+		return ret;
+	if (!admins_chain(&p, b.chain_id))
+		return forbidden(c, r);
+	/* an empty body takes the defaults */
+	if (r->len) {
+		body = body_object(r, keys);
+		if (!body)
+			return bad_request(c, r);
+		if (field_int(r, body, "uses", 1, ENROLL_USES_MAX, &uses) < 0 ||
+		    field_int(r, body, "expires_in_s", 60, ENROLL_TTL_MAX_S, &ttl) < 0) {
+			cJSON_Delete(body);
+			return bad_request(c, r);
+		}
+		cJSON_Delete(body);
+	}
+	/* the code is shown once, here; only its keyed hash is stored */
+	randombytes_buf(raw, sizeof(raw));
+	sodium_bin2hex(code, sizeof(code), raw, sizeof(raw));
+	cw_uuid_v7(e.id);
+	memcpy(e.branch_id, b.id, sizeof(e.branch_id));
+	memcpy(e.created_by, p.u.id, sizeof(e.created_by));
+	cw_enroll_hash(a->enroll_key, code, e.code_hash);
+	e.created_ms = cw_wall_ms();
+	e.expires_ms = e.created_ms + ttl * 1000;
+	e.uses_left = (int)uses;
+	rc = cw_store_enrollment_create(a->store, &e);
+	if (rc != CW_OK) {
+		sodium_memzero(code, sizeof(code));
+		return send_store_err(c, r, rc, "enrollment code");
+	}
+	cw_info("enrollment.created", "id=%s branch=%s uses=%d by=%s", e.id, b.id, e.uses_left,
+		p.u.id);
+	o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "id", e.id);
+	cJSON_AddStringToObject(o, "branch_id", b.id);
+	cJSON_AddStringToObject(o, "branch_code", b.code);
+	cJSON_AddStringToObject(o, "code", code);
+	cJSON_AddNumberToObject(o, "uses", e.uses_left);
+	add_time(o, "expires_at", e.expires_ms);
+	sodium_memzero(code, sizeof(code));
+	return send_json(c, r, MHD_HTTP_CREATED, o);
+}
+
+/* ---- devices ---- */
+
+/* "aa:bb:cc:dd:ee:ff" or with '-' -> "AA:BB:CC:DD:EE:FF"; false if not a MAC. */
+static bool mac_normalise(const char *in, char out[CW_MAC_MAX])
+{
+	if (strlen(in) != 17)
+		return false;
+	for (int i = 0; i < 17; i++) {
+		char ch = in[i];
+		if (i % 3 == 2) {
+			if (ch != ':' && ch != '-')
+				return false;
+			out[i] = ':';
+			continue;
+		}
+		if (ch >= 'a' && ch <= 'f')
+			ch = (char)(ch - 'a' + 'A');
+		if (!((ch >= '0' && ch <= '9') || (ch >= 'A' && ch <= 'F')))
+			return false;
+		out[i] = ch;
+	}
+	out[17] = '\0';
+	return true;
+}
+
+static enum MHD_Result h_register(struct cw_cloud_api *a, struct MHD_Connection *c,
+				  struct req *r, const char *method, char **seg, int nseg)
+{
+	static const char *const keys[] = {"mac_address", "serial_number", "branch_code",
+					   "enrollment_code", "device_name", NULL};
+	char mac_in[32], mac[CW_MAC_MAX], serial[CW_SERIAL_MAX] = "", bcode[CW_CODE_MAX];
+	char code[64], name[CW_DEVNAME_MAX] = "", hash[65], dev_id[CW_UUID_STRLEN];
+	char jti[CW_UUID_STRLEN], *tok = NULL;
+	struct cw_device d;
+	struct cw_register_req rq;
+	int64_t exp_s = 0, now = cw_wall_ms();
+	cJSON *body = body_object(r, keys), *o, *m;
+	int rc;
+	enum MHD_Result ret;
+
+	if (!body)
+		return bad_request(c, r);
+	if (field_str(r, body, "mac_address", true, 17, S_PRINT, mac_in, sizeof(mac_in)) < 0 ||
+	    field_str(r, body, "serial_number", false, 0, S_PRINT, serial, sizeof(serial)) < 0 ||
+	    field_str(r, body, "branch_code", true, 1, S_CODE, bcode, sizeof(bcode)) < 0 ||
+	    field_str(r, body, "enrollment_code", true, 1, S_CODE, code, sizeof(code)) < 0 ||
+	    field_str(r, body, "device_name", false, 1, S_TEXT, name, sizeof(name)) < 0) {
+		cJSON_Delete(body);
+		return bad_request(c, r);
+	}
+	cJSON_Delete(body);
+	if (!mac_normalise(mac_in, mac)) {
+		snprintf(r->err, sizeof(r->err), "mac_address: expected AA:BB:CC:DD:EE:FF");
+		return bad_request(c, r);
+	}
+	if (!name[0])
+		snprintf(name, sizeof(name), "%s", serial[0] ? serial : mac);
+	for (char *p = code; *p; p++)
+		if (*p >= 'A' && *p <= 'Z')
+			*p = (char)(*p - 'A' + 'a');
+	cw_enroll_hash(a->enroll_key, code, hash);
+	sodium_memzero(code, sizeof(code));
+	cw_uuid_v7(dev_id);
+	cw_uuid_v7(jti);
+	rq = (struct cw_register_req){.branch_code = bcode,
+				      .code_hash = hash,
+				      .mac_address = mac,
+				      .serial_number = serial,
+				      .device_name = name,
+				      .new_device_id = dev_id,
+				      .token_jti = jti,
+				      .now_ms = now,
+				      .token_expires_ms = now + (int64_t)a->cfg.device_token_ttl_s * 1000};
+	rc = cw_store_device_register(a->store, &rq, &d);
+	if (rc == CW_ERR_AUTH) {
+		cw_info("device.register_refused", "ip=%s reason=code", r->ip);
+		return send_error(c, r, MHD_HTTP_FORBIDDEN, "enrollment_refused",
+				  "unknown, expired or used-up enrollment code for this branch code");
+	}
+	if (rc == CW_ERR_CONFLICT)
+		return send_error(c, r, MHD_HTTP_CONFLICT, "conflict",
+				  "this MAC address is registered in another branch");
+	if (rc != CW_OK)
+		return send_store_err(c, r, rc, "device");
+	rc = sign_token(a, CW_JWT_TYP_DEVICE, d.id, jti, a->cfg.device_token_ttl_s, &tok, &exp_s);
+	if (rc != CW_OK)
+		return send_store_err(c, r, rc, "token");
+	cw_info("device.registered", "device=%s branch=%s chain=%s", d.id, d.branch_id, d.chain_id);
+	o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "device_id", d.id);
+	cJSON_AddStringToObject(o, "branch_id", d.branch_id);
+	cJSON_AddStringToObject(o, "chain_id", d.chain_id);
+	cJSON_AddStringToObject(o, "device_token", tok);
+	add_time(o, "token_expires_at", exp_s * 1000);
+	cJSON_AddStringToObject(o, "cloud_public_key", a->pk_b64);
+	if (a->cfg.mqtt_host[0]) {
+		char topic[256];
+		m = cJSON_AddObjectToObject(o, "mqtt_config");
+		cJSON_AddStringToObject(m, "broker", a->cfg.mqtt_host);
+		cJSON_AddNumberToObject(m, "port", a->cfg.mqtt_port);
+		/* seed topic layout: cartwise/{chain}/{branch}/devices/{device} */
+		snprintf(topic, sizeof(topic), "cartwise/%s/%s/devices/%s", d.chain_id, d.branch_id,
+			 d.id);
+		cJSON_AddStringToObject(m, "topic", topic);
+	} else {
+		cJSON_AddNullToObject(o, "mqtt_config");
+	}
+	ret = send_json(c, r, MHD_HTTP_CREATED, o);
+	free(tok);
+	return ret;
+}
+
+/* Authenticates a device caller for the device of the path: a valid device
+ * token whose subject is that device and whose jti is not revoked. */
+static enum MHD_Result device_caller(struct cw_cloud_api *a, struct MHD_Connection *c,
+				     struct req *r, const char *path_id, char jti_out[CW_UUID_STRLEN],
+				     bool *ok)
+{
+	cJSON *claims = NULL;
+	const char *sub, *jti;
+	int rc;
+
+	*ok = false;
+	if (verify_token(a, c, CW_JWT_TYP_DEVICE, &claims) != CW_OK)
+		return send_error(c, r, MHD_HTTP_UNAUTHORIZED, "unauthorized",
+				  "a valid device token is required");
+	sub = claim_str(claims, "sub");
+	jti = claim_str(claims, "jti");
+	if (!sub || !jti || !kind_ok(sub, S_UUID)) {
+		cJSON_Delete(claims);
+		return send_error(c, r, MHD_HTTP_UNAUTHORIZED, "unauthorized",
+				  "a valid device token is required");
+	}
+	if (strcmp(sub, path_id) != 0) {
+		cJSON_Delete(claims);
+		return send_error(c, r, MHD_HTTP_FORBIDDEN, "forbidden",
+				  "a device may only act as itself");
+	}
+	rc = cw_store_device_token_check(a->store, jti, sub);
+	if (rc == CW_OK && jti_out)
+		snprintf(jti_out, CW_UUID_STRLEN, "%s", jti);
+	cJSON_Delete(claims);
+	if (rc == CW_ERR_AUTH) {
+		cw_info("auth.refused", "want=device reason=revoked");
+		return send_error(c, r, MHD_HTTP_UNAUTHORIZED, "unauthorized",
+				  "this device token was revoked");
+	}
+	if (rc != CW_OK)
+		return send_store_err(c, r, rc, "device");
+	*ok = true;
+	return MHD_YES;
+}
+
+static enum MHD_Result h_heartbeat(struct cw_cloud_api *a, struct MHD_Connection *c,
+				   struct req *r, const char *method, char **seg, int nseg)
+{
+	static const char *const keys[] = {"status", "firmware_version", "health", NULL};
+	char status[CW_STATUS_MAX] = "online", fw[CW_FIRMWARE_MAX] = "", *health = NULL;
+	struct cw_command *cmds = NULL;
+	struct cw_heartbeat hb;
+	const cJSON *h;
+	cJSON *body = NULL, *o, *arr;
+	int n = 0, rc;
+	bool ok;
+	enum MHD_Result ret = device_caller(a, c, r, seg[2], NULL, &ok);
+
+	if (!ok)
+		return ret;
+	/* an empty body is a plain "I am alive" */
+	if (r->len) {
+		body = body_object(r, keys);
+		if (!body)
+			return bad_request(c, r);
+	}
+	if (body && (field_str(r, body, "status", false, 1, S_CODE, status, sizeof(status)) < 0 ||
+		     field_str(r, body, "firmware_version", false, 1, S_PRINT, fw, sizeof(fw)) < 0)) {
+		ret = bad_request(c, r);
+		goto out;
+	}
+	if (strcmp(status, "online") != 0 && strcmp(status, "degraded") != 0 &&
+	    strcmp(status, "maintenance") != 0) {
+		snprintf(r->err, sizeof(r->err), "status: expected online, degraded or maintenance");
+		ret = bad_request(c, r);
+		goto out;
+	}
+	h = body ? cJSON_GetObjectItemCaseSensitive(body, "health") : NULL;
+	if (h) {
+		if (!cJSON_IsObject(h)) {
+			snprintf(r->err, sizeof(r->err), "health: expected an object");
+			ret = bad_request(c, r);
+			goto out;
+		}
+		health = cJSON_PrintUnformatted(h);
+		if (!health || strlen(health) > CW_JSON_IN_MAX) {
+			snprintf(r->err, sizeof(r->err), "health: at most %d bytes of JSON",
+				 CW_JSON_IN_MAX);
+			ret = health ? send_error(c, r, MHD_HTTP_CONTENT_TOO_LARGE, "too_big", "%s",
+						  r->err)
+				     : send_store_err(c, r, CW_ERR_NOMEM, "health");
+			goto out;
+		}
+	}
+	hb = (struct cw_heartbeat){.status = status, .firmware = fw[0] ? fw : NULL,
+				   .health = health, .now_ms = cw_wall_ms()};
+	rc = cw_store_device_heartbeat(a->store, seg[2], &hb);
+	if (rc != CW_OK) {
+		ret = send_store_err(c, r, rc, "device");
+		goto out;
+	}
+	cmds = calloc(HEARTBEAT_COMMANDS_MAX, sizeof(*cmds));
+	if (!cmds) {
+		ret = send_store_err(c, r, CW_ERR_NOMEM, "commands");
+		goto out;
+	}
+	rc = cw_store_commands_for_device(a->store, seg[2], hb.now_ms, cmds,
+					  HEARTBEAT_COMMANDS_MAX, &n);
+	if (rc != CW_OK) {
+		ret = send_store_err(c, r, rc, "commands");
+		goto out;
+	}
+	o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "status", "ok");
+	add_time(o, "server_time", hb.now_ms);
+	arr = cJSON_AddArrayToObject(o, "commands");
+	for (int i = 0; i < n; i++)
+		cJSON_AddItemToArray(arr, command_json(&cmds[i]));
+	ret = send_json(c, r, MHD_HTTP_OK, o);
+out:
+	free(cmds);
+	cJSON_free(health);
+	cJSON_Delete(body);
+	return ret;
+}
+
+/* POST /api/devices/{id}/token: the device trades its live token for a new
+ * one (rotation); the old one and any other stop working at once. */
+static enum MHD_Result h_device_token(struct cw_cloud_api *a, struct MHD_Connection *c,
+				      struct req *r, const char *method, char **seg, int nseg)
+{
+	char old[CW_UUID_STRLEN], jti[CW_UUID_STRLEN], *tok = NULL;
+	int64_t exp_s = 0, now = cw_wall_ms();
+	cJSON *o;
+	bool ok;
+	int rc;
+	enum MHD_Result ret = device_caller(a, c, r, seg[2], old, &ok);
+
+	if (!ok)
+		return ret;
+	if (r->len) {
+		static const char *const none[] = {NULL};
+		cJSON *body = body_object(r, none);
+		if (!body)
+			return bad_request(c, r);
+		cJSON_Delete(body);
+	}
+	cw_uuid_v7(jti);
+	rc = sign_token(a, CW_JWT_TYP_DEVICE, seg[2], jti, a->cfg.device_token_ttl_s, &tok, &exp_s);
+	if (rc == CW_OK)
+		rc = cw_store_device_token_rotate(a->store, seg[2], old, jti, now, exp_s * 1000);
+	if (rc == CW_ERR_AUTH) {
+		free(tok);
+		return send_error(c, r, MHD_HTTP_UNAUTHORIZED, "unauthorized",
+				  "this device token was revoked");
+	}
+	if (rc != CW_OK) {
+		free(tok);
+		return send_store_err(c, r, rc, "device");
+	}
+	cw_info("device.token_rotated", "device=%s", seg[2]);
+	o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "device_id", seg[2]);
+	cJSON_AddStringToObject(o, "device_token", tok);
+	add_time(o, "token_expires_at", exp_s * 1000);
+	ret = send_json(c, r, MHD_HTTP_OK, o);
+	free(tok);
+	return ret;
+}
+
+/* Loads the device of the path for a staff caller who sees its branch. */
+static enum MHD_Result load_device(struct cw_cloud_api *a, struct MHD_Connection *c,
+				   struct req *r, const struct principal *p, const char *id,
+				   struct cw_device *d, bool *ok)
+{
+	int rc, err = CW_OK;
+
+	*ok = false;
+	if (!kind_ok(id, S_UUID))
+		return not_found(c, r, "device");
+	rc = cw_store_device_get(a->store, id, d);
+	if (rc != CW_OK)
+		return send_store_err(c, r, rc, "device");
+	if (!sees_branch(a, p, d->branch_id, d->chain_id, &err))
+		return err != CW_OK ? send_store_err(c, r, err, "device") : not_found(c, r, "device");
+	*ok = true;
+	return MHD_YES;
+}
+
+static enum MHD_Result h_device(struct cw_cloud_api *a, struct MHD_Connection *c, struct req *r,
+				const char *method, char **seg, int nseg)
+{
+	struct cw_device d;
+	struct principal p;
+	bool ok;
+	enum MHD_Result ret = staff(a, c, r, &p, &ok);
+
+	if (!ok)
+		return ret;
+	ret = load_device(a, c, r, &p, seg[2], &d, &ok);
+	if (!ok)
+		return ret;
+	if (nseg == 4) { /* /status: the live part only */
+		cJSON *o = cJSON_CreateObject();
+		const char *st = device_status(a, &d);
+		cJSON_AddStringToObject(o, "id", d.id);
+		cJSON_AddStringToObject(o, "status", st);
+		cJSON_AddBoolToObject(o, "online", strcmp(st, "offline") != 0);
+		add_time(o, "last_heartbeat", d.last_heartbeat_ms);
+		add_opt_str(o, "firmware_version", d.firmware_version);
+		add_health(o, d.health);
+		return send_json(c, r, MHD_HTTP_OK, o);
+	}
+	return send_json(c, r, MHD_HTTP_OK, device_json(a, &d));
+}
+
+static enum MHD_Result h_device_revoke(struct cw_cloud_api *a, struct MHD_Connection *c,
+				       struct req *r, const char *method, char **seg, int nseg)
+{
+	struct cw_device d;
+	struct principal p;
+	bool ok;
+	int rc;
+	enum MHD_Result ret = staff(a, c, r, &p, &ok);
+
+	if (!ok)
+		return ret;
+	ret = load_device(a, c, r, &p, seg[2], &d, &ok);
+	if (!ok)
+		return ret;
+	if (!admins_chain(&p, d.chain_id))
+		return forbidden(c, r);
+	if (r->len) {
+		static const char *const none[] = {NULL};
+		cJSON *body = body_object(r, none);
+		if (!body)
+			return bad_request(c, r);
+		cJSON_Delete(body);
+	}
+	rc = cw_store_device_tokens_revoke(a->store, d.id, cw_wall_ms());
+	if (rc != CW_OK)
+		return send_store_err(c, r, rc, "device");
+	cw_info("device.tokens_revoked", "device=%s by=%s", d.id, p.u.id);
+	return send_json(c, r, MHD_HTTP_OK, device_json(a, &d));
+}
+
+/* PUT /api/devices/{id}/firmware: asks the device to install a firmware
+ * version. Like every action on a device it is a command (202 + its id),
+ * handed to the device by heartbeat (and by MQTT, issue 4). */
+static enum MHD_Result h_device_firmware(struct cw_cloud_api *a, struct MHD_Connection *c,
+					 struct req *r, const char *method, char **seg, int nseg)
+{
+	static const char *const keys[] = {"version", "url", "sha256", NULL};
+	char version[CW_FIRMWARE_MAX], url[512] = "", sha[65] = "";
+	struct cw_command *cmd = NULL;
+	struct cw_device d;
+	struct principal p;
+	cJSON *body = NULL, *args = NULL;
+	char *args_text = NULL;
+	bool ok;
+	int rc;
+	enum MHD_Result ret = staff(a, c, r, &p, &ok);
+
+	if (!ok)
+		return ret;
+	ret = load_device(a, c, r, &p, seg[2], &d, &ok);
+	if (!ok)
+		return ret;
+	if (!admins_chain(&p, d.chain_id))
+		return forbidden(c, r);
+	body = body_object(r, keys);
+	if (!body)
+		return bad_request(c, r);
+	if (field_str(r, body, "version", true, 1, S_PRINT, version, sizeof(version)) < 0 ||
+	    field_str(r, body, "url", false, 1, S_PRINT, url, sizeof(url)) < 0 ||
+	    field_str(r, body, "sha256", false, 64, S_CODE, sha, sizeof(sha)) < 0) {
+		ret = bad_request(c, r);
+		goto out;
+	}
+	if (url[0] && strncmp(url, "https://", 8) != 0) {
+		snprintf(r->err, sizeof(r->err), "url: only https:// URLs");
+		ret = bad_request(c, r);
+		goto out;
+	}
+	if (sha[0] && strspn(sha, "0123456789abcdef") != 64) {
+		snprintf(r->err, sizeof(r->err), "sha256: expected 64 lower-case hex characters");
+		ret = bad_request(c, r);
+		goto out;
+	}
+	args = cJSON_CreateObject();
+	cJSON_AddStringToObject(args, "version", version);
+	if (url[0])
+		cJSON_AddStringToObject(args, "url", url);
+	if (sha[0])
+		cJSON_AddStringToObject(args, "sha256", sha);
+	args_text = cJSON_PrintUnformatted(args);
+	cmd = calloc(1, sizeof(*cmd));
+	if (!args_text || !cmd || strlen(args_text) >= sizeof(cmd->args)) {
+		ret = send_store_err(c, r, CW_ERR_NOMEM, "command");
+		goto out;
+	}
+	cw_uuid_v7(cmd->id);
+	memcpy(cmd->device_id, d.id, sizeof(cmd->device_id));
+	snprintf(cmd->action, sizeof(cmd->action), "firmware_update");
+	memcpy(cmd->args, args_text, strlen(args_text) + 1);
+	memcpy(cmd->created_by, p.u.id, sizeof(cmd->created_by));
+	cmd->created_ms = cw_wall_ms();
+	cmd->expires_ms = cmd->created_ms + FIRMWARE_COMMAND_TTL_MS;
+	rc = cw_store_command_create(a->store, cmd);
+	if (rc == CW_OK)
+		rc = cw_store_command_get(a->store, cmd->id, cmd);
+	if (rc != CW_OK) {
+		ret = send_store_err(c, r, rc, "command");
+		goto out;
+	}
+	cw_info("command.created", "command=%s device=%s action=firmware_update by=%s", cmd->id,
+		d.id, p.u.id);
+	ret = send_json(c, r, MHD_HTTP_ACCEPTED, command_json(cmd));
+out:
+	free(cmd);
+	cJSON_free(args_text);
+	cJSON_Delete(args);
+	cJSON_Delete(body);
+	return ret;
+}
+
+static enum MHD_Result h_command(struct cw_cloud_api *a, struct MHD_Connection *c, struct req *r,
+				 const char *method, char **seg, int nseg)
+{
+	struct cw_command *cmd;
+	struct principal p;
+	bool ok;
+	int rc, err = CW_OK;
+	enum MHD_Result ret = staff(a, c, r, &p, &ok);
+
+	if (!ok)
+		return ret;
+	if (!kind_ok(seg[2], S_UUID))
+		return not_found(c, r, "command");
+	cmd = calloc(1, sizeof(*cmd));
+	if (!cmd)
+		return send_store_err(c, r, CW_ERR_NOMEM, "command");
+	rc = cw_store_command_get(a->store, seg[2], cmd);
+	if (rc != CW_OK)
+		ret = send_store_err(c, r, rc, "command");
+	else if (!sees_branch(a, &p, cmd->branch_id, cmd->chain_id, &err))
+		ret = err != CW_OK ? send_store_err(c, r, err, "command") : not_found(c, r, "command");
+	else
+		ret = send_json(c, r, MHD_HTTP_OK, command_json(cmd));
+	free(cmd);
+	return ret;
+}
+
+/* ---- /metrics ---- */
+
+static int64_t mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+struct sbuf {
+	char *p;
+	size_t len, cap;
+	bool full;
+};
+
+static void sb_add(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_add(struct sbuf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (b->full)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= b->cap - b->len)
+		b->full = true; /* bounded: never more than METRICS_TEXT_MAX */
+	else
+		b->len += (size_t)n;
+}
+
+static const char *route_pattern(int idx);
+static int route_count(void);
+
+static enum MHD_Result h_metrics(struct cw_cloud_api *a, struct MHD_Connection *c, struct req *r,
+				 const char *method, char **seg, int nseg)
+{
+	struct sbuf b = {.cap = METRICS_TEXT_MAX};
+	struct MHD_Response *resp;
+	unsigned long long cum = 0;
+	int64_t online = 0;
+	int total = 0, in_use = 0, db_rc;
+	enum MHD_Result ret;
+
+	b.p = malloc(b.cap);
+	if (!b.p)
+		return send_store_err(c, r, CW_ERR_NOMEM, "metrics");
+	sb_add(&b, "# HELP cartwise_http_requests_total HTTP requests by route pattern and status.\n"
+		   "# TYPE cartwise_http_requests_total counter\n");
+	for (int i = 0; i <= route_count(); i++) {
+		for (size_t k = 0; k < METRIC_NSTATUS; k++) {
+			unsigned long long v = atomic_load(&a->m.requests[i][k]);
+			char st[8];
+			if (!v)
+				continue;
+			if (k < METRIC_NSTATUS - 1)
+				snprintf(st, sizeof(st), "%d", metric_status[k]);
+			else
+				snprintf(st, sizeof(st), "other");
+			sb_add(&b, "cartwise_http_requests_total{route=\"%s\",status=\"%s\"} %llu\n",
+			       route_pattern(i), st, v);
+		}
+	}
+	sb_add(&b, "# HELP cartwise_http_request_duration_seconds Time from request to response.\n"
+		   "# TYPE cartwise_http_request_duration_seconds histogram\n");
+	for (size_t k = 0; k < METRIC_NLE; k++) {
+		cum += atomic_load(&a->m.le[k]);
+		sb_add(&b, "cartwise_http_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
+		       metric_le[k], cum);
+	}
+	cum += atomic_load(&a->m.le[METRIC_NLE]);
+	sb_add(&b, "cartwise_http_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n", cum);
+	sb_add(&b, "cartwise_http_request_duration_seconds_sum %.6f\n",
+	       (double)atomic_load(&a->m.sum_us) / 1e6);
+	sb_add(&b, "cartwise_http_request_duration_seconds_count %llu\n", atomic_load(&a->m.count));
+	cw_store_pool_stats(a->store, &total, &in_use);
+	sb_add(&b, "# HELP cartwise_db_connections Database connections of this instance.\n"
+		   "# TYPE cartwise_db_connections gauge\n"
+		   "cartwise_db_connections{state=\"total\"} %d\n"
+		   "cartwise_db_connections{state=\"in_use\"} %d\n", total, in_use);
+	db_rc = cw_store_devices_online(a->store, cw_wall_ms() - (int64_t)a->cfg.offline_after_s * 1000,
+					&online);
+	sb_add(&b, "# HELP cartwise_db_up Whether the last database query of /metrics worked.\n"
+		   "# TYPE cartwise_db_up gauge\ncartwise_db_up %d\n", db_rc == CW_OK);
+	if (db_rc == CW_OK)
+		sb_add(&b, "# HELP cartwise_devices_online Devices with a recent heartbeat, all chains.\n"
+			   "# TYPE cartwise_devices_online gauge\ncartwise_devices_online %lld\n",
+		       (long long)online);
+	resp = MHD_create_response_from_buffer(b.len, b.p, MHD_RESPMEM_MUST_FREE);
+	if (!resp) {
+		free(b.p);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; version=0.0.4");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	r->status = MHD_HTTP_OK;
+	ret = MHD_queue_response(c, MHD_HTTP_OK, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+/* ---- routing ---- */
+
+struct route {
+	const char *pattern; /* for logs and 405 */
+	const char *segs[MAX_SEGS]; /* "*" = any one segment */
+	int nseg;
+	const char *methods; /* e.g. "GET POST" */
+	handler_fn fn;
+};
+
+static const struct route routes[] = {
+	{"/api/health", {"api", "health"}, 2, "GET", h_health},
+	{"/metrics", {"metrics"}, 1, "GET", h_metrics},
+	{"/api/auth/login", {"api", "auth", "login"}, 3, "POST", h_login},
+	{"/api/chains", {"api", "chains"}, 2, "GET POST", h_chains},
+	{"/api/chains/{id}", {"api", "chains", "*"}, 3, "GET PUT DELETE", h_chain},
+	{"/api/branches", {"api", "branches"}, 2, "GET POST", h_branches},
+	{"/api/branches/{id}", {"api", "branches", "*"}, 3, "GET", h_branch},
+	{"/api/branches/{id}/stats", {"api", "branches", "*", "stats"}, 4, "GET", h_branch_stats},
+	{"/api/branches/{id}/enrollment-codes", {"api", "branches", "*", "enrollment-codes"}, 4,
+	 "POST", h_enrollment_codes},
+	{"/api/devices/register", {"api", "devices", "register"}, 3, "POST", h_register},
+	{"/api/devices/{id}", {"api", "devices", "*"}, 3, "GET", h_device},
+	{"/api/devices/{id}/status", {"api", "devices", "*", "status"}, 4, "GET", h_device},
+	{"/api/devices/{id}/heartbeat", {"api", "devices", "*", "heartbeat"}, 4, "POST",
+	 h_heartbeat},
+	{"/api/devices/{id}/firmware", {"api", "devices", "*", "firmware"}, 4, "PUT",
+	 h_device_firmware},
+	{"/api/devices/{id}/token", {"api", "devices", "*", "token"}, 4, "POST", h_device_token},
+	{"/api/devices/{id}/revoke-tokens", {"api", "devices", "*", "revoke-tokens"}, 4, "POST",
+	 h_device_revoke},
+	{"/api/commands/{id}", {"api", "commands", "*"}, 3, "GET", h_command},
+};
+
+_Static_assert(sizeof(routes) / sizeof(routes[0]) < METRIC_ROUTES, "raise METRIC_ROUTES");
+
+static int route_count(void)
+{
+	return (int)(sizeof(routes) / sizeof(routes[0]));
+}
+
+/* idx == route_count(): requests that matched no route */
+static const char *route_pattern(int idx)
+{
+	return idx >= 0 && idx < route_count() ? routes[idx].pattern : "unmatched";
+}
+
+void cw_cloud_api_print_routes(FILE *f)
+{
+	for (int i = 0; i < route_count(); i++) {
+		char methods[32], *save = NULL;
+		snprintf(methods, sizeof(methods), "%s", routes[i].methods);
+		for (char *m = strtok_r(methods, " ", &save); m; m = strtok_r(NULL, " ", &save))
+			fprintf(f, "%s %s\n", m, routes[i].pattern);
+	}
+}
+
+static bool method_in(const char *methods, const char *m)
+{
+	size_t n = strlen(m);
+
+	for (const char *p = methods; (p = strstr(p, m)); p += n)
+		if ((p == methods || p[-1] == ' ') && (p[n] == '\0' || p[n] == ' '))
+			return true;
+	return false;
+}
+
+static enum MHD_Result dispatch(struct cw_cloud_api *a, struct MHD_Connection *c, struct req *r,
+				const char *url, const char *method)
+{
+	char path[512], *seg[MAX_SEGS + 1], *save = NULL, *tok;
+	int nseg = 0;
+
+	if (strlen(url) >= sizeof(path))
+		return send_error(c, r, MHD_HTTP_URI_TOO_LONG, "too_big", "path too long");
+	snprintf(path, sizeof(path), "%s", url);
+	for (tok = strtok_r(path, "/", &save); tok; tok = strtok_r(NULL, "/", &save)) {
+		if (nseg == MAX_SEGS)
+			return not_found(c, r, "route");
+		seg[nseg++] = tok;
+	}
+	seg[nseg] = NULL;
+	/* exact segments first, so that /api/devices/register is not {id} */
+	for (int pass = 0; pass < 2; pass++) {
+		for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+			const struct route *rt = &routes[i];
+			bool match = rt->nseg == nseg, wild = false;
+			for (int k = 0; match && k < nseg; k++) {
+				if (strcmp(rt->segs[k], "*") == 0)
+					wild = true;
+				else
+					match = strcmp(rt->segs[k], seg[k]) == 0;
+			}
+			if (!match || wild != (pass == 1))
+				continue;
+			r->route = rt->pattern;
+			r->route_idx = (int)i;
+			if (!method_in(rt->methods, method))
+				return send_error(c, r, MHD_HTTP_METHOD_NOT_ALLOWED,
+						  "method_not_allowed", "%s allows %s", rt->pattern,
+						  rt->methods);
+			if (r->too_big)
+				return send_error(c, r, MHD_HTTP_CONTENT_TOO_LARGE, "too_big",
+						  "request body over %d bytes", CW_CLOUD_BODY_MAX);
+			return rt->fn(a, c, r, method, seg, nseg);
+		}
+	}
+	return not_found(c, r, "route");
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+				  const char *method, const char *version, const char *upload,
+				  size_t *upload_size, void **con_cls)
+{
+	struct cw_cloud_api *a = cls;
+	struct req *r = *con_cls;
+
+	if (!r) {
+		const union MHD_ConnectionInfo *ci =
+			MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+		r = calloc(1, sizeof(*r));
+		if (!r)
+			return MHD_NO;
+		r->t0 = cw_mono_ms();
+		r->t0_us = mono_us();
+		r->route = "-";
+		r->route_idx = -1;
+		snprintf(r->ip, sizeof(r->ip), "-");
+		if (ci && ci->client_addr) {
+			const struct sockaddr *sa = ci->client_addr;
+			if (sa->sa_family == AF_INET)
+				inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr,
+					  r->ip, sizeof(r->ip));
+			else if (sa->sa_family == AF_INET6)
+				inet_ntop(AF_INET6,
+					  &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
+					  r->ip, sizeof(r->ip));
+		}
+		*con_cls = r;
+		return MHD_YES;
+	}
+	if (*upload_size) {
+		/* bounded: past the limit the rest is read and dropped, then 413 */
+		if (!r->too_big && r->len + *upload_size <= CW_CLOUD_BODY_MAX) {
+			char *nb = realloc(r->body, r->len + *upload_size + 1);
+			if (!nb)
+				return MHD_NO;
+			r->body = nb;
+			memcpy(r->body + r->len, upload, *upload_size);
+			r->len += *upload_size;
+			r->body[r->len] = '\0';
+		} else {
+			r->too_big = true;
+		}
+		*upload_size = 0;
+		return MHD_YES;
+	}
+	return dispatch(a, c, r, url, method);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+			 enum MHD_RequestTerminationCode toe)
+{
+	struct req *r = *con_cls;
+
+	if (!r)
+		return;
+	{
+		struct cw_cloud_api *a = cls;
+		int64_t us = mono_us() - r->t0_us;
+		int ri = r->route_idx >= 0 ? r->route_idx : route_count();
+		size_t k = 0, b = 0;
+
+		while (k < METRIC_NSTATUS - 1 && metric_status[k] != r->status)
+			k++;
+		while (b < METRIC_NLE && (double)us / 1e6 > metric_le[b])
+			b++;
+		atomic_fetch_add(&a->m.requests[ri][k], 1);
+		atomic_fetch_add(&a->m.le[b], 1);
+		atomic_fetch_add(&a->m.sum_us, (unsigned long long)(us > 0 ? us : 0));
+		atomic_fetch_add(&a->m.count, 1);
+	}
+	cw_info("http.request", "route=%s status=%d ms=%lld", r->route, r->status,
+		(long long)(cw_mono_ms() - r->t0));
+	if (r->body) {
+		/* may have held a password */
+		sodium_memzero(r->body, r->len);
+		free(r->body);
+	}
+	free(r);
+	*con_cls = NULL;
+}
+
+int cw_cloud_api_new(const struct cw_cloud_api_params *p, struct cw_cloud_api **out)
+{
+	struct cw_cloud_api *a;
+	struct sockaddr_storage ss;
+	/* MHD_USE_AUTO: epoll on Linux, so the number of connections is not
+	 * bounded by select()'s FD_SETSIZE (a thousand devices, issue 4) */
+	unsigned int flags = MHD_USE_AUTO | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+	const union MHD_DaemonInfo *di;
+	char pw[32];
+	int rc = CW_ERR_IO;
+
+	*out = NULL;
+	a = calloc(1, sizeof(*a));
+	if (!a)
+		return CW_ERR_NOMEM;
+	pthread_mutex_init(&a->rl_lock, NULL);
+	a->cfg = *p->cfg;
+	a->store = p->store;
+	memcpy(a->sk, p->sk, sizeof(a->sk));
+	crypto_sign_ed25519_sk_to_pk(a->pk, a->sk);
+	sodium_bin2base64(a->pk_b64, sizeof(a->pk_b64), a->pk, sizeof(a->pk), B64URL);
+	/* enrollment hash key: a subkey of the signing key's seed (libsodium KDF) */
+	crypto_kdf_derive_from_key(a->enroll_key, sizeof(a->enroll_key), 1, "cwenroll", a->sk);
+	randombytes_buf(a->rl_key, sizeof(a->rl_key));
+	randombytes_buf(pw, sizeof(pw));
+	if (crypto_pwhash_str(a->dummy_hash, pw, sizeof(pw), crypto_pwhash_OPSLIMIT_INTERACTIVE,
+			      crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0) {
+		rc = CW_ERR_NOMEM;
+		goto fail;
+	}
+	memset(&ss, 0, sizeof(ss));
+	if (inet_pton(AF_INET, a->cfg.listen_address, &((struct sockaddr_in *)&ss)->sin_addr) == 1) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons((uint16_t)a->cfg.listen_port);
+	} else if (inet_pton(AF_INET6, a->cfg.listen_address,
+			     &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1) {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons((uint16_t)a->cfg.listen_port);
+		flags |= MHD_USE_IPv6;
+	} else {
+		rc = CW_ERR_CONFIG;
+		goto fail;
+	}
+	if (p->tls_cert_pem && p->tls_key_pem) {
+		a->tls_cert = strdup(p->tls_cert_pem);
+		a->tls_key = strdup(p->tls_key_pem);
+		if (!a->tls_cert || !a->tls_key) {
+			rc = CW_ERR_NOMEM;
+			goto fail;
+		}
+		flags |= MHD_USE_TLS;
+	}
+	if (a->tls_cert)
+		a->d = MHD_start_daemon(flags, (uint16_t)a->cfg.listen_port, NULL, NULL, on_request, a,
+					MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+					MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)a->cfg.threads,
+					MHD_OPTION_NOTIFY_COMPLETED, on_completed, a,
+					MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)30,
+					MHD_OPTION_HTTPS_MEM_CERT, a->tls_cert,
+					MHD_OPTION_HTTPS_MEM_KEY, a->tls_key, MHD_OPTION_END);
+	else
+		a->d = MHD_start_daemon(flags, (uint16_t)a->cfg.listen_port, NULL, NULL, on_request, a,
+					MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+					MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)a->cfg.threads,
+					MHD_OPTION_NOTIFY_COMPLETED, on_completed, a,
+					MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)30, MHD_OPTION_END);
+	if (!a->d) {
+		cw_error("api.start", "address=%s port=%d msg=\"cannot listen (address in use, or "
+			 "bad TLS certificate/key)\"", a->cfg.listen_address, a->cfg.listen_port);
+		rc = CW_ERR_IO;
+		goto fail;
+	}
+	di = MHD_get_daemon_info(a->d, MHD_DAEMON_INFO_BIND_PORT);
+	a->port = di ? di->port : a->cfg.listen_port;
+	*out = a;
+	return CW_OK;
+fail:
+	cw_cloud_api_free(a);
+	return rc;
+}
+
+int cw_cloud_api_port(const struct cw_cloud_api *a)
+{
+	return a->port;
+}
+
+void cw_cloud_api_free(struct cw_cloud_api *a)
+{
+	if (!a)
+		return;
+	if (a->d)
+		MHD_stop_daemon(a->d);
+	pthread_mutex_destroy(&a->rl_lock);
+	sodium_memzero(a->sk, sizeof(a->sk));
+	sodium_memzero(a->enroll_key, sizeof(a->enroll_key));
+	if (a->tls_key) {
+		sodium_memzero(a->tls_key, strlen(a->tls_key));
+		free(a->tls_key);
+	}
+	free(a->tls_cert);
+	free(a);
+}

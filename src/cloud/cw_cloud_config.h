@@ -1,0 +1,59 @@
+/* cw_cloud_config.h - cartwise-cloud's JSON configuration.
+ *
+ * Strict like the edge's (BRIEF.md §2): unknown keys and bad values are
+ * refused with a message naming the key path ("database.pool_size: expected
+ * an integer 1..64, got 0"). String values are never echoed in messages (the
+ * conninfo can hold a password). Every key is documented in docs/CLOUD.md. */
+#ifndef CW_CLOUD_CONFIG_H
+#define CW_CLOUD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "cw_store.h"
+
+#define CW_CLOUD_CONFIG_MAX_BYTES (256 * 1024)
+
+struct cw_cloud_config {
+	/* listen */
+	char listen_address[64]; /* default "127.0.0.1" */
+	int listen_port;         /* default 8000; 0 = any free port */
+	int threads;             /* HTTP thread pool, default 4 */
+	/* database */
+	enum cw_backend db_backend;
+	char db_path[512];       /* sqlite */
+	char db_conninfo[1024];  /* postgres; "" = PG* environment */
+	int db_pool_size;        /* default 4 */
+	bool migrate_on_start;   /* default true */
+	/* tokens */
+	char signing_key_file[512];
+	char issuer[64];         /* default "cartwise-cloud" */
+	char audience[64];       /* default "cartwise-api" */
+	int staff_token_ttl_s;   /* default 43200 (12 h) */
+	int device_token_ttl_s;  /* default 2592000 (30 days) */
+	/* login rate limit: per (email, client address) */
+	int login_max_attempts;  /* default 5 */
+	int login_window_s;      /* default 900 */
+	/* devices */
+	int offline_after_s;     /* default 90: three missed 30 s heartbeats */
+	/* MQTT settings handed to devices at registration ("" = none yet) */
+	char mqtt_host[256];
+	int mqtt_port;           /* default 8883 */
+	/* optional native TLS (both or neither) */
+	char tls_cert_file[512];
+	char tls_key_file[512];
+	char log_level[8];       /* debug|info|warn|error, default info */
+};
+
+/* Fills defaults, then parses. On error returns CW_ERR_CONFIG (or CW_ERR_IO /
+ * CW_ERR_TOOBIG for the file) with a one-line reason naming the key. */
+int cw_cloud_config_parse(const char *json, size_t len, struct cw_cloud_config *out, char *errbuf,
+			  size_t errlen);
+int cw_cloud_config_load(const char *path, struct cw_cloud_config *out, char *errbuf,
+			 size_t errlen);
+
+/* Reads a whole regular file of at most max bytes into a new NUL-terminated
+ * buffer (caller frees). CW_ERR_IO, CW_ERR_TOOBIG, CW_ERR_NOMEM. */
+int cw_read_file(const char *path, size_t max, char **out, size_t *len);
+
+#endif

@@ -1,0 +1,133 @@
+/* cw_cloud_keys.c - the signing key file (see the header). */
+#include "cw_cloud_keys.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cw_cloud_config.h"
+#include "cw_error.h"
+#include "cw_log.h"
+
+#define KEY_B64 sodium_base64_VARIANT_URLSAFE_NO_PADDING
+#define KEY_FILE_MAX 256
+
+static int write_all(int fd, const char *buf, size_t len)
+{
+	while (len > 0) {
+		ssize_t w = write(fd, buf, len);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return CW_ERR_IO;
+		buf += w;
+		len -= (size_t)w;
+	}
+	return CW_OK;
+}
+
+/* fsync of the directory holding path, so that the rename itself is durable. */
+static int sync_dir(const char *path)
+{
+	char copy[1024];
+	int fd, rc;
+
+	snprintf(copy, sizeof(copy), "%s", path);
+	fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return CW_ERR_IO;
+	rc = fsync(fd) == 0 ? CW_OK : CW_ERR_IO;
+	close(fd);
+	return rc;
+}
+
+int cw_key_generate_file(const char *path)
+{
+	unsigned char pk[crypto_sign_PUBLICKEYBYTES], sk[crypto_sign_SECRETKEYBYTES];
+	char line[sodium_base64_ENCODED_LEN(crypto_sign_SECRETKEYBYTES, KEY_B64) + 1];
+	char tmp[1024];
+	struct stat st;
+	int fd = -1, rc = CW_ERR_IO;
+	size_t n;
+
+	if (!path || !*path || strlen(path) > sizeof(tmp) - 16)
+		return CW_ERR_INVAL;
+	if (lstat(path, &st) == 0)
+		return CW_ERR_CONFLICT;
+	snprintf(tmp, sizeof(tmp), "%s.tmp-XXXXXX", path);
+	/* mkstemp creates the file 0600 */
+	fd = mkstemp(tmp);
+	if (fd < 0)
+		return CW_ERR_IO;
+	crypto_sign_keypair(pk, sk);
+	sodium_bin2base64(line, sizeof(line) - 1, sk, sizeof(sk), KEY_B64);
+	n = strlen(line);
+	line[n++] = '\n';
+	if (fchmod(fd, 0600) != 0 || write_all(fd, line, n) != CW_OK || fsync(fd) != 0)
+		goto out;
+	if (close(fd) != 0) {
+		fd = -1;
+		goto out;
+	}
+	fd = -1;
+	/* rename that never replaces a key that appeared meanwhile; link()
+	 * does the same on file systems without RENAME_NOREPLACE */
+	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) != 0 &&
+	    (errno != EINVAL || link(tmp, path) != 0)) {
+		rc = errno == EEXIST ? CW_ERR_CONFLICT : CW_ERR_IO;
+		goto out;
+	}
+	rc = sync_dir(path);
+out:
+	if (fd >= 0)
+		close(fd);
+	unlink(tmp);
+	sodium_memzero(sk, sizeof(sk));
+	sodium_memzero(line, sizeof(line));
+	return rc;
+}
+
+int cw_key_load_file(const char *path, unsigned char sk[crypto_sign_SECRETKEYBYTES],
+		     unsigned char pk[crypto_sign_PUBLICKEYBYTES])
+{
+	unsigned char pk2[crypto_sign_PUBLICKEYBYTES], sk2[crypto_sign_SECRETKEYBYTES];
+	char *buf = NULL;
+	const char *end = NULL;
+	size_t len = 0, binlen = 0;
+	struct stat st;
+	int rc;
+
+	rc = cw_read_file(path, KEY_FILE_MAX, &buf, &len);
+	if (rc != CW_OK)
+		return rc == CW_ERR_TOOBIG ? CW_ERR_CONFIG : CW_ERR_IO;
+	if (stat(path, &st) == 0 && (st.st_mode & 077))
+		cw_warn("key.permissions", "path=%s mode=%03o msg=\"signing key is readable by "
+			"group or others; chmod 600 it\"", path, (unsigned)(st.st_mode & 0777));
+	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+		buf[--len] = '\0';
+	rc = CW_ERR_CONFIG;
+	if (sodium_base642bin(sk, crypto_sign_SECRETKEYBYTES, buf, len, NULL, &binlen, &end,
+			      KEY_B64) != 0 ||
+	    binlen != crypto_sign_SECRETKEYBYTES || end != buf + len)
+		goto out;
+	/* the second half must be the public key of the first (the seed) */
+	crypto_sign_seed_keypair(pk2, sk2, sk);
+	if (sodium_memcmp(sk2, sk, sizeof(sk2)) != 0)
+		goto out;
+	memcpy(pk, pk2, sizeof(pk2));
+	rc = CW_OK;
+out:
+	sodium_memzero(sk2, sizeof(sk2));
+	if (buf) {
+		sodium_memzero(buf, len);
+		free(buf);
+	}
+	if (rc != CW_OK)
+		sodium_memzero(sk, crypto_sign_SECRETKEYBYTES);
+	return rc;
+}

@@ -1,0 +1,21 @@
+/* cw_cloud_keys.h - the cloud's Ed25519 signing key file.
+ *
+ * The file holds the 64-byte libsodium secret key (seed + public key) as one
+ * line of base64url (sodium_bin2base64, no padding). It is written with mode
+ * 0600 as temp file + fsync + rename (+ fsync of the directory), and never
+ * overwritten: losing the key would invalidate every token in the field. */
+#ifndef CW_CLOUD_KEYS_H
+#define CW_CLOUD_KEYS_H
+
+#include <sodium.h>
+
+/* Generates a new key pair into path. CW_ERR_CONFLICT if path exists,
+ * CW_ERR_IO otherwise on failure. Requires sodium_init(). */
+int cw_key_generate_file(const char *path);
+
+/* Loads and checks the key (its public half must match its seed). Warns when
+ * the file can be read by group or others. CW_ERR_IO, CW_ERR_CONFIG. */
+int cw_key_load_file(const char *path, unsigned char sk[crypto_sign_SECRETKEYBYTES],
+		     unsigned char pk[crypto_sign_PUBLICKEYBYTES]);
+
+#endif

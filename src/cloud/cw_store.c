@@ -1,0 +1,816 @@
+/* cw_store.c - the store's operations, written once over the backend
+ * interface of cw_store_int.h (see cw_store.h for the contract).
+ *
+ * Parameter numbers given in the comments are the ?N / $N of the statement
+ * texts in cw_store_sqlite.c and cw_store_pg.c, and the column order of each
+ * reader is the *_COLS list of both files. */
+#include "cw_store.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cw_error.h"
+#include "cw_log.h"
+#include "cw_store_int.h"
+
+struct cw_store {
+	const struct cw_store_backend *be;
+	void *impl;
+	enum cw_backend kind;
+};
+
+#define P_TEXT(v) ((struct cw_param){.t = CW_P_TEXT, .s = (v)})
+#define P_OPT(v) ((struct cw_param){.t = ((v) && *(v)) ? CW_P_TEXT : CW_P_NULL, .s = (v)})
+#define P_INT(v) ((struct cw_param){.t = CW_P_INT, .i = (int64_t)(v)})
+#define P_BOOL(v) ((struct cw_param){.t = CW_P_BOOL, .i = (v) ? 1 : 0})
+#define P_REAL(v) ((struct cw_param){.t = CW_P_REAL, .d = (v)})
+#define P_NULL ((struct cw_param){.t = CW_P_NULL})
+#define NP(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
+static const char *const role_names[] = {
+	[CW_ROLE_PLATFORM_ADMIN] = "platform-admin",
+	[CW_ROLE_CHAIN_ADMIN] = "chain-admin",
+	[CW_ROLE_BRANCH_MANAGER] = "branch-manager",
+};
+
+const char *cw_role_name(enum cw_role r)
+{
+	if ((int)r < 0 || (size_t)r >= sizeof(role_names) / sizeof(role_names[0]))
+		return "unknown";
+	return role_names[r];
+}
+
+int cw_role_parse(const char *s, enum cw_role *out)
+{
+	for (size_t i = 0; s && i < sizeof(role_names) / sizeof(role_names[0]); i++) {
+		if (strcmp(s, role_names[i]) == 0) {
+			*out = (enum cw_role)i;
+			return CW_OK;
+		}
+	}
+	return CW_ERR_INVAL;
+}
+
+/* Ids are canonical lower-case UUIDs everywhere: PostgreSQL prints uuid in
+ * lower case and SQLite compares text, so anything else can never match. */
+static bool id_ok(const char *id)
+{
+	if (!cw_uuid_valid(id))
+		return false;
+	for (const char *p = id; *p; p++)
+		if (*p >= 'A' && *p <= 'Z')
+			return false;
+	return true;
+}
+
+/* ---- reading columns ---- */
+
+static int col_str(const char *v, char *dst, size_t cap)
+{
+	size_t n = v ? strlen(v) : 0;
+
+	if (n >= cap)
+		return CW_ERR_TOOBIG;
+	memcpy(dst, v ? v : "", n);
+	dst[n] = '\0';
+	return CW_OK;
+}
+
+static int64_t col_int(const char *v)
+{
+	return v ? strtoll(v, NULL, 10) : 0;
+}
+
+static bool col_bool(const char *v)
+{
+	return v && (strcmp(v, "1") == 0 || strcmp(v, "t") == 0 || strcmp(v, "true") == 0);
+}
+
+typedef int (*reader_fn)(int ncols, const char *const *c, void *out);
+
+static int read_chain(int ncols, const char *const *c, void *out)
+{
+	struct cw_chain *x = out;
+	int rc;
+
+	if (ncols != 6)
+		return CW_ERR_INTERNAL;
+	if ((rc = col_str(c[0], x->id, sizeof(x->id))) || (rc = col_str(c[1], x->name, sizeof(x->name))) ||
+	    (rc = col_str(c[2], x->slug, sizeof(x->slug))))
+		return rc;
+	x->active = col_bool(c[3]);
+	x->created_ms = col_int(c[4]);
+	x->updated_ms = col_int(c[5]);
+	return CW_OK;
+}
+
+static int read_branch(int ncols, const char *const *c, void *out)
+{
+	struct cw_branch *x = out;
+	int rc;
+
+	if (ncols != 11)
+		return CW_ERR_INTERNAL;
+	if ((rc = col_str(c[0], x->id, sizeof(x->id))) ||
+	    (rc = col_str(c[1], x->chain_id, sizeof(x->chain_id))) ||
+	    (rc = col_str(c[2], x->code, sizeof(x->code))) ||
+	    (rc = col_str(c[3], x->name, sizeof(x->name))) ||
+	    (rc = col_str(c[4], x->address, sizeof(x->address))) ||
+	    (rc = col_str(c[5], x->city, sizeof(x->city))))
+		return rc;
+	x->has_location = c[6] && c[7];
+	x->latitude = c[6] ? strtod(c[6], NULL) : 0;
+	x->longitude = c[7] ? strtod(c[7], NULL) : 0;
+	x->active = col_bool(c[8]);
+	x->created_ms = col_int(c[9]);
+	x->updated_ms = col_int(c[10]);
+	return CW_OK;
+}
+
+static int read_user(int ncols, const char *const *c, void *out)
+{
+	struct cw_user *x = out;
+	int rc;
+
+	if (ncols != 7)
+		return CW_ERR_INTERNAL;
+	if ((rc = col_str(c[0], x->id, sizeof(x->id))) ||
+	    (rc = col_str(c[1], x->email, sizeof(x->email))) ||
+	    (rc = col_str(c[2], x->password_hash, sizeof(x->password_hash))) ||
+	    (rc = col_str(c[4], x->chain_id, sizeof(x->chain_id))))
+		return rc;
+	if (cw_role_parse(c[3], &x->role) != CW_OK)
+		return CW_ERR_INTERNAL;
+	x->active = col_bool(c[5]);
+	x->created_ms = col_int(c[6]);
+	return CW_OK;
+}
+
+static int read_device(int ncols, const char *const *c, void *out)
+{
+	struct cw_device *x = out;
+	int rc;
+
+	if (ncols != 12)
+		return CW_ERR_INTERNAL;
+	if ((rc = col_str(c[0], x->id, sizeof(x->id))) ||
+	    (rc = col_str(c[1], x->branch_id, sizeof(x->branch_id))) ||
+	    (rc = col_str(c[2], x->chain_id, sizeof(x->chain_id))) ||
+	    (rc = col_str(c[3], x->device_name, sizeof(x->device_name))) ||
+	    (rc = col_str(c[4], x->mac_address, sizeof(x->mac_address))) ||
+	    (rc = col_str(c[5], x->serial_number, sizeof(x->serial_number))) ||
+	    (rc = col_str(c[6], x->status, sizeof(x->status))) ||
+	    (rc = col_str(c[8], x->firmware_version, sizeof(x->firmware_version))) ||
+	    (rc = col_str(c[9], x->health, sizeof(x->health))))
+		return rc;
+	x->last_heartbeat_ms = col_int(c[7]);
+	x->created_ms = col_int(c[10]);
+	x->updated_ms = col_int(c[11]);
+	return CW_OK;
+}
+
+static int read_command(int ncols, const char *const *c, void *out)
+{
+	struct cw_command *x = out;
+	int rc;
+
+	if (ncols != 11)
+		return CW_ERR_INTERNAL;
+	if ((rc = col_str(c[0], x->id, sizeof(x->id))) ||
+	    (rc = col_str(c[1], x->device_id, sizeof(x->device_id))) ||
+	    (rc = col_str(c[2], x->branch_id, sizeof(x->branch_id))) ||
+	    (rc = col_str(c[3], x->chain_id, sizeof(x->chain_id))) ||
+	    (rc = col_str(c[4], x->action, sizeof(x->action))) ||
+	    (rc = col_str(c[5], x->args, sizeof(x->args))) ||
+	    (rc = col_str(c[6], x->state, sizeof(x->state))) ||
+	    (rc = col_str(c[7], x->created_by, sizeof(x->created_by))) ||
+	    (rc = col_str(c[10], x->result, sizeof(x->result))))
+		return rc;
+	x->created_ms = col_int(c[8]);
+	x->expires_ms = col_int(c[9]);
+	return CW_OK;
+}
+
+/* Collects rows into an array of elem-sized records; rows past cap are
+ * only counted (that is how a list knows there is a next page). */
+struct rows {
+	reader_fn read;
+	void *out;
+	size_t elem;
+	int cap, n;
+};
+
+static int rows_cb(void *ctx, int ncols, const char *const *cols)
+{
+	struct rows *r = ctx;
+	int rc = CW_OK;
+
+	if (r->n < r->cap)
+		rc = r->read(ncols, cols, (char *)r->out + (size_t)r->n * r->elem);
+	r->n++;
+	return rc;
+}
+
+/* First column of the first row as text (ids from RETURNING, counts). */
+struct first {
+	char v[CW_UUID_STRLEN];
+	bool found;
+};
+
+static int first_cb(void *ctx, int ncols, const char *const *cols)
+{
+	struct first *f = ctx;
+
+	if (f->found || ncols < 1)
+		return CW_OK;
+	f->found = true;
+	return col_str(cols[0], f->v, sizeof(f->v));
+}
+
+/* A row of counters. */
+struct counts {
+	int64_t v[8];
+	int n;
+};
+
+static int counts_cb(void *ctx, int ncols, const char *const *cols)
+{
+	struct counts *c = ctx;
+
+	for (int i = 0; i < ncols && i < 8; i++)
+		c->v[i] = col_int(cols[i]);
+	c->n = ncols;
+	return CW_OK;
+}
+
+/* ---- plumbing ---- */
+
+/* One statement on a connection of its own. */
+static int run(struct cw_store *s, enum cw_sql id, const struct cw_param *p, int np, cw_row_fn fn,
+	       void *ctx, int64_t *changes)
+{
+	void *conn = NULL;
+	int rc = s->be->conn_get(s->impl, &conn);
+
+	if (rc != CW_OK)
+		return rc;
+	rc = s->be->exec(conn, id, p, np, fn, ctx, changes);
+	s->be->conn_put(s->impl, conn);
+	return rc;
+}
+
+static int get_one(struct cw_store *s, enum cw_sql id, const char *key, reader_fn read,
+		   void *out, size_t elem)
+{
+	struct cw_param p[] = {P_TEXT(key)};
+	struct rows r = {.read = read, .out = out, .elem = elem, .cap = 1};
+	int rc = run(s, id, p, NP(p), rows_cb, &r, NULL);
+
+	if (rc == CW_OK && r.n == 0)
+		rc = CW_ERR_NOTFOUND;
+	return rc;
+}
+
+static int list(struct cw_store *s, enum cw_sql id, struct cw_param *p, int np, int limit_idx,
+		const struct cw_page *page, reader_fn read, void *out, size_t elem, int *n,
+		bool *more)
+{
+	struct rows r = {.read = read, .out = out, .elem = elem};
+	int rc;
+
+	*n = 0;
+	*more = false;
+	if (!page || page->limit < 1 || page->limit > CW_PAGE_MAX)
+		return CW_ERR_INVAL;
+	if (page->after && *page->after && !id_ok(page->after))
+		return CW_ERR_INVAL;
+	r.cap = page->limit;
+	p[limit_idx] = P_INT(page->limit + 1); /* one more: is there a next page? */
+	rc = run(s, id, p, np, rows_cb, &r, NULL);
+	if (rc != CW_OK)
+		return rc;
+	*more = r.n > page->limit;
+	*n = *more ? page->limit : r.n;
+	return CW_OK;
+}
+
+static int tx_begin(struct cw_store *s, void **conn)
+{
+	int rc = s->be->conn_get(s->impl, conn);
+
+	if (rc != CW_OK)
+		return rc;
+	rc = s->be->exec(*conn, CW_SQL_BEGIN, NULL, 0, NULL, NULL, NULL);
+	if (rc != CW_OK) {
+		s->be->conn_put(s->impl, *conn);
+		*conn = NULL;
+	}
+	return rc;
+}
+
+/* Commits when rc is CW_OK, else rolls back; gives the connection back. */
+static int tx_end(struct cw_store *s, void *conn, int rc)
+{
+	if (rc == CW_OK)
+		rc = s->be->exec(conn, CW_SQL_COMMIT, NULL, 0, NULL, NULL, NULL);
+	if (rc != CW_OK)
+		s->be->exec(conn, CW_SQL_ROLLBACK, NULL, 0, NULL, NULL, NULL);
+	s->be->conn_put(s->impl, conn);
+	return rc;
+}
+
+/* ---- lifecycle ---- */
+
+int cw_store_new(const struct cw_store_config *cfg, struct cw_store **out)
+{
+	struct cw_store *s;
+	int rc;
+
+	*out = NULL;
+	if (!cfg)
+		return CW_ERR_INVAL;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return CW_ERR_NOMEM;
+	s->kind = cfg->backend;
+	switch (cfg->backend) {
+	case CW_BACKEND_SQLITE:
+		s->be = &cw_store_sqlite_backend;
+		break;
+	case CW_BACKEND_POSTGRES:
+		s->be = &cw_store_pg_backend;
+		break;
+	default:
+		free(s);
+		return CW_ERR_CONFIG;
+	}
+	rc = s->be->open(cfg, &s->impl);
+	if (rc != CW_OK) {
+		free(s);
+		return rc;
+	}
+	*out = s;
+	return CW_OK;
+}
+
+void cw_store_free(struct cw_store *s)
+{
+	if (!s)
+		return;
+	s->be->close(s->impl);
+	free(s);
+}
+
+enum cw_backend cw_store_backend(const struct cw_store *s)
+{
+	return s->kind;
+}
+
+int cw_store_migrate(struct cw_store *s, int *version)
+{
+	return s->be->migrate(s->impl, version);
+}
+
+int cw_store_latest_version(const struct cw_store *s)
+{
+	return s->be->latest_version();
+}
+
+int cw_store_ping(struct cw_store *s)
+{
+	struct first f = {.found = false};
+	int rc = run(s, CW_SQL_PING, NULL, 0, first_cb, &f, NULL);
+
+	if (rc == CW_OK && !f.found)
+		rc = CW_ERR_DB;
+	return rc == CW_OK ? CW_OK : CW_ERR_OFFLINE;
+}
+
+/* ---- staff ---- */
+
+int cw_store_user_create(struct cw_store *s, const struct cw_user *u, int64_t now_ms)
+{
+	/* 1 id, 2 email, 3 hash, 4 role, 5 chain_id, 6 active, 7 now */
+	struct cw_param p[] = {P_TEXT(u->id),		 P_TEXT(u->email),
+			       P_TEXT(u->password_hash), P_TEXT(cw_role_name(u->role)),
+			       P_OPT(u->chain_id),	 P_BOOL(u->active),
+			       P_INT(now_ms)};
+
+	if (!id_ok(u->id) || (u->chain_id[0] && !id_ok(u->chain_id)))
+		return CW_ERR_INVAL;
+	return run(s, CW_SQL_USER_INSERT, p, NP(p), NULL, NULL, NULL);
+}
+
+int cw_store_user_get(struct cw_store *s, const char *id, struct cw_user *out)
+{
+	if (!id_ok(id))
+		return CW_ERR_NOTFOUND;
+	return get_one(s, CW_SQL_USER_GET, id, read_user, out, sizeof(*out));
+}
+
+int cw_store_user_get_by_email(struct cw_store *s, const char *email, struct cw_user *out)
+{
+	if (!email || !*email)
+		return CW_ERR_NOTFOUND;
+	return get_one(s, CW_SQL_USER_GET_BY_EMAIL, email, read_user, out, sizeof(*out));
+}
+
+int cw_store_user_manages(struct cw_store *s, const char *user_id, const char *branch_id, bool *yes)
+{
+	struct cw_param p[] = {P_TEXT(user_id), P_TEXT(branch_id)};
+	struct first f = {.found = false};
+	int rc;
+
+	*yes = false;
+	if (!id_ok(user_id) || !id_ok(branch_id))
+		return CW_OK;
+	rc = run(s, CW_SQL_USER_MANAGES, p, NP(p), first_cb, &f, NULL);
+	*yes = rc == CW_OK && f.found;
+	return rc;
+}
+
+int cw_store_user_add_branch(struct cw_store *s, const char *user_id, const char *branch_id)
+{
+	struct cw_param p[] = {P_TEXT(user_id), P_TEXT(branch_id)};
+	int64_t changes = 0;
+	bool yes = false;
+	int rc;
+
+	if (!id_ok(user_id) || !id_ok(branch_id))
+		return CW_ERR_INVAL;
+	rc = run(s, CW_SQL_USER_BRANCH_INSERT, p, NP(p), NULL, NULL, &changes);
+	if (rc != CW_OK || changes == 1)
+		return rc;
+	/* nothing inserted: already there (fine), or not a manager of that chain */
+	rc = cw_store_user_manages(s, user_id, branch_id, &yes);
+	if (rc == CW_OK && !yes)
+		rc = CW_ERR_INVAL;
+	return rc;
+}
+
+/* ---- chains ---- */
+
+int cw_store_chain_create(struct cw_store *s, const struct cw_chain *c, int64_t now_ms)
+{
+	/* 1 id, 2 name, 3 slug, 4 active, 5 now */
+	struct cw_param p[] = {P_TEXT(c->id), P_TEXT(c->name), P_TEXT(c->slug), P_BOOL(c->active),
+			       P_INT(now_ms)};
+
+	if (!id_ok(c->id))
+		return CW_ERR_INVAL;
+	return run(s, CW_SQL_CHAIN_INSERT, p, NP(p), NULL, NULL, NULL);
+}
+
+int cw_store_chain_get(struct cw_store *s, const char *id, struct cw_chain *out)
+{
+	if (!id_ok(id))
+		return CW_ERR_NOTFOUND;
+	return get_one(s, CW_SQL_CHAIN_GET, id, read_chain, out, sizeof(*out));
+}
+
+int cw_store_chain_update(struct cw_store *s, const struct cw_chain *c, int64_t now_ms)
+{
+	struct cw_param p[] = {P_TEXT(c->id), P_TEXT(c->name), P_TEXT(c->slug), P_BOOL(c->active),
+			       P_INT(now_ms)};
+	int64_t changes = 0;
+	int rc;
+
+	if (!id_ok(c->id))
+		return CW_ERR_NOTFOUND;
+	rc = run(s, CW_SQL_CHAIN_UPDATE, p, NP(p), NULL, NULL, &changes);
+	if (rc == CW_OK && changes == 0)
+		rc = CW_ERR_NOTFOUND;
+	return rc;
+}
+
+int cw_store_chain_delete(struct cw_store *s, const char *id)
+{
+	struct cw_param p[] = {P_TEXT(id)};
+	int64_t changes = 0;
+	int rc;
+
+	if (!id_ok(id))
+		return CW_ERR_NOTFOUND;
+	rc = run(s, CW_SQL_CHAIN_DELETE, p, NP(p), NULL, NULL, &changes);
+	if (rc == CW_OK && changes == 0)
+		rc = CW_ERR_NOTFOUND;
+	return rc;
+}
+
+int cw_store_chain_list(struct cw_store *s, const struct cw_scope *scope,
+			const struct cw_page *page, struct cw_chain *out, int *n, bool *more)
+{
+	/* 1 after, 2 chain filter, 3 limit */
+	struct cw_param p[] = {P_OPT(page ? page->after : NULL),
+			       P_OPT(scope ? scope->chain_id : NULL), P_NULL};
+
+	if (scope && scope->manager_id && !(scope->chain_id && *scope->chain_id))
+		return CW_ERR_INVAL; /* a manager's scope always names its chain */
+	return list(s, CW_SQL_CHAIN_LIST, p, NP(p), 2, page, read_chain, out, sizeof(*out), n,
+		    more);
+}
+
+/* ---- branches ---- */
+
+int cw_store_branch_create(struct cw_store *s, const struct cw_branch *b, int64_t now_ms)
+{
+	/* 1 id, 2 chain, 3 code, 4 name, 5 address, 6 city, 7 lat, 8 lon, 9 active, 10 now */
+	struct cw_param p[] = {P_TEXT(b->id),
+			       P_TEXT(b->chain_id),
+			       P_TEXT(b->code),
+			       P_TEXT(b->name),
+			       P_OPT(b->address),
+			       P_OPT(b->city),
+			       b->has_location ? P_REAL(b->latitude) : P_NULL,
+			       b->has_location ? P_REAL(b->longitude) : P_NULL,
+			       P_BOOL(b->active),
+			       P_INT(now_ms)};
+
+	if (!id_ok(b->id) || !id_ok(b->chain_id))
+		return CW_ERR_INVAL;
+	return run(s, CW_SQL_BRANCH_INSERT, p, NP(p), NULL, NULL, NULL);
+}
+
+int cw_store_branch_get(struct cw_store *s, const char *id, struct cw_branch *out)
+{
+	if (!id_ok(id))
+		return CW_ERR_NOTFOUND;
+	return get_one(s, CW_SQL_BRANCH_GET, id, read_branch, out, sizeof(*out));
+}
+
+int cw_store_branch_list(struct cw_store *s, const struct cw_scope *scope,
+			 const struct cw_page *page, struct cw_branch *out, int *n, bool *more)
+{
+	/* 1 after, 2 chain filter, 3 manager filter, 4 limit */
+	struct cw_param p[] = {P_OPT(page ? page->after : NULL),
+			       P_OPT(scope ? scope->chain_id : NULL),
+			       P_OPT(scope ? scope->manager_id : NULL), P_NULL};
+
+	if (scope && scope->chain_id && *scope->chain_id && !id_ok(scope->chain_id)) {
+		*n = 0;
+		*more = false;
+		return CW_OK; /* no branch belongs to a chain that cannot exist */
+	}
+	if (scope && scope->manager_id && !id_ok(scope->manager_id))
+		return CW_ERR_INVAL;
+	return list(s, CW_SQL_BRANCH_LIST, p, NP(p), 3, page, read_branch, out, sizeof(*out), n,
+		    more);
+}
+
+int cw_store_branch_stats(struct cw_store *s, const char *branch_id, int64_t since_ms,
+			  int64_t online_after_ms, struct cw_branch_stats *out)
+{
+	struct cw_param p1[] = {P_TEXT(branch_id)};
+	struct cw_param p2[] = {P_TEXT(branch_id), P_INT(since_ms)};
+	struct cw_param p3[] = {P_TEXT(branch_id), P_INT(online_after_ms)};
+	struct counts c1 = {.n = 0}, c2 = {.n = 0}, c3 = {.n = 0};
+	void *conn = NULL;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if (!id_ok(branch_id))
+		return CW_ERR_NOTFOUND;
+	rc = tx_begin(s, &conn);
+	if (rc != CW_OK)
+		return rc;
+	if ((rc = s->be->exec(conn, CW_SQL_BRANCH_STATS_CARTS, p1, NP(p1), counts_cb, &c1, NULL)) ||
+	    (rc = s->be->exec(conn, CW_SQL_BRANCH_STATS_RENTALS, p2, NP(p2), counts_cb, &c2, NULL)) ||
+	    (rc = s->be->exec(conn, CW_SQL_BRANCH_STATS_DEVICES, p3, NP(p3), counts_cb, &c3, NULL)))
+		goto out;
+	if (c1.n != 5 || c2.n != 3 || c3.n != 2) {
+		rc = CW_ERR_INTERNAL;
+		goto out;
+	}
+	out->carts_total = c1.v[0];
+	out->carts_available = c1.v[1];
+	out->carts_rented = c1.v[2];
+	out->carts_maintenance = c1.v[3];
+	out->carts_fault = c1.v[4];
+	out->rentals_open = c2.v[0];
+	out->rentals_overdue = c2.v[1];
+	out->rentals_since = c2.v[2];
+	out->devices_total = c3.v[0];
+	out->devices_online = c3.v[1];
+out:
+	return tx_end(s, conn, rc);
+}
+
+/* ---- enrollment and devices ---- */
+
+int cw_store_enrollment_create(struct cw_store *s, const struct cw_enrollment *e)
+{
+	/* 1 id, 2 branch, 3 hash, 4 created_by, 5 created, 6 expires, 7 uses */
+	struct cw_param p[] = {P_TEXT(e->id),	     P_TEXT(e->branch_id), P_TEXT(e->code_hash),
+			       P_OPT(e->created_by), P_INT(e->created_ms), P_INT(e->expires_ms),
+			       P_INT(e->uses_left)};
+
+	if (!id_ok(e->id) || !id_ok(e->branch_id) || (e->created_by[0] && !id_ok(e->created_by)) ||
+	    strlen(e->code_hash) != 64 || e->uses_left < 1)
+		return CW_ERR_INVAL;
+	return run(s, CW_SQL_ENROLL_INSERT, p, NP(p), NULL, NULL, NULL);
+}
+
+int cw_store_device_register(struct cw_store *s, const struct cw_register_req *r,
+			     struct cw_device *out)
+{
+	struct first branch = {.found = false}, dev = {.found = false};
+	struct rows got = {.read = read_device, .out = out, .elem = sizeof(*out), .cap = 1};
+	void *conn = NULL;
+	int rc;
+
+	if (!r->branch_code || !r->code_hash || !r->mac_address || !r->device_name ||
+	    !id_ok(r->new_device_id) || !id_ok(r->token_jti))
+		return CW_ERR_INVAL;
+	rc = tx_begin(s, &conn);
+	if (rc != CW_OK)
+		return rc;
+	{
+		/* 1 hash, 2 branch code, 3 now: one use, atomically, or nothing */
+		struct cw_param p[] = {P_TEXT(r->code_hash), P_TEXT(r->branch_code),
+				       P_INT(r->now_ms)};
+		rc = s->be->exec(conn, CW_SQL_ENROLL_CONSUME, p, NP(p), first_cb, &branch, NULL);
+		if (rc == CW_OK && !branch.found)
+			rc = CW_ERR_AUTH;
+		if (rc != CW_OK)
+			goto out;
+	}
+	{
+		/* 1 id, 2 branch, 3 name, 4 mac, 5 serial, 6 now */
+		struct cw_param p[] = {P_TEXT(r->new_device_id), P_TEXT(branch.v),
+				       P_TEXT(r->device_name),	 P_TEXT(r->mac_address),
+				       P_OPT(r->serial_number),	 P_INT(r->now_ms)};
+		rc = s->be->exec(conn, CW_SQL_DEVICE_UPSERT, p, NP(p), first_cb, &dev, NULL);
+		if (rc == CW_OK && !dev.found)
+			rc = CW_ERR_CONFLICT; /* that MAC is registered in another branch */
+		if (rc != CW_OK)
+			goto out;
+	}
+	{
+		struct cw_param pr[] = {P_TEXT(dev.v), P_INT(r->now_ms)};
+		struct cw_param pt[] = {P_TEXT(r->token_jti), P_TEXT(dev.v), P_INT(r->now_ms),
+					P_INT(r->token_expires_ms)};
+		struct cw_param pg[] = {P_TEXT(dev.v)};
+		if ((rc = s->be->exec(conn, CW_SQL_TOKENS_REVOKE, pr, NP(pr), NULL, NULL, NULL)) ||
+		    (rc = s->be->exec(conn, CW_SQL_TOKEN_INSERT, pt, NP(pt), NULL, NULL, NULL)) ||
+		    (rc = s->be->exec(conn, CW_SQL_DEVICE_GET, pg, NP(pg), rows_cb, &got, NULL)))
+			goto out;
+		if (got.n != 1)
+			rc = CW_ERR_INTERNAL;
+	}
+out:
+	return tx_end(s, conn, rc);
+}
+
+int cw_store_device_get(struct cw_store *s, const char *id, struct cw_device *out)
+{
+	if (!id_ok(id))
+		return CW_ERR_NOTFOUND;
+	return get_one(s, CW_SQL_DEVICE_GET, id, read_device, out, sizeof(*out));
+}
+
+int cw_store_device_heartbeat(struct cw_store *s, const char *id, const struct cw_heartbeat *h)
+{
+	/* 1 id, 2 status, 3 firmware, 4 health, 5 now */
+	struct cw_param p[] = {P_TEXT(id), P_TEXT(h->status), P_OPT(h->firmware), P_OPT(h->health),
+			       P_INT(h->now_ms)};
+	int64_t changes = 0;
+	int rc;
+
+	if (!id_ok(id))
+		return CW_ERR_NOTFOUND;
+	if (!h->status || (h->health && strlen(h->health) > CW_JSON_IN_MAX))
+		return CW_ERR_INVAL;
+	rc = run(s, CW_SQL_DEVICE_HEARTBEAT, p, NP(p), NULL, NULL, &changes);
+	if (rc == CW_OK && changes == 0)
+		rc = CW_ERR_NOTFOUND;
+	return rc;
+}
+
+int cw_store_device_token_check(struct cw_store *s, const char *jti, const char *device_id)
+{
+	struct cw_param p[] = {P_TEXT(jti), P_TEXT(device_id)};
+	struct first f = {.found = false};
+	int rc;
+
+	if (!id_ok(jti) || !id_ok(device_id))
+		return CW_ERR_AUTH;
+	rc = run(s, CW_SQL_TOKEN_CHECK, p, NP(p), first_cb, &f, NULL);
+	if (rc == CW_OK && !f.found)
+		rc = CW_ERR_AUTH;
+	return rc;
+}
+
+int cw_store_device_token_rotate(struct cw_store *s, const char *device_id, const char *old_jti,
+				 const char *new_jti, int64_t now_ms, int64_t expires_ms)
+{
+	/* 1 jti, 2 device, 3 now: check-and-revoke in one statement */
+	struct cw_param po[] = {P_TEXT(old_jti), P_TEXT(device_id), P_INT(now_ms)};
+	struct cw_param pr[] = {P_TEXT(device_id), P_INT(now_ms)};
+	struct cw_param pt[] = {P_TEXT(new_jti), P_TEXT(device_id), P_INT(now_ms), P_INT(expires_ms)};
+	int64_t changes = 0;
+	void *conn = NULL;
+	int rc;
+
+	if (!id_ok(device_id) || !id_ok(old_jti) || !id_ok(new_jti))
+		return CW_ERR_AUTH;
+	rc = tx_begin(s, &conn);
+	if (rc != CW_OK)
+		return rc;
+	rc = s->be->exec(conn, CW_SQL_TOKEN_REVOKE_ONE, po, NP(po), NULL, NULL, &changes);
+	if (rc == CW_OK && changes != 1)
+		rc = CW_ERR_AUTH;
+	if (rc == CW_OK)
+		rc = s->be->exec(conn, CW_SQL_TOKENS_REVOKE, pr, NP(pr), NULL, NULL, NULL);
+	if (rc == CW_OK)
+		rc = s->be->exec(conn, CW_SQL_TOKEN_INSERT, pt, NP(pt), NULL, NULL, NULL);
+	return tx_end(s, conn, rc);
+}
+
+int cw_store_device_tokens_revoke(struct cw_store *s, const char *device_id, int64_t now_ms)
+{
+	struct cw_param p[] = {P_TEXT(device_id), P_INT(now_ms)};
+
+	if (!id_ok(device_id))
+		return CW_ERR_NOTFOUND;
+	return run(s, CW_SQL_TOKENS_REVOKE, p, NP(p), NULL, NULL, NULL);
+}
+
+/* ---- commands ---- */
+
+int cw_store_command_create(struct cw_store *s, const struct cw_command *c)
+{
+	/* 1 id, 2 device, 3 action, 4 args, 5 created_by, 6 created, 7 expires */
+	struct cw_param p[] = {P_TEXT(c->id),	   P_TEXT(c->device_id),   P_TEXT(c->action),
+			       P_TEXT(c->args[0] ? c->args : "{}"), P_OPT(c->created_by),
+			       P_INT(c->created_ms), P_INT(c->expires_ms)};
+	int64_t changes = 0;
+	int rc;
+
+	if (!id_ok(c->id) || !id_ok(c->device_id) || (c->created_by[0] && !id_ok(c->created_by)) ||
+	    strlen(c->args) > CW_JSON_IN_MAX)
+		return CW_ERR_INVAL;
+	rc = run(s, CW_SQL_COMMAND_INSERT, p, NP(p), NULL, NULL, &changes);
+	if (rc == CW_OK && changes == 0)
+		rc = CW_ERR_NOTFOUND; /* no such device */
+	return rc;
+}
+
+int cw_store_command_get(struct cw_store *s, const char *id, struct cw_command *out)
+{
+	if (!id_ok(id))
+		return CW_ERR_NOTFOUND;
+	return get_one(s, CW_SQL_COMMAND_GET, id, read_command, out, sizeof(*out));
+}
+
+int cw_store_commands_for_device(struct cw_store *s, const char *device_id, int64_t now_ms,
+				 struct cw_command *out, int cap, int *n)
+{
+	struct cw_param pe[] = {P_TEXT(device_id), P_INT(now_ms)};
+	struct cw_param pl[] = {P_TEXT(device_id), P_INT(now_ms), P_INT(cap)};
+	struct rows got = {.read = read_command, .out = out, .elem = sizeof(*out), .cap = cap};
+	void *conn = NULL;
+	int rc;
+
+	*n = 0;
+	if (!id_ok(device_id))
+		return CW_ERR_NOTFOUND;
+	if (cap < 1)
+		return CW_ERR_INVAL;
+	rc = tx_begin(s, &conn);
+	if (rc != CW_OK)
+		return rc;
+	if ((rc = s->be->exec(conn, CW_SQL_COMMANDS_EXPIRE, pe, NP(pe), NULL, NULL, NULL)) ||
+	    (rc = s->be->exec(conn, CW_SQL_COMMANDS_FOR_DEVICE, pl, NP(pl), rows_cb, &got, NULL)))
+		goto out;
+	*n = got.n < cap ? got.n : cap;
+	if (*n > 0) {
+		/* 1 device, 2 now, 3 last id handed out */
+		struct cw_param pm[] = {P_TEXT(device_id), P_INT(now_ms), P_TEXT(out[*n - 1].id)};
+		rc = s->be->exec(conn, CW_SQL_COMMANDS_MARK_DELIVERED, pm, NP(pm), NULL, NULL, NULL);
+		for (int i = 0; i < *n && rc == CW_OK; i++)
+			if (strcmp(out[i].state, "pending") == 0)
+				memcpy(out[i].state, "delivered", sizeof("delivered"));
+	}
+out:
+	if (rc != CW_OK)
+		*n = 0;
+	return tx_end(s, conn, rc);
+}
+
+/* ---- for /metrics ---- */
+
+int cw_store_devices_online(struct cw_store *s, int64_t after_ms, int64_t *n)
+{
+	struct cw_param p[] = {P_INT(after_ms)};
+	struct counts c = {.n = 0};
+	int rc = run(s, CW_SQL_DEVICES_ONLINE, p, NP(p), counts_cb, &c, NULL);
+
+	*n = rc == CW_OK && c.n == 1 ? c.v[0] : 0;
+	return rc;
+}
+
+void cw_store_pool_stats(struct cw_store *s, int *total, int *in_use)
+{
+	s->be->pool_stats(s->impl, total, in_use);
+}

@@ -1,0 +1,94 @@
+/* cw_store_int.h - the storage backend interface (private to src/cloud).
+ *
+ * A backend (libmodbus's pattern: a table of function pointers filled with
+ * designated initialisers) gives connections, runs statements by number and
+ * reports rows as text. Each backend holds one SQL text per enum cw_sql in
+ * its own dialect; all of them are prepared, parameters are always bound.
+ * The operations of cw_store.h are written once on top of this in
+ * cw_store.c, so both backends run the same logic and the same tests. */
+#ifndef CW_STORE_INT_H
+#define CW_STORE_INT_H
+
+#include <stdint.h>
+
+#include "cw_store.h"
+
+/* Every statement the store runs. Each backend's table must have all of them. */
+enum cw_sql {
+	CW_SQL_BEGIN,
+	CW_SQL_COMMIT,
+	CW_SQL_ROLLBACK,
+	CW_SQL_PING,
+	CW_SQL_USER_INSERT,
+	CW_SQL_USER_GET,
+	CW_SQL_USER_GET_BY_EMAIL,
+	CW_SQL_USER_BRANCH_INSERT,
+	CW_SQL_USER_MANAGES,
+	CW_SQL_CHAIN_INSERT,
+	CW_SQL_CHAIN_GET,
+	CW_SQL_CHAIN_UPDATE,
+	CW_SQL_CHAIN_DELETE,
+	CW_SQL_CHAIN_LIST,
+	CW_SQL_BRANCH_INSERT,
+	CW_SQL_BRANCH_GET,
+	CW_SQL_BRANCH_LIST,
+	CW_SQL_BRANCH_STATS_CARTS,
+	CW_SQL_BRANCH_STATS_RENTALS,
+	CW_SQL_BRANCH_STATS_DEVICES,
+	CW_SQL_ENROLL_INSERT,
+	CW_SQL_ENROLL_CONSUME,
+	CW_SQL_DEVICE_UPSERT,
+	CW_SQL_DEVICE_GET,
+	CW_SQL_DEVICE_HEARTBEAT,
+	CW_SQL_TOKENS_REVOKE,
+	CW_SQL_TOKEN_INSERT,
+	CW_SQL_TOKEN_CHECK,
+	CW_SQL_COMMAND_INSERT,
+	CW_SQL_COMMAND_GET,
+	CW_SQL_COMMANDS_EXPIRE,
+	CW_SQL_COMMANDS_FOR_DEVICE,
+	CW_SQL_COMMANDS_MARK_DELIVERED,
+	CW_SQL_DEVICES_ONLINE,
+	CW_SQL_TOKEN_REVOKE_ONE,
+	CW_SQL_COUNT /* keep last */
+};
+
+/* One bound parameter. NULL is CW_P_NULL (a NULL text is also NULL). */
+enum cw_ptype { CW_P_NULL, CW_P_TEXT, CW_P_INT, CW_P_BOOL, CW_P_REAL };
+struct cw_param {
+	enum cw_ptype t;
+	const char *s;
+	int64_t i;
+	double d;
+};
+#define CW_MAX_PARAMS 16
+
+/* Called once per result row; cols[i] is the text of column i, NULL for SQL
+ * NULL (booleans come as "0"/"1" or "t"/"f"). Return non-zero to stop with
+ * that error. */
+typedef int (*cw_row_fn)(void *ctx, int ncols, const char *const *cols);
+
+struct cw_store_backend {
+	const char *name;
+	int (*open)(const struct cw_store_config *cfg, void **be);
+	void (*close)(void *be);
+	/* Applies migrations with the backend's own locking (SQLite: BEGIN
+	 * IMMEDIATE + user_version; PostgreSQL: advisory lock + ledger). */
+	int (*migrate)(void *be, int *version);
+	int (*latest_version)(void);
+	/* A connection for one operation (SQLite: the mutex-guarded one;
+	 * PostgreSQL: one from the pool, reconnected if it was broken). */
+	int (*conn_get)(void *be, void **conn);
+	void (*conn_put)(void *be, void *conn);
+	/* Runs statement id with params; fn (may be NULL) sees every row;
+	 * *changes (may be NULL) gets the number of rows changed. */
+	int (*exec)(void *conn, enum cw_sql id, const struct cw_param *p, int np, cw_row_fn fn,
+		    void *ctx, int64_t *changes);
+	/* Connections in total and taken right now (for /metrics). */
+	void (*pool_stats)(void *be, int *total, int *in_use);
+};
+
+extern const struct cw_store_backend cw_store_sqlite_backend;
+extern const struct cw_store_backend cw_store_pg_backend;
+
+#endif

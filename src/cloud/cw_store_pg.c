@@ -1,0 +1,583 @@
+/* cw_store_pg.c - PostgreSQL backend of the cloud store (libpq).
+ *
+ * A small pool of connections (pool_size), each with every statement of the
+ * table below prepared once after it connects (PQprepare), run with
+ * PQexecPrepared: parameters always travel apart from the SQL. A connection
+ * that breaks (server restarted, network) is dropped and reconnected the
+ * next time it is taken from the pool, so the server recovers by itself;
+ * while PostgreSQL is unreachable every call is CW_ERR_OFFLINE (HTTP 503).
+ *
+ * Migrations (schema/cloud/postgres/NNN_*.sql) run in one transaction under
+ * pg_advisory_xact_lock, so several aggregators starting together against one
+ * database apply each migration exactly once; the ledger is
+ * cw_schema_migrations. Times are timestamptz in the database and
+ * milliseconds since the epoch in the code (converted in the SQL). */
+#include <errno.h>
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cw_clock.h"
+#include "cw_error.h"
+#include "cw_log.h"
+#include "cw_migration.h"
+#include "cw_store_int.h"
+
+extern const struct cw_migration cw_cloud_pg_migrations[];
+extern const int cw_cloud_pg_migrations_count;
+
+#define PG_POOL_MAX 64
+#define PG_CONNECT_TIMEOUT_S "3"
+#define PG_DEFAULT_ACQUIRE_MS 5000
+/* Arbitrary but fixed: the advisory lock key of our migrations ("CWMG"). */
+#define PG_MIGRATE_LOCK_KEY "1129793351"
+
+/* ms since the epoch <-> timestamptz */
+#define MS(col) "(extract(epoch from " col ") * 1000)::bigint"
+#define TS(p) "to_timestamp(" p "::bigint / 1000.0)"
+
+#define CHAIN_COLS "id, name, slug, active, " MS("created_at") ", " MS("updated_at")
+#define BRANCH_COLS                                                                       \
+	"b.id, b.chain_id, b.code, b.name, b.address, b.city, b.latitude, b.longitude, "  \
+	"b.active, " MS("b.created_at") ", " MS("b.updated_at")
+#define USER_COLS "id, email, password_hash, role, chain_id, active, " MS("created_at")
+#define DEVICE_COLS                                                                       \
+	"d.id, d.branch_id, b.chain_id, d.device_name, d.mac_address, d.serial_number, "  \
+	"d.status, " MS("d.last_heartbeat") ", d.firmware_version, d.health::text, "      \
+	MS("d.created_at") ", " MS("d.updated_at")
+#define COMMAND_COLS                                                                      \
+	"c.id, c.device_id, c.branch_id, b.chain_id, c.action, c.args::text, c.state, "   \
+	"c.created_by, " MS("c.created_at") ", " MS("c.expires_at") ", c.result::text"
+
+/* Same statements, same parameter numbers as cw_store_sqlite.c. Every
+ * parameter has an explicit type so that the server never has to guess. */
+static const char *const pg_sql[CW_SQL_COUNT] = {
+	[CW_SQL_BEGIN] = "BEGIN",
+	[CW_SQL_COMMIT] = "COMMIT",
+	[CW_SQL_ROLLBACK] = "ROLLBACK",
+	[CW_SQL_PING] = "SELECT 1",
+	[CW_SQL_USER_INSERT] =
+		"INSERT INTO staff_users (id, email, password_hash, role, chain_id, active, "
+		"created_at, updated_at) VALUES ($1::uuid, $2::text, $3::text, $4::text, $5::uuid, "
+		"$6::boolean, " TS("$7") ", " TS("$7") ")",
+	[CW_SQL_USER_GET] = "SELECT " USER_COLS " FROM staff_users WHERE id = $1::uuid",
+	[CW_SQL_USER_GET_BY_EMAIL] = "SELECT " USER_COLS " FROM staff_users WHERE email = $1::text",
+	[CW_SQL_USER_BRANCH_INSERT] =
+		"INSERT INTO user_branches (user_id, branch_id) SELECT u.id, b.id "
+		"FROM staff_users u, branches b WHERE u.id = $1::uuid AND b.id = $2::uuid "
+		"AND u.role = 'branch-manager' AND u.chain_id = b.chain_id "
+		"ON CONFLICT DO NOTHING",
+	[CW_SQL_USER_MANAGES] =
+		"SELECT 1 FROM user_branches WHERE user_id = $1::uuid AND branch_id = $2::uuid",
+	[CW_SQL_CHAIN_INSERT] =
+		"INSERT INTO chains (id, name, slug, active, created_at, updated_at) VALUES "
+		"($1::uuid, $2::text, $3::text, $4::boolean, " TS("$5") ", " TS("$5") ")",
+	[CW_SQL_CHAIN_GET] = "SELECT " CHAIN_COLS " FROM chains WHERE id = $1::uuid",
+	[CW_SQL_CHAIN_UPDATE] = "UPDATE chains SET name = $2::text, slug = $3::text, "
+				"active = $4::boolean, updated_at = " TS("$5") " WHERE id = $1::uuid",
+	[CW_SQL_CHAIN_DELETE] = "DELETE FROM chains WHERE id = $1::uuid",
+	[CW_SQL_CHAIN_LIST] = "SELECT " CHAIN_COLS " FROM chains "
+			      "WHERE ($1::uuid IS NULL OR id > $1::uuid) "
+			      "AND ($2::uuid IS NULL OR id = $2::uuid) ORDER BY id LIMIT $3::bigint",
+	[CW_SQL_BRANCH_INSERT] =
+		"INSERT INTO branches (id, chain_id, code, name, address, city, latitude, longitude, "
+		"active, created_at, updated_at) VALUES ($1::uuid, $2::uuid, $3::text, $4::text, "
+		"$5::text, $6::text, $7::numeric, $8::numeric, $9::boolean, " TS("$10") ", " TS("$10") ")",
+	[CW_SQL_BRANCH_GET] = "SELECT " BRANCH_COLS " FROM branches b WHERE b.id = $1::uuid",
+	[CW_SQL_BRANCH_LIST] =
+		"SELECT " BRANCH_COLS " FROM branches b "
+		"WHERE ($1::uuid IS NULL OR b.id > $1::uuid) "
+		"AND ($2::uuid IS NULL OR b.chain_id = $2::uuid) "
+		"AND ($3::uuid IS NULL OR EXISTS (SELECT 1 FROM user_branches ub "
+		"WHERE ub.user_id = $3::uuid AND ub.branch_id = b.id)) "
+		"ORDER BY b.id LIMIT $4::bigint",
+	[CW_SQL_BRANCH_STATS_CARTS] =
+		"SELECT count(*), count(*) FILTER (WHERE status = 'available'), "
+		"count(*) FILTER (WHERE status IN ('rented', 'awaiting-return')), "
+		"count(*) FILTER (WHERE status = 'maintenance'), "
+		"count(*) FILTER (WHERE status = 'fault') FROM carts WHERE branch_id = $1::uuid",
+	[CW_SQL_BRANCH_STATS_RENTALS] =
+		"SELECT count(*) FILTER (WHERE status IN ('active', 'overdue')), "
+		"count(*) FILTER (WHERE status = 'overdue'), "
+		"count(*) FILTER (WHERE start_time >= " TS("$2") ") "
+		"FROM rentals WHERE branch_id = $1::uuid",
+	[CW_SQL_BRANCH_STATS_DEVICES] =
+		"SELECT count(*), count(*) FILTER (WHERE last_heartbeat >= " TS("$2") " "
+		"AND status <> 'offline') FROM devices WHERE branch_id = $1::uuid",
+	[CW_SQL_ENROLL_INSERT] =
+		"INSERT INTO enrollment_codes (id, branch_id, code_hash, created_by, created_at, "
+		"expires_at, uses_left) VALUES ($1::uuid, $2::uuid, $3::text, $4::uuid, " TS("$5") ", "
+		TS("$6") ", $7::int)",
+	[CW_SQL_ENROLL_CONSUME] =
+		"UPDATE enrollment_codes SET uses_left = uses_left - 1 "
+		"WHERE code_hash = $1::text AND uses_left > 0 AND expires_at > " TS("$3") " "
+		"AND branch_id IN (SELECT id FROM branches WHERE code = $2::text AND active) "
+		"RETURNING branch_id",
+	[CW_SQL_DEVICE_UPSERT] =
+		"INSERT INTO devices (id, branch_id, device_name, mac_address, serial_number, "
+		"status, created_at, updated_at) VALUES ($1::uuid, $2::uuid, $3::text, $4::text, "
+		"$5::text, 'offline', " TS("$6") ", " TS("$6") ") "
+		"ON CONFLICT (mac_address) DO UPDATE SET device_name = excluded.device_name, "
+		"serial_number = excluded.serial_number, updated_at = excluded.updated_at "
+		"WHERE devices.branch_id = excluded.branch_id RETURNING id",
+	[CW_SQL_DEVICE_GET] = "SELECT " DEVICE_COLS " FROM devices d "
+			      "JOIN branches b ON b.id = d.branch_id WHERE d.id = $1::uuid",
+	[CW_SQL_DEVICE_HEARTBEAT] =
+		"UPDATE devices SET status = $2::text, "
+		"firmware_version = coalesce($3::text, firmware_version), "
+		"health = coalesce($4::jsonb, health), last_heartbeat = " TS("$5") ", "
+		"updated_at = " TS("$5") " WHERE id = $1::uuid",
+	[CW_SQL_TOKENS_REVOKE] = "UPDATE device_tokens SET revoked = true, revoked_at = " TS("$2") " "
+				 "WHERE device_id = $1::uuid AND NOT revoked",
+	[CW_SQL_TOKEN_INSERT] = "INSERT INTO device_tokens (jti, device_id, issued_at, expires_at) "
+				"VALUES ($1::uuid, $2::uuid, " TS("$3") ", " TS("$4") ")",
+	[CW_SQL_TOKEN_CHECK] = "SELECT 1 FROM device_tokens "
+			       "WHERE jti = $1::uuid AND device_id = $2::uuid AND NOT revoked",
+	[CW_SQL_COMMAND_INSERT] =
+		"INSERT INTO commands (id, device_id, branch_id, action, args, state, created_by, "
+		"created_at, expires_at) SELECT $1::uuid, d.id, d.branch_id, $3::text, $4::jsonb, "
+		"'pending', $5::uuid, " TS("$6") ", " TS("$7") " FROM devices d WHERE d.id = $2::uuid",
+	[CW_SQL_COMMAND_GET] = "SELECT " COMMAND_COLS " FROM commands c "
+			       "JOIN branches b ON b.id = c.branch_id WHERE c.id = $1::uuid",
+	[CW_SQL_COMMANDS_EXPIRE] =
+		"UPDATE commands SET state = 'expired', finished_at = " TS("$2") " "
+		"WHERE device_id = $1::uuid AND state IN ('pending', 'delivered') "
+		"AND expires_at <= " TS("$2"),
+	[CW_SQL_COMMANDS_FOR_DEVICE] =
+		"SELECT " COMMAND_COLS " FROM commands c JOIN branches b ON b.id = c.branch_id "
+		"WHERE c.device_id = $1::uuid AND c.state IN ('pending', 'delivered') "
+		"AND c.expires_at > " TS("$2") " ORDER BY c.id LIMIT $3::bigint",
+	[CW_SQL_COMMANDS_MARK_DELIVERED] =
+		"UPDATE commands SET state = 'delivered', delivered_at = " TS("$2") " "
+		"WHERE device_id = $1::uuid AND state = 'pending' AND expires_at > " TS("$2") " "
+		"AND id <= $3::uuid",
+	[CW_SQL_TOKEN_REVOKE_ONE] = "UPDATE device_tokens SET revoked = true, revoked_at = " TS("$3") " "
+				    "WHERE jti = $1::uuid AND device_id = $2::uuid AND NOT revoked",
+	[CW_SQL_DEVICES_ONLINE] = "SELECT count(*) FROM devices "
+				  "WHERE last_heartbeat >= " TS("$1") " AND status <> 'offline'",
+};
+
+struct pg_conn {
+	PGconn *c;
+	bool busy;   /* taken from the pool */
+	bool broken; /* reconnect before the next use */
+	bool prepared[CW_SQL_COUNT];
+};
+
+struct pg_store {
+	pthread_mutex_t lock;
+	pthread_cond_t freed;
+	int n;
+	int acquire_ms;
+	char *conninfo;
+	struct pg_conn conns[PG_POOL_MAX];
+};
+
+static int pg_latest_version(void)
+{
+	return cw_cloud_pg_migrations_count;
+}
+
+/* libpq's message on one log line: first line only, double quotes made
+ * single so that the key="value" format stays parseable. */
+static void one_line(char *dst, size_t cap, const char *msg)
+{
+	snprintf(dst, cap, "%s", msg ? msg : "");
+	dst[strcspn(dst, "\r\n")] = '\0';
+	for (char *p = dst; *p; p++)
+		if (*p == '"')
+			*p = '\'';
+}
+
+/* SQLSTATE classes (PostgreSQL manual, appendix A). */
+static int pg_map_state(const char *state)
+{
+	if (!state)
+		return CW_ERR_OFFLINE; /* no server answer at all */
+	if (strcmp(state, "23505") == 0 || strcmp(state, "23503") == 0)
+		return CW_ERR_CONFLICT; /* unique_violation, foreign_key_violation */
+	if (strcmp(state, "23514") == 0 || strcmp(state, "23502") == 0 ||
+	    strncmp(state, "22", 2) == 0)
+		return CW_ERR_INVAL; /* check, not null, data exceptions */
+	if (strncmp(state, "08", 2) == 0 || strcmp(state, "57P01") == 0 ||
+	    strcmp(state, "57P02") == 0 || strcmp(state, "57P03") == 0)
+		return CW_ERR_OFFLINE; /* connection exceptions, shutdown, cannot connect now */
+	return CW_ERR_DB;
+}
+
+/* Prepares statement id on this connection the first time it is used (a
+ * statement cannot be prepared before the migration created its tables). */
+static int pg_prepare(struct pg_conn *pc, enum cw_sql id, const char *name)
+{
+	PGresult *r;
+	bool ok;
+
+	if (pc->prepared[id])
+		return CW_OK;
+	r = PQprepare(pc->c, name, pg_sql[id], 0, NULL);
+	ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+	if (!ok && PQstatus(pc->c) == CONNECTION_OK)
+		cw_error("store.prepare", "backend=postgres stmt=%d msg=\"%s\"", (int)id,
+			 PQresultErrorMessage(r));
+	PQclear(r);
+	if (!ok)
+		return PQstatus(pc->c) == CONNECTION_OK ? CW_ERR_INTERNAL : CW_ERR_OFFLINE;
+	pc->prepared[id] = true;
+	return CW_OK;
+}
+
+/* Connects one pool slot. The connection string may carry a password: it
+ * is never logged; errors are logged with libpq's message only. */
+static int pg_connect(struct pg_store *s, struct pg_conn *pc)
+{
+	const char *keys[] = {"dbname", "connect_timeout", "application_name", NULL};
+	const char *vals[] = {s->conninfo, PG_CONNECT_TIMEOUT_S, "cartwise-cloud", NULL};
+
+	if (pc->c)
+		PQfinish(pc->c);
+	/* expand_dbname=1: the first value is a whole conninfo string, and the
+	 * PG* environment fills in what it does not say. */
+	pc->c = PQconnectdbParams(keys, vals, 1);
+	if (!pc->c)
+		return CW_ERR_NOMEM;
+	if (PQstatus(pc->c) != CONNECTION_OK) {
+		char msg[256];
+		one_line(msg, sizeof(msg), PQerrorMessage(pc->c));
+		cw_warn("store.connect", "backend=postgres msg=\"%s\"", msg);
+		PQfinish(pc->c);
+		pc->c = NULL;
+		pc->broken = true;
+		return CW_ERR_OFFLINE;
+	}
+	memset(pc->prepared, 0, sizeof(pc->prepared));
+	pc->broken = false;
+	return CW_OK;
+}
+
+static void pg_close(void *be)
+{
+	struct pg_store *s = be;
+
+	if (!s)
+		return;
+	for (int i = 0; i < s->n; i++)
+		if (s->conns[i].c)
+			PQfinish(s->conns[i].c);
+	pthread_mutex_destroy(&s->lock);
+	pthread_cond_destroy(&s->freed);
+	free(s->conninfo);
+	free(s);
+}
+
+static int pg_open(const struct cw_store_config *cfg, void **be)
+{
+	struct pg_store *s;
+	pthread_condattr_t ca;
+	int rc;
+
+	*be = NULL;
+	if (cfg->pool_size < 1 || cfg->pool_size > PG_POOL_MAX || !cfg->conninfo)
+		return CW_ERR_CONFIG;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return CW_ERR_NOMEM;
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&s->freed, &ca);
+	pthread_condattr_destroy(&ca);
+	s->n = cfg->pool_size;
+	s->acquire_ms = cfg->acquire_timeout_ms > 0 ? cfg->acquire_timeout_ms : PG_DEFAULT_ACQUIRE_MS;
+	s->conninfo = strdup(cfg->conninfo);
+	if (!s->conninfo) {
+		pg_close(s);
+		return CW_ERR_NOMEM;
+	}
+	for (int i = 0; i < s->n; i++) {
+		s->conns[i].broken = true; /* connected lazily */
+	}
+	/* Connect one now so that a wrong conninfo is reported at start. */
+	rc = pg_connect(s, &s->conns[0]);
+	if (rc != CW_OK) {
+		pg_close(s);
+		return rc;
+	}
+	*be = s;
+	return CW_OK;
+}
+
+static int pg_conn_get(void *be, void **conn)
+{
+	struct pg_store *s = be;
+	struct pg_conn *pc = NULL;
+	struct timespec deadline;
+	int rc = CW_OK;
+
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += s->acquire_ms / 1000;
+	deadline.tv_nsec += (long)(s->acquire_ms % 1000) * 1000000L;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&s->lock);
+	while (!pc) {
+		/* prefer a healthy connection; take a broken one only if none is */
+		for (int i = 0; i < s->n && !pc; i++)
+			if (!s->conns[i].busy && !s->conns[i].broken)
+				pc = &s->conns[i];
+		for (int i = 0; i < s->n && !pc; i++)
+			if (!s->conns[i].busy)
+				pc = &s->conns[i];
+		if (pc)
+			break;
+		if (pthread_cond_timedwait(&s->freed, &s->lock, &deadline) == ETIMEDOUT) {
+			pthread_mutex_unlock(&s->lock);
+			cw_warn("store.pool_exhausted", "backend=postgres pool=%d", s->n);
+			return CW_ERR_OFFLINE;
+		}
+	}
+	pc->busy = true;
+	pthread_mutex_unlock(&s->lock);
+	/* reconnect outside the pool lock: it can take connect_timeout */
+	if (pc->broken || !pc->c || PQstatus(pc->c) != CONNECTION_OK) {
+		rc = pg_connect(s, pc);
+		if (rc == CW_OK)
+			cw_info("store.connected", "backend=postgres");
+	}
+	if (rc != CW_OK) {
+		pthread_mutex_lock(&s->lock);
+		pc->busy = false;
+		pthread_cond_signal(&s->freed);
+		pthread_mutex_unlock(&s->lock);
+		return rc;
+	}
+	*conn = pc;
+	return CW_OK;
+}
+
+static void pg_conn_put(void *be, void *conn)
+{
+	struct pg_store *s = be;
+	struct pg_conn *pc = conn;
+
+	/* a connection left inside a transaction (a bug or a lost COMMIT) is
+	 * not given to the next caller as it is */
+	if (pc->c && PQtransactionStatus(pc->c) != PQTRANS_IDLE)
+		pc->broken = true;
+	pthread_mutex_lock(&s->lock);
+	pc->busy = false;
+	pthread_cond_signal(&s->freed);
+	pthread_mutex_unlock(&s->lock);
+}
+
+static int pg_exec(void *conn, enum cw_sql id, const struct cw_param *p, int np, cw_row_fn fn,
+		   void *ctx, int64_t *changes)
+{
+	struct pg_conn *pc = conn;
+	char bufs[CW_MAX_PARAMS][32];
+	const char *vals[CW_MAX_PARAMS];
+	const char *cols[32];
+	char name[16];
+	PGresult *r;
+	ExecStatusType st;
+	int rc = CW_OK;
+
+	if (id < 0 || id >= CW_SQL_COUNT || np > CW_MAX_PARAMS)
+		return CW_ERR_INTERNAL;
+	for (int i = 0; i < np; i++) {
+		switch (p[i].t) {
+		case CW_P_TEXT:
+			vals[i] = p[i].s;
+			break;
+		case CW_P_INT:
+			snprintf(bufs[i], sizeof(bufs[i]), "%lld", (long long)p[i].i);
+			vals[i] = bufs[i];
+			break;
+		case CW_P_BOOL:
+			vals[i] = p[i].i ? "true" : "false";
+			break;
+		case CW_P_REAL:
+			snprintf(bufs[i], sizeof(bufs[i]), "%.10f", p[i].d);
+			vals[i] = bufs[i];
+			break;
+		default:
+			vals[i] = NULL;
+			break;
+		}
+	}
+	snprintf(name, sizeof(name), "cw%d", (int)id);
+	rc = pg_prepare(pc, id, name);
+	if (rc == CW_ERR_OFFLINE)
+		pc->broken = true;
+	if (rc != CW_OK)
+		return rc;
+	r = PQexecPrepared(pc->c, name, np, vals, NULL, NULL, 0);
+	st = PQresultStatus(r);
+	if (st == PGRES_TUPLES_OK) {
+		int rows = PQntuples(r), ncols = PQnfields(r);
+		if (ncols > (int)(sizeof(cols) / sizeof(cols[0]))) {
+			rc = CW_ERR_INTERNAL;
+			goto out;
+		}
+		for (int row = 0; row < rows && fn && rc == CW_OK; row++) {
+			for (int i = 0; i < ncols; i++)
+				cols[i] = PQgetisnull(r, row, i) ? NULL : PQgetvalue(r, row, i);
+			rc = fn(ctx, ncols, cols);
+		}
+	} else if (st != PGRES_COMMAND_OK) {
+		const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+		rc = pg_map_state(state);
+		if (rc == CW_ERR_OFFLINE || PQstatus(pc->c) != CONNECTION_OK) {
+			pc->broken = true;
+			rc = CW_ERR_OFFLINE;
+			cw_warn("store.offline", "backend=postgres stmt=%d", (int)id);
+		} else if (rc == CW_ERR_DB) {
+			char msg[256];
+			one_line(msg, sizeof(msg), PQresultErrorMessage(r));
+			cw_error("store.postgres", "stmt=%d sqlstate=%s msg=\"%s\"", (int)id,
+				 state ? state : "-", msg);
+		}
+		goto out;
+	}
+	if (changes) {
+		const char *t = PQcmdTuples(r);
+		*changes = (t && *t) ? strtoll(t, NULL, 10) : 0;
+	}
+out:
+	PQclear(r);
+	return rc;
+}
+
+/* Runs one static script (a whole migration file) on c: PQexec, because a
+ * migration holds several statements and has no parameters. */
+static int pg_script(PGconn *c, const char *sql, const char *what)
+{
+	PGresult *r = PQexec(c, sql);
+	ExecStatusType st = PQresultStatus(r);
+	int rc = CW_OK;
+
+	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+		char msg[256];
+		rc = pg_map_state(r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL);
+		one_line(msg, sizeof(msg), PQresultErrorMessage(r));
+		if (rc == CW_ERR_OFFLINE)
+			cw_warn("store.offline", "backend=postgres what=%s", what);
+		else
+			cw_error("store.migrate", "backend=postgres what=%s msg=\"%s\"", what, msg);
+		if (rc != CW_ERR_OFFLINE)
+			rc = CW_ERR_DB;
+	}
+	PQclear(r);
+	return rc;
+}
+
+static int pg_read_version(PGconn *c, int *out)
+{
+	PGresult *r = PQexec(c, "SELECT coalesce(max(version), 0) FROM cw_schema_migrations");
+	int rc = CW_ERR_DB;
+
+	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+		*out = (int)strtol(PQgetvalue(r, 0, 0), NULL, 10);
+		rc = CW_OK;
+	}
+	PQclear(r);
+	return rc;
+}
+
+static int pg_migrate(void *be, int *version)
+{
+	struct pg_store *s = be;
+	struct pg_conn *pc = NULL;
+	int cur = 0, rc;
+
+	rc = pg_conn_get(s, (void **)&pc);
+	if (rc != CW_OK)
+		return rc;
+	/* The transaction-level advisory lock serialises every migrating
+	 * instance; the others wait, then see the new version and do nothing. */
+	if ((rc = pg_script(pc->c, "BEGIN", "migrate.begin")) != CW_OK)
+		goto out;
+	if ((rc = pg_script(pc->c, "SELECT pg_advisory_xact_lock(" PG_MIGRATE_LOCK_KEY ")",
+			    "migrate.lock")) != CW_OK ||
+	    (rc = pg_script(pc->c,
+			    "CREATE TABLE IF NOT EXISTS cw_schema_migrations ("
+			    "version int PRIMARY KEY, name text NOT NULL, "
+			    "applied_at timestamptz NOT NULL DEFAULT now())",
+			    "migrate.ledger")) != CW_OK ||
+	    (rc = pg_read_version(pc->c, &cur)) != CW_OK)
+		goto fail;
+	if (cur > cw_cloud_pg_migrations_count) {
+		cw_error("store.too_new", "backend=postgres schema=%d known=%d msg=\"database was "
+			 "written by a newer cartwise-cloud\"",
+			 cur, cw_cloud_pg_migrations_count);
+		rc = CW_ERR_DB;
+		goto fail;
+	}
+	for (int i = cur; i < cw_cloud_pg_migrations_count; i++) {
+		const struct cw_migration *m = &cw_cloud_pg_migrations[i];
+		const char *vals[2];
+		char num[16];
+		PGresult *r;
+		bool ok;
+
+		if (m->version != i + 1) {
+			rc = CW_ERR_INTERNAL;
+			goto fail;
+		}
+		if ((rc = pg_script(pc->c, m->sql, m->name)) != CW_OK)
+			goto fail;
+		snprintf(num, sizeof(num), "%d", m->version);
+		vals[0] = num;
+		vals[1] = m->name;
+		r = PQexecParams(pc->c, "INSERT INTO cw_schema_migrations (version, name) "
+				 "VALUES ($1::int, $2::text)", 2, NULL, vals, NULL, NULL, 0);
+		ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+		PQclear(r);
+		if (!ok) {
+			rc = CW_ERR_DB;
+			goto fail;
+		}
+		cw_info("store.migrated", "backend=postgres version=%d file=%s", m->version, m->name);
+		cur = m->version;
+	}
+	if ((rc = pg_script(pc->c, "COMMIT", "migrate.commit")) != CW_OK)
+		goto out;
+	if (version)
+		*version = cur;
+	goto out;
+fail:
+	PQclear(PQexec(pc->c, "ROLLBACK"));
+out:
+	pg_conn_put(s, pc);
+	return rc;
+}
+
+static void pg_pool_stats(void *be, int *total, int *in_use)
+{
+	struct pg_store *s = be;
+	int n = 0;
+
+	pthread_mutex_lock(&s->lock);
+	for (int i = 0; i < s->n; i++)
+		n += s->conns[i].busy ? 1 : 0;
+	pthread_mutex_unlock(&s->lock);
+	*total = s->n;
+	*in_use = n;
+}
+
+const struct cw_store_backend cw_store_pg_backend = {
+	.name = "postgres",
+	.open = pg_open,
+	.close = pg_close,
+	.migrate = pg_migrate,
+	.latest_version = pg_latest_version,
+	.conn_get = pg_conn_get,
+	.conn_put = pg_conn_put,
+	.exec = pg_exec,
+	.pool_stats = pg_pool_stats,
+};

@@ -1,0 +1,412 @@
+/* cw_store_sqlite.c - SQLite backend of the cloud store (embedded default).
+ *
+ * One connection guarded by a mutex: SQLite serialises writers anyway, and
+ * one connection keeps every prepared statement cached once. WAL so that
+ * readers of other processes (sqlite3 CLI, backups) never block us;
+ * synchronous=FULL because an acknowledged sync batch must survive a power
+ * cut (the edge deletes what the cloud acknowledged). Migrations are
+ * schema/cloud/sqlite/NNN_*.sql, applied like the edge's (cw_edb.c). */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cw_error.h"
+#include "cw_log.h"
+#include "cw_migration.h"
+#include "cw_store_int.h"
+
+extern const struct cw_migration cw_cloud_sqlite_migrations[];
+extern const int cw_cloud_sqlite_migrations_count;
+
+#define SQ_BUSY_TIMEOUT_MS 5000
+
+#define CHAIN_COLS "id, name, slug, active, created_ms, updated_ms"
+#define BRANCH_COLS                                                                          \
+	"id, chain_id, code, name, address, city, latitude, longitude, active, created_ms, " \
+	"updated_ms"
+#define USER_COLS "id, email, password_hash, role, chain_id, active, created_ms"
+#define DEVICE_COLS                                                                         \
+	"d.id, d.branch_id, b.chain_id, d.device_name, d.mac_address, d.serial_number, "    \
+	"d.status, d.last_heartbeat_ms, d.firmware_version, d.health, d.created_ms, "       \
+	"d.updated_ms"
+#define COMMAND_COLS                                                                       \
+	"c.id, c.device_id, c.branch_id, b.chain_id, c.action, c.args, c.state, "          \
+	"c.created_by, c.created_ms, c.expires_ms, c.result"
+
+/* Parameter numbers (?N) are those documented in cw_store.c for each statement. */
+static const char *const sq_sql[CW_SQL_COUNT] = {
+	[CW_SQL_BEGIN] = "BEGIN IMMEDIATE",
+	[CW_SQL_COMMIT] = "COMMIT",
+	[CW_SQL_ROLLBACK] = "ROLLBACK",
+	[CW_SQL_PING] = "SELECT 1",
+	[CW_SQL_USER_INSERT] =
+		"INSERT INTO staff_users (id, email, password_hash, role, chain_id, active, "
+		"created_ms, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+	[CW_SQL_USER_GET] = "SELECT " USER_COLS " FROM staff_users WHERE id = ?1",
+	[CW_SQL_USER_GET_BY_EMAIL] = "SELECT " USER_COLS " FROM staff_users WHERE email = ?1",
+	[CW_SQL_USER_BRANCH_INSERT] =
+		"INSERT INTO user_branches (user_id, branch_id) SELECT u.id, b.id "
+		"FROM staff_users u, branches b WHERE u.id = ?1 AND b.id = ?2 "
+		"AND u.role = 'branch-manager' AND u.chain_id = b.chain_id "
+		"ON CONFLICT DO NOTHING",
+	[CW_SQL_USER_MANAGES] =
+		"SELECT 1 FROM user_branches WHERE user_id = ?1 AND branch_id = ?2",
+	[CW_SQL_CHAIN_INSERT] = "INSERT INTO chains (" CHAIN_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+	[CW_SQL_CHAIN_GET] = "SELECT " CHAIN_COLS " FROM chains WHERE id = ?1",
+	[CW_SQL_CHAIN_UPDATE] =
+		"UPDATE chains SET name = ?2, slug = ?3, active = ?4, updated_ms = ?5 WHERE id = ?1",
+	[CW_SQL_CHAIN_DELETE] = "DELETE FROM chains WHERE id = ?1",
+	[CW_SQL_CHAIN_LIST] = "SELECT " CHAIN_COLS " FROM chains "
+			      "WHERE (?1 IS NULL OR id > ?1) AND (?2 IS NULL OR id = ?2) "
+			      "ORDER BY id LIMIT ?3",
+	[CW_SQL_BRANCH_INSERT] = "INSERT INTO branches (" BRANCH_COLS ") "
+				 "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+	[CW_SQL_BRANCH_GET] = "SELECT " BRANCH_COLS " FROM branches WHERE id = ?1",
+	[CW_SQL_BRANCH_LIST] =
+		"SELECT " BRANCH_COLS " FROM branches b "
+		"WHERE (?1 IS NULL OR b.id > ?1) AND (?2 IS NULL OR b.chain_id = ?2) "
+		"AND (?3 IS NULL OR EXISTS (SELECT 1 FROM user_branches ub "
+		"WHERE ub.user_id = ?3 AND ub.branch_id = b.id)) "
+		"ORDER BY b.id LIMIT ?4",
+	[CW_SQL_BRANCH_STATS_CARTS] =
+		"SELECT count(*), count(*) FILTER (WHERE status = 'available'), "
+		"count(*) FILTER (WHERE status IN ('rented', 'awaiting-return')), "
+		"count(*) FILTER (WHERE status = 'maintenance'), "
+		"count(*) FILTER (WHERE status = 'fault') FROM carts WHERE branch_id = ?1",
+	[CW_SQL_BRANCH_STATS_RENTALS] =
+		"SELECT count(*) FILTER (WHERE status IN ('active', 'overdue')), "
+		"count(*) FILTER (WHERE status = 'overdue'), "
+		"count(*) FILTER (WHERE start_ms >= ?2) FROM rentals WHERE branch_id = ?1",
+	[CW_SQL_BRANCH_STATS_DEVICES] =
+		"SELECT count(*), count(*) FILTER (WHERE last_heartbeat_ms >= ?2 "
+		"AND status <> 'offline') FROM devices WHERE branch_id = ?1",
+	[CW_SQL_ENROLL_INSERT] =
+		"INSERT INTO enrollment_codes (id, branch_id, code_hash, created_by, created_ms, "
+		"expires_ms, uses_left) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+	[CW_SQL_ENROLL_CONSUME] =
+		"UPDATE enrollment_codes SET uses_left = uses_left - 1 "
+		"WHERE code_hash = ?1 AND uses_left > 0 AND expires_ms > ?3 "
+		"AND branch_id IN (SELECT id FROM branches WHERE code = ?2 AND active = 1) "
+		"RETURNING branch_id",
+	[CW_SQL_DEVICE_UPSERT] =
+		"INSERT INTO devices (id, branch_id, device_name, mac_address, serial_number, "
+		"status, created_ms, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, 'offline', ?6, ?6) "
+		"ON CONFLICT (mac_address) DO UPDATE SET device_name = excluded.device_name, "
+		"serial_number = excluded.serial_number, updated_ms = excluded.updated_ms "
+		"WHERE devices.branch_id = excluded.branch_id RETURNING id",
+	[CW_SQL_DEVICE_GET] = "SELECT " DEVICE_COLS " FROM devices d "
+			      "JOIN branches b ON b.id = d.branch_id WHERE d.id = ?1",
+	[CW_SQL_DEVICE_HEARTBEAT] =
+		"UPDATE devices SET status = ?2, firmware_version = coalesce(?3, firmware_version), "
+		"health = coalesce(?4, health), last_heartbeat_ms = ?5, updated_ms = ?5 "
+		"WHERE id = ?1",
+	[CW_SQL_TOKENS_REVOKE] = "UPDATE device_tokens SET revoked = 1, revoked_ms = ?2 "
+				 "WHERE device_id = ?1 AND revoked = 0",
+	[CW_SQL_TOKEN_INSERT] = "INSERT INTO device_tokens (jti, device_id, issued_ms, expires_ms) "
+				"VALUES (?1, ?2, ?3, ?4)",
+	[CW_SQL_TOKEN_CHECK] = "SELECT 1 FROM device_tokens "
+			       "WHERE jti = ?1 AND device_id = ?2 AND revoked = 0",
+	[CW_SQL_COMMAND_INSERT] =
+		"INSERT INTO commands (id, device_id, branch_id, action, args, state, created_by, "
+		"created_ms, expires_ms) SELECT ?1, d.id, d.branch_id, ?3, ?4, 'pending', ?5, ?6, ?7 "
+		"FROM devices d WHERE d.id = ?2",
+	[CW_SQL_COMMAND_GET] = "SELECT " COMMAND_COLS " FROM commands c "
+			       "JOIN branches b ON b.id = c.branch_id WHERE c.id = ?1",
+	[CW_SQL_COMMANDS_EXPIRE] =
+		"UPDATE commands SET state = 'expired', finished_ms = ?2 WHERE device_id = ?1 "
+		"AND state IN ('pending', 'delivered') AND expires_ms <= ?2",
+	[CW_SQL_COMMANDS_FOR_DEVICE] =
+		"SELECT " COMMAND_COLS " FROM commands c JOIN branches b ON b.id = c.branch_id "
+		"WHERE c.device_id = ?1 AND c.state IN ('pending', 'delivered') "
+		"AND c.expires_ms > ?2 ORDER BY c.id LIMIT ?3",
+	[CW_SQL_COMMANDS_MARK_DELIVERED] =
+		"UPDATE commands SET state = 'delivered', delivered_ms = ?2 WHERE device_id = ?1 "
+		"AND state = 'pending' AND expires_ms > ?2 AND id <= ?3",
+	[CW_SQL_TOKEN_REVOKE_ONE] = "UPDATE device_tokens SET revoked = 1, revoked_ms = ?3 "
+				    "WHERE jti = ?1 AND device_id = ?2 AND revoked = 0",
+	[CW_SQL_DEVICES_ONLINE] = "SELECT count(*) FROM devices "
+				  "WHERE last_heartbeat_ms >= ?1 AND status <> 'offline'",
+};
+
+struct sq_store {
+	sqlite3 *h;
+	pthread_mutex_t lock;
+	_Atomic int in_use; /* the connection is taken (for /metrics) */
+	sqlite3_stmt *st[CW_SQL_COUNT]; /* prepared on first use, kept */
+};
+
+static int sq_map(sqlite3 *h, int rc, const char *what)
+{
+	int ext = sqlite3_extended_errcode(h);
+
+	switch (ext) {
+	case SQLITE_CONSTRAINT_UNIQUE:
+	case SQLITE_CONSTRAINT_PRIMARYKEY:
+	case SQLITE_CONSTRAINT_FOREIGNKEY:
+		return CW_ERR_CONFLICT;
+	case SQLITE_CONSTRAINT_CHECK:
+	case SQLITE_CONSTRAINT_NOTNULL:
+		return CW_ERR_INVAL;
+	default:
+		break;
+	}
+	if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED) {
+		cw_warn("store.busy", "backend=sqlite what=%s", what);
+		return CW_ERR_OFFLINE;
+	}
+	cw_error("store.sqlite", "what=%s rc=%d msg=\"%s\"", what, ext, sqlite3_errmsg(h));
+	return CW_ERR_DB;
+}
+
+static int sq_exec_text(sqlite3 *h, const char *sql, const char *what)
+{
+	char *msg = NULL;
+	int rc = sqlite3_exec(h, sql, NULL, NULL, &msg);
+
+	if (rc != SQLITE_OK) {
+		cw_error("store.sqlite", "what=%s rc=%d msg=\"%s\"", what, rc,
+			 msg ? msg : sqlite3_errstr(rc));
+		sqlite3_free(msg);
+		return CW_ERR_DB;
+	}
+	return CW_OK;
+}
+
+static int sq_user_version(sqlite3 *h, int *out)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = CW_ERR_DB;
+
+	if (sqlite3_prepare_v2(h, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW) {
+		*out = sqlite3_column_int(st, 0);
+		rc = CW_OK;
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+static int sq_latest_version(void)
+{
+	return cw_cloud_sqlite_migrations_count;
+}
+
+static int sq_migrate(void *be, int *version)
+{
+	struct sq_store *s = be;
+	int cur = 0, rc = CW_OK;
+
+	pthread_mutex_lock(&s->lock);
+	for (int i = 0; i < cw_cloud_sqlite_migrations_count; i++) {
+		const struct cw_migration *m = &cw_cloud_sqlite_migrations[i];
+		char pragma[64];
+
+		if (m->version != i + 1) {
+			rc = CW_ERR_INTERNAL;
+			goto out;
+		}
+		/* BEGIN IMMEDIATE, then re-read user_version inside the
+		 * transaction: two processes never both apply a migration. */
+		if ((rc = sq_exec_text(s->h, "BEGIN IMMEDIATE", "migrate.begin")) != CW_OK)
+			goto out;
+		if ((rc = sq_user_version(s->h, &cur)) != CW_OK)
+			goto fail;
+		if (cur > cw_cloud_sqlite_migrations_count) {
+			cw_error("store.too_new", "backend=sqlite schema=%d known=%d msg=\"database "
+				 "was written by a newer cartwise-cloud\"",
+				 cur, cw_cloud_sqlite_migrations_count);
+			rc = CW_ERR_DB;
+			goto fail;
+		}
+		if (cur >= m->version) {
+			sqlite3_exec(s->h, "COMMIT", NULL, NULL, NULL);
+			continue;
+		}
+		snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d", m->version);
+		if ((rc = sq_exec_text(s->h, m->sql, m->name)) != CW_OK ||
+		    (rc = sq_exec_text(s->h, pragma, "migrate.version")) != CW_OK ||
+		    (rc = sq_exec_text(s->h, "COMMIT", "migrate.commit")) != CW_OK)
+			goto fail;
+		cw_info("store.migrated", "backend=sqlite version=%d file=%s", m->version, m->name);
+	}
+	rc = sq_user_version(s->h, &cur);
+	if (rc == CW_OK && version)
+		*version = cur;
+	goto out;
+fail:
+	sqlite3_exec(s->h, "ROLLBACK", NULL, NULL, NULL);
+out:
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
+static void sq_close(void *be)
+{
+	struct sq_store *s = be;
+
+	if (!s)
+		return;
+	for (int i = 0; i < CW_SQL_COUNT; i++)
+		sqlite3_finalize(s->st[i]);
+	sqlite3_close(s->h);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+}
+
+static int sq_open(const struct cw_store_config *cfg, void **be)
+{
+	struct sq_store *s;
+	sqlite3_stmt *st = NULL;
+	int rc = CW_ERR_DB;
+
+	*be = NULL;
+	if (!cfg->path || !*cfg->path)
+		return CW_ERR_CONFIG;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return CW_ERR_NOMEM;
+	pthread_mutex_init(&s->lock, NULL);
+	if (sqlite3_open_v2(cfg->path, &s->h,
+			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+			    NULL) != SQLITE_OK) {
+		cw_error("store.open", "backend=sqlite path=%s msg=\"%s\"", cfg->path,
+			 s->h ? sqlite3_errmsg(s->h) : "out of memory");
+		goto out;
+	}
+	sqlite3_extended_result_codes(s->h, 1);
+	sqlite3_busy_timeout(s->h, SQ_BUSY_TIMEOUT_MS);
+	/* journal_mode answers the mode it ended in: insist on WAL. */
+	if (sqlite3_prepare_v2(s->h, "PRAGMA journal_mode=WAL", -1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_step(st) != SQLITE_ROW ||
+	    strcmp((const char *)sqlite3_column_text(st, 0), "wal") != 0) {
+		cw_error("store.open", "backend=sqlite path=%s msg=\"cannot enable WAL: %s\"",
+			 cfg->path, sqlite3_errmsg(s->h));
+		goto out;
+	}
+	if (sq_exec_text(s->h, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON", "pragmas") !=
+	    CW_OK)
+		goto out;
+	rc = CW_OK;
+	*be = s;
+	s = NULL;
+out:
+	sqlite3_finalize(st);
+	sq_close(s);
+	return rc;
+}
+
+static int sq_conn_get(void *be, void **conn)
+{
+	struct sq_store *s = be;
+
+	pthread_mutex_lock(&s->lock);
+	s->in_use = 1;
+	*conn = s;
+	return CW_OK;
+}
+
+static void sq_conn_put(void *be, void *conn)
+{
+	struct sq_store *s = be;
+
+	(void)conn;
+	s->in_use = 0;
+	pthread_mutex_unlock(&s->lock);
+}
+
+static int sq_bind(sqlite3_stmt *st, const struct cw_param *p, int np)
+{
+	for (int i = 0; i < np; i++) {
+		int rc;
+		switch (p[i].t) {
+		case CW_P_TEXT:
+			rc = p[i].s ? sqlite3_bind_text(st, i + 1, p[i].s, -1, SQLITE_TRANSIENT)
+				    : sqlite3_bind_null(st, i + 1);
+			break;
+		case CW_P_INT:
+			rc = sqlite3_bind_int64(st, i + 1, p[i].i);
+			break;
+		case CW_P_BOOL:
+			rc = sqlite3_bind_int(st, i + 1, p[i].i ? 1 : 0);
+			break;
+		case CW_P_REAL:
+			rc = sqlite3_bind_double(st, i + 1, p[i].d);
+			break;
+		default:
+			rc = sqlite3_bind_null(st, i + 1);
+			break;
+		}
+		if (rc != SQLITE_OK)
+			return rc;
+	}
+	return SQLITE_OK;
+}
+
+static int sq_exec(void *conn, enum cw_sql id, const struct cw_param *p, int np, cw_row_fn fn,
+		   void *ctx, int64_t *changes)
+{
+	struct sq_store *s = conn;
+	const char *cols[32];
+	sqlite3_stmt *st;
+	int rc, step;
+
+	if (id < 0 || id >= CW_SQL_COUNT || !sq_sql[id] || np > CW_MAX_PARAMS)
+		return CW_ERR_INTERNAL;
+	if (!s->st[id] && sqlite3_prepare_v3(s->h, sq_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
+					      &s->st[id], NULL) != SQLITE_OK) {
+		cw_error("store.prepare", "backend=sqlite stmt=%d msg=\"%s\"", (int)id,
+			 sqlite3_errmsg(s->h));
+		return CW_ERR_INTERNAL;
+	}
+	st = s->st[id];
+	if (sq_bind(st, p, np) != SQLITE_OK) {
+		rc = CW_ERR_INTERNAL;
+		goto out;
+	}
+	rc = CW_OK;
+	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+		int n = sqlite3_column_count(st);
+		if (n > (int)(sizeof(cols) / sizeof(cols[0]))) {
+			rc = CW_ERR_INTERNAL;
+			goto out;
+		}
+		for (int i = 0; i < n; i++)
+			cols[i] = (const char *)sqlite3_column_text(st, i);
+		if (fn && rc == CW_OK)
+			rc = fn(ctx, n, cols);
+		/* keep stepping: an UPDATE ... RETURNING completes only when run to the end */
+	}
+	if (step != SQLITE_DONE) {
+		rc = sq_map(s->h, step, sq_sql[id]);
+		goto out;
+	}
+	if (changes)
+		*changes = sqlite3_changes64(s->h);
+out:
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return rc;
+}
+
+static void sq_pool_stats(void *be, int *total, int *in_use)
+{
+	struct sq_store *s = be;
+
+	*total = 1;
+	*in_use = s->in_use;
+}
+
+const struct cw_store_backend cw_store_sqlite_backend = {
+	.name = "sqlite",
+	.open = sq_open,
+	.close = sq_close,
+	.migrate = sq_migrate,
+	.latest_version = sq_latest_version,
+	.conn_get = sq_conn_get,
+	.conn_put = sq_conn_put,
+	.exec = sq_exec,
+	.pool_stats = sq_pool_stats,
+};

@@ -1,0 +1,348 @@
+/* cartwise-cloud - the multi-tenant aggregator (issue 3).
+ *
+ *   cartwise-cloud --config FILE                  serve the API
+ *   cartwise-cloud --config FILE migrate          apply migrations and exit
+ *   cartwise-cloud --config FILE admin create-user --email E --role R
+ *           [--chain ID] [--branch ID]... [--password-file F]
+ *   cartwise-cloud keygen --out FILE              new Ed25519 signing key (0600)
+ *   cartwise-cloud routes                         the HTTP routes, one per line
+ *
+ * Passwords come from --password-file or stdin, never from argv (argv is
+ * visible to every user in /proc). */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sodium.h>
+
+#include "cw_clock.h"
+#include "cw_cloud_api.h"
+#include "cw_cloud_config.h"
+#include "cw_cloud_keys.h"
+#include "cw_error.h"
+#include "cw_log.h"
+#include "cw_store.h"
+#include "cw_uuid.h"
+#include "cw_version.h"
+
+#define EXIT_USAGE 2
+#define EXIT_TEMPFAIL 75 /* sysexits.h EX_TEMPFAIL: database unreachable */
+#define PASSWORD_MIN 10
+#define PASSWORD_MAX 1024
+#define MAX_BRANCHES 64
+#define TLS_FILE_MAX (256 * 1024)
+#define DB_RETRY_MS 2000
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: cartwise-cloud --config FILE                 serve the API\n"
+		"       cartwise-cloud --config FILE migrate         apply database migrations\n"
+		"       cartwise-cloud --config FILE admin create-user --email E --role ROLE\n"
+		"              [--chain CHAIN_ID] [--branch BRANCH_ID]... [--password-file FILE]\n"
+		"              ROLE: platform-admin | chain-admin | branch-manager\n"
+		"              the password is read from FILE, or from stdin (one line)\n"
+		"       cartwise-cloud keygen --out FILE             write a new signing key (0600)\n"
+		"       cartwise-cloud routes                        list the HTTP routes\n"
+		"       cartwise-cloud --help | --version\n");
+}
+
+static int open_store(const struct cw_cloud_config *cfg, struct cw_store **s)
+{
+	struct cw_store_config sc = {.backend = cfg->db_backend,
+				     .path = cfg->db_path,
+				     .conninfo = cfg->db_conninfo,
+				     .pool_size = cfg->db_pool_size};
+	int rc = cw_store_new(&sc, s);
+
+	if (rc == CW_OK && cfg->migrate_on_start)
+		rc = cw_store_migrate(*s, NULL);
+	if (rc != CW_OK) {
+		cw_store_free(*s);
+		*s = NULL;
+	}
+	return rc;
+}
+
+/* One line of at most PASSWORD_MAX bytes, newline removed. */
+static int read_password(const char *file, char *out, size_t cap)
+{
+	FILE *f = file ? fopen(file, "r") : stdin;
+	size_t n;
+	int rc = CW_ERR_INVAL;
+
+	if (!f)
+		return CW_ERR_IO;
+	if (fgets(out, (int)cap, f)) {
+		n = strcspn(out, "\r\n");
+		if (out[n] == '\0' && n == cap - 1)
+			rc = CW_ERR_TOOBIG; /* no newline within the limit */
+		else {
+			out[n] = '\0';
+			rc = n >= PASSWORD_MIN ? CW_OK : CW_ERR_INVAL;
+		}
+	}
+	if (file)
+		fclose(f);
+	return rc;
+}
+
+static int cmd_create_user(const struct cw_cloud_config *cfg, int argc, char **argv)
+{
+	const char *email = NULL, *role_s = NULL, *chain = NULL, *pwfile = NULL;
+	const char *branches[MAX_BRANCHES];
+	char password[PASSWORD_MAX + 2];
+	struct cw_store *s = NULL;
+	struct cw_user u = {.active = true};
+	struct cw_chain ch;
+	int nb = 0, rc;
+
+	for (int i = 0; i < argc; i++) {
+		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+		if (!v)
+			goto usage;
+		if (strcmp(argv[i], "--email") == 0)
+			email = v;
+		else if (strcmp(argv[i], "--role") == 0)
+			role_s = v;
+		else if (strcmp(argv[i], "--chain") == 0)
+			chain = v;
+		else if (strcmp(argv[i], "--password-file") == 0)
+			pwfile = v;
+		else if (strcmp(argv[i], "--branch") == 0 && nb < MAX_BRANCHES)
+			branches[nb++] = v;
+		else
+			goto usage;
+		i++;
+	}
+	if (!email || !role_s || cw_role_parse(role_s, &u.role) != CW_OK)
+		goto usage;
+	if (strlen(email) < 3 || strlen(email) >= sizeof(u.email) || !strchr(email, '@')) {
+		fprintf(stderr, "cartwise-cloud: --email: expected an email address\n");
+		return EXIT_USAGE;
+	}
+	for (size_t i = 0; email[i]; i++) {
+		char c = email[i];
+		if ((unsigned char)c <= 0x20 || c == 0x7f) {
+			fprintf(stderr, "cartwise-cloud: --email: no spaces or control characters\n");
+			return EXIT_USAGE;
+		}
+		u.email[i] = (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+	}
+	if ((u.role == CW_ROLE_PLATFORM_ADMIN) != (chain == NULL)) {
+		fprintf(stderr, "cartwise-cloud: --chain is required for chain-admin and "
+				"branch-manager, and not allowed for platform-admin\n");
+		return EXIT_USAGE;
+	}
+	if (nb && u.role != CW_ROLE_BRANCH_MANAGER) {
+		fprintf(stderr, "cartwise-cloud: --branch is only for branch-manager\n");
+		return EXIT_USAGE;
+	}
+	rc = read_password(pwfile, password, sizeof(password));
+	if (rc != CW_OK) {
+		fprintf(stderr, "cartwise-cloud: password: %s\n",
+			rc == CW_ERR_IO ? "cannot read the password file"
+					: "expected one line of 10..1024 bytes");
+		return EXIT_USAGE;
+	}
+	if (crypto_pwhash_str(u.password_hash, password, strlen(password),
+			      crypto_pwhash_OPSLIMIT_INTERACTIVE,
+			      crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0) {
+		sodium_memzero(password, sizeof(password));
+		fprintf(stderr, "cartwise-cloud: out of memory hashing the password\n");
+		return EXIT_FAILURE;
+	}
+	sodium_memzero(password, sizeof(password));
+	rc = open_store(cfg, &s);
+	if (rc != CW_OK) {
+		fprintf(stderr, "cartwise-cloud: database: %s\n", cw_strerror(rc));
+		return rc == CW_ERR_OFFLINE ? EXIT_TEMPFAIL : EXIT_FAILURE;
+	}
+	if (chain) {
+		rc = cw_store_chain_get(s, chain, &ch);
+		if (rc != CW_OK) {
+			fprintf(stderr, "cartwise-cloud: --chain: %s\n", cw_strerror(rc));
+			goto out;
+		}
+		snprintf(u.chain_id, sizeof(u.chain_id), "%s", ch.id);
+	}
+	cw_uuid_v7(u.id);
+	rc = cw_store_user_create(s, &u, cw_wall_ms());
+	if (rc != CW_OK) {
+		fprintf(stderr, "cartwise-cloud: create-user: %s\n",
+			rc == CW_ERR_CONFLICT ? "a user with this email exists" : cw_strerror(rc));
+		goto out;
+	}
+	for (int i = 0; i < nb && rc == CW_OK; i++) {
+		rc = cw_store_user_add_branch(s, u.id, branches[i]);
+		if (rc != CW_OK)
+			fprintf(stderr, "cartwise-cloud: --branch %d: not a branch of the chain (%s)\n",
+				i + 1, cw_strerror(rc));
+	}
+	if (rc == CW_OK) {
+		printf("{\"id\":\"%s\",\"email\":\"%s\",\"role\":\"%s\"}\n", u.id, u.email,
+		       cw_role_name(u.role));
+		cw_info("admin.user_created", "user=%s role=%s", u.id, cw_role_name(u.role));
+	}
+out:
+	cw_store_free(s);
+	return rc == CW_OK ? EXIT_SUCCESS : EXIT_FAILURE;
+usage:
+	usage(stderr);
+	return EXIT_USAGE;
+}
+
+static int cmd_migrate(const struct cw_cloud_config *cfg)
+{
+	struct cw_store_config sc = {.backend = cfg->db_backend,
+				     .path = cfg->db_path,
+				     .conninfo = cfg->db_conninfo,
+				     .pool_size = 1};
+	struct cw_store *s = NULL;
+	int v = 0, rc = cw_store_new(&sc, &s);
+
+	if (rc == CW_OK)
+		rc = cw_store_migrate(s, &v);
+	cw_store_free(s);
+	if (rc != CW_OK) {
+		fprintf(stderr, "cartwise-cloud: migrate: %s\n", cw_strerror(rc));
+		return rc == CW_ERR_OFFLINE ? EXIT_TEMPFAIL : EXIT_FAILURE;
+	}
+	printf("schema version %d\n", v);
+	return EXIT_SUCCESS;
+}
+
+static int serve(const struct cw_cloud_config *cfg)
+{
+	unsigned char sk[crypto_sign_SECRETKEYBYTES], pk[crypto_sign_PUBLICKEYBYTES];
+	char *cert = NULL, *key = NULL;
+	size_t len;
+	struct cw_store *s = NULL;
+	struct cw_cloud_api *api = NULL;
+	struct timespec ts = {.tv_sec = DB_RETRY_MS / 1000, .tv_nsec = (DB_RETRY_MS % 1000) * 1000000L};
+	sigset_t set;
+	int sig, rc, status = EXIT_FAILURE;
+
+	rc = cw_key_load_file(cfg->signing_key_file, sk, pk);
+	if (rc != CW_OK) {
+		cw_error("cloud.key", "path=%s msg=\"cannot load the signing key (%s); create one "
+			 "with: cartwise-cloud keygen --out FILE\"", cfg->signing_key_file,
+			 cw_strerror(rc));
+		return EXIT_FAILURE;
+	}
+	if (cfg->tls_cert_file[0] &&
+	    (cw_read_file(cfg->tls_cert_file, TLS_FILE_MAX, &cert, &len) != CW_OK ||
+	     cw_read_file(cfg->tls_key_file, TLS_FILE_MAX, &key, &len) != CW_OK)) {
+		cw_error("cloud.tls", "msg=\"cannot read tls.cert_file or tls.key_file\"");
+		goto out;
+	}
+	/* Signals are taken by sigwait below; block them before any thread
+	 * (libmicrohttpd's, libpq's) is created so that none receives them. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	/* A database that is down at start is waited for, not fatal. */
+	while ((rc = open_store(cfg, &s)) == CW_ERR_OFFLINE) {
+		cw_warn("cloud.database_wait", "retry_ms=%d", DB_RETRY_MS);
+		if (sigtimedwait(&set, NULL, &ts) > 0) {
+			status = EXIT_SUCCESS;
+			goto out;
+		}
+	}
+	if (rc != CW_OK) {
+		cw_error("cloud.database", "msg=\"%s\"", cw_strerror(rc));
+		goto out;
+	}
+	{
+		struct cw_cloud_api_params p = {.cfg = cfg, .store = s, .sk = sk,
+						.tls_cert_pem = cert, .tls_key_pem = key};
+		rc = cw_cloud_api_new(&p, &api);
+	}
+	if (rc != CW_OK)
+		goto out;
+	cw_info("cloud.ready", "version=%s port=%d backend=%s tls=%s", CW_VERSION,
+		cw_cloud_api_port(api), cfg->db_backend == CW_BACKEND_SQLITE ? "sqlite" : "postgres",
+		cert ? "on" : "off");
+	do {
+		rc = sigwait(&set, &sig);
+	} while (rc == EINTR);
+	cw_info("cloud.stopping", "signal=%d", sig);
+	status = EXIT_SUCCESS;
+out:
+	cw_cloud_api_free(api);
+	cw_store_free(s);
+	sodium_memzero(sk, sizeof(sk));
+	if (key) {
+		sodium_memzero(key, strlen(key));
+		free(key);
+	}
+	free(cert);
+	return status;
+}
+
+int main(int argc, char **argv)
+{
+	struct cw_cloud_config cfg;
+	const char *config = NULL;
+	char err[768];
+	enum cw_log_level lvl;
+	int i = 1;
+
+	if (sodium_init() < 0) {
+		fprintf(stderr, "cartwise-cloud: libsodium failed to initialise\n");
+		return EXIT_FAILURE;
+	}
+	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+		usage(stdout);
+		return EXIT_SUCCESS;
+	}
+	if (argc >= 2 && strcmp(argv[1], "--version") == 0) {
+		printf("cartwise-cloud %s\n", CW_VERSION);
+		return EXIT_SUCCESS;
+	}
+	if (argc == 2 && strcmp(argv[1], "routes") == 0) {
+		cw_cloud_api_print_routes(stdout);
+		return EXIT_SUCCESS;
+	}
+	if (argc >= 2 && strcmp(argv[1], "keygen") == 0) {
+		int rc;
+		if (argc != 4 || strcmp(argv[2], "--out") != 0) {
+			usage(stderr);
+			return EXIT_USAGE;
+		}
+		rc = cw_key_generate_file(argv[3]);
+		if (rc != CW_OK) {
+			fprintf(stderr, "cartwise-cloud: keygen: %s: %s\n", argv[3],
+				rc == CW_ERR_CONFLICT ? "exists already (never overwritten)"
+						      : "cannot write");
+			return EXIT_FAILURE;
+		}
+		return EXIT_SUCCESS;
+	}
+	if (argc >= 3 && strcmp(argv[1], "--config") == 0) {
+		config = argv[2];
+		i = 3;
+	}
+	if (!config) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (cw_cloud_config_load(config, &cfg, err, sizeof(err)) != CW_OK) {
+		fprintf(stderr, "cartwise-cloud: %s\n", err);
+		return EXIT_FAILURE;
+	}
+	if (cw_log_level_parse(cfg.log_level, &lvl) == CW_OK)
+		cw_log_set_level(lvl);
+	if (i == argc)
+		return serve(&cfg);
+	if (strcmp(argv[i], "migrate") == 0 && i + 1 == argc)
+		return cmd_migrate(&cfg);
+	if (strcmp(argv[i], "admin") == 0 && i + 1 < argc && strcmp(argv[i + 1], "create-user") == 0)
+		return cmd_create_user(&cfg, argc - i - 2, argv + i + 2);
+	usage(stderr);
+	return EXIT_USAGE;
+}

@@ -1,0 +1,315 @@
+#!/usr/bin/env bash
+# Every endpoint of cartwise-cloud, success and failure, on one backend.
+. "$(dirname "$0")/lib.sh"
+
+note "subcommands: usage, keygen, migrate, bad config"
+"$CLOUD" --help | grep -q -- '--config' || fail "--help does not document --config"
+rc=0; "$CLOUD" >/dev/null 2>&1 || rc=$?; [ $rc -eq 2 ] || fail "no arguments: exit $rc, want 2"
+rc=0; "$CLOUD" keygen --out "$T/signing.key" 2>/dev/null || rc=$?
+[ $rc -ne 0 ] || fail "keygen overwrote an existing key"
+[ "$(stat -c %a "$T/signing.key")" = 600 ] || fail "signing key is not 0600"
+cloud_config "$T/cloud.json"
+jq '. + {colour: "red"}' "$T/cloud.json" >"$T/bad.json"
+out=$("$CLOUD" --config "$T/bad.json" migrate 2>&1) && fail "unknown key accepted"
+grep -q colour <<<"$out" || fail "config error does not name the key: $out"
+"$CLOUD" --config "$T/cloud.json" migrate | grep -q 'schema version 1' || fail "migrate"
+"$CLOUD" --config "$T/cloud.json" migrate | grep -q 'schema version 1' || fail "migrate twice"
+# create-user: password never from argv; too short refused; bad role refused
+rc=0; printf 'short\n' | "$CLOUD" --config "$T/cloud.json" admin create-user --email a@b.c \
+	--role platform-admin >/dev/null 2>&1 || rc=$?
+[ $rc -eq 2 ] || fail "short password accepted ($rc)"
+rc=0; printf '%s\n' "$PW" | "$CLOUD" --config "$T/cloud.json" admin create-user --email a@b.c \
+	--role root >/dev/null 2>&1 || rc=$?
+[ $rc -eq 2 ] || fail "unknown role accepted ($rc)"
+rc=0; printf '%s\n' "$PW" | "$CLOUD" --config "$T/cloud.json" admin create-user --email a@b.c \
+	--role chain-admin >/dev/null 2>&1 || rc=$?
+[ $rc -eq 2 ] || fail "chain-admin without --chain accepted ($rc)"
+printf '%s\n' "$PW" >"$T/pw"
+"$CLOUD" --config "$T/cloud.json" admin create-user --email FILE@Example.com --role platform-admin \
+	--password-file "$T/pw" | jq -e '.email == "file@example.com"' >/dev/null \
+	|| fail "create-user with --password-file"
+rc=0; "$CLOUD" --config "$T/cloud.json" admin create-user --email file@example.com \
+	--role platform-admin --password-file "$T/pw" >/dev/null 2>&1 || rc=$?
+[ $rc -eq 1 ] || fail "duplicate email accepted ($rc)"
+
+SETUP_WITH_CLI=1 setup_world
+
+note "health"
+AUTH=
+api GET /api/health
+expect_code 200
+[ "$(jqr .database)" = ok ] && [ "$(jqr .backend)" = "$BACKEND" ] || fail "health: $(cat "$T/resp.json")"
+api POST /api/health '{}'
+expect_error 405 method_not_allowed
+api GET /api/nothing
+expect_error 404 not_found
+api GET /api/chains/x/y/z/w/v/u
+expect_error 404
+
+note "login"
+api POST /api/auth/login "{\"email\":\"ADMIN@example.com\",\"password\":\"$PW\"}"
+expect_code 200
+[ "$(jqr .user.role)" = platform-admin ] && [ "$(jqr .token_type)" = Bearer ] || fail "login body"
+[ "$(jqr .user.chain_id)" = null ] || fail "platform admin has a chain"
+api POST /api/auth/login "{\"email\":\"admin-a@example.com\",\"password\":\"$PW\"}"
+expect_code 200
+[ "$(jqr .user.chain_id)" = "$CHAIN_A" ] || fail "chain admin's chain"
+api POST /api/auth/login '{"email":"admin@example.com","password":"wrong password"}'
+expect_error 401 unauthorized
+api POST /api/auth/login '{"email":"nobody@example.com","password":"wrong password"}'
+expect_error 401 unauthorized
+api POST /api/auth/login '{"email":"admin@example.com"}'
+expect_error 400 invalid
+api POST /api/auth/login '{"email":"admin@example.com","password":""}'
+expect_error 400
+api GET /api/auth/login
+expect_error 405
+
+note "login is rate limited per email and address"
+for _ in 1 2 3 4 5; do
+	api POST /api/auth/login '{"email":"mgr-b1@example.com","password":"guess guess"}'
+	expect_code 401
+done
+api POST /api/auth/login "{\"email\":\"mgr-b1@example.com\",\"password\":\"$PW\"}"
+expect_error 429 rate_limited
+# other accounts are not affected
+api POST /api/auth/login "{\"email\":\"mgr-a1@example.com\",\"password\":\"$PW\"}"
+expect_code 200
+
+note "chains"
+AUTH=$TOK_PLATFORM
+api GET /api/chains
+expect_code 200
+[ "$(jqr '.items | length')" = 2 ] && [ "$(jqr .next_cursor)" = null ] || fail "chain list: $(cat "$T/resp.json")"
+api POST /api/chains '{"name":"Chain C","slug":"chain-c"}'
+expect_code 201
+CHAIN_C=$(jqr .id)
+[ "$(jqr .active)" = true ] && [ "$(jqr .slug)" = chain-c ] || fail "created chain"
+api POST /api/chains '{"name":"Dup","slug":"chain-c"}'
+expect_error 409 conflict
+api GET "/api/chains/$CHAIN_C"
+expect_code 200
+[ "$(jqr .name)" = "Chain C" ] || fail "chain get"
+api PUT "/api/chains/$CHAIN_C" '{"name":"Chain C renamed","active":false}'
+expect_code 200
+[ "$(jqr .name)" = "Chain C renamed" ] && [ "$(jqr .active)" = false ] && [ "$(jqr .slug)" = chain-c ] \
+	|| fail "chain update: $(cat "$T/resp.json")"
+api PUT "/api/chains/$CHAIN_C" '{"slug":"chain-a"}'
+expect_error 409
+api GET /api/chains/01890000-0000-7000-8000-000000000000
+expect_error 404 not_found
+api GET /api/chains/not-a-uuid
+expect_error 404
+# pagination
+api GET '/api/chains?limit=2'
+expect_code 200
+[ "$(jqr '.items | length')" = 2 ] || fail "page 1"
+cur=$(jqr .next_cursor)
+[ "$cur" != null ] || fail "no next_cursor"
+api GET "/api/chains?limit=2&cursor=$cur"
+expect_code 200
+[ "$(jqr '.items | length')" = 1 ] && [ "$(jqr .next_cursor)" = null ] || fail "page 2"
+api GET '/api/chains?limit=0'
+expect_error 400
+api GET '/api/chains?limit=abc'
+expect_error 400
+api GET '/api/chains?cursor=nonsense'
+expect_error 400
+# delete: refused while it has branches; done when empty
+api DELETE "/api/chains/$CHAIN_A"
+expect_error 409
+api DELETE "/api/chains/$CHAIN_C"
+expect_code 200
+api GET "/api/chains/$CHAIN_C"
+expect_error 404
+api DELETE "/api/chains/$CHAIN_C"
+expect_error 404
+api PATCH "/api/chains/$CHAIN_A" '{}'
+expect_error 405
+
+note "branches"
+api GET /api/branches
+expect_code 200
+[ "$(jqr '.items | length')" = 3 ] || fail "branch list"
+api GET "/api/branches?chain_id=$CHAIN_A"
+expect_code 200
+[ "$(jqr '[.items[].chain_id] | unique')" = "$(jq -nc --arg c "$CHAIN_A" '[$c]' | jq -r .)" ] \
+	|| fail "branch filter: $(cat "$T/resp.json")"
+[ "$(jqr '.items | length')" = 2 ] || fail "branch filter count"
+api GET "/api/branches?chain_id=$CHAIN_A&limit=1"
+[ "$(jqr '.items | length')" = 1 ] && [ "$(jqr .next_cursor)" != null ] || fail "branch page"
+api GET '/api/branches?chain_id=bogus'
+expect_error 400
+api POST /api/branches "{\"chain_id\":\"$CHAIN_A\",\"code\":\"A-003\",\"name\":\"סניף תלפיות\",\"address\":\"Ha-Oman 1\",\"city\":\"Jerusalem\",\"latitude\":31.75,\"longitude\":35.21}"
+expect_code 201
+BR_A3=$(jqr .id)
+[ "$(jqr .name)" = "סניף תלפיות" ] && [ "$(jqr .latitude)" = 31.75 ] || fail "branch body: $(cat "$T/resp.json")"
+api POST /api/branches "{\"chain_id\":\"$CHAIN_A\",\"code\":\"A-003\",\"name\":\"dup\"}"
+expect_error 409
+api POST /api/branches "{\"chain_id\":\"$CHAIN_A\",\"code\":\"A-004\",\"name\":\"x\",\"latitude\":1}"
+expect_error 400
+api POST /api/branches '{"chain_id":"01890000-0000-7000-8000-000000000000","code":"Z","name":"x"}'
+expect_error 404
+api GET "/api/branches/$BR_A3"
+expect_code 200
+[ "$(jqr .city)" = Jerusalem ] || fail "branch get"
+api GET "/api/branches/$BR_A1/stats"
+expect_code 200
+[ "$(jqr .devices.total)" = 1 ] && [ "$(jqr .devices.online)" = 0 ] && [ "$(jqr .carts.total)" = 0 ] \
+	|| fail "stats: $(cat "$T/resp.json")"
+api GET /api/branches/01890000-0000-7000-8000-000000000000/stats
+expect_error 404
+api DELETE "/api/branches/$BR_A3"
+expect_error 405
+
+note "enrollment codes and registration"
+api POST "/api/branches/$BR_A2/enrollment-codes" '{"uses":1,"expires_in_s":600}'
+expect_code 201
+CODE_A2=$(jqr .code)
+[ "$(jqr .branch_code)" = A-002 ] && [ "$(jqr .uses)" = 1 ] || fail "code body"
+[ "${#CODE_A2}" -ge 16 ] || fail "enrollment code too short"
+api POST "/api/branches/$BR_A2/enrollment-codes" '{"uses":0}'
+expect_error 400
+api POST "/api/branches/$BR_A2/enrollment-codes" '{"expires_in_s":1}'
+expect_error 400
+AUTH=
+reg() { api POST /api/devices/register "$1"; }
+reg "{\"mac_address\":\"02:00:00:00:00:a2\",\"branch_code\":\"A-001\",\"enrollment_code\":\"$CODE_A2\"}"
+expect_error 403 enrollment_refused       # the code of another branch
+reg "{\"mac_address\":\"02:00:00:00:00:a2\",\"branch_code\":\"A-002\",\"enrollment_code\":\"0000000000000000\"}"
+expect_error 403 enrollment_refused
+reg "{\"mac_address\":\"02:00:00:00:00:a2\",\"serial_number\":\"RPI-A2\",\"branch_code\":\"A-002\",\"enrollment_code\":\"$CODE_A2\",\"device_name\":\"kiosk pi\"}"
+expect_code 201
+DEV_A2=$(jqr .device_id)
+[ "$(jqr .branch_id)" = "$BR_A2" ] && [ "$(jqr .chain_id)" = "$CHAIN_A" ] || fail "register body"
+[ "$(jqr .mqtt_config)" = null ] || fail "mqtt_config without a broker configured"
+pub=$(jqr .cloud_public_key)
+[ "${#pub}" = 43 ] || fail "cloud_public_key is not 32 bytes of base64url"
+reg "{\"mac_address\":\"02:00:00:00:00:a3\",\"branch_code\":\"A-002\",\"enrollment_code\":\"$CODE_A2\"}"
+expect_error 403 enrollment_refused       # used up
+# a MAC registered in another chain
+reg "{\"mac_address\":\"02:00:00:00:00:a1\",\"branch_code\":\"B-001\",\"enrollment_code\":\"$CODE_B1\"}"
+expect_error 409 conflict
+reg '{"mac_address":"not a mac at all","branch_code":"A-001","enrollment_code":"x"}'
+expect_error 400
+reg "{\"mac_address\":\"02:00:00:00:00:a4\",\"branch_code\":\"A-001\"}"
+expect_error 400
+# an expired code (expiry moved into the past in the database)
+AUTH=$TOK_PLATFORM
+api POST "/api/branches/$BR_A2/enrollment-codes" '{"uses":3}'
+CODE_X=$(jqr .code); CODE_X_ID=$(jqr .id)
+if [ "$BACKEND" = postgres ]; then
+	db_sql "UPDATE enrollment_codes SET expires_at = now() - interval '1 second' WHERE id = '$CODE_X_ID'"
+else
+	db_sql "UPDATE enrollment_codes SET expires_ms = 1 WHERE id = '$CODE_X_ID'"
+fi
+AUTH=
+reg "{\"mac_address\":\"02:00:00:00:00:a5\",\"branch_code\":\"A-002\",\"enrollment_code\":\"$CODE_X\"}"
+expect_error 403 enrollment_refused
+# the codes themselves are stored only as keyed hashes
+[ "$(db_sql "SELECT count(*) FROM enrollment_codes WHERE code_hash = '$CODE_A1' OR code_hash = '$CODE_X'")" = 0 ] \
+	|| fail "an enrollment code is stored in clear"
+
+note "heartbeat"
+AUTH=$DTOK_A1
+api POST "/api/devices/$DEV_A1/heartbeat" '{"status":"online","firmware_version":"1.4.2","health":{"cpu_temp_c":51.5,"outbox_depth":0}}'
+expect_code 200
+[ "$(jqr .status)" = ok ] && [ "$(jqr '.commands | length')" = 0 ] || fail "heartbeat body"
+api POST "/api/devices/$DEV_A1/heartbeat"
+expect_code 200                                  # empty body: alive
+api POST "/api/devices/$DEV_A1/heartbeat" '{"status":"exploded"}'
+expect_error 400
+api POST "/api/devices/$DEV_A1/heartbeat" '{"health":[1,2]}'
+expect_error 400
+api POST "/api/devices/$DEV_B1/heartbeat" '{}'
+expect_error 403 forbidden                       # another device's path
+api GET "/api/devices/$DEV_A1/heartbeat"
+expect_error 405
+# a pending command is handed out in the heartbeat response, then delivered
+CMD=$(new_uuid)
+if [ "$BACKEND" = postgres ]; then
+	db_sql "INSERT INTO commands (id, device_id, branch_id, action, args, expires_at) VALUES ('$CMD', '$DEV_A1', '$BR_A1', 'unlock', '{\"cart\": 7}', now() + interval '1 hour')"
+else
+	db_sql "INSERT INTO commands (id, device_id, branch_id, action, args, created_ms, expires_ms) VALUES ('$CMD', '$DEV_A1', '$BR_A1', 'unlock', '{\"cart\": 7}', 0, 99999999999999)"
+fi
+api POST "/api/devices/$DEV_A1/heartbeat" '{}'
+expect_code 200
+[ "$(jqr '.commands | length')" = 1 ] && [ "$(jqr '.commands[0].id')" = "$CMD" ] \
+	&& [ "$(jqr '.commands[0].args.cart')" = 7 ] || fail "pending command not returned: $(cat "$T/resp.json")"
+
+note "devices and commands (staff)"
+AUTH=$TOK_PLATFORM
+api GET "/api/devices/$DEV_A1"
+expect_code 200
+[ "$(jqr .status)" = online ] && [ "$(jqr .firmware_version)" = 1.4.2 ] && [ "$(jqr .health.cpu_temp_c)" = 51.5 ] \
+	&& [ "$(jqr .mac_address)" = 02:00:00:00:00:A1 ] || fail "device: $(cat "$T/resp.json")"
+api GET "/api/devices/$DEV_A1/status"
+expect_code 200
+[ "$(jqr .online)" = true ] || fail "device status"
+api GET "/api/devices/$DEV_A2/status"
+expect_code 200
+[ "$(jqr .status)" = offline ] && [ "$(jqr .online)" = false ] && [ "$(jqr .last_heartbeat)" = null ] \
+	|| fail "never-seen device is not offline"
+api GET /api/devices/01890000-0000-7000-8000-000000000000
+expect_error 404
+api GET "/api/commands/$CMD"
+expect_code 200
+[ "$(jqr .state)" = delivered ] || fail "command state: $(cat "$T/resp.json")"
+api GET /api/commands/01890000-0000-7000-8000-000000000000
+expect_error 404
+api GET "/api/branches/$BR_A1/stats"
+[ "$(jqr .devices.online)" = 1 ] || fail "stats after heartbeat"
+
+note "firmware update: a command, 202, handed out by heartbeat"
+sha=$(printf 'fw' | sha256sum | cut -d' ' -f1)
+api PUT "/api/devices/$DEV_A1/firmware" "{\"version\":\"2.0.0\",\"url\":\"https://fw.example.com/2.0.0.deb\",\"sha256\":\"$sha\"}"
+expect_code 202
+FW=$(jqr .id)
+[ "$(jqr .action)" = firmware_update ] && [ "$(jqr .state)" = pending ] && [ "$(jqr .args.version)" = 2.0.0 ] \
+	&& [ "$(jqr .args.sha256)" = "$sha" ] || fail "firmware command: $(cat "$T/resp.json")"
+api PUT "/api/devices/$DEV_A1/firmware" '{"url":"https://x"}'
+expect_error 400
+api PUT "/api/devices/$DEV_A1/firmware" '{"version":"2.0.0","url":"http://fw.example.com/x"}'
+expect_error 400
+api PUT "/api/devices/$DEV_A1/firmware" '{"version":"2.0.0","sha256":"abc"}'
+expect_error 400
+api PUT /api/devices/01890000-0000-7000-8000-000000000000/firmware '{"version":"2.0.0"}'
+expect_error 404
+api GET "/api/devices/$DEV_A1/firmware"
+expect_error 405
+AUTH=$DTOK_A1
+api POST "/api/devices/$DEV_A1/heartbeat" '{}'
+expect_code 200
+[ "$(jqr "[.commands[].id] | index(\"$FW\")")" != null ] || fail "firmware command not handed out: $(cat "$T/resp.json")"
+AUTH=$TOK_PLATFORM
+api GET "/api/commands/$FW"
+[ "$(jqr .state)" = delivered ] || fail "firmware command state"
+
+note "metrics (Prometheus text)"
+AUTH=
+curl -s -D "$T/metrics.hdr" -o "$T/metrics.txt" "http://127.0.0.1:$PORT/metrics"
+grep -qi '^content-type: text/plain; version=0.0.4' "$T/metrics.hdr" || fail "metrics content type"
+m() { grep -F -- "$1 " "$T/metrics.txt" | grep -v '^#' | awk '{print $NF}'; }
+[ "$(m 'cartwise_http_requests_total{route="/api/health",status="200"}')" -ge 1 ] || fail "health requests not counted"
+[ "$(m 'cartwise_http_requests_total{route="/api/chains/{id}",status="404"}')" -ge 1 ] || fail "404s not counted"
+[ "$(m 'cartwise_http_requests_total{route="unmatched",status="404"}')" -ge 1 ] || fail "unmatched not counted"
+[ "$(m 'cartwise_devices_online')" = 1 ] || fail "devices online: $(m cartwise_devices_online)"
+[ "$(m 'cartwise_db_up')" = 1 ] || fail "db_up"
+[ "$(m 'cartwise_db_connections{state="total"}')" -ge 1 ] || fail "pool size"
+[ "$(m 'cartwise_http_request_duration_seconds_bucket{le="+Inf"}')" = "$(m 'cartwise_http_request_duration_seconds_count')" ] \
+	|| fail "histogram +Inf bucket differs from count"
+grep -q 'device_token\|password\|Bearer' "$T/metrics.txt" && fail "metrics carry a secret"
+api POST /metrics '{}'
+expect_error 405
+AUTH=$TOK_PLATFORM
+
+note "revoking a device's tokens"
+api POST "/api/devices/$DEV_A2/revoke-tokens" '{}'
+expect_code 200
+
+note "stop"
+cloud_stop
+check_logs
+assert_not_logged "$PW" "$CODE_A1" "$CODE_A2" "$CODE_B1" "$DTOK_A1" "$TOK_PLATFORM" \
+	"$(tr -d '\n' <"$T/signing.key")"
+echo "ok"

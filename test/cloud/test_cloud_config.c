@@ -1,0 +1,185 @@
+/* Tests of cw_cloud_config: defaults, every section, and refusals that name the key. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cw_cloud_config.h"
+#include "cw_error.h"
+
+static struct cw_cloud_config cfg;
+static char err[512];
+
+static int parse(const char *json)
+{
+	return cw_cloud_config_parse(json, strlen(json), &cfg, err, sizeof(err));
+}
+
+/* Asserts a refusal whose message contains want. */
+static void refused(const char *json, const char *want)
+{
+	ck_assert_int_ne(parse(json), CW_OK);
+	if (!strstr(err, want))
+		ck_abort_msg("message '%s' does not contain '%s'", err, want);
+}
+
+#define MIN_SQLITE "\"signing_key_file\":\"/k\",\"database\":{\"backend\":\"sqlite\",\"path\":\"/x.db\"}"
+
+START_TEST(minimal_and_defaults)
+{
+	ck_assert_int_eq(parse("{" MIN_SQLITE "}"), CW_OK);
+	ck_assert_str_eq(err, "");
+	ck_assert_int_eq(cfg.db_backend, CW_BACKEND_SQLITE);
+	ck_assert_str_eq(cfg.db_path, "/x.db");
+	ck_assert_str_eq(cfg.signing_key_file, "/k");
+	ck_assert_str_eq(cfg.listen_address, "127.0.0.1");
+	ck_assert_int_eq(cfg.listen_port, 8000);
+	ck_assert_int_eq(cfg.threads, 4);
+	ck_assert_int_eq(cfg.db_pool_size, 4);
+	ck_assert(cfg.migrate_on_start);
+	ck_assert_str_eq(cfg.issuer, "cartwise-cloud");
+	ck_assert_str_eq(cfg.audience, "cartwise-api");
+	ck_assert_int_eq(cfg.staff_token_ttl_s, 43200);
+	ck_assert_int_eq(cfg.device_token_ttl_s, 2592000);
+	ck_assert_int_eq(cfg.login_max_attempts, 5);
+	ck_assert_int_eq(cfg.login_window_s, 900);
+	ck_assert_int_eq(cfg.offline_after_s, 90);
+	ck_assert_str_eq(cfg.mqtt_host, "");
+	ck_assert_str_eq(cfg.tls_cert_file, "");
+	ck_assert_str_eq(cfg.log_level, "info");
+}
+END_TEST
+
+START_TEST(full_config)
+{
+	const char *j =
+		"{\"listen\":{\"address\":\"0.0.0.0\",\"port\":0,\"threads\":8},"
+		"\"database\":{\"backend\":\"postgres\",\"conninfo\":\"\",\"pool_size\":16,"
+		"\"migrate_on_start\":false},"
+		"\"signing_key_file\":\"/etc/cartwise/cloud.key\","
+		"\"tokens\":{\"issuer\":\"i\",\"audience\":\"a\",\"staff_ttl_s\":600,\"device_ttl_s\":7200},"
+		"\"login\":{\"max_attempts\":3,\"window_s\":60},"
+		"\"devices\":{\"offline_after_s\":45},"
+		"\"mqtt\":{\"host\":\"mqtt.example.com\",\"port\":8883},"
+		"\"tls\":{\"cert_file\":\"/c.pem\",\"key_file\":\"/k.pem\"},"
+		"\"log_level\":\"debug\"}";
+
+	ck_assert_int_eq(parse(j), CW_OK);
+	ck_assert_int_eq(cfg.db_backend, CW_BACKEND_POSTGRES);
+	ck_assert_str_eq(cfg.db_conninfo, "");
+	ck_assert_int_eq(cfg.db_pool_size, 16);
+	ck_assert(!cfg.migrate_on_start);
+	ck_assert_int_eq(cfg.listen_port, 0);
+	ck_assert_int_eq(cfg.threads, 8);
+	ck_assert_str_eq(cfg.issuer, "i");
+	ck_assert_int_eq(cfg.staff_token_ttl_s, 600);
+	ck_assert_int_eq(cfg.device_token_ttl_s, 7200);
+	ck_assert_int_eq(cfg.login_max_attempts, 3);
+	ck_assert_int_eq(cfg.offline_after_s, 45);
+	ck_assert_str_eq(cfg.mqtt_host, "mqtt.example.com");
+	ck_assert_str_eq(cfg.tls_key_file, "/k.pem");
+	ck_assert_str_eq(cfg.log_level, "debug");
+}
+END_TEST
+
+START_TEST(refusals_name_the_key)
+{
+	refused("{" MIN_SQLITE ",\"colour\":\"red\"}", "colour: unknown key");
+	refused("{" MIN_SQLITE ",\"listen\":{\"port\":8000,\"bind\":\"x\"}}", "listen.bind: unknown key");
+	refused("{" MIN_SQLITE ",\"listen\":{\"port\":70000}}", "listen.port");
+	refused("{" MIN_SQLITE ",\"listen\":{\"port\":\"80\"}}", "listen.port: expected an integer");
+	refused("{" MIN_SQLITE ",\"listen\":{\"port\":80.5}}", "listen.port");
+	refused("{" MIN_SQLITE ",\"listen\":{\"address\":\"localhost\"}}", "listen.address");
+	refused("{" MIN_SQLITE ",\"listen\":{\"threads\":0}}", "listen.threads");
+	refused("{\"signing_key_file\":\"/k\"}", "database: missing");
+	refused("{\"database\":{\"backend\":\"sqlite\",\"path\":\"/x\"}}", "signing_key_file: missing");
+	refused("{\"signing_key_file\":\"/k\",\"database\":{\"backend\":\"mysql\"}}", "database.backend");
+	refused("{\"signing_key_file\":\"/k\",\"database\":{\"backend\":\"sqlite\"}}", "database.path: missing");
+	refused("{\"signing_key_file\":\"/k\",\"database\":{\"backend\":\"sqlite\",\"path\":\"/x\","
+		"\"conninfo\":\"\"}}", "database.conninfo: only for");
+	refused("{\"signing_key_file\":\"/k\",\"database\":{\"backend\":\"postgres\",\"path\":\"/x\"}}",
+		"database.path: only for");
+	refused("{\"signing_key_file\":\"/k\",\"database\":{\"backend\":\"postgres\",\"pool_size\":0}}",
+		"database.pool_size");
+	refused("{\"signing_key_file\":\"/k\",\"database\":{\"backend\":\"postgres\","
+		"\"migrate_on_start\":1}}", "database.migrate_on_start: expected true or false");
+	refused("{" MIN_SQLITE ",\"tokens\":{\"staff_ttl_s\":1}}", "tokens.staff_ttl_s");
+	refused("{" MIN_SQLITE ",\"tokens\":{\"issuer\":\"\"}}", "tokens.issuer");
+	refused("{" MIN_SQLITE ",\"login\":{\"max_attempts\":0}}", "login.max_attempts");
+	refused("{" MIN_SQLITE ",\"devices\":{\"offline_after\":3}}", "devices.offline_after: unknown key");
+	refused("{" MIN_SQLITE ",\"mqtt\":{\"port\":1883}}", "mqtt.host: missing");
+	refused("{" MIN_SQLITE ",\"tls\":{\"cert_file\":\"/c\"}}", "tls.key_file: missing");
+	refused("{" MIN_SQLITE ",\"tls\":\"on\"}", "tls: expected an object");
+	refused("{" MIN_SQLITE ",\"log_level\":\"loud\"}", "log_level");
+	refused("{" MIN_SQLITE ",\"log_level\":\"info\",\"log_level\":\"debug\"}", "log_level: key given twice");
+	refused("{" MIN_SQLITE ",\"tokens\":{\"issuer\":\"a\\nb\"}}", "tokens.issuer: control characters");
+	refused("{" MIN_SQLITE "} {}", "not valid JSON");
+	refused("{" MIN_SQLITE, "not valid JSON");
+	refused("[1]", "JSON object");
+	refused("", "empty");
+}
+END_TEST
+
+START_TEST(secrets_never_echoed)
+{
+	/* a conninfo with a password that is too long: the message says how
+	 * long, never what */
+	char j[4096];
+	char pw[1100];
+
+	memset(pw, 'S', sizeof(pw) - 1);
+	pw[sizeof(pw) - 1] = '\0';
+	snprintf(j, sizeof(j), "{\"signing_key_file\":\"/k\",\"database\":{\"backend\":\"postgres\","
+		 "\"conninfo\":\"password=%s\"}}", pw);
+	refused(j, "database.conninfo");
+	ck_assert_ptr_null(strstr(err, "SSSS"));
+	ck_assert_ptr_null(strstr(err, "password="));
+}
+END_TEST
+
+START_TEST(load_from_file)
+{
+	char dir[] = "/tmp/cwcfg.XXXXXX", path[128];
+	FILE *f;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/cloud.json", dir);
+	ck_assert_int_eq(cw_cloud_config_load(path, &cfg, err, sizeof(err)), CW_ERR_IO);
+	ck_assert_ptr_nonnull(strstr(err, path));
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("{" MIN_SQLITE ",\"colour\":1}", f);
+	fclose(f);
+	ck_assert_int_eq(cw_cloud_config_load(path, &cfg, err, sizeof(err)), CW_ERR_CONFIG);
+	ck_assert_ptr_nonnull(strstr(err, path));
+	ck_assert_ptr_nonnull(strstr(err, "colour"));
+	f = fopen(path, "w");
+	fputs("{" MIN_SQLITE "}\n", f);
+	fclose(f);
+	ck_assert_int_eq(cw_cloud_config_load(path, &cfg, err, sizeof(err)), CW_OK);
+	unlink(path);
+	ck_assert_int_eq(cw_cloud_config_load(dir, &cfg, err, sizeof(err)), CW_ERR_IO);
+	rmdir(dir);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("cloud_config");
+	TCase *tc = tcase_create("core");
+	SRunner *sr;
+	int failed;
+
+	tcase_add_test(tc, minimal_and_defaults);
+	tcase_add_test(tc, full_config);
+	tcase_add_test(tc, refusals_name_the_key);
+	tcase_add_test(tc, secrets_never_echoed);
+	tcase_add_test(tc, load_from_file);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

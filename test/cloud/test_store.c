@@ -1,0 +1,923 @@
+/* Tests of the cloud store (src/cloud/cw_store*.c), run on one backend per
+ * process: `test_store sqlite` or `test_store postgres`. The PostgreSQL run
+ * needs the standard PG* variables (run the suite under pg_virtualenv) and
+ * creates, then drops, a database of its own; without PG* it exits 77. */
+#include <check.h>
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cw_clock.h"
+#include "cw_error.h"
+#include "cw_log.h"
+#include "cw_store.h"
+#include "cw_uuid.h"
+
+#define SKIP 77
+#define NOW 1790000000000LL
+
+static enum cw_backend backend;
+static char tmpdir[256];
+static char dbname[64];       /* PostgreSQL database of this run */
+static char conninfo[128];
+
+/* ---- fixtures ---- */
+
+/* Runs "<pre><quoted name><post>" as a maintenance command. */
+static int pg_admin(const char *pre, const char *name, const char *post)
+{
+	char sql[256];
+	PGconn *c = PQconnectdb("");
+	PGresult *r;
+	int ok;
+
+	if (PQstatus(c) != CONNECTION_OK) {
+		fprintf(stderr, "cannot connect to PostgreSQL: %s", PQerrorMessage(c));
+		PQfinish(c);
+		return -1;
+	}
+	/* name is made of [a-z0-9_] by this file, quoted anyway */
+	{
+		char *q = PQescapeIdentifier(c, name, strlen(name));
+		snprintf(sql, sizeof(sql), "%s%s%s", pre, q, post);
+		PQfreemem(q);
+	}
+	r = PQexec(c, sql);
+	ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+	if (!ok)
+		fprintf(stderr, "%s: %s", sql, PQerrorMessage(c));
+	PQclear(r);
+	PQfinish(c);
+	return ok ? 0 : -1;
+}
+
+/* A fresh database (PostgreSQL) or file (SQLite) named after tag. */
+static void fresh_config(const char *tag, struct cw_store_config *cfg, char *buf, size_t cap)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->backend = backend;
+	cfg->pool_size = 4;
+	cfg->acquire_timeout_ms = 2000;
+	if (backend == CW_BACKEND_SQLITE) {
+		snprintf(buf, cap, "%s/%s.db", tmpdir, tag);
+		cfg->path = buf;
+	} else {
+		char name[128];
+		snprintf(name, sizeof(name), "%s_%s", dbname, tag);
+		ck_assert_int_eq(pg_admin("CREATE DATABASE ", name, ""), 0);
+		snprintf(buf, cap, "dbname=%s", name);
+		cfg->conninfo = buf;
+	}
+}
+
+static struct cw_store *open_store(void)
+{
+	struct cw_store_config cfg = {.backend = backend, .pool_size = 4, .acquire_timeout_ms = 2000};
+	char path[512];
+	struct cw_store *s = NULL;
+
+	if (backend == CW_BACKEND_SQLITE) {
+		snprintf(path, sizeof(path), "%s/cloud.db", tmpdir);
+		cfg.path = path;
+	} else {
+		cfg.conninfo = conninfo;
+	}
+	ck_assert_int_eq(cw_store_new(&cfg, &s), CW_OK);
+	ck_assert_int_eq(cw_store_migrate(s, NULL), CW_OK);
+	return s;
+}
+
+static void new_id(char *out)
+{
+	cw_uuid_v7(out);
+}
+
+static void make_chain(struct cw_store *s, struct cw_chain *c, const char *name)
+{
+	memset(c, 0, sizeof(*c));
+	new_id(c->id);
+	snprintf(c->name, sizeof(c->name), "%s", name);
+	/* slugs are unique: derive one from the id */
+	snprintf(c->slug, sizeof(c->slug), "chain-%.12s", c->id + 24);
+	c->active = true;
+	ck_assert_int_eq(cw_store_chain_create(s, c, NOW), CW_OK);
+}
+
+static void make_branch(struct cw_store *s, struct cw_branch *b, const char *chain_id,
+			const char *code)
+{
+	memset(b, 0, sizeof(*b));
+	new_id(b->id);
+	snprintf(b->chain_id, sizeof(b->chain_id), "%s", chain_id);
+	snprintf(b->code, sizeof(b->code), "%s", code);
+	snprintf(b->name, sizeof(b->name), "Branch %s", code);
+	b->active = true;
+	ck_assert_int_eq(cw_store_branch_create(s, b, NOW), CW_OK);
+}
+
+static void make_user(struct cw_store *s, struct cw_user *u, enum cw_role role,
+		      const char *chain_id)
+{
+	memset(u, 0, sizeof(*u));
+	new_id(u->id);
+	snprintf(u->email, sizeof(u->email), "u-%.12s@example.com", u->id + 24);
+	snprintf(u->password_hash, sizeof(u->password_hash), "$argon2id$v=19$fake");
+	u->role = role;
+	snprintf(u->chain_id, sizeof(u->chain_id), "%s", chain_id ? chain_id : "");
+	u->active = true;
+	ck_assert_int_eq(cw_store_user_create(s, u, NOW), CW_OK);
+}
+
+static void make_code(struct cw_store *s, const char *branch_id, const char *hash, int uses,
+		      int64_t expires_ms)
+{
+	struct cw_enrollment e = {.uses_left = uses, .created_ms = NOW, .expires_ms = expires_ms};
+
+	new_id(e.id);
+	snprintf(e.branch_id, sizeof(e.branch_id), "%s", branch_id);
+	snprintf(e.code_hash, sizeof(e.code_hash), "%s", hash);
+	ck_assert_int_eq(cw_store_enrollment_create(s, &e), CW_OK);
+}
+
+/* A 64-hex-character fake hash that differs per call. */
+static void fake_hash(char out[65])
+{
+	unsigned char b[32];
+
+	randombytes_buf(b, sizeof(b));
+	sodium_bin2hex(out, 65, b, sizeof(b));
+}
+
+static void fake_mac(char out[18])
+{
+	unsigned char b[6];
+
+	randombytes_buf(b, sizeof(b));
+	snprintf(out, 18, "%02X:%02X:%02X:%02X:%02X:%02X", b[0], b[1], b[2], b[3], b[4], b[5]);
+}
+
+static int reg(struct cw_store *s, const char *branch_code, const char *hash, const char *mac,
+	       int64_t now, struct cw_device *out, char *jti)
+{
+	char dev_id[CW_UUID_STRLEN];
+	struct cw_register_req r = {.branch_code = branch_code,
+				    .code_hash = hash,
+				    .mac_address = mac,
+				    .serial_number = "RPI-1",
+				    .device_name = "rpi",
+				    .new_device_id = dev_id,
+				    .token_jti = jti,
+				    .now_ms = now,
+				    .token_expires_ms = now + 86400000LL};
+
+	new_id(dev_id);
+	new_id(jti);
+	return cw_store_device_register(s, &r, out);
+}
+
+static void no_errors_logged(void)
+{
+	ck_assert_uint_eq(cw_log_error_count(), 0);
+}
+
+/* ---- tests ---- */
+
+START_TEST(migrate_is_idempotent)
+{
+	struct cw_store *s = open_store();
+	int v = -1;
+
+	ck_assert_int_eq(cw_store_migrate(s, &v), CW_OK);
+	ck_assert_int_eq(v, cw_store_latest_version(s));
+	ck_assert_int_ge(v, 1);
+	ck_assert_int_eq(cw_store_migrate(s, &v), CW_OK);
+	ck_assert_int_eq(v, cw_store_latest_version(s));
+	ck_assert_int_eq(cw_store_ping(s), CW_OK);
+	ck_assert_int_eq(cw_store_backend(s), backend);
+	cw_store_free(s);
+	cw_store_free(NULL);
+	no_errors_logged();
+}
+END_TEST
+
+struct racer {
+	struct cw_store_config cfg;
+	int rc, version;
+};
+
+static void *race(void *arg)
+{
+	struct racer *r = arg;
+	struct cw_store *s = NULL;
+
+	r->rc = cw_store_new(&r->cfg, &s);
+	if (r->rc == CW_OK)
+		r->rc = cw_store_migrate(s, &r->version);
+	cw_store_free(s);
+	return NULL;
+}
+
+START_TEST(concurrent_migrations_do_not_race)
+{
+	/* several instances starting at once against one fresh database */
+	struct racer r[6];
+	pthread_t th[6];
+	char buf[512];
+	struct cw_store_config cfg;
+
+	fresh_config("race", &cfg, buf, sizeof(buf));
+	for (int i = 0; i < 6; i++) {
+		r[i].cfg = cfg;
+		r[i].rc = -100;
+		pthread_create(&th[i], NULL, race, &r[i]);
+	}
+	for (int i = 0; i < 6; i++) {
+		pthread_join(th[i], NULL);
+		ck_assert_int_eq(r[i].rc, CW_OK);
+		ck_assert_int_ge(r[i].version, 1);
+	}
+	no_errors_logged();
+}
+END_TEST
+
+START_TEST(chains_crud_and_pages)
+{
+	struct cw_store *s = open_store();
+	struct cw_chain c, got, dup, page[3];
+	struct cw_page pg = {.limit = 2};
+	struct cw_scope all = {NULL, NULL};
+	char seen[64][CW_UUID_STRLEN];
+	int n = 0, total = 0;
+	bool more = true;
+	char after[CW_UUID_STRLEN] = "";
+
+	/* quotes, SQL metacharacters and Hebrew survive as data */
+	make_chain(s, &c, "Rami Levi 'שיווק השקמה'\"; DROP TABLE chains; --");
+	ck_assert_int_eq(cw_store_chain_get(s, c.id, &got), CW_OK);
+	ck_assert_str_eq(got.name, c.name);
+	ck_assert_str_eq(got.slug, c.slug);
+	ck_assert(got.active);
+	ck_assert_int_eq(got.created_ms, NOW);
+	/* duplicate slug */
+	dup = c;
+	new_id(dup.id);
+	ck_assert_int_eq(cw_store_chain_create(s, &dup, NOW), CW_ERR_CONFLICT);
+	/* update */
+	snprintf(c.name, sizeof(c.name), "Renamed");
+	c.active = false;
+	ck_assert_int_eq(cw_store_chain_update(s, &c, NOW + 5), CW_OK);
+	ck_assert_int_eq(cw_store_chain_get(s, c.id, &got), CW_OK);
+	ck_assert_str_eq(got.name, "Renamed");
+	ck_assert(!got.active);
+	ck_assert_int_eq(got.updated_ms, NOW + 5);
+	ck_assert_int_eq(got.created_ms, NOW);
+	new_id(dup.id);
+	ck_assert_int_eq(cw_store_chain_update(s, &dup, NOW), CW_ERR_NOTFOUND);
+	/* a CHECK refuses an empty name */
+	new_id(dup.id);
+	dup.name[0] = '\0';
+	snprintf(dup.slug, sizeof(dup.slug), "x-%.12s", dup.id + 24);
+	ck_assert_int_eq(cw_store_chain_create(s, &dup, NOW), CW_ERR_INVAL);
+
+	/* pages of 2 walk every chain exactly once, in id order */
+	for (int i = 0; i < 4; i++)
+		make_chain(s, &dup, "paged");
+	while (more) {
+		pg.after = after;
+		ck_assert_int_eq(cw_store_chain_list(s, &all, &pg, page, &n, &more), CW_OK);
+		ck_assert_int_le(n, 2);
+		for (int i = 0; i < n; i++) {
+			ck_assert_int_lt(total, 64);
+			if (total)
+				ck_assert_int_gt(strcmp(page[i].id, seen[total - 1]), 0);
+			memcpy(seen[total++], page[i].id, CW_UUID_STRLEN);
+		}
+		if (n)
+			memcpy(after, page[n - 1].id, CW_UUID_STRLEN);
+		else
+			ck_assert(!more);
+	}
+	ck_assert_int_ge(total, 5);
+	/* a chain admin's scope lists its chain only */
+	{
+		struct cw_scope one = {c.id, NULL};
+		pg.after = NULL;
+		pg.limit = 3;
+		ck_assert_int_eq(cw_store_chain_list(s, &one, &pg, page, &n, &more), CW_OK);
+		ck_assert_int_eq(n, 1);
+		ck_assert_str_eq(page[0].id, c.id);
+		ck_assert(!more);
+	}
+	/* bad pages */
+	pg.limit = 0;
+	ck_assert_int_eq(cw_store_chain_list(s, &all, &pg, page, &n, &more), CW_ERR_INVAL);
+	pg.limit = CW_PAGE_MAX + 1;
+	ck_assert_int_eq(cw_store_chain_list(s, &all, &pg, page, &n, &more), CW_ERR_INVAL);
+	pg.limit = 2;
+	pg.after = "' OR 1=1 --";
+	ck_assert_int_eq(cw_store_chain_list(s, &all, &pg, page, &n, &more), CW_ERR_INVAL);
+
+	/* delete: refused while a branch refers to it, then done, then gone */
+	{
+		struct cw_branch b;
+		make_chain(s, &dup, "to delete");
+		make_branch(s, &b, dup.id, "B1");
+		ck_assert_int_eq(cw_store_chain_delete(s, dup.id), CW_ERR_CONFLICT);
+		make_chain(s, &dup, "to delete 2");
+		ck_assert_int_eq(cw_store_chain_delete(s, dup.id), CW_OK);
+		ck_assert_int_eq(cw_store_chain_delete(s, dup.id), CW_ERR_NOTFOUND);
+		ck_assert_int_eq(cw_store_chain_get(s, dup.id, &got), CW_ERR_NOTFOUND);
+	}
+	/* ids that are not canonical lower-case UUIDs never match anything */
+	ck_assert_int_eq(cw_store_chain_get(s, "x' OR '1'='1", &got), CW_ERR_NOTFOUND);
+	{
+		char upper[CW_UUID_STRLEN];
+		memcpy(upper, c.id, sizeof(upper));
+		for (char *p = upper; *p; p++)
+			if (*p >= 'a' && *p <= 'f')
+				*p = (char)(*p - 'a' + 'A');
+		ck_assert_int_eq(cw_store_chain_get(s, upper, &got), CW_ERR_NOTFOUND);
+	}
+	cw_store_free(s);
+	no_errors_logged();
+}
+END_TEST
+
+START_TEST(branches_scoped_lists)
+{
+	struct cw_store *s = open_store();
+	struct cw_chain a, b;
+	struct cw_branch a1, a2, b1, got, page[8];
+	struct cw_user mgr;
+	struct cw_page pg = {.limit = 8};
+	int n;
+	bool more, yes;
+
+	make_chain(s, &a, "A");
+	make_chain(s, &b, "B");
+	make_branch(s, &a1, a.id, "BRANCH-001");
+	make_branch(s, &a2, a.id, "BRANCH-002");
+	/* the same code in another chain is fine; twice in one chain is not */
+	make_branch(s, &b1, b.id, "BRANCH-001");
+	got = a1;
+	new_id(got.id);
+	ck_assert_int_eq(cw_store_branch_create(s, &got, NOW), CW_ERR_CONFLICT);
+	/* a branch of a chain that does not exist */
+	new_id(got.id);
+	new_id(got.chain_id);
+	snprintf(got.code, sizeof(got.code), "X");
+	ck_assert_int_eq(cw_store_branch_create(s, &got, NOW), CW_ERR_CONFLICT);
+	/* location and optional fields round-trip */
+	memset(&got, 0, sizeof(got));
+	new_id(got.id);
+	snprintf(got.chain_id, sizeof(got.chain_id), "%s", a.id);
+	snprintf(got.code, sizeof(got.code), "GEO");
+	snprintf(got.name, sizeof(got.name), "סניף ירושלים");
+	snprintf(got.address, sizeof(got.address), "Jaffa St 1; '--");
+	snprintf(got.city, sizeof(got.city), "Jerusalem");
+	got.has_location = true;
+	got.latitude = 31.7683;
+	got.longitude = 35.2137;
+	got.active = true;
+	ck_assert_int_eq(cw_store_branch_create(s, &got, NOW), CW_OK);
+	{
+		struct cw_branch back;
+		ck_assert_int_eq(cw_store_branch_get(s, got.id, &back), CW_OK);
+		ck_assert_str_eq(back.name, got.name);
+		ck_assert_str_eq(back.address, got.address);
+		ck_assert_str_eq(back.city, "Jerusalem");
+		ck_assert(back.has_location);
+		ck_assert_double_eq_tol(back.latitude, 31.7683, 1e-6);
+		ck_assert_double_eq_tol(back.longitude, 35.2137, 1e-6);
+		ck_assert_int_eq(cw_store_branch_get(s, a1.id, &back), CW_OK);
+		ck_assert(!back.has_location);
+		ck_assert_str_eq(back.address, "");
+		ck_assert_str_eq(back.chain_id, a.id);
+		/* latitude out of range is refused by the schema */
+		new_id(got.id);
+		snprintf(got.code, sizeof(got.code), "GEO2");
+		got.latitude = 91;
+		ck_assert_int_eq(cw_store_branch_create(s, &got, NOW), CW_ERR_INVAL);
+	}
+
+	/* chain scope: chain A's three branches, never B's */
+	{
+		struct cw_scope sa = {a.id, NULL};
+		ck_assert_int_eq(cw_store_branch_list(s, &sa, &pg, page, &n, &more), CW_OK);
+		ck_assert_int_eq(n, 3);
+		for (int i = 0; i < n; i++)
+			ck_assert_str_eq(page[i].chain_id, a.id);
+	}
+	/* manager scope: only the managed branch */
+	make_user(s, &mgr, CW_ROLE_BRANCH_MANAGER, a.id);
+	ck_assert_int_eq(cw_store_user_add_branch(s, mgr.id, a2.id), CW_OK);
+	ck_assert_int_eq(cw_store_user_add_branch(s, mgr.id, a2.id), CW_OK); /* idempotent */
+	ck_assert_int_eq(cw_store_user_add_branch(s, mgr.id, b1.id), CW_ERR_INVAL);
+	{
+		struct cw_scope sm = {a.id, mgr.id};
+		ck_assert_int_eq(cw_store_branch_list(s, &sm, &pg, page, &n, &more), CW_OK);
+		ck_assert_int_eq(n, 1);
+		ck_assert_str_eq(page[0].id, a2.id);
+		ck_assert(!more);
+	}
+	ck_assert_int_eq(cw_store_user_manages(s, mgr.id, a2.id, &yes), CW_OK);
+	ck_assert(yes);
+	ck_assert_int_eq(cw_store_user_manages(s, mgr.id, a1.id, &yes), CW_OK);
+	ck_assert(!yes);
+	ck_assert_int_eq(cw_store_user_manages(s, mgr.id, "nonsense", &yes), CW_OK);
+	ck_assert(!yes);
+	/* a chain scope that names no real chain lists nothing */
+	{
+		struct cw_scope bogus = {"'; DROP TABLE branches; --", NULL};
+		ck_assert_int_eq(cw_store_branch_list(s, &bogus, &pg, page, &n, &more), CW_OK);
+		ck_assert_int_eq(n, 0);
+	}
+	/* pagination with a filter */
+	{
+		struct cw_scope sa = {a.id, NULL};
+		struct cw_page p2 = {.limit = 2};
+		ck_assert_int_eq(cw_store_branch_list(s, &sa, &p2, page, &n, &more), CW_OK);
+		ck_assert_int_eq(n, 2);
+		ck_assert(more);
+		p2.after = page[1].id;
+		ck_assert_int_eq(cw_store_branch_list(s, &sa, &p2, page, &n, &more), CW_OK);
+		ck_assert_int_eq(n, 1);
+		ck_assert(!more);
+	}
+	cw_store_free(s);
+	no_errors_logged();
+}
+END_TEST
+
+START_TEST(users)
+{
+	struct cw_store *s = open_store();
+	struct cw_chain a;
+	struct cw_user u, got, bad;
+
+	make_chain(s, &a, "A");
+	make_user(s, &u, CW_ROLE_PLATFORM_ADMIN, NULL);
+	ck_assert_int_eq(cw_store_user_get_by_email(s, u.email, &got), CW_OK);
+	ck_assert_str_eq(got.id, u.id);
+	ck_assert_str_eq(got.password_hash, u.password_hash);
+	ck_assert_int_eq(got.role, CW_ROLE_PLATFORM_ADMIN);
+	ck_assert_str_eq(got.chain_id, "");
+	ck_assert(got.active);
+	ck_assert_int_eq(cw_store_user_get(s, u.id, &got), CW_OK);
+	ck_assert_str_eq(got.email, u.email);
+	ck_assert_int_eq(cw_store_user_get_by_email(s, "nobody@example.com", &got),
+			 CW_ERR_NOTFOUND);
+	ck_assert_int_eq(cw_store_user_get_by_email(s, "' OR 1=1 --", &got), CW_ERR_NOTFOUND);
+	/* duplicate email */
+	bad = u;
+	new_id(bad.id);
+	ck_assert_int_eq(cw_store_user_create(s, &bad, NOW), CW_ERR_CONFLICT);
+	/* upper-case email refused: emails are stored lower case */
+	new_id(bad.id);
+	snprintf(bad.email, sizeof(bad.email), "Upper@Example.com");
+	ck_assert_int_eq(cw_store_user_create(s, &bad, NOW), CW_ERR_INVAL);
+	/* role and chain must agree */
+	snprintf(bad.email, sizeof(bad.email), "x-%.12s@example.com", bad.id + 24);
+	bad.role = CW_ROLE_CHAIN_ADMIN;
+	bad.chain_id[0] = '\0';
+	ck_assert_int_eq(cw_store_user_create(s, &bad, NOW), CW_ERR_INVAL);
+	bad.role = CW_ROLE_PLATFORM_ADMIN;
+	snprintf(bad.chain_id, sizeof(bad.chain_id), "%s", a.id);
+	ck_assert_int_eq(cw_store_user_create(s, &bad, NOW), CW_ERR_INVAL);
+	/* a chain admin cannot be given branches */
+	{
+		struct cw_branch b;
+		make_user(s, &bad, CW_ROLE_CHAIN_ADMIN, a.id);
+		make_branch(s, &b, a.id, "B");
+		ck_assert_int_eq(cw_store_user_add_branch(s, bad.id, b.id), CW_ERR_INVAL);
+	}
+	/* role names */
+	{
+		enum cw_role r;
+		ck_assert_int_eq(cw_role_parse("chain-admin", &r), CW_OK);
+		ck_assert_int_eq(r, CW_ROLE_CHAIN_ADMIN);
+		ck_assert_int_eq(cw_role_parse("root", &r), CW_ERR_INVAL);
+		ck_assert_int_eq(cw_role_parse(NULL, &r), CW_ERR_INVAL);
+		ck_assert_str_eq(cw_role_name(CW_ROLE_BRANCH_MANAGER), "branch-manager");
+	}
+	cw_store_free(s);
+	no_errors_logged();
+}
+END_TEST
+
+START_TEST(device_registration)
+{
+	struct cw_store *s = open_store();
+	struct cw_chain a, b;
+	struct cw_branch a1, b1;
+	struct cw_device d, d2;
+	char h1[65], h2[65], h3[65], h4[65], mac[18], mac2[18];
+	char jti[CW_UUID_STRLEN], jti2[CW_UUID_STRLEN];
+
+	make_chain(s, &a, "A");
+	make_chain(s, &b, "B");
+	make_branch(s, &a1, a.id, "BR-A1");
+	make_branch(s, &b1, b.id, "BR-B1");
+	fake_hash(h1);
+	fake_hash(h2);
+	fake_hash(h3);
+	fake_hash(h4);
+	fake_mac(mac);
+	fake_mac(mac2);
+	make_code(s, a1.id, h1, 2, NOW + 3600000);
+	make_code(s, a1.id, h2, 1, NOW - 1);     /* expired */
+	make_code(s, b1.id, h3, 5, NOW + 3600000);
+
+	ck_assert_int_eq(reg(s, "BR-A1", h1, mac, NOW, &d, jti), CW_OK);
+	ck_assert_str_eq(d.branch_id, a1.id);
+	ck_assert_str_eq(d.chain_id, a.id);
+	ck_assert_str_eq(d.mac_address, mac);
+	ck_assert_str_eq(d.status, "offline");
+	ck_assert_int_eq(d.last_heartbeat_ms, 0);
+	ck_assert_int_eq(cw_store_device_token_check(s, jti, d.id), CW_OK);
+	ck_assert_int_eq(cw_store_device_token_check(s, jti, b1.id), CW_ERR_AUTH);
+
+	/* refusals of the code itself: AUTH, nothing consumed */
+	ck_assert_int_eq(reg(s, "BR-A1", h2, mac2, NOW, &d2, jti2), CW_ERR_AUTH); /* expired */
+	ck_assert_int_eq(reg(s, "BR-B1", h1, mac2, NOW, &d2, jti2), CW_ERR_AUTH); /* other branch */
+	ck_assert_int_eq(reg(s, "BR-A1", h4, mac2, NOW, &d2, jti2), CW_ERR_AUTH); /* unknown */
+	ck_assert_int_eq(reg(s, "' OR 1=1 --", h1, mac2, NOW, &d2, jti2), CW_ERR_AUTH);
+	ck_assert_int_eq(cw_store_device_token_check(s, jti2, d.id), CW_ERR_AUTH);
+
+	/* the same MAC in another chain's branch: conflict, and that use is
+	 * rolled back (the code still enrols 5 more devices... we check one) */
+	ck_assert_int_eq(reg(s, "BR-B1", h3, mac, NOW, &d2, jti2), CW_ERR_CONFLICT);
+
+	/* re-registration of the same MAC in its branch: same device, old
+	 * token revoked, new one valid; it uses the code's second use */
+	ck_assert_int_eq(reg(s, "BR-A1", h1, mac, NOW + 10, &d2, jti2), CW_OK);
+	ck_assert_str_eq(d2.id, d.id);
+	ck_assert_int_eq(cw_store_device_token_check(s, jti, d.id), CW_ERR_AUTH);
+	ck_assert_int_eq(cw_store_device_token_check(s, jti2, d.id), CW_OK);
+	/* rotation: the live token for a new one, once */
+	{
+		char nj[CW_UUID_STRLEN], nj2[CW_UUID_STRLEN];
+		new_id(nj);
+		new_id(nj2);
+		ck_assert_int_eq(cw_store_device_token_rotate(s, d.id, jti2, nj, NOW, NOW + 1000), CW_OK);
+		ck_assert_int_eq(cw_store_device_token_check(s, jti2, d.id), CW_ERR_AUTH);
+		ck_assert_int_eq(cw_store_device_token_check(s, nj, d.id), CW_OK);
+		/* the same old token again (a replay, or the loser of a race) */
+		ck_assert_int_eq(cw_store_device_token_rotate(s, d.id, jti2, nj2, NOW, NOW + 1000),
+				 CW_ERR_AUTH);
+		ck_assert_int_eq(cw_store_device_token_check(s, nj2, d.id), CW_ERR_AUTH);
+		/* a live token presented for another device */
+		ck_assert_int_eq(cw_store_device_token_rotate(s, a1.id, nj, nj2, NOW, NOW + 1000),
+				 CW_ERR_AUTH);
+		ck_assert_int_eq(cw_store_device_token_check(s, nj, d.id), CW_OK);
+	}
+	/* the code is used up now */
+	ck_assert_int_eq(reg(s, "BR-A1", h1, mac2, NOW, &d2, jti2), CW_ERR_AUTH);
+	/* h3 still has its uses: the conflict above consumed none */
+	for (int i = 0; i < 5; i++) {
+		char m[18];
+		fake_mac(m);
+		ck_assert_int_eq(reg(s, "BR-B1", h3, m, NOW, &d2, jti2), CW_OK);
+		ck_assert_str_eq(d2.chain_id, b.id);
+	}
+	ck_assert_int_eq(reg(s, "BR-B1", h3, mac2, NOW, &d2, jti2), CW_ERR_AUTH);
+
+	/* revoking every token of a device */
+	ck_assert_int_eq(cw_store_device_tokens_revoke(s, d2.id, NOW), CW_OK);
+	ck_assert_int_eq(cw_store_device_token_check(s, jti2, d2.id), CW_ERR_AUTH);
+	ck_assert_int_eq(cw_store_device_token_check(s, "not-a-uuid", d2.id), CW_ERR_AUTH);
+
+	/* enrollment codes are validated */
+	{
+		struct cw_enrollment e = {.uses_left = 0, .expires_ms = NOW};
+		new_id(e.id);
+		snprintf(e.branch_id, sizeof(e.branch_id), "%s", a1.id);
+		snprintf(e.code_hash, sizeof(e.code_hash), "%s", h4);
+		ck_assert_int_eq(cw_store_enrollment_create(s, &e), CW_ERR_INVAL);
+		e.uses_left = 1;
+		snprintf(e.code_hash, sizeof(e.code_hash), "short");
+		ck_assert_int_eq(cw_store_enrollment_create(s, &e), CW_ERR_INVAL);
+		snprintf(e.code_hash, sizeof(e.code_hash), "%s", h1); /* duplicate hash */
+		ck_assert_int_eq(cw_store_enrollment_create(s, &e), CW_ERR_CONFLICT);
+	}
+	cw_store_free(s);
+	no_errors_logged();
+}
+END_TEST
+
+struct rotator {
+	struct cw_store *s;
+	const char *device, *old;
+	char new_jti[CW_UUID_STRLEN];
+	int rc;
+};
+
+static void *rotate(void *arg)
+{
+	struct rotator *r = arg;
+
+	r->rc = cw_store_device_token_rotate(r->s, r->device, r->old, r->new_jti, NOW, NOW + 1000);
+	return NULL;
+}
+
+START_TEST(token_rotation_race)
+{
+	/* eight rotations of the same token at once: exactly one wins, and
+	 * the device ends with exactly one live token, the winner's */
+	struct cw_store *s = open_store();
+	struct cw_chain a;
+	struct cw_branch b;
+	struct cw_device d;
+	struct rotator r[8];
+	pthread_t th[8];
+	char h[65], mac[18], jti[CW_UUID_STRLEN];
+	int wins = 0, live = 0;
+
+	make_chain(s, &a, "A");
+	make_branch(s, &b, a.id, "ROT");
+	fake_hash(h);
+	fake_mac(mac);
+	make_code(s, b.id, h, 1, NOW + 3600000);
+	ck_assert_int_eq(reg(s, "ROT", h, mac, NOW, &d, jti), CW_OK);
+	for (int i = 0; i < 8; i++) {
+		r[i] = (struct rotator){.s = s, .device = d.id, .old = jti, .rc = -100};
+		new_id(r[i].new_jti);
+		pthread_create(&th[i], NULL, rotate, &r[i]);
+	}
+	for (int i = 0; i < 8; i++) {
+		pthread_join(th[i], NULL);
+		ck_assert(r[i].rc == CW_OK || r[i].rc == CW_ERR_AUTH);
+		wins += r[i].rc == CW_OK;
+		live += cw_store_device_token_check(s, r[i].new_jti, d.id) == CW_OK;
+	}
+	ck_assert_int_eq(wins, 1);
+	ck_assert_int_eq(live, 1);
+	ck_assert_int_eq(cw_store_device_token_check(s, jti, d.id), CW_ERR_AUTH);
+	cw_store_free(s);
+	no_errors_logged();
+}
+END_TEST
+
+START_TEST(heartbeat_and_stats)
+{
+	struct cw_store *s = open_store();
+	struct cw_chain a;
+	struct cw_branch a1;
+	struct cw_device d, got;
+	struct cw_branch_stats st;
+	char h[65], mac[18], jti[CW_UUID_STRLEN];
+	struct cw_heartbeat hb = {.status = "online", .firmware = "1.2.3",
+				  .health = "{\"cpu_temp\": 51.5, \"disk\": \"ok\"}", .now_ms = NOW + 1000};
+
+	make_chain(s, &a, "A");
+	make_branch(s, &a1, a.id, "HB");
+	ck_assert_int_eq(cw_store_branch_stats(s, a1.id, NOW, NOW, &st), CW_OK);
+	ck_assert_int_eq(st.devices_total, 0);
+	ck_assert_int_eq(st.carts_total, 0);
+	fake_hash(h);
+	fake_mac(mac);
+	make_code(s, a1.id, h, 1, NOW + 3600000);
+	ck_assert_int_eq(reg(s, "HB", h, mac, NOW, &d, jti), CW_OK);
+
+	ck_assert_int_eq(cw_store_device_heartbeat(s, d.id, &hb), CW_OK);
+	ck_assert_int_eq(cw_store_device_get(s, d.id, &got), CW_OK);
+	ck_assert_str_eq(got.status, "online");
+	ck_assert_str_eq(got.firmware_version, "1.2.3");
+	ck_assert_int_eq(got.last_heartbeat_ms, NOW + 1000);
+	ck_assert_ptr_nonnull(strstr(got.health, "cpu_temp"));
+	/* NULL firmware/health keep the stored ones */
+	hb.firmware = NULL;
+	hb.health = NULL;
+	hb.status = "degraded";
+	hb.now_ms = NOW + 31000;
+	ck_assert_int_eq(cw_store_device_heartbeat(s, d.id, &hb), CW_OK);
+	ck_assert_int_eq(cw_store_device_get(s, d.id, &got), CW_OK);
+	ck_assert_str_eq(got.status, "degraded");
+	ck_assert_str_eq(got.firmware_version, "1.2.3");
+	ck_assert_ptr_nonnull(strstr(got.health, "cpu_temp"));
+	/* the schema refuses an unknown status and invalid JSON */
+	hb.status = "exploded";
+	ck_assert_int_eq(cw_store_device_heartbeat(s, d.id, &hb), CW_ERR_INVAL);
+	hb.status = "online";
+	hb.health = "{not json";
+	ck_assert_int_eq(cw_store_device_heartbeat(s, d.id, &hb), CW_ERR_INVAL);
+	hb.health = NULL;
+	/* unknown device */
+	{
+		char other[CW_UUID_STRLEN];
+		new_id(other);
+		ck_assert_int_eq(cw_store_device_heartbeat(s, other, &hb), CW_ERR_NOTFOUND);
+		ck_assert_int_eq(cw_store_device_get(s, other, &got), CW_ERR_NOTFOUND);
+	}
+	/* stats: one device, online when its heartbeat is recent enough */
+	ck_assert_int_eq(cw_store_branch_stats(s, a1.id, NOW, NOW + 30000, &st), CW_OK);
+	ck_assert_int_eq(st.devices_total, 1);
+	ck_assert_int_eq(st.devices_online, 1);
+	ck_assert_int_eq(cw_store_branch_stats(s, a1.id, NOW, NOW + 60000, &st), CW_OK);
+	ck_assert_int_eq(st.devices_online, 0);
+	ck_assert_int_eq(st.rentals_open, 0);
+	cw_store_free(s);
+	no_errors_logged();
+}
+END_TEST
+
+START_TEST(commands)
+{
+	struct cw_store *s = open_store();
+	struct cw_chain a;
+	struct cw_branch a1;
+	struct cw_device d;
+	struct cw_command c, got, out[4];
+	char h[65], mac[18], jti[CW_UUID_STRLEN];
+	char ids[3][CW_UUID_STRLEN];
+	int n;
+
+	make_chain(s, &a, "A");
+	make_branch(s, &a1, a.id, "CMD");
+	fake_hash(h);
+	fake_mac(mac);
+	make_code(s, a1.id, h, 1, NOW + 3600000);
+	ck_assert_int_eq(reg(s, "CMD", h, mac, NOW, &d, jti), CW_OK);
+
+	for (int i = 0; i < 3; i++) {
+		memset(&c, 0, sizeof(c));
+		new_id(c.id);
+		memcpy(ids[i], c.id, sizeof(c.id));
+		memcpy(c.device_id, d.id, sizeof(d.id));
+		snprintf(c.action, sizeof(c.action), "unlock");
+		snprintf(c.args, sizeof(c.args), "{\"cart\": %d, \"note\": \"it's\"}", i + 1);
+		c.created_ms = NOW;
+		/* the second one expires before the device asks */
+		c.expires_ms = i == 1 ? NOW + 10 : NOW + 60000;
+		ck_assert_int_eq(cw_store_command_create(s, &c), CW_OK);
+	}
+	ck_assert_int_eq(cw_store_command_get(s, ids[0], &got), CW_OK);
+	ck_assert_str_eq(got.state, "pending");
+	ck_assert_str_eq(got.device_id, d.id);
+	ck_assert_str_eq(got.branch_id, a1.id);
+	ck_assert_str_eq(got.chain_id, a.id);
+	ck_assert_str_eq(got.action, "unlock");
+	ck_assert_ptr_nonnull(strstr(got.args, "it's"));
+	ck_assert_str_eq(got.result, "");
+	/* a device that does not exist */
+	new_id(c.id);
+	new_id(c.device_id);
+	ck_assert_int_eq(cw_store_command_create(s, &c), CW_ERR_NOTFOUND);
+
+	/* cap 1: only the first is handed out and marked delivered */
+	ck_assert_int_eq(cw_store_commands_for_device(s, d.id, NOW + 100, out, 1, &n), CW_OK);
+	ck_assert_int_eq(n, 1);
+	ck_assert_str_eq(out[0].id, ids[0]);
+	ck_assert_str_eq(out[0].state, "delivered");
+	ck_assert_int_eq(cw_store_command_get(s, ids[2], &got), CW_OK);
+	ck_assert_str_eq(got.state, "pending");
+	ck_assert_int_eq(cw_store_command_get(s, ids[1], &got), CW_OK);
+	ck_assert_str_eq(got.state, "expired");
+	/* delivered but unfinished commands come again (the edge dedupes by id) */
+	ck_assert_int_eq(cw_store_commands_for_device(s, d.id, NOW + 200, out, 4, &n), CW_OK);
+	ck_assert_int_eq(n, 2);
+	ck_assert_str_eq(out[0].id, ids[0]);
+	ck_assert_str_eq(out[1].id, ids[2]);
+	ck_assert_int_eq(cw_store_command_get(s, ids[2], &got), CW_OK);
+	ck_assert_str_eq(got.state, "delivered");
+	/* past expiry nothing is handed out and everything is expired */
+	ck_assert_int_eq(cw_store_commands_for_device(s, d.id, NOW + 60000, out, 4, &n), CW_OK);
+	ck_assert_int_eq(n, 0);
+	ck_assert_int_eq(cw_store_command_get(s, ids[0], &got), CW_OK);
+	ck_assert_str_eq(got.state, "expired");
+	ck_assert_int_eq(cw_store_command_get(s, "nope", &got), CW_ERR_NOTFOUND);
+	cw_store_free(s);
+	no_errors_logged();
+}
+END_TEST
+
+START_TEST(pg_unreachable_and_reconnect)
+{
+	struct cw_store_config cfg = {.backend = CW_BACKEND_POSTGRES, .pool_size = 1,
+				      .acquire_timeout_ms = 500};
+	struct cw_store *s = NULL;
+	PGconn *admin;
+	PGresult *r;
+	int rc;
+
+	if (backend != CW_BACKEND_POSTGRES)
+		return;
+	/* nothing listens on port 1 */
+	cfg.conninfo = "host=127.0.0.1 port=1 dbname=x";
+	ck_assert_int_eq(cw_store_new(&cfg, &s), CW_ERR_OFFLINE);
+	ck_assert_ptr_null(s);
+
+	cfg.conninfo = conninfo;
+	ck_assert_int_eq(cw_store_new(&cfg, &s), CW_OK);
+	ck_assert_int_eq(cw_store_migrate(s, NULL), CW_OK);
+	ck_assert_int_eq(cw_store_ping(s), CW_OK);
+	/* the server drops our connection (as on a restart) */
+	admin = PQconnectdb(conninfo);
+	ck_assert_int_eq(PQstatus(admin), CONNECTION_OK);
+	r = PQexec(admin, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+			  "WHERE application_name = 'cartwise-cloud' AND datname = current_database() "
+			  "AND pid <> pg_backend_pid()");
+	ck_assert_int_eq(PQresultStatus(r), PGRES_TUPLES_OK);
+	ck_assert_int_ge(PQntuples(r), 1);
+	PQclear(r);
+	PQfinish(admin);
+	/* the first call may see the dead connection (503), the pool
+	 * reconnects by itself and the next one works */
+	rc = cw_store_ping(s);
+	ck_assert(rc == CW_OK || rc == CW_ERR_OFFLINE);
+	ck_assert_int_eq(cw_store_ping(s), CW_OK);
+	{
+		struct cw_chain c;
+		make_chain(s, &c, "after reconnect");
+	}
+	cw_store_free(s);
+	no_errors_logged();
+}
+END_TEST
+
+START_TEST(bad_config)
+{
+	struct cw_store_config cfg = {.backend = backend, .pool_size = 0};
+	struct cw_store *s = (struct cw_store *)1;
+
+	ck_assert_int_eq(cw_store_new(&cfg, &s), CW_ERR_CONFIG);
+	ck_assert_ptr_null(s);
+	cfg.backend = (enum cw_backend)7;
+	ck_assert_int_eq(cw_store_new(&cfg, &s), CW_ERR_CONFIG);
+}
+END_TEST
+
+static void drop_databases(void)
+{
+	char name[96];
+
+	pg_admin("DROP DATABASE IF EXISTS ", dbname, " WITH (FORCE)");
+	snprintf(name, sizeof(name), "%s_race", dbname);
+	pg_admin("DROP DATABASE IF EXISTS ", name, " WITH (FORCE)");
+}
+
+int main(int argc, char **argv)
+{
+	Suite *su;
+	TCase *tc;
+	SRunner *sr;
+	int failed;
+	char cmd[300];
+
+	if (argc != 2 || (strcmp(argv[1], "sqlite") != 0 && strcmp(argv[1], "postgres") != 0)) {
+		fprintf(stderr, "usage: %s sqlite|postgres\n", argv[0]);
+		return 2;
+	}
+	if (sodium_init() < 0)
+		return 1;
+	backend = strcmp(argv[1], "sqlite") == 0 ? CW_BACKEND_SQLITE : CW_BACKEND_POSTGRES;
+	if (backend == CW_BACKEND_POSTGRES) {
+		unsigned char rnd[6];
+		char hex[13];
+		if (!getenv("PGHOST") && !getenv("PGPORT") && !getenv("PGUSER") &&
+		    !getenv("PGDATABASE")) {
+			fprintf(stderr, "no PG* variables: skipped (run under pg_virtualenv)\n");
+			return SKIP;
+		}
+		randombytes_buf(rnd, sizeof(rnd));
+		sodium_bin2hex(hex, sizeof(hex), rnd, sizeof(rnd));
+		snprintf(dbname, sizeof(dbname), "cwtest_%s", hex);
+		if (pg_admin("CREATE DATABASE ", dbname, "") != 0)
+			return 1;
+		snprintf(conninfo, sizeof(conninfo), "dbname=%s", dbname);
+	}
+	snprintf(tmpdir, sizeof(tmpdir), "%s/cwstore.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+	if (!mkdtemp(tmpdir))
+		return 1;
+
+	su = suite_create(backend == CW_BACKEND_SQLITE ? "store-sqlite" : "store-postgres");
+	tc = tcase_create("core");
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, migrate_is_idempotent);
+	tcase_add_test(tc, concurrent_migrations_do_not_race);
+	tcase_add_test(tc, chains_crud_and_pages);
+	tcase_add_test(tc, branches_scoped_lists);
+	tcase_add_test(tc, users);
+	tcase_add_test(tc, device_registration);
+	tcase_add_test(tc, token_rotation_race);
+	tcase_add_test(tc, heartbeat_and_stats);
+	tcase_add_test(tc, commands);
+	tcase_add_test(tc, pg_unreachable_and_reconnect);
+	tcase_add_test(tc, bad_config);
+	suite_add_tcase(su, tc);
+	sr = srunner_create(su);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+
+	if (backend == CW_BACKEND_POSTGRES)
+		drop_databases();
+	snprintf(cmd, sizeof(cmd), "rm -rf -- '%s'", tmpdir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", tmpdir);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
