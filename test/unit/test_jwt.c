@@ -61,15 +61,18 @@ static char *forge(const char *header, const char *payload, const unsigned char 
 	char h[2048], p[4096], s[128] = "";
 	unsigned char sig[crypto_sign_BYTES];
 	char input[8192];
+	int n;
 
 	b64(header, strlen(header), h, sizeof(h));
 	b64(payload, strlen(payload), p, sizeof(p));
-	snprintf(input, sizeof(input), "%s.%s", h, p);
+	n = snprintf(input, sizeof(input), "%s.%s", h, p);
+	ck_assert(n > 0 && (size_t)n < sizeof(input));
 	if (key) {
 		crypto_sign_detached(sig, NULL, (const unsigned char *)input, strlen(input), key);
 		b64(sig, sizeof(sig), s, sizeof(s));
 	}
-	snprintf(tok, sizeof(tok), "%s.%s", input, s);
+	n = snprintf(tok, sizeof(tok), "%s.%s", input, s);
+	ck_assert(n > 0 && (size_t)n < sizeof(tok));
 	return tok;
 }
 
