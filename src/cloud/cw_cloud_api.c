@@ -13,6 +13,7 @@
 #include "cw_cloud_api.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <cjson/cJSON.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -41,6 +42,12 @@
 #define MAX_SEGS 6
 #define B64URL sodium_base64_VARIANT_URLSAFE_NO_PADDING
 #define FIRMWARE_COMMAND_TTL_MS (24LL * 3600 * 1000)
+/* Cart assign/return commands: short-lived, so that a late command never
+ * releases a cart long after the manager gave up on it (BRIEF.md §5). */
+#define CART_COMMAND_TTL_S 60
+#define CART_COMMAND_TTL_MIN_S 10
+#define CART_COMMAND_TTL_MAX_S 3600
+#define STATS_DAYS_MAX 366
 
 /* One slot of the login rate limiter, indexed by a keyed hash of
  * (email, client address); a collision only merges two counters. */
@@ -51,7 +58,7 @@ struct rl_slot {
 };
 
 /* Prometheus metrics (text format 0.0.4), counted in on_completed. */
-#define METRIC_ROUTES 32 /* >= number of routes + 1 (unmatched) */
+#define METRIC_ROUTES 48 /* >= number of routes + 1 (unmatched) */
 static const int metric_status[] = {200, 201, 202, 400, 401, 403, 404, 405,
 				    409, 413, 414, 429, 500, 503};
 #define METRIC_NSTATUS (sizeof(metric_status) / sizeof(metric_status[0]) + 1) /* + other */
@@ -60,10 +67,12 @@ static const double metric_le[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
 #define METRIC_NLE (sizeof(metric_le) / sizeof(metric_le[0]))
 #define METRICS_TEXT_MAX (256 * 1024)
 
+/* Counters per route pattern (index in routes[]; the last used one is
+ * "unmatched"): requests by status, and a latency histogram. */
 struct metrics {
 	atomic_ullong requests[METRIC_ROUTES][METRIC_NSTATUS];
-	atomic_ullong le[METRIC_NLE + 1]; /* per bucket, not cumulative; last = +Inf */
-	atomic_ullong sum_us, count;
+	atomic_ullong le[METRIC_ROUTES][METRIC_NLE + 1]; /* per bucket, not cumulative; last = +Inf */
+	atomic_ullong sum_us[METRIC_ROUTES], count[METRIC_ROUTES];
 };
 
 struct cw_cloud_api {
@@ -649,10 +658,16 @@ static cJSON *command_json(const struct cw_command *x)
 	cJSON *args = cJSON_Parse(x->args);
 
 	cJSON_AddStringToObject(o, "id", x->id);
+	/* a command past its expiry that no device finished reads as expired,
+	 * whether or not a heartbeat has swept it yet */
+	bool expired = (strcmp(x->state, "pending") == 0 || strcmp(x->state, "delivered") == 0) &&
+		       x->expires_ms <= cw_wall_ms();
+
 	cJSON_AddStringToObject(o, "device_id", x->device_id);
+	cJSON_AddStringToObject(o, "branch_id", x->branch_id);
 	cJSON_AddStringToObject(o, "action", x->action);
 	cJSON_AddItemToObject(o, "args", args ? args : cJSON_CreateObject());
-	cJSON_AddStringToObject(o, "state", x->state);
+	cJSON_AddStringToObject(o, "state", expired ? "expired" : x->state);
 	add_time(o, "created_at", x->created_ms);
 	add_time(o, "expires_at", x->expires_ms);
 	if (x->result[0]) {
@@ -1675,6 +1690,1055 @@ static enum MHD_Result h_command(struct cw_cloud_api *a, struct MHD_Connection *
 	return ret;
 }
 
+/* ---- query arguments: time ranges, filters ---- */
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
+ * days_from_civil), so that no timegm() or TZ is involved. */
+static int64_t days_from_civil(int64_t y, int m, int d)
+{
+	int64_t era, yoe, doy, doe;
+
+	y -= m <= 2;
+	era = (y >= 0 ? y : y - 399) / 400;
+	yoe = y - era * 400;
+	doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + doe - 719468;
+}
+
+static bool digits(const char *s, int n, int *out)
+{
+	int v = 0;
+
+	for (int i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		v = v * 10 + (s[i] - '0');
+	}
+	*out = v;
+	return true;
+}
+
+/* RFC 3339 date-time (section 5.6): YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM),
+ * years 1970..9999, into ms since the epoch. A '+' of the offset arrives as
+ * a space when the client did not percent-encode it in the query (form
+ * encoding), so a space there is read as '+'. */
+static bool rfc3339_ms(const char *s, int64_t *out)
+{
+	static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+	int y, mo, d, h, mi, sec, oh = 0, om = 0, ms = 0, sign = 0;
+	const char *p;
+	int64_t t;
+
+	if (strlen(s) < 20 || !digits(s, 4, &y) || s[4] != '-' || !digits(s + 5, 2, &mo) ||
+	    s[7] != '-' || !digits(s + 8, 2, &d) || (s[10] != 'T' && s[10] != 't') ||
+	    !digits(s + 11, 2, &h) || s[13] != ':' || !digits(s + 14, 2, &mi) || s[16] != ':' ||
+	    !digits(s + 17, 2, &sec))
+		return false;
+	p = s + 19;
+	if (*p == '.') {
+		int n = 0;
+		for (p++; *p >= '0' && *p <= '9'; p++, n++)
+			if (n < 3)
+				ms = ms * 10 + (*p - '0');
+		if (n == 0)
+			return false;
+		for (; n < 3; n++)
+			ms *= 10;
+	}
+	if (*p == 'Z' || *p == 'z') {
+		p++;
+	} else if (*p == '+' || *p == '-' || *p == ' ') {
+		sign = *p == '-' ? -1 : 1;
+		if (!digits(p + 1, 2, &oh) || p[3] != ':' || !digits(p + 4, 2, &om) || oh > 23 ||
+		    om > 59)
+			return false;
+		p += 6;
+	} else {
+		return false;
+	}
+	if (*p || y < 1970 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] ||
+	    (mo == 2 && d == 29 && !((y % 4 == 0 && y % 100 != 0) || y % 400 == 0)) || h > 23 ||
+	    mi > 59 || sec > 60)
+		return false;
+	if (sec == 60)
+		sec = 59; /* a leap second reads as the second before it */
+	t = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec;
+	t -= (int64_t)sign * (oh * 3600 + om * 60);
+	t = t * 1000 + ms;
+	if (t < CW_TIME_MIN_MS || t > CW_TIME_MAX_MS)
+		return false;
+	*out = t;
+	return true;
+}
+
+/* from / to (RFC 3339) of the query: the range [from, to). Absent: the
+ * defaults given. */
+static int range_args(struct MHD_Connection *c, struct req *r, int64_t def_from, int64_t def_to,
+		      int64_t *from, int64_t *to)
+{
+	const char *f = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "from");
+	const char *t = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "to");
+
+	*from = def_from;
+	*to = def_to;
+	if (f && !rfc3339_ms(f, from)) {
+		snprintf(r->err, sizeof(r->err), "from: expected an RFC 3339 date-time such as "
+						 "2026-01-31T08:00:00Z (years 1970..9999)");
+		return -1;
+	}
+	if (t && !rfc3339_ms(t, to)) {
+		snprintf(r->err, sizeof(r->err), "to: expected an RFC 3339 date-time such as "
+						 "2026-01-31T08:00:00Z (years 1970..9999)");
+		return -1;
+	}
+	if (*from > *to) {
+		snprintf(r->err, sizeof(r->err), "from: must not be after to");
+		return -1;
+	}
+	return 0;
+}
+
+/* A query argument that must be one of a list; NULL when absent. */
+static int enum_arg(struct MHD_Connection *c, struct req *r, const char *key,
+		    const char *const *allowed, const char **out)
+{
+	const char *v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, key);
+
+	*out = NULL;
+	if (!v)
+		return 0;
+	for (const char *const *a = allowed; *a; a++) {
+		if (strcmp(*a, v) == 0) {
+			*out = *a;
+			return 0;
+		}
+	}
+	snprintf(r->err, sizeof(r->err), "%s: not one of the allowed values", key);
+	return -1;
+}
+
+/* Only these query arguments are taken; anything else is 400 (a typo such
+ * as "stauts" must not silently list everything). */
+static int only_args(struct MHD_Connection *c, struct req *r, const char *const *allowed);
+
+struct args_check {
+	const char *const *allowed;
+	bool bad;
+	char name[48];
+};
+
+static enum MHD_Result arg_iter(void *cls, enum MHD_ValueKind kind, const char *key,
+				const char *value)
+{
+	struct args_check *ac = cls;
+	bool known = false;
+
+	(void)kind;
+	(void)value;
+	for (const char *const *a = ac->allowed; *a && !known; a++)
+		known = strcmp(*a, key) == 0;
+	if (!known && !ac->bad) {
+		ac->bad = true;
+		if (kind_ok(key, S_CODE) && strlen(key) < sizeof(ac->name))
+			snprintf(ac->name, sizeof(ac->name), "%s", key);
+	}
+	return MHD_YES;
+}
+
+static int only_args(struct MHD_Connection *c, struct req *r, const char *const *allowed)
+{
+	struct args_check ac = {.allowed = allowed};
+
+	MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, arg_iter, &ac);
+	if (!ac.bad)
+		return 0;
+	if (ac.name[0])
+		snprintf(r->err, sizeof(r->err), "unknown query parameter '%s'", ac.name);
+	else
+		snprintf(r->err, sizeof(r->err), "unknown query parameter");
+	return -1;
+}
+
+/* A phone number as the kiosk stores it: optional '+', then 4..19 digits. */
+static bool phone_ok(const char *s)
+{
+	size_t n = strlen(s), i = s[0] == '+' ? 1 : 0;
+
+	if (n - i < 4 || n >= CW_PHONE_MAX)
+		return false;
+	for (; i < n; i++)
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+	return true;
+}
+
+static const char *const cart_states[] = {"available", "rented",	"awaiting-return",
+					  "maintenance", "fault", "offline", NULL};
+static const char *const rental_states[] = {"active", "overdue", "returned", "returned-late",
+					    "cancelled", NULL};
+
+/* ---- carts (branch-scoped) ---- */
+
+static cJSON *cart_json(const struct cw_cart *x)
+{
+	cJSON *o = cJSON_CreateObject();
+
+	cJSON_AddStringToObject(o, "id", x->id);
+	cJSON_AddStringToObject(o, "branch_id", x->branch_id);
+	add_opt_str(o, "device_id", x->device_id);
+	add_opt_str(o, "controller_id", x->controller_id);
+	cJSON_AddNumberToObject(o, "cart_number", (double)x->cart_number);
+	cJSON_AddNumberToObject(o, "locker_id", (double)x->locker_id);
+	cJSON_AddStringToObject(o, "status", x->status);
+	cJSON_AddBoolToObject(o, "is_locked", x->is_locked);
+	add_time(o, "last_used", x->last_used_ms);
+	add_opt_str(o, "maintenance_notes", x->maintenance_notes);
+	add_time(o, "updated_at", x->updated_ms);
+	return o;
+}
+
+static enum MHD_Result h_carts(struct cw_cloud_api *a, struct MHD_Connection *c, struct req *r,
+			       const char *method, char **seg, int nseg)
+{
+	static const char *const qargs[] = {"limit", "cursor", "status", NULL};
+	struct cw_branch b;
+	struct principal p;
+	struct cw_page pg;
+	char cursor[CW_UUID_STRLEN];
+	const char *status = NULL;
+	struct cw_cart *rows;
+	cJSON *items;
+	int n = 0, rc;
+	bool ok, more = false;
+	enum MHD_Result ret = staff(a, c, r, &p, &ok);
+
+	if (!ok)
+		return ret;
+	ret = load_branch(a, c, r, &p, seg[2], &b, &ok);
+	if (!ok)
+		return ret;
+	if (only_args(c, r, qargs) < 0 || page_args(c, r, &pg, cursor) < 0 ||
+	    enum_arg(c, r, "status", cart_states, &status) < 0)
+		return bad_request(c, r);
+	rows = calloc((size_t)pg.limit, sizeof(*rows));
+	if (!rows)
+		return send_store_err(c, r, CW_ERR_NOMEM, "carts");
+	rc = cw_store_cart_list(a->store, b.id, status, &pg, rows, &n, &more);
+	if (rc != CW_OK) {
+		free(rows);
+		return send_store_err(c, r, rc, "carts");
+	}
+	items = cJSON_CreateArray();
+	for (int i = 0; i < n; i++)
+		cJSON_AddItemToArray(items, cart_json(&rows[i]));
+	ret = send_json(c, r, MHD_HTTP_OK, page_json(items, more, n ? rows[n - 1].id : NULL));
+	free(rows);
+	return ret;
+}
+
+/* Loads cart id of branch b: a cart of another branch is not found here. */
+static enum MHD_Result load_cart(struct cw_cloud_api *a, struct MHD_Connection *c, struct req *r,
+				 const struct cw_branch *b, const char *id, struct cw_cart *cart,
+				 bool *ok)
+{
+	int rc;
+
+	*ok = false;
+	if (!kind_ok(id, S_UUID))
+		return not_found(c, r, "cart");
+	rc = cw_store_cart_get(a->store, id, cart);
+	if (rc == CW_OK && strcmp(cart->branch_id, b->id) != 0)
+		rc = CW_ERR_NOTFOUND;
+	if (rc != CW_OK)
+		return send_store_err(c, r, rc, "cart");
+	*ok = true;
+	return MHD_YES;
+}
+
+static enum MHD_Result h_cart(struct cw_cloud_api *a, struct MHD_Connection *c, struct req *r,
+			      const char *method, char **seg, int nseg)
+{
+	struct cw_branch b;
+	struct cw_cart *cart;
+	struct principal p;
+	bool ok;
+	enum MHD_Result ret = staff(a, c, r, &p, &ok);
+
+	if (!ok)
+		return ret;
+	ret = load_branch(a, c, r, &p, seg[2], &b, &ok);
+	if (!ok)
+		return ret;
+	cart = calloc(1, sizeof(*cart));
+	if (!cart)
+		return send_store_err(c, r, CW_ERR_NOMEM, "cart");
+	ret = load_cart(a, c, r, &b, seg[4], cart, &ok);
+	if (ok)
+		ret = send_json(c, r, MHD_HTTP_OK, cart_json(cart));
+	free(cart);
+	return ret;
+}
+
+/* POST /api/branches/{branch_id}/carts/assign | return: a command to the
+ * device that owns the cart (BRIEF.md §5). Nothing changes here: the device
+ * executes it at most once and reports the result; until then the cart's
+ * state is what the device last reported. Any staff member who sees the
+ * branch may send it (the seed's branch dashboard sends commands). */
+static enum MHD_Result h_cart_command(struct cw_cloud_api *a, struct MHD_Connection *c,
+				      struct req *r, const char *method, char **seg, int nseg)
+{
+	static const char *const assign_keys[] = {"cart_id", "phone", "expires_in_s", NULL};
+	static const char *const return_keys[] = {"cart_id", "expires_in_s", NULL};
+	bool assign = strcmp(seg[4], "assign") == 0;
+	char cart_id[CW_UUID_STRLEN], phone[CW_PHONE_MAX] = "";
+	struct cw_command *cmd = NULL;
+	struct cw_cart *cart = NULL;
+	struct cw_branch b;
+	struct principal p;
+	cJSON *body = NULL, *args = NULL;
+	char *args_text = NULL;
+	long ttl = CART_COMMAND_TTL_S;
+	bool ok;
+	int rc;
+	enum MHD_Result ret = staff(a, c, r, &p, &ok);
+
+	if (!ok)
+		return ret;
+	ret = load_branch(a, c, r, &p, seg[2], &b, &ok);
+	if (!ok)
+		return ret;
+	body = body_object(r, assign ? assign_keys : return_keys);
+	if (!body)
+		return bad_request(c, r);
+	if (field_str(r, body, "cart_id", true, 36, S_UUID, cart_id, sizeof(cart_id)) < 0 ||
+	    (assign && field_str(r, body, "phone", true, 1, S_PRINT, phone, sizeof(phone)) < 0) ||
+	    field_int(r, body, "expires_in_s", CART_COMMAND_TTL_MIN_S, CART_COMMAND_TTL_MAX_S,
+		      &ttl) < 0) {
+		ret = bad_request(c, r);
+		goto out;
+	}
+	if (assign && !phone_ok(phone)) {
+		snprintf(r->err, sizeof(r->err), "phone: expected an optional '+' and 4 to %d digits",
+			 CW_PHONE_MAX - 1);
+		ret = bad_request(c, r);
+		goto out;
+	}
+	cart = calloc(1, sizeof(*cart));
+	cmd = calloc(1, sizeof(*cmd));
+	if (!cart || !cmd) {
+		ret = send_store_err(c, r, CW_ERR_NOMEM, "command");
+		goto out;
+	}
+	ret = load_cart(a, c, r, &b, cart_id, cart, &ok);
+	if (!ok)
+		goto out;
+	if (!cart->device_id[0]) {
+		ret = send_error(c, r, MHD_HTTP_CONFLICT, "conflict",
+				 "this cart has no device (no controller) to send the command to");
+		goto out;
+	}
+	args = cJSON_CreateObject();
+	cJSON_AddStringToObject(args, "cart_id", cart->id);
+	cJSON_AddNumberToObject(args, "cart_number", (double)cart->cart_number);
+	cJSON_AddNumberToObject(args, "locker_id", (double)cart->locker_id);
+	if (assign)
+		cJSON_AddStringToObject(args, "phone", phone);
+	args_text = cJSON_PrintUnformatted(args);
+	if (!args_text || strlen(args_text) > CW_JSON_IN_MAX) {
+		ret = send_store_err(c, r, CW_ERR_NOMEM, "command");
+		goto out;
+	}
+	cw_uuid_v7(cmd->id);
+	memcpy(cmd->device_id, cart->device_id, sizeof(cmd->device_id));
+	snprintf(cmd->action, sizeof(cmd->action), "%s", assign ? "cart_assign" : "cart_return");
+	memcpy(cmd->args, args_text, strlen(args_text) + 1);
+	memcpy(cmd->created_by, p.u.id, sizeof(cmd->created_by));
+	cmd->created_ms = cw_wall_ms();
+	cmd->expires_ms = cmd->created_ms + (int64_t)ttl * 1000;
+	rc = cw_store_command_create(a->store, cmd);
+	if (rc == CW_OK)
+		rc = cw_store_command_get(a->store, cmd->id, cmd);
+	if (rc != CW_OK) {
+		ret = send_store_err(c, r, rc, "command");
+		goto out;
+	}
+	/* no phone in the log: personal data */
+	cw_info("command.created", "command=%s device=%s action=%s cart=%s by=%s", cmd->id,
+		cmd->device_id, cmd->action, cart->id, p.u.id);
+	ret = send_json(c, r, MHD_HTTP_ACCEPTED, command_json(cmd));
+out:
+	free(cmd);
+	free(cart);
+	cJSON_free(args_text);
+	cJSON_Delete(args);
+	cJSON_Delete(body);
+	return ret;
+}
+
+/* ---- rentals (branch-scoped) ---- */
+
+static cJSON *rental_json(const struct cw_rental *x, int64_t now)
+{
+	cJSON *o = cJSON_CreateObject();
+	/* an active rental past its expected return is overdue (BRIEF.md §4),
+	 * whether or not the device has said so yet */
+	bool overdue = strcmp(x->status, "overdue") == 0 ||
+		       (strcmp(x->status, "active") == 0 && x->expected_return_ms < now);
+
+	cJSON_AddStringToObject(o, "id", x->id);
+	cJSON_AddStringToObject(o, "branch_id", x->branch_id);
+	cJSON_AddStringToObject(o, "cart_id", x->cart_id);
+	cJSON_AddNumberToObject(o, "cart_number", (double)x->cart_number);
+	add_opt_str(o, "device_id", x->device_id);
+	cJSON_AddStringToObject(o, "phone", x->user_phone);
+	cJSON_AddStringToObject(o, "status", overdue ? "overdue" : x->status);
+	cJSON_AddBoolToObject(o, "overdue", overdue);
+	add_time(o, "start_time", x->start_ms);
+	add_time(o, "expected_return", x->expected_return_ms);
+	add_time(o, "actual_return", x->actual_return_ms);
+	if (x->duration_minutes >= 0)
+		cJSON_AddNumberToObject(o, "duration_minutes", (double)x->duration_minutes);
+	else if (x->actual_return_ms > 0)
+		cJSON_AddNumberToObject(o, "duration_minutes",
+					(double)((x->actual_return_ms - x->start_ms) / 60000));
+	else
+		cJSON_AddNullToObject(o, "duration_minutes");
+	cJSON_AddBoolToObject(o, "clock_trusted", x->clock_trusted);
+	add_opt_str(o, "notes", x->notes);
+	return o;
+}
+
+static enum MHD_Result h_rentals(struct cw_cloud_api *a, struct MHD_Connection *c, struct req *r,
+				 const char *method, char **seg, int nseg)
+{
+	static const char *const active_args[] = {"limit", "cursor", NULL};
+	static const char *const history_args[] = {"limit", "cursor", "from",  "to",
+						   "phone", "status", NULL};
+	bool active = strcmp(seg[4], "active") == 0;
+	struct cw_rental_filter f = {.from_ms = CW_TIME_MIN_MS, .to_ms = CW_TIME_MAX_MS};
+	const char *phone_q = NULL;
+	char phone[CW_PHONE_MAX] = "";
+	struct cw_branch b;
+	struct principal p;
+	struct cw_page pg;
+	char cursor[CW_UUID_STRLEN];
+	struct cw_rental *rows;
+	int64_t now = cw_wall_ms();
+	cJSON *items;
+	int n = 0, rc;
+	bool ok, more = false;
+	enum MHD_Result ret = staff(a, c, r, &p, &ok);
+
+	if (!ok)
+		return ret;
+	ret = load_branch(a, c, r, &p, seg[2], &b, &ok);
+	if (!ok)
+		return ret;
+	if (only_args(c, r, active ? active_args : history_args) < 0 ||
+	    page_args(c, r, &pg, cursor) < 0)
+		return bad_request(c, r);
+	if (!active) {
+		if (range_args(c, r, CW_TIME_MIN_MS, CW_TIME_MAX_MS, &f.from_ms, &f.to_ms) < 0 ||
+		    enum_arg(c, r, "status", rental_states, &f.status) < 0)
+			return bad_request(c, r);
+		phone_q = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "phone");
+		if (phone_q) {
+			snprintf(phone, sizeof(phone), "%s", phone_q);
+			if (phone[0] == ' ')
+				phone[0] = '+'; /* an unencoded '+' in a query is a space */
+			if (strlen(phone_q) >= sizeof(phone) || !phone_ok(phone)) {
+				snprintf(r->err, sizeof(r->err),
+					 "phone: expected an optional '+' and 4 to %d digits",
+					 CW_PHONE_MAX - 1);
+				return bad_request(c, r);
+			}
+			f.phone = phone;
+		}
+	}
+	rows = calloc((size_t)pg.limit, sizeof(*rows));
+	if (!rows)
+		return send_store_err(c, r, CW_ERR_NOMEM, "rentals");
+	rc = active ? cw_store_rentals_active(a->store, b.id, &pg, rows, &n, &more)
+		    : cw_store_rentals_history(a->store, b.id, &f, &pg, rows, &n, &more);
+	if (rc != CW_OK) {
+		free(rows);
+		return send_store_err(c, r, rc, "rentals");
+	}
+	items = cJSON_CreateArray();
+	for (int i = 0; i < n; i++)
+		cJSON_AddItemToArray(items, rental_json(&rows[i], now));
+	ret = send_json(c, r, MHD_HTTP_OK, page_json(items, more, n ? rows[n - 1].id : NULL));
+	free(rows);
+	return ret;
+}
+
+static void add_day(cJSON *o, const char *key, int64_t day)
+{
+	char buf[32];
+
+	cw_wall_format(day * 86400000LL, buf);
+	buf[10] = '\0'; /* YYYY-MM-DD of the RFC 3339 time */
+	cJSON_AddStringToObject(o, key, buf);
+}
+
+static enum MHD_Result h_rental_stats(struct cw_cloud_api *a, struct MHD_Connection *c,
+				      struct req *r, const char *method, char **seg, int nseg)
+{
+	static const char *const qargs[] = {"from", "to", NULL};
+	struct cw_rental_stats st;
+	struct cw_rental_day *days = NULL;
+	struct cw_branch b;
+	struct principal p;
+	int64_t now = cw_wall_ms(), from, to;
+	int64_t today = now - now % 86400000LL;
+	int ndays = 0, rc;
+	cJSON *o, *x, *arr;
+	bool ok;
+	enum MHD_Result ret = staff(a, c, r, &p, &ok);
+
+	if (!ok)
+		return ret;
+	ret = load_branch(a, c, r, &p, seg[2], &b, &ok);
+	if (!ok)
+		return ret;
+	/* default: the last 30 UTC days, today included */
+	if (only_args(c, r, qargs) < 0 ||
+	    range_args(c, r, today - 29 * 86400000LL, today + 86400000LL, &from, &to) < 0)
+		return bad_request(c, r);
+	if (to - from > (int64_t)STATS_DAYS_MAX * 86400000LL) {
+		snprintf(r->err, sizeof(r->err), "from, to: at most %d days apart", STATS_DAYS_MAX);
+		return bad_request(c, r);
+	}
+	days = calloc(STATS_DAYS_MAX + 1, sizeof(*days));
+	if (!days)
+		return send_store_err(c, r, CW_ERR_NOMEM, "rentals");
+	rc = cw_store_rental_stats(a->store, b.id, from, to, now, &st, days, STATS_DAYS_MAX + 1,
+				   &ndays);
+	if (rc != CW_OK) {
+		free(days);
+		return send_store_err(c, r, rc, "rentals");
+	}
+	o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "branch_id", b.id);
+	add_time(o, "from", from);
+	add_time(o, "to", to);
+	x = cJSON_AddObjectToObject(o, "counts");
+	cJSON_AddNumberToObject(x, "total", (double)st.total);
+	cJSON_AddNumberToObject(x, "active", (double)st.active);
+	cJSON_AddNumberToObject(x, "overdue", (double)st.overdue);
+	cJSON_AddNumberToObject(x, "returned", (double)st.returned);
+	cJSON_AddNumberToObject(x, "returned-late", (double)st.returned_late);
+	cJSON_AddNumberToObject(x, "cancelled", (double)st.cancelled);
+	cJSON_AddNumberToObject(o, "open", (double)(st.active + st.overdue));
+	if (st.finished > 0)
+		cJSON_AddNumberToObject(o, "average_duration_minutes",
+					(double)st.avg_duration_ms / 60000.0);
+	else
+		cJSON_AddNullToObject(o, "average_duration_minutes");
+	/* overdue rate: rentals that went past their expected return (still
+	 * out or returned late) among those that were not cancelled */
+	if (st.total - st.cancelled > 0)
+		cJSON_AddNumberToObject(o, "overdue_rate",
+					(double)(st.overdue + st.returned_late) /
+						(double)(st.total - st.cancelled));
+	else
+		cJSON_AddNullToObject(o, "overdue_rate");
+	arr = cJSON_AddArrayToObject(o, "per_day");
+	for (int i = 0; i < ndays; i++) {
+		cJSON *d = cJSON_CreateObject();
+		add_day(d, "date", days[i].day);
+		cJSON_AddNumberToObject(d, "started", (double)days[i].started);
+		cJSON_AddNumberToObject(d, "late", (double)days[i].late);
+		cJSON_AddNumberToObject(d, "finished", (double)days[i].finished);
+		if (days[i].finished > 0)
+			cJSON_AddNumberToObject(d, "average_duration_minutes",
+						(double)days[i].avg_duration_ms / 60000.0);
+		else
+			cJSON_AddNullToObject(d, "average_duration_minutes");
+		cJSON_AddItemToArray(arr, d);
+	}
+	free(days);
+	return send_json(c, r, MHD_HTTP_OK, o);
+}
+
+/* ---- telemetry ---- */
+
+static cJSON *telemetry_json(const struct cw_telemetry *x)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON *data = x->event_data[0] ? cJSON_Parse(x->event_data) : NULL;
+
+	cJSON_AddNumberToObject(o, "id", (double)x->id);
+	cJSON_AddStringToObject(o, "device_id", x->device_id);
+	cJSON_AddStringToObject(o, "branch_id", x->branch_id);
+	cJSON_AddStringToObject(o, "event_type", x->event_type);
+	if (data)
+		cJSON_AddItemToObject(o, "event_data", data);
+	else
+		cJSON_AddNullToObject(o, "event_data");
+	if (x->event_data_cut)
+		cJSON_AddBoolToObject(o, "event_data_too_large", true);
+	if (x->seq >= 0)
+		cJSON_AddNumberToObject(o, "seq", (double)x->seq);
+	else
+		cJSON_AddNullToObject(o, "seq");
+	add_time(o, "timestamp", x->ts_ms);
+	cJSON_AddBoolToObject(o, "clock_trusted", x->clock_trusted);
+	add_time(o, "received_at", x->received_ms);
+	return o;
+}
+
+/* event types: letters, digits and "_.:-", 1..50 */
+static bool event_type_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n < 1 || n >= CW_EVENT_TYPE_MAX)
+		return false;
+	for (const char *q = s; *q; q++)
+		if (!((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') ||
+		      (*q >= '0' && *q <= '9') || strchr("_.:-", *q)))
+			return false;
+	return true;
+}
+
+/* GET /api/telemetry/{devices|branches|chains}/{id}: the object of the path
+ * is authorised first (404 when the caller may not see it); a manager's
+ * chain-wide view holds the rows of its own branches only. */
+static enum MHD_Result h_telemetry(struct cw_cloud_api *a, struct MHD_Connection *c,
+				   struct req *r, const char *method, char **seg, int nseg)
+{
+	static const char *const qargs[] = {"limit", "cursor", "from", "to", "event_type", NULL};
+	struct cw_telemetry_query q = {.from_ms = CW_TIME_MIN_MS, .to_ms = CW_TIME_MAX_MS};
+	const char *lim = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "limit");
+	const char *cur = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "cursor");
+	struct cw_telemetry *rows;
+	struct principal p;
+	char next[24];
+	cJSON *items;
+	int n = 0, rc;
+	bool ok, more = false;
+	enum MHD_Result ret = staff(a, c, r, &p, &ok);
+
+	if (!ok)
+		return ret;
+	if (strcmp(seg[2], "devices") == 0) {
+		struct cw_device d;
+		ret = load_device(a, c, r, &p, seg[3], &d, &ok);
+		if (!ok)
+			return ret;
+		q.key = CW_TELEMETRY_DEVICE;
+	} else if (strcmp(seg[2], "branches") == 0) {
+		struct cw_branch b;
+		ret = load_branch(a, c, r, &p, seg[3], &b, &ok);
+		if (!ok)
+			return ret;
+		q.key = CW_TELEMETRY_BRANCH;
+	} else {
+		if (!kind_ok(seg[3], S_UUID) || !sees_chain(&p, seg[3]))
+			return not_found(c, r, "chain");
+		{
+			struct cw_chain ch;
+			rc = cw_store_chain_get(a->store, seg[3], &ch);
+			if (rc != CW_OK)
+				return send_store_err(c, r, rc, "chain");
+		}
+		q.key = CW_TELEMETRY_CHAIN;
+		if (p.u.role == CW_ROLE_BRANCH_MANAGER)
+			q.manager_id = p.u.id;
+	}
+	q.id = seg[3];
+	q.limit = PAGE_DEFAULT;
+	if (only_args(c, r, qargs) < 0 ||
+	    range_args(c, r, CW_TIME_MIN_MS, CW_TIME_MAX_MS, &q.from_ms, &q.to_ms) < 0)
+		return bad_request(c, r);
+	if (lim) {
+		char *end = NULL;
+		long v = strtol(lim, &end, 10);
+		if (!*lim || *end || v < 1 || v > CW_PAGE_MAX) {
+			snprintf(r->err, sizeof(r->err), "limit: expected an integer 1..%d", CW_PAGE_MAX);
+			return bad_request(c, r);
+		}
+		q.limit = (int)v;
+	}
+	if (cur && *cur) {
+		char *end = NULL;
+		long long v;
+		errno = 0;
+		v = strtoll(cur, &end, 10);
+		if (*cur < '1' || *cur > '9' || *end || errno || v < 1) {
+			snprintf(r->err, sizeof(r->err), "cursor: expected the next_cursor of a "
+							 "previous page");
+			return bad_request(c, r);
+		}
+		q.after_id = v;
+	}
+	q.event_type = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "event_type");
+	if (q.event_type && !event_type_ok(q.event_type)) {
+		snprintf(r->err, sizeof(r->err), "event_type: 1 to %d letters, digits or _.:-",
+			 CW_EVENT_TYPE_MAX - 1);
+		return bad_request(c, r);
+	}
+	rows = calloc((size_t)q.limit, sizeof(*rows));
+	if (!rows)
+		return send_store_err(c, r, CW_ERR_NOMEM, "telemetry");
+	rc = cw_store_telemetry_list(a->store, &q, rows, &n, &more);
+	if (rc != CW_OK) {
+		free(rows);
+		return send_store_err(c, r, rc, "telemetry");
+	}
+	items = cJSON_CreateArray();
+	for (int i = 0; i < n; i++)
+		cJSON_AddItemToArray(items, telemetry_json(&rows[i]));
+	if (n)
+		snprintf(next, sizeof(next), "%lld", (long long)rows[n - 1].id);
+	ret = send_json(c, r, MHD_HTTP_OK, page_json(items, more, n ? next : NULL));
+	free(rows);
+	return ret;
+}
+
+/* ---- staff users (platform admins: anyone; chain admins: their chain's
+ * users, never a platform admin; branch managers: none) ---- */
+
+#define PASSWORD_MIN 10
+
+static cJSON *user_json(const struct cw_user *u, const struct cw_user_branches *b)
+{
+	cJSON *o = cJSON_CreateObject(), *arr;
+
+	cJSON_AddStringToObject(o, "id", u->id);
+	cJSON_AddStringToObject(o, "email", u->email);
+	cJSON_AddStringToObject(o, "role", cw_role_name(u->role));
+	add_opt_str(o, "chain_id", u->chain_id);
+	arr = cJSON_AddArrayToObject(o, "branch_ids");
+	for (int i = 0; b && i < b->n; i++)
+		cJSON_AddItemToArray(arr, cJSON_CreateString(b->ids[i]));
+	cJSON_AddBoolToObject(o, "active", u->active);
+	add_time(o, "created_at", u->created_ms);
+	return o;
+}
+
+/* The user-management part of a body: role, chain_id, branch_ids, email,
+ * password, active. Fields absent keep the values already in *u (and *br);
+ * *set_br says whether branch_ids was given. Returns 0, or -1 with r->err. */
+static int user_fields(struct req *r, const cJSON *body, struct cw_user *u,
+		       struct cw_user_branches *br, bool *set_br, bool *set_pw)
+{
+	char role[32] = "", chain[CW_UUID_STRLEN] = "";
+	const cJSON *pw = cJSON_GetObjectItemCaseSensitive(body, "password");
+	const cJSON *ids = cJSON_GetObjectItemCaseSensitive(body, "branch_ids");
+	const cJSON *ch = cJSON_GetObjectItemCaseSensitive(body, "chain_id");
+	int got;
+
+	*set_br = false;
+	*set_pw = false;
+	if (field_str(r, body, "email", false, 3, S_TEXT, u->email, sizeof(u->email)) < 0 ||
+	    (got = field_str(r, body, "role", false, 1, S_CODE, role, sizeof(role))) < 0 ||
+	    field_bool(r, body, "active", &u->active) < 0)
+		return -1;
+	if (!strchr(u->email, '@')) {
+		snprintf(r->err, sizeof(r->err), "email: expected an address with '@'");
+		return -1;
+	}
+	for (char *q = u->email; *q; q++)
+		if (*q >= 'A' && *q <= 'Z')
+			*q = (char)(*q - 'A' + 'a');
+	if (got == 1 && cw_role_parse(role, &u->role) != CW_OK) {
+		snprintf(r->err, sizeof(r->err),
+			 "role: expected platform-admin, chain-admin or branch-manager");
+		return -1;
+	}
+	if (ch) { /* null = no chain (platform admins) */
+		if (!cJSON_IsNull(ch) &&
+		    field_str(r, body, "chain_id", true, 36, S_UUID, chain, sizeof(chain)) < 0)
+			return -1;
+		memcpy(u->chain_id, chain, sizeof(u->chain_id));
+	}
+	if (pw) {
+		if (!cJSON_IsString(pw) || !pw->valuestring ||
+		    strlen(pw->valuestring) < PASSWORD_MIN || strlen(pw->valuestring) > PASSWORD_MAX) {
+			snprintf(r->err, sizeof(r->err), "password: expected a string of %d..%d bytes",
+				 PASSWORD_MIN, PASSWORD_MAX);
+			return -1;
+		}
+		*set_pw = true;
+	}
+	if (ids) {
+		const cJSON *it;
+		if (!cJSON_IsArray(ids) || cJSON_GetArraySize(ids) > CW_USER_BRANCHES_MAX) {
+			snprintf(r->err, sizeof(r->err), "branch_ids: expected an array of at most %d "
+							 "branch ids", CW_USER_BRANCHES_MAX);
+			return -1;
+		}
+		br->n = 0;
+		cJSON_ArrayForEach(it, ids) {
+			if (!cJSON_IsString(it) || !kind_ok(it->valuestring, S_UUID)) {
+				snprintf(r->err, sizeof(r->err), "branch_ids: expected lower-case UUIDs");
+				return -1;
+			}
+			for (int i = 0; i < br->n; i++) {
+				if (strcmp(br->ids[i], it->valuestring) == 0) {
+					snprintf(r->err, sizeof(r->err), "branch_ids: a branch is given twice");
+					return -1;
+				}
+			}
+			snprintf(br->ids[br->n++], CW_UUID_STRLEN, "%s", it->valuestring);
+		}
+		*set_br = true;
+	}
+	/* the schema's rule, said clearly: a platform admin has no chain,
+	 * everyone else exactly one; only managers have branches */
+	if ((u->role == CW_ROLE_PLATFORM_ADMIN) != (u->chain_id[0] == '\0')) {
+		snprintf(r->err, sizeof(r->err), u->role == CW_ROLE_PLATFORM_ADMIN
+							 ? "chain_id: a platform admin has no chain"
+							 : "chain_id: required for this role");
+		return -1;
+	}
+	if (u->role != CW_ROLE_BRANCH_MANAGER && *set_br && br->n > 0) {
+		snprintf(r->err, sizeof(r->err), "branch_ids: only a branch manager has branches");
+		return -1;
+	}
+	return 0;
+}
+
+/* Whether the caller may give a user this role and chain: true, or false
+ * with the queued 403/404 in *ret. */
+static bool may_assign(struct cw_cloud_api *a, struct MHD_Connection *c, struct req *r,
+		       const struct principal *p, const struct cw_user *u, enum MHD_Result *ret)
+{
+	struct cw_chain ch;
+	int rc;
+
+	if (u->chain_id[0] && !sees_chain(p, u->chain_id)) {
+		*ret = not_found(c, r, "chain");
+		return false;
+	}
+	if (p->u.role != CW_ROLE_PLATFORM_ADMIN && u->role == CW_ROLE_PLATFORM_ADMIN) {
+		*ret = forbidden(c, r);
+		return false;
+	}
+	if (u->chain_id[0] && (rc = cw_store_chain_get(a->store, u->chain_id, &ch)) != CW_OK) {
+		*ret = send_store_err(c, r, rc, "chain");
+		return false;
+	}
+	return true;
+}
+
+static enum MHD_Result user_save_err(struct MHD_Connection *c, struct req *r, int rc)
+{
+	if (rc == CW_ERR_INVAL)
+		return send_error(c, r, MHD_HTTP_BAD_REQUEST, "invalid",
+				  "branch_ids: every branch must be a branch of the user's chain");
+	if (rc == CW_ERR_CONFLICT)
+		return send_error(c, r, MHD_HTTP_CONFLICT, "conflict",
+				  "a user with this email exists");
+	return send_store_err(c, r, rc, "user");
+}
+
+static int hash_password(const cJSON *body, struct cw_user *u)
+{
+	const cJSON *pw = cJSON_GetObjectItemCaseSensitive(body, "password");
+
+	if (crypto_pwhash_str(u->password_hash, pw->valuestring, strlen(pw->valuestring),
+			      crypto_pwhash_OPSLIMIT_INTERACTIVE,
+			      crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0)
+		return CW_ERR_NOMEM;
+	return CW_OK;
+}
+
+static enum MHD_Result h_users(struct cw_cloud_api *a, struct MHD_Connection *c, struct req *r,
+			       const char *method, char **seg, int nseg)
+{
+	static const char *const keys[] = {"email",    "password",   "role", "chain_id",
+					   "branch_ids", "active", NULL};
+	static const char *const qargs[] = {"limit", "cursor", "chain_id", NULL};
+	struct principal p;
+	bool ok;
+	int rc;
+	enum MHD_Result ret = staff(a, c, r, &p, &ok);
+
+	if (!ok)
+		return ret;
+	if (p.u.role == CW_ROLE_BRANCH_MANAGER)
+		return forbidden(c, r);
+	if (strcmp(method, "GET") == 0) {
+		const char *chain = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "chain_id");
+		struct cw_scope sc = scope_of(&p);
+		struct cw_user_row *rows;
+		struct cw_page pg;
+		char cursor[CW_UUID_STRLEN];
+		cJSON *items;
+		int n = 0;
+		bool more = false;
+
+		if (only_args(c, r, qargs) < 0 || page_args(c, r, &pg, cursor) < 0)
+			return bad_request(c, r);
+		if (chain) {
+			if (!kind_ok(chain, S_UUID)) {
+				snprintf(r->err, sizeof(r->err), "chain_id: expected a lower-case UUID");
+				return bad_request(c, r);
+			}
+			if (!sees_chain(&p, chain))
+				return not_found(c, r, "chain");
+			sc.chain_id = chain;
+		}
+		rows = calloc((size_t)pg.limit, sizeof(*rows));
+		if (!rows)
+			return send_store_err(c, r, CW_ERR_NOMEM, "users");
+		rc = cw_store_user_list(a->store, &sc, &pg, rows, &n, &more);
+		if (rc != CW_OK) {
+			free(rows);
+			return send_store_err(c, r, rc, "users");
+		}
+		items = cJSON_CreateArray();
+		for (int i = 0; i < n; i++)
+			cJSON_AddItemToArray(items, user_json(&rows[i].user, &rows[i].branches));
+		ret = send_json(c, r, MHD_HTTP_OK,
+				page_json(items, more, n ? rows[n - 1].user.id : NULL));
+		free(rows);
+		return ret;
+	}
+	{
+		struct cw_user u = {.active = true, .role = (enum cw_role)-1};
+		struct cw_user_branches *br = calloc(1, sizeof(*br));
+		cJSON *body = body_object(r, keys);
+		bool set_br = false, set_pw = false;
+
+		if (!br) {
+			cJSON_Delete(body);
+			return send_store_err(c, r, CW_ERR_NOMEM, "user");
+		}
+		if (!body) {
+			ret = bad_request(c, r);
+			goto post_out;
+		}
+		if (!cJSON_GetObjectItemCaseSensitive(body, "email") ||
+		    !cJSON_GetObjectItemCaseSensitive(body, "password") ||
+		    !cJSON_GetObjectItemCaseSensitive(body, "role")) {
+			snprintf(r->err, sizeof(r->err), "email, password and role are required");
+			ret = bad_request(c, r);
+			goto post_out;
+		}
+		if (user_fields(r, body, &u, br, &set_br, &set_pw) < 0) {
+			ret = bad_request(c, r);
+			goto post_out;
+		}
+		if (!may_assign(a, c, r, &p, &u, &ret))
+			goto post_out;
+		if (hash_password(body, &u) != CW_OK) {
+			ret = send_store_err(c, r, CW_ERR_NOMEM, "user");
+			goto post_out;
+		}
+		cw_uuid_v7(u.id);
+		rc = cw_store_user_save(a->store, &u, br, true, cw_wall_ms());
+		if (rc == CW_OK)
+			rc = cw_store_user_get(a->store, u.id, &u);
+		if (rc == CW_OK)
+			rc = cw_store_user_branches(a->store, u.id, br);
+		if (rc != CW_OK) {
+			ret = user_save_err(c, r, rc);
+			goto post_out;
+		}
+		cw_info("user.created", "user=%s role=%s by=%s", u.id, cw_role_name(u.role), p.u.id);
+		ret = send_json(c, r, MHD_HTTP_CREATED, user_json(&u, br));
+post_out:
+		sodium_memzero(u.password_hash, sizeof(u.password_hash));
+		free(br);
+		cJSON_Delete(body);
+		return ret;
+	}
+}
+
+static enum MHD_Result h_user(struct cw_cloud_api *a, struct MHD_Connection *c, struct req *r,
+			      const char *method, char **seg, int nseg)
+{
+	static const char *const keys[] = {"email",    "password",   "role", "chain_id",
+					   "branch_ids", "active", NULL};
+	struct cw_user old, u;
+	struct cw_user_branches *br = NULL;
+	struct principal p;
+	cJSON *body = NULL;
+	bool ok, set_br = false, set_pw = false, self;
+	int rc;
+	enum MHD_Result ret = staff(a, c, r, &p, &ok);
+
+	if (!ok)
+		return ret;
+	if (p.u.role == CW_ROLE_BRANCH_MANAGER)
+		return forbidden(c, r);
+	if (!kind_ok(seg[2], S_UUID))
+		return not_found(c, r, "user");
+	rc = cw_store_user_get(a->store, seg[2], &old);
+	if (rc != CW_OK)
+		return send_store_err(c, r, rc, "user");
+	/* a chain admin sees its chain's users only (platform admins have no chain) */
+	if (p.u.role != CW_ROLE_PLATFORM_ADMIN && strcmp(old.chain_id, p.u.chain_id) != 0)
+		return not_found(c, r, "user");
+	u = old;
+	br = calloc(1, sizeof(*br));
+	if (!br)
+		return send_store_err(c, r, CW_ERR_NOMEM, "user");
+	rc = cw_store_user_branches(a->store, old.id, br);
+	if (rc != CW_OK) {
+		ret = send_store_err(c, r, rc, "user");
+		goto out;
+	}
+	if (strcmp(method, "GET") == 0) {
+		ret = send_json(c, r, MHD_HTTP_OK, user_json(&old, br));
+		goto out;
+	}
+	self = strcmp(old.id, p.u.id) == 0;
+	if (strcmp(method, "DELETE") == 0) {
+		u.active = false; /* deactivation: the row stays (commands and codes name it) */
+	} else {
+		body = body_object(r, keys);
+		if (!body) {
+			ret = bad_request(c, r);
+			goto out;
+		}
+		if (user_fields(r, body, &u, br, &set_br, &set_pw) < 0) {
+			ret = bad_request(c, r);
+			goto out;
+		}
+	}
+	/* nobody locks themselves out: no own role, chain or deactivation */
+	if (self && (u.role != old.role || strcmp(u.chain_id, old.chain_id) != 0 || !u.active)) {
+		ret = send_error(c, r, MHD_HTTP_FORBIDDEN, "forbidden",
+				 "you cannot change your own role or chain, or deactivate yourself");
+		goto out;
+	}
+	if (!may_assign(a, c, r, &p, &u, &ret))
+		goto out;
+	/* a new role or chain invalidates the managed branches not restated */
+	if (!set_br && (u.role != old.role || strcmp(u.chain_id, old.chain_id) != 0)) {
+		br->n = 0;
+		set_br = true;
+	}
+	if (set_pw && hash_password(body, &u) != CW_OK) {
+		ret = send_store_err(c, r, CW_ERR_NOMEM, "user");
+		goto out;
+	}
+	rc = cw_store_user_save(a->store, &u, set_br ? br : NULL, false, cw_wall_ms());
+	if (rc == CW_OK)
+		rc = cw_store_user_get(a->store, u.id, &u);
+	if (rc == CW_OK)
+		rc = cw_store_user_branches(a->store, u.id, br);
+	if (rc != CW_OK) {
+		ret = user_save_err(c, r, rc);
+		goto out;
+	}
+	cw_info("user.updated", "user=%s role=%s active=%d by=%s", u.id, cw_role_name(u.role),
+		u.active, p.u.id);
+	ret = send_json(c, r, MHD_HTTP_OK, user_json(&u, br));
+out:
+	sodium_memzero(old.password_hash, sizeof(old.password_hash));
+	sodium_memzero(u.password_hash, sizeof(u.password_hash));
+	free(br);
+	cJSON_Delete(body);
+	return ret;
+}
+
 /* ---- /metrics ---- */
 
 static int64_t mono_us(void)
@@ -1740,23 +2804,35 @@ static enum MHD_Result h_metrics(struct cw_cloud_api *a, struct MHD_Connection *
 			       route_pattern(i), st, v);
 		}
 	}
-	sb_add(&b, "# HELP cartwise_http_request_duration_seconds Time from request to response.\n"
+	sb_add(&b, "# HELP cartwise_http_request_duration_seconds Time from request to response, "
+		   "by route pattern.\n"
 		   "# TYPE cartwise_http_request_duration_seconds histogram\n");
-	for (size_t k = 0; k < METRIC_NLE; k++) {
-		cum += atomic_load(&a->m.le[k]);
-		sb_add(&b, "cartwise_http_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
-		       metric_le[k], cum);
+	for (int i = 0; i <= route_count(); i++) {
+		unsigned long long n = atomic_load(&a->m.count[i]);
+		if (!n)
+			continue; /* a route never requested has no series yet */
+		cum = 0;
+		for (size_t k = 0; k < METRIC_NLE; k++) {
+			cum += atomic_load(&a->m.le[i][k]);
+			sb_add(&b, "cartwise_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} "
+				   "%llu\n", route_pattern(i), metric_le[k], cum);
+		}
+		cum += atomic_load(&a->m.le[i][METRIC_NLE]);
+		sb_add(&b, "cartwise_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} "
+			   "%llu\n", route_pattern(i), cum);
+		sb_add(&b, "cartwise_http_request_duration_seconds_sum{route=\"%s\"} %.6f\n",
+		       route_pattern(i), (double)atomic_load(&a->m.sum_us[i]) / 1e6);
+		/* the +Inf bucket is the count (Prometheus requires them equal,
+		 * and a request finishing during the scrape must not split them) */
+		sb_add(&b, "cartwise_http_request_duration_seconds_count{route=\"%s\"} %llu\n",
+		       route_pattern(i), cum);
 	}
-	cum += atomic_load(&a->m.le[METRIC_NLE]);
-	sb_add(&b, "cartwise_http_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n", cum);
-	sb_add(&b, "cartwise_http_request_duration_seconds_sum %.6f\n",
-	       (double)atomic_load(&a->m.sum_us) / 1e6);
-	sb_add(&b, "cartwise_http_request_duration_seconds_count %llu\n", atomic_load(&a->m.count));
 	cw_store_pool_stats(a->store, &total, &in_use);
 	sb_add(&b, "# HELP cartwise_db_connections Database connections of this instance.\n"
 		   "# TYPE cartwise_db_connections gauge\n"
 		   "cartwise_db_connections{state=\"total\"} %d\n"
-		   "cartwise_db_connections{state=\"in_use\"} %d\n", total, in_use);
+		   "cartwise_db_connections{state=\"in_use\"} %d\n"
+		   "cartwise_db_connections{state=\"idle\"} %d\n", total, in_use, total - in_use);
 	db_rc = cw_store_devices_online(a->store, cw_wall_ms() - (int64_t)a->cfg.offline_after_s * 1000,
 					&online);
 	sb_add(&b, "# HELP cartwise_db_up Whether the last database query of /metrics worked.\n"
@@ -1810,6 +2886,27 @@ static const struct route routes[] = {
 	{"/api/devices/{id}/revoke-tokens", {"api", "devices", "*", "revoke-tokens"}, 4, "POST",
 	 h_device_revoke},
 	{"/api/commands/{id}", {"api", "commands", "*"}, 3, "GET", h_command},
+	{"/api/branches/{branch_id}/carts", {"api", "branches", "*", "carts"}, 4, "GET", h_carts},
+	{"/api/branches/{branch_id}/carts/{id}", {"api", "branches", "*", "carts", "*"}, 5, "GET",
+	 h_cart},
+	{"/api/branches/{branch_id}/carts/assign", {"api", "branches", "*", "carts", "assign"}, 5,
+	 "POST", h_cart_command},
+	{"/api/branches/{branch_id}/carts/return", {"api", "branches", "*", "carts", "return"}, 5,
+	 "POST", h_cart_command},
+	{"/api/branches/{branch_id}/rentals/active", {"api", "branches", "*", "rentals", "active"},
+	 5, "GET", h_rentals},
+	{"/api/branches/{branch_id}/rentals/history",
+	 {"api", "branches", "*", "rentals", "history"}, 5, "GET", h_rentals},
+	{"/api/branches/{branch_id}/rentals/stats", {"api", "branches", "*", "rentals", "stats"}, 5,
+	 "GET", h_rental_stats},
+	{"/api/telemetry/devices/{device_id}", {"api", "telemetry", "devices", "*"}, 4, "GET",
+	 h_telemetry},
+	{"/api/telemetry/branches/{branch_id}", {"api", "telemetry", "branches", "*"}, 4, "GET",
+	 h_telemetry},
+	{"/api/users", {"api", "users"}, 2, "GET POST", h_users},
+	{"/api/users/{id}", {"api", "users", "*"}, 3, "GET PUT DELETE", h_user},
+	{"/api/telemetry/chains/{chain_id}", {"api", "telemetry", "chains", "*"}, 4, "GET",
+	 h_telemetry},
 };
 
 _Static_assert(sizeof(routes) / sizeof(routes[0]) < METRIC_ROUTES, "raise METRIC_ROUTES");
@@ -1860,18 +2957,20 @@ static enum MHD_Result dispatch(struct cw_cloud_api *a, struct MHD_Connection *c
 		seg[nseg++] = tok;
 	}
 	seg[nseg] = NULL;
-	/* exact segments first, so that /api/devices/register is not {id} */
-	for (int pass = 0; pass < 2; pass++) {
+	/* fewest wildcards first, so that /api/devices/register is not {id}
+	 * and /carts/assign is not /carts/{id} */
+	for (int pass = 0; pass <= MAX_SEGS; pass++) {
 		for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
 			const struct route *rt = &routes[i];
-			bool match = rt->nseg == nseg, wild = false;
+			bool match = rt->nseg == nseg;
+			int wild = 0;
 			for (int k = 0; match && k < nseg; k++) {
 				if (strcmp(rt->segs[k], "*") == 0)
-					wild = true;
+					wild++;
 				else
 					match = strcmp(rt->segs[k], seg[k]) == 0;
 			}
-			if (!match || wild != (pass == 1))
+			if (!match || wild != pass)
 				continue;
 			r->route = rt->pattern;
 			r->route_idx = (int)i;
@@ -1956,9 +3055,9 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 		while (b < METRIC_NLE && (double)us / 1e6 > metric_le[b])
 			b++;
 		atomic_fetch_add(&a->m.requests[ri][k], 1);
-		atomic_fetch_add(&a->m.le[b], 1);
-		atomic_fetch_add(&a->m.sum_us, (unsigned long long)(us > 0 ? us : 0));
-		atomic_fetch_add(&a->m.count, 1);
+		atomic_fetch_add(&a->m.le[ri][b], 1);
+		atomic_fetch_add(&a->m.sum_us[ri], (unsigned long long)(us > 0 ? us : 0));
+		atomic_fetch_add(&a->m.count[ri], 1);
 	}
 	cw_info("http.request", "route=%s status=%d ms=%lld", r->route, r->status,
 		(long long)(cw_mono_ms() - r->t0));

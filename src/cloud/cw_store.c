@@ -814,3 +814,366 @@ void cw_store_pool_stats(struct cw_store *s, int *total, int *in_use)
 {
 	s->be->pool_stats(s->impl, total, in_use);
 }
+
+/* ---- carts, rentals, telemetry ---- */
+
+/* Free text of unbounded columns (notes): cut at the buffer, never inside a
+ * UTF-8 sequence. */
+static void col_str_cut(const char *v, char *dst, size_t cap)
+{
+	size_t n = v ? strlen(v) : 0;
+
+	if (n >= cap) {
+		n = cap - 1;
+		while (n > 0 && ((unsigned char)v[n] & 0xc0) == 0x80)
+			n--;
+	}
+	memcpy(dst, v ? v : "", n);
+	dst[n] = '\0';
+}
+
+static int read_cart(int ncols, const char *const *c, void *out)
+{
+	struct cw_cart *x = out;
+	int rc;
+
+	if (ncols != 12)
+		return CW_ERR_INTERNAL;
+	if ((rc = col_str(c[0], x->id, sizeof(x->id))) ||
+	    (rc = col_str(c[1], x->branch_id, sizeof(x->branch_id))) ||
+	    (rc = col_str(c[2], x->chain_id, sizeof(x->chain_id))) ||
+	    (rc = col_str(c[3], x->device_id, sizeof(x->device_id))) ||
+	    (rc = col_str(c[4], x->controller_id, sizeof(x->controller_id))) ||
+	    (rc = col_str(c[7], x->status, sizeof(x->status))))
+		return rc;
+	x->cart_number = col_int(c[5]);
+	x->locker_id = col_int(c[6]);
+	x->is_locked = col_bool(c[8]);
+	x->last_used_ms = col_int(c[9]);
+	col_str_cut(c[10], x->maintenance_notes, sizeof(x->maintenance_notes));
+	x->updated_ms = col_int(c[11]);
+	return CW_OK;
+}
+
+static int read_rental(int ncols, const char *const *c, void *out)
+{
+	struct cw_rental *x = out;
+	int rc;
+
+	if (ncols != 14)
+		return CW_ERR_INTERNAL;
+	if ((rc = col_str(c[0], x->id, sizeof(x->id))) ||
+	    (rc = col_str(c[1], x->cart_id, sizeof(x->cart_id))) ||
+	    (rc = col_str(c[2], x->branch_id, sizeof(x->branch_id))) ||
+	    (rc = col_str(c[3], x->device_id, sizeof(x->device_id))) ||
+	    (rc = col_str(c[5], x->user_phone, sizeof(x->user_phone))) ||
+	    (rc = col_str(c[10], x->status, sizeof(x->status))))
+		return rc;
+	x->cart_number = col_int(c[4]);
+	x->start_ms = col_int(c[6]);
+	x->expected_return_ms = col_int(c[7]);
+	x->actual_return_ms = col_int(c[8]);
+	x->clock_trusted = col_bool(c[9]);
+	x->duration_minutes = c[11] ? col_int(c[11]) : -1;
+	col_str_cut(c[12], x->notes, sizeof(x->notes));
+	x->created_ms = col_int(c[13]);
+	return CW_OK;
+}
+
+static int read_telemetry(int ncols, const char *const *c, void *out)
+{
+	struct cw_telemetry *x = out;
+	int rc;
+
+	if (ncols != 10)
+		return CW_ERR_INTERNAL;
+	if ((rc = col_str(c[1], x->device_id, sizeof(x->device_id))) ||
+	    (rc = col_str(c[2], x->branch_id, sizeof(x->branch_id))) ||
+	    (rc = col_str(c[3], x->chain_id, sizeof(x->chain_id))) ||
+	    (rc = col_str(c[5], x->event_type, sizeof(x->event_type))))
+		return rc;
+	x->id = col_int(c[0]);
+	x->seq = c[4] ? col_int(c[4]) : -1;
+	/* a JSON document cannot be cut: too large is reported as absent */
+	x->event_data_cut = col_str(c[6], x->event_data, sizeof(x->event_data)) != CW_OK;
+	if (x->event_data_cut)
+		x->event_data[0] = '\0';
+	x->ts_ms = col_int(c[7]);
+	x->clock_trusted = col_bool(c[8]);
+	x->received_ms = col_int(c[9]);
+	return CW_OK;
+}
+
+static bool range_ok(int64_t from_ms, int64_t to_ms)
+{
+	return from_ms >= CW_TIME_MIN_MS && to_ms <= CW_TIME_MAX_MS && from_ms <= to_ms;
+}
+
+int cw_store_cart_list(struct cw_store *s, const char *branch_id, const char *status,
+		       const struct cw_page *page, struct cw_cart *out, int *n, bool *more)
+{
+	/* 1 branch, 2 status, 3 after, 4 limit */
+	struct cw_param p[] = {P_TEXT(branch_id), P_OPT(status), P_OPT(page ? page->after : NULL),
+			       P_NULL};
+
+	*n = 0;
+	*more = false;
+	if (!id_ok(branch_id))
+		return CW_OK;
+	return list(s, CW_SQL_CART_LIST, p, NP(p), 3, page, read_cart, out, sizeof(*out), n, more);
+}
+
+int cw_store_cart_get(struct cw_store *s, const char *id, struct cw_cart *out)
+{
+	if (!id_ok(id))
+		return CW_ERR_NOTFOUND;
+	return get_one(s, CW_SQL_CART_GET, id, read_cart, out, sizeof(*out));
+}
+
+int cw_store_rentals_active(struct cw_store *s, const char *branch_id, const struct cw_page *page,
+			    struct cw_rental *out, int *n, bool *more)
+{
+	/* 1 branch, 2 after, 3 limit */
+	struct cw_param p[] = {P_TEXT(branch_id), P_OPT(page ? page->after : NULL), P_NULL};
+
+	*n = 0;
+	*more = false;
+	if (!id_ok(branch_id))
+		return CW_OK;
+	return list(s, CW_SQL_RENTALS_ACTIVE, p, NP(p), 2, page, read_rental, out, sizeof(*out), n,
+		    more);
+}
+
+int cw_store_rentals_history(struct cw_store *s, const char *branch_id,
+			     const struct cw_rental_filter *f, const struct cw_page *page,
+			     struct cw_rental *out, int *n, bool *more)
+{
+	/* 1 branch, 2 from, 3 to, 4 phone, 5 status, 6 after, 7 limit */
+	struct cw_param p[] = {P_TEXT(branch_id), P_INT(f->from_ms), P_INT(f->to_ms),
+			       P_OPT(f->phone),	  P_OPT(f->status), P_OPT(page ? page->after : NULL),
+			       P_NULL};
+
+	*n = 0;
+	*more = false;
+	if (!range_ok(f->from_ms, f->to_ms))
+		return CW_ERR_INVAL;
+	if (!id_ok(branch_id))
+		return CW_OK;
+	return list(s, CW_SQL_RENTALS_HISTORY, p, NP(p), 6, page, read_rental, out, sizeof(*out),
+		    n, more);
+}
+
+struct days {
+	struct cw_rental_day *out;
+	int cap, n;
+};
+
+static int days_cb(void *ctx, int ncols, const char *const *cols)
+{
+	struct days *d = ctx;
+
+	if (ncols != 5)
+		return CW_ERR_INTERNAL;
+	if (d->n < d->cap) {
+		struct cw_rental_day *x = &d->out[d->n];
+		x->day = col_int(cols[0]);
+		x->started = col_int(cols[1]);
+		x->late = col_int(cols[2]);
+		x->finished = col_int(cols[3]);
+		x->avg_duration_ms = cols[4] ? (int64_t)strtod(cols[4], NULL) : 0;
+	}
+	d->n++;
+	return CW_OK;
+}
+
+int cw_store_rental_stats(struct cw_store *s, const char *branch_id, int64_t from_ms,
+			  int64_t to_ms, int64_t now_ms, struct cw_rental_stats *out,
+			  struct cw_rental_day *days, int cap, int *ndays)
+{
+	/* 1 branch, 2 from, 3 to, 4 now */
+	struct cw_param p[] = {P_TEXT(branch_id), P_INT(from_ms), P_INT(to_ms), P_INT(now_ms)};
+	struct counts c = {.n = 0};
+	struct days d = {.out = days, .cap = cap};
+	void *conn = NULL;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	*ndays = 0;
+	if (!range_ok(from_ms, to_ms) || cap < 0)
+		return CW_ERR_INVAL;
+	if (!id_ok(branch_id))
+		return CW_OK;
+	/* one transaction: the totals and the days see the same rows */
+	rc = tx_begin(s, &conn);
+	if (rc != CW_OK)
+		return rc;
+	if ((rc = s->be->exec(conn, CW_SQL_RENTAL_STATS, p, NP(p), counts_cb, &c, NULL)) ||
+	    (rc = s->be->exec(conn, CW_SQL_RENTAL_STATS_DAYS, p, NP(p), days_cb, &d, NULL)))
+		goto out;
+	if (c.n != 8) {
+		rc = CW_ERR_INTERNAL;
+		goto out;
+	}
+	out->total = c.v[0];
+	out->active = c.v[1];
+	out->overdue = c.v[2];
+	out->returned = c.v[3];
+	out->returned_late = c.v[4];
+	out->cancelled = c.v[5];
+	out->finished = c.v[6];
+	out->avg_duration_ms = c.v[7];
+	if (d.n > cap)
+		rc = CW_ERR_TOOBIG;
+	else
+		*ndays = d.n;
+out:
+	return tx_end(s, conn, rc);
+}
+
+int cw_store_telemetry_list(struct cw_store *s, const struct cw_telemetry_query *q,
+			    struct cw_telemetry *out, int *n, bool *more)
+{
+	/* 1 key id, 2 from, 3 to, 4 event type, 5 after id, 6 limit, 7 manager (chain only) */
+	struct cw_param p[] = {P_TEXT(q->id),	    P_INT(q->from_ms),
+			       P_INT(q->to_ms),	    P_OPT(q->event_type),
+			       q->after_id > 0 ? P_INT(q->after_id) : P_NULL,
+			       P_INT(q->limit + 1), P_OPT(q->manager_id)};
+	struct rows r = {.read = read_telemetry, .out = out, .elem = sizeof(*out), .cap = q->limit};
+	enum cw_sql id;
+	int np = NP(p) - 1, rc;
+
+	*n = 0;
+	*more = false;
+	if (q->limit < 1 || q->limit > CW_PAGE_MAX || !range_ok(q->from_ms, q->to_ms) ||
+	    q->after_id < 0 || (q->manager_id && !id_ok(q->manager_id)))
+		return CW_ERR_INVAL;
+	if (!id_ok(q->id))
+		return CW_OK;
+	switch (q->key) {
+	case CW_TELEMETRY_DEVICE:
+		id = CW_SQL_TELEMETRY_DEVICE;
+		break;
+	case CW_TELEMETRY_BRANCH:
+		id = CW_SQL_TELEMETRY_BRANCH;
+		break;
+	case CW_TELEMETRY_CHAIN:
+		id = CW_SQL_TELEMETRY_CHAIN;
+		np = NP(p);
+		break;
+	default:
+		return CW_ERR_INVAL;
+	}
+	rc = run(s, id, p, np, rows_cb, &r, NULL);
+	if (rc != CW_OK)
+		return rc;
+	*more = r.n > q->limit;
+	*n = *more ? q->limit : r.n;
+	return CW_OK;
+}
+
+/* ---- staff user management ---- */
+
+/* "id,id,..." (sorted by the SQL) into a cw_user_branches */
+static int split_branches(const char *v, struct cw_user_branches *out)
+{
+	out->n = 0;
+	while (v && *v) {
+		const char *end = strchr(v, ',');
+		size_t len = end ? (size_t)(end - v) : strlen(v);
+		if (out->n >= CW_USER_BRANCHES_MAX || len >= CW_UUID_STRLEN)
+			return CW_ERR_TOOBIG;
+		memcpy(out->ids[out->n], v, len);
+		out->ids[out->n][len] = '\0';
+		out->n++;
+		v = end ? end + 1 : NULL;
+	}
+	return CW_OK;
+}
+
+static int read_user_row(int ncols, const char *const *c, void *out)
+{
+	struct cw_user_row *x = out;
+	int rc;
+
+	if (ncols != 8)
+		return CW_ERR_INTERNAL;
+	rc = read_user(7, c, &x->user);
+	if (rc == CW_OK)
+		rc = split_branches(c[7], &x->branches);
+	return rc;
+}
+
+int cw_store_user_list(struct cw_store *s, const struct cw_scope *scope,
+		       const struct cw_page *page, struct cw_user_row *out, int *n, bool *more)
+{
+	/* 1 after, 2 chain filter, 3 limit */
+	struct cw_param p[] = {P_OPT(page ? page->after : NULL),
+			       P_OPT(scope ? scope->chain_id : NULL), P_NULL};
+
+	*n = 0;
+	*more = false;
+	if (scope && scope->chain_id && *scope->chain_id && !id_ok(scope->chain_id))
+		return CW_OK;
+	return list(s, CW_SQL_USER_LIST, p, NP(p), 2, page, read_user_row, out, sizeof(*out), n,
+		    more);
+}
+
+static int branch_cb(void *ctx, int ncols, const char *const *cols)
+{
+	struct cw_user_branches *b = ctx;
+
+	if (ncols != 1 || b->n >= CW_USER_BRANCHES_MAX)
+		return CW_ERR_TOOBIG;
+	return col_str(cols[0], b->ids[b->n++], CW_UUID_STRLEN);
+}
+
+int cw_store_user_branches(struct cw_store *s, const char *user_id, struct cw_user_branches *out)
+{
+	struct cw_param p[] = {P_TEXT(user_id)};
+
+	out->n = 0;
+	if (!id_ok(user_id))
+		return CW_ERR_NOTFOUND;
+	return run(s, CW_SQL_USER_BRANCHES_GET, p, NP(p), branch_cb, out, NULL);
+}
+
+int cw_store_user_save(struct cw_store *s, const struct cw_user *u,
+		       const struct cw_user_branches *br, bool create, int64_t now_ms)
+{
+	/* 1 id, 2 email, 3 hash, 4 role, 5 chain_id, 6 active, 7 now (both statements) */
+	struct cw_param p[] = {P_TEXT(u->id),		 P_TEXT(u->email),
+			       P_TEXT(u->password_hash), P_TEXT(cw_role_name(u->role)),
+			       P_OPT(u->chain_id),	 P_BOOL(u->active),
+			       P_INT(now_ms)};
+	struct cw_param pu[] = {P_TEXT(u->id)};
+	int64_t changes = 0;
+	void *conn = NULL;
+	int rc;
+
+	if (!id_ok(u->id) || (u->chain_id[0] && !id_ok(u->chain_id)) ||
+	    (br && (br->n < 0 || br->n > CW_USER_BRANCHES_MAX)))
+		return CW_ERR_INVAL;
+	if (br && br->n > 0 && u->role != CW_ROLE_BRANCH_MANAGER)
+		return CW_ERR_INVAL;
+	for (int i = 0; br && i < br->n; i++)
+		if (!id_ok(br->ids[i]))
+			return CW_ERR_INVAL;
+	rc = tx_begin(s, &conn);
+	if (rc != CW_OK)
+		return rc;
+	rc = s->be->exec(conn, create ? CW_SQL_USER_INSERT : CW_SQL_USER_UPDATE, p, NP(p), NULL,
+			 NULL, &changes);
+	if (rc == CW_OK && changes != 1)
+		rc = CW_ERR_NOTFOUND;
+	if (rc == CW_OK && br)
+		rc = s->be->exec(conn, CW_SQL_USER_BRANCHES_CLEAR, pu, NP(pu), NULL, NULL, NULL);
+	for (int i = 0; rc == CW_OK && br && i < br->n; i++) {
+		/* inserts nothing unless the user is a manager of the branch's chain */
+		struct cw_param pb[] = {P_TEXT(u->id), P_TEXT(br->ids[i])};
+		changes = 0;
+		rc = s->be->exec(conn, CW_SQL_USER_BRANCH_INSERT, pb, NP(pb), NULL, NULL, &changes);
+		if (rc == CW_OK && changes != 1)
+			rc = CW_ERR_INVAL;
+	}
+	return tx_end(s, conn, rc);
+}

@@ -251,4 +251,136 @@ int cw_store_devices_online(struct cw_store *s, int64_t after_ms, int64_t *n);
 /* Database connections in total and in use right now. */
 void cw_store_pool_stats(struct cw_store *s, int *total, int *in_use);
 
+/* ---- carts, rentals, telemetry (rows arrive by the edge sync, issue 4) ---- */
+
+#define CW_NOTES_MAX 1025   /* notes as returned (longer text is cut at a character) */
+#define CW_PHONE_MAX 21
+#define CW_EVENT_TYPE_MAX 51
+#define CW_EVENT_DATA_MAX 8192 /* event_data as returned; larger is reported as absent */
+/* Time range bounds of the lists: [from_ms, to_ms). */
+#define CW_TIME_MIN_MS 0LL
+#define CW_TIME_MAX_MS 253402300799999LL /* 9999-12-31T23:59:59.999Z */
+
+struct cw_cart {
+	char id[CW_UUID_STRLEN];
+	char branch_id[CW_UUID_STRLEN];
+	char chain_id[CW_UUID_STRLEN];      /* of its branch */
+	char device_id[CW_UUID_STRLEN];     /* of its controller; "" = none (no command target) */
+	char controller_id[CW_UUID_STRLEN]; /* "" = none */
+	int64_t cart_number, locker_id;
+	char status[CW_STATUS_MAX];
+	bool is_locked;
+	int64_t last_used_ms; /* 0 = never */
+	char maintenance_notes[CW_NOTES_MAX];
+	int64_t updated_ms;
+};
+
+/* Carts of one branch in cart_number order; status NULL = any. The cursor
+ * (page->after) is the id of the last cart of the previous page. */
+int cw_store_cart_list(struct cw_store *s, const char *branch_id, const char *status,
+		       const struct cw_page *page, struct cw_cart *out, int *n, bool *more);
+int cw_store_cart_get(struct cw_store *s, const char *id, struct cw_cart *out);
+
+struct cw_rental {
+	char id[CW_UUID_STRLEN];
+	char cart_id[CW_UUID_STRLEN];
+	char branch_id[CW_UUID_STRLEN];
+	char device_id[CW_UUID_STRLEN]; /* "" = unknown */
+	int64_t cart_number;
+	char user_phone[CW_PHONE_MAX];
+	int64_t start_ms, expected_return_ms, actual_return_ms; /* actual: 0 = not yet */
+	bool clock_trusted;
+	char status[CW_STATUS_MAX];
+	int64_t duration_minutes; /* -1 = none */
+	char notes[CW_NOTES_MAX];
+	int64_t created_ms;
+};
+
+/* Open rentals of a branch (active and overdue: BRIEF.md §4, overdue is
+ * still open) by expected return, earliest first, so every overdue rental
+ * comes before every rental still on time. Cursor: the last rental's id. */
+int cw_store_rentals_active(struct cw_store *s, const char *branch_id, const struct cw_page *page,
+			    struct cw_rental *out, int *n, bool *more);
+
+struct cw_rental_filter {
+	int64_t from_ms, to_ms; /* start time in [from, to) */
+	const char *phone;      /* exact; NULL = any */
+	const char *status;     /* exact; NULL = any */
+};
+/* Every rental of a branch started in the range, newest first. Cursor: the
+ * last rental's id. */
+int cw_store_rentals_history(struct cw_store *s, const char *branch_id,
+			     const struct cw_rental_filter *f, const struct cw_page *page,
+			     struct cw_rental *out, int *n, bool *more);
+
+struct cw_rental_day {
+	int64_t day;            /* UTC days since the epoch */
+	int64_t started, late;  /* late: overdue now or returned late */
+	int64_t finished;       /* returned or returned late, with a return time */
+	int64_t avg_duration_ms; /* of the finished ones; 0 when none */
+};
+struct cw_rental_stats {
+	int64_t total, active, overdue, returned, returned_late, cancelled;
+	int64_t finished, avg_duration_ms;
+};
+/* Rentals of a branch started in [from, to): counts by status (an active
+ * rental past its expected return at now_ms counts as overdue), average
+ * duration of the finished ones, and the same per UTC day (at most cap days,
+ * oldest first; *ndays gets how many). */
+int cw_store_rental_stats(struct cw_store *s, const char *branch_id, int64_t from_ms,
+			  int64_t to_ms, int64_t now_ms, struct cw_rental_stats *out,
+			  struct cw_rental_day *days, int cap, int *ndays);
+
+struct cw_telemetry {
+	int64_t id;
+	char device_id[CW_UUID_STRLEN];
+	char branch_id[CW_UUID_STRLEN];
+	char chain_id[CW_UUID_STRLEN];
+	int64_t seq; /* -1 = none */
+	char event_type[CW_EVENT_TYPE_MAX];
+	char event_data[CW_EVENT_DATA_MAX]; /* JSON text; "" = none */
+	bool event_data_cut;                /* it was too large to return */
+	int64_t ts_ms;
+	bool clock_trusted;
+	int64_t received_ms;
+};
+
+enum cw_telemetry_key { CW_TELEMETRY_DEVICE, CW_TELEMETRY_BRANCH, CW_TELEMETRY_CHAIN };
+struct cw_telemetry_query {
+	enum cw_telemetry_key key;
+	const char *id;          /* the device, branch or chain */
+	const char *manager_id;  /* chain queries: only the branches this manager manages; NULL = all */
+	const char *event_type;  /* NULL = any */
+	int64_t from_ms, to_ms;  /* event time in [from, to) */
+	int64_t after_id;        /* cursor: the id of the last row of the previous page; 0 = none */
+	int limit;               /* 1..CW_PAGE_MAX */
+};
+/* Telemetry rows newest first (event time, then id). */
+int cw_store_telemetry_list(struct cw_store *s, const struct cw_telemetry_query *q,
+			    struct cw_telemetry *out, int *n, bool *more);
+
+/* ---- staff user management (HTTP) ---- */
+
+#define CW_USER_BRANCHES_MAX 64
+struct cw_user_branches {
+	int n;
+	char ids[CW_USER_BRANCHES_MAX][CW_UUID_STRLEN]; /* sorted */
+};
+struct cw_user_row {
+	struct cw_user user;
+	struct cw_user_branches branches;
+};
+/* Staff users by id; scope->chain_id set = the users of that chain only
+ * (never a platform admin). */
+int cw_store_user_list(struct cw_store *s, const struct cw_scope *scope,
+		       const struct cw_page *page, struct cw_user_row *out, int *n, bool *more);
+int cw_store_user_branches(struct cw_store *s, const char *user_id, struct cw_user_branches *out);
+/* Creates (create) or updates a user in one transaction; br (NULL = leave
+ * them as they are) replaces the branches a manager manages.
+ * CW_ERR_CONFLICT: email taken; CW_ERR_INVAL: a branch that is not of the
+ * user's chain, or branches for a role that has none; CW_ERR_NOTFOUND: no
+ * such user (update). */
+int cw_store_user_save(struct cw_store *s, const struct cw_user *u,
+		       const struct cw_user_branches *br, bool create, int64_t now_ms);
+
 #endif

@@ -53,6 +53,34 @@ extern const int cw_cloud_pg_migrations_count;
 	"c.id, c.device_id, c.branch_id, b.chain_id, c.action, c.args::text, c.state, "   \
 	"c.created_by, " MS("c.created_at") ", " MS("c.expires_at") ", c.result::text"
 
+#define CART_COLS                                                                          \
+	"c.id, c.branch_id, b.chain_id, ctl.device_id, c.controller_id, c.cart_number, "   \
+	"c.locker_id, c.status, c.is_locked, " MS("c.last_used") ", c.maintenance_notes, " \
+	MS("c.updated_at")
+#define CART_FROM                                                                          \
+	" FROM carts c JOIN branches b ON b.id = c.branch_id "                             \
+	"LEFT JOIN controllers ctl ON ctl.id = c.controller_id "
+#define RENTAL_COLS                                                                        \
+	"r.id, r.cart_id, r.branch_id, r.device_id, c.cart_number, r.user_phone, "         \
+	MS("r.start_time") ", " MS("r.expected_return") ", " MS("r.actual_return") ", "     \
+	"r.clock_trusted, r.status, r.duration_minutes, r.notes, " MS("r.created_at")
+#define RENTAL_FROM " FROM rentals r JOIN carts c ON c.id = r.cart_id "
+#define TELEMETRY_COLS                                                                     \
+	"t.id, t.device_id, t.branch_id, t.chain_id, t.seq, t.event_type, t.event_data::text, " \
+	MS("t.\"timestamp\"") ", t.clock_trusted, " MS("t.received_at")
+/* newest first; the cursor row is looked up within the same key, so an id of
+ * another tenant positions nothing */
+#define TELEMETRY_SQL(key)                                                                 \
+	"SELECT " TELEMETRY_COLS " FROM telemetry t WHERE t." key " = $1::uuid "           \
+	"AND t.\"timestamp\" >= " TS("$2") " AND t.\"timestamp\" < " TS("$3") " "          \
+	"AND ($4::text IS NULL OR t.event_type = $4::text) "                               \
+	"AND ($5::bigint IS NULL OR (t.\"timestamp\", t.id) < (SELECT \"timestamp\", id "  \
+	"FROM telemetry WHERE id = $5::bigint AND " key " = $1::uuid)) "
+#define LATE(now) "(r.status IN ('overdue', 'returned-late') OR " \
+	"(r.status = 'active' AND r.expected_return < " TS(now) "))"
+#define FINISHED "(r.status IN ('returned', 'returned-late') AND r.actual_return IS NOT NULL)"
+#define DURATION_MS "extract(epoch from (r.actual_return - r.start_time)) * 1000"
+
 /* Same statements, same parameter numbers as cw_store_sqlite.c. Every
  * parameter has an explicit type so that the server never has to guess. */
 static const char *const pg_sql[CW_SQL_COUNT] = {
@@ -159,6 +187,64 @@ static const char *const pg_sql[CW_SQL_COUNT] = {
 				    "WHERE jti = $1::uuid AND device_id = $2::uuid AND NOT revoked",
 	[CW_SQL_DEVICES_ONLINE] = "SELECT count(*) FROM devices "
 				  "WHERE last_heartbeat >= " TS("$1") " AND status <> 'offline'",
+	[CW_SQL_CART_LIST] =
+		"SELECT " CART_COLS CART_FROM "WHERE c.branch_id = $1::uuid "
+		"AND ($2::text IS NULL OR c.status = $2::text) "
+		"AND ($3::uuid IS NULL OR c.cart_number > (SELECT cart_number FROM carts "
+		"WHERE id = $3::uuid AND branch_id = $1::uuid)) ORDER BY c.cart_number LIMIT $4::bigint",
+	[CW_SQL_CART_GET] = "SELECT " CART_COLS CART_FROM "WHERE c.id = $1::uuid",
+	[CW_SQL_RENTALS_ACTIVE] =
+		"SELECT " RENTAL_COLS RENTAL_FROM "WHERE r.branch_id = $1::uuid "
+		"AND r.status IN ('active', 'overdue') "
+		"AND ($2::uuid IS NULL OR (r.expected_return, r.id) > (SELECT expected_return, id "
+		"FROM rentals WHERE id = $2::uuid AND branch_id = $1::uuid)) "
+		"ORDER BY r.expected_return, r.id LIMIT $3::bigint",
+	[CW_SQL_RENTALS_HISTORY] =
+		"SELECT " RENTAL_COLS RENTAL_FROM "WHERE r.branch_id = $1::uuid "
+		"AND r.start_time >= " TS("$2") " AND r.start_time < " TS("$3") " "
+		"AND ($4::text IS NULL OR r.user_phone = $4::text) "
+		"AND ($5::text IS NULL OR r.status = $5::text) "
+		"AND ($6::uuid IS NULL OR (r.start_time, r.id) < (SELECT start_time, id FROM rentals "
+		"WHERE id = $6::uuid AND branch_id = $1::uuid)) "
+		"ORDER BY r.start_time DESC, r.id DESC LIMIT $7::bigint",
+	[CW_SQL_RENTAL_STATS] =
+		"SELECT count(*), "
+		"count(*) FILTER (WHERE r.status = 'active' AND r.expected_return >= " TS("$4") "), "
+		"count(*) FILTER (WHERE r.status = 'overdue' OR "
+		"(r.status = 'active' AND r.expected_return < " TS("$4") ")), "
+		"count(*) FILTER (WHERE r.status = 'returned'), "
+		"count(*) FILTER (WHERE r.status = 'returned-late'), "
+		"count(*) FILTER (WHERE r.status = 'cancelled'), "
+		"count(*) FILTER (WHERE " FINISHED "), "
+		"coalesce(round(avg(" DURATION_MS ") FILTER (WHERE " FINISHED "))::bigint, 0) "
+		"FROM rentals r WHERE r.branch_id = $1::uuid AND r.start_time >= " TS("$2") " "
+		"AND r.start_time < " TS("$3"),
+	[CW_SQL_RENTAL_STATS_DAYS] =
+		"SELECT floor(extract(epoch from r.start_time) / 86400)::bigint AS day, count(*), "
+		"count(*) FILTER (WHERE " LATE("$4") "), count(*) FILTER (WHERE " FINISHED "), "
+		"round(avg(" DURATION_MS ") FILTER (WHERE " FINISHED "))::bigint "
+		"FROM rentals r WHERE r.branch_id = $1::uuid AND r.start_time >= " TS("$2") " "
+		"AND r.start_time < " TS("$3") " GROUP BY 1 ORDER BY 1",
+	[CW_SQL_TELEMETRY_DEVICE] =
+		TELEMETRY_SQL("device_id") "ORDER BY t.\"timestamp\" DESC, t.id DESC LIMIT $6::bigint",
+	[CW_SQL_TELEMETRY_BRANCH] =
+		TELEMETRY_SQL("branch_id") "ORDER BY t.\"timestamp\" DESC, t.id DESC LIMIT $6::bigint",
+	[CW_SQL_TELEMETRY_CHAIN] =
+		TELEMETRY_SQL("chain_id") "AND ($7::uuid IS NULL OR t.branch_id IN (SELECT branch_id "
+		"FROM user_branches WHERE user_id = $7::uuid)) "
+		"ORDER BY t.\"timestamp\" DESC, t.id DESC LIMIT $6::bigint",
+	[CW_SQL_USER_LIST] =
+		"SELECT u.id, u.email, u.password_hash, u.role, u.chain_id, u.active, "
+		MS("u.created_at") ", (SELECT string_agg(branch_id::text, ',' ORDER BY branch_id) "
+		"FROM user_branches WHERE user_id = u.id) FROM staff_users u "
+		"WHERE ($1::uuid IS NULL OR u.id > $1::uuid) AND ($2::uuid IS NULL OR u.chain_id = $2::uuid) "
+		"ORDER BY u.id LIMIT $3::bigint",
+	[CW_SQL_USER_UPDATE] =
+		"UPDATE staff_users SET email = $2::text, password_hash = $3::text, role = $4::text, "
+		"chain_id = $5::uuid, active = $6::boolean, updated_at = " TS("$7") " WHERE id = $1::uuid",
+	[CW_SQL_USER_BRANCHES_CLEAR] = "DELETE FROM user_branches WHERE user_id = $1::uuid",
+	[CW_SQL_USER_BRANCHES_GET] =
+		"SELECT branch_id FROM user_branches WHERE user_id = $1::uuid ORDER BY branch_id",
 };
 
 struct pg_conn {

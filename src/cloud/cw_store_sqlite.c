@@ -36,6 +36,33 @@ extern const int cw_cloud_sqlite_migrations_count;
 	"c.id, c.device_id, c.branch_id, b.chain_id, c.action, c.args, c.state, "          \
 	"c.created_by, c.created_ms, c.expires_ms, c.result"
 
+#define CART_COLS                                                                          \
+	"c.id, c.branch_id, b.chain_id, ctl.device_id, c.controller_id, c.cart_number, "   \
+	"c.locker_id, c.status, c.is_locked, c.last_used_ms, c.maintenance_notes, "        \
+	"c.updated_ms"
+#define CART_FROM                                                                          \
+	" FROM carts c JOIN branches b ON b.id = c.branch_id "                             \
+	"LEFT JOIN controllers ctl ON ctl.id = c.controller_id "
+#define RENTAL_COLS                                                                        \
+	"r.id, r.cart_id, r.branch_id, r.device_id, c.cart_number, r.user_phone, "         \
+	"r.start_ms, r.expected_return_ms, r.actual_return_ms, r.clock_trusted, r.status, " \
+	"r.duration_minutes, r.notes, r.created_ms"
+#define RENTAL_FROM " FROM rentals r JOIN carts c ON c.id = r.cart_id "
+#define TELEMETRY_COLS                                                                     \
+	"t.id, t.device_id, t.branch_id, t.chain_id, t.seq, t.event_type, t.event_data, "  \
+	"t.ts_ms, t.clock_trusted, t.received_ms"
+/* newest first; the cursor row is looked up within the same key, so an id of
+ * another tenant positions nothing */
+#define TELEMETRY_SQL(key)                                                                 \
+	"SELECT " TELEMETRY_COLS " FROM telemetry t WHERE t." key " = ?1 "                 \
+	"AND t.ts_ms >= ?2 AND t.ts_ms < ?3 AND (?4 IS NULL OR t.event_type = ?4) "        \
+	"AND (?5 IS NULL OR (t.ts_ms, t.id) < (SELECT ts_ms, id FROM telemetry "           \
+	"WHERE id = ?5 AND " key " = ?1)) "
+/* an active rental past its expected return is overdue (BRIEF.md §4) */
+#define LATE(now) "(r.status IN ('overdue', 'returned-late') OR " \
+	"(r.status = 'active' AND r.expected_return_ms < " now "))"
+#define FINISHED "(r.status IN ('returned', 'returned-late') AND r.actual_return_ms IS NOT NULL)"
+
 /* Parameter numbers (?N) are those documented in cw_store.c for each statement. */
 static const char *const sq_sql[CW_SQL_COUNT] = {
 	[CW_SQL_BEGIN] = "BEGIN IMMEDIATE",
@@ -129,6 +156,59 @@ static const char *const sq_sql[CW_SQL_COUNT] = {
 				    "WHERE jti = ?1 AND device_id = ?2 AND revoked = 0",
 	[CW_SQL_DEVICES_ONLINE] = "SELECT count(*) FROM devices "
 				  "WHERE last_heartbeat_ms >= ?1 AND status <> 'offline'",
+	[CW_SQL_CART_LIST] =
+		"SELECT " CART_COLS CART_FROM "WHERE c.branch_id = ?1 AND (?2 IS NULL OR c.status = ?2) "
+		"AND (?3 IS NULL OR c.cart_number > (SELECT cart_number FROM carts "
+		"WHERE id = ?3 AND branch_id = ?1)) ORDER BY c.cart_number LIMIT ?4",
+	[CW_SQL_CART_GET] = "SELECT " CART_COLS CART_FROM "WHERE c.id = ?1",
+	[CW_SQL_RENTALS_ACTIVE] =
+		"SELECT " RENTAL_COLS RENTAL_FROM "WHERE r.branch_id = ?1 "
+		"AND r.status IN ('active', 'overdue') "
+		"AND (?2 IS NULL OR (r.expected_return_ms, r.id) > (SELECT expected_return_ms, id "
+		"FROM rentals WHERE id = ?2 AND branch_id = ?1)) "
+		"ORDER BY r.expected_return_ms, r.id LIMIT ?3",
+	[CW_SQL_RENTALS_HISTORY] =
+		"SELECT " RENTAL_COLS RENTAL_FROM "WHERE r.branch_id = ?1 "
+		"AND r.start_ms >= ?2 AND r.start_ms < ?3 AND (?4 IS NULL OR r.user_phone = ?4) "
+		"AND (?5 IS NULL OR r.status = ?5) "
+		"AND (?6 IS NULL OR (r.start_ms, r.id) < (SELECT start_ms, id FROM rentals "
+		"WHERE id = ?6 AND branch_id = ?1)) "
+		"ORDER BY r.start_ms DESC, r.id DESC LIMIT ?7",
+	[CW_SQL_RENTAL_STATS] =
+		"SELECT count(*), "
+		"count(*) FILTER (WHERE r.status = 'active' AND r.expected_return_ms >= ?4), "
+		"count(*) FILTER (WHERE r.status = 'overdue' OR "
+		"(r.status = 'active' AND r.expected_return_ms < ?4)), "
+		"count(*) FILTER (WHERE r.status = 'returned'), "
+		"count(*) FILTER (WHERE r.status = 'returned-late'), "
+		"count(*) FILTER (WHERE r.status = 'cancelled'), "
+		"count(*) FILTER (WHERE " FINISHED "), "
+		"coalesce(CAST(avg(r.actual_return_ms - r.start_ms) FILTER (WHERE " FINISHED ") "
+		"AS INTEGER), 0) "
+		"FROM rentals r WHERE r.branch_id = ?1 AND r.start_ms >= ?2 AND r.start_ms < ?3",
+	[CW_SQL_RENTAL_STATS_DAYS] =
+		"SELECT r.start_ms / 86400000, count(*), count(*) FILTER (WHERE " LATE("?4") "), "
+		"count(*) FILTER (WHERE " FINISHED "), "
+		"CAST(avg(r.actual_return_ms - r.start_ms) FILTER (WHERE " FINISHED ") AS INTEGER) "
+		"FROM rentals r WHERE r.branch_id = ?1 AND r.start_ms >= ?2 AND r.start_ms < ?3 "
+		"GROUP BY 1 ORDER BY 1",
+	[CW_SQL_TELEMETRY_DEVICE] = TELEMETRY_SQL("device_id") "ORDER BY t.ts_ms DESC, t.id DESC LIMIT ?6",
+	[CW_SQL_TELEMETRY_BRANCH] = TELEMETRY_SQL("branch_id") "ORDER BY t.ts_ms DESC, t.id DESC LIMIT ?6",
+	[CW_SQL_TELEMETRY_CHAIN] =
+		TELEMETRY_SQL("chain_id") "AND (?7 IS NULL OR t.branch_id IN (SELECT branch_id "
+		"FROM user_branches WHERE user_id = ?7)) ORDER BY t.ts_ms DESC, t.id DESC LIMIT ?6",
+	[CW_SQL_USER_LIST] =
+		"SELECT u.id, u.email, u.password_hash, u.role, u.chain_id, u.active, u.created_ms, "
+		"(SELECT group_concat(branch_id, ',') FROM (SELECT branch_id FROM user_branches "
+		"WHERE user_id = u.id ORDER BY branch_id)) FROM staff_users u "
+		"WHERE (?1 IS NULL OR u.id > ?1) AND (?2 IS NULL OR u.chain_id = ?2) "
+		"ORDER BY u.id LIMIT ?3",
+	[CW_SQL_USER_UPDATE] =
+		"UPDATE staff_users SET email = ?2, password_hash = ?3, role = ?4, chain_id = ?5, "
+		"active = ?6, updated_ms = ?7 WHERE id = ?1",
+	[CW_SQL_USER_BRANCHES_CLEAR] = "DELETE FROM user_branches WHERE user_id = ?1",
+	[CW_SQL_USER_BRANCHES_GET] =
+		"SELECT branch_id FROM user_branches WHERE user_id = ?1 ORDER BY branch_id",
 };
 
 struct sq_store {

@@ -12,8 +12,11 @@ cloud_config "$T/cloud.json"
 jq '. + {colour: "red"}' "$T/cloud.json" >"$T/bad.json"
 out=$("$CLOUD" --config "$T/bad.json" migrate 2>&1) && fail "unknown key accepted"
 grep -q colour <<<"$out" || fail "config error does not name the key: $out"
-"$CLOUD" --config "$T/cloud.json" migrate | grep -q 'schema version 1' || fail "migrate"
-"$CLOUD" --config "$T/cloud.json" migrate | grep -q 'schema version 1' || fail "migrate twice"
+# the version is the number of migrations compiled in (schema/cloud/<dialect>/NNN_*.sql)
+v1=$("$CLOUD" --config "$T/cloud.json" migrate) || fail "migrate"
+grep -Eq '^schema version [1-9][0-9]*$' <<<"$v1" || fail "migrate: $v1"
+v2=$("$CLOUD" --config "$T/cloud.json" migrate) || fail "migrate twice"
+[ "$v1" = "$v2" ] || fail "migrate twice: $v1 then $v2"
 # create-user: password never from argv; too short refused; bad role refused
 rc=0; printf 'short\n' | "$CLOUD" --config "$T/cloud.json" admin create-user --email a@b.c \
 	--role platform-admin >/dev/null 2>&1 || rc=$?
@@ -296,8 +299,18 @@ m() { grep -F -- "$1 " "$T/metrics.txt" | grep -v '^#' | awk '{print $NF}'; }
 [ "$(m 'cartwise_devices_online')" = 1 ] || fail "devices online: $(m cartwise_devices_online)"
 [ "$(m 'cartwise_db_up')" = 1 ] || fail "db_up"
 [ "$(m 'cartwise_db_connections{state="total"}')" -ge 1 ] || fail "pool size"
-[ "$(m 'cartwise_http_request_duration_seconds_bucket{le="+Inf"}')" = "$(m 'cartwise_http_request_duration_seconds_count')" ] \
+# a latency histogram per route: cumulative buckets, +Inf = count = requests of the route
+H=cartwise_http_request_duration_seconds
+[ "$(m "${H}_bucket{route=\"/api/health\",le=\"+Inf\"}")" = "$(m "${H}_count{route=\"/api/health\"}")" ] \
 	|| fail "histogram +Inf bucket differs from count"
+[ "$(m "${H}_count{route=\"/api/health\"}")" = "$(grep -F 'cartwise_http_requests_total{route="/api/health",' "$T/metrics.txt" | awk '{s += $NF} END {print s}')" ] \
+	|| fail "health histogram count differs from its requests"
+[ "$(m "${H}_count{route=\"/api/devices/{id}/heartbeat\"}")" -ge 3 ] || fail "heartbeat latency not counted per route"
+grep -E "^${H}_bucket\{route=\"/api/chains\",le=" "$T/metrics.txt" | awk '{print $NF}' | sort -n -c \
+	|| fail "buckets are not cumulative"
+[ "$(grep -c "^${H}_bucket{route=\"/api/chains\"," "$T/metrics.txt")" = 12 ] || fail "bucket count of a route"
+grep -q "^${H}_bucket{le=" "$T/metrics.txt" && fail "a histogram series without its route"
+[ "$(m 'cartwise_db_connections{state="idle"}')" -ge 0 ] || fail "idle connections gauge"
 grep -q 'device_token\|password\|Bearer' "$T/metrics.txt" && fail "metrics carry a secret"
 api POST /metrics '{}'
 expect_error 405

@@ -795,6 +795,141 @@ START_TEST(commands)
 }
 END_TEST
 
+START_TEST(user_management)
+{
+	struct cw_store *s = open_store();
+	struct cw_chain a, b;
+	struct cw_branch a1, a2, b1;
+	struct cw_user admin, m, got;
+	struct cw_user_branches br = {.n = 0}, rd;
+	struct cw_user_row *rows = calloc(CW_PAGE_MAX, sizeof(*rows));
+	struct cw_scope sc = {.chain_id = NULL};
+	struct cw_page pg = {.after = NULL, .limit = CW_PAGE_MAX};
+	int n, found = 0;
+	bool more;
+
+	ck_assert_ptr_nonnull(rows);
+	make_chain(s, &a, "A");
+	make_chain(s, &b, "B");
+	make_branch(s, &a1, a.id, "UM-A1");
+	make_branch(s, &a2, a.id, "UM-A2");
+	make_branch(s, &b1, b.id, "UM-B1");
+	make_user(s, &admin, CW_ROLE_PLATFORM_ADMIN, NULL);
+	/* create a manager with two branches, in one transaction */
+	memset(&m, 0, sizeof(m));
+	new_id(m.id);
+	snprintf(m.email, sizeof(m.email), "m-%.12s@example.com", m.id + 24);
+	snprintf(m.password_hash, sizeof(m.password_hash), "$argon2id$v=19$fake");
+	m.role = CW_ROLE_BRANCH_MANAGER;
+	snprintf(m.chain_id, sizeof(m.chain_id), "%s", a.id);
+	m.active = true;
+	br.n = 2;
+	snprintf(br.ids[0], CW_UUID_STRLEN, "%s", a2.id);
+	snprintf(br.ids[1], CW_UUID_STRLEN, "%s", a1.id);
+	ck_assert_int_eq(cw_store_user_save(s, &m, &br, true, NOW), CW_OK);
+	ck_assert_int_eq(cw_store_user_branches(s, m.id, &rd), CW_OK);
+	ck_assert_int_eq(rd.n, 2);
+	ck_assert_str_eq(rd.ids[0], strcmp(a1.id, a2.id) < 0 ? a1.id : a2.id); /* sorted */
+	/* a branch of another chain: refused, and nothing of the change stays */
+	snprintf(br.ids[1], CW_UUID_STRLEN, "%s", b1.id);
+	m.active = false;
+	ck_assert_int_eq(cw_store_user_save(s, &m, &br, false, NOW), CW_ERR_INVAL);
+	ck_assert_int_eq(cw_store_user_get(s, m.id, &got), CW_OK);
+	ck_assert(got.active);
+	ck_assert_int_eq(cw_store_user_branches(s, m.id, &rd), CW_OK);
+	ck_assert_int_eq(rd.n, 2);
+	/* the same branch twice is refused too (the API refuses it first) */
+	snprintf(br.ids[1], CW_UUID_STRLEN, "%s", a2.id);
+	ck_assert_int_eq(cw_store_user_save(s, &m, &br, false, NOW), CW_ERR_INVAL);
+	/* update: deactivate, one branch; NULL branches leaves them */
+	br.n = 1;
+	ck_assert_int_eq(cw_store_user_save(s, &m, &br, false, NOW + 1), CW_OK);
+	ck_assert_int_eq(cw_store_user_get(s, m.id, &got), CW_OK);
+	ck_assert(!got.active);
+	ck_assert_int_eq(cw_store_user_save(s, &m, NULL, false, NOW + 2), CW_OK);
+	ck_assert_int_eq(cw_store_user_branches(s, m.id, &rd), CW_OK);
+	ck_assert_int_eq(rd.n, 1);
+	ck_assert_str_eq(rd.ids[0], a2.id);
+	/* branches for a role without them */
+	m.role = CW_ROLE_CHAIN_ADMIN;
+	ck_assert_int_eq(cw_store_user_save(s, &m, &br, false, NOW), CW_ERR_INVAL);
+	br.n = 0;
+	ck_assert_int_eq(cw_store_user_save(s, &m, &br, false, NOW), CW_OK);
+	ck_assert_int_eq(cw_store_user_branches(s, m.id, &rd), CW_OK);
+	ck_assert_int_eq(rd.n, 0);
+	/* email taken; unknown user */
+	snprintf(m.email, sizeof(m.email), "%s", admin.email);
+	ck_assert_int_eq(cw_store_user_save(s, &m, NULL, false, NOW), CW_ERR_CONFLICT);
+	new_id(got.id);
+	got.role = CW_ROLE_PLATFORM_ADMIN;
+	got.chain_id[0] = '\0';
+	ck_assert_int_eq(cw_store_user_save(s, &got, NULL, false, NOW), CW_ERR_NOTFOUND);
+	/* lists: a chain's scope never holds platform admins or other chains */
+	sc.chain_id = a.id;
+	ck_assert_int_eq(cw_store_user_list(s, &sc, &pg, rows, &n, &more), CW_OK);
+	for (int i = 0; i < n; i++) {
+		ck_assert_str_eq(rows[i].user.chain_id, a.id);
+		found += strcmp(rows[i].user.id, m.id) == 0;
+	}
+	ck_assert_int_eq(found, 1);
+	sc.chain_id = NULL;
+	pg.limit = 1;
+	ck_assert_int_eq(cw_store_user_list(s, &sc, &pg, rows, &n, &more), CW_OK);
+	ck_assert_int_eq(n, 1);
+	ck_assert(more);
+	free(rows);
+	cw_store_free(s);
+	no_errors_logged();
+}
+END_TEST
+
+START_TEST(data_reads_refuse_bad_arguments)
+{
+	struct cw_store *s = open_store();
+	struct cw_rental_filter f = {.from_ms = 10, .to_ms = 5};
+	struct cw_page pg = {.after = NULL, .limit = 10};
+	struct cw_rental r[10];
+	struct cw_rental_stats st;
+	struct cw_rental_day days[4];
+	struct cw_telemetry_query q = {.key = CW_TELEMETRY_CHAIN, .limit = 10, .to_ms = CW_TIME_MAX_MS};
+	struct cw_telemetry *t = calloc(10, sizeof(*t));
+	struct cw_cart c;
+	char id[CW_UUID_STRLEN];
+	int n, nd;
+	bool more;
+
+	ck_assert_ptr_nonnull(t);
+	new_id(id);
+	q.id = id;
+	/* a range the wrong way round, beyond the bounds, a bad cursor */
+	ck_assert_int_eq(cw_store_rentals_history(s, id, &f, &pg, r, &n, &more), CW_ERR_INVAL);
+	ck_assert_int_eq(cw_store_rental_stats(s, id, 0, CW_TIME_MAX_MS + 1, NOW, &st, days, 4, &nd),
+			 CW_ERR_INVAL);
+	pg.after = "' OR 1=1 --";
+	ck_assert_int_eq(cw_store_rentals_active(s, id, &pg, r, &n, &more), CW_ERR_INVAL);
+	q.limit = 0;
+	ck_assert_int_eq(cw_store_telemetry_list(s, &q, t, &n, &more), CW_ERR_INVAL);
+	q.limit = 10;
+	q.manager_id = "x";
+	ck_assert_int_eq(cw_store_telemetry_list(s, &q, t, &n, &more), CW_ERR_INVAL);
+	/* unknown objects are empty, not errors */
+	q.manager_id = NULL;
+	ck_assert_int_eq(cw_store_telemetry_list(s, &q, t, &n, &more), CW_OK);
+	ck_assert_int_eq(n, 0);
+	ck_assert_int_eq(cw_store_rental_stats(s, id, 0, CW_TIME_MAX_MS, NOW, &st, days, 4, &nd), CW_OK);
+	ck_assert_int_eq(st.total, 0);
+	ck_assert_int_eq(nd, 0);
+	pg.after = NULL;
+	ck_assert_int_eq(cw_store_rentals_active(s, "not-a-uuid", &pg, r, &n, &more), CW_OK);
+	ck_assert_int_eq(n, 0);
+	ck_assert_int_eq(cw_store_cart_get(s, id, &c), CW_ERR_NOTFOUND);
+	ck_assert_int_eq(cw_store_cart_get(s, "' OR 1=1 --", &c), CW_ERR_NOTFOUND);
+	free(t);
+	cw_store_free(s);
+	no_errors_logged();
+}
+END_TEST
+
 START_TEST(pg_unreachable_and_reconnect)
 {
 	struct cw_store_config cfg = {.backend = CW_BACKEND_POSTGRES, .pool_size = 1,
@@ -906,6 +1041,8 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, token_rotation_race);
 	tcase_add_test(tc, heartbeat_and_stats);
 	tcase_add_test(tc, commands);
+	tcase_add_test(tc, user_management);
+	tcase_add_test(tc, data_reads_refuse_bad_arguments);
 	tcase_add_test(tc, pg_unreachable_and_reconnect);
 	tcase_add_test(tc, bad_config);
 	suite_add_tcase(su, tc);

@@ -1,0 +1,392 @@
+#!/usr/bin/env bash
+# Carts, cart commands, rentals and telemetry (issue 3) on one backend:
+# success and failure, the authorization matrix over two chains and their
+# branches for every role (404/403, never another tenant's rows in lists,
+# stats or telemetry), time ranges and bad input. Rows that the edge sync
+# (issue 4) will bring are inserted straight into the database here.
+. "$(dirname "$0")/lib.sh"
+
+setup_world
+NOW=$(date +%s%3N)
+MIN=60000
+HOUR=3600000
+DAY=86400000
+
+# ---- rows as the sync would write them (dialect-specific SQL) ----
+if [ "$BACKEND" = postgres ]; then
+	ts() { echo "to_timestamp($1 / 1000.0)"; }
+	TRUE=true FALSE=false
+else
+	ts() { echo "$1"; }
+	TRUE=1 FALSE=0
+fi
+ins_device() { # ID BRANCH MAC
+	if [ "$BACKEND" = postgres ]; then
+		db_sql "INSERT INTO devices (id, branch_id, device_name, mac_address) VALUES ('$1', '$2', 'pi', '$3')"
+	else
+		db_sql "INSERT INTO devices (id, branch_id, device_name, mac_address, created_ms, updated_ms) VALUES ('$1', '$2', 'pi', '$3', 0, 0)"
+	fi
+}
+ins_controller() { # ID DEVICE
+	if [ "$BACKEND" = postgres ]; then
+		db_sql "INSERT INTO controllers (id, device_id, controller_address) VALUES ('$1', '$2', 1)"
+	else
+		db_sql "INSERT INTO controllers (id, device_id, controller_address, updated_ms) VALUES ('$1', '$2', 1, 0)"
+	fi
+}
+ins_cart() { # ID BRANCH NUMBER CONTROLLER|null STATUS
+	local ctl=null
+	[ "$4" = null ] || ctl="'$4'"
+	if [ "$BACKEND" = postgres ]; then
+		db_sql "INSERT INTO carts (id, branch_id, cart_number, locker_id, controller_id, status) VALUES ('$1', '$2', $3, $(($3 - 1)), $ctl, '$5')"
+	else
+		db_sql "INSERT INTO carts (id, branch_id, cart_number, locker_id, controller_id, status, updated_ms) VALUES ('$1', '$2', $3, $(($3 - 1)), $ctl, '$5', $NOW)"
+	fi
+}
+ins_rental() { # ID CART BRANCH PHONE START EXPECTED ACTUAL|null STATUS
+	local act=null
+	[ "$7" = null ] || act=$(ts "$7")
+	if [ "$BACKEND" = postgres ]; then
+		db_sql "INSERT INTO rentals (id, cart_id, branch_id, user_phone, start_time, expected_return, actual_return, status) VALUES ('$1', '$2', '$3', '$4', $(ts "$5"), $(ts "$6"), $act, '$8')"
+	else
+		db_sql "INSERT INTO rentals (id, cart_id, branch_id, user_phone, start_ms, expected_return_ms, actual_return_ms, status, created_ms, updated_ms) VALUES ('$1', '$2', '$3', '$4', $5, $6, $act, '$8', $5, $5)"
+	fi
+}
+TSEQ=0
+ins_tel() { # DEVICE BRANCH CHAIN TYPE TS DATA
+	TSEQ=$((TSEQ + 1))
+	if [ "$BACKEND" = postgres ]; then
+		db_sql "INSERT INTO telemetry (device_id, branch_id, chain_id, seq, event_type, event_data, \"timestamp\") VALUES ('$1', '$2', '$3', $TSEQ, '$4', '$6', $(ts "$5"))"
+	else
+		db_sql "INSERT INTO telemetry (device_id, branch_id, chain_id, seq, event_type, event_data, ts_ms, received_ms) VALUES ('$1', '$2', '$3', $TSEQ, '$4', '$6', $5, $NOW)"
+	fi
+}
+
+note "fixtures: a device in A2, controllers, carts, rentals, telemetry"
+DEV_A2=$(new_uuid); ins_device "$DEV_A2" "$BR_A2" "02:00:00:00:00:a2"
+CTL_A1=$(new_uuid); ins_controller "$CTL_A1" "$DEV_A1"
+CTL_B1=$(new_uuid); ins_controller "$CTL_B1" "$DEV_B1"
+CART_A1_1=$(new_uuid); ins_cart "$CART_A1_1" "$BR_A1" 1 "$CTL_A1" available
+CART_A1_2=$(new_uuid); ins_cart "$CART_A1_2" "$BR_A1" 2 "$CTL_A1" rented
+CART_A1_3=$(new_uuid); ins_cart "$CART_A1_3" "$BR_A1" 3 "$CTL_A1" maintenance
+CART_A2_1=$(new_uuid); ins_cart "$CART_A2_1" "$BR_A2" 1 null available   # no controller
+CART_B1_1=$(new_uuid); ins_cart "$CART_B1_1" "$BR_B1" 1 "$CTL_B1" available
+# A1: on time, active-but-past-expected, overdue, returned (30 min),
+# returned late (150 min, yesterday), cancelled
+R_ONTIME=$(new_uuid); ins_rental "$R_ONTIME" "$CART_A1_2" "$BR_A1" "+972501111111" $((NOW - 10 * MIN)) $((NOW + 110 * MIN)) null active
+R_PAST=$(new_uuid); ins_rental "$R_PAST" "$CART_A1_2" "$BR_A1" "+972502222222" $((NOW - 3 * HOUR)) $((NOW - HOUR)) null active
+R_OVER=$(new_uuid); ins_rental "$R_OVER" "$CART_A1_3" "$BR_A1" "+972503333333" $((NOW - 4 * HOUR)) $((NOW - 2 * HOUR)) null overdue
+R_RET=$(new_uuid); ins_rental "$R_RET" "$CART_A1_1" "$BR_A1" "+972501111111" $((NOW - 5 * HOUR)) $((NOW - 3 * HOUR)) $((NOW - 5 * HOUR + 30 * MIN)) returned
+R_LATE=$(new_uuid); ins_rental "$R_LATE" "$CART_A1_1" "$BR_A1" "0501234567" $((NOW - DAY)) $((NOW - DAY + 120 * MIN)) $((NOW - DAY + 150 * MIN)) returned-late
+R_CANC=$(new_uuid); ins_rental "$R_CANC" "$CART_A1_1" "$BR_A1" "0501234567" $((NOW - 6 * HOUR)) $((NOW - 4 * HOUR)) null cancelled
+R_A2=$(new_uuid); ins_rental "$R_A2" "$CART_A2_1" "$BR_A2" "+972501111111" $((NOW - HOUR)) $((NOW - 30 * MIN)) null overdue
+R_B1=$(new_uuid); ins_rental "$R_B1" "$CART_B1_1" "$BR_B1" "+972501111111" $((NOW - HOUR)) $((NOW - 30 * MIN)) null overdue
+for i in 1 2 3 4 5; do
+	type=device.health; [ $((i % 2)) = 0 ] && type=lock.fault
+	ins_tel "$DEV_A1" "$BR_A1" "$CHAIN_A" $type $((NOW - i * HOUR)) "{\"n\": $i}"
+done
+ins_tel "$DEV_A2" "$BR_A2" "$CHAIN_A" device.health $((NOW - 30 * MIN)) '{"n": 20}'
+ins_tel "$DEV_B1" "$BR_B1" "$CHAIN_B" device.health $((NOW - 30 * MIN)) '{"n": 100}'
+ins_tel "$DEV_B1" "$BR_B1" "$CHAIN_B" lock.fault $((NOW - 90 * MIN)) '{"n": 101}'
+
+ids() { jqr '[.items[].id] | join(" ")'; }
+
+note "carts: list, order, filter, pages, get"
+AUTH=$TOK_PLATFORM
+api GET "/api/branches/$BR_A1/carts"
+expect_code 200
+[ "$(ids)" = "$CART_A1_1 $CART_A1_2 $CART_A1_3" ] || fail "carts of A1 in number order: $(cat "$T/resp.json")"
+[ "$(jqr '.items[0].device_id')" = "$DEV_A1" ] && [ "$(jqr '.items[0].cart_number')" = 1 ] \
+	&& [ "$(jqr '.items[0].is_locked')" = true ] && [ "$(jqr .next_cursor)" = null ] || fail "cart body: $(cat "$T/resp.json")"
+api GET "/api/branches/$BR_A1/carts?status=rented"
+expect_code 200
+[ "$(ids)" = "$CART_A1_2" ] || fail "status filter: $(ids)"
+api GET "/api/branches/$BR_A1/carts?limit=2"
+[ "$(jqr '.items | length')" = 2 ] && [ "$(jqr .next_cursor)" = "$CART_A1_2" ] || fail "cart page 1"
+api GET "/api/branches/$BR_A1/carts?limit=2&cursor=$CART_A1_2"
+[ "$(ids)" = "$CART_A1_3" ] && [ "$(jqr .next_cursor)" = null ] || fail "cart page 2: $(ids)"
+# a cursor of another branch positions nothing
+api GET "/api/branches/$BR_A1/carts?cursor=$CART_B1_1"
+expect_code 200
+[ "$(jqr '.items | length')" = 0 ] || fail "foreign cursor: $(ids)"
+api GET "/api/branches/$BR_A2/carts"
+[ "$(ids)" = "$CART_A2_1" ] && [ "$(jqr '.items[0].device_id')" = null ] || fail "carts of A2"
+api GET "/api/branches/$BR_A1/carts/$CART_A1_3"
+expect_code 200
+[ "$(jqr .status)" = maintenance ] && [ "$(jqr .controller_id)" = "$CTL_A1" ] || fail "cart get"
+api GET "/api/branches/$BR_A1/carts/$CART_B1_1"
+expect_error 404 not_found                       # a cart of another branch, under A1
+api GET "/api/branches/$BR_A1/carts/01890000-0000-7000-8000-000000000000"
+expect_error 404
+api GET "/api/branches/$BR_A1/carts?status=lost"
+expect_error 400
+api GET "/api/branches/$BR_A1/carts?stauts=rented"
+expect_error 400
+[ "$(jqr .error.message)" = "unknown query parameter 'stauts'" ] || fail "unknown query parameter not named"
+api POST "/api/branches/$BR_A1/carts" '{}'
+expect_error 405
+api DELETE "/api/branches/$BR_A1/carts/$CART_A1_1"
+expect_error 405
+
+note "cart assign/return: commands, 202, state readable, delivered by heartbeat"
+api POST "/api/branches/$BR_A1/carts/assign" "{\"cart_id\":\"$CART_A1_1\",\"phone\":\"+972501234567\"}"
+expect_code 202
+C_ASSIGN=$(jqr .id)
+[ "$(jqr .action)" = cart_assign ] && [ "$(jqr .state)" = pending ] && [ "$(jqr .device_id)" = "$DEV_A1" ] \
+	&& [ "$(jqr .branch_id)" = "$BR_A1" ] && [ "$(jqr .args.cart_id)" = "$CART_A1_1" ] \
+	&& [ "$(jqr .args.phone)" = "+972501234567" ] && [ "$(jqr .args.cart_number)" = 1 ] \
+	|| fail "assign command: $(cat "$T/resp.json")"
+exp=$(jqr .expires_at); cre=$(jqr .created_at)
+[ $(($(date -d "$exp" +%s) - $(date -d "$cre" +%s))) = 60 ] || fail "default command expiry is not 60 s"
+api GET "/api/commands/$C_ASSIGN"
+expect_code 200
+[ "$(jqr .state)" = pending ] || fail "assign command state"
+api POST "/api/branches/$BR_A1/carts/return" "{\"cart_id\":\"$CART_A1_2\",\"expires_in_s\":600}"
+expect_code 202
+C_RETURN=$(jqr .id)
+[ "$(jqr .action)" = cart_return ] && [ "$(jqr .args.phone)" = null ] || fail "return command: $(cat "$T/resp.json")"
+AUTH=$DTOK_A1
+api POST "/api/devices/$DEV_A1/heartbeat" '{}'
+expect_code 200
+[ "$(jqr "[.commands[].id] | index(\"$C_ASSIGN\") != null and index(\"$C_RETURN\") != null")" = true ] \
+	|| fail "cart commands not handed to the device: $(cat "$T/resp.json")"
+AUTH=$TOK_PLATFORM
+api GET "/api/commands/$C_RETURN"
+[ "$(jqr .state)" = delivered ] || fail "return command not delivered"
+# a command past its expiry reads as expired without any sweep
+api POST "/api/branches/$BR_A1/carts/return" "{\"cart_id\":\"$CART_A1_2\",\"expires_in_s\":10}"
+expect_code 202
+C_OLD=$(jqr .id)
+if [ "$BACKEND" = postgres ]; then
+	db_sql "UPDATE commands SET expires_at = now() - interval '1 second' WHERE id = '$C_OLD'"
+else
+	db_sql "UPDATE commands SET expires_ms = $NOW - 1000 WHERE id = '$C_OLD'"
+fi
+api GET "/api/commands/$C_OLD"
+[ "$(jqr .state)" = expired ] || fail "expired command reads as $(jqr .state)"
+# and the device never receives it
+AUTH=$DTOK_A1
+api POST "/api/devices/$DEV_A1/heartbeat" '{}'
+[ "$(jqr "[.commands[].id] | index(\"$C_OLD\")")" = null ] || fail "an expired command was handed out"
+AUTH=$TOK_PLATFORM
+api GET "/api/commands/$C_OLD"
+[ "$(jqr .state)" = expired ] || fail "expired command after the sweep"
+# a cart without a device (no controller) cannot be commanded
+api POST "/api/branches/$BR_A2/carts/assign" "{\"cart_id\":\"$CART_A2_1\",\"phone\":\"+972501234567\"}"
+expect_error 409 conflict
+# a cart of another branch, or none
+api POST "/api/branches/$BR_A1/carts/assign" "{\"cart_id\":\"$CART_B1_1\",\"phone\":\"+972501234567\"}"
+expect_error 404
+api POST "/api/branches/$BR_A1/carts/return" '{"cart_id":"01890000-0000-7000-8000-000000000000"}'
+expect_error 404
+api GET "/api/branches/$BR_A1/carts/assign"
+expect_error 405
+
+note "cart commands: bad input changes nothing"
+ncmd() { db_sql "SELECT count(*) FROM commands"; }
+before=$(ncmd)
+SQLI="x'); DROP TABLE commands; --"
+sq=$(jq -Rn --arg s "$SQLI" '$s')
+for body in 'not json' '[1]' "{\"cart_id\":\"$CART_A1_1\"} {}" \
+	"{\"cart_id\":\"$CART_A1_1\",\"cart_id\":\"$CART_A1_1\",\"phone\":\"+97250\"}" \
+	"{\"phone\":\"+972501234567\"}" "{\"cart_id\":\"$CART_A1_1\"}" \
+	"{\"cart_id\":\"$CART_A1_1\",\"phone\":972501234567}" \
+	"{\"cart_id\":\"$CART_A1_1\",\"phone\":\"call me\"}" \
+	"{\"cart_id\":\"$CART_A1_1\",\"phone\":\"123\"}" \
+	"{\"cart_id\":\"$CART_A1_1\",\"phone\":\"+97250123456789012345\"}" \
+	"{\"cart_id\":\"$CART_A1_1\",\"phone\":$sq}" \
+	"{\"cart_id\":$sq,\"phone\":\"+972501234567\"}" \
+	"{\"cart_id\":\"$(echo "$CART_A1_1" | tr a-f A-F)\",\"phone\":\"+972501234567\"}" \
+	"{\"cart_id\":7,\"phone\":\"+972501234567\"}" \
+	"{\"cart_id\":\"$CART_A1_1\",\"phone\":\"+972501234567\",\"expires_in_s\":5}" \
+	"{\"cart_id\":\"$CART_A1_1\",\"phone\":\"+972501234567\",\"expires_in_s\":\"60\"}" \
+	"{\"cart_id\":\"$CART_A1_1\",\"phone\":\"+972501234567\",\"device_id\":\"$DEV_B1\"}"; do
+	api POST "/api/branches/$BR_A1/carts/assign" "$body"
+	expect_error 400
+done
+for body in '' "{\"cart_id\":\"$CART_A1_1\",\"phone\":\"+972501234567\"}" "{\"cart_id\":$sq}"; do
+	api POST "/api/branches/$BR_A1/carts/return" "$body"
+	expect_error 400
+done
+printf '{"cart_id":"%s","phone":"%s"}' "$CART_A1_1" "$(head -c 70000 /dev/zero | tr '\0' 1)" >"$T/big.json"
+api_file POST "/api/branches/$BR_A1/carts/assign" "$T/big.json"
+expect_error 413 too_big
+[ "$(ncmd)" = "$before" ] || fail "bad input created commands"
+
+note "rentals: active (overdue first, counted as open), pages"
+api GET "/api/branches/$BR_A1/rentals/active"
+expect_code 200
+[ "$(ids)" = "$R_OVER $R_PAST $R_ONTIME" ] || fail "active rentals order: $(ids)"
+[ "$(jqr '[.items[].status] | join(" ")')" = "overdue overdue active" ] \
+	&& [ "$(jqr '[.items[].overdue] | join(" ")')" = "true true false" ] || fail "overdue flags: $(cat "$T/resp.json")"
+[ "$(jqr '.items[2].phone')" = "+972501111111" ] && [ "$(jqr '.items[2].cart_number')" = 2 ] \
+	&& [ "$(jqr '.items[2].actual_return')" = null ] || fail "rental body: $(jqr '.items[2]')"
+api GET "/api/branches/$BR_A1/rentals/active?limit=2"
+[ "$(ids)" = "$R_OVER $R_PAST" ] && [ "$(jqr .next_cursor)" = "$R_PAST" ] || fail "active page 1"
+api GET "/api/branches/$BR_A1/rentals/active?limit=2&cursor=$R_PAST"
+[ "$(ids)" = "$R_ONTIME" ] && [ "$(jqr .next_cursor)" = null ] || fail "active page 2: $(ids)"
+api GET "/api/branches/$BR_A1/rentals/active?cursor=$R_B1"
+[ "$(jqr '.items | length')" = 0 ] || fail "foreign cursor on active rentals"
+api GET "/api/branches/$BR_A1/rentals/active?from=2026-01-01T00:00:00Z"
+expect_error 400                                   # not a parameter of this list
+
+note "rentals: history (newest first, range, phone, status, pages)"
+api GET "/api/branches/$BR_A1/rentals/history"
+expect_code 200
+[ "$(ids)" = "$R_ONTIME $R_PAST $R_OVER $R_RET $R_CANC $R_LATE" ] || fail "history order: $(ids)"
+[ "$(jqr '.items[] | select(.id == "'"$R_RET"'") | .duration_minutes')" = 30 ] || fail "duration of a returned rental"
+api GET "/api/branches/$BR_A1/rentals/history?phone=%2B972501111111"
+[ "$(ids)" = "$R_ONTIME $R_RET" ] || fail "phone filter: $(ids)"
+api GET "/api/branches/$BR_A1/rentals/history?phone=+972501111111"
+[ "$(ids)" = "$R_ONTIME $R_RET" ] || fail "phone filter with an unencoded +: $(ids)"
+api GET "/api/branches/$BR_A1/rentals/history?phone=0501234567&status=cancelled"
+[ "$(ids)" = "$R_CANC" ] || fail "phone and status: $(ids)"
+from=$(date -u -d "@$(((NOW - 5 * HOUR - MIN) / 1000))" +%Y-%m-%dT%H:%M:%SZ)
+to=$(date -u -d "@$(((NOW - 2 * HOUR) / 1000))" +%Y-%m-%dT%H:%M:%S+00:00)
+api GET "/api/branches/$BR_A1/rentals/history?from=$from&to=${to/+/%2B}"
+expect_code 200
+[ "$(ids)" = "$R_PAST $R_OVER $R_RET" ] || fail "time range: $(ids)"
+# the same instant with an offset
+from_il=$(TZ=Asia/Jerusalem date -d "@$(((NOW - 5 * HOUR - MIN) / 1000))" +%Y-%m-%dT%H:%M:%S%:z)
+api GET "/api/branches/$BR_A1/rentals/history?from=${from_il/+/%2B}&to=${to/+/%2B}"
+[ "$(ids)" = "$R_PAST $R_OVER $R_RET" ] || fail "time range with an offset: $(ids)"
+api GET "/api/branches/$BR_A1/rentals/history?limit=4"
+[ "$(jqr .next_cursor)" = "$R_RET" ] || fail "history page 1"
+api GET "/api/branches/$BR_A1/rentals/history?limit=4&cursor=$R_RET"
+[ "$(ids)" = "$R_CANC $R_LATE" ] && [ "$(jqr .next_cursor)" = null ] || fail "history page 2: $(ids)"
+for q in "from=yesterday" "from=2026-13-01T00:00:00Z" "from=2026-02-30T00:00:00Z" "to=2026-01-01" \
+	"from=2026-01-01T00:00:00" "from=1969-12-31T23:59:59Z" "from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z" \
+	"phone=abc" "phone=%27%20OR%201%3D1%20--" "status=lost" "status=%27%3B%20DROP%20TABLE%20rentals%3B" \
+	"limit=0" "cursor=1" "sort=phone"; do
+	api GET "/api/branches/$BR_A1/rentals/history?$q"
+	expect_error 400
+done
+
+note "rentals: stats"
+api GET "/api/branches/$BR_A1/rentals/stats"
+expect_code 200
+[ "$(jqr '.counts | [.total, .active, .overdue, .returned, ."returned-late", .cancelled] | join(" ")')" = "6 1 2 1 1 1" ] \
+	|| fail "stats counts: $(cat "$T/resp.json")"
+[ "$(jqr .open)" = 3 ] && [ "$(jqr .average_duration_minutes)" = 90 ] && [ "$(jqr .overdue_rate)" = 0.6 ] \
+	|| fail "stats figures: $(cat "$T/resp.json")"
+[ "$(jqr '[.per_day[].started] | add')" = 6 ] || fail "per_day does not add up: $(jqr .per_day)"
+[ "$(jqr '[.per_day[].late] | add')" = 3 ] || fail "late per day: $(jqr .per_day)"
+[ "$(jqr '[.per_day[].date] | (. == sort) and all(test("^[0-9]{4}-[0-9]{2}-[0-9]{2}$"))')" = true ] \
+	|| fail "per_day dates: $(jqr .per_day)"
+api GET "/api/branches/$BR_A1/rentals/stats?from=2020-01-01T00:00:00Z&to=2020-02-01T00:00:00Z"
+expect_code 200
+[ "$(jqr .counts.total)" = 0 ] && [ "$(jqr .average_duration_minutes)" = null ] && [ "$(jqr .overdue_rate)" = null ] \
+	&& [ "$(jqr '.per_day | length')" = 0 ] || fail "empty range: $(cat "$T/resp.json")"
+api GET "/api/branches/$BR_A1/rentals/stats?from=2020-01-01T00:00:00Z&to=2022-01-01T00:00:00Z"
+expect_error 400                                   # over 366 days
+api GET "/api/branches/$BR_A1/rentals/stats?phone=1"
+expect_error 400
+
+note "telemetry: device, branch, chain; filters; pages"
+tn() { jqr '[.items[].event_data.n] | join(" ")'; }
+api GET "/api/telemetry/devices/$DEV_A1"
+expect_code 200
+[ "$(tn)" = "1 2 3 4 5" ] || fail "device telemetry newest first: $(tn)"
+[ "$(jqr '.items[0].event_type')" = device.health ] && [ "$(jqr '.items[0].device_id')" = "$DEV_A1" ] \
+	&& [ "$(jqr '.items[0].seq')" = 1 ] && [ "$(jqr '.items[0].timestamp')" != null ] || fail "telemetry body: $(jqr '.items[0]')"
+api GET "/api/telemetry/devices/$DEV_A1?event_type=lock.fault"
+[ "$(tn)" = "2 4" ] || fail "event type filter: $(tn)"
+from=$(date -u -d "@$(((NOW - 3 * HOUR - MIN) / 1000))" +%Y-%m-%dT%H:%M:%SZ)
+to=$(date -u -d "@$(((NOW - HOUR) / 1000))" +%Y-%m-%dT%H:%M:%S.000Z)
+api GET "/api/telemetry/devices/$DEV_A1?from=$from&to=$to"
+[ "$(tn)" = "2 3" ] || fail "telemetry time range: $(tn)"
+api GET "/api/telemetry/devices/$DEV_A1?limit=2"
+[ "$(tn)" = "1 2" ] || fail "telemetry page 1"
+cur=$(jqr .next_cursor)
+api GET "/api/telemetry/devices/$DEV_A1?limit=2&cursor=$cur"
+[ "$(tn)" = "3 4" ] || fail "telemetry page 2: $(tn)"
+api GET "/api/telemetry/devices/$DEV_A1?limit=2&cursor=$(jqr .next_cursor)"
+[ "$(tn)" = "5" ] && [ "$(jqr .next_cursor)" = null ] || fail "telemetry page 3: $(tn)"
+api GET "/api/telemetry/branches/$BR_A1?event_type=device.health"
+[ "$(tn)" = "1 3 5" ] || fail "branch telemetry: $(tn)"
+api GET "/api/telemetry/chains/$CHAIN_A"
+[ "$(tn)" = "20 1 2 3 4 5" ] || fail "chain telemetry: $(tn)"
+# a cursor of another chain's row positions nothing
+bcur=$(db_sql "SELECT id FROM telemetry WHERE device_id = '$DEV_B1' ORDER BY id LIMIT 1")
+api GET "/api/telemetry/chains/$CHAIN_A?cursor=$bcur"
+[ "$(jqr '.items | length')" = 0 ] || fail "foreign telemetry cursor: $(tn)"
+api GET "/api/telemetry/chains/01890000-0000-7000-8000-000000000000"
+expect_error 404
+for q in "cursor=abc" "cursor=-1" "cursor=0" "cursor=99999999999999999999" "event_type=a%20b" \
+	"event_type=%27%20OR%20%271%27%3D%271" "from=now" "limit=201" "device_id=$DEV_B1"; do
+	api GET "/api/telemetry/devices/$DEV_A1?$q"
+	expect_error 400
+done
+api POST "/api/telemetry/devices/$DEV_A1" '{}'
+expect_error 405
+
+note "authorization matrix"
+declare -A TOK=([platform]=$TOK_PLATFORM [admin_a]=$TOK_ADMIN_A [admin_b]=$TOK_ADMIN_B
+	[mgr_a1]=$TOK_MGR_A1 [mgr_b1]=$TOK_MGR_B1)
+ROLES=(platform admin_a admin_b mgr_a1 mgr_b1)
+row() {
+	local req=$1; shift
+	local method=${req%% *} rest=${req#* } path body=
+	path=${rest%% *}
+	[ "$rest" = "$path" ] || body=${rest#* }
+	for role in "${ROLES[@]}"; do
+		AUTH=${TOK[$role]}
+		if [ -n "$body" ]; then api "$method" "$path" "$body"; else api "$method" "$path"; fi
+		[ "$CODE" = "$1" ] || fail "$role $method $path: expected $1, got $CODE: $(cat "$T/resp.json")"
+		if [ "$CODE" -ge 400 ]; then
+			expect_error "$CODE"
+		fi
+		shift
+	done
+}
+#                                                         platform admin_a admin_b mgr_a1 mgr_b1
+for br in "$BR_A1" "$BR_A2" "$BR_B1"; do
+	case $br in
+	"$BR_A1") want="200 200 404 200 404"; cmd="202 202 404 202 404"; cart=$CART_A1_1 ;;
+	"$BR_A2") want="200 200 404 404 404"; cmd="409 409 404 404 404"; cart=$CART_A2_1 ;;
+	"$BR_B1") want="200 404 200 404 200"; cmd="202 404 202 404 202"; cart=$CART_B1_1 ;;
+	esac
+	# shellcheck disable=SC2086
+	{
+		row "GET /api/branches/$br/carts" $want
+		row "GET /api/branches/$br/carts/$cart" $want
+		row "GET /api/branches/$br/rentals/active" $want
+		row "GET /api/branches/$br/rentals/history" $want
+		row "GET /api/branches/$br/rentals/stats" $want
+		row "GET /api/telemetry/branches/$br" $want
+		row "POST /api/branches/$br/carts/assign {\"cart_id\":\"$cart\",\"phone\":\"+972501234567\"}" $cmd
+		row "POST /api/branches/$br/carts/return {\"cart_id\":\"$cart\"}" $cmd
+	}
+done
+row "GET /api/telemetry/devices/$DEV_A1"            200 200 404 200 404
+row "GET /api/telemetry/devices/$DEV_A2"            200 200 404 404 404
+row "GET /api/telemetry/devices/$DEV_B1"            200 404 200 404 200
+row "GET /api/telemetry/chains/$CHAIN_A"            200 200 404 200 404
+row "GET /api/telemetry/chains/$CHAIN_B"            200 404 200 404 200
+# a cart named under a branch the caller sees, but belonging to another
+row "GET /api/branches/$BR_A1/carts/$CART_A2_1"     404 404 404 404 404
+# commands created through carts are read under the same rule
+AUTH=$TOK_MGR_B1
+api POST "/api/branches/$BR_B1/carts/assign" "{\"cart_id\":\"$CART_B1_1\",\"phone\":\"+972509999999\"}"
+expect_code 202
+C_B1=$(jqr .id)
+row "GET /api/commands/$C_B1"                       200 404 200 404 200
+row "GET /api/commands/$C_ASSIGN"                   200 200 404 200 404
+
+note "lists, stats and telemetry never carry another tenant's rows"
+AUTH=$TOK_MGR_A1
+api GET "/api/telemetry/chains/$CHAIN_A?limit=200"
+[ "$(jqr '[.items[].branch_id] | unique | join(" ")')" = "$BR_A1" ] || fail "manager A1 sees telemetry of another branch"
+AUTH=$TOK_ADMIN_A
+api GET "/api/telemetry/chains/$CHAIN_A?limit=200"
+[ "$(jqr '[.items[].device_id] | index("'"$DEV_B1"'")')" = null ] && [ "$(jqr '.items | length')" = 6 ] \
+	|| fail "admin A's chain telemetry: $(cat "$T/resp.json")"
+api GET "/api/branches/$BR_A1/rentals/history?limit=200&phone=%2B972501111111"
+[ "$(jqr '[.items[].branch_id] | unique | join(" ")')" = "$BR_A1" ] || fail "history leaked another branch"
+api GET "/api/branches/$BR_A1/rentals/stats"
+[ "$(jqr .counts.total)" = 6 ] || fail "stats counted another branch's rentals"
+
+cloud_stop
+check_logs
+assert_not_logged "+972501234567" "+972509999999"
+echo "ok"
