@@ -37,6 +37,10 @@
  * whose answer echoes ADDR = board<<4|L and so cannot be confused with the
  * answer to a 0x32 (ADDR = board<<4). */
 #define VERIFY_INTERVAL_US 1000000
+/* A reply short of this many bytes at its due time is late by a fraction of
+ * a character (the board or our wake-up): poll for the rest, rather than
+ * sleep a whole margin more. */
+#define LATE_TAIL_BYTES 2
 
 struct cw_lockdrv {
 	struct cw_serial *s;
@@ -101,7 +105,7 @@ static int transact(struct cw_lockdrv *d, uint8_t addr, uint8_t cmd, int board, 
 {
 	uint8_t req[CW_KR_MAX_FRAME], buf[RX_BUF];
 	size_t n = 0, junk = 0;
-	int64_t deadline, t_sent;
+	int64_t deadline, t_sent, t_write, due;
 	int len, rc;
 
 	len = cw_kr_encode(req, sizeof(req), addr, cmd, NULL, 0);
@@ -125,14 +129,29 @@ static int transact(struct cw_lockdrv *d, uint8_t addr, uint8_t cmd, int board, 
 					now + LATE_HOLD_TIMEOUTS * d->resp_us;
 		}
 	}
-	rc = cw_serial_write(d->s, req, (size_t)len);
+	t_write = cw_serial_now_us();
+	rc = cw_serial_write_nodrain(d->s, req, (size_t)len);
 	if (rc < 0)
 		goto out;
-	t_sent = cw_serial_now_us();
+	/* Time the answer from the end of the request on the wire: on the
+	 * quiet line its len characters take that long from the write
+	 * (computed: no tcdrain ioctl, no wake-up for it on a real UART). */
+	t_sent = t_write + (int64_t)len * d->char_us;
+	if (t_sent < cw_serial_now_us())
+		t_sent = cw_serial_now_us(); /* the write itself was slow */
 	deadline = t_sent + d->resp_us;
+	/* Every reply to our commands is a 9-byte status frame. Its bytes
+	 * arrive one character time apart (0.52 ms at 19200 baud); waking for
+	 * each of them made the idle bus the daemon's main CPU cost. So sleep
+	 * until the whole frame is due - after the 3.5 characters of silence
+	 * that end our request, kept on this bus as on Modbus (BRIEF.md §3) -
+	 * and read it in one go; a reply not all in by then is waited for with
+	 * poll() up to its next byte, then its rest as due from then on. */
+	due = cw_serial_due_us(t_sent + d->char_us * 7 / 2, CW_KR_STATUS_FRAME_LEN, d->char_us);
 	for (;;) {
 		size_t used = 0;
-		int r = cw_serial_read(d->s, buf + n, sizeof(buf) - n, deadline);
+		int r = cw_serial_read_due_fd(cw_serial_fd(d->s), buf + n, sizeof(buf) - n, due,
+					      deadline);
 		if (r < 0) {
 			/* Timeout with bytes held back = a truncated frame;
 			 * after garbage (two boards answering at once never
@@ -181,6 +200,19 @@ static int transact(struct cw_lockdrv *d, uint8_t addr, uint8_t cmd, int board, 
 		if (n == sizeof(buf)) {
 			rc = CW_ERR_PROTO; /* a full buffer and still no frame */
 			goto out;
+		}
+		/* buf holds the start of a frame (noise before its STX was
+		 * dropped) or nothing. Nothing, or only the last byte or two
+		 * running late: poll for them. Else the rest is due one
+		 * character apart from now. */
+		{
+			/* STX ADDR CMD [DATA] ETX SUM: 5 bytes and the data */
+			size_t total = n >= 3 ? 5 + cw_kr_data_len(buf[2]) : CW_KR_STATUS_FRAME_LEN;
+			int rest = total > n ? (int)(total - n) : 1;
+
+			due = cw_serial_now_us();
+			if (n > 0 && rest > LATE_TAIL_BYTES)
+				due = cw_serial_due_us(due, rest, d->char_us);
 		}
 	}
 answered:

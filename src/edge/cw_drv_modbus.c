@@ -30,7 +30,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <termios.h>
 #include <unistd.h>
 
 #define FC_READ_DISCRETE_INPUTS 0x02
@@ -40,6 +39,15 @@
 #define COIL_OFF 0x0000
 /* Modbus over serial line V1.02 §2.5.1.1: RTU ADU at most 256 bytes. */
 #define RTU_MAX_ADU 256
+/* The shortest reply: an exception, slave fc|0x80 code crc crc (Modbus over
+ * serial line V1.02 §2.5.1; Application Protocol V1.1b3 §7). Reading this
+ * many bytes before the length is known can never take bytes behind the
+ * frame. */
+#define RTU_MIN_REPLY 5
+/* A reply short of this many bytes at its due time is late by a fraction of
+ * a character (the sender or our wake-up): poll for the rest, rather than
+ * sleep a whole margin more. */
+#define LATE_TAIL_BYTES 2
 /* Registers apart by up to this many inputs are still read in one request:
  * two more bytes on the wire cost less than a second round trip. */
 #define MAX_GAP_INPUTS 16
@@ -177,14 +185,31 @@ static int frame_len(const uint8_t *f, int n)
 	return -1;
 }
 
-/* Receives one frame until deadline (first byte), skipping leading 0x00. */
-static int read_frame(struct cw_lockdrv *d, uint8_t *buf, int *len, int64_t deadline)
+/* Receives one frame until deadline (first byte), skipping leading 0x00.
+ * t_sent = end of the request on the wire; expect = length of the reply we
+ * expect to this request (a guess for how long to sleep, never trusted for
+ * the frame's length).
+ *
+ * The bytes of a reply arrive one character time apart (0.52 ms at 19200
+ * baud). Waking for each of them cost ~10 wake-ups per transaction and made
+ * the idle bus the daemon's main CPU cost, so this sleeps until the whole
+ * expected reply is due - a slave answers after the 3.5 characters of
+ * silence that end our request (Modbus over serial line V1.02 §2.5.1.1) -
+ * and reads it in one go. A reply that is not all in by then (a slower
+ * board, a USB adapter's latency timer) is waited for with poll() up to its
+ * first byte and then again for its rest, as due from then on. The gap
+ * allowed between bytes of a reply that has started stays byte_us. */
+static int read_frame(struct cw_lockdrv *d, uint8_t *buf, int *len, int expect, int64_t t_sent,
+		      int64_t deadline)
 {
 	int n = 0, want = 0;
+	int64_t due = cw_serial_due_us(t_sent + d->char_us * 7 / 2, expect, d->char_us);
 
 	for (;;) {
-		int cap = want > 0 ? want - n : (n < 3 ? 3 - n : 1);
-		int r = cw_serial_read_fd(d->fd, buf + n, (size_t)cap, deadline);
+		/* want unknown: n <= 2 (frame_len decides from 3 bytes) */
+		int cap = want > 0 ? want - n : RTU_MIN_REPLY - n;
+		int r = cw_serial_read_due_fd(d->fd, buf + n, (size_t)cap, due, deadline);
+		int64_t now;
 		if (r == CW_ERR_TIMEOUT)
 			return n == 0 ? CW_ERR_TIMEOUT : CW_ERR_PROTO; /* truncated */
 		if (r < 0)
@@ -198,12 +223,12 @@ static int read_frame(struct cw_lockdrv *d, uint8_t *buf, int *len, int64_t dead
 			r -= skip;
 		}
 		n += r;
+		now = cw_serial_now_us();
 		if (r > 0) {
 			/* The reply has started: from now on only the gap
 			 * between bytes is bounded. */
-			int64_t t = cw_serial_now_us() + d->byte_us;
-			if (t > deadline)
-				deadline = t;
+			if (now + d->byte_us > deadline)
+				deadline = now + d->byte_us;
 		}
 		if (n >= 2 && want <= 0) {
 			want = frame_len(buf, n);
@@ -214,6 +239,14 @@ static int read_frame(struct cw_lockdrv *d, uint8_t *buf, int *len, int64_t dead
 			*len = n;
 			return CW_OK;
 		}
+		/* The read filled cap: more may be waiting, read it now.
+		 * Only noise so far, or the last byte or two running late:
+		 * poll for them. Else the rest is due one character apart
+		 * from now. */
+		if (r == cap || n == 0 || (want > 0 ? want : expect) - n <= LATE_TAIL_BYTES)
+			due = now;
+		else
+			due = cw_serial_due_us(now, (want > 0 ? want : expect) - n, d->char_us);
 	}
 }
 
@@ -233,8 +266,11 @@ static int confirm_via_pipe(struct cw_lockdrv *d, const uint8_t *frame, int len,
 	rc = modbus_receive_confirmation(d->ctx, rsp);
 	*err = errno;
 	modbus_set_socket(d->ctx, d->fd);
-	while (read(d->pipefd[0], junk, sizeof(junk)) > 0)
-		;
+	/* A frame libmodbus accepted was read whole (frame_len() follows its
+	 * length rules); only a rejected one can leave bytes in the pipe. */
+	if (rc <= 0)
+		while (read(d->pipefd[0], junk, sizeof(junk)) > 0)
+			;
 	return rc;
 }
 
@@ -283,14 +319,15 @@ static void note_late_frame(struct cw_lockdrv *d, const uint8_t *f, int n)
 }
 
 /* One request/reply. req = slave fc data (no CRC). rsp gets the checked
- * reply (RTU_MAX_ADU bytes). extra_listen_us > 0: after a good reply, any
- * further byte within that time is a second board on the address. */
-static int transact(struct cw_lockdrv *d, const uint8_t *req, int req_len, uint8_t *rsp,
-		    int *rsp_len, int64_t extra_listen_us)
+ * reply (RTU_MAX_ADU bytes); expect = its usual length (for the sleep, see
+ * read_frame()). extra_listen_us > 0: after a good reply, any further byte
+ * within that time is a second board on the address. */
+static int transact(struct cw_lockdrv *d, const uint8_t *req, int req_len, int expect,
+		    uint8_t *rsp, int *rsp_len, int64_t extra_listen_us)
 {
 	uint8_t frame[RTU_MAX_ADU];
-	int64_t deadline, t_sent;
-	int rc, n = 0;
+	int64_t deadline, t_sent, t_write;
+	int rc, n = 0, sent;
 
 	/* Inter-frame silence (Modbus over serial line V1.02 §2.5.1.1: 3.5
 	 * characters; some boards want a few ms more). A late answer still on
@@ -307,17 +344,22 @@ static int transact(struct cw_lockdrv *d, const uint8_t *req, int req_len, uint8
 		}
 	}
 	modbus_set_slave(d->ctx, req[0]);
-	if (modbus_send_raw_request(d->ctx, req, req_len) < 0) {
+	t_write = cw_serial_now_us();
+	sent = modbus_send_raw_request(d->ctx, req, req_len);
+	if (sent < 0) {
 		rc = map_errno(errno);
 		goto out;
 	}
-	/* Time the answer from the end of the request on the wire. */
-	while (tcdrain(d->fd) != 0 && errno == EINTR)
-		;
-	t_sent = cw_serial_now_us();
+	/* Time the answer from the end of the request on the wire: on the
+	 * quiet line (waited for above) its `sent` characters (with the CRC)
+	 * take that long from the write. Computed rather than waited for with
+	 * tcdrain(): one ioctl, and on a real UART one wake-up, less. */
+	t_sent = t_write + (int64_t)sent * d->char_us;
+	if (t_sent < cw_serial_now_us())
+		t_sent = cw_serial_now_us(); /* the write itself was slow */
 	deadline = t_sent + d->resp_us;
 	for (;;) {
-		rc = read_frame(d, frame, &n, deadline);
+		rc = read_frame(d, frame, &n, expect, t_sent, deadline);
 		if (rc < 0)
 			break;
 		rc = check_frame(d, req[0], frame, n, rsp);
@@ -348,7 +390,8 @@ static int transact(struct cw_lockdrv *d, const uint8_t *req, int req_len, uint8
 	}
 	if (rc == CW_OK) {
 		*rsp_len = n;
-		/* when the answer started: complete now, n characters long */
+		/* when the answer started: complete now, n characters long
+		 * (read up to half a character after it was complete) */
 		d->last_lat_us = cw_serial_now_us() - t_sent - (int64_t)n * d->char_us;
 	}
 out:
@@ -371,7 +414,8 @@ static int read_inputs(struct cw_lockdrv *d, int slave, int start, int count, ui
 	req[3] = (uint8_t)start;
 	req[4] = (uint8_t)(count >> 8);
 	req[5] = (uint8_t)count;
-	rc = transact(d, req, 6, rsp, &len, 0);
+	/* slave fc count data crc crc */
+	rc = transact(d, req, 6, 5 + (count + 7) / 8, rsp, &len, 0);
 	if (rc < 0)
 		return rc;
 	if (rsp[2] != (count + 7) / 8 || len != 5 + rsp[2])
@@ -477,7 +521,7 @@ static int write_coil(struct cw_lockdrv *d, int slave, int coil, int value)
 	req[3] = (uint8_t)coil;
 	req[4] = (uint8_t)(value >> 8);
 	req[5] = (uint8_t)value;
-	rc = transact(d, req, 6, rsp, &len, 0);
+	rc = transact(d, req, 6, 8, rsp, &len, 0); /* the echo: 8 bytes */
 	if (rc < 0)
 		return rc;
 	/* FC05 answers with an echo of the request */
@@ -519,7 +563,7 @@ static int mb_probe(struct cw_lockdrv *d, int address)
 	/* Two boards on one address answer together: garbled bytes (bad CRC)
 	 * or a second frame right after the first. Listen one response
 	 * timeout longer for the latter. */
-	return transact(d, req, 6, rsp, &len, d->resp_us);
+	return transact(d, req, 6, 6, rsp, &len, d->resp_us); /* 1 byte of inputs */
 }
 
 const struct cw_lockdrv_ops cw_lockdrv_modbus = {

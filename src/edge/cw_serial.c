@@ -143,12 +143,12 @@ int cw_serial_rs485_enabled(const struct cw_serial *s)
 	return s->rs485;
 }
 
-int cw_serial_write(struct cw_serial *s, const uint8_t *buf, size_t len)
+static int write_all(int fd, const uint8_t *buf, size_t len)
 {
 	size_t off = 0;
 
 	while (off < len) {
-		ssize_t n = write(s->fd, buf + off, len - off);
+		ssize_t n = write(fd, buf + off, len - off);
 		if (n > 0) {
 			off += (size_t)n;
 			continue;
@@ -156,13 +156,27 @@ int cw_serial_write(struct cw_serial *s, const uint8_t *buf, size_t len)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			struct pollfd p = {.fd = s->fd, .events = POLLOUT};
+			struct pollfd p = {.fd = fd, .events = POLLOUT};
 			if (poll(&p, 1, 1000) <= 0)
 				return CW_ERR_IO;
 			continue;
 		}
 		return CW_ERR_IO;
 	}
+	return CW_OK;
+}
+
+int cw_serial_write_nodrain(struct cw_serial *s, const uint8_t *buf, size_t len)
+{
+	return write_all(s->fd, buf, len);
+}
+
+int cw_serial_write(struct cw_serial *s, const uint8_t *buf, size_t len)
+{
+	int rc = write_all(s->fd, buf, len);
+
+	if (rc < 0)
+		return rc;
 	/* The request is on the wire before we start timing the answer. */
 	while (tcdrain(s->fd) != 0) {
 		if (errno != EINTR)
@@ -200,6 +214,24 @@ int cw_serial_read_fd(int fd, uint8_t *buf, size_t cap, int64_t deadline_us)
 			return CW_ERR_TIMEOUT;
 		}
 	}
+}
+
+int64_t cw_serial_due_us(int64_t from_us, int bytes, int64_t char_us)
+{
+	int64_t margin = char_us / 2 > 200 ? char_us / 2 : 200;
+
+	if (bytes < 0)
+		bytes = 0;
+	return from_us + (int64_t)bytes * char_us + margin;
+}
+
+int cw_serial_read_due_fd(int fd, uint8_t *buf, size_t cap, int64_t due_us, int64_t deadline_us)
+{
+	if (cap == 0)
+		return CW_ERR_INVAL;
+	/* A plain sleep, not a poll: poll would return at the first byte. */
+	cw_serial_sleep_until_us(due_us < deadline_us ? due_us : deadline_us);
+	return cw_serial_read_fd(fd, buf, cap, deadline_us);
 }
 
 int cw_serial_read(struct cw_serial *s, uint8_t *buf, size_t cap, int64_t deadline_us)

@@ -23,6 +23,11 @@ int cw_serial_rs485_enabled(const struct cw_serial *s);
 
 /* Writes all of buf, then waits until it left the UART (tcdrain). */
 int cw_serial_write(struct cw_serial *s, const uint8_t *buf, size_t len);
+/* Writes all of buf without waiting for it to leave the UART. The caller
+ * knows when it will have: len characters after the write, the line being
+ * idle (the drivers wait for a quiet line first). Saves the tcdrain ioctl
+ * and, on a real UART, a wake-up per request. */
+int cw_serial_write_nodrain(struct cw_serial *s, const uint8_t *buf, size_t len);
 /* Reads what is available, waiting until deadline_us (cw_serial_now_us
  * clock) for the first byte. Returns the number of bytes (> 0),
  * CW_ERR_TIMEOUT if none came by the deadline, CW_ERR_IO on failure. */
@@ -33,6 +38,20 @@ int cw_serial_flush(struct cw_serial *s);
 /* The same read on any non-blocking fd (the Modbus backend reads the port
  * that libmodbus opened). */
 int cw_serial_read_fd(int fd, uint8_t *buf, size_t cap, int64_t deadline_us);
+/* Reads the rest of a frame that is still arriving, in as few wake-ups as
+ * possible: sleeps until due_us (when the bytes expected should all be in,
+ * see cw_serial_due_us; capped at deadline_us), then reads up to cap bytes.
+ * If nothing has come by then, waits for the next byte like
+ * cw_serial_read_fd. Returns the number of bytes (> 0), CW_ERR_TIMEOUT if
+ * none came by deadline_us, CW_ERR_IO on failure. Waking once per frame
+ * instead of once per byte is what keeps the idle bus cheap: bytes trickle
+ * in one character time apart (0.52 ms at 19200 baud). */
+int cw_serial_read_due_fd(int fd, uint8_t *buf, size_t cap, int64_t due_us, int64_t deadline_us);
+/* When `bytes` more characters, following each other from from_us, are all
+ * in: bytes x char_us plus a margin of half a character (at least 200 us)
+ * for a receiver or a scheduler running a little late. */
+int64_t cw_serial_due_us(int64_t from_us, int bytes, int64_t char_us);
+
 /* Reads and drops bytes until the line has been quiet for quiet_us, or until
  * deadline_us. Returns the number of bytes dropped. Used after a garbled
  * reply so that its tail does not poison the next transaction. */
