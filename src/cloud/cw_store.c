@@ -1063,6 +1063,8 @@ int cw_store_telemetry_list(struct cw_store *s, const struct cw_telemetry_query 
 	default:
 		return CW_ERR_INVAL;
 	}
+	/* the variant of cw_store_int.h: + 1 with a type, + 2 with a cursor */
+	id = (enum cw_sql)(id + (q->event_type ? 1 : 0) + (q->after_id > 0 ? 2 : 0));
 	rc = run(s, id, p, np, rows_cb, &r, NULL);
 	if (rc != CW_OK)
 		return rc;

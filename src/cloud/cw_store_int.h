@@ -56,9 +56,25 @@ enum cw_sql {
 	CW_SQL_RENTALS_HISTORY,
 	CW_SQL_RENTAL_STATS,
 	CW_SQL_RENTAL_STATS_DAYS,
+	/* Each telemetry list comes in four variants, in this order: any type, one
+	 * type, any type after a cursor, one type after a cursor (the statement
+	 * id is the first + 1 for a type + 2 for a cursor). Separate statements,
+	 * not "($4 IS NULL OR event_type = $4)": PostgreSQL's generic plan of a
+	 * prepared statement cannot use an index for an optional condition, and
+	 * a type no row has then walks a whole chain (2.1 s at 10 M rows,
+	 * docs/BENCHMARKS-CLOUD.md). */
 	CW_SQL_TELEMETRY_DEVICE,
+	CW_SQL_TELEMETRY_DEVICE_TYPE,
+	CW_SQL_TELEMETRY_DEVICE_AFTER,
+	CW_SQL_TELEMETRY_DEVICE_TYPE_AFTER,
 	CW_SQL_TELEMETRY_BRANCH,
+	CW_SQL_TELEMETRY_BRANCH_TYPE,
+	CW_SQL_TELEMETRY_BRANCH_AFTER,
+	CW_SQL_TELEMETRY_BRANCH_TYPE_AFTER,
 	CW_SQL_TELEMETRY_CHAIN,
+	CW_SQL_TELEMETRY_CHAIN_TYPE,
+	CW_SQL_TELEMETRY_CHAIN_AFTER,
+	CW_SQL_TELEMETRY_CHAIN_TYPE_AFTER,
 	CW_SQL_USER_LIST,
 	CW_SQL_USER_UPDATE,
 	CW_SQL_USER_BRANCHES_CLEAR,

@@ -69,13 +69,23 @@ extern const int cw_cloud_pg_migrations_count;
 	"t.id, t.device_id, t.branch_id, t.chain_id, t.seq, t.event_type, t.event_data::text, " \
 	MS("t.\"timestamp\"") ", t.clock_trusted, " MS("t.received_at")
 /* newest first; the cursor row is looked up within the same key, so an id of
- * another tenant positions nothing */
-#define TELEMETRY_SQL(key)                                                                 \
+ * another tenant positions nothing. Four variants a key (cw_store_int.h): a
+ * parameter a variant does not use is still named ("$4 IS NULL", a one-time
+ * filter) so that every variant takes the same parameters. */
+#define TELEMETRY_SQL(key, type, after)                                                    \
 	"SELECT " TELEMETRY_COLS " FROM telemetry t WHERE t." key " = $1::uuid "           \
-	"AND t.\"timestamp\" >= " TS("$2") " AND t.\"timestamp\" < " TS("$3") " "          \
-	"AND ($4::text IS NULL OR t.event_type = $4::text) "                               \
-	"AND ($5::bigint IS NULL OR (t.\"timestamp\", t.id) < (SELECT \"timestamp\", id "  \
-	"FROM telemetry WHERE id = $5::bigint AND " key " = $1::uuid)) "
+	"AND t.\"timestamp\" >= " TS("$2") " AND t.\"timestamp\" < " TS("$3") " " type after
+#define T_ANY "AND $4::text IS NULL "
+#define T_ONE "AND t.event_type = $4::text "
+#define C_NONE "AND $5::bigint IS NULL "
+#define C_AFTER(key)                                                                       \
+	"AND (t.\"timestamp\", t.id) < (SELECT \"timestamp\", id FROM telemetry "            \
+	"WHERE id = $5::bigint AND " key " = $1::uuid) "
+#define TELEMETRY_4(first, key, tail)                                                      \
+	[first] = TELEMETRY_SQL(key, T_ANY, C_NONE) tail,                                  \
+	[first + 1] = TELEMETRY_SQL(key, T_ONE, C_NONE) tail,                              \
+	[first + 2] = TELEMETRY_SQL(key, T_ANY, C_AFTER(key)) tail,                        \
+	[first + 3] = TELEMETRY_SQL(key, T_ONE, C_AFTER(key)) tail
 #define LATE(now) "(r.status IN ('overdue', 'returned-late') OR " \
 	"(r.status = 'active' AND r.expected_return < " TS(now) "))"
 #define FINISHED "(r.status IN ('returned', 'returned-late') AND r.actual_return IS NOT NULL)"
@@ -225,14 +235,16 @@ static const char *const pg_sql[CW_SQL_COUNT] = {
 		"round(avg(" DURATION_MS ") FILTER (WHERE " FINISHED "))::bigint "
 		"FROM rentals r WHERE r.branch_id = $1::uuid AND r.start_time >= " TS("$2") " "
 		"AND r.start_time < " TS("$3") " GROUP BY 1 ORDER BY 1",
-	[CW_SQL_TELEMETRY_DEVICE] =
-		TELEMETRY_SQL("device_id") "ORDER BY t.\"timestamp\" DESC, t.id DESC LIMIT $6::bigint",
-	[CW_SQL_TELEMETRY_BRANCH] =
-		TELEMETRY_SQL("branch_id") "ORDER BY t.\"timestamp\" DESC, t.id DESC LIMIT $6::bigint",
-	[CW_SQL_TELEMETRY_CHAIN] =
-		TELEMETRY_SQL("chain_id") "AND ($7::uuid IS NULL OR t.branch_id IN (SELECT branch_id "
-		"FROM user_branches WHERE user_id = $7::uuid)) "
-		"ORDER BY t.\"timestamp\" DESC, t.id DESC LIMIT $6::bigint",
+	TELEMETRY_4(CW_SQL_TELEMETRY_DEVICE, "device_id",
+		    "ORDER BY t.\"timestamp\" DESC, t.id DESC LIMIT $6::bigint"),
+	TELEMETRY_4(CW_SQL_TELEMETRY_BRANCH, "branch_id",
+		    "ORDER BY t.\"timestamp\" DESC, t.id DESC LIMIT $6::bigint"),
+	/* the manager filter stays optional: either way the walk is the chain's
+	 * index, the filter only skips rows */
+	TELEMETRY_4(CW_SQL_TELEMETRY_CHAIN, "chain_id",
+		    "AND ($7::uuid IS NULL OR t.branch_id IN (SELECT branch_id "
+		    "FROM user_branches WHERE user_id = $7::uuid)) "
+		    "ORDER BY t.\"timestamp\" DESC, t.id DESC LIMIT $6::bigint"),
 	[CW_SQL_USER_LIST] =
 		"SELECT u.id, u.email, u.password_hash, u.role, u.chain_id, u.active, "
 		MS("u.created_at") ", (SELECT string_agg(branch_id::text, ',' ORDER BY branch_id) "

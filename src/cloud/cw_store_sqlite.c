@@ -52,12 +52,21 @@ extern const int cw_cloud_sqlite_migrations_count;
 	"t.id, t.device_id, t.branch_id, t.chain_id, t.seq, t.event_type, t.event_data, "  \
 	"t.ts_ms, t.clock_trusted, t.received_ms"
 /* newest first; the cursor row is looked up within the same key, so an id of
- * another tenant positions nothing */
-#define TELEMETRY_SQL(key)                                                                 \
+ * another tenant positions nothing. Four variants a key (cw_store_int.h; the
+ * planner can use the type index only when the condition is not optional). */
+#define TELEMETRY_SQL(key, type, after)                                                    \
 	"SELECT " TELEMETRY_COLS " FROM telemetry t WHERE t." key " = ?1 "                 \
-	"AND t.ts_ms >= ?2 AND t.ts_ms < ?3 AND (?4 IS NULL OR t.event_type = ?4) "        \
-	"AND (?5 IS NULL OR (t.ts_ms, t.id) < (SELECT ts_ms, id FROM telemetry "           \
-	"WHERE id = ?5 AND " key " = ?1)) "
+	"AND t.ts_ms >= ?2 AND t.ts_ms < ?3 " type after
+#define T_ANY "AND ?4 IS NULL "
+#define T_ONE "AND t.event_type = ?4 "
+#define C_NONE "AND ?5 IS NULL "
+#define C_AFTER(key)                                                                       \
+	"AND (t.ts_ms, t.id) < (SELECT ts_ms, id FROM telemetry WHERE id = ?5 AND " key " = ?1) "
+#define TELEMETRY_4(first, key, tail)                                                      \
+	[first] = TELEMETRY_SQL(key, T_ANY, C_NONE) tail,                                  \
+	[first + 1] = TELEMETRY_SQL(key, T_ONE, C_NONE) tail,                              \
+	[first + 2] = TELEMETRY_SQL(key, T_ANY, C_AFTER(key)) tail,                        \
+	[first + 3] = TELEMETRY_SQL(key, T_ONE, C_AFTER(key)) tail
 /* an active rental past its expected return is overdue (BRIEF.md §4) */
 #define LATE(now) "(r.status IN ('overdue', 'returned-late') OR " \
 	"(r.status = 'active' AND r.expected_return_ms < " now "))"
@@ -192,11 +201,11 @@ static const char *const sq_sql[CW_SQL_COUNT] = {
 		"CAST(avg(r.actual_return_ms - r.start_ms) FILTER (WHERE " FINISHED ") AS INTEGER) "
 		"FROM rentals r WHERE r.branch_id = ?1 AND r.start_ms >= ?2 AND r.start_ms < ?3 "
 		"GROUP BY 1 ORDER BY 1",
-	[CW_SQL_TELEMETRY_DEVICE] = TELEMETRY_SQL("device_id") "ORDER BY t.ts_ms DESC, t.id DESC LIMIT ?6",
-	[CW_SQL_TELEMETRY_BRANCH] = TELEMETRY_SQL("branch_id") "ORDER BY t.ts_ms DESC, t.id DESC LIMIT ?6",
-	[CW_SQL_TELEMETRY_CHAIN] =
-		TELEMETRY_SQL("chain_id") "AND (?7 IS NULL OR t.branch_id IN (SELECT branch_id "
-		"FROM user_branches WHERE user_id = ?7)) ORDER BY t.ts_ms DESC, t.id DESC LIMIT ?6",
+	TELEMETRY_4(CW_SQL_TELEMETRY_DEVICE, "device_id", "ORDER BY t.ts_ms DESC, t.id DESC LIMIT ?6"),
+	TELEMETRY_4(CW_SQL_TELEMETRY_BRANCH, "branch_id", "ORDER BY t.ts_ms DESC, t.id DESC LIMIT ?6"),
+	TELEMETRY_4(CW_SQL_TELEMETRY_CHAIN, "chain_id",
+		    "AND (?7 IS NULL OR t.branch_id IN (SELECT branch_id "
+		    "FROM user_branches WHERE user_id = ?7)) ORDER BY t.ts_ms DESC, t.id DESC LIMIT ?6"),
 	[CW_SQL_USER_LIST] =
 		"SELECT u.id, u.email, u.password_hash, u.role, u.chain_id, u.active, u.created_ms, "
 		"(SELECT group_concat(branch_id, ',') FROM (SELECT branch_id FROM user_branches "
