@@ -2987,6 +2987,51 @@ static enum MHD_Result dispatch(struct cw_cloud_api *a, struct MHD_Connection *c
 	return not_found(c, r, "route");
 }
 
+static bool is_trusted_proxy(const struct cw_cloud_api *a, const unsigned char key[16])
+{
+	for (int i = 0; i < a->cfg.n_trusted_proxies; i++)
+		if (memcmp(a->cfg.trusted_proxies[i], key, 16) == 0)
+			return true;
+	return false;
+}
+
+/* Behind a reverse proxy listed in listen.trusted_proxies, the client is the
+ * rightmost X-Forwarded-For entry that is not itself a trusted proxy (each
+ * proxy appends the address it saw; entries left of an untrusted one could
+ * be written by the client, so they are never believed). From any other
+ * peer the header is ignored. r->ip is what the access log and the login
+ * rate limit use. */
+static void proxied_client(const struct cw_cloud_api *a, struct MHD_Connection *c, struct req *r)
+{
+	char list[512], *end, *start;
+	unsigned char key[16];
+	const char *xff;
+
+	if (!a->cfg.n_trusted_proxies || !cw_cloud_addr_key(r->ip, key) || !is_trusted_proxy(a, key))
+		return;
+	xff = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Forwarded-For");
+	if (!xff || strlen(xff) >= sizeof(list))
+		return;
+	memcpy(list, xff, strlen(xff) + 1);
+	end = list + strlen(list);
+	while (end > list) {
+		start = end;
+		while (start > list && start[-1] != ',')
+			start--;
+		*end = '\0';
+		end = start > list ? start - 1 : list;
+		while (*start == ' ' || *start == '\t')
+			start++;
+		for (char *t = start + strlen(start); t > start && (t[-1] == ' ' || t[-1] == '\t');)
+			*--t = '\0';
+		if (!cw_cloud_addr_key(start, key))
+			return; /* not an address: keep the last one believed */
+		snprintf(r->ip, sizeof(r->ip), "%s", start);
+		if (!is_trusted_proxy(a, key))
+			return;
+	}
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
 				  const char *method, const char *version, const char *upload,
 				  size_t *upload_size, void **con_cls)
@@ -3015,6 +3060,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 					  &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
 					  r->ip, sizeof(r->ip));
 		}
+		proxied_client(a, c, r);
 		*con_cls = r;
 		return MHD_YES;
 	}

@@ -12,9 +12,49 @@
 #include "cw_jsoncfg.h"
 #include "cw_log.h"
 
+bool cw_cloud_addr_key(const char *text, unsigned char out[16])
+{
+	struct in_addr v4;
+
+	if (inet_pton(AF_INET6, text, out) == 1)
+		return true;
+	if (inet_pton(AF_INET, text, &v4) != 1)
+		return false;
+	memset(out, 0, 10);
+	out[10] = out[11] = 0xff;
+	memcpy(out + 12, &v4, 4);
+	return true;
+}
+
+/* listen.trusted_proxies: an array of addresses */
+static int parse_proxies(struct cw_jsoncfg *p, const cJSON *o, struct cw_cloud_config *c)
+{
+	const cJSON *arr, *it;
+	int rc, i = 0;
+
+	if ((rc = cw_jsoncfg_get_container(p, o, "trusted_proxies", true, false, &arr)) || !arr)
+		return rc;
+	if (cJSON_GetArraySize(arr) > CW_CLOUD_TRUSTED_PROXIES_MAX)
+		return cw_jsoncfg_fail(p, "trusted_proxies", "at most %d addresses",
+				       CW_CLOUD_TRUSTED_PROXIES_MAX);
+	cJSON_ArrayForEach(it, arr) {
+		size_t mark = cw_jsoncfg_push(p, ".trusted_proxies[%d]", i);
+		if (!cJSON_IsString(it) || !cw_cloud_addr_key(it->valuestring, c->trusted_proxies[i]))
+			rc = cw_jsoncfg_fail(p, NULL,
+					     "expected an IPv4 or IPv6 address such as \"127.0.0.1\" "
+					     "(no host names, no ranges)");
+		cw_jsoncfg_pop(p, mark);
+		if (rc)
+			return rc;
+		i++;
+	}
+	c->n_trusted_proxies = i;
+	return CW_OK;
+}
+
 static int parse_listen(struct cw_jsoncfg *p, const cJSON *o, struct cw_cloud_config *c)
 {
-	static const char *const keys[] = {"address", "port", "threads", NULL};
+	static const char *const keys[] = {"address", "port", "threads", "trusted_proxies", NULL};
 	unsigned char addr[sizeof(struct in6_addr)];
 	size_t mark = cw_jsoncfg_enter(p, "listen");
 	int rc;
@@ -23,7 +63,8 @@ static int parse_listen(struct cw_jsoncfg *p, const cJSON *o, struct cw_cloud_co
 	    (rc = cw_jsoncfg_get_str(p, o, "address", CW_JSONCFG_CLOUD_WORDING, c->listen_address,
 				     sizeof(c->listen_address))) ||
 	    (rc = cw_jsoncfg_get_int(p, o, "port", 0, 65535, false, &c->listen_port)) ||
-	    (rc = cw_jsoncfg_get_int(p, o, "threads", 1, 64, false, &c->threads)))
+	    (rc = cw_jsoncfg_get_int(p, o, "threads", 1, 64, false, &c->threads)) ||
+	    (rc = parse_proxies(p, o, c)))
 		goto out;
 	if (inet_pton(AF_INET, c->listen_address, addr) != 1 &&
 	    inet_pton(AF_INET6, c->listen_address, addr) != 1)

@@ -13,12 +13,17 @@
 #include "cw_store.h"
 
 #define CW_CLOUD_CONFIG_MAX_BYTES (256 * 1024)
+#define CW_CLOUD_TRUSTED_PROXIES_MAX 16
 
 struct cw_cloud_config {
 	/* listen */
 	char listen_address[64]; /* default "127.0.0.1" */
 	int listen_port;         /* default 8000; 0 = any free port */
 	int threads;             /* HTTP thread pool, default 4 */
+	/* reverse proxies whose X-Forwarded-For is believed (16-byte form,
+	 * IPv4 as ::ffff:a.b.c.d; see cw_cloud_addr_key) */
+	int n_trusted_proxies;
+	unsigned char trusted_proxies[CW_CLOUD_TRUSTED_PROXIES_MAX][16];
 	/* database */
 	enum cw_backend db_backend;
 	char db_path[512];       /* sqlite */
@@ -51,6 +56,10 @@ int cw_cloud_config_parse(const char *json, size_t len, struct cw_cloud_config *
 			  size_t errlen);
 int cw_cloud_config_load(const char *path, struct cw_cloud_config *out, char *errbuf,
 			 size_t errlen);
+
+/* Parses an IPv4 or IPv6 address into its 16-byte form (IPv4 as the mapped
+ * ::ffff:a.b.c.d, so both spellings of one address compare equal). */
+bool cw_cloud_addr_key(const char *text, unsigned char out[16]);
 
 /* Reads a whole regular file of at most max bytes into a new NUL-terminated
  * buffer (caller frees). CW_ERR_IO, CW_ERR_TOOBIG, CW_ERR_NOMEM. */

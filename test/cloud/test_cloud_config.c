@@ -121,6 +121,30 @@ START_TEST(refusals_name_the_key)
 }
 END_TEST
 
+START_TEST(trusted_proxies)
+{
+	unsigned char k[16];
+
+	ck_assert_int_eq(parse("{" MIN_SQLITE "}"), CW_OK);
+	ck_assert_int_eq(cfg.n_trusted_proxies, 0);
+	ck_assert_int_eq(parse("{" MIN_SQLITE ",\"listen\":{\"trusted_proxies\":"
+			       "[\"10.0.0.5\",\"2001:db8::1\"]}}"), CW_OK);
+	ck_assert_int_eq(cfg.n_trusted_proxies, 2);
+	/* an IPv4 address and its IPv6-mapped spelling are the same key */
+	ck_assert(cw_cloud_addr_key("::ffff:10.0.0.5", k));
+	ck_assert_mem_eq(cfg.trusted_proxies[0], k, 16);
+	ck_assert(cw_cloud_addr_key("2001:db8:0::1", k));
+	ck_assert_mem_eq(cfg.trusted_proxies[1], k, 16);
+	ck_assert(!cw_cloud_addr_key("10.0.0.5:80", k));
+	ck_assert(!cw_cloud_addr_key("", k));
+	refused("{" MIN_SQLITE ",\"listen\":{\"trusted_proxies\":[\"10.0.0.5\",\"proxy\"]}}",
+		"listen.trusted_proxies[1]: expected an IPv4 or IPv6 address");
+	refused("{" MIN_SQLITE ",\"listen\":{\"trusted_proxies\":[\"1\",\"2\",\"3\",\"4\",\"5\","
+		"\"6\",\"7\",\"8\",\"9\",\"10\",\"11\",\"12\",\"13\",\"14\",\"15\",\"16\",\"17\"]}}",
+		"at most 16");
+}
+END_TEST
+
 START_TEST(secrets_never_echoed)
 {
 	/* a conninfo with a password that is too long: the message says how
@@ -174,6 +198,7 @@ int main(void)
 	tcase_add_test(tc, minimal_and_defaults);
 	tcase_add_test(tc, full_config);
 	tcase_add_test(tc, refusals_name_the_key);
+	tcase_add_test(tc, trusted_proxies);
 	tcase_add_test(tc, secrets_never_echoed);
 	tcase_add_test(tc, load_from_file);
 	suite_add_tcase(s, tc);
