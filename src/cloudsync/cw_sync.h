@@ -1,0 +1,122 @@
+/* cw_sync.h - the device's side of the cloud link (docs/SYNC.md).
+ *
+ * src/cloudsync speaks the protocol (enrollment, outbox batches, heartbeat,
+ * configuration pull, signed commands, MQTT); it knows nothing of the edge's
+ * database or engine. The edge (src/edge, which may use src/cloudsync) hands
+ * it a struct cw_sync_source: the outbox, health, command execution. Every
+ * callback runs on the syncer's own thread and must not block on the
+ * network; it may block briefly on the edge's database.
+ *
+ * Nothing here waits for the network on behalf of the caller: a rental never
+ * waits for the cloud. */
+#ifndef CW_SYNC_H
+#define CW_SYNC_H
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CW_SYNC_URL_MAX 512
+#define CW_SYNC_CODE_MAX 128
+#define CW_SYNC_ID_MAX 64 /* UUID text + NUL, with room */
+
+/* One outbox entry, as the edge stores it (schema/edge: outbox). Strings are
+ * valid only during the callback that passes them. */
+struct cw_sync_entry {
+	int64_t seq;
+	const char *kind;        /* "rental.created", "cart.updated", "telemetry", ... */
+	const char *entity_type; /* rental | cart | telemetry | command | device */
+	const char *entity_id;
+	const char *payload;     /* JSON object text */
+	int64_t created_wall_ms;
+	bool clock_trusted;
+};
+
+typedef int (*cw_sync_entry_fn)(void *fctx, const struct cw_sync_entry *e);
+
+/* A verified command (signature, audience, target device and expiry already
+ * checked by cloudsync). */
+struct cw_sync_command {
+	char id[CW_SYNC_ID_MAX];
+	char action[64];
+	const cJSON *args; /* object; valid during the callback */
+	int64_t issued_ms, expires_ms;
+};
+
+struct cw_sync_source {
+	void *ctx;
+	/* Calls fn for unacknowledged entries with seq > after_seq, in seq
+	 * order: at most max_entries and, beyond the first, at most max_bytes
+	 * of payload in total. Returns the number passed (0 = none), or a
+	 * negative cw_error. A non-zero return of fn stops the walk and is
+	 * returned. */
+	int (*outbox_read)(void *ctx, int64_t after_seq, int max_entries, size_t max_bytes,
+			   cw_sync_entry_fn fn, void *fctx);
+	/* Marks every entry with seq <= upto_seq acknowledged (one local
+	 * transaction). */
+	int (*outbox_ack)(void *ctx, int64_t upto_seq);
+	/* Unacknowledged entries, for health. */
+	int64_t (*outbox_depth)(void *ctx);
+	/* Adds the device's health fields to obj (docs/SYNC.md "Heartbeat"). */
+	void (*health)(void *ctx, cJSON *obj);
+	/* Runs a verified command at most once (the edge's command_log) and
+	 * reports its result through the outbox. CW_ERR_CONFLICT: already seen
+	 * (a replay or a second delivery), nothing done. */
+	int (*command)(void *ctx, const struct cw_sync_command *cmd);
+	/* A trusted wall-clock reading from the cloud (heartbeat server_time
+	 * over verified TLS), in ms, with the local monotonic time it was
+	 * received at. */
+	void (*server_time)(void *ctx, int64_t wall_ms, int64_t mono_ms);
+};
+
+struct cw_sync_config {
+	char url[CW_SYNC_URL_MAX]; /* https://host[:port] (http only if insecure_http) */
+	char branch_code[CW_SYNC_CODE_MAX];
+	char enrollment_code[CW_SYNC_CODE_MAX]; /* "" once enrolled */
+	char ca_file[512];   /* "" = system CAs */
+	char data_dir[512];  /* <data_dir>/cloud.json holds the credentials */
+	char mac_address[18];
+	char serial_number[64];
+	char device_name[64];
+	char firmware_version[32];
+	int heartbeat_s;       /* default 30 */
+	int batch_max_entries; /* default 500 */
+	size_t batch_max_bytes; /* default 512 KiB */
+	bool insecure_http;    /* tests only: allow http:// */
+};
+
+/* What `cartwisectl status` and health show. */
+enum cw_sync_state {
+	CW_SYNC_UNENROLLED, /* no credentials yet, enrolling (with backoff) */
+	CW_SYNC_OK,         /* last exchange succeeded */
+	CW_SYNC_BACKOFF,    /* waiting to retry after a failure */
+	CW_SYNC_REVOKED,    /* the cloud refused the token: operator action needed */
+	CW_SYNC_GAP         /* the cloud's high-water mark is behind what it acknowledged */
+};
+
+struct cw_sync_status {
+	enum cw_sync_state state;
+	char device_id[CW_SYNC_ID_MAX];
+	int64_t high_water;      /* last seq the cloud acknowledged */
+	int64_t last_ok_wall_ms; /* 0 = never */
+	int64_t batches_sent, entries_sent;
+	char last_error[160];    /* never holds a secret */
+};
+
+struct cw_syncer;
+
+int cw_syncer_new(const struct cw_sync_config *cfg, const struct cw_sync_source *src,
+		  struct cw_syncer **out);
+/* Starts the syncer's thread. */
+int cw_syncer_start(struct cw_syncer *s);
+/* The outbox has new entries: wake the sender now rather than at the next
+ * heartbeat. Cheap, callable from any thread. */
+void cw_syncer_notify(struct cw_syncer *s);
+void cw_syncer_status(struct cw_syncer *s, struct cw_sync_status *out);
+const char *cw_sync_state_name(enum cw_sync_state st);
+/* Stops the thread (an exchange in flight is abandoned; nothing is lost:
+ * unacknowledged entries are sent again) and frees. NULL is fine. */
+void cw_syncer_free(struct cw_syncer *s);
+
+#endif
