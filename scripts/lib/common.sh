@@ -10,7 +10,7 @@ CW_PACKAGES=(
 	libsqlite3-dev libsodium-dev libcjson-dev libmodbus-dev libmicrohttpd-dev
 	libcurl4-openssl-dev libpaho-mqtt-dev libpq-dev check
 	socat curl jq sqlite3 procps
-	postgresql postgresql-common openssl iproute2 coreutils
+	postgresql postgresql-common openssl iproute2 coreutils mosquitto
 )
 
 cw_say() { printf '==> %s\n' "$*" >&2; }

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The MQTT client (src/cw_mqtt) against a real Mosquitto with the production
+# ACL (test/mqtt/broker.sh): test_mqtt (Check) does the work; this script
+# starts the broker, creates the users and removes everything afterwards.
+set -euo pipefail
+B=${CW_BUILD_DIR:?run through meson test}
+. "$(dirname "$0")/broker.sh"
+T=$(mktemp -d "${TMPDIR:-/tmp}/cwmqtt.XXXXXX")
+trap 'broker_kill; rm -rf "$T"' EXIT
+broker_start "$T"
+broker_user cartwise-cloud cloud-pass-0123
+broker_user dev-a pass-a-0123
+broker_user dev-b pass-b-0123
+sleep 0.2 # the HUP reload
+CW_MQTT_PORT=$MQTT_PORT CW_MQTT_CONF=$BROKER_CONF CW_MQTT_PIDFILE=$T/mosquitto.pid \
+	"$B/test/test_mqtt" || { cat "$T/mosquitto.log"; exit 1; }
