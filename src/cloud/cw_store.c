@@ -246,12 +246,19 @@ static int counts_cb(void *ctx, int ncols, const char *const *cols)
 
 /* ---- plumbing ---- */
 
-/* One statement on a connection of its own. */
+/* One statement on a connection of its own. The backend says whether the
+ * statement only reads (SQLite: sqlite3_stmt_readonly of its text), never
+ * the caller: a read goes to a read connection, anything else to the
+ * writer. A read after a write that returned sees it (the write committed
+ * before its connection was given back). */
 static int run(struct cw_store *s, enum cw_sql id, const struct cw_param *p, int np, cw_row_fn fn,
 	       void *ctx, int64_t *changes)
 {
+	enum cw_conn_use use = s->be->stmt_reads_only && s->be->stmt_reads_only(s->impl, id)
+				       ? CW_CONN_READ
+				       : CW_CONN_WRITE;
 	void *conn = NULL;
-	int rc = s->be->conn_get(s->impl, &conn);
+	int rc = s->be->conn_get(s->impl, use, &conn);
 
 	if (rc != CW_OK)
 		return rc;
@@ -295,13 +302,18 @@ static int list(struct cw_store *s, enum cw_sql id, struct cw_param *p, int np, 
 	return CW_OK;
 }
 
-static int tx_begin(struct cw_store *s, void **conn)
+/* A transaction on a connection held until tx_end: a write transaction
+ * (CW_CONN_WRITE: SQLite's BEGIN IMMEDIATE on the writer) or one that only
+ * reads (CW_CONN_READ: one snapshot for all its statements, on a reader;
+ * a statement that would write fails there). */
+static int tx_begin(struct cw_store *s, enum cw_conn_use use, void **conn)
 {
-	int rc = s->be->conn_get(s->impl, conn);
+	int rc = s->be->conn_get(s->impl, use, conn);
 
 	if (rc != CW_OK)
 		return rc;
-	rc = s->be->exec(*conn, CW_SQL_BEGIN, NULL, 0, NULL, NULL, NULL);
+	rc = s->be->exec(*conn, use == CW_CONN_READ ? CW_SQL_BEGIN_READ : CW_SQL_BEGIN, NULL, 0,
+			 NULL, NULL, NULL);
 	if (rc != CW_OK) {
 		s->be->conn_put(s->impl, *conn);
 		*conn = NULL;
@@ -571,7 +583,7 @@ int cw_store_branch_stats(struct cw_store *s, const char *branch_id, int64_t sin
 	memset(out, 0, sizeof(*out));
 	if (!id_ok(branch_id))
 		return CW_ERR_NOTFOUND;
-	rc = tx_begin(s, &conn);
+	rc = tx_begin(s, CW_CONN_READ, &conn);
 	if (rc != CW_OK)
 		return rc;
 	if ((rc = s->be->exec(conn, CW_SQL_BRANCH_STATS_CARTS, p1, NP(p1), counts_cb, &c1, NULL)) ||
@@ -622,7 +634,7 @@ int cw_store_device_register(struct cw_store *s, const struct cw_register_req *r
 	if (!r->branch_code || !r->code_hash || !r->mac_address || !r->device_name ||
 	    !id_ok(r->new_device_id) || !id_ok(r->token_jti))
 		return CW_ERR_INVAL;
-	rc = tx_begin(s, &conn);
+	rc = tx_begin(s, CW_CONN_WRITE, &conn);
 	if (rc != CW_OK)
 		return rc;
 	{
@@ -714,7 +726,7 @@ int cw_store_device_token_rotate(struct cw_store *s, const char *device_id, cons
 
 	if (!id_ok(device_id) || !id_ok(old_jti) || !id_ok(new_jti))
 		return CW_ERR_AUTH;
-	rc = tx_begin(s, &conn);
+	rc = tx_begin(s, CW_CONN_WRITE, &conn);
 	if (rc != CW_OK)
 		return rc;
 	rc = s->be->exec(conn, CW_SQL_TOKEN_REVOKE_ONE, po, NP(po), NULL, NULL, &changes);
@@ -777,7 +789,7 @@ int cw_store_commands_for_device(struct cw_store *s, const char *device_id, int6
 		return CW_ERR_NOTFOUND;
 	if (cap < 1)
 		return CW_ERR_INVAL;
-	rc = tx_begin(s, &conn);
+	rc = tx_begin(s, CW_CONN_WRITE, &conn);
 	if (rc != CW_OK)
 		return rc;
 	if ((rc = s->be->exec(conn, CW_SQL_COMMANDS_EXPIRE, pe, NP(pe), NULL, NULL, NULL)) ||
@@ -1004,7 +1016,7 @@ int cw_store_rental_stats(struct cw_store *s, const char *branch_id, int64_t fro
 	if (!id_ok(branch_id))
 		return CW_OK;
 	/* one transaction: the totals and the days see the same rows */
-	rc = tx_begin(s, &conn);
+	rc = tx_begin(s, CW_CONN_READ, &conn);
 	if (rc != CW_OK)
 		return rc;
 	if ((rc = s->be->exec(conn, CW_SQL_RENTAL_STATS, p, NP(p), counts_cb, &c, NULL)) ||
@@ -1160,7 +1172,7 @@ int cw_store_user_save(struct cw_store *s, const struct cw_user *u,
 	for (int i = 0; br && i < br->n; i++)
 		if (!id_ok(br->ids[i]))
 			return CW_ERR_INVAL;
-	rc = tx_begin(s, &conn);
+	rc = tx_begin(s, CW_CONN_WRITE, &conn);
 	if (rc != CW_OK)
 		return rc;
 	rc = s->be->exec(conn, create ? CW_SQL_USER_INSERT : CW_SQL_USER_UPDATE, p, NP(p), NULL,

@@ -52,8 +52,10 @@ struct cw_store_config {
 	enum cw_backend backend;
 	const char *path;     /* SQLite: database file */
 	const char *conninfo; /* PostgreSQL: libpq connection string; "" = PG* environment */
-	int pool_size;        /* PostgreSQL connections, 1..64 (SQLite: ignored) */
-	int acquire_timeout_ms; /* wait for a free connection; 0 = 5000 */
+	int pool_size;        /* PostgreSQL: connections, 1..64; SQLite: read-only
+			       * connections beside the one writer, 0..64 (one per
+			       * server thread; 0 = everything on the writer) */
+	int acquire_timeout_ms; /* wait for a free (read) connection; 0 = 5000 */
 };
 
 enum cw_role { CW_ROLE_PLATFORM_ADMIN, CW_ROLE_CHAIN_ADMIN, CW_ROLE_BRANCH_MANAGER };

@@ -9,6 +9,7 @@
 #ifndef CW_STORE_INT_H
 #define CW_STORE_INT_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "cw_store.h"
@@ -16,6 +17,7 @@
 /* Every statement the store runs. Each backend's table must have all of them. */
 enum cw_sql {
 	CW_SQL_BEGIN,
+	CW_SQL_BEGIN_READ, /* a read-only transaction: one snapshot for its statements */
 	CW_SQL_COMMIT,
 	CW_SQL_ROLLBACK,
 	CW_SQL_PING,
@@ -97,6 +99,15 @@ struct cw_param {
  * that error. */
 typedef int (*cw_row_fn)(void *ctx, int ncols, const char *const *cols);
 
+/* What a connection is taken for. cw_store.c chooses, never an operation:
+ * a statement run alone asks stmt_reads_only(); a transaction is a write
+ * transaction (CW_SQL_BEGIN) unless it only reads (CW_SQL_BEGIN_READ). A
+ * CW_CONN_READ connection refuses any statement that would write. */
+enum cw_conn_use {
+	CW_CONN_WRITE, /* anything: a write transaction or a statement that may write */
+	CW_CONN_READ,  /* statements that only read, alone or in a read transaction */
+};
+
 struct cw_store_backend {
 	const char *name;
 	int (*open)(const struct cw_store_config *cfg, void **be);
@@ -105,10 +116,15 @@ struct cw_store_backend {
 	 * IMMEDIATE + user_version; PostgreSQL: advisory lock + ledger). */
 	int (*migrate)(void *be, int *version);
 	int (*latest_version)(void);
-	/* A connection for one operation (SQLite: the mutex-guarded one;
-	 * PostgreSQL: one from the pool, reconnected if it was broken). */
-	int (*conn_get)(void *be, void **conn);
+	/* A connection for one operation, for use (SQLite: CW_CONN_WRITE is
+	 * the one writer connection behind its mutex, CW_CONN_READ one of the
+	 * read-only connections; PostgreSQL: any connection of the pool,
+	 * reconnected if it was broken). */
+	int (*conn_get)(void *be, enum cw_conn_use use, void **conn);
 	void (*conn_put)(void *be, void *conn);
+	/* Whether statement id is known to only read, so that a statement run
+	 * alone may go to a CW_CONN_READ connection. NULL: never. */
+	bool (*stmt_reads_only)(void *be, enum cw_sql id);
 	/* Runs statement id with params; fn (may be NULL) sees every row;
 	 * *changes (may be NULL) gets the number of rows changed. */
 	int (*exec)(void *conn, enum cw_sql id, const struct cw_param *p, int np, cw_row_fn fn,

@@ -95,6 +95,8 @@ extern const int cw_cloud_pg_migrations_count;
  * parameter has an explicit type so that the server never has to guess. */
 static const char *const pg_sql[CW_SQL_COUNT] = {
 	[CW_SQL_BEGIN] = "BEGIN",
+	/* READ COMMITTED would give each statement its own snapshot */
+	[CW_SQL_BEGIN_READ] = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
 	[CW_SQL_COMMIT] = "COMMIT",
 	[CW_SQL_ROLLBACK] = "ROLLBACK",
 	[CW_SQL_PING] = "SELECT 1",
@@ -408,13 +410,15 @@ static int pg_open(const struct cw_store_config *cfg, void **be)
 	return CW_OK;
 }
 
-static int pg_conn_get(void *be, void **conn)
+/* Every connection serves reads and writes alike: use does not matter. */
+static int pg_conn_get(void *be, enum cw_conn_use use, void **conn)
 {
 	struct pg_store *s = be;
 	struct pg_conn *pc = NULL;
 	struct timespec deadline;
 	int rc = CW_OK;
 
+	(void)use;
 	clock_gettime(CLOCK_MONOTONIC, &deadline);
 	deadline.tv_sec += s->acquire_ms / 1000;
 	deadline.tv_nsec += (long)(s->acquire_ms % 1000) * 1000000L;
@@ -593,7 +597,7 @@ static int pg_migrate(void *be, int *version)
 	struct pg_conn *pc = NULL;
 	int cur = 0, rc;
 
-	rc = pg_conn_get(s, (void **)&pc);
+	rc = pg_conn_get(s, CW_CONN_WRITE, (void **)&pc);
 	if (rc != CW_OK)
 		return rc;
 	/* The transaction-level advisory lock serialises every migrating

@@ -1,17 +1,32 @@
 /* cw_store_sqlite.c - SQLite backend of the cloud store (embedded default).
  *
- * One connection guarded by a mutex: SQLite serialises writers anyway, and
- * one connection keeps every prepared statement cached once. WAL so that
- * readers of other processes (sqlite3 CLI, backups) never block us;
+ * One writer connection behind a mutex, plus a pool of read-only
+ * connections (cfg->pool_size, one per server thread). SQLite admits one
+ * writer at a time anyway, and a mutex hands the writer over without the
+ * busy handler's sleeps or WAL's SQLITE_BUSY_SNAPSHOT; WAL lets the readers
+ * read beside the writer, each in a snapshot of what was committed when its
+ * read transaction began. Every statement that writes and every write
+ * transaction runs on the writer; a statement that only reads, or a
+ * read-only transaction, on a reader (cw_store_int.h: cw_conn_use). A
+ * reader refuses any statement that is not sqlite3_stmt_readonly(), so a
+ * write can never land there. Each connection prepares its own statements
+ * on first use and keeps them.
+ *
+ * WAL so that readers never block the writer nor it them;
  * synchronous=FULL because an acknowledged sync batch must survive a power
- * cut (the edge deletes what the cloud acknowledged). Migrations are
- * schema/cloud/sqlite/NNN_*.sql, applied like the edge's (cw_edb.c). */
+ * cut (the edge deletes what the cloud acknowledged). An in-memory database
+ * (":memory:") is private to its connection: no WAL, no readers, everything
+ * on the one connection. Migrations are schema/cloud/sqlite/NNN_*.sql,
+ * applied on the writer like the edge's (cw_edb.c). */
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cw_error.h"
 #include "cw_log.h"
@@ -22,6 +37,8 @@ extern const struct cw_migration cw_cloud_sqlite_migrations[];
 extern const int cw_cloud_sqlite_migrations_count;
 
 #define SQ_BUSY_TIMEOUT_MS 5000
+#define SQ_READERS_MAX 64		/* the PostgreSQL pool's bound */
+#define SQ_DEFAULT_ACQUIRE_MS 5000	/* wait for a free reader, then 503 */
 
 #define CHAIN_COLS "id, name, slug, active, created_ms, updated_ms"
 #define BRANCH_COLS                                                                          \
@@ -75,6 +92,7 @@ extern const int cw_cloud_sqlite_migrations_count;
 /* Parameter numbers (?N) are those documented in cw_store.c for each statement. */
 static const char *const sq_sql[CW_SQL_COUNT] = {
 	[CW_SQL_BEGIN] = "BEGIN IMMEDIATE",
+	[CW_SQL_BEGIN_READ] = "BEGIN",
 	[CW_SQL_COMMIT] = "COMMIT",
 	[CW_SQL_ROLLBACK] = "ROLLBACK",
 	[CW_SQL_PING] = "SELECT 1",
@@ -220,11 +238,32 @@ static const char *const sq_sql[CW_SQL_COUNT] = {
 		"SELECT branch_id FROM user_branches WHERE user_id = ?1 ORDER BY branch_id",
 };
 
-struct sq_store {
+/* What SQLite said of a statement's text the first time a connection
+ * prepared it (sqlite3_stmt_readonly). */
+enum sq_kind { SQ_UNKNOWN, SQ_READS, SQ_WRITES };
+
+struct sq_store;
+
+struct sq_conn {
+	struct sq_store *s;
 	sqlite3 *h;
-	pthread_mutex_t lock;
-	_Atomic int in_use; /* the connection is taken (for /metrics) */
+	bool reader; /* opened SQLITE_OPEN_READONLY; refuses writing statements */
+	bool busy;   /* readers: taken (under rlock) */
+	bool read_use; /* the writer, taken for reading (no readers): refuses writes too */
 	sqlite3_stmt *st[CW_SQL_COUNT]; /* prepared on first use, kept */
+};
+
+struct sq_store {
+	struct sq_conn w; /* the writer: migrations, writes, write transactions */
+	pthread_mutex_t wlock;
+	_Atomic int w_in_use; /* for /metrics */
+	int nr;               /* readers; 0 = everything on the writer */
+	int acquire_ms;
+	pthread_mutex_t rlock;
+	pthread_cond_t rfreed;
+	int r_in_use;
+	_Atomic unsigned char kind[CW_SQL_COUNT]; /* enum sq_kind of each statement */
+	struct sq_conn r[SQ_READERS_MAX];
 };
 
 static int sq_map(sqlite3 *h, int rc, const char *what)
@@ -264,6 +303,22 @@ static int sq_exec_text(sqlite3 *h, const char *sql, const char *what)
 	return CW_OK;
 }
 
+/* The first column of the first row of sql, as text, into out. */
+static int sq_query_text(sqlite3 *h, const char *sql, char *out, size_t cap)
+{
+	sqlite3_stmt *st = NULL;
+	const unsigned char *v;
+	int rc = CW_ERR_DB;
+
+	if (sqlite3_prepare_v2(h, sql, -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW && (v = sqlite3_column_text(st, 0))) {
+		snprintf(out, cap, "%s", (const char *)v);
+		rc = CW_OK;
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
 static int sq_user_version(sqlite3 *h, int *out)
 {
 	sqlite3_stmt *st = NULL;
@@ -283,12 +338,15 @@ static int sq_latest_version(void)
 	return cw_cloud_sqlite_migrations_count;
 }
 
+/* On the writer only: the readers see the new schema at their next
+ * statement (SQLite re-prepares a statement whose schema changed). */
 static int sq_migrate(void *be, int *version)
 {
 	struct sq_store *s = be;
+	sqlite3 *h = s->w.h;
 	int cur = 0, rc = CW_OK;
 
-	pthread_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->wlock);
 	for (int i = 0; i < cw_cloud_sqlite_migrations_count; i++) {
 		const struct cw_migration *m = &cw_cloud_sqlite_migrations[i];
 		char pragma[64];
@@ -299,9 +357,9 @@ static int sq_migrate(void *be, int *version)
 		}
 		/* BEGIN IMMEDIATE, then re-read user_version inside the
 		 * transaction: two processes never both apply a migration. */
-		if ((rc = sq_exec_text(s->h, "BEGIN IMMEDIATE", "migrate.begin")) != CW_OK)
+		if ((rc = sq_exec_text(h, "BEGIN IMMEDIATE", "migrate.begin")) != CW_OK)
 			goto out;
-		if ((rc = sq_user_version(s->h, &cur)) != CW_OK)
+		if ((rc = sq_user_version(h, &cur)) != CW_OK)
 			goto fail;
 		if (cur > cw_cloud_sqlite_migrations_count) {
 			cw_error("store.too_new", "backend=sqlite schema=%d known=%d msg=\"database "
@@ -311,25 +369,35 @@ static int sq_migrate(void *be, int *version)
 			goto fail;
 		}
 		if (cur >= m->version) {
-			sqlite3_exec(s->h, "COMMIT", NULL, NULL, NULL);
+			sqlite3_exec(h, "COMMIT", NULL, NULL, NULL);
 			continue;
 		}
 		snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d", m->version);
-		if ((rc = sq_exec_text(s->h, m->sql, m->name)) != CW_OK ||
-		    (rc = sq_exec_text(s->h, pragma, "migrate.version")) != CW_OK ||
-		    (rc = sq_exec_text(s->h, "COMMIT", "migrate.commit")) != CW_OK)
+		if ((rc = sq_exec_text(h, m->sql, m->name)) != CW_OK ||
+		    (rc = sq_exec_text(h, pragma, "migrate.version")) != CW_OK ||
+		    (rc = sq_exec_text(h, "COMMIT", "migrate.commit")) != CW_OK)
 			goto fail;
 		cw_info("store.migrated", "backend=sqlite version=%d file=%s", m->version, m->name);
 	}
-	rc = sq_user_version(s->h, &cur);
+	rc = sq_user_version(h, &cur);
 	if (rc == CW_OK && version)
 		*version = cur;
 	goto out;
 fail:
-	sqlite3_exec(s->h, "ROLLBACK", NULL, NULL, NULL);
+	sqlite3_exec(h, "ROLLBACK", NULL, NULL, NULL);
 out:
-	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->wlock);
 	return rc;
+}
+
+static void sq_conn_close(struct sq_conn *c)
+{
+	for (int i = 0; i < CW_SQL_COUNT; i++) {
+		sqlite3_finalize(c->st[i]);
+		c->st[i] = NULL;
+	}
+	sqlite3_close(c->h);
+	c->h = NULL;
 }
 
 static void sq_close(void *be)
@@ -338,72 +406,170 @@ static void sq_close(void *be)
 
 	if (!s)
 		return;
-	for (int i = 0; i < CW_SQL_COUNT; i++)
-		sqlite3_finalize(s->st[i]);
-	sqlite3_close(s->h);
-	pthread_mutex_destroy(&s->lock);
+	/* readers first: the last connection to close checkpoints the WAL and
+	 * removes it, which only the writer can do */
+	for (int i = 0; i < s->nr; i++)
+		sq_conn_close(&s->r[i]);
+	sq_conn_close(&s->w);
+	pthread_mutex_destroy(&s->wlock);
+	pthread_mutex_destroy(&s->rlock);
+	pthread_cond_destroy(&s->rfreed);
 	free(s);
+}
+
+/* Opens one connection with the settings every connection has. */
+static int sq_conn_open(struct sq_store *s, struct sq_conn *c, const char *path, bool reader)
+{
+	int flags = reader ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+
+	c->s = s;
+	c->reader = reader;
+	if (sqlite3_open_v2(path, &c->h, flags | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
+		cw_error("store.open", "backend=sqlite path=%s reader=%d msg=\"%s\"", path, reader,
+			 c->h ? sqlite3_errmsg(c->h) : "out of memory");
+		return CW_ERR_DB;
+	}
+	sqlite3_extended_result_codes(c->h, 1);
+	/* readers too: a WAL reader can meet SQLITE_BUSY while the WAL index
+	 * is being recovered or reset */
+	sqlite3_busy_timeout(c->h, SQ_BUSY_TIMEOUT_MS);
+	return CW_OK;
 }
 
 static int sq_open(const struct cw_store_config *cfg, void **be)
 {
 	struct sq_store *s;
-	sqlite3_stmt *st = NULL;
+	pthread_condattr_t ca;
+	char mode[16] = "";
+	const char *file;
+	bool in_memory;
 	int rc = CW_ERR_DB;
 
 	*be = NULL;
-	if (!cfg->path || !*cfg->path)
+	if (!cfg->path || !*cfg->path || cfg->pool_size < 0 || cfg->pool_size > SQ_READERS_MAX)
 		return CW_ERR_CONFIG;
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return CW_ERR_NOMEM;
-	pthread_mutex_init(&s->lock, NULL);
-	if (sqlite3_open_v2(cfg->path, &s->h,
-			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-			    NULL) != SQLITE_OK) {
-		cw_error("store.open", "backend=sqlite path=%s msg=\"%s\"", cfg->path,
-			 s->h ? sqlite3_errmsg(s->h) : "out of memory");
+	pthread_mutex_init(&s->wlock, NULL);
+	pthread_mutex_init(&s->rlock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&s->rfreed, &ca);
+	pthread_condattr_destroy(&ca);
+	s->acquire_ms = cfg->acquire_timeout_ms > 0 ? cfg->acquire_timeout_ms : SQ_DEFAULT_ACQUIRE_MS;
+	if (sq_conn_open(s, &s->w, cfg->path, false) != CW_OK)
 		goto out;
-	}
-	sqlite3_extended_result_codes(s->h, 1);
-	sqlite3_busy_timeout(s->h, SQ_BUSY_TIMEOUT_MS);
-	/* journal_mode answers the mode it ended in: insist on WAL. */
-	if (sqlite3_prepare_v2(s->h, "PRAGMA journal_mode=WAL", -1, &st, NULL) != SQLITE_OK ||
-	    sqlite3_step(st) != SQLITE_ROW ||
-	    strcmp((const char *)sqlite3_column_text(st, 0), "wal") != 0) {
+	/* "" for an in-memory or temporary database: private to the writer */
+	file = sqlite3_db_filename(s->w.h, "main");
+	in_memory = !file || !*file;
+	/* journal_mode answers the mode it ended in: insist on WAL (an
+	 * in-memory database can only be "memory") */
+	if (sq_query_text(s->w.h, "PRAGMA journal_mode=WAL", mode, sizeof(mode)) != CW_OK ||
+	    strcmp(mode, in_memory ? "memory" : "wal") != 0) {
 		cw_error("store.open", "backend=sqlite path=%s msg=\"cannot enable WAL: %s\"",
-			 cfg->path, sqlite3_errmsg(s->h));
+			 cfg->path, sqlite3_errmsg(s->w.h));
 		goto out;
 	}
-	if (sq_exec_text(s->h, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON", "pragmas") !=
+	if (sq_exec_text(s->w.h, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON", "pragmas") !=
 	    CW_OK)
 		goto out;
+	/* the readers open the file the writer opened (its full name) after it
+	 * is in WAL mode, so they never see a rollback journal */
+	for (int i = 0; !in_memory && i < cfg->pool_size; i++) {
+		s->nr = i + 1; /* closed by sq_close even if the open fails */
+		if (sq_conn_open(s, &s->r[i], file, true) != CW_OK)
+			goto out;
+		if (sq_query_text(s->r[i].h, "PRAGMA journal_mode", mode, sizeof(mode)) != CW_OK ||
+		    strcmp(mode, "wal") != 0) {
+			cw_error("store.open", "backend=sqlite path=%s msg=\"reader not in WAL mode: "
+				 "%s\"", cfg->path, mode);
+			goto out;
+		}
+	}
 	rc = CW_OK;
 	*be = s;
 	s = NULL;
 out:
-	sqlite3_finalize(st);
 	sq_close(s);
 	return rc;
 }
 
-static int sq_conn_get(void *be, void **conn)
+/* The writer behind its mutex (no timeout: a write waits its turn, as it
+ * would in SQLite's own lock), or a free reader, waiting for one at most
+ * acquire_ms (then CW_ERR_OFFLINE, 503, like the PostgreSQL pool). Without
+ * readers (in-memory database, pool_size 0) a read takes the writer. */
+static int sq_conn_get(void *be, enum cw_conn_use use, void **conn)
 {
 	struct sq_store *s = be;
+	struct sq_conn *c = NULL;
+	struct timespec deadline;
 
-	pthread_mutex_lock(&s->lock);
-	s->in_use = 1;
-	*conn = s;
+	if (use != CW_CONN_READ || s->nr == 0) {
+		pthread_mutex_lock(&s->wlock);
+		s->w_in_use = 1;
+		s->w.read_use = use == CW_CONN_READ;
+		*conn = &s->w;
+		return CW_OK;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += s->acquire_ms / 1000;
+	deadline.tv_nsec += (long)(s->acquire_ms % 1000) * 1000000L;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&s->rlock);
+	while (!c) {
+		for (int i = 0; i < s->nr && !c; i++)
+			if (!s->r[i].busy)
+				c = &s->r[i];
+		if (c)
+			break;
+		if (pthread_cond_timedwait(&s->rfreed, &s->rlock, &deadline) == ETIMEDOUT) {
+			pthread_mutex_unlock(&s->rlock);
+			cw_warn("store.pool_exhausted", "backend=sqlite readers=%d", s->nr);
+			return CW_ERR_OFFLINE;
+		}
+	}
+	c->busy = true;
+	s->r_in_use++;
+	pthread_mutex_unlock(&s->rlock);
+	*conn = c;
 	return CW_OK;
 }
 
 static void sq_conn_put(void *be, void *conn)
 {
 	struct sq_store *s = be;
+	struct sq_conn *c = conn;
 
-	(void)conn;
-	s->in_use = 0;
-	pthread_mutex_unlock(&s->lock);
+	/* a transaction left open (a bug) would hold the write lock, or keep a
+	 * reader on an old snapshot: never hand it on like that */
+	if (!sqlite3_get_autocommit(c->h)) {
+		cw_error("store.open_transaction", "backend=sqlite reader=%d", c->reader);
+		sqlite3_exec(c->h, "ROLLBACK", NULL, NULL, NULL);
+	}
+	if (!c->reader) {
+		c->read_use = false;
+		s->w_in_use = 0;
+		pthread_mutex_unlock(&s->wlock);
+		return;
+	}
+	pthread_mutex_lock(&s->rlock);
+	c->busy = false;
+	s->r_in_use--;
+	pthread_cond_signal(&s->rfreed);
+	pthread_mutex_unlock(&s->rlock);
+}
+
+/* Known to only read once some connection has prepared it: until then a
+ * statement runs on the writer, which is right for anything. */
+static bool sq_stmt_reads_only(void *be, enum cw_sql id)
+{
+	struct sq_store *s = be;
+
+	return id >= 0 && id < CW_SQL_COUNT && atomic_load(&s->kind[id]) == SQ_READS;
 }
 
 static int sq_bind(sqlite3_stmt *st, const struct cw_param *p, int np)
@@ -437,20 +603,32 @@ static int sq_bind(sqlite3_stmt *st, const struct cw_param *p, int np)
 static int sq_exec(void *conn, enum cw_sql id, const struct cw_param *p, int np, cw_row_fn fn,
 		   void *ctx, int64_t *changes)
 {
-	struct sq_store *s = conn;
+	struct sq_conn *c = conn;
 	const char *cols[32];
 	sqlite3_stmt *st;
 	int rc, step;
 
 	if (id < 0 || id >= CW_SQL_COUNT || !sq_sql[id] || np > CW_MAX_PARAMS)
 		return CW_ERR_INTERNAL;
-	if (!s->st[id] && sqlite3_prepare_v3(s->h, sq_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
-					      &s->st[id], NULL) != SQLITE_OK) {
-		cw_error("store.prepare", "backend=sqlite stmt=%d msg=\"%s\"", (int)id,
-			 sqlite3_errmsg(s->h));
+	if (!c->st[id]) {
+		if (sqlite3_prepare_v3(c->h, sq_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &c->st[id],
+				       NULL) != SQLITE_OK) {
+			cw_error("store.prepare", "backend=sqlite stmt=%d msg=\"%s\"", (int)id,
+				 sqlite3_errmsg(c->h));
+			return CW_ERR_INTERNAL;
+		}
+		atomic_store(&c->s->kind[id],
+			     sqlite3_stmt_readonly(c->st[id]) ? SQ_READS : SQ_WRITES);
+	}
+	st = c->st[id];
+	/* the guard: a statement that may write never runs on a connection
+	 * taken for reading (a reader is read-only as well, but BEGIN
+	 * IMMEDIATE would pass; the writer standing in for readers would not
+	 * refuse at all) */
+	if ((c->reader || c->read_use) && !sqlite3_stmt_readonly(st)) {
+		cw_error("store.write_on_reader", "backend=sqlite stmt=%d", (int)id);
 		return CW_ERR_INTERNAL;
 	}
-	st = s->st[id];
 	if (sq_bind(st, p, np) != SQLITE_OK) {
 		rc = CW_ERR_INTERNAL;
 		goto out;
@@ -469,12 +647,14 @@ static int sq_exec(void *conn, enum cw_sql id, const struct cw_param *p, int np,
 		/* keep stepping: an UPDATE ... RETURNING completes only when run to the end */
 	}
 	if (step != SQLITE_DONE) {
-		rc = sq_map(s->h, step, sq_sql[id]);
+		rc = sq_map(c->h, step, sq_sql[id]);
 		goto out;
 	}
 	if (changes)
-		*changes = sqlite3_changes64(s->h);
+		*changes = sqlite3_changes64(c->h);
 out:
+	/* reset ends an autocommit statement's read transaction: the reader's
+	 * next statement starts a new snapshot and sees every commit before it */
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
 	return rc;
@@ -484,8 +664,10 @@ static void sq_pool_stats(void *be, int *total, int *in_use)
 {
 	struct sq_store *s = be;
 
-	*total = 1;
-	*in_use = s->in_use;
+	*total = 1 + s->nr;
+	pthread_mutex_lock(&s->rlock);
+	*in_use = s->w_in_use + s->r_in_use;
+	pthread_mutex_unlock(&s->rlock);
 }
 
 const struct cw_store_backend cw_store_sqlite_backend = {
@@ -496,6 +678,7 @@ const struct cw_store_backend cw_store_sqlite_backend = {
 	.latest_version = sq_latest_version,
 	.conn_get = sq_conn_get,
 	.conn_put = sq_conn_put,
+	.stmt_reads_only = sq_stmt_reads_only,
 	.exec = sq_exec,
 	.pool_stats = sq_pool_stats,
 };
