@@ -6,15 +6,19 @@
 #include <libpq-fe.h>
 #include <pthread.h>
 #include <sodium.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cw_clock.h"
 #include "cw_error.h"
 #include "cw_log.h"
 #include "cw_store.h"
+#include "cw_store_int.h"
 #include "cw_uuid.h"
 
 #define SKIP 77
@@ -974,6 +978,343 @@ START_TEST(pg_unreachable_and_reconnect)
 }
 END_TEST
 
+/* ---- connections: reads beside the writer ---- */
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The statements of the reads below run once before they are timed: the
+ * SQLite backend learns that a statement only reads when it first prepares
+ * it (on the writer), and sends it to a reader from then on. */
+static void warm_reads(struct cw_store *s, const struct cw_device *d, const char *jti,
+		       const char *branch_id)
+{
+	struct cw_device got;
+	struct cw_chain c;
+	struct cw_branch_stats st;
+
+	ck_assert_int_eq(cw_store_device_get(s, d->id, &got), CW_OK);
+	ck_assert_int_eq(cw_store_device_token_check(s, jti, d->id), CW_OK);
+	ck_assert_int_eq(cw_store_chain_get(s, d->chain_id, &c), CW_OK);
+	ck_assert_int_eq(cw_store_branch_stats(s, branch_id, NOW, NOW, &st), CW_OK);
+}
+
+START_TEST(read_after_write_is_visible)
+{
+	struct cw_store *s = open_store();
+	struct cw_chain a, gc;
+	struct cw_branch a1;
+	struct cw_device d, got;
+	struct cw_branch_stats st;
+	char h[65], mac[18], jti[CW_UUID_STRLEN];
+	struct cw_heartbeat hb = {.status = "online"};
+	int total = 0, in_use = -1;
+
+	make_chain(s, &a, "RAW");
+	make_branch(s, &a1, a.id, "RAW");
+	fake_hash(h);
+	fake_mac(mac);
+	make_code(s, a1.id, h, 1, NOW + 3600000);
+	ck_assert_int_eq(reg(s, "RAW", h, mac, NOW, &d, jti), CW_OK);
+	warm_reads(s, &d, jti, a1.id);
+	cw_store_pool_stats(s, &total, &in_use);
+	/* SQLite: the writer and pool_size (4) readers; PostgreSQL: the pool */
+	ck_assert_int_eq(total, backend == CW_BACKEND_SQLITE ? 5 : 4);
+	ck_assert_int_eq(in_use, 0);
+	/* every read right after a write returns what it wrote: the same
+	 * reader read the row before each write (an old snapshot kept would
+	 * show the previous value) */
+	for (int i = 1; i <= 200; i++) {
+		hb.now_ms = NOW + i;
+		ck_assert_int_eq(cw_store_device_heartbeat(s, d.id, &hb), CW_OK);
+		ck_assert_int_eq(cw_store_device_get(s, d.id, &got), CW_OK);
+		ck_assert_int_eq(got.last_heartbeat_ms, NOW + i);
+		/* and a read-only transaction too */
+		ck_assert_int_eq(cw_store_branch_stats(s, a1.id, NOW, NOW + i, &st), CW_OK);
+		ck_assert_int_eq(st.devices_online, 1);
+		ck_assert_int_eq(cw_store_branch_stats(s, a1.id, NOW, NOW + i + 1, &st), CW_OK);
+		ck_assert_int_eq(st.devices_online, 0);
+	}
+	/* a write transaction (token rotation), then reads of what it changed */
+	{
+		char jti2[CW_UUID_STRLEN];
+		new_id(jti2);
+		ck_assert_int_eq(cw_store_device_token_rotate(s, d.id, jti, jti2, NOW, NOW + 60000),
+				 CW_OK);
+		ck_assert_int_eq(cw_store_device_token_check(s, jti, d.id), CW_ERR_AUTH);
+		ck_assert_int_eq(cw_store_device_token_check(s, jti2, d.id), CW_OK);
+	}
+	/* an update and a delete */
+	snprintf(a.name, sizeof(a.name), "renamed");
+	ck_assert_int_eq(cw_store_chain_update(s, &a, NOW + 5), CW_OK);
+	ck_assert_int_eq(cw_store_chain_get(s, a.id, &gc), CW_OK);
+	ck_assert_str_eq(gc.name, "renamed");
+	{
+		struct cw_chain e;
+		make_chain(s, &e, "short-lived");
+		ck_assert_int_eq(cw_store_chain_get(s, e.id, &gc), CW_OK);
+		ck_assert_int_eq(cw_store_chain_delete(s, e.id), CW_OK);
+		ck_assert_int_eq(cw_store_chain_get(s, e.id, &gc), CW_ERR_NOTFOUND);
+	}
+	cw_store_pool_stats(s, &total, &in_use);
+	ck_assert_int_eq(in_use, 0);
+	cw_store_free(s);
+	no_errors_logged();
+}
+END_TEST
+
+struct blocked_write {
+	struct cw_store *s;
+	const char *device_id;
+	int64_t now_ms;
+	int rc;
+	atomic_bool done;
+};
+
+static void *blocked_heartbeat(void *arg)
+{
+	struct blocked_write *w = arg;
+	struct cw_heartbeat hb = {.status = "online", .now_ms = w->now_ms};
+
+	w->rc = cw_store_device_heartbeat(w->s, w->device_id, &hb);
+	atomic_store(&w->done, true);
+	return NULL;
+}
+
+struct reader {
+	struct cw_store *s;
+	const struct cw_device *d;
+	const char *jti, *branch_id;
+	int fails;
+	int64_t slowest_ms;
+};
+
+static void *read_loop(void *arg)
+{
+	struct reader *r = arg;
+
+	for (int i = 0; i < 50; i++) {
+		struct cw_device got;
+		struct cw_chain c;
+		struct cw_branch_stats st;
+		int64_t t0 = mono_ms(), dt;
+
+		if (cw_store_device_get(r->s, r->d->id, &got) != CW_OK ||
+		    got.last_heartbeat_ms != NOW || cw_store_device_token_check(r->s, r->jti, r->d->id) ||
+		    cw_store_chain_get(r->s, r->d->chain_id, &c) ||
+		    cw_store_branch_stats(r->s, r->branch_id, NOW, NOW, &st) || st.devices_total != 1)
+			r->fails++;
+		dt = mono_ms() - t0;
+		if (dt > r->slowest_ms)
+			r->slowest_ms = dt;
+	}
+	return NULL;
+}
+
+/* Something outside the store holds a lock the heartbeat's UPDATE needs
+ * (SQLite: the write lock, BEGIN IMMEDIATE on a connection of its own;
+ * PostgreSQL: the device's row, FOR UPDATE), so the store's write waits
+ * inside the database while it holds its connection (SQLite: the writer).
+ * Reads from four threads at once must go on meanwhile: with one
+ * connection for everything they would wait for the write. */
+START_TEST(reads_go_on_during_a_write)
+{
+	struct cw_store *s = open_store();
+	struct cw_chain a;
+	struct cw_branch a1;
+	struct cw_device d, got;
+	char h[65], mac[18], jti[CW_UUID_STRLEN], path[512], sql[160];
+	struct blocked_write w = {.s = s, .now_ms = NOW + 777};
+	struct reader r[4];
+	pthread_t wt, rt[4];
+	sqlite3 *lite = NULL;
+	PGconn *pg = NULL;
+	PGresult *res;
+	int total = 0, in_use = 0;
+
+	make_chain(s, &a, "CR");
+	make_branch(s, &a1, a.id, "CR");
+	fake_hash(h);
+	fake_mac(mac);
+	make_code(s, a1.id, h, 1, NOW + 3600000);
+	ck_assert_int_eq(reg(s, "CR", h, mac, NOW, &d, jti), CW_OK);
+	{
+		struct cw_heartbeat hb = {.status = "online", .now_ms = NOW};
+		ck_assert_int_eq(cw_store_device_heartbeat(s, d.id, &hb), CW_OK);
+	}
+	warm_reads(s, &d, jti, a1.id);
+	w.device_id = d.id;
+
+	if (backend == CW_BACKEND_SQLITE) {
+		snprintf(path, sizeof(path), "%s/cloud.db", tmpdir);
+		ck_assert_int_eq(sqlite3_open(path, &lite), SQLITE_OK);
+		ck_assert_int_eq(sqlite3_exec(lite, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+	} else {
+		pg = PQconnectdb(conninfo);
+		ck_assert_int_eq(PQstatus(pg), CONNECTION_OK);
+		snprintf(sql, sizeof(sql), "BEGIN; SELECT 1 FROM devices WHERE id = '%s' FOR UPDATE",
+			 d.id);
+		res = PQexec(pg, sql);
+		ck_assert_int_eq(PQresultStatus(res), PGRES_TUPLES_OK);
+		ck_assert_int_eq(PQntuples(res), 1);
+		PQclear(res);
+	}
+	ck_assert_int_eq(pthread_create(&wt, NULL, blocked_heartbeat, &w), 0);
+	/* the write is taken and waiting inside the database */
+	for (int i = 0; i < 100 && in_use < 1; i++) {
+		usleep(10000);
+		cw_store_pool_stats(s, &total, &in_use);
+	}
+	ck_assert_int_eq(in_use, 1);
+	usleep(200000);
+	ck_assert(!atomic_load(&w.done));
+
+	for (int i = 0; i < 4; i++) {
+		r[i] = (struct reader){.s = s, .d = &d, .jti = jti, .branch_id = a1.id};
+		ck_assert_int_eq(pthread_create(&rt[i], NULL, read_loop, &r[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(rt[i], NULL);
+		ck_assert_int_eq(r[i].fails, 0);
+		/* a read waited for nothing (SQLite's busy timeout is 5 s) */
+		ck_assert_int_lt(r[i].slowest_ms, 2000);
+	}
+	/* all 4 × 50 rounds of reads ran while the write still waited, and saw
+	 * the committed state, not the write to come */
+	ck_assert(!atomic_load(&w.done));
+
+	if (lite) {
+		ck_assert_int_eq(sqlite3_exec(lite, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+		sqlite3_close(lite);
+	} else {
+		res = PQexec(pg, "ROLLBACK");
+		ck_assert_int_eq(PQresultStatus(res), PGRES_COMMAND_OK);
+		PQclear(res);
+		PQfinish(pg);
+	}
+	pthread_join(wt, NULL);
+	ck_assert_int_eq(w.rc, CW_OK);
+	/* and once it committed, a reader sees it */
+	ck_assert_int_eq(cw_store_device_get(s, d.id, &got), CW_OK);
+	ck_assert_int_eq(got.last_heartbeat_ms, NOW + 777);
+	cw_store_free(s);
+	no_errors_logged();
+}
+END_TEST
+
+/* The backend itself: a connection taken for reading refuses a statement
+ * that writes (SQLite: sqlite3_stmt_readonly on a read-only connection;
+ * PostgreSQL: a READ ONLY transaction), and the row is left alone. */
+START_TEST(read_connection_refuses_writes)
+{
+	const struct cw_store_backend *be =
+		backend == CW_BACKEND_SQLITE ? &cw_store_sqlite_backend : &cw_store_pg_backend;
+	struct cw_store *s = open_store();
+	struct cw_chain a, got;
+	struct cw_store_config cfg = {.backend = backend, .pool_size = 2, .acquire_timeout_ms = 2000};
+	char path[512];
+	void *impl = NULL, *conn = NULL;
+	unsigned errors;
+	int rc;
+
+	make_chain(s, &a, "guarded");
+	if (backend == CW_BACKEND_SQLITE) {
+		snprintf(path, sizeof(path), "%s/cloud.db", tmpdir);
+		cfg.path = path;
+	} else {
+		cfg.conninfo = conninfo;
+	}
+	ck_assert_int_eq(be->open(&cfg, &impl), CW_OK);
+	errors = cw_log_error_count();
+	ck_assert_int_eq(be->conn_get(impl, CW_CONN_READ, &conn), CW_OK);
+	ck_assert_int_eq(be->exec(conn, CW_SQL_BEGIN_READ, NULL, 0, NULL, NULL, NULL), CW_OK);
+	{
+		struct cw_param p[] = {{.t = CW_P_TEXT, .s = a.id}};
+		rc = be->exec(conn, CW_SQL_CHAIN_DELETE, p, 1, NULL, NULL, NULL);
+	}
+	ck_assert_int_ne(rc, CW_OK);
+	be->exec(conn, CW_SQL_ROLLBACK, NULL, 0, NULL, NULL, NULL);
+	be->conn_put(impl, conn);
+	ck_assert_uint_gt(cw_log_error_count(), errors);
+	if (backend == CW_BACKEND_SQLITE) {
+		/* alone too, and BEGIN IMMEDIATE (which a read-only connection
+		 * would accept) */
+		struct cw_param p[] = {{.t = CW_P_TEXT, .s = a.id}};
+		ck_assert_int_eq(be->conn_get(impl, CW_CONN_READ, &conn), CW_OK);
+		ck_assert_int_eq(be->exec(conn, CW_SQL_CHAIN_DELETE, p, 1, NULL, NULL, NULL),
+				 CW_ERR_INTERNAL);
+		ck_assert_int_eq(be->exec(conn, CW_SQL_BEGIN, NULL, 0, NULL, NULL, NULL),
+				 CW_ERR_INTERNAL);
+		be->conn_put(impl, conn);
+		/* without readers the writer stands in for them, and refuses the
+		 * same (while taken for reading only) */
+		be->close(impl);
+		cfg.pool_size = 0;
+		ck_assert_int_eq(be->open(&cfg, &impl), CW_OK);
+		ck_assert_int_eq(be->conn_get(impl, CW_CONN_READ, &conn), CW_OK);
+		ck_assert_int_eq(be->exec(conn, CW_SQL_CHAIN_DELETE, p, 1, NULL, NULL, NULL),
+				 CW_ERR_INTERNAL);
+		be->conn_put(impl, conn);
+		ck_assert_int_eq(be->conn_get(impl, CW_CONN_WRITE, &conn), CW_OK);
+		ck_assert_int_eq(be->exec(conn, CW_SQL_PING, NULL, 0, NULL, NULL, NULL), CW_OK);
+		be->conn_put(impl, conn);
+	}
+	be->close(impl);
+	ck_assert_int_eq(cw_store_chain_get(s, a.id, &got), CW_OK);
+	cw_store_free(s);
+}
+END_TEST
+
+/* SQLite ":memory:" is private to its connection: no readers, no WAL,
+ * everything on the one connection (PostgreSQL: nothing to test). */
+START_TEST(sqlite_in_memory_has_one_connection)
+{
+	struct cw_store_config cfg = {.backend = backend, .path = ":memory:", .pool_size = 4};
+	struct cw_store *s = NULL;
+	struct cw_chain a, got;
+	struct cw_branch_stats st;
+	struct cw_branch b;
+	int total = 0, in_use = -1;
+
+	if (backend != CW_BACKEND_SQLITE)
+		return;
+	ck_assert_int_eq(cw_store_new(&cfg, &s), CW_OK);
+	ck_assert_int_eq(cw_store_migrate(s, NULL), CW_OK);
+	cw_store_pool_stats(s, &total, &in_use);
+	ck_assert_int_eq(total, 1);
+	ck_assert_int_eq(in_use, 0);
+	make_chain(s, &a, "in memory");
+	for (int i = 0; i < 3; i++) { /* the second time, a known read */
+		ck_assert_int_eq(cw_store_chain_get(s, a.id, &got), CW_OK);
+		ck_assert_str_eq(got.name, "in memory");
+	}
+	make_branch(s, &b, a.id, "MEM");
+	ck_assert_int_eq(cw_store_branch_stats(s, b.id, NOW, NOW, &st), CW_OK);
+	ck_assert_int_eq(st.devices_total, 0);
+	cw_store_free(s);
+	/* and pool_size 0 on a file: the writer alone */
+	{
+		char buf[512];
+		fresh_config("noreaders", &cfg, buf, sizeof(buf));
+		cfg.pool_size = 0;
+		ck_assert_int_eq(cw_store_new(&cfg, &s), CW_OK);
+		ck_assert_int_eq(cw_store_migrate(s, NULL), CW_OK);
+		cw_store_pool_stats(s, &total, &in_use);
+		ck_assert_int_eq(total, 1);
+		make_chain(s, &a, "writer only");
+		ck_assert_int_eq(cw_store_chain_get(s, a.id, &got), CW_OK);
+		ck_assert_int_eq(cw_store_chain_get(s, a.id, &got), CW_OK);
+		cw_store_free(s);
+	}
+	no_errors_logged();
+}
+END_TEST
+
 START_TEST(bad_config)
 {
 	struct cw_store_config cfg = {.backend = backend, .pool_size = 0};
@@ -1044,6 +1385,10 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, user_management);
 	tcase_add_test(tc, data_reads_refuse_bad_arguments);
 	tcase_add_test(tc, pg_unreachable_and_reconnect);
+	tcase_add_test(tc, read_after_write_is_visible);
+	tcase_add_test(tc, reads_go_on_during_a_write);
+	tcase_add_test(tc, read_connection_refuses_writes);
+	tcase_add_test(tc, sqlite_in_memory_has_one_connection);
 	tcase_add_test(tc, bad_config);
 	suite_add_tcase(su, tc);
 	sr = srunner_create(su);
