@@ -13,16 +13,20 @@
  * are those of sq_open(): WAL, synchronous=FULL, foreign_keys=ON, busy
  * timeout 5 s.
  *
- * Two ways of sharing the database between the writer threads:
- *   --mode shared : one connection behind a mutex, like the server (and like
- *                   SQLite serialises writers anyway);
- *   --mode own    : one connection per thread (SQLite's own locking).
+ * Three ways of sharing the database between the threads:
+ *   --mode shared : one connection behind a mutex for the whole heartbeat
+ *                   (the server's design until 2026-11-28);
+ *   --mode own    : one connection per thread (SQLite's own locking);
+ *   --mode split  : the server's design (cw_store_sqlite.c): one writer
+ *                   connection behind a mutex, taken for the write (2) and
+ *                   again for the write transaction (3), and a read-only
+ *                   connection per thread for the read (1).
  * It prints one line of key=value figures (errors counted, the first one
  * printed on stderr); it never passes or fails on time. Exit 1 only when it
  * cannot open the database or read the devices.
  *
  * Usage: bench_sqlite_raw --db FILE --devices FILE [--threads 4]
- *            [--seconds 10] [--mode shared|own] [--health JSON] [--firmware V]
+ *            [--seconds 10] [--mode shared|own|split] [--health JSON] [--firmware V]
  * The devices file has one "device_id jti" pair a line (a live token's jti). */
 #include <errno.h>
 #include <inttypes.h>
@@ -47,6 +51,7 @@
 	"c.created_by, c.created_ms, c.expires_ms, c.result"
 
 enum { S_TOKEN_CHECK, S_HEARTBEAT, S_BEGIN, S_EXPIRE, S_FOR_DEVICE, S_COMMIT, S_ROLLBACK, S_N };
+enum mode { M_SHARED, M_OWN, M_SPLIT };
 
 /* Copies of cw_store_sqlite.c's sq_sql[] entries (same ?N numbering). */
 static const char *const sql[S_N] = {
@@ -82,8 +87,8 @@ struct shared {
 	const char *db_path, *health, *firmware;
 	struct device *dev;
 	int ndev;
-	bool own;
-	struct conn *one; /* --mode shared */
+	enum mode mode;
+	struct conn *one; /* --mode shared: everything; split: the writer */
 	atomic_bool stop;
 	atomic_long ops, errors;
 	double *lat_ms; /* MAX_SAMPLES */
@@ -123,8 +128,10 @@ static void conn_free(struct conn *c)
 	free(c);
 }
 
-/* Opens the database with the pragmas of cw_store_sqlite.c's sq_open(). */
-static struct conn *conn_new(const char *path)
+/* Opens the database with the pragmas of cw_store_sqlite.c's sq_open(); a
+ * reader like its readers (SQLITE_OPEN_READONLY, busy timeout, only the
+ * read statement). */
+static struct conn *conn_new(const char *path, bool reader)
 {
 	struct conn *c = calloc(1, sizeof(*c));
 	char *msg = NULL;
@@ -132,16 +139,18 @@ static struct conn *conn_new(const char *path)
 	if (!c)
 		return NULL;
 	pthread_mutex_init(&c->lock, NULL);
-	if (sqlite3_open_v2(path, &c->h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, NULL) !=
-	    SQLITE_OK)
+	if (sqlite3_open_v2(path, &c->h,
+			    (reader ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) |
+				    SQLITE_OPEN_FULLMUTEX,
+			    NULL) != SQLITE_OK)
 		goto fail;
 	sqlite3_extended_result_codes(c->h, 1);
 	sqlite3_busy_timeout(c->h, 5000);
-	if (sqlite3_exec(c->h, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; "
-			       "PRAGMA foreign_keys=ON",
-			 NULL, NULL, &msg) != SQLITE_OK)
+	if (!reader && sqlite3_exec(c->h, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; "
+					  "PRAGMA foreign_keys=ON",
+				    NULL, NULL, &msg) != SQLITE_OK)
 		goto fail;
-	for (int i = 0; i < S_N; i++)
+	for (int i = 0; i < (reader ? S_TOKEN_CHECK + 1 : S_N); i++)
 		if (sqlite3_prepare_v3(c->h, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &c->st[i], NULL) !=
 		    SQLITE_OK)
 			goto fail;
@@ -171,27 +180,33 @@ static int step_all(sqlite3_stmt *st, int *rows)
 	return rc == SQLITE_DONE ? 0 : -1;
 }
 
-/* One heartbeat's statements; 0 or -1. */
-static int heartbeat(struct conn *c, const struct device *d, const char *health,
-		     const char *firmware)
+/* 1: the token is live; 0 or -1. */
+static int hb_read(struct conn *c, const struct device *d)
 {
-	int64_t now = wall_ms();
 	int rows = 0;
 
-	/* 1: the token is live */
 	sqlite3_bind_text(c->st[S_TOKEN_CHECK], 1, d->jti, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(c->st[S_TOKEN_CHECK], 2, d->id, -1, SQLITE_TRANSIENT);
-	if (step_all(c->st[S_TOKEN_CHECK], &rows) || rows != 1)
-		return -1;
-	/* 2: the heartbeat write (its own transaction: one WAL commit) */
+	return step_all(c->st[S_TOKEN_CHECK], &rows) || rows != 1 ? -1 : 0;
+}
+
+/* 2: the heartbeat write (its own transaction: one WAL commit); 0 or -1. */
+static int hb_write(struct conn *c, const struct device *d, const char *health,
+		    const char *firmware, int64_t now)
+{
 	sqlite3_bind_text(c->st[S_HEARTBEAT], 1, d->id, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(c->st[S_HEARTBEAT], 2, "online", -1, SQLITE_STATIC);
 	sqlite3_bind_text(c->st[S_HEARTBEAT], 3, firmware, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(c->st[S_HEARTBEAT], 4, health, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(c->st[S_HEARTBEAT], 5, now);
-	if (step_all(c->st[S_HEARTBEAT], NULL) || sqlite3_changes(c->h) != 1)
-		return -1;
-	/* 3: the command hand-out transaction */
+	return step_all(c->st[S_HEARTBEAT], NULL) || sqlite3_changes(c->h) != 1 ? -1 : 0;
+}
+
+/* 3: the command hand-out transaction; 0 or -1. */
+static int hb_commands(struct conn *c, const struct device *d, int64_t now)
+{
+	int rows = 0;
+
 	if (step_all(c->st[S_BEGIN], NULL))
 		return -1;
 	sqlite3_bind_text(c->st[S_EXPIRE], 1, d->id, -1, SQLITE_TRANSIENT);
@@ -199,7 +214,6 @@ static int heartbeat(struct conn *c, const struct device *d, const char *health,
 	sqlite3_bind_text(c->st[S_FOR_DEVICE], 1, d->id, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(c->st[S_FOR_DEVICE], 2, now);
 	sqlite3_bind_int64(c->st[S_FOR_DEVICE], 3, COMMANDS_MAX);
-	rows = 0;
 	if (step_all(c->st[S_EXPIRE], NULL) || step_all(c->st[S_FOR_DEVICE], &rows) ||
 	    step_all(c->st[S_COMMIT], NULL)) {
 		step_all(c->st[S_ROLLBACK], NULL);
@@ -208,11 +222,44 @@ static int heartbeat(struct conn *c, const struct device *d, const char *health,
 	return 0;
 }
 
+/* One heartbeat's statements on the connections of the mode; 0, or -1 with
+ * *failed the connection that failed. */
+static int heartbeat(const struct shared *sh, struct conn *c, const struct device *d,
+		     struct conn **failed)
+{
+	int64_t now = wall_ms();
+	int rc;
+
+	if (sh->mode != M_SPLIT) { /* c for everything, the mutex held throughout */
+		*failed = c;
+		pthread_mutex_lock(&c->lock);
+		rc = hb_read(c, d) || hb_write(c, d, sh->health, sh->firmware, now) ||
+		     hb_commands(c, d, now) ? -1 : 0;
+		pthread_mutex_unlock(&c->lock);
+		return rc;
+	}
+	/* split: c is this thread's reader; the writer is taken per step, like
+	 * cw_store.c takes it per statement or transaction */
+	*failed = c;
+	if (hb_read(c, d))
+		return -1;
+	*failed = sh->one;
+	pthread_mutex_lock(&sh->one->lock);
+	rc = hb_write(sh->one, d, sh->health, sh->firmware, now);
+	pthread_mutex_unlock(&sh->one->lock);
+	if (rc)
+		return -1;
+	pthread_mutex_lock(&sh->one->lock);
+	rc = hb_commands(sh->one, d, now);
+	pthread_mutex_unlock(&sh->one->lock);
+	return rc;
+}
+
 static void *work(void *arg)
 {
 	struct worker *w = arg;
 	struct shared *sh = w->sh;
-	struct conn *c = sh->own ? conn_new(sh->db_path) : sh->one;
+	struct conn *c = sh->mode == M_SHARED ? sh->one : conn_new(sh->db_path, sh->mode == M_SPLIT);
 	unsigned i = (unsigned)w->index * 7919u;
 
 	if (!c) {
@@ -221,17 +268,14 @@ static void *work(void *arg)
 	}
 	while (!atomic_load(&sh->stop)) {
 		const struct device *d = &sh->dev[i++ % (unsigned)sh->ndev];
+		struct conn *failed = c;
 		double t0 = now_s();
-		int rc;
 
-		pthread_mutex_lock(&c->lock);
-		rc = heartbeat(c, d, sh->health, sh->firmware);
-		pthread_mutex_unlock(&c->lock);
-		if (rc) {
+		if (heartbeat(sh, c, d, &failed)) {
 			/* reported, not fatal: the figure is the rate of what succeeded */
 			if (atomic_fetch_add(&sh->errors, 1) == 0)
 				fprintf(stderr, "bench_sqlite_raw: first error: %s (%d)\n",
-					sqlite3_errmsg(c->h), sqlite3_extended_errcode(c->h));
+					sqlite3_errmsg(failed->h), sqlite3_extended_errcode(failed->h));
 			continue;
 		}
 		atomic_fetch_add(&sh->ops, 1);
@@ -239,7 +283,7 @@ static void *work(void *arg)
 		if (k < MAX_SAMPLES)
 			sh->lat_ms[k] = (now_s() - t0) * 1000.0;
 	}
-	if (sh->own)
+	if (sh->mode != M_SHARED)
 		conn_free(c);
 	return NULL;
 }
@@ -288,7 +332,7 @@ static int load_devices(const char *path, struct device *dev, int *n)
 static void usage(void)
 {
 	fprintf(stderr, "usage: bench_sqlite_raw --db FILE --devices FILE [--threads N] "
-			"[--seconds S] [--mode shared|own] [--health JSON] [--firmware V]\n");
+			"[--seconds S] [--mode shared|own|split] [--health JSON] [--firmware V]\n");
 }
 
 int main(int argc, char **argv)
@@ -335,11 +379,12 @@ int main(int argc, char **argv)
 		}
 		i++;
 	}
-	if (!sh.db_path || !devices || (strcmp(mode, "shared") && strcmp(mode, "own"))) {
+	if (!sh.db_path || !devices ||
+	    (strcmp(mode, "shared") && strcmp(mode, "own") && strcmp(mode, "split"))) {
 		usage();
 		return 2;
 	}
-	sh.own = strcmp(mode, "own") == 0;
+	sh.mode = strcmp(mode, "own") == 0 ? M_OWN : strcmp(mode, "split") == 0 ? M_SPLIT : M_SHARED;
 	if (load_devices(devices, dev, &sh.ndev)) {
 		fprintf(stderr, "bench_sqlite_raw: no \"id jti\" lines in %s\n", devices);
 		return 1;
@@ -348,7 +393,7 @@ int main(int argc, char **argv)
 	sh.lat_ms = malloc(sizeof(double) * MAX_SAMPLES);
 	if (!sh.lat_ms)
 		return 1;
-	if (!sh.own && !(sh.one = conn_new(sh.db_path)))
+	if (sh.mode != M_OWN && !(sh.one = conn_new(sh.db_path, false)))
 		goto out;
 	t0 = now_s();
 	for (long i = 0; i < threads; i++) {

@@ -17,6 +17,7 @@
 #
 # Knobs (environment):
 #   CW_BENCH_PARTS    heartbeat,telemetry   which parts to run
+#   CW_BENCH_BACKENDS sqlite,postgres       which backends the heartbeat part runs on
 #   CW_BENCH_DEVICES  128    devices registered (pgbench takes <= 128 scripts)
 #   CW_BENCH_THREADS  4      server threads = PostgreSQL pool = raw writers
 #   CW_BENCH_SECONDS  10     each measuring window
@@ -30,6 +31,7 @@ SRC=$(cd "$HERE/../.." && pwd)
 CLOUD=$B/src/cloud/cartwise-cloud
 RAW=$B/bench/cloud/bench_sqlite_raw
 PARTS=${CW_BENCH_PARTS:-heartbeat,telemetry}
+BACKENDS=${CW_BENCH_BACKENDS:-sqlite,postgres}
 DEVICES=${CW_BENCH_DEVICES:-128}
 THREADS=${CW_BENCH_THREADS:-4}
 SECONDS_RUN=${CW_BENCH_SECONDS:-10}
@@ -183,55 +185,66 @@ pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.0f %%", 100 * a / 
 # windows (raw database, then the server at the maximum's wrk connection
 # count, server left running and idle during the raw window); prints each
 # pair and sets PAIR_MEDIAN (median of the pair ratios, %) and PAIR_TXT.
+# When RAWFN sets RAW_OWN (SQLite: its `own` mode) the same against it:
+# PAIR_OWN_MEDIAN.
 interleaved() {
-	local k ratios=() txt=""
+	local k ratios=() owns=() txt=""
 	for k in 1 2 3; do
+		RAW_OWN=
 		SECONDS_RUN=5 "$1"
 		wrk_run "$H_MAX_C" 5 0
 		ratios+=("$(awk -v a="$W_RPS" -v b="$RAW_RPS" 'BEGIN { printf "%.0f", (b > 0 ? 100 * a / b : 0) }')")
 		txt+="${txt:+, }$W_RPS/$RAW_RPS"
-		note "  pair $k: server $W_RPS req/s (p99 $W_P99 ms), raw $RAW_RPS/s: ${ratios[-1]} %"
+		if [ -n "$RAW_OWN" ]; then
+			owns+=("$(awk -v a="$W_RPS" -v b="$RAW_OWN" 'BEGIN { printf "%.0f", (b > 0 ? 100 * a / b : 0) }')")
+			txt+=" (own $RAW_OWN)"
+		fi
+		note "  pair $k: server $W_RPS req/s (p99 $W_P99 ms), raw $RAW_RPS/s: ${ratios[-1]} %${RAW_OWN:+; own $RAW_OWN/s: ${owns[-1]} %}"
 	done
 	PAIR_MEDIAN=$(printf '%s\n' "${ratios[@]}" | sort -n | sed -n 2p)
+	PAIR_OWN_MEDIAN=
+	[ "${#owns[@]}" = 0 ] || PAIR_OWN_MEDIAN=$(printf '%s\n' "${owns[@]}" | sort -n | sed -n 2p)
 	PAIR_TXT=$txt
 }
 
 # ---- part 1a: SQLite -----------------------------------------------------
 
-# raw_sqlite: both sharing modes of bench_sqlite_raw; sets RAW_RPS (the
-# faster) and RAW_TXT
+# raw_sqlite: the three sharing modes of bench_sqlite_raw; sets RAW_RPS (the
+# fastest), RAW_OWN and RAW_TXT ("shared / own / split")
 raw_sqlite() {
-	local shared own rs ro
-	shared=$("$RAW" --db "$T/hb.db" --devices "$T/raw.txt" --threads "$THREADS" \
-		--seconds "$SECONDS_RUN" --mode shared --health "$HEALTH" --firmware 1.4.2)
-	note "  raw (one connection, mutex): $shared"
-	own=$("$RAW" --db "$T/hb.db" --devices "$T/raw.txt" --threads "$THREADS" \
-		--seconds "$SECONDS_RUN" --mode own --health "$HEALTH" --firmware 1.4.2)
-	note "  raw (a connection a thread): $own"
-	rs=$(sed -n 's/.* rps=\([0-9]*\).*/\1/p' <<<"$shared")
-	ro=$(sed -n 's/.* rps=\([0-9]*\).*/\1/p' <<<"$own")
-	RAW_RPS=$(( rs > ro ? rs : ro ))
-	RAW_TXT="$rs / $ro"
+	local m out r best=0 txt=""
+	for m in shared own split; do
+		out=$("$RAW" --db "$T/hb.db" --devices "$T/raw.txt" --threads "$THREADS" \
+			--seconds "$SECONDS_RUN" --mode "$m" --health "$HEALTH" --firmware 1.4.2)
+		note "  raw ($m): $out"
+		r=$(sed -n 's/.* rps=\([0-9]*\).*/\1/p' <<<"$out")
+		[ "$m" != own ] || RAW_OWN=$r
+		best=$(( r > best ? r : best ))
+		txt+="${txt:+ / }$r"
+	done
+	RAW_RPS=$best
+	RAW_TXT=$txt
 }
 
 # The raw database runs before and after the HTTP runs (drift on a shared
-# machine shows); the ratio is against the faster of the two.
+# machine shows); the ratio is against the faster of the two (fastest mode),
+# and against `own` (a connection a thread) on its own.
 bench_heartbeat_sqlite() {
-	note "heartbeat on SQLite ($T/hb.db, WAL, synchronous=FULL), $DEVICES devices, $THREADS server threads"
-	make_config "$T/hb-sqlite.json" "{\"backend\":\"sqlite\",\"path\":\"$T/hb.db\"}"
+	note "heartbeat on SQLite ($T/hb.db, WAL, synchronous=FULL), $DEVICES devices, $THREADS server threads and readers"
+	make_config "$T/hb-sqlite.json" "{\"backend\":\"sqlite\",\"path\":\"$T/hb.db\",\"pool_size\":$THREADS}"
 	cloud_start "$T/hb-sqlite.json" "$T/hb-sqlite.log"
 	bootstrap "$T/hb-sqlite.json"
 	cloud_stop
 	sqlite3 "$T/hb.db" "SELECT device_id || ' ' || jti FROM device_tokens WHERE revoked = 0" >"$T/raw.txt"
 	raw_sqlite
-	local pre=$RAW_RPS pre_txt=$RAW_TXT
+	local pre=$RAW_RPS pre_txt=$RAW_TXT pre_own=$RAW_OWN
 	cloud_start "$T/hb-sqlite.json" "$T/hb-sqlite.log"
 	heartbeat_http
 	interleaved raw_sqlite
 	cloud_stop
 	raw_sqlite
-	local best=$(( pre > RAW_RPS ? pre : RAW_RPS ))
-	row "SQLite | $H_MAX (c=$H_MAX_C) | $H_MAX_P99 | $pre_txt; after: $RAW_TXT | $(pct "$H_MAX" "$best") | **$PAIR_MEDIAN %** ($PAIR_TXT) | $H_70_RPS ($(pct "$H_70_RPS" "$H_MAX")) | $H_70_P50 | **$H_70_P99** | $H_ERR"
+	local best=$(( pre > RAW_RPS ? pre : RAW_RPS )) best_own=$(( pre_own > RAW_OWN ? pre_own : RAW_OWN ))
+	row "SQLite | $H_MAX (c=$H_MAX_C) | $H_MAX_P99 | $pre_txt; after: $RAW_TXT | $(pct "$H_MAX" "$best"); own: $(pct "$H_MAX" "$best_own") | **$PAIR_MEDIAN %**; own: **$PAIR_OWN_MEDIAN %** ($PAIR_TXT) | $H_70_RPS ($(pct "$H_70_RPS" "$H_MAX")) | $H_70_P50 | **$H_70_P99** | $H_ERR"
 }
 
 # ---- part 1b: PostgreSQL -------------------------------------------------
@@ -411,8 +424,8 @@ bench_telemetry() {
 echo "cartwise cloud benchmarks, $(date -u +'%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(uname -r)"
 echo "build: $B"
 case ",$PARTS," in *,heartbeat,*)
-	bench_heartbeat_sqlite
-	bench_heartbeat_pg
+	case ",$BACKENDS," in *,sqlite,*) bench_heartbeat_sqlite ;; esac
+	case ",$BACKENDS," in *,postgres,*) bench_heartbeat_pg ;; esac
 	;;
 esac
 case ",$PARTS," in *,telemetry,*) bench_telemetry ;; esac
