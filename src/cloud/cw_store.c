@@ -1191,3 +1191,76 @@ int cw_store_user_save(struct cw_store *s, const struct cw_user *u,
 	}
 	return tx_end(s, conn, rc);
 }
+
+/* ---- failed staff logins ---- */
+
+static bool login_key_ok(const char *key)
+{
+	size_t n = 0;
+
+	for (; key && key[n]; n++)
+		if (!((key[n] >= '0' && key[n] <= '9') || (key[n] >= 'a' && key[n] <= 'f')))
+			return false;
+	return n == 64;
+}
+
+static int login_cb(void *ctx, int ncols, const char *const *cols)
+{
+	struct cw_login_failures *f = ctx;
+
+	if (ncols != 2)
+		return CW_ERR_INTERNAL;
+	f->failures = (int)col_int(cols[0]);
+	f->window_start_ms = col_int(cols[1]);
+	return CW_OK;
+}
+
+int cw_store_login_failures_get(struct cw_store *s, const char *key, int64_t now_ms,
+				int64_t window_ms, struct cw_login_failures *out)
+{
+	/* 1 key, 2 oldest live window start */
+	struct cw_param p[] = {P_TEXT(key), P_INT(now_ms - window_ms)};
+
+	*out = (struct cw_login_failures){0};
+	if (!login_key_ok(key) || window_ms < 1)
+		return CW_ERR_INVAL;
+	return run(s, CW_SQL_LOGIN_FAILURES_GET, p, NP(p), login_cb, out, NULL);
+}
+
+int cw_store_login_failure_add(struct cw_store *s, const char *key, int64_t now_ms,
+			       int64_t window_ms, struct cw_login_failures *out)
+{
+	/* 1 key, 2 now, 3 oldest live window start */
+	struct cw_param p[] = {P_TEXT(key), P_INT(now_ms), P_INT(now_ms - window_ms)};
+	/* 1 oldest live window start, 2 batch */
+	struct cw_param pp[] = {P_INT(now_ms - window_ms), P_INT(CW_LOGIN_PRUNE_BATCH)};
+	struct cw_login_failures f = {0};
+	int rc;
+
+	if (out)
+		*out = f;
+	if (!login_key_ok(key) || window_ms < 1)
+		return CW_ERR_INVAL;
+	rc = run(s, CW_SQL_LOGIN_FAILURE_ADD, p, NP(p), login_cb, &f, NULL);
+	if (rc != CW_OK)
+		return rc;
+	if (f.failures < 1)
+		return CW_ERR_INTERNAL; /* RETURNING gave no row */
+	if (out)
+		*out = f;
+	/* Housekeeping only: the failure is counted already, so an error here
+	 * is logged, not returned (the next failure prunes again). */
+	rc = run(s, CW_SQL_LOGIN_FAILURES_PRUNE, pp, NP(pp), NULL, NULL, NULL);
+	if (rc != CW_OK)
+		cw_warn("store.login_prune", "msg=\"%s\"", cw_strerror(rc));
+	return CW_OK;
+}
+
+int cw_store_login_failures_clear(struct cw_store *s, const char *key)
+{
+	struct cw_param p[] = {P_TEXT(key)};
+
+	if (!login_key_ok(key))
+		return CW_ERR_INVAL;
+	return run(s, CW_SQL_LOGIN_FAILURES_CLEAR, p, NP(p), NULL, NULL, NULL);
+}

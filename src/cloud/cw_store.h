@@ -385,4 +385,27 @@ int cw_store_user_branches(struct cw_store *s, const char *user_id, struct cw_us
 int cw_store_user_save(struct cw_store *s, const struct cw_user *u,
 		       const struct cw_user_branches *br, bool create, int64_t now_ms);
 
+/* ---- failed staff logins (the login rate limit, shared by every instance) ---- */
+
+/* key: the hash of (lower-case email, client address) as 64 lower-case hex
+ * characters (CW_ERR_INVAL otherwise); the store never sees either in clear.
+ * A window started at w is live while w > now_ms - window_ms (window_ms >= 1). */
+struct cw_login_failures {
+	int failures;            /* 0 = no live window */
+	int64_t window_start_ms; /* of the live window; 0 = none */
+};
+/* The live window of key (one indexed read). */
+int cw_store_login_failures_get(struct cw_store *s, const char *key, int64_t now_ms,
+				int64_t window_ms, struct cw_login_failures *out);
+/* Counts one failed login in one atomic upsert: a new window starts at now_ms
+ * when key has none or its window has passed, else the count goes up by one;
+ * out (may be NULL) gets the window after. Then deletes up to
+ * CW_LOGIN_PRUNE_BATCH rows of expired windows (of any key), so that a spray
+ * of random emails cannot grow the table beyond the rows of one window. */
+#define CW_LOGIN_PRUNE_BATCH 16
+int cw_store_login_failure_add(struct cw_store *s, const char *key, int64_t now_ms,
+			       int64_t window_ms, struct cw_login_failures *out);
+/* A successful login: forgets key's failures. */
+int cw_store_login_failures_clear(struct cw_store *s, const char *key);
+
 #endif

@@ -259,6 +259,27 @@ static const char *const pg_sql[CW_SQL_COUNT] = {
 	[CW_SQL_USER_BRANCHES_CLEAR] = "DELETE FROM user_branches WHERE user_id = $1::uuid",
 	[CW_SQL_USER_BRANCHES_GET] =
 		"SELECT branch_id FROM user_branches WHERE user_id = $1::uuid ORDER BY branch_id",
+	/* 1 key, 2 oldest live window start (now - window) */
+	[CW_SQL_LOGIN_FAILURES_GET] =
+		"SELECT failures, " MS("window_start") " FROM login_failures "
+		"WHERE key_hash = $1::text AND window_start > " TS("$2"),
+	/* 1 key, 2 now, 3 oldest live window start: one atomic upsert; the
+	 * CASEs see the row as it was, so an expired window restarts at now
+	 * with one failure (no read-modify-write between instances) */
+	[CW_SQL_LOGIN_FAILURE_ADD] =
+		"INSERT INTO login_failures AS f (key_hash, window_start, failures) "
+		"VALUES ($1::text, " TS("$2") ", 1) ON CONFLICT (key_hash) DO UPDATE SET "
+		"failures = CASE WHEN f.window_start > " TS("$3") " THEN f.failures + 1 ELSE 1 END, "
+		"window_start = CASE WHEN f.window_start > " TS("$3") " THEN f.window_start "
+		"ELSE excluded.window_start END "
+		"RETURNING failures, " MS("window_start"),
+	[CW_SQL_LOGIN_FAILURES_CLEAR] = "DELETE FROM login_failures WHERE key_hash = $1::text",
+	/* 1 oldest live window start, 2 at most this many rows; SKIP LOCKED:
+	 * instances pruning at once take different rows instead of waiting */
+	[CW_SQL_LOGIN_FAILURES_PRUNE] =
+		"DELETE FROM login_failures WHERE key_hash IN (SELECT key_hash FROM login_failures "
+		"WHERE window_start <= " TS("$1") " ORDER BY window_start LIMIT $2::bigint "
+		"FOR UPDATE SKIP LOCKED)",
 };
 
 struct pg_conn {

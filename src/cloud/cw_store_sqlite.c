@@ -236,6 +236,22 @@ static const char *const sq_sql[CW_SQL_COUNT] = {
 	[CW_SQL_USER_BRANCHES_CLEAR] = "DELETE FROM user_branches WHERE user_id = ?1",
 	[CW_SQL_USER_BRANCHES_GET] =
 		"SELECT branch_id FROM user_branches WHERE user_id = ?1 ORDER BY branch_id",
+	/* the login rate limiter: see cw_store_pg.c for the parameters; SET
+	 * expressions see the row as it was, as in PostgreSQL */
+	[CW_SQL_LOGIN_FAILURES_GET] =
+		"SELECT failures, window_start_ms FROM login_failures "
+		"WHERE key_hash = ?1 AND window_start_ms > ?2",
+	[CW_SQL_LOGIN_FAILURE_ADD] =
+		"INSERT INTO login_failures (key_hash, window_start_ms, failures) VALUES (?1, ?2, 1) "
+		"ON CONFLICT (key_hash) DO UPDATE SET "
+		"failures = CASE WHEN window_start_ms > ?3 THEN failures + 1 ELSE 1 END, "
+		"window_start_ms = CASE WHEN window_start_ms > ?3 THEN window_start_ms "
+		"ELSE excluded.window_start_ms END "
+		"RETURNING failures, window_start_ms",
+	[CW_SQL_LOGIN_FAILURES_CLEAR] = "DELETE FROM login_failures WHERE key_hash = ?1",
+	[CW_SQL_LOGIN_FAILURES_PRUNE] =
+		"DELETE FROM login_failures WHERE key_hash IN (SELECT key_hash FROM login_failures "
+		"WHERE window_start_ms <= ?1 ORDER BY window_start_ms LIMIT ?2)",
 };
 
 /* What SQLite said of a statement's text the first time a connection

@@ -1315,6 +1315,122 @@ START_TEST(sqlite_in_memory_has_one_connection)
 }
 END_TEST
 
+
+struct login_adder {
+	struct cw_store *s;
+	const char *key;
+	int rc;
+};
+
+static void *login_add_many(void *arg)
+{
+	struct login_adder *a = arg;
+
+	for (int i = 0; i < 10 && a->rc == CW_OK; i++)
+		a->rc = cw_store_login_failure_add(a->s, a->key, NOW + 5, 60000, NULL);
+	return NULL;
+}
+
+START_TEST(login_failures)
+{
+	/* two stores on one database stand for two instances behind a load
+	 * balancer: what one counts, the other sees */
+	struct cw_store *s = open_store(), *s2 = open_store();
+	struct cw_login_failures f;
+	struct login_adder ad[8];
+	pthread_t th[8];
+	char k1[65], k2[65], k3[65], many[20][65], upper[65];
+	int left;
+
+	fake_hash(k1);
+	fake_hash(k2);
+	fake_hash(k3);
+	ck_assert_int_eq(cw_store_login_failures_get(s, k1, NOW, 1000, &f), CW_OK);
+	ck_assert_int_eq(f.failures, 0);
+	ck_assert_int_eq(f.window_start_ms, 0);
+	for (int i = 1; i <= 3; i++) {
+		ck_assert_int_eq(cw_store_login_failure_add(i % 2 ? s : s2, k1, NOW + i, 1000, &f),
+				 CW_OK);
+		ck_assert_int_eq(f.failures, i);
+		ck_assert_int_eq(f.window_start_ms, NOW + 1); /* the first failure's time */
+	}
+	ck_assert_int_eq(cw_store_login_failures_get(s2, k1, NOW + 1000, 1000, &f), CW_OK);
+	ck_assert_int_eq(f.failures, 3);
+	ck_assert_int_eq(f.window_start_ms, NOW + 1);
+	/* the window is [start, start + window): at its end it has passed */
+	ck_assert_int_eq(cw_store_login_failures_get(s, k1, NOW + 1001, 1000, &f), CW_OK);
+	ck_assert_int_eq(f.failures, 0);
+	/* a failure after the window starts a new one, in the same upsert */
+	ck_assert_int_eq(cw_store_login_failure_add(s2, k1, NOW + 1500, 1000, &f), CW_OK);
+	ck_assert_int_eq(f.failures, 1);
+	ck_assert_int_eq(f.window_start_ms, NOW + 1500);
+	/* keys count separately; clear forgets one key only, and is idempotent */
+	ck_assert_int_eq(cw_store_login_failure_add(s, k2, NOW + 1500, 1000, NULL), CW_OK);
+	ck_assert_int_eq(cw_store_login_failure_add(s, k2, NOW + 1501, 1000, &f), CW_OK);
+	ck_assert_int_eq(f.failures, 2);
+	ck_assert_int_eq(cw_store_login_failures_clear(s2, k1), CW_OK);
+	ck_assert_int_eq(cw_store_login_failures_clear(s2, k1), CW_OK);
+	ck_assert_int_eq(cw_store_login_failures_get(s, k1, NOW + 1600, 1000, &f), CW_OK);
+	ck_assert_int_eq(f.failures, 0);
+	ck_assert_int_eq(cw_store_login_failures_get(s, k2, NOW + 1600, 1000, &f), CW_OK);
+	ck_assert_int_eq(f.failures, 2);
+	/* only 64 lower-case hex characters are keys */
+	memcpy(upper, k3, sizeof(upper));
+	upper[0] = 'A';
+	upper[1] = 'B';
+	ck_assert_int_eq(cw_store_login_failures_get(s, upper, NOW, 1000, &f), CW_ERR_INVAL);
+	ck_assert_int_eq(cw_store_login_failures_get(s, "abc", NOW, 1000, &f), CW_ERR_INVAL);
+	ck_assert_int_eq(cw_store_login_failures_get(s, NULL, NOW, 1000, &f), CW_ERR_INVAL);
+	ck_assert_int_eq(cw_store_login_failure_add(s, "'; DROP TABLE login_failures; --", NOW,
+						    1000, &f), CW_ERR_INVAL);
+	ck_assert_int_eq(cw_store_login_failure_add(s, k3, NOW, 0, &f), CW_ERR_INVAL);
+	ck_assert_int_eq(cw_store_login_failures_clear(s, "abc"), CW_ERR_INVAL);
+
+	/* pruning: each failure deletes at most CW_LOGIN_PRUNE_BATCH rows of
+	 * expired windows, of any key; live windows are kept. The first of these
+	 * failures prunes k2's window (expired at NOW + 2500). */
+	for (int i = 0; i < 20; i++) {
+		fake_hash(many[i]);
+		ck_assert_int_eq(cw_store_login_failure_add(s, many[i], NOW + 10000, 1000, NULL),
+				 CW_OK);
+	}
+	ck_assert_int_eq(cw_store_login_failures_get(s, k2, NOW + 1600, 1000, &f), CW_OK);
+	ck_assert_int_eq(f.failures, 0);
+	ck_assert_int_eq(cw_store_login_failure_add(s, k3, NOW + 20000, 1000, NULL), CW_OK);
+	left = 0;
+	for (int i = 0; i < 20; i++) {
+		/* read as at NOW + 10000, when the row would still be live */
+		ck_assert_int_eq(cw_store_login_failures_get(s, many[i], NOW + 10000, 1000, &f), CW_OK);
+		left += f.failures > 0;
+	}
+	/* 20 expired rows: 16 went, 4 are left */
+	ck_assert_int_eq(left, 20 - CW_LOGIN_PRUNE_BATCH);
+	ck_assert_int_eq(cw_store_login_failure_add(s2, k3, NOW + 20001, 1000, &f), CW_OK);
+	ck_assert_int_eq(f.failures, 2); /* k3's live window was not pruned */
+	for (int i = 0; i < 20; i++) {
+		ck_assert_int_eq(cw_store_login_failures_get(s, many[i], NOW + 10000, 1000, &f), CW_OK);
+		ck_assert_int_eq(f.failures, 0);
+	}
+
+	/* concurrent failures on both "instances" are all counted (no lost
+	 * update between a read and a write) */
+	for (int i = 0; i < 8; i++) {
+		ad[i] = (struct login_adder){.s = i % 2 ? s : s2, .key = k1, .rc = CW_OK};
+		pthread_create(&th[i], NULL, login_add_many, &ad[i]);
+	}
+	for (int i = 0; i < 8; i++) {
+		pthread_join(th[i], NULL);
+		ck_assert_int_eq(ad[i].rc, CW_OK);
+	}
+	ck_assert_int_eq(cw_store_login_failures_get(s, k1, NOW + 10, 60000, &f), CW_OK);
+	ck_assert_int_eq(f.failures, 80);
+	ck_assert_int_eq(f.window_start_ms, NOW + 5);
+	cw_store_free(s2);
+	cw_store_free(s);
+	no_errors_logged();
+}
+END_TEST
+
 START_TEST(bad_config)
 {
 	struct cw_store_config cfg = {.backend = backend, .pool_size = 0};
@@ -1384,6 +1500,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, commands);
 	tcase_add_test(tc, user_management);
 	tcase_add_test(tc, data_reads_refuse_bad_arguments);
+	tcase_add_test(tc, login_failures);
 	tcase_add_test(tc, pg_unreachable_and_reconnect);
 	tcase_add_test(tc, read_after_write_is_visible);
 	tcase_add_test(tc, reads_go_on_during_a_write);
