@@ -17,7 +17,6 @@
 #include <cjson/cJSON.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -32,7 +31,6 @@
 #include "cw_log.h"
 #include "cw_uuid.h"
 
-#define RL_SLOTS 4096
 #define PAGE_DEFAULT 50
 #define HEARTBEAT_COMMANDS_MAX 16
 #define ENROLL_CODE_BYTES 10 /* 80 random bits, 20 hex characters */
@@ -48,14 +46,6 @@
 #define CART_COMMAND_TTL_MIN_S 10
 #define CART_COMMAND_TTL_MAX_S 3600
 #define STATS_DAYS_MAX 366
-
-/* One slot of the login rate limiter, indexed by a keyed hash of
- * (email, client address); a collision only merges two counters. */
-struct rl_slot {
-	uint64_t key;
-	int64_t window_start_ms;
-	int failures;
-};
 
 /* Prometheus metrics (text format 0.0.4), counted in on_completed. */
 #define METRIC_ROUTES 48 /* >= number of routes + 1 (unmatched) */
@@ -83,13 +73,14 @@ struct cw_cloud_api {
 	unsigned char sk[crypto_sign_SECRETKEYBYTES];
 	unsigned char pk[crypto_sign_PUBLICKEYBYTES];
 	unsigned char enroll_key[crypto_generichash_KEYBYTES];
-	unsigned char rl_key[crypto_shorthash_KEYBYTES];
+	/* keys the login rate limiter's hash of (email, address): a subkey of
+	 * the signing key, so every instance sharing that key (as they must,
+	 * for tokens and enrollment codes) computes the same hash */
+	unsigned char login_key[crypto_generichash_KEYBYTES];
 	char pk_b64[sodium_base64_ENCODED_LEN(crypto_sign_PUBLICKEYBYTES, B64URL)];
 	/* verified against when the email is unknown, so that the answer takes
 	 * as long as for a known one */
 	char dummy_hash[crypto_pwhash_STRBYTES];
-	pthread_mutex_t rl_lock;
-	struct rl_slot rl[RL_SLOTS];
 	char *tls_cert, *tls_key;
 	int port;
 };
@@ -708,58 +699,22 @@ static enum MHD_Result h_health(struct cw_cloud_api *a, struct MHD_Connection *c
 
 /* ---- /api/auth/login ---- */
 
-static struct rl_slot *rl_slot_for(struct cw_cloud_api *a, const char *email, const char *ip)
+/* The login rate limiter's key of (email, client address): BLAKE2b-256
+ * keyed with login_key, as hex. The counters live in the database
+ * (cw_store_login_*), so all instances behind a load balancer share them;
+ * only this hash is stored, never the email or the address. email has no
+ * NUL, so email + NUL + address is unambiguous. */
+static void login_key_hex(const struct cw_cloud_api *a, const char *email, const char *ip,
+			  char out[CW_HASH_HEX_MAX])
 {
-	unsigned char h[crypto_shorthash_BYTES];
-	char in[CW_EMAIL_MAX + INET6_ADDRSTRLEN + 2];
-	uint64_t key = 0;
-	int n = snprintf(in, sizeof(in), "%s%c%s", email, '\0', ip);
+	crypto_generichash_state st;
+	unsigned char h[32];
 
-	crypto_shorthash(h, (const unsigned char *)in, n > 0 ? (unsigned long long)n : 0, a->rl_key);
-	for (size_t i = 0; i < sizeof(h); i++)
-		key = (key << 8) | h[i];
-	if (a->rl[key % RL_SLOTS].key != key) {
-		a->rl[key % RL_SLOTS].key = key;
-		a->rl[key % RL_SLOTS].failures = 0;
-		a->rl[key % RL_SLOTS].window_start_ms = 0;
-	}
-	return &a->rl[key % RL_SLOTS];
-}
-
-/* True when this (email, address) has used up its failed attempts. */
-static bool rl_blocked(struct cw_cloud_api *a, const char *email, const char *ip, int *retry_s)
-{
-	int64_t now = cw_mono_ms(), window = (int64_t)a->cfg.login_window_s * 1000;
-	struct rl_slot *s;
-	bool blocked;
-
-	pthread_mutex_lock(&a->rl_lock);
-	s = rl_slot_for(a, email, ip);
-	if (s->window_start_ms && now - s->window_start_ms >= window) {
-		s->failures = 0;
-		s->window_start_ms = 0;
-	}
-	blocked = s->failures >= a->cfg.login_max_attempts;
-	*retry_s = blocked ? (int)((window - (now - s->window_start_ms)) / 1000) + 1 : 0;
-	pthread_mutex_unlock(&a->rl_lock);
-	return blocked;
-}
-
-static void rl_record(struct cw_cloud_api *a, const char *email, const char *ip, bool success)
-{
-	struct rl_slot *s;
-
-	pthread_mutex_lock(&a->rl_lock);
-	s = rl_slot_for(a, email, ip);
-	if (success) {
-		s->failures = 0;
-		s->window_start_ms = 0;
-	} else {
-		if (!s->window_start_ms)
-			s->window_start_ms = cw_mono_ms();
-		s->failures++;
-	}
-	pthread_mutex_unlock(&a->rl_lock);
+	crypto_generichash_init(&st, a->login_key, sizeof(a->login_key), sizeof(h));
+	crypto_generichash_update(&st, (const unsigned char *)email, strlen(email) + 1);
+	crypto_generichash_update(&st, (const unsigned char *)ip, strlen(ip));
+	crypto_generichash_final(&st, h, sizeof(h));
+	sodium_bin2hex(out, CW_HASH_HEX_MAX, h, sizeof(h));
 }
 
 static int sign_token(struct cw_cloud_api *a, const char *typ, const char *sub, const char *jti,
@@ -791,7 +746,9 @@ static enum MHD_Result h_login(struct cw_cloud_api *a, struct MHD_Connection *c,
 	struct cw_user u;
 	const cJSON *pw;
 	cJSON *body = body_object(r, keys), *o, *user;
-	int64_t exp_s = 0;
+	char key[CW_HASH_HEX_MAX];
+	struct cw_login_failures lf;
+	int64_t exp_s = 0, now, window_ms = (int64_t)a->cfg.login_window_s * 1000;
 	int retry_s = 0, rc;
 	bool good;
 	enum MHD_Result ret;
@@ -814,7 +771,20 @@ static enum MHD_Result h_login(struct cw_cloud_api *a, struct MHD_Connection *c,
 	for (char *p = email; *p; p++)
 		if (*p >= 'A' && *p <= 'Z')
 			*p = (char)(*p - 'A' + 'a');
-	if (rl_blocked(a, email, r->ip, &retry_s)) {
+	/* Fail closed: when the counters cannot be read the login is refused
+	 * (503 like any other store error; it needs the database to read the
+	 * user anyway), never let through unlimited. */
+	now = cw_wall_ms();
+	login_key_hex(a, email, r->ip, key);
+	rc = cw_store_login_failures_get(a->store, key, now, window_ms, &lf);
+	if (rc != CW_OK) {
+		cw_warn("auth.rate_limit_unavailable", "ip=%s err=%s", r->ip, cw_errname(rc));
+		ret = send_store_err(c, r, rc, "login");
+		goto out;
+	}
+	if (lf.failures >= a->cfg.login_max_attempts) {
+		int64_t left_ms = lf.window_start_ms + window_ms - now;
+		retry_s = left_ms > 0 ? (int)(left_ms / 1000) + 1 : 1;
 		cw_warn("auth.rate_limited", "ip=%s", r->ip);
 		ret = send_error(c, r, MHD_HTTP_TOO_MANY_REQUESTS, "rate_limited",
 				 "too many failed logins; retry in %d s", retry_s);
@@ -830,13 +800,24 @@ static enum MHD_Result h_login(struct cw_cloud_api *a, struct MHD_Connection *c,
 	good = crypto_pwhash_str_verify(rc == CW_OK ? u.password_hash : a->dummy_hash, password,
 					strlen(password)) == 0 &&
 	       rc == CW_OK && u.active;
-	rl_record(a, email, r->ip, good);
 	if (!good) {
+		/* an uncounted failure would be a free guess: refuse instead */
+		rc = cw_store_login_failure_add(a->store, key, cw_wall_ms(), window_ms, NULL);
+		if (rc != CW_OK) {
+			cw_warn("auth.rate_limit_unavailable", "ip=%s err=%s", r->ip,
+				cw_errname(rc));
+			ret = send_store_err(c, r, rc, "login");
+			goto out;
+		}
 		cw_info("auth.login_failed", "ip=%s", r->ip);
 		ret = send_error(c, r, MHD_HTTP_UNAUTHORIZED, "unauthorized",
 				 "wrong email or password");
 		goto out;
 	}
+	/* housekeeping only: a count left behind expires with its window */
+	rc = cw_store_login_failures_clear(a->store, key);
+	if (rc != CW_OK)
+		cw_warn("auth.rate_limit_clear", "err=%s", cw_errname(rc));
 	rc = sign_token(a, CW_JWT_TYP_STAFF, u.id, NULL, a->cfg.staff_token_ttl_s, &tok, &exp_s);
 	if (rc != CW_OK) {
 		ret = send_store_err(c, r, rc, "token");
@@ -3131,7 +3112,6 @@ int cw_cloud_api_new(const struct cw_cloud_api_params *p, struct cw_cloud_api **
 	a = calloc(1, sizeof(*a));
 	if (!a)
 		return CW_ERR_NOMEM;
-	pthread_mutex_init(&a->rl_lock, NULL);
 	a->cfg = *p->cfg;
 	a->store = p->store;
 	memcpy(a->sk, p->sk, sizeof(a->sk));
@@ -3139,7 +3119,8 @@ int cw_cloud_api_new(const struct cw_cloud_api_params *p, struct cw_cloud_api **
 	sodium_bin2base64(a->pk_b64, sizeof(a->pk_b64), a->pk, sizeof(a->pk), B64URL);
 	/* enrollment hash key: a subkey of the signing key's seed (libsodium KDF) */
 	crypto_kdf_derive_from_key(a->enroll_key, sizeof(a->enroll_key), 1, "cwenroll", a->sk);
-	randombytes_buf(a->rl_key, sizeof(a->rl_key));
+	/* login limiter hash key: another subkey (own context) of the same seed */
+	crypto_kdf_derive_from_key(a->login_key, sizeof(a->login_key), 1, "cwlogins", a->sk);
 	randombytes_buf(pw, sizeof(pw));
 	if (crypto_pwhash_str(a->dummy_hash, pw, sizeof(pw), crypto_pwhash_OPSLIMIT_INTERACTIVE,
 			      crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0) {
@@ -3210,9 +3191,9 @@ void cw_cloud_api_free(struct cw_cloud_api *a)
 		return;
 	if (a->d)
 		MHD_stop_daemon(a->d);
-	pthread_mutex_destroy(&a->rl_lock);
 	sodium_memzero(a->sk, sizeof(a->sk));
 	sodium_memzero(a->enroll_key, sizeof(a->enroll_key));
+	sodium_memzero(a->login_key, sizeof(a->login_key));
 	if (a->tls_key) {
 		sodium_memzero(a->tls_key, strlen(a->tls_key));
 		free(a->tls_key);
