@@ -49,6 +49,9 @@ expect_code 503
 AUTH=
 api POST /api/auth/login "{\"email\":\"admin@example.com\",\"password\":\"$PW\"}"
 expect_error 503
+# the login rate limit fails closed: a wrong password is not an uncounted 401
+api POST /api/auth/login '{"email":"admin@example.com","password":"wrong password"}'
+expect_error 503 unavailable
 AUTH=$DTOK_A1
 api POST "/api/devices/$DEV_A1/heartbeat" '{}'
 expect_error 503
