@@ -275,11 +275,16 @@ static const char *const pg_sql[CW_SQL_COUNT] = {
 		"RETURNING failures, " MS("window_start"),
 	[CW_SQL_LOGIN_FAILURES_CLEAR] = "DELETE FROM login_failures WHERE key_hash = $1::text",
 	/* 1 oldest live window start, 2 at most this many rows; SKIP LOCKED:
-	 * instances pruning at once take different rows instead of waiting */
+	 * instances pruning at once take different rows instead of waiting.
+	 * ctid = ANY (ARRAY(...)), not key_hash IN (...): the generic plan
+	 * does not know the LIMIT is small and joined the IN against a
+	 * sequential scan of the whole table (676 ms at 200 000 rows); this way
+	 * the rows found by the window index are deleted by TID (0.16 ms). The
+	 * rows stay locked from the subquery to the delete, so their TIDs hold. */
 	[CW_SQL_LOGIN_FAILURES_PRUNE] =
-		"DELETE FROM login_failures WHERE key_hash IN (SELECT key_hash FROM login_failures "
-		"WHERE window_start <= " TS("$1") " ORDER BY window_start LIMIT $2::bigint "
-		"FOR UPDATE SKIP LOCKED)",
+		"DELETE FROM login_failures WHERE ctid = ANY (ARRAY(SELECT ctid "
+		"FROM login_failures WHERE window_start <= " TS("$1") " ORDER BY window_start "
+		"LIMIT $2::bigint FOR UPDATE SKIP LOCKED))",
 };
 
 struct pg_conn {
