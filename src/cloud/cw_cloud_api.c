@@ -708,7 +708,7 @@ static void login_key_hex(const struct cw_cloud_api *a, const char *email, const
 			  char out[CW_HASH_HEX_MAX])
 {
 	crypto_generichash_state st;
-	unsigned char h[32];
+	unsigned char h[crypto_generichash_BYTES]; /* 32: CW_HASH_HEX_MAX - 1 hex digits */
 
 	crypto_generichash_init(&st, a->login_key, sizeof(a->login_key), sizeof(h));
 	crypto_generichash_update(&st, (const unsigned char *)email, strlen(email) + 1);
