@@ -1,0 +1,1059 @@
+/* cw_syncer.c - the device's side of the cloud link: enrollment, outbox
+ * batches, heartbeat, signed commands, token rotation (docs/SYNC.md).
+ *
+ * One thread does every exchange in turn over one reused libcurl handle.
+ * The thread sleeps on a condition variable (monotonic clock) until the next
+ * heartbeat, the end of a backoff, cw_syncer_notify or cw_syncer_free; a
+ * transfer in flight is abandoned through curl's progress callback when the
+ * syncer stops, so freeing never waits for a network timeout. */
+#include "cw_sync.h"
+
+#include <dirent.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cw_clock.h"
+#include "cw_cred.h"
+#include "cw_error.h"
+#include "cw_https.h"
+#include "cw_jwt.h"
+#include "cw_log.h"
+#include "cw_syncer_int.h"
+
+/* The cloud refuses more (docs/SYNC.md "Up"). */
+#define BATCH_ENTRIES_MAX 1000
+#define BATCH_BYTES_MAX (1024 * 1024)
+/* JSON around one entry's payload: keys, seq, time, quotes (an estimate on
+ * the high side; the kind and ids are added exactly). */
+#define ENTRY_OVERHEAD 160
+/* While unenrolled without a code, or revoked: look again this often (the
+ * configuration cannot change under us; this only bounds the sleep). */
+#define IDLE_WAIT_MS (3600 * 1000)
+#define REFUSED_RING 32
+
+struct cw_syncer {
+	struct cw_sync_config cfg;
+	struct cw_sync_source src;
+	char cred_path[600];
+	struct cw_cred cred;
+	bool enrolled;
+	bool cred_dirty; /* a rotated token not yet saved (retried each turn) */
+	struct cw_https *http;
+
+	pthread_t thread;
+	bool started;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool notified; /* under mu */
+	atomic_bool stop;
+
+	struct cw_sync_status st; /* under mu */
+	int fails;                /* failures in a row, for the backoff */
+	int64_t next_try_mono;    /* no exchange before this (backoff) */
+	int64_t next_hb_mono;
+	int64_t acked; /* the last seq the cloud acknowledged to us */
+	/* The cloud's clock, from the last heartbeat answer. */
+	int64_t srv_wall_ms, srv_mono_ms;
+	/* command ids already refused, so that each is logged once although
+	 * the cloud hands it out in every heartbeat until it expires */
+	char refused[REFUSED_RING][CW_SYNC_ID_MAX];
+	int refused_next;
+	/* the last failure logged; the same failure again is not logged until
+	 * the operation that failed succeeds */
+	char logged[sizeof(((struct cw_sync_status *)0)->last_error)];
+};
+
+const char *cw_sync_state_name(enum cw_sync_state st)
+{
+	switch (st) {
+	case CW_SYNC_UNENROLLED:
+		return "unenrolled";
+	case CW_SYNC_OK:
+		return "ok";
+	case CW_SYNC_BACKOFF:
+		return "backoff";
+	case CW_SYNC_REVOKED:
+		return "revoked";
+	case CW_SYNC_GAP:
+		return "gap";
+	}
+	return "unknown";
+}
+
+int64_t cw_sync_backoff_ms(int base_ms, int cap_ms, int n)
+{
+	int64_t lim = base_ms > 0 ? base_ms : 1;
+
+	if (cap_ms < base_ms)
+		cap_ms = base_ms;
+	for (int i = 1; i < n && lim < cap_ms; i++)
+		lim *= 2;
+	if (lim > cap_ms)
+		lim = cap_ms;
+	/* full jitter (uniform over [0, lim]): retrying devices spread out
+	 * instead of arriving together when the cloud comes back */
+	return (int64_t)randombytes_uniform((uint32_t)lim + 1);
+}
+
+/* ---- state and logging ------------------------------------------------ */
+
+/* Records a failure. The log line is written when the reason changes, so a
+ * cloud that is down for an hour costs one line, not one per retry. */
+static void failed(struct cw_syncer *s, enum cw_sync_state state, enum cw_log_level lvl,
+		   const char *event, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static void failed(struct cw_syncer *s, enum cw_sync_state state, enum cw_log_level lvl,
+		   const char *event, const char *fmt, ...)
+{
+	char msg[sizeof(s->st.last_error)];
+	int64_t delay = 0;
+	bool changed;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (state == CW_SYNC_BACKOFF || state == CW_SYNC_UNENROLLED) {
+		s->fails++;
+		delay = cw_sync_backoff_ms(s->cfg.backoff_base_ms, s->cfg.backoff_cap_ms, s->fails);
+		s->next_try_mono = cw_mono_ms() + delay;
+	}
+	changed = strcmp(s->logged, msg) != 0;
+	if (changed)
+		snprintf(s->logged, sizeof(s->logged), "%s", msg);
+	pthread_mutex_lock(&s->mu);
+	s->st.state = state;
+	snprintf(s->st.last_error, sizeof(s->st.last_error), "%s", msg);
+	pthread_mutex_unlock(&s->mu);
+	if (changed)
+		cw_log(lvl, event, "%s retry_ms=%lld", msg, (long long)delay);
+	else
+		cw_debug(event, "%s retry_ms=%lld", msg, (long long)delay);
+}
+
+/* op: the operation that succeeded ("sync", "heartbeat", ...); its
+ * logged failure is forgotten, so that it is logged again next time. */
+static void succeeded(struct cw_syncer *s, const char *op)
+{
+	size_t n = strlen(op);
+	bool was_failing;
+
+	if (strncmp(s->logged, "op=", 3) == 0 && strncmp(s->logged + 3, op, n) == 0 &&
+	    s->logged[3 + n] == ' ')
+		s->logged[0] = '\0';
+
+	s->fails = 0;
+	s->next_try_mono = 0;
+	pthread_mutex_lock(&s->mu);
+	was_failing = s->st.state != CW_SYNC_OK && s->st.state != CW_SYNC_GAP;
+	if (s->st.state != CW_SYNC_GAP)
+		s->st.state = CW_SYNC_OK;
+	s->st.last_error[0] = '\0';
+	s->st.last_ok_wall_ms = cw_wall_ms();
+	pthread_mutex_unlock(&s->mu);
+	if (was_failing)
+		cw_info("cloud.connected", "device=%s", s->cred.device_id);
+}
+
+static enum cw_sync_state state_of(struct cw_syncer *s)
+{
+	enum cw_sync_state st;
+
+	pthread_mutex_lock(&s->mu);
+	st = s->st.state;
+	pthread_mutex_unlock(&s->mu);
+	return st;
+}
+
+/* ---- HTTP helpers ----------------------------------------------------- */
+
+/* Sends one request to cfg.url + path. On CW_OK resp->status is the HTTP
+ * status and *json the parsed body (NULL when it is not a JSON object). */
+static int call(struct cw_syncer *s, const char *method, const char *path, const char *body,
+		bool auth, struct cw_https_resp *resp, cJSON **json)
+{
+	char url[CW_SYNC_URL_MAX + 256];
+	int rc;
+
+	*json = NULL;
+	snprintf(url, sizeof(url), "%s%s", s->cfg.url, path);
+	rc = cw_https_request(s->http, method, url, auth ? s->cred.device_token : NULL, body,
+			      body ? strlen(body) : 0, resp);
+	if (rc != CW_OK)
+		return rc;
+	if (resp->body && resp->len) {
+		*json = cJSON_ParseWithLength(resp->body, resp->len);
+		if (*json && !cJSON_IsObject(*json)) {
+			cJSON_Delete(*json);
+			*json = NULL;
+		}
+	}
+	return CW_OK;
+}
+
+/* The message of the cloud's {"error": {"code", "message"}}, bounded, for logs. */
+static const char *err_msg(const cJSON *j)
+{
+	const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "error");
+	const cJSON *m = cJSON_GetObjectItemCaseSensitive(e, "message");
+
+	return cJSON_IsString(m) ? m->valuestring : "";
+}
+
+static bool get_str(const cJSON *o, const char *key, char *out, size_t cap)
+{
+	const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);
+	size_t n;
+
+	if (!cJSON_IsString(it) || !it->valuestring)
+		return false;
+	n = strlen(it->valuestring);
+	if (n == 0 || n >= cap)
+		return false;
+	for (const char *p = it->valuestring; *p; p++)
+		if ((unsigned char)*p < 0x20)
+			return false;
+	memcpy(out, it->valuestring, n + 1);
+	return true;
+}
+
+static bool get_int64(const cJSON *o, const char *key, int64_t *out)
+{
+	const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);
+
+	if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble > 9007199254740992.0 ||
+	    it->valuedouble != (double)(int64_t)it->valuedouble)
+		return false;
+	*out = (int64_t)it->valuedouble;
+	return true;
+}
+
+static bool get_time(const cJSON *o, const char *key, int64_t *ms)
+{
+	char buf[40];
+
+	return get_str(o, key, buf, sizeof(buf)) && cw_cred_parse_time(buf, ms) == CW_OK;
+}
+
+/* Wall time as the cloud sees it: its last server_time plus the monotonic
+ * time since, or our own clock before any heartbeat. */
+static int64_t cloud_now_ms(const struct cw_syncer *s)
+{
+	if (s->srv_mono_ms > 0)
+		return s->srv_wall_ms + (cw_mono_ms() - s->srv_mono_ms);
+	return cw_wall_ms();
+}
+
+/* A transport failure, or an HTTP status other than the ones the caller
+ * handles: backoff (or revoked for a 401). */
+static void exchange_failed(struct cw_syncer *s, const char *what, int rc,
+			    const struct cw_https_resp *resp, const cJSON *j)
+{
+	if (rc != CW_OK) {
+		failed(s, s->enrolled ? CW_SYNC_BACKOFF : CW_SYNC_UNENROLLED, CW_LOG_WARN,
+		       "cloud.unreachable", "op=%s error=%s reason=\"%s\"", what, cw_errname(rc),
+		       resp->err);
+		return;
+	}
+	if (resp->status == 401 && s->enrolled) {
+		failed(s, CW_SYNC_REVOKED, CW_LOG_ERROR, "cloud.revoked",
+		       "op=%s device=%s reason=\"the cloud refused the device token; enroll again "
+		       "with a new enrollment_code\"",
+		       what, s->cred.device_id);
+		return;
+	}
+	failed(s, s->enrolled ? CW_SYNC_BACKOFF : CW_SYNC_UNENROLLED, CW_LOG_WARN,
+	       "cloud.refused", "op=%s status=%ld message=\"%.80s\"", what, resp->status,
+	       err_msg(j));
+}
+
+/* ---- enrollment ------------------------------------------------------- */
+
+/* MAC of the first non-loopback interface with a non-zero address. */
+static void default_mac(char out[18])
+{
+	struct dirent **names = NULL;
+	int n = scandir("/sys/class/net", &names, NULL, alphasort);
+
+	out[0] = '\0';
+	for (int i = 0; i < n; i++) {
+		char path[300], mac[32] = "";
+		FILE *f;
+		if (!out[0] && names[i]->d_name[0] != '.' && strcmp(names[i]->d_name, "lo") != 0) {
+			snprintf(path, sizeof(path), "/sys/class/net/%s/address", names[i]->d_name);
+			f = fopen(path, "re");
+			if (f) {
+				if (fgets(mac, sizeof(mac), f) && strlen(mac) >= 17 &&
+				    strncmp(mac, "00:00:00:00:00:00", 17) != 0) {
+					memcpy(out, mac, 17);
+					out[17] = '\0';
+				}
+				fclose(f);
+			}
+		}
+		free(names[i]);
+	}
+	free(names);
+}
+
+static void default_serial(char *out, size_t cap)
+{
+	FILE *f = fopen("/proc/device-tree/serial-number", "re");
+	size_t n;
+
+	out[0] = '\0';
+	if (!f)
+		return;
+	n = fread(out, 1, cap - 1, f);
+	fclose(f);
+	out[n] = '\0';
+	/* device-tree strings end in NUL; keep printable characters only */
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)out[i] < 0x21 || (unsigned char)out[i] > 0x7e) {
+			out[i] = '\0';
+			break;
+		}
+}
+
+static int enroll(struct cw_syncer *s)
+{
+	struct cw_https_resp resp;
+	struct cw_cred c = {0};
+	char pk64[80], *body = NULL;
+	cJSON *req = cJSON_CreateObject(), *j = NULL;
+	const cJSON *m;
+	size_t pklen = 0;
+	int rc;
+
+	if (!req)
+		return CW_ERR_NOMEM;
+	cJSON_AddStringToObject(req, "mac_address", s->cfg.mac_address);
+	if (s->cfg.serial_number[0])
+		cJSON_AddStringToObject(req, "serial_number", s->cfg.serial_number);
+	cJSON_AddStringToObject(req, "branch_code", s->cfg.branch_code);
+	cJSON_AddStringToObject(req, "enrollment_code", s->cfg.enrollment_code);
+	if (s->cfg.device_name[0])
+		cJSON_AddStringToObject(req, "device_name", s->cfg.device_name);
+	body = cJSON_PrintUnformatted(req);
+	cJSON_Delete(req);
+	if (!body)
+		return CW_ERR_NOMEM;
+	rc = call(s, "POST", "/api/devices/register", body, false, &resp, &j);
+	sodium_memzero(body, strlen(body)); /* holds the enrollment code */
+	cJSON_free(body);
+	if (rc != CW_OK || resp.status != 201) {
+		exchange_failed(s, "register", rc, &resp, j);
+		rc = rc != CW_OK ? rc : CW_ERR_AUTH;
+		goto out;
+	}
+	m = cJSON_GetObjectItemCaseSensitive(j, "mqtt_config");
+	if (!get_str(j, "device_id", c.device_id, sizeof(c.device_id)) ||
+	    !get_str(j, "branch_id", c.branch_id, sizeof(c.branch_id)) ||
+	    !get_str(j, "chain_id", c.chain_id, sizeof(c.chain_id)) ||
+	    !get_str(j, "device_token", c.device_token, sizeof(c.device_token)) ||
+	    !get_time(j, "token_expires_at", &c.token_expires_ms) ||
+	    !get_str(j, "cloud_public_key", pk64, sizeof(pk64)) ||
+	    sodium_base642bin(c.cloud_pk, sizeof(c.cloud_pk), pk64, strlen(pk64), NULL, &pklen,
+			      NULL, sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+	    pklen != sizeof(c.cloud_pk) ||
+	    cw_cred_token_info(c.device_token, c.cloud_issuer, sizeof(c.cloud_issuer),
+			       &c.token_issued_ms) != CW_OK ||
+	    (m && !cJSON_IsNull(m) &&
+	     !(cJSON_IsObject(m) && get_str(m, "broker", c.mqtt_broker, sizeof(c.mqtt_broker)) &&
+	       get_str(m, "topic", c.mqtt_topic, sizeof(c.mqtt_topic)) &&
+	       cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(m, "port"))))) {
+		failed(s, CW_SYNC_UNENROLLED, CW_LOG_ERROR, "cloud.register_bad_answer",
+		       "reason=\"registration answer without the expected fields\"");
+		rc = CW_ERR_PROTO;
+		goto out;
+	}
+	if (m && cJSON_IsObject(m)) {
+		c.has_mqtt = true;
+		c.mqtt_port = cJSON_GetObjectItemCaseSensitive(m, "port")->valueint;
+	}
+	if (!c.token_issued_ms)
+		c.token_issued_ms = cw_wall_ms();
+	cw_cred_code_hash(s->cfg.enrollment_code, c.enrollment_code_hash);
+	rc = cw_cred_save(s->cred_path, &c);
+	if (rc != CW_OK) {
+		/* without the file a restart would register again: keep trying */
+		failed(s, CW_SYNC_UNENROLLED, CW_LOG_ERROR, "cloud.credentials_save",
+		       "path=%s error=%s", s->cred_path, cw_errname(rc));
+		goto out;
+	}
+	s->cred = c;
+	s->enrolled = true;
+	s->acked = 0;
+	pthread_mutex_lock(&s->mu);
+	snprintf(s->st.device_id, sizeof(s->st.device_id), "%s", c.device_id);
+	s->st.state = CW_SYNC_OK;
+	pthread_mutex_unlock(&s->mu);
+	cw_info("cloud.enrolled", "device=%s branch=%s chain=%s", c.device_id, c.branch_id,
+		c.chain_id);
+	succeeded(s, "register");
+out:
+	sodium_memzero(&c, sizeof(c));
+	cJSON_Delete(j);
+	cw_https_resp_clear(&resp);
+	return rc;
+}
+
+/* ---- token rotation --------------------------------------------------- */
+
+static bool rotation_due(const struct cw_syncer *s)
+{
+	int64_t life = s->cred.token_expires_ms - s->cred.token_issued_ms;
+	int64_t left = s->cred.token_expires_ms - cloud_now_ms(s);
+
+	if (s->cred.token_issued_ms <= 0 || life <= 0)
+		return left < 24LL * 3600 * 1000; /* unknown lifetime: the last day */
+	return left < life / 3;
+}
+
+static int rotate(struct cw_syncer *s)
+{
+	char path[128];
+	struct cw_https_resp resp;
+	struct cw_cred c = s->cred;
+	cJSON *j = NULL;
+	char iss[sizeof(c.cloud_issuer)];
+	int rc;
+
+	snprintf(path, sizeof(path), "/api/devices/%s/token", s->cred.device_id);
+	rc = call(s, "POST", path, NULL, true, &resp, &j);
+	if (rc != CW_OK || resp.status != 200) {
+		exchange_failed(s, "token", rc, &resp, j);
+		rc = rc != CW_OK ? rc : CW_ERR_AUTH;
+		goto out;
+	}
+	if (!get_str(j, "device_token", c.device_token, sizeof(c.device_token)) ||
+	    !get_time(j, "token_expires_at", &c.token_expires_ms) ||
+	    cw_cred_token_info(c.device_token, iss, sizeof(iss), &c.token_issued_ms) != CW_OK) {
+		failed(s, CW_SYNC_BACKOFF, CW_LOG_ERROR, "cloud.token_bad_answer",
+		       "reason=\"token answer without the expected fields\"");
+		rc = CW_ERR_PROTO;
+		goto out;
+	}
+	/* The old token stopped working when the cloud answered: use the new
+	 * one from now on even if the file cannot be written yet. */
+	s->cred = c;
+	s->cred_dirty = true;
+	rc = cw_cred_save(s->cred_path, &s->cred);
+	if (rc == CW_OK)
+		s->cred_dirty = false;
+	else
+		cw_error("cloud.credentials_save", "path=%s error=%s", s->cred_path,
+			 cw_errname(rc));
+	cw_info("cloud.token_rotated", "device=%s", s->cred.device_id);
+	succeeded(s, "token");
+	rc = CW_OK;
+out:
+	sodium_memzero(&c, sizeof(c));
+	cJSON_Delete(j);
+	cw_https_resp_clear(&resp);
+	return rc;
+}
+
+/* ---- commands --------------------------------------------------------- */
+
+int cw_sync_verify_command(const struct cw_cred *cred, const cJSON *cmd, int64_t now_ms,
+			   struct cw_sync_command *out, cJSON **claims, const char **reason)
+{
+	struct cw_jwt_expect ex = {.iss = cred->cloud_issuer,
+				   .aud = CW_SYNC_CMD_AUD,
+				   .typ = CW_SYNC_CMD_TYP,
+				   .now_s = now_ms / 1000,
+				   .leeway_s = CW_SYNC_CMD_LEEWAY_S};
+	const cJSON *tok = cJSON_GetObjectItemCaseSensitive(cmd, "token");
+	const cJSON *id = cJSON_GetObjectItemCaseSensitive(cmd, "id");
+	const cJSON *sub, *jti, *act, *args;
+	int64_t iat = 0, exp = 0;
+	cJSON *c = NULL;
+	int rc;
+
+	*claims = NULL;
+	memset(out, 0, sizeof(*out));
+	if (!cJSON_IsObject(cmd) || !cJSON_IsString(id) || !id->valuestring[0] ||
+	    strlen(id->valuestring) >= sizeof(out->id)) {
+		*reason = "malformed";
+		return CW_ERR_INVAL;
+	}
+	if (!cJSON_IsString(tok)) {
+		*reason = "unsigned";
+		return CW_ERR_AUTH;
+	}
+	rc = cw_jwt_verify(tok->valuestring, cred->cloud_pk, &ex, &c, reason);
+	if (rc != CW_OK)
+		return CW_ERR_AUTH;
+	sub = cJSON_GetObjectItemCaseSensitive(c, "sub");
+	jti = cJSON_GetObjectItemCaseSensitive(c, "jti");
+	act = cJSON_GetObjectItemCaseSensitive(c, "act");
+	args = cJSON_GetObjectItemCaseSensitive(c, "args");
+	if (!cJSON_IsString(sub) || strcmp(sub->valuestring, cred->device_id) != 0) {
+		*reason = "wrong_device";
+		goto refuse;
+	}
+	if (!cJSON_IsString(jti) || strcmp(jti->valuestring, id->valuestring) != 0) {
+		*reason = "id_mismatch";
+		goto refuse;
+	}
+	/* cw_jwt allows CW_SYNC_CMD_LEEWAY_S past exp; a command does not get it */
+	if (!get_int64(c, "exp", &exp) || !get_int64(c, "iat", &iat) || exp * 1000 <= now_ms) {
+		*reason = "expired";
+		goto refuse;
+	}
+	if (!cJSON_IsString(act) || !act->valuestring[0] ||
+	    strlen(act->valuestring) >= sizeof(out->action)) {
+		*reason = "bad_action";
+		goto refuse;
+	}
+	if (args && !cJSON_IsObject(args)) {
+		*reason = "bad_args";
+		goto refuse;
+	}
+	if (!args) {
+		args = cJSON_AddObjectToObject(c, "args");
+		if (!args) {
+			*reason = "nomem";
+			goto refuse;
+		}
+	}
+	snprintf(out->id, sizeof(out->id), "%s", id->valuestring);
+	snprintf(out->action, sizeof(out->action), "%s", act->valuestring);
+	out->args = args;
+	out->issued_ms = iat * 1000;
+	out->expires_ms = exp * 1000;
+	*claims = c;
+	*reason = "ok";
+	return CW_OK;
+refuse:
+	cJSON_Delete(c);
+	return CW_ERR_AUTH;
+}
+
+static bool refused_before(struct cw_syncer *s, const char *id)
+{
+	for (int i = 0; i < REFUSED_RING; i++)
+		if (strcmp(s->refused[i], id) == 0)
+			return true;
+	snprintf(s->refused[s->refused_next], sizeof(s->refused[0]), "%s", id);
+	s->refused_next = (s->refused_next + 1) % REFUSED_RING;
+	return false;
+}
+
+static void run_commands(struct cw_syncer *s, const cJSON *arr)
+{
+	const cJSON *cmd;
+
+	cJSON_ArrayForEach(cmd, arr) {
+		struct cw_sync_command c;
+		const cJSON *idj = cJSON_GetObjectItemCaseSensitive(cmd, "id");
+		const char *id = cJSON_IsString(idj) ? idj->valuestring : "?";
+		const char *why = "malformed";
+		cJSON *claims = NULL;
+		int rc = cw_sync_verify_command(&s->cred, cmd, cloud_now_ms(s), &c, &claims, &why);
+
+		if (rc != CW_OK) {
+			char key[CW_SYNC_ID_MAX];
+			snprintf(key, sizeof(key), "%.*s", (int)sizeof(key) - 1, id);
+			if (!refused_before(s, key))
+				cw_warn("cloud.command_refused", "command=%.64s reason=%s", key, why);
+			continue;
+		}
+		rc = s->src.command ? s->src.command(s->src.ctx, &c) : CW_ERR_INTERNAL;
+		if (rc == CW_ERR_CONFLICT)
+			cw_debug("cloud.command_seen", "command=%s", c.id);
+		else if (rc != CW_OK)
+			cw_warn("cloud.command_failed", "command=%s action=%s error=%s", c.id,
+				c.action, cw_errname(rc));
+		else
+			cw_info("cloud.command", "command=%s action=%s", c.id, c.action);
+		cJSON_Delete(claims);
+	}
+}
+
+/* ---- heartbeat -------------------------------------------------------- */
+
+static int heartbeat(struct cw_syncer *s)
+{
+	char path[128];
+	struct cw_https_resp resp;
+	cJSON *req = cJSON_CreateObject(), *health, *j = NULL;
+	char *body = NULL;
+	int64_t srv = 0;
+	int rc = CW_ERR_NOMEM;
+
+	if (!req)
+		return CW_ERR_NOMEM;
+	cJSON_AddStringToObject(req, "status",
+				state_of(s) == CW_SYNC_GAP ? "degraded" : "online");
+	if (s->cfg.firmware_version[0])
+		cJSON_AddStringToObject(req, "firmware_version", s->cfg.firmware_version);
+	health = cJSON_AddObjectToObject(req, "health");
+	if (!health)
+		goto out;
+	if (s->src.health)
+		s->src.health(s->src.ctx, health);
+	if (s->src.outbox_depth && !cJSON_HasObjectItem(health, "outbox_depth"))
+		cJSON_AddNumberToObject(health, "outbox_depth",
+					(double)s->src.outbox_depth(s->src.ctx));
+	cJSON_AddStringToObject(health, "sync_state", cw_sync_state_name(state_of(s)));
+	body = cJSON_PrintUnformatted(req);
+	if (!body)
+		goto out;
+	snprintf(path, sizeof(path), "/api/devices/%s/heartbeat", s->cred.device_id);
+	rc = call(s, "POST", path, body, true, &resp, &j);
+	if (rc != CW_OK || resp.status != 200) {
+		exchange_failed(s, "heartbeat", rc, &resp, j);
+		rc = rc != CW_OK ? rc : CW_ERR_AUTH;
+		goto out_resp;
+	}
+	/* server_time arrived over verified TLS from the cloud we enrolled with:
+	 * a trusted clock for the edge (docs/SYNC.md "Commands") */
+	if (get_time(j, "server_time", &srv)) {
+		s->srv_wall_ms = srv;
+		s->srv_mono_ms = cw_mono_ms();
+		if (s->src.server_time)
+			s->src.server_time(s->src.ctx, srv, s->srv_mono_ms);
+	}
+	succeeded(s, "heartbeat");
+	if (cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(j, "commands")))
+		run_commands(s, cJSON_GetObjectItemCaseSensitive(j, "commands"));
+	rc = CW_OK;
+out_resp:
+	cJSON_Delete(j);
+	cw_https_resp_clear(&resp);
+out:
+	cJSON_free(body);
+	cJSON_Delete(req);
+	return rc;
+}
+
+/* ---- outbox batches --------------------------------------------------- */
+
+struct batch {
+	cJSON *entries;
+	size_t bytes, max_bytes;
+	int n;
+	int64_t first, last;
+	int64_t bad_seq; /* a payload that is not a JSON object */
+	int nomem;
+};
+
+enum { WALK_FULL = 1, WALK_BAD = 2, WALK_NOMEM = 3 };
+
+static int add_entry(void *fctx, const struct cw_sync_entry *e)
+{
+	struct batch *b = fctx;
+	size_t plen = e->payload ? strlen(e->payload) : 0;
+	size_t size = plen + ENTRY_OVERHEAD + (e->kind ? strlen(e->kind) : 0) +
+		      (e->entity_type ? strlen(e->entity_type) : 0) +
+		      (e->entity_id ? strlen(e->entity_id) : 0);
+	cJSON *o, *p;
+
+	if (b->n > 0 && b->bytes + size > b->max_bytes)
+		return WALK_FULL; /* this entry starts the next batch */
+	if (b->n > 0 && e->seq <= b->last) {
+		b->bad_seq = e->seq;
+		return WALK_BAD;
+	}
+	/* the payload goes up as JSON, not as a string holding JSON */
+	p = e->payload ? cJSON_ParseWithLength(e->payload, plen) : NULL;
+	if (!p || !cJSON_IsObject(p) || !e->kind || !e->entity_type) {
+		cJSON_Delete(p);
+		b->bad_seq = e->seq;
+		return WALK_BAD;
+	}
+	o = cJSON_CreateObject();
+	if (!o || !cJSON_AddItemToArray(b->entries, o)) {
+		cJSON_Delete(o);
+		cJSON_Delete(p);
+		return WALK_NOMEM;
+	}
+	cJSON_AddNumberToObject(o, "seq", (double)e->seq);
+	cJSON_AddStringToObject(o, "kind", e->kind);
+	cJSON_AddStringToObject(o, "entity_type", e->entity_type);
+	if (e->entity_id)
+		cJSON_AddStringToObject(o, "entity_id", e->entity_id);
+	else
+		cJSON_AddNullToObject(o, "entity_id");
+	cJSON_AddNumberToObject(o, "created_wall_ms", (double)e->created_wall_ms);
+	cJSON_AddBoolToObject(o, "clock_trusted", e->clock_trusted);
+	cJSON_AddItemToObject(o, "payload", p);
+	if (b->n == 0)
+		b->first = e->seq;
+	b->last = e->seq;
+	b->n++;
+	b->bytes += size;
+	return 0;
+}
+
+static int ack(struct cw_syncer *s, int64_t hw)
+{
+	int rc = s->src.outbox_ack(s->src.ctx, hw);
+
+	if (rc != CW_OK) {
+		failed(s, CW_SYNC_BACKOFF, CW_LOG_ERROR, "cloud.outbox_ack", "op=sync upto=%lld error=%s",
+		       (long long)hw, cw_errname(rc));
+		return rc;
+	}
+	s->acked = hw;
+	pthread_mutex_lock(&s->mu);
+	s->st.high_water = hw;
+	pthread_mutex_unlock(&s->mu);
+	return CW_OK;
+}
+
+/* After a 409: the cloud says our first entry is beyond its high-water mark
+ * + 1. If it has moved on meanwhile, we lost an acknowledgement: take it.
+ * If its mark is below what we hold as acknowledged, it lost data. */
+static int resolve_gap(struct cw_syncer *s, int64_t first)
+{
+	char path[128];
+	struct cw_https_resp resp;
+	cJSON *j = NULL;
+	int64_t hw = 0;
+	int rc;
+
+	snprintf(path, sizeof(path), "/api/devices/%s/sync", s->cred.device_id);
+	rc = call(s, "GET", path, NULL, true, &resp, &j);
+	if (rc != CW_OK || resp.status != 200) {
+		exchange_failed(s, "sync_status", rc, &resp, j);
+		rc = rc != CW_OK ? rc : CW_ERR_AUTH;
+		goto out;
+	}
+	if (!get_int64(j, "high_water", &hw)) {
+		failed(s, CW_SYNC_BACKOFF, CW_LOG_WARN, "cloud.sync_bad_answer",
+		       "op=sync_status reason=\"no high_water\"");
+		rc = CW_ERR_PROTO;
+		goto out;
+	}
+	if (hw >= first - 1) {
+		cw_warn("cloud.sync_resumed", "device=%s high_water=%lld first=%lld",
+			s->cred.device_id, (long long)hw, (long long)first);
+		rc = hw > s->acked ? ack(s, hw) : CW_OK;
+		if (rc == CW_OK)
+			succeeded(s, "sync");
+		goto out;
+	}
+	failed(s, CW_SYNC_GAP, CW_LOG_ERROR, "cloud.sync_gap",
+	       "op=sync device=%s cloud_high_water=%lld first_unacknowledged=%lld reason=\"the cloud "
+	       "lost entries it acknowledged; sync stopped until an operator acts\"",
+	       s->cred.device_id, (long long)hw, (long long)first);
+	rc = CW_ERR_CONFLICT;
+out:
+	cJSON_Delete(j);
+	cw_https_resp_clear(&resp);
+	return rc;
+}
+
+/* Sends one batch. *sent = entries the cloud acknowledged (0 = nothing to
+ * send). */
+static int send_batch(struct cw_syncer *s, int *sent)
+{
+	char path[128];
+	struct cw_https_resp resp;
+	struct batch b = {.max_bytes = s->cfg.batch_max_bytes};
+	cJSON *req = cJSON_CreateObject(), *j = NULL;
+	char *body = NULL;
+	int64_t hw = 0;
+	int rc, walk;
+
+	*sent = 0;
+	b.entries = req ? cJSON_AddArrayToObject(req, "entries") : NULL;
+	if (!b.entries) {
+		cJSON_Delete(req);
+		return CW_ERR_NOMEM;
+	}
+	/* the source bounds payload bytes; ENTRY_OVERHEAD per entry on top */
+	walk = s->src.outbox_read(s->src.ctx, s->acked, s->cfg.batch_max_entries,
+				  s->cfg.batch_max_bytes, add_entry, &b);
+	if (walk < 0) {
+		failed(s, CW_SYNC_BACKOFF, CW_LOG_ERROR, "cloud.outbox_read", "op=sync error=%s",
+		       cw_errname(walk));
+		rc = walk;
+		goto out;
+	}
+	if (walk == WALK_NOMEM) {
+		rc = CW_ERR_NOMEM;
+		goto out;
+	}
+	if (b.n == 0) {
+		if (walk == WALK_BAD) {
+			/* kept, not skipped: a stuck queue shows as outbox depth,
+			 * a skipped entry would be lost without a trace */
+			failed(s, CW_SYNC_BACKOFF, CW_LOG_ERROR, "cloud.outbox_bad_entry",
+			       "op=sync seq=%lld reason=\"payload is not a JSON object or seq not "
+			       "increasing; entry kept\"",
+			       (long long)b.bad_seq);
+			rc = CW_ERR_INVAL;
+		} else {
+			rc = CW_OK;
+		}
+		goto out;
+	}
+	body = cJSON_PrintUnformatted(req);
+	if (!body) {
+		rc = CW_ERR_NOMEM;
+		goto out;
+	}
+	snprintf(path, sizeof(path), "/api/devices/%s/sync", s->cred.device_id);
+	rc = call(s, "POST", path, body, true, &resp, &j);
+	if (rc == CW_OK && resp.status == 409) {
+		cw_https_resp_clear(&resp);
+		cJSON_Delete(j);
+		j = NULL;
+		rc = resolve_gap(s, b.first);
+		goto out;
+	}
+	if (rc != CW_OK || resp.status != 200) {
+		exchange_failed(s, "sync", rc, &resp, j);
+		rc = rc != CW_OK ? rc : CW_ERR_AUTH;
+		goto out_resp;
+	}
+	/* 200 {"high_water": N, ...}: N below our last entry breaks the
+	 * protocol (the cloud commits the whole batch or nothing) */
+	if (!get_int64(j, "high_water", &hw) || hw < b.last) {
+		failed(s, CW_SYNC_BACKOFF, CW_LOG_WARN, "cloud.sync_bad_answer",
+		       "op=sync last=%lld reason=\"high_water missing or below the batch\"",
+		       (long long)b.last);
+		rc = CW_ERR_PROTO;
+		goto out_resp;
+	}
+	rc = ack(s, hw);
+	if (rc != CW_OK)
+		goto out_resp;
+	pthread_mutex_lock(&s->mu);
+	s->st.batches_sent++;
+	s->st.entries_sent += b.n;
+	pthread_mutex_unlock(&s->mu);
+	*sent = b.n;
+	succeeded(s, "sync");
+out_resp:
+	cJSON_Delete(j);
+	cw_https_resp_clear(&resp);
+out:
+	cJSON_free(body);
+	cJSON_Delete(req);
+	return rc;
+}
+
+/* ---- the thread ------------------------------------------------------- */
+
+/* Sleeps until the monotonic time until_ms, a notify or stop. */
+static void wait_until(struct cw_syncer *s, int64_t until_ms)
+{
+	struct timespec ts;
+
+	pthread_mutex_lock(&s->mu);
+	while (!atomic_load(&s->stop) && !s->notified && cw_mono_ms() < until_ms) {
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		int64_t left = until_ms - cw_mono_ms();
+		if (left <= 0)
+			break;
+		ts.tv_sec += (time_t)(left / 1000);
+		ts.tv_nsec += (long)(left % 1000) * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+	}
+	s->notified = false;
+	pthread_mutex_unlock(&s->mu);
+}
+
+static void *run(void *arg)
+{
+	struct cw_syncer *s = arg;
+	char hash[65];
+	bool warned_nocode = false;
+
+	s->next_hb_mono = 0; /* a heartbeat first: it brings the clock */
+	while (!atomic_load(&s->stop)) {
+		int64_t now = cw_mono_ms();
+		int sent = 0;
+
+		if (now < s->next_try_mono) {
+			wait_until(s, s->next_try_mono);
+			continue;
+		}
+		if (!s->enrolled || state_of(s) == CW_SYNC_REVOKED) {
+			bool revoked = s->enrolled;
+			bool may = s->cfg.enrollment_code[0] != '\0';
+			if (may && revoked) {
+				/* a revoked device comes back only with a new code */
+				cw_cred_code_hash(s->cfg.enrollment_code, hash);
+				may = strcmp(hash, s->cred.enrollment_code_hash) != 0;
+			}
+			if (!may) {
+				if (!revoked && !warned_nocode)
+					cw_warn("cloud.not_enrolled",
+						"reason=\"no cloud.enrollment_code configured\"");
+				warned_nocode = true;
+				wait_until(s, now + IDLE_WAIT_MS);
+				continue;
+			}
+			if (revoked)
+				cw_info("cloud.reenroll", "device=%s", s->cred.device_id);
+			s->enrolled = false;
+			enroll(s);
+			continue;
+		}
+		if (s->cred_dirty && cw_cred_save(s->cred_path, &s->cred) == CW_OK)
+			s->cred_dirty = false;
+		if (rotation_due(s)) {
+			if (rotate(s) != CW_OK)
+				continue;
+		}
+		if (now >= s->next_hb_mono) {
+			if (heartbeat(s) != CW_OK)
+				continue;
+			s->next_hb_mono = cw_mono_ms() + (int64_t)s->cfg.heartbeat_s * 1000;
+		}
+		if (state_of(s) == CW_SYNC_REVOKED)
+			continue;
+		if (state_of(s) != CW_SYNC_GAP && s->src.outbox_read && s->src.outbox_ack) {
+			if (send_batch(s, &sent) != CW_OK)
+				continue;
+			if (sent > 0)
+				continue; /* a backlog drains batch after batch */
+		}
+		wait_until(s, s->next_hb_mono);
+	}
+	return NULL;
+}
+
+/* ---- public ----------------------------------------------------------- */
+
+int cw_syncer_new(const struct cw_sync_config *cfg, const struct cw_sync_source *src,
+		  struct cw_syncer **out)
+{
+	struct cw_https_config hc = {0};
+	pthread_condattr_t ca;
+	struct cw_syncer *s;
+	char err[256];
+	size_t n;
+	int rc;
+
+	*out = NULL;
+	if (!cfg || !src)
+		return CW_ERR_INVAL;
+	if (sodium_init() < 0)
+		return CW_ERR_INTERNAL;
+	if (strncmp(cfg->url, "https://", 8) != 0 &&
+	    !(cfg->insecure_http && strncmp(cfg->url, "http://", 7) == 0)) {
+		cw_error("cloud.config", "reason=\"cloud.url must start with https://\"");
+		return CW_ERR_CONFIG;
+	}
+	if (!cfg->data_dir[0] || !cfg->branch_code[0])
+		return CW_ERR_CONFIG;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return CW_ERR_NOMEM;
+	s->cfg = *cfg;
+	s->src = *src;
+	n = strlen(s->cfg.url);
+	while (n > 0 && s->cfg.url[n - 1] == '/')
+		s->cfg.url[--n] = '\0';
+	if (s->cfg.heartbeat_s <= 0)
+		s->cfg.heartbeat_s = 30;
+	if (s->cfg.batch_max_entries <= 0 || s->cfg.batch_max_entries > BATCH_ENTRIES_MAX)
+		s->cfg.batch_max_entries = s->cfg.batch_max_entries > 0 ? BATCH_ENTRIES_MAX : 500;
+	if (s->cfg.batch_max_bytes == 0)
+		s->cfg.batch_max_bytes = 512 * 1024;
+	if (s->cfg.batch_max_bytes > BATCH_BYTES_MAX)
+		s->cfg.batch_max_bytes = BATCH_BYTES_MAX;
+	if (s->cfg.backoff_base_ms <= 0)
+		s->cfg.backoff_base_ms = 1000;
+	if (s->cfg.backoff_cap_ms <= 0)
+		s->cfg.backoff_cap_ms = 60000;
+	if (!s->cfg.mac_address[0])
+		default_mac(s->cfg.mac_address);
+	if (!s->cfg.serial_number[0])
+		default_serial(s->cfg.serial_number, sizeof(s->cfg.serial_number));
+	atomic_init(&s->stop, false);
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&s->cv, &ca);
+	pthread_condattr_destroy(&ca);
+
+	rc = cw_cred_path(s->cfg.data_dir, s->cred_path, sizeof(s->cred_path));
+	if (rc != CW_OK)
+		goto fail;
+	rc = cw_cred_load(s->cred_path, &s->cred, err, sizeof(err));
+	if (rc == CW_OK) {
+		s->enrolled = true;
+		s->st.state = CW_SYNC_OK;
+		snprintf(s->st.device_id, sizeof(s->st.device_id), "%s", s->cred.device_id);
+	} else if (rc == CW_ERR_NOTFOUND) {
+		s->st.state = CW_SYNC_UNENROLLED;
+	} else {
+		cw_error("cloud.credentials", "reason=\"%s\"", err);
+		goto fail;
+	}
+	hc.ca_file = s->cfg.ca_file;
+	hc.insecure_http = s->cfg.insecure_http;
+	hc.connect_timeout_ms = 5000;
+	hc.total_timeout_ms = 30000;
+	hc.cancel = &s->stop;
+	rc = cw_https_new(&hc, &s->http);
+	if (rc != CW_OK)
+		goto fail;
+	*out = s;
+	return CW_OK;
+fail:
+	cw_syncer_free(s);
+	return rc;
+}
+
+int cw_syncer_start(struct cw_syncer *s)
+{
+	if (!s || s->started)
+		return CW_ERR_STATE;
+	if (pthread_create(&s->thread, NULL, run, s) != 0)
+		return CW_ERR_IO;
+	s->started = true;
+	return CW_OK;
+}
+
+void cw_syncer_notify(struct cw_syncer *s)
+{
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->mu);
+	s->notified = true;
+	pthread_cond_signal(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+}
+
+void cw_syncer_status(struct cw_syncer *s, struct cw_sync_status *out)
+{
+	pthread_mutex_lock(&s->mu);
+	*out = s->st;
+	pthread_mutex_unlock(&s->mu);
+}
+
+void cw_syncer_free(struct cw_syncer *s)
+{
+	if (!s)
+		return;
+	if (s->started) {
+		pthread_mutex_lock(&s->mu);
+		atomic_store(&s->stop, true);
+		pthread_cond_signal(&s->cv);
+		pthread_mutex_unlock(&s->mu);
+		pthread_join(s->thread, NULL);
+	}
+	cw_https_free(s->http);
+	pthread_cond_destroy(&s->cv);
+	pthread_mutex_destroy(&s->mu);
+	sodium_memzero(&s->cred, sizeof(s->cred));
+	free(s);
+}
