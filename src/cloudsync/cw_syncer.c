@@ -123,9 +123,15 @@ static void failed(struct cw_syncer *s, enum cw_sync_state state, enum cw_log_le
 		delay = cw_sync_backoff_ms(s->cfg.backoff_base_ms, s->cfg.backoff_cap_ms, s->fails);
 		s->next_try_mono = cw_mono_ms() + delay;
 	}
-	changed = strcmp(s->logged, msg) != 0;
-	if (changed)
-		snprintf(s->logged, sizeof(s->logged), "%s", msg);
+	/* the same failure is the same text up to " reason=" (libcurl's
+	 * reasons carry timings: "after 3 ms") */
+	{
+		const char *r = strstr(msg, " reason=");
+		int klen = r ? (int)(r - msg) : (int)strlen(msg);
+		changed = strncmp(s->logged, msg, (size_t)klen) != 0 || s->logged[klen] != '\0';
+		if (changed)
+			snprintf(s->logged, sizeof(s->logged), "%.*s", klen, msg);
+	}
 	pthread_mutex_lock(&s->mu);
 	s->st.state = state;
 	snprintf(s->st.last_error, sizeof(s->st.last_error), "%s", msg);

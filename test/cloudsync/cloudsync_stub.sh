@@ -1,0 +1,234 @@
+#!/usr/bin/env bash
+# The outbox sender (src/cloudsync/cw_syncer) against test/cloudsync/sync_stub.py,
+# a stand-in for the cloud's sync endpoint with the high-water semantics of
+# docs/SYNC.md: 10 000 entries drain with zero loss and zero duplicates while
+# the stub drops, resets and refuses connections at random; batches respect
+# the count and byte bounds; a 409 after an applied batch is resolved by the
+# cloud's high-water mark; a cloud behind the device stops sync (gap); a bad
+# payload is kept, not skipped; the syncer stops at once even mid-request.
+set -euo pipefail
+# usage: cloudsync_stub.sh drain|protocol|commands (three meson tests, each well under a minute)
+GROUP=${1:?usage: $0 drain|protocol|commands}
+B=${CW_BUILD_DIR:?run through meson test}
+S=${CW_SOURCE_DIR:?run through meson test}
+DRIVER=$B/test/cloudsync/sync_driver
+STUB=$S/test/cloudsync/sync_stub.py
+[ -x "$DRIVER" ] || { echo "FAIL: $DRIVER not built"; exit 1; }
+command -v jq >/dev/null || { echo "FAIL: jq missing"; exit 1; }
+command -v python3 >/dev/null || { echo "FAIL: python3 missing"; exit 1; }
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/cwsyncstub.XXXXXX")
+STUB_PID=
+DRIVER_PID=
+cleanup() {
+	local rc=$?
+	[ -z "$DRIVER_PID" ] || kill "$DRIVER_PID" 2>/dev/null || true
+	[ -z "$STUB_PID" ] || kill "$STUB_PID" 2>/dev/null || true
+	wait 2>/dev/null || true
+	if [ $rc -ne 0 ]; then
+		for f in "$T"/*.log; do
+			[ -f "$f" ] || continue
+			echo "---- last lines of $(basename "$f")"
+			tail -n 30 "$f"
+		done
+	fi
+	rm -rf "$T"
+	exit $rc
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+note() { echo "-- [${SECONDS}s] $*"; }
+wait_until() {
+	local limit=$1; shift
+	local end=$((SECONDS + limit))
+	until "$@"; do
+		[ $SECONDS -lt $end ] || return 1
+		sleep 0.05
+	done
+}
+
+# stub_start NAME [stub options]: sets PORT, STUB_PID
+stub_start() {
+	local name=$1; shift
+	: >"$T/$name-stub.out"
+	python3 "$STUB" "$@" >"$T/$name-stub.out" 2>"$T/$name-stub.log" &
+	STUB_PID=$!
+	wait_until 10 grep -q '^PORT=' "$T/$name-stub.out" || fail "stub did not start"
+	PORT=$(sed -n 's/^PORT=//p' "$T/$name-stub.out")
+}
+stub_stop() { kill "$STUB_PID"; wait "$STUB_PID" 2>/dev/null || true; STUB_PID=; }
+stub_state() { curl -sf "http://127.0.0.1:$PORT/stub/state"; }
+# driver NAME [driver options]: runs in the foreground, its log in NAME-driver.log
+driver() {
+	local name=$1; shift
+	mkdir -p "$T/$name"
+	"$DRIVER" --url "http://127.0.0.1:$PORT" --insecure --data-dir "$T/$name" \
+		--branch-code STUB-1 --code stub-code --mac 02:00:00:00:5b:01 \
+		--backoff-base-ms 20 --backoff-cap-ms 200 --status "$T/$name/status.json" \
+		"$@" 2>"$T/$name-driver.log"
+}
+st() { jq -r "$1" "$T/$2/status.json"; }
+
+phase_drain() {
+	note "10 000 entries, 20 % of batches hit by a fault (drop/reset before or after applying, 500, 429)"
+	stub_start drain --fault-rate 0.2 --seed 7 --pad 40 --max-entries 500 --max-bytes 65536
+	start=$SECONDS
+	driver drain --entries 10000 --pad 40 --batch-entries 500 --batch-bytes 65536 \
+		--until drained --seconds 100
+	s=$(stub_state)
+	echo "stub: $(jq -c 'del(.errors)' <<<"$s")"
+	[ "$(jq '.errors | length' <<<"$s")" = 0 ] || fail "stub refused batches: $(jq -c .errors <<<"$s")"
+	[ "$(jq .applied <<<"$s")" = 10000 ] || fail "applied $(jq .applied <<<"$s") of 10000"
+	[ "$(jq .dupes <<<"$s")" = 0 ] || fail "duplicates"
+	[ "$(jq .min <<<"$s")" = 1 ] && [ "$(jq .max <<<"$s")" = 10000 ] && [ "$(jq .contiguous <<<"$s")" = true ] \
+		|| fail "applied set is not 1..10000"
+	[ "$(jq .high_water <<<"$s")" = 10000 ] || fail "high water"
+	[ "$(jq .conflicts <<<"$s")" = 0 ] || fail "the device sent a batch beyond the high-water mark"
+	[ "$(jq '[.faults[]] | add' <<<"$s")" -ge 5 ] || fail "too few faults injected to mean anything"
+	[ "$(jq .registrations <<<"$s")" = 1 ] || fail "registrations"
+	[ "$(jq .max_batch_entries <<<"$s")" -le 500 ] || fail "batch over 500 entries"
+	[ "$(jq .max_batch_bytes <<<"$s")" -le 65536 ] || fail "batch over 65536 bytes"
+	[ "$(jq .max_batch_entries <<<"$s")" -ge 100 ] || fail "batches far smaller than the byte bound allows"
+	[ "$(st .acked drain)" = 10000 ] || fail "device acknowledged $(st .acked drain)"
+	[ "$(st .ack_regressions drain)" = 0 ] || fail "ack went backwards"
+	[ "$(st .errors drain)" = 0 ] || fail "error-level log lines"
+	[ "$(stat -c %a "$T/drain/cloud.json")" = 600 ] || fail "cloud.json mode"
+	note "drained in $((SECONDS - start)) s; faults $(jq -c .faults <<<"$s"), skipped (resent after a lost answer) $(jq .skipped <<<"$s")"
+	stub_stop
+}
+
+phase_live() {
+	note "entries appear while the syncer runs: notify wakes it, all arrive once"
+	stub_start live --fault-rate 0.05 --seed 3
+	driver live --entries 0 --heartbeat-s 30 --add 37 --add-every-ms 50 --add-times 40 \
+		--until drained --seconds 60
+	s=$(stub_state)
+	[ "$(jq .applied <<<"$s")" = 1480 ] && [ "$(jq .dupes <<<"$s")" = 0 ] && [ "$(jq .contiguous <<<"$s")" = true ] \
+		|| fail "live: $(jq -c 'del(.errors)' <<<"$s")"
+	# with heartbeat_s 30 only notify can have woken it for every addition in time
+	stub_stop
+}
+
+phase_c409() {
+	note "409 after an applied batch (a lost answer seen as a gap): the device takes the cloud's high water"
+	stub_start c409 --apply-then-409 3
+	driver c409 --entries 3000 --until drained --seconds 60
+	s=$(stub_state)
+	[ "$(jq .applied <<<"$s")" = 3000 ] && [ "$(jq .dupes <<<"$s")" = 0 ] && [ "$(jq .contiguous <<<"$s")" = true ] \
+		|| fail "409: $(jq -c 'del(.errors)' <<<"$s")"
+	[ "$(jq .conflicts <<<"$s")" = 3 ] && [ "$(jq .gets <<<"$s")" -ge 3 ] || fail "409 path not taken"
+	[ "$(st .state c409)" = ok ] || fail "state $(st .state c409)"
+	grep -q 'event=cloud.sync_resumed' "$T/c409-driver.log" || fail "no sync_resumed log"
+	stub_stop
+}
+
+phase_gap() {
+	note "the cloud is behind what it acknowledged (restored backup): state gap, sync stops, heartbeats go on"
+	stub_start gap
+	driver gap --entries 100 --acked 50 --seconds 3 || true
+	s=$(stub_state)
+	[ "$(st .state gap)" = gap ] || fail "state $(st .state gap)"
+	[ "$(jq .applied <<<"$s")" = 0 ] || fail "applied entries after a gap"
+	[ "$(jq .conflicts <<<"$s")" = 1 ] || fail "sent again after the gap: $(jq .conflicts <<<"$s") conflicts"
+	[ "$(jq .heartbeats <<<"$s")" -ge 2 ] || fail "heartbeats stopped in the gap state"
+	grep -q 'level=error event=cloud.sync_gap' "$T/gap-driver.log" || fail "gap not logged as an error"
+	[ "$(grep -c 'level=error event=cloud.sync_gap' "$T/gap-driver.log")" = 1 ] || fail "gap logged more than once"
+	stub_stop
+}
+
+phase_bad() {
+	note "a payload that is not JSON is kept (the queue stops, logged once), never skipped"
+	stub_start bad
+	driver bad --entries 10 --bad-first --seconds 2 || true
+	s=$(stub_state)
+	[ "$(jq .applied <<<"$s")" = 0 ] && [ "$(jq .posts <<<"$s")" = 0 ] || fail "bad entry: $(jq -c 'del(.errors)' <<<"$s")"
+	[ "$(st .acked bad)" = 0 ] || fail "bad entry acknowledged"
+	[ "$(grep -c 'level=error event=cloud.outbox_bad_entry' "$T/bad-driver.log")" = 1 ] || fail "bad entry not logged exactly once"
+	stub_stop
+}
+
+phase_hang() {
+	note "the stub accepts the connection and never answers: SIGTERM stops the syncer at once"
+	stub_start hang --hang
+	mkdir -p "$T/hang"
+	"$DRIVER" --url "http://127.0.0.1:$PORT" --insecure --data-dir "$T/hang" --branch-code STUB-1 \
+		--code c --mac 02:00:00:00:5b:02 --seconds 60 2>"$T/hang-driver.log" &
+	DRIVER_PID=$!
+	sleep 1.5
+	t0=$(date +%s%N)
+	kill -TERM "$DRIVER_PID"
+	wait "$DRIVER_PID" || fail "driver exit status"
+	DRIVER_PID=
+	ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+	note "stopped in $ms ms ($(grep -o 'free_ms=[0-9]*' "$T/hang-driver.log"))"
+	[ "$ms" -lt 2500 ] || fail "stop took $ms ms"
+	stub_stop
+}
+
+phase_commands() {
+	note "commands in heartbeats: a good one runs once (replays are the source's CONFLICT, not errors); forged, unsigned, expired, wrong device, wrong typ/aud are refused, each logged once"
+	CLOUD=$B/src/cloud/cartwise-cloud
+	JWT=$B/test/cloud/cw_jwt_tool
+	"$CLOUD" keygen --out "$T/cmd.key" >/dev/null 2>&1 || fail "keygen"
+	"$CLOUD" keygen --out "$T/other.key" >/dev/null 2>&1 || fail "keygen"
+	PK=$(python3 -c 'import base64,sys; sk=base64.urlsafe_b64decode(open(sys.argv[1]).read().strip()+"=="); print(base64.urlsafe_b64encode(sk[32:]).rstrip(b"=").decode())' "$T/cmd.key")
+	echo '[]' >"$T/cmds.json"
+	stub_start cmd --public-key "$PK" --commands "$T/cmds.json"
+	DEV=$(sed -n 's/^DEVICE=//p' "$T/cmd-stub.out")
+	claims() { # claims ID [jq filter]
+		jq -nc --arg sub "$DEV" --arg jti "$1" "{iss: \"stub-cloud\", aud: \"cartwise-device\", typ: \"command\",
+			sub: \$sub, jti: \$jti, act: \"unlock\", args: {cart_number: 7}, iat: \"@now-2\", exp: \"@now+600\"} | ${2:-.}"
+	}
+	cmd() { # cmd ID TOKEN: one entry of the heartbeat's commands array
+		jq -nc --arg id "$1" --arg t "$2" '{id: $id, action: "unlock", args: {cart_number: 7}, token: $t}'
+	}
+	good=$("$JWT" sign "$T/cmd.key" "$(claims c-good)")
+	{
+		echo '['
+		cmd c-good "$good"; echo ,
+		cmd c-good "$good"; echo ,                       # the same command twice in one answer
+		cmd c-forged "$("$JWT" sign "$T/other.key" "$(claims c-forged)")"; echo ,
+		cmd c-none "$("$JWT" unsigned '{"alg":"none","typ":"JWT"}' "$(claims c-none)")"; echo ,
+		cmd c-expired "$("$JWT" sign "$T/cmd.key" "$(claims c-expired '.iat = "@now-100" | .exp = "@now-1"')")"; echo ,
+		cmd c-other "$("$JWT" sign "$T/cmd.key" "$(claims c-other '.sub = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"')")"; echo ,
+		cmd c-typ "$("$JWT" sign "$T/cmd.key" "$(claims c-typ '.typ = "device"')")"; echo ,
+		cmd c-aud "$("$JWT" sign "$T/cmd.key" "$(claims c-aud '.aud = "cartwise-api"')")"; echo ,
+		cmd c-swap "$good"; echo ,                        # a valid token under another id
+		jq -nc '{id: "c-unsigned", action: "unlock", args: {}}'
+		echo ']'
+	} >"$T/cmds.json"
+	jq -e 'length == 10' "$T/cmds.json" >/dev/null || fail "commands file"
+	driver cmd --seconds 4 || true
+	[ "$(st .commands cmd)" = 1 ] || fail "commands run: $(st .commands cmd)"
+	[ "$(st .replays cmd)" -ge 3 ] || fail "replays seen by the source: $(st .replays cmd)"
+	[ "$(st .errors cmd)" = 0 ] || fail "a replay or refusal was logged as an error"
+	[ "$(st .state cmd)" = ok ] || fail "state $(st .state cmd)"
+	for id in c-forged c-none c-expired c-other c-typ c-aud c-swap c-unsigned; do
+		n=$(grep -c "event=cloud.command_refused command=$id " "$T/cmd-driver.log" || true)
+		[ "$n" = 1 ] || fail "$id refused-log count $n (want 1)"
+	done
+	grep -q 'command=c-forged reason=bad_signature' "$T/cmd-driver.log" || fail "forged reason"
+	grep -q 'command=c-none reason=bad_alg' "$T/cmd-driver.log" || fail "alg none reason"
+	grep -q 'command=c-expired reason=expired' "$T/cmd-driver.log" || fail "expired reason"
+	grep -q 'command=c-other reason=wrong_device' "$T/cmd-driver.log" || fail "wrong device reason"
+	grep -q 'command=c-typ reason=bad_typ' "$T/cmd-driver.log" || fail "typ reason"
+	grep -q 'command=c-aud reason=bad_aud' "$T/cmd-driver.log" || fail "aud reason"
+	grep -q 'command=c-swap reason=id_mismatch' "$T/cmd-driver.log" || fail "swapped id reason"
+	grep -q 'command=c-unsigned reason=unsigned' "$T/cmd-driver.log" || fail "unsigned reason"
+	stub_stop
+}
+
+phase_secrets() {
+	note "secrets: the device token is never logged"
+	tok=$(jq -r .device_token "$T/drain/cloud.json")
+	! grep -qF "$tok" "$T"/*.log || fail "device token in a log"
+	! grep -q 'stub-code' "$T"/*-driver.log || fail "enrollment code in a log"
+}
+
+case $GROUP in
+drain) phase_drain; phase_live; phase_secrets ;;
+protocol) phase_c409; phase_gap; phase_bad; phase_hang ;;
+commands) phase_commands ;;
+*) fail "unknown group $GROUP" ;;
+esac
+echo ok

@@ -1,0 +1,231 @@
+#!/usr/bin/env python3
+"""A stand-in for the cloud's sync endpoints (docs/SYNC.md "Up"), for the
+cloudsync tests while the real endpoint is being written: register,
+heartbeat, POST/GET /api/devices/{id}/sync with the high-water semantics
+(skip seq <= high_water, 409 when the first seq is above high_water + 1,
+the whole batch or nothing), plus faults on demand: connections closed
+before or after applying a batch, TCP resets, 500 and 429 answers.
+
+It checks what the device sends (shape, payload embedded as JSON, increasing
+seq, batch bounds) and answers 400 to anything wrong, recording it.
+GET /stub/state answers what it saw. Prints "PORT=<n>" once listening."""
+import argparse
+import base64
+import datetime
+import json
+import random
+import socket
+import struct
+import sys
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--port", type=int, default=0)
+ap.add_argument("--pad", type=int, default=16)
+ap.add_argument("--max-entries", type=int, default=1000)
+ap.add_argument("--max-bytes", type=int, default=1024 * 1024)
+ap.add_argument("--initial-hw", type=int, default=0)
+ap.add_argument("--fault-rate", type=float, default=0.0)
+ap.add_argument("--apply-then-409", type=int, default=0)
+ap.add_argument("--hang", action="store_true")
+ap.add_argument("--seed", type=int, default=None)
+ap.add_argument("--public-key", default=None, help="cloud_public_key to hand out (base64url)")
+ap.add_argument("--issuer", default="stub-cloud")
+ap.add_argument("--commands", default=None, help="file with the heartbeat's commands array (read on each heartbeat)")
+args = ap.parse_args()
+rnd = random.Random(args.seed)
+
+lock = threading.Lock()
+DEVICE = str(uuid.uuid4())
+state = {
+    "high_water": args.initial_hw, "applied": {}, "registrations": 0, "heartbeats": 0,
+    "posts": 0, "gets": 0, "conflicts": 0, "skipped": 0, "errors": [], "faults": {},
+    "auth_failures": 0, "max_batch_entries": 0, "max_batch_bytes": 0,
+    "apply_then_409_left": args.apply_then_409,
+}
+
+
+def b64u(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def now_iso(delta_s=0):
+    t = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=delta_s)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (t.microsecond // 1000)
+
+
+NOW = int(time.time())
+TOKEN = ".".join([b64u(b'{"alg":"EdDSA","typ":"JWT"}'),
+                  b64u(json.dumps({"iss": args.issuer, "aud": "cartwise-api", "typ": "device",
+                                   "sub": DEVICE, "jti": str(uuid.uuid4()), "iat": NOW,
+                                   "exp": NOW + 30 * 86400}).encode()),
+                  b64u(b"\0" * 64)])
+ENTRY_KEYS = {"seq", "kind", "entity_type", "entity_id", "created_wall_ms", "clock_trusted",
+              "payload"}
+
+
+def fault(kind):
+    state["faults"][kind] = state["faults"].get(kind, 0) + 1
+
+
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *a):
+        pass
+
+    def answer(self, code, obj):
+        body = json.dumps(obj).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def error(self, code, msg):
+        self.answer(code, {"error": {"code": "invalid" if code == 400 else "x", "message": msg}})
+
+    def body(self):
+        n = int(self.headers.get("Content-Length", "0"))
+        return self.rfile.read(n)
+
+    def drop(self, reset):
+        if reset:  # RST instead of FIN
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                       struct.pack("ii", 1, 0))
+        self.close_connection = True
+        self.connection.close()
+
+    def authed(self):
+        if self.headers.get("Authorization") != "Bearer " + TOKEN:
+            with lock:
+                state["auth_failures"] += 1
+            self.error(401, "bad token")
+            return False
+        return True
+
+    def do_GET(self):
+        if args.hang:
+            time.sleep(3600)
+        if self.path == "/stub/state":
+            with lock:
+                ap_ = state["applied"]
+                out = dict(state)
+                out["applied"] = len(ap_)
+                out["dupes"] = sum(1 for v in ap_.values() if v > 1)
+                out["min"] = min(ap_) if ap_ else 0
+                out["max"] = max(ap_) if ap_ else 0
+                out["contiguous"] = (not ap_) or (max(ap_) - min(ap_) + 1 == len(ap_))
+            return self.answer(200, out)
+        if self.path == f"/api/devices/{DEVICE}/sync":
+            if not self.authed():
+                return
+            with lock:
+                state["gets"] += 1
+                return self.answer(200, {"high_water": state["high_water"]})
+        self.error(404, "no route")
+
+    def do_POST(self):
+        raw = self.body()
+        if args.hang:
+            time.sleep(3600)
+        if self.path == "/api/devices/register":
+            with lock:
+                state["registrations"] += 1
+            return self.answer(201, {
+                "device_id": DEVICE, "branch_id": str(uuid.uuid4()), "chain_id": str(uuid.uuid4()),
+                "device_token": TOKEN, "token_expires_at": now_iso(30 * 86400),
+                "cloud_public_key": args.public_key or b64u(bytes(32)), "mqtt_config": None})
+        if self.path == f"/api/devices/{DEVICE}/heartbeat":
+            if not self.authed():
+                return
+            with lock:
+                state["heartbeats"] += 1
+            cmds = []
+            if args.commands:
+                try:
+                    with open(args.commands) as fh:
+                        cmds = json.load(fh)
+                except (OSError, ValueError):
+                    cmds = []
+            return self.answer(200, {"status": "ok", "server_time": now_iso(), "commands": cmds})
+        if self.path == f"/api/devices/{DEVICE}/sync":
+            if not self.authed():
+                return
+            return self.sync(raw)
+        self.error(404, "no route")
+
+    def sync(self, raw):
+        with lock:
+            state["posts"] += 1
+            state["max_batch_bytes"] = max(state["max_batch_bytes"], len(raw))
+        f = None
+        if rnd.random() < args.fault_rate:
+            f = rnd.choice(["drop_before", "drop_after", "reset_before", "reset_after",
+                            "http500", "http429"])
+        if f in ("drop_before", "reset_before"):
+            with lock:
+                fault(f)
+            return self.drop(f.startswith("reset"))
+        if f in ("http500", "http429"):
+            with lock:
+                fault(f)
+            return self.error(int(f[4:]), "injected")
+        try:
+            doc = json.loads(raw)
+            assert isinstance(doc, dict) and set(doc) == {"entries"}, "body keys"
+            ents = doc["entries"]
+            assert isinstance(ents, list) and 1 <= len(ents) <= args.max_entries, "entry count"
+            assert len(raw) <= args.max_bytes, "batch bytes %d" % len(raw)
+            prev = None
+            for i, e in enumerate(ents):
+                assert isinstance(e, dict) and set(e) == ENTRY_KEYS, "entries[%d] keys" % i
+                s = e["seq"]
+                assert isinstance(s, int) and s > 0, "entries[%d].seq" % i
+                assert prev is None or s == prev + 1, "entries[%d].seq not contiguous" % i
+                prev = s
+                p = e["payload"]
+                assert isinstance(p, dict), "entries[%d].payload is not an object" % i
+                assert p.get("n") == s, "entries[%d].payload.n" % i
+                assert p.get("pad") == "a" * (args.pad + s % 97), "entries[%d].payload.pad" % i
+                assert e["entity_id"] == "entity-%d" % s, "entries[%d].entity_id" % i
+                assert e["clock_trusted"] is True and isinstance(e["created_wall_ms"], int)
+        except (ValueError, AssertionError, KeyError, TypeError) as ex:
+            with lock:
+                state["errors"].append(str(ex) or "malformed")
+            return self.error(400, str(ex) or "malformed")
+        with lock:
+            state["max_batch_entries"] = max(state["max_batch_entries"], len(ents))
+            hw = state["high_water"]
+            if ents[0]["seq"] > hw + 1:
+                state["conflicts"] += 1
+                return self.error(409, "expected seq %d" % (hw + 1))
+            for e in ents:  # one "transaction": under the lock, all or nothing
+                if e["seq"] <= state["high_water"]:
+                    state["skipped"] += 1
+                    continue
+                state["applied"][e["seq"]] = state["applied"].get(e["seq"], 0) + 1
+                state["high_water"] = e["seq"]
+            hw = state["high_water"]
+            if state["apply_then_409_left"] > 0:
+                state["apply_then_409_left"] -= 1
+                state["conflicts"] += 1
+                return self.error(409, "expected seq %d" % (hw + 1))
+        if f in ("drop_after", "reset_after"):  # applied, answer lost
+            with lock:
+                fault(f)
+            return self.drop(f.startswith("reset"))
+        self.answer(200, {"high_water": hw, "applied": len(ents), "skipped": 0})
+
+
+srv = ThreadingHTTPServer(("127.0.0.1", args.port), H)
+srv.daemon_threads = True
+print("DEVICE=%s" % DEVICE, flush=True)
+print("PORT=%d" % srv.server_address[1], flush=True)
+try:
+    srv.serve_forever()
+except KeyboardInterrupt:
+    pass
