@@ -190,9 +190,11 @@ int cw_https_request(struct cw_https *h, const char *method, const char *url, co
 		goto out;
 	hdrs = t;
 	if (post) {
-		/* no "Expect: 100-continue" round trip on large batches */
-		if (!(t = curl_slist_append(hdrs, "Content-Type: application/json")) ||
-		    !(hdrs = t, t = curl_slist_append(hdrs, "Expect:")))
+		if (!(t = curl_slist_append(hdrs, "Content-Type: application/json")))
+			goto out;
+		hdrs = t;
+		/* no "Expect: 100-continue" round trip before large batches */
+		if (!(t = curl_slist_append(hdrs, "Expect:")))
 			goto out;
 		hdrs = t;
 	}

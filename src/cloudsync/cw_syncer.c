@@ -679,6 +679,7 @@ static int add_entry(void *fctx, const struct cw_sync_entry *e)
 	if (!o || !cJSON_AddItemToArray(b->entries, o)) {
 		cJSON_Delete(o);
 		cJSON_Delete(p);
+		b->nomem = 1;
 		return WALK_NOMEM;
 	}
 	cJSON_AddNumberToObject(o, "seq", (double)e->seq);
@@ -776,7 +777,9 @@ static int send_batch(struct cw_syncer *s, int *sent)
 		cJSON_Delete(req);
 		return CW_ERR_NOMEM;
 	}
-	/* the source bounds payload bytes; ENTRY_OVERHEAD per entry on top */
+	/* the source bounds payload bytes; ENTRY_OVERHEAD per entry on top.
+	 * What stopped the walk is read from b, not from the return value:
+	 * the source may return its count or fn's code. */
 	walk = s->src.outbox_read(s->src.ctx, s->acked, s->cfg.batch_max_entries,
 				  s->cfg.batch_max_bytes, add_entry, &b);
 	if (walk < 0) {
@@ -785,12 +788,12 @@ static int send_batch(struct cw_syncer *s, int *sent)
 		rc = walk;
 		goto out;
 	}
-	if (walk == WALK_NOMEM) {
+	if (b.nomem) {
 		rc = CW_ERR_NOMEM;
 		goto out;
 	}
 	if (b.n == 0) {
-		if (walk == WALK_BAD) {
+		if (b.bad_seq) {
 			/* kept, not skipped: a stuck queue shows as outbox depth,
 			 * a skipped entry would be lost without a trace */
 			failed(s, CW_SYNC_BACKOFF, CW_LOG_ERROR, "cloud.outbox_bad_entry",
