@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "cw_error.h"
 #include "cw_jwt.h"
@@ -19,6 +21,9 @@ struct cw_https {
 	size_t max_body;
 	const atomic_bool *cancel;
 	char errbuf[CURL_ERROR_SIZE];
+	/* the socket of the connection in use, for cw_https_abort */
+	pthread_mutex_t sock_mu;
+	curl_socket_t sock;
 };
 
 struct sink {
@@ -72,6 +77,47 @@ static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_
 	return h->cancel && atomic_load(h->cancel) ? 1 : 0;
 }
 
+static curl_socket_t on_open(void *ud, curlsocktype purpose, struct curl_sockaddr *a)
+{
+	struct cw_https *h = ud;
+	curl_socket_t fd;
+
+	if (h->cancel && atomic_load(h->cancel))
+		return CURL_SOCKET_BAD;
+	fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+	if (fd < 0)
+		return CURL_SOCKET_BAD;
+	pthread_mutex_lock(&h->sock_mu);
+	h->sock = fd;
+	pthread_mutex_unlock(&h->sock_mu);
+	return fd;
+}
+
+/* closing under the mutex: cw_https_abort never shuts down a number that
+ * has been reused for another file meanwhile */
+static int on_close(void *ud, curl_socket_t fd)
+{
+	struct cw_https *h = ud;
+	int rc;
+
+	pthread_mutex_lock(&h->sock_mu);
+	if (h->sock == fd)
+		h->sock = CURL_SOCKET_BAD;
+	rc = close(fd);
+	pthread_mutex_unlock(&h->sock_mu);
+	return rc;
+}
+
+void cw_https_abort(struct cw_https *h)
+{
+	if (!h)
+		return;
+	pthread_mutex_lock(&h->sock_mu);
+	if (h->sock != CURL_SOCKET_BAD)
+		shutdown(h->sock, SHUT_RDWR);
+	pthread_mutex_unlock(&h->sock_mu);
+}
+
 int cw_https_new(const struct cw_https_config *cfg, struct cw_https **out)
 {
 	struct cw_https *h;
@@ -98,6 +144,8 @@ int cw_https_new(const struct cw_https_config *cfg, struct cw_https **out)
 	h->total_ms = cfg->total_timeout_ms > 0 ? cfg->total_timeout_ms : 30000;
 	h->max_body = cfg->max_body ? cfg->max_body : CW_HTTPS_BODY_MAX;
 	h->cancel = cfg->cancel;
+	h->sock = CURL_SOCKET_BAD;
+	pthread_mutex_init(&h->sock_mu, NULL);
 	*out = h;
 	return CW_OK;
 }
@@ -107,6 +155,7 @@ void cw_https_free(struct cw_https *h)
 	if (!h)
 		return;
 	curl_easy_cleanup(h->curl);
+	pthread_mutex_destroy(&h->sock_mu);
 	free(h);
 }
 
@@ -225,6 +274,10 @@ int cw_https_request(struct cw_https *h, const char *method, const char *url, co
 	curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
 	curl_easy_setopt(c, CURLOPT_XFERINFODATA, h);
 	curl_easy_setopt(c, CURLOPT_USERAGENT, "cartwise-edge");
+	curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, on_open);
+	curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, h);
+	curl_easy_setopt(c, CURLOPT_CLOSESOCKETFUNCTION, on_close);
+	curl_easy_setopt(c, CURLOPT_CLOSESOCKETDATA, h);
 	if (post) {
 		curl_easy_setopt(c, CURLOPT_POST, 1L);
 		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body ? body : "");

@@ -22,9 +22,9 @@ struct cw_https_config {
 	long connect_timeout_ms; /* 0 = 5000 */
 	long total_timeout_ms;   /* 0 = 30000 */
 	size_t max_body;         /* 0 = CW_HTTPS_BODY_MAX */
-	/* When not NULL and set, a transfer in progress is abandoned (checked
-	 * about every 100 ms by curl's progress callback): cw_syncer_free does
-	 * not wait for a timeout. */
+	/* When not NULL and set, a transfer in progress is abandoned (curl's
+	 * progress callback, at least once a second; cw_https_abort makes it
+	 * immediate) and no new connection is opened. */
 	const atomic_bool *cancel;
 };
 
@@ -51,5 +51,10 @@ void cw_https_free(struct cw_https *h);
 int cw_https_request(struct cw_https *h, const char *method, const char *url, const char *bearer,
 		     const char *body, size_t body_len, struct cw_https_resp *resp);
 void cw_https_resp_clear(struct cw_https_resp *resp);
+
+/* Callable from another thread while a request runs: shuts the request's
+ * socket down so that it fails at once (CW_ERR_OFFLINE or, with cancel set,
+ * CW_ERR_AGAIN) instead of at curl's next progress check. */
+void cw_https_abort(struct cw_https *h);
 
 #endif

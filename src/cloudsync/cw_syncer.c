@@ -4,8 +4,9 @@
  * One thread does every exchange in turn over one reused libcurl handle.
  * The thread sleeps on a condition variable (monotonic clock) until the next
  * heartbeat, the end of a backoff, cw_syncer_notify or cw_syncer_free; a
- * transfer in flight is abandoned through curl's progress callback when the
- * syncer stops, so freeing never waits for a network timeout. */
+ * transfer in flight is abandoned when the syncer stops (its socket is shut
+ * down, and curl's progress callback checks the stop flag), so freeing never
+ * waits for a network timeout. */
 #include "cw_sync.h"
 
 #include <dirent.h>
@@ -260,6 +261,8 @@ static int64_t cloud_now_ms(const struct cw_syncer *s)
 static void exchange_failed(struct cw_syncer *s, const char *what, int rc,
 			    const struct cw_https_resp *resp, const cJSON *j)
 {
+	if (atomic_load(&s->stop))
+		return; /* cw_syncer_free cut the request short: not a failure */
 	if (rc != CW_OK) {
 		failed(s, s->enrolled ? CW_SYNC_BACKOFF : CW_SYNC_UNENROLLED, CW_LOG_WARN,
 		       "cloud.unreachable", "op=%s error=%s reason=\"%s\"", what, cw_errname(rc),
@@ -1058,6 +1061,9 @@ void cw_syncer_free(struct cw_syncer *s)
 		atomic_store(&s->stop, true);
 		pthread_cond_signal(&s->cv);
 		pthread_mutex_unlock(&s->mu);
+		/* a request in flight fails now rather than at curl's next
+		 * progress check (up to a second) */
+		cw_https_abort(s->http);
 		pthread_join(s->thread, NULL);
 	}
 	cw_https_free(s->http);

@@ -100,12 +100,14 @@ phase_drain() {
 phase_live() {
 	note "entries appear while the syncer runs: notify wakes it, all arrive once"
 	stub_start live --fault-rate 0.05 --seed 3
-	driver live --entries 0 --heartbeat-s 30 --add 37 --add-every-ms 50 --add-times 40 \
-		--until drained --seconds 60
+	start=$SECONDS
+	driver live --entries 0 --heartbeat-s 60 --add 37 --add-every-ms 50 --add-times 40 \
+		--until drained --seconds 90
+	# heartbeat_s 60: without notify the entries would wait for the next heartbeat
+	[ $((SECONDS - start)) -lt 30 ] || fail "live entries took $((SECONDS - start)) s: notify did not wake the syncer"
 	s=$(stub_state)
 	[ "$(jq .applied <<<"$s")" = 1480 ] && [ "$(jq .dupes <<<"$s")" = 0 ] && [ "$(jq .contiguous <<<"$s")" = true ] \
 		|| fail "live: $(jq -c 'del(.errors)' <<<"$s")"
-	# with heartbeat_s 30 only notify can have woken it for every addition in time
 	stub_stop
 }
 
@@ -147,6 +149,17 @@ phase_bad() {
 	stub_stop
 }
 
+phase_big() {
+	note "an answer over 1 MiB is refused (too_big), backed off, nothing crashes"
+	stub_start big --big-heartbeat
+	driver big --entries 5 --seconds 3 || true
+	[ "$(st .server_time_calls big)" = 0 ] || fail "an oversize answer was used"
+	[ "$(st .state big)" = backoff ] || fail "state $(st .state big)"
+	grep -q 'event=cloud.unreachable op=heartbeat error=too_big' "$T/big-driver.log" || fail "too_big not logged"
+	[ "$(st .errors big)" = 0 ] || fail "error-level log lines"
+	stub_stop
+}
+
 phase_hang() {
 	note "the stub accepts the connection and never answers: SIGTERM stops the syncer at once"
 	stub_start hang --hang
@@ -162,6 +175,8 @@ phase_hang() {
 	ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 	note "stopped in $ms ms ($(grep -o 'free_ms=[0-9]*' "$T/hang-driver.log"))"
 	[ "$ms" -lt 2500 ] || fail "stop took $ms ms"
+	free_ms=$(sed -n 's/^free_ms=//p' "$T/hang-driver.log")
+	[ "$free_ms" -lt 300 ] || fail "cw_syncer_free took $free_ms ms with a request in flight"
 	stub_stop
 }
 
@@ -227,7 +242,7 @@ phase_secrets() {
 
 case $GROUP in
 drain) phase_drain; phase_live; phase_secrets ;;
-protocol) phase_c409; phase_gap; phase_bad; phase_hang ;;
+protocol) phase_c409; phase_gap; phase_bad; phase_big; phase_hang ;;
 commands) phase_commands ;;
 *) fail "unknown group $GROUP" ;;
 esac
