@@ -84,8 +84,9 @@ struct cw_sync_config {
 	int batch_max_entries; /* default 500 */
 	size_t batch_max_bytes; /* default 512 KiB */
 	bool insecure_http;    /* tests only: allow http:// */
-	/* Retry delays: random(0, min(cap, base * 2^n)) after the n-th failure
-	 * in a row (docs/SYNC.md). 0 = 1000 and 60000; tests set them smaller. */
+	/* Retry delay after the n-th failure in a row (n >= 1): uniform in
+	 * [0, min(cap, base * 2^(n-1))] (full jitter, docs/SYNC.md). 0 = 1000 and
+	 * 60000 ms; tests set them smaller. */
 	int backoff_base_ms;
 	int backoff_cap_ms;
 };

@@ -37,6 +37,8 @@
  * configuration cannot change under us; this only bounds the sleep). */
 #define IDLE_WAIT_MS (3600 * 1000)
 #define REFUSED_RING 32
+/* A rotation the cloud refused (not a 401) is tried again this much later. */
+#define ROTATE_RETRY_MS (3600 * 1000)
 
 struct cw_syncer {
 	struct cw_sync_config cfg;
@@ -58,6 +60,7 @@ struct cw_syncer {
 	int fails;                /* failures in a row, for the backoff */
 	int64_t next_try_mono;    /* no exchange before this (backoff) */
 	int64_t next_hb_mono;
+	int64_t next_rotate_mono; /* after the cloud refused a rotation */
 	int64_t acked; /* the last seq the cloud acknowledged to us */
 	/* The cloud's clock, from the last heartbeat answer. */
 	int64_t srv_wall_ms, srv_mono_ms;
@@ -437,7 +440,7 @@ static int rotate(struct cw_syncer *s)
 	rc = call(s, "POST", path, NULL, true, &resp, &j);
 	if (rc != CW_OK || resp.status != 200) {
 		exchange_failed(s, "token", rc, &resp, j);
-		rc = rc != CW_OK ? rc : CW_ERR_AUTH;
+		rc = rc != CW_OK ? rc : resp.status == 401 ? CW_ERR_AUTH : CW_ERR_PROTO;
 		goto out;
 	}
 	if (!get_str(j, "device_token", c.device_token, sizeof(c.device_token)) ||
@@ -619,7 +622,7 @@ static int heartbeat(struct cw_syncer *s)
 	rc = call(s, "POST", path, body, true, &resp, &j);
 	if (rc != CW_OK || resp.status != 200) {
 		exchange_failed(s, "heartbeat", rc, &resp, j);
-		rc = rc != CW_OK ? rc : CW_ERR_AUTH;
+		rc = rc != CW_OK ? rc : resp.status == 401 ? CW_ERR_AUTH : CW_ERR_PROTO;
 		goto out_resp;
 	}
 	/* server_time arrived over verified TLS from the cloud we enrolled with:
@@ -889,7 +892,7 @@ static void *run(void *arg)
 	s->next_hb_mono = 0; /* a heartbeat first: it brings the clock */
 	while (!atomic_load(&s->stop)) {
 		int64_t now = cw_mono_ms();
-		int sent = 0;
+		int sent = 0, rc;
 
 		if (now < s->next_try_mono) {
 			wait_until(s, s->next_try_mono);
@@ -919,12 +922,20 @@ static void *run(void *arg)
 		}
 		if (s->cred_dirty && cw_cred_save(s->cred_path, &s->cred) == CW_OK)
 			s->cred_dirty = false;
-		if (rotation_due(s)) {
-			if (rotate(s) != CW_OK)
+		/* CW_ERR_PROTO below: the cloud answered but refused or answered
+		 * something unexpected. The link works, so the other exchanges
+		 * go on (a heartbeat the cloud refuses must not stop the outbox);
+		 * anything else (no answer, 401) waits for the backoff. */
+		if (rotation_due(s) && now >= s->next_rotate_mono) {
+			rc = rotate(s);
+			if (rc == CW_ERR_PROTO) /* the token still has a third of its life */
+				s->next_rotate_mono = cw_mono_ms() + ROTATE_RETRY_MS;
+			else if (rc != CW_OK)
 				continue;
 		}
 		if (now >= s->next_hb_mono) {
-			if (heartbeat(s) != CW_OK)
+			rc = heartbeat(s);
+			if (rc != CW_OK && rc != CW_ERR_PROTO)
 				continue;
 			s->next_hb_mono = cw_mono_ms() + (int64_t)s->cfg.heartbeat_s * 1000;
 		}

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2015  # "A && B || fail": fail when any check is false, meant so
 # The outbox sender (src/cloudsync/cw_syncer) against test/cloudsync/sync_stub.py,
 # a stand-in for the cloud's sync endpoint with the high-water semantics of
 # docs/SYNC.md: 10 000 entries drain with zero loss and zero duplicates while
@@ -157,6 +158,15 @@ phase_big() {
 	[ "$(st .state big)" = backoff ] || fail "state $(st .state big)"
 	grep -q 'event=cloud.unreachable op=heartbeat error=too_big' "$T/big-driver.log" || fail "too_big not logged"
 	[ "$(st .errors big)" = 0 ] || fail "error-level log lines"
+	stub_stop
+
+	note "heartbeats refused (400): the outbox still drains"
+	stub_start nohb --refuse-heartbeat
+	driver nohb --entries 2000 --until drained --seconds 30
+	s=$(stub_state)
+	[ "$(jq .applied <<<"$s")" = 2000 ] && [ "$(jq .dupes <<<"$s")" = 0 ] || fail "nohb: $(jq -c 'del(.errors)' <<<"$s")"
+	[ "$(grep -c 'level=warn event=cloud.refused op=heartbeat status=400' "$T/nohb-driver.log")" = 1 ] \
+		|| fail "refused heartbeat not logged exactly once"
 	stub_stop
 }
 

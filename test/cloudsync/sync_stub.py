@@ -32,6 +32,7 @@ ap.add_argument("--fault-rate", type=float, default=0.0)
 ap.add_argument("--apply-then-409", type=int, default=0)
 ap.add_argument("--hang", action="store_true")
 ap.add_argument("--big-heartbeat", action="store_true", help="answer heartbeats with 2 MiB")
+ap.add_argument("--refuse-heartbeat", action="store_true", help="answer heartbeats 400")
 ap.add_argument("--seed", type=int, default=None)
 ap.add_argument("--public-key", default=None, help="cloud_public_key to hand out (base64url)")
 ap.add_argument("--issuer", default="stub-cloud")
@@ -145,6 +146,8 @@ class H(BaseHTTPRequestHandler):
                 return
             with lock:
                 state["heartbeats"] += 1
+            if args.refuse_heartbeat:
+                return self.error(400, "health: at most 2048 bytes of JSON")
             if args.big_heartbeat:
                 return self.answer(200, {"status": "ok", "server_time": now_iso(),
                                          "commands": [], "junk": "x" * (2 * 1024 * 1024)})
