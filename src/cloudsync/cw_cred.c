@@ -27,6 +27,19 @@ int cw_cred_path(const char *data_dir, char *out, size_t cap)
 	return n < 0 || (size_t)n >= cap ? CW_ERR_TOOBIG : CW_OK;
 }
 
+bool cw_cred_id_ok(const char *id)
+{
+	size_t n = 0;
+
+	for (; id && id[n]; n++) {
+		char ch = id[n];
+		if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      ch == '-'))
+			return false;
+	}
+	return n > 0 && n < CW_SYNC_ID_MAX;
+}
+
 void cw_cred_code_hash(const char *code, char out[65])
 {
 	unsigned char h[32];
@@ -176,6 +189,8 @@ int cw_cred_load(const char *path, struct cw_cred *out, char *err, size_t errlen
 	if (rc == CW_OK)
 		rc = cw_jsoncfg_get_str(&jc, root, "device_id", CW_JSONCFG_REQUIRED, out->device_id,
 					sizeof(out->device_id));
+	if (rc == CW_OK && !cw_cred_id_ok(out->device_id))
+		rc = cw_jsoncfg_fail(&jc, "device_id", "expected 1-63 characters [0-9A-Za-z-]");
 	if (rc == CW_OK)
 		rc = cw_jsoncfg_get_str(&jc, root, "branch_id", CW_JSONCFG_REQUIRED, out->branch_id,
 					sizeof(out->branch_id));

@@ -49,6 +49,10 @@ int cw_cred_load(const char *path, struct cw_cred *out, char *err, size_t errlen
 /* Atomic replace, mode 0600 (see above). */
 int cw_cred_save(const char *path, const struct cw_cred *c);
 
+/* True for a device id that can go into a URL path as it is: 1-63
+ * characters of [0-9A-Za-z-] (the cloud's ids are UUIDs). */
+bool cw_cred_id_ok(const char *id);
+
 /* Hex BLAKE2b-256 of an enrollment code (lower-cased, as the cloud does). */
 void cw_cred_code_hash(const char *code, char out[65]);
 

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cw_clock.h"
 #include "cw_cred.h"
@@ -286,16 +287,22 @@ static void exchange_failed(struct cw_syncer *s, const char *what, int rc,
 
 /* ---- enrollment ------------------------------------------------------- */
 
-/* MAC of the first non-loopback interface with a non-zero address. */
+/* MAC of the first non-loopback interface with a non-zero address, in name
+ * order; interfaces backed by a device (eth0, wlan0) before virtual ones
+ * (docker0, veth…), whose addresses change. */
 static void default_mac(char out[18])
 {
 	struct dirent **names = NULL;
 	int n = scandir("/sys/class/net", &names, NULL, alphasort);
 
 	out[0] = '\0';
+	for (int pass = 0; pass < 2 * (n > 0); pass++)
 	for (int i = 0; i < n; i++) {
 		char path[300], mac[32] = "";
 		FILE *f;
+		snprintf(path, sizeof(path), "/sys/class/net/%s/device", names[i]->d_name);
+		if (pass == 0 && access(path, F_OK) != 0)
+			continue;
 		if (!out[0] && names[i]->d_name[0] != '.' && strcmp(names[i]->d_name, "lo") != 0) {
 			snprintf(path, sizeof(path), "/sys/class/net/%s/address", names[i]->d_name);
 			f = fopen(path, "re");
@@ -308,8 +315,9 @@ static void default_mac(char out[18])
 				fclose(f);
 			}
 		}
-		free(names[i]);
 	}
+	for (int i = 0; i < n; i++)
+		free(names[i]);
 	free(names);
 }
 
@@ -384,6 +392,12 @@ static int enroll(struct cw_syncer *s)
 		rc = CW_ERR_PROTO;
 		goto out;
 	}
+	if (!cw_cred_id_ok(c.device_id)) {
+		failed(s, CW_SYNC_UNENROLLED, CW_LOG_ERROR, "cloud.register_bad_answer",
+		       "reason=\"device_id is not a plain id\"");
+		rc = CW_ERR_PROTO;
+		goto out;
+	}
 	if (m && cJSON_IsObject(m)) {
 		c.has_mqtt = true;
 		c.mqtt_port = cJSON_GetObjectItemCaseSensitive(m, "port")->valueint;
@@ -405,8 +419,8 @@ static int enroll(struct cw_syncer *s)
 	snprintf(s->st.device_id, sizeof(s->st.device_id), "%s", c.device_id);
 	s->st.state = CW_SYNC_OK;
 	pthread_mutex_unlock(&s->mu);
-	cw_info("cloud.enrolled", "device=%s branch=%s chain=%s", c.device_id, c.branch_id,
-		c.chain_id);
+	cw_info("cloud.enrolled", "device=%s branch=%s chain=%s mac=%s", c.device_id, c.branch_id,
+		c.chain_id, s->cfg.mac_address);
 	succeeded(s, "register");
 out:
 	sodium_memzero(&c, sizeof(c));

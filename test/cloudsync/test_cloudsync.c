@@ -144,6 +144,7 @@ START_TEST(cred_strict)
 		{"mqtt port", "\"mqtt\":\tnull", "\"mqtt\": {\"broker\": \"b\", \"port\": 0, \"topic\": \"t\"}",
 		 "mqtt.port"},
 		{"not json", "{", "{{", ""},
+		{"device id with a slash", "\"device_id\":\t\"0190", "\"device_id\": \"../0190", "device_id"},
 	};
 	struct cw_cred c, d;
 	char path[400], bad[400], err[256], *text, *p;
