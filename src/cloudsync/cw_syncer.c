@@ -296,25 +296,27 @@ static void default_mac(char out[18])
 	int n = scandir("/sys/class/net", &names, NULL, alphasort);
 
 	out[0] = '\0';
-	for (int pass = 0; pass < 2 * (n > 0); pass++)
-	for (int i = 0; i < n; i++) {
+	for (int k = 0; k < 2 * n && !out[0]; k++) {
+		const char *name = names[k % n]->d_name;
+		bool physical_pass = k < n;
 		char path[300], mac[32] = "";
 		FILE *f;
-		snprintf(path, sizeof(path), "/sys/class/net/%s/device", names[i]->d_name);
-		if (pass == 0 && access(path, F_OK) != 0)
+
+		if (name[0] == '.' || strcmp(name, "lo") == 0)
 			continue;
-		if (!out[0] && names[i]->d_name[0] != '.' && strcmp(names[i]->d_name, "lo") != 0) {
-			snprintf(path, sizeof(path), "/sys/class/net/%s/address", names[i]->d_name);
-			f = fopen(path, "re");
-			if (f) {
-				if (fgets(mac, sizeof(mac), f) && strlen(mac) >= 17 &&
-				    strncmp(mac, "00:00:00:00:00:00", 17) != 0) {
-					memcpy(out, mac, 17);
-					out[17] = '\0';
-				}
-				fclose(f);
-			}
+		snprintf(path, sizeof(path), "/sys/class/net/%s/device", name);
+		if (physical_pass && access(path, F_OK) != 0)
+			continue;
+		snprintf(path, sizeof(path), "/sys/class/net/%s/address", name);
+		f = fopen(path, "re");
+		if (!f)
+			continue;
+		if (fgets(mac, sizeof(mac), f) && strlen(mac) >= 17 &&
+		    strncmp(mac, "00:00:00:00:00:00", 17) != 0) {
+			memcpy(out, mac, 17);
+			out[17] = '\0';
 		}
+		fclose(f);
 	}
 	for (int i = 0; i < n; i++)
 		free(names[i]);
