@@ -89,6 +89,7 @@ struct req {
 	char *body;
 	size_t len;
 	bool too_big;
+	size_t body_max; /* CW_CLOUD_BODY_MAX, or more for an authenticated sync batch */
 	char ip[INET6_ADDRSTRLEN];
 	const char *route; /* pattern, for the access log */
 	int route_idx;     /* index in routes[], -1 = none matched */
@@ -1363,6 +1364,8 @@ static enum MHD_Result device_caller(struct cw_cloud_api *a, struct MHD_Connecti
 	return MHD_YES;
 }
 
+static char *command_token(struct cw_cloud_api *a, const struct cw_command *x);
+
 static enum MHD_Result h_heartbeat(struct cw_cloud_api *a, struct MHD_Connection *c,
 				   struct req *r, const char *method, char **seg, int nseg)
 {
@@ -1434,8 +1437,21 @@ static enum MHD_Result h_heartbeat(struct cw_cloud_api *a, struct MHD_Connection
 	cJSON_AddStringToObject(o, "status", "ok");
 	add_time(o, "server_time", hb.now_ms);
 	arr = cJSON_AddArrayToObject(o, "commands");
-	for (int i = 0; i < n; i++)
-		cJSON_AddItemToArray(arr, command_json(&cmds[i]));
+	for (int i = 0; i < n; i++) {
+		/* the plain fields for reading, the token for the edge to verify
+		 * (docs/SYNC.md "Commands"); a command that cannot be signed is
+		 * not handed out */
+		char *tok = command_token(a, &cmds[i]);
+		cJSON *cj;
+		if (!tok) {
+			cw_error("command.sign", "command=%s", cmds[i].id);
+			continue;
+		}
+		cj = command_json(&cmds[i]);
+		cJSON_AddStringToObject(cj, "token", tok);
+		free(tok);
+		cJSON_AddItemToArray(arr, cj);
+	}
 	ret = send_json(c, r, MHD_HTTP_OK, o);
 out:
 	free(cmds);
@@ -2835,6 +2851,637 @@ static enum MHD_Result h_metrics(struct cw_cloud_api *a, struct MHD_Connection *
 	return ret;
 }
 
+/* ---- edge -> cloud sync (issue 4, docs/SYNC.md "Up") ---- */
+
+#define SYNC_ENTRIES_MAX 1000
+#define SYNC_OBJECT_KEYS_MAX 256 /* keeps the duplicate-key check of a batch cheap */
+#define SYNC_TEXT_MAX 4096       /* notes, reasons */
+#define SYNC_ID_MAX 64           /* entity ids (a telemetry entry's is its edge row id) */
+#define SYNC_SEQ_MAX 9007199254740991.0 /* 2^53 - 1: exact in a JSON number */
+#define COMMAND_AUD "cartwise-device"
+
+/* Validation of one batch: the message names the entry and field
+ * (entries[7].payload.rental.status: ...). Values are never echoed. */
+struct sv {
+	struct req *r;
+	char path[96]; /* entries[i] or entries[i].payload.x */
+};
+
+static int sv_fail(struct sv *v, const char *key, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int sv_fail(struct sv *v, const char *key, const char *fmt, ...)
+{
+	char msg[160];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	/* cut at the buffer if it must: the path and the key come first */
+	if (snprintf(v->r->err, sizeof(v->r->err), "%s%s%s: %s", v->path, key ? "." : "",
+		     key ? key : "", msg) >= (int)sizeof(v->r->err))
+		v->r->err[sizeof(v->r->err) - 1] = '\0';
+	return -1;
+}
+
+/* The member key of o: absent and JSON null are the same ("none"). Returns 1
+ * present, 0 none and allowed, -1 none but required. */
+static int sv_get(struct sv *v, const cJSON *o, const char *key, bool required, const cJSON **it)
+{
+	*it = cJSON_GetObjectItemCaseSensitive(o, key);
+	if (*it && !cJSON_IsNull(*it))
+		return 1;
+	*it = NULL;
+	return required ? sv_fail(v, key, "missing") : 0;
+}
+
+static int sv_int(struct sv *v, const cJSON *o, const char *key, bool required, double min,
+		  double max, int64_t *out)
+{
+	const cJSON *it;
+	int rc = sv_get(v, o, key, required, &it);
+
+	if (rc <= 0)
+		return rc;
+	if (!cJSON_IsNumber(it) || it->valuedouble != (double)(int64_t)it->valuedouble ||
+	    it->valuedouble < min || it->valuedouble > max)
+		return sv_fail(v, key, "expected an integer %.0f..%.0f", min, max);
+	*out = (int64_t)it->valuedouble;
+	return 1;
+}
+
+/* true/false, or 0/1 (the edge's SQLite snapshots carry booleans as integers) */
+static int sv_bool(struct sv *v, const cJSON *o, const char *key, bool required, bool *out)
+{
+	const cJSON *it;
+	int rc = sv_get(v, o, key, required, &it);
+
+	if (rc <= 0)
+		return rc;
+	if (cJSON_IsBool(it))
+		*out = cJSON_IsTrue(it);
+	else if (cJSON_IsNumber(it) && (it->valuedouble == 0 || it->valuedouble == 1))
+		*out = it->valuedouble == 1;
+	else
+		return sv_fail(v, key, "expected true or false");
+	return 1;
+}
+
+static int sv_str(struct sv *v, const cJSON *o, const char *key, bool required, size_t min,
+		  size_t max, enum skind k, const char **out)
+{
+	const cJSON *it;
+	int rc = sv_get(v, o, key, required, &it);
+	size_t n;
+
+	*out = NULL;
+	if (rc <= 0)
+		return rc;
+	if (!cJSON_IsString(it) || !it->valuestring)
+		return sv_fail(v, key, "expected a string");
+	n = strlen(it->valuestring);
+	if (n < min || n > max)
+		return sv_fail(v, key, "expected %zu to %zu bytes, got %zu", min, max, n);
+	if (!kind_ok(it->valuestring, k))
+		return sv_fail(v, key, "only %s", kind_text(k));
+	*out = it->valuestring;
+	return 1;
+}
+
+static int sv_enum(struct sv *v, const cJSON *o, const char *key, const char *const *names,
+		   const char **out)
+{
+	int rc = sv_str(v, o, key, true, 1, 32, S_CODE, out);
+
+	if (rc < 0)
+		return rc;
+	for (const char *const *n = names; *n; n++)
+		if (strcmp(*n, *out) == 0)
+			return 1;
+	return sv_fail(v, key, "not one of the allowed values");
+}
+
+static int sv_obj(struct sv *v, const cJSON *o, const char *key, bool required, const cJSON **out)
+{
+	int rc = sv_get(v, o, key, required, out);
+
+	if (rc > 0 && !cJSON_IsObject(*out))
+		return sv_fail(v, key, "expected an object");
+	return rc;
+}
+
+/* Event names and kinds: what the telemetry event_type column takes. */
+static bool event_name_ok(const char *s)
+{
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9') || *p == '.' || *p == '_' || *p == '-'))
+			return false;
+	return *s != '\0';
+}
+
+/* Every object of the document: no key twice, at most SYNC_OBJECT_KEYS_MAX
+ * keys (cJSON keeps duplicates; the bound keeps this check linear enough). */
+static bool json_keys_ok(const cJSON *n)
+{
+	int count = 0;
+
+	for (const cJSON *it = n ? n->child : NULL; it; it = it->next) {
+		if (cJSON_IsObject(n)) {
+			if (++count > SYNC_OBJECT_KEYS_MAX)
+				return false;
+			for (const cJSON *p = n->child; p != it; p = p->next)
+				if (strcmp(p->string, it->string) == 0)
+					return false;
+		}
+		if ((cJSON_IsObject(it) || cJSON_IsArray(it)) && !json_keys_ok(it))
+			return false;
+	}
+	return true;
+}
+
+/* JSON text of o (caller frees with cJSON_free), at most max bytes. */
+static int json_text(struct sv *v, const char *key, const cJSON *o, size_t max, char **out)
+{
+	*out = cJSON_PrintUnformatted(o);
+	if (!*out)
+		return CW_ERR_NOMEM;
+	if (strlen(*out) > max) {
+		cJSON_free(*out);
+		*out = NULL;
+		sv_fail(v, key, "at most %zu bytes of JSON", max);
+		return CW_ERR_TOOBIG;
+	}
+	return CW_OK;
+}
+
+static const char *const sync_entity_types[] = {"rental", "cart", "telemetry", "command",
+						"device", NULL};
+static const char *const sync_cart_states[] = {"available", "rented", "awaiting-return",
+					       "maintenance", "fault", NULL};
+static const char *const sync_rental_states[] = {"active", "overdue", "returned",
+						 "returned-late", "cancelled", NULL};
+/* what the edge's command_log may call a finished command (docs/SYNC.md) */
+static const char *const sync_command_states[] = {"succeeded", "failed", "done", "refused",
+						  "expired", NULL};
+
+static int sync_rental(struct sv *v, const cJSON *pl, const char *entity_id,
+		       struct cw_sync_item *x)
+{
+	const cJSON *o;
+	int64_t dur = -1;
+	size_t n = strlen(v->path);
+
+	if (sv_obj(v, pl, "rental", true, &o) < 0)
+		return -1;
+	snprintf(v->path + n, sizeof(v->path) - n, ".rental");
+	x->op = CW_SYNC_RENTAL;
+	x->actual_ms = 0;
+	if (sv_str(v, o, "id", true, 36, 36, S_UUID, &x->id) < 0 ||
+	    sv_str(v, o, "cart_id", true, 36, 36, S_UUID, &x->cart_id) < 0 ||
+	    sv_str(v, o, "user_phone", true, 1, CW_PHONE_MAX - 1, S_PRINT, &x->phone) < 0 ||
+	    sv_enum(v, o, "status", sync_rental_states, &x->status) < 0 ||
+	    sv_int(v, o, "start_time", true, 0, CW_TIME_MAX_MS, &x->start_ms) < 0 ||
+	    sv_int(v, o, "expected_return", true, 0, CW_TIME_MAX_MS, &x->expected_ms) < 0 ||
+	    sv_int(v, o, "actual_return", false, 1, CW_TIME_MAX_MS, &x->actual_ms) < 0 ||
+	    sv_int(v, o, "duration_s", false, 0, 1e12, &dur) < 0 ||
+	    sv_str(v, o, "notes", false, 0, SYNC_TEXT_MAX, S_TEXT, &x->notes) < 0 ||
+	    sv_bool(v, o, "clock_trusted", true, &x->clock_trusted) < 0 ||
+	    sv_int(v, o, "updated", true, 0, CW_TIME_MAX_MS, &x->updated_ms) < 0)
+		return -1;
+	if (strcmp(x->id, entity_id) != 0)
+		return sv_fail(v, "id", "differs from the entry's entity_id");
+	/* whole minutes, rounded (the edge counts seconds) */
+	x->duration_min = dur >= 0 ? (dur + 30) / 60 : -1;
+	return 0;
+}
+
+static int sync_cart(struct sv *v, const char *kind, const cJSON *pl, const char *entity_id,
+		     struct cw_sync_item *x)
+{
+	const cJSON *o;
+	const char *fault = NULL;
+	bool removed = false;
+	size_t n = strlen(v->path);
+
+	if (sv_obj(v, pl, "cart", true, &o) < 0)
+		return -1;
+	snprintf(v->path + n, sizeof(v->path) - n, ".cart");
+	x->op = CW_SYNC_CART;
+	x->last_used_ms = 0;
+	if (sv_str(v, o, "id", true, 36, 36, S_UUID, &x->id) < 0 ||
+	    sv_int(v, o, "cart_number", true, 1, 1000000, &x->cart_number) < 0 ||
+	    sv_enum(v, o, "status", sync_cart_states, &x->status) < 0 ||
+	    sv_bool(v, o, "is_locked", true, &x->is_locked) < 0 ||
+	    sv_bool(v, o, "board_online", true, &x->board_online) < 0 ||
+	    sv_int(v, o, "bus_index", true, 0, 255, &x->bus) < 0 ||
+	    sv_int(v, o, "board_index", true, 0, 255, &x->board) < 0 ||
+	    sv_int(v, o, "lock_index", true, 0, 255, &x->locker_id) < 0 ||
+	    sv_bool(v, o, "removed", false, &removed) < 0 ||
+	    sv_str(v, o, "fault_reason", false, 0, SYNC_TEXT_MAX, S_TEXT, &fault) < 0 ||
+	    sv_str(v, o, "maintenance_notes", false, 0, SYNC_TEXT_MAX, S_TEXT, &x->notes) < 0 ||
+	    sv_int(v, o, "last_used", false, 1, CW_TIME_MAX_MS, &x->last_used_ms) < 0 ||
+	    sv_int(v, o, "updated", true, 0, CW_TIME_MAX_MS, &x->updated_ms) < 0)
+		return -1;
+	if (strcmp(x->id, entity_id) != 0)
+		return sv_fail(v, "id", "differs from the entry's entity_id");
+	/* the cloud has one notes column: a fault's reason goes there when there
+	 * is no maintenance note; a removed slot is kept (rentals name it) */
+	if (!x->notes && strcmp(x->status, "fault") == 0)
+		x->notes = fault;
+	if (removed || strcmp(kind, "cart.removed") == 0) {
+		x->status = "offline";
+		x->notes = "removed from the device's configuration";
+	}
+	return 0;
+}
+
+/* Parses and checks one entry into x; JSON texts it makes are added to
+ * texts (freed by the caller). -1 with r->err set on a refusal. */
+static int sync_entry(struct sv *v, const cJSON *e, int i, int64_t prev_seq,
+		      struct cw_sync_item *x, char **text)
+{
+	static const char *const keys[] = {"seq",	      "kind",	       "entity_type",
+					   "entity_id",	      "created_wall_ms", "clock_trusted",
+					   "payload",	      NULL};
+	const char *kind, *etype, *eid;
+	const cJSON *pl, *o;
+	int64_t created = 0, ver = 1;
+	bool trusted = false;
+	int rc;
+
+	snprintf(v->path, sizeof(v->path), "entries[%d]", i);
+	if (!cJSON_IsObject(e))
+		return sv_fail(v, NULL, "expected an object");
+	for (const cJSON *it = e->child; it; it = it->next) {
+		bool known = false;
+		for (const char *const *k = keys; *k && !known; k++)
+			known = strcmp(*k, it->string) == 0;
+		if (!known) {
+			if (kind_ok(it->string, S_CODE) && strlen(it->string) <= 40)
+				return sv_fail(v, NULL, "unknown field '%s'", it->string);
+			return sv_fail(v, NULL, "unknown field");
+		}
+	}
+	if (sv_int(v, e, "seq", true, 1, SYNC_SEQ_MAX, &x->seq) < 0 ||
+	    sv_str(v, e, "kind", true, 1, CW_EVENT_TYPE_MAX - 1, S_PRINT, &kind) < 0 ||
+	    sv_enum(v, e, "entity_type", sync_entity_types, &etype) < 0 ||
+	    sv_str(v, e, "entity_id", true, 1, SYNC_ID_MAX, S_PRINT, &eid) < 0 ||
+	    sv_int(v, e, "created_wall_ms", true, 0, CW_TIME_MAX_MS, &created) < 0 ||
+	    sv_bool(v, e, "clock_trusted", true, &trusted) < 0 ||
+	    sv_obj(v, e, "payload", true, &pl) < 0)
+		return -1;
+	if (i > 0 && x->seq != prev_seq + 1)
+		return sv_fail(v, "seq", "expected %lld (one more than the entry before)",
+			       (long long)(prev_seq + 1));
+	if (!event_name_ok(kind))
+		return sv_fail(v, "kind", "only letters, digits, '.', '_' and '-'");
+	snprintf(v->path + strlen(v->path), sizeof(v->path) - strlen(v->path), ".payload");
+	/* the payload format of the kinds the cloud reads is version 1; other
+	 * kinds are stored as they come */
+	if ((strncmp(kind, "rental.", 7) == 0 || strncmp(kind, "cart.", 5) == 0 ||
+	     strcmp(kind, "telemetry") == 0 || strcmp(kind, "device.health") == 0 ||
+	     strcmp(kind, "command.result") == 0) &&
+	    sv_int(v, pl, "v", false, 1, 1, &ver) < 0)
+		return -1;
+	x->ts_ms = created;
+	x->clock_trusted = trusted;
+#define SAME_TYPE(t)                                                                       \
+	do {                                                                               \
+		if (strcmp(etype, t) != 0) {                                               \
+			snprintf(v->path, sizeof(v->path), "entries[%d]", i);               \
+			return sv_fail(v, "entity_type", "expected " t " for this kind");  \
+		}                                                                          \
+	} while (0)
+	if (strncmp(kind, "rental.", 7) == 0) {
+		SAME_TYPE("rental");
+		return sync_rental(v, pl, eid, x);
+	}
+	if (strcmp(kind, "cart.created") == 0 || strcmp(kind, "cart.updated") == 0 ||
+	    strcmp(kind, "cart.sensors") == 0 || strcmp(kind, "cart.removed") == 0) {
+		SAME_TYPE("cart");
+		return sync_cart(v, kind, pl, eid, x);
+	}
+	if (strcmp(kind, "telemetry") == 0) {
+		const char *cart = NULL, *rental = NULL;
+		cJSON *data;
+		SAME_TYPE("telemetry");
+		if (sv_obj(v, pl, "telemetry", true, &o) < 0)
+			return -1;
+		strncat(v->path, ".telemetry", sizeof(v->path) - strlen(v->path) - 1);
+		x->op = CW_SYNC_TELEMETRY;
+		if (sv_str(v, o, "event_type", true, 1, CW_EVENT_TYPE_MAX - 1, S_PRINT,
+			   &x->event_type) < 0 ||
+		    sv_obj(v, o, "event_data", false, &pl) < 0 ||
+		    sv_str(v, o, "cart_id", false, 1, SYNC_ID_MAX, S_PRINT, &cart) < 0 ||
+		    sv_str(v, o, "rental_id", false, 1, SYNC_ID_MAX, S_PRINT, &rental) < 0 ||
+		    sv_int(v, o, "wall_ms", true, 0, CW_TIME_MAX_MS, &x->ts_ms) < 0 ||
+		    sv_bool(v, o, "clock_trusted", true, &x->clock_trusted) < 0)
+			return -1;
+		if (!event_name_ok(x->event_type))
+			return sv_fail(v, "event_type", "only letters, digits, '.', '_' and '-'");
+		/* the cloud's telemetry has no cart or rental column: they ride in
+		 * event_data unless it has keys of those names already */
+		data = pl ? cJSON_Duplicate(pl, 1) : cJSON_CreateObject();
+		if (data && cart && !cJSON_GetObjectItemCaseSensitive(data, "cart_id"))
+			cJSON_AddStringToObject(data, "cart_id", cart);
+		if (data && rental && !cJSON_GetObjectItemCaseSensitive(data, "rental_id"))
+			cJSON_AddStringToObject(data, "rental_id", rental);
+		rc = data ? json_text(v, "event_data", data, CW_CLOUD_SYNC_BODY_MAX, text)
+			  : CW_ERR_NOMEM;
+		cJSON_Delete(data);
+		x->data = *text;
+		return rc == CW_OK ? 0 : rc == CW_ERR_NOMEM ? sv_fail(v, NULL, "out of memory") : -1;
+	}
+	if (strcmp(kind, "device.health") == 0) {
+		SAME_TYPE("device");
+		if (sv_obj(v, pl, "health", true, &o) < 0)
+			return -1;
+		x->op = CW_SYNC_HEALTH;
+		x->event_type = "device.health";
+		rc = json_text(v, "health", o, CW_JSON_IN_MAX, text);
+		x->data = *text;
+		return rc == CW_OK ? 0 : rc == CW_ERR_NOMEM ? sv_fail(v, NULL, "out of memory") : -1;
+	}
+	if (strcmp(kind, "command.result") == 0) {
+		const cJSON *res = NULL;
+		SAME_TYPE("command");
+		if (sv_obj(v, pl, "command", true, &o) < 0)
+			return -1;
+		strncat(v->path, ".command", sizeof(v->path) - strlen(v->path) - 1);
+		x->op = CW_SYNC_COMMAND_RESULT;
+		if (sv_str(v, o, "id", true, 36, 36, S_UUID, &x->id) < 0 ||
+		    sv_enum(v, o, "state", sync_command_states, &x->status) < 0 ||
+		    sv_obj(v, o, "result", false, &res) < 0 ||
+		    sv_int(v, o, "finished_at", false, 0, CW_TIME_MAX_MS, &x->ts_ms) < 0)
+			return -1;
+		x->status = strcmp(x->status, "succeeded") == 0 || strcmp(x->status, "done") == 0
+				    ? "succeeded"
+				    : "failed";
+		rc = res ? json_text(v, "result", res, CW_JSON_IN_MAX, text) : CW_OK;
+		x->data = *text;
+		return rc == CW_OK ? 0 : rc == CW_ERR_NOMEM ? sv_fail(v, NULL, "out of memory") : -1;
+	}
+#undef SAME_TYPE
+	/* anything else is kept as a telemetry row named by its kind
+	 * (forward compatibility: nothing a newer edge sends is lost) */
+	x->op = CW_SYNC_TELEMETRY;
+	x->event_type = kind;
+	rc = json_text(v, NULL, pl, CW_CLOUD_SYNC_BODY_MAX, text);
+	x->data = *text;
+	return rc == CW_OK ? 0 : rc == CW_ERR_NOMEM ? sv_fail(v, NULL, "out of memory") : -1;
+}
+
+static enum MHD_Result h_sync(struct cw_cloud_api *a, struct MHD_Connection *c, struct req *r,
+			      const char *method, char **seg, int nseg)
+{
+	static const char *const keys[] = {"entries", NULL};
+	struct cw_sync_item *items = NULL;
+	struct cw_sync_result res;
+	struct sv v = {.r = r};
+	char **texts = NULL;
+	const cJSON *entries, *e;
+	cJSON *body = NULL, *o;
+	int n = 0, i = 0, rc;
+	bool ok;
+	enum MHD_Result ret = device_caller(a, c, r, seg[2], NULL, &ok);
+
+	if (!ok)
+		return ret;
+	if (strcmp(method, "GET") == 0) {
+		int64_t hw = 0;
+		if (only_args(c, r, (const char *const[]){NULL}) < 0)
+			return bad_request(c, r);
+		rc = cw_store_sync_high_water(a->store, seg[2], &hw);
+		if (rc != CW_OK)
+			return send_store_err(c, r, rc, "device");
+		o = cJSON_CreateObject();
+		cJSON_AddNumberToObject(o, "high_water", (double)hw);
+		return send_json(c, r, MHD_HTTP_OK, o);
+	}
+	/* strict before anything is written: one bad entry refuses the batch */
+	if (r->body && !utf8_ok((const unsigned char *)r->body)) {
+		snprintf(r->err, sizeof(r->err), "body is not valid UTF-8");
+		return bad_request(c, r);
+	}
+	body = body_object(r, keys);
+	if (!body)
+		return bad_request(c, r);
+	entries = cJSON_GetObjectItemCaseSensitive(body, "entries");
+	if (!cJSON_IsArray(entries)) {
+		snprintf(r->err, sizeof(r->err), "entries: expected an array");
+		ret = bad_request(c, r);
+		goto out;
+	}
+	n = cJSON_GetArraySize(entries);
+	if (n > SYNC_ENTRIES_MAX) {
+		snprintf(r->err, sizeof(r->err), "entries: at most %d in one batch",
+			 SYNC_ENTRIES_MAX);
+		ret = send_error(c, r, MHD_HTTP_CONTENT_TOO_LARGE, "too_big", "%s", r->err);
+		goto out;
+	}
+	if (!json_keys_ok(body)) {
+		snprintf(r->err, sizeof(r->err), "an object has a field twice or more than %d fields",
+			 SYNC_OBJECT_KEYS_MAX);
+		ret = bad_request(c, r);
+		goto out;
+	}
+	items = calloc((size_t)(n > 0 ? n : 1), sizeof(*items));
+	texts = calloc((size_t)(n > 0 ? n : 1), sizeof(*texts));
+	if (!items || !texts) {
+		ret = send_store_err(c, r, CW_ERR_NOMEM, "batch");
+		goto out;
+	}
+	cJSON_ArrayForEach(e, entries) {
+		if (sync_entry(&v, e, i, i > 0 ? items[i - 1].seq : 0, &items[i], &texts[i]) < 0) {
+			cw_info("sync.invalid", "device=%s entry=%d", seg[2], i);
+			ret = bad_request(c, r);
+			goto out;
+		}
+		i++;
+	}
+	rc = cw_store_sync_apply(a->store, seg[2], items, n, cw_wall_ms(), &res);
+	if (rc == CW_ERR_CONFLICT && res.gap) {
+		cw_warn("sync.gap", "device=%s high_water=%lld first=%lld", seg[2],
+			(long long)res.high_water, (long long)items[0].seq);
+		ret = send_error(c, r, MHD_HTTP_CONFLICT, "sequence_gap", "expected seq %lld",
+				 (long long)(res.high_water + 1));
+		goto out;
+	}
+	if (rc == CW_ERR_INVAL && res.bad >= 0) {
+		cw_warn("sync.refused", "device=%s entry=%d seq=%lld reason=\"%s\"", seg[2],
+			res.bad, (long long)items[res.bad].seq, res.why);
+		ret = send_error(c, r, MHD_HTTP_BAD_REQUEST, "invalid", "entries[%d]: %s", res.bad,
+				 res.why);
+		goto out;
+	}
+	if (rc != CW_OK) {
+		ret = send_store_err(c, r, rc, "batch");
+		goto out;
+	}
+	cw_info("sync.applied", "device=%s applied=%d skipped=%d ignored=%d high_water=%lld",
+		seg[2], res.applied, res.skipped, res.ignored, (long long)res.high_water);
+	o = cJSON_CreateObject();
+	cJSON_AddNumberToObject(o, "high_water", (double)res.high_water);
+	cJSON_AddNumberToObject(o, "applied", res.applied);
+	cJSON_AddNumberToObject(o, "skipped", res.skipped);
+	ret = send_json(c, r, MHD_HTTP_OK, o);
+out:
+	for (int k = 0; texts && k < n; k++)
+		cJSON_free(texts[k]);
+	free(texts);
+	free(items);
+	cJSON_Delete(body);
+	return ret;
+}
+
+/* GET /api/devices/{id}/config?have=N (docs/SYNC.md "Down: configuration").
+ * The cloud does not manage a device's carts yet: version 0, and the edge's
+ * own file is its configuration. */
+static enum MHD_Result h_device_config(struct cw_cloud_api *a, struct MHD_Connection *c,
+				       struct req *r, const char *method, char **seg, int nseg)
+{
+	static const char *const qargs[] = {"have", NULL};
+	const char *have;
+	cJSON *o;
+	bool ok;
+	enum MHD_Result ret = device_caller(a, c, r, seg[2], NULL, &ok);
+
+	if (!ok)
+		return ret;
+	if (only_args(c, r, qargs) < 0)
+		return bad_request(c, r);
+	have = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "have");
+	if (have) {
+		char *end = NULL;
+		long long v = strtoll(have, &end, 10);
+		if (!*have || *end || v < 0 || have[0] == '-' || have[0] == '+') {
+			snprintf(r->err, sizeof(r->err), "have: expected a version number >= 0");
+			return bad_request(c, r);
+		}
+		if (v == 0) {
+			o = cJSON_CreateObject();
+			cJSON_AddNumberToObject(o, "version", 0);
+			cJSON_AddBoolToObject(o, "unchanged", true);
+			return send_json(c, r, MHD_HTTP_OK, o);
+		}
+	}
+	o = cJSON_CreateObject();
+	cJSON_AddNumberToObject(o, "version", 0);
+	cJSON_AddNullToObject(o, "config");
+	return send_json(c, r, MHD_HTTP_OK, o);
+}
+
+/* The signed form of a command handed to a device (docs/SYNC.md "Commands"):
+ * a compact JWS of the cloud's Ed25519 key over {typ: command, iss, aud,
+ * jti: id, sub: device, act, args, iat, exp}. NULL when it cannot be made. */
+static char *command_token(struct cw_cloud_api *a, const struct cw_command *x)
+{
+	cJSON *cl = cJSON_CreateObject(), *args = cJSON_Parse(x->args);
+	char *tok = NULL;
+
+	if (!cl || !args || !cJSON_IsObject(args))
+		goto out;
+	cJSON_AddStringToObject(cl, "typ", "command");
+	cJSON_AddStringToObject(cl, "iss", a->cfg.issuer);
+	cJSON_AddStringToObject(cl, "aud", COMMAND_AUD);
+	cJSON_AddStringToObject(cl, "jti", x->id);
+	cJSON_AddStringToObject(cl, "sub", x->device_id);
+	cJSON_AddStringToObject(cl, "act", x->action);
+	cJSON_AddItemToObject(cl, "args", args);
+	args = NULL;
+	cJSON_AddNumberToObject(cl, "iat", (double)(x->created_ms / 1000));
+	cJSON_AddNumberToObject(cl, "exp", (double)(x->expires_ms / 1000));
+	if (cw_jwt_sign(cl, a->sk, &tok) != CW_OK)
+		tok = NULL;
+out:
+	cJSON_Delete(args);
+	cJSON_Delete(cl);
+	return tok;
+}
+
+/* POST /api/branches/{branch_id}/carts/{id}/unlock: a staff release of one
+ * cart (the same as `cartwisectl unlock` at the branch), as a command to the
+ * cart's device. Authorised like cart assign: staff who see the branch. */
+static enum MHD_Result h_cart_unlock(struct cw_cloud_api *a, struct MHD_Connection *c,
+				     struct req *r, const char *method, char **seg, int nseg)
+{
+	static const char *const keys[] = {"expires_in_s", NULL};
+	struct cw_command *cmd = NULL;
+	struct cw_cart *cart = NULL;
+	struct cw_branch b;
+	struct principal p;
+	cJSON *body = NULL, *args = NULL;
+	char *args_text = NULL;
+	long ttl = CART_COMMAND_TTL_S;
+	bool ok;
+	int rc;
+	enum MHD_Result ret = staff(a, c, r, &p, &ok);
+
+	if (!ok)
+		return ret;
+	ret = load_branch(a, c, r, &p, seg[2], &b, &ok);
+	if (!ok)
+		return ret;
+	if (r->len) {
+		body = body_object(r, keys);
+		if (!body)
+			return bad_request(c, r);
+		if (field_int(r, body, "expires_in_s", CART_COMMAND_TTL_MIN_S,
+			      CART_COMMAND_TTL_MAX_S, &ttl) < 0) {
+			ret = bad_request(c, r);
+			goto out;
+		}
+	}
+	cart = calloc(1, sizeof(*cart));
+	cmd = calloc(1, sizeof(*cmd));
+	if (!cart || !cmd) {
+		ret = send_store_err(c, r, CW_ERR_NOMEM, "command");
+		goto out;
+	}
+	ret = load_cart(a, c, r, &b, seg[4], cart, &ok);
+	if (!ok)
+		goto out;
+	if (!cart->device_id[0]) {
+		ret = send_error(c, r, MHD_HTTP_CONFLICT, "conflict",
+				 "this cart has no device (no controller) to send the command to");
+		goto out;
+	}
+	args = cJSON_CreateObject();
+	cJSON_AddStringToObject(args, "cart_id", cart->id);
+	cJSON_AddNumberToObject(args, "cart_number", (double)cart->cart_number);
+	cJSON_AddNumberToObject(args, "locker_id", (double)cart->locker_id);
+	args_text = cJSON_PrintUnformatted(args);
+	if (!args_text || strlen(args_text) > CW_JSON_IN_MAX) {
+		ret = send_store_err(c, r, CW_ERR_NOMEM, "command");
+		goto out;
+	}
+	cw_uuid_v7(cmd->id);
+	memcpy(cmd->device_id, cart->device_id, sizeof(cmd->device_id));
+	snprintf(cmd->action, sizeof(cmd->action), "unlock");
+	memcpy(cmd->args, args_text, strlen(args_text) + 1);
+	memcpy(cmd->created_by, p.u.id, sizeof(cmd->created_by));
+	cmd->created_ms = cw_wall_ms();
+	cmd->expires_ms = cmd->created_ms + (int64_t)ttl * 1000;
+	rc = cw_store_command_create(a->store, cmd);
+	if (rc == CW_OK)
+		rc = cw_store_command_get(a->store, cmd->id, cmd);
+	if (rc != CW_OK) {
+		ret = send_store_err(c, r, rc, "command");
+		goto out;
+	}
+	cw_info("command.created", "command=%s device=%s action=unlock cart=%s by=%s", cmd->id,
+		cmd->device_id, cart->id, p.u.id);
+	ret = send_json(c, r, MHD_HTTP_ACCEPTED, command_json(cmd));
+out:
+	free(cmd);
+	free(cart);
+	cJSON_free(args_text);
+	cJSON_Delete(args);
+	cJSON_Delete(body);
+	return ret;
+}
+
 /* ---- routing ---- */
 
 struct route {
@@ -2888,6 +3535,10 @@ static const struct route routes[] = {
 	{"/api/users/{id}", {"api", "users", "*"}, 3, "GET PUT DELETE", h_user},
 	{"/api/telemetry/chains/{chain_id}", {"api", "telemetry", "chains", "*"}, 4, "GET",
 	 h_telemetry},
+	{"/api/devices/{id}/sync", {"api", "devices", "*", "sync"}, 4, "GET POST", h_sync},
+	{"/api/devices/{id}/config", {"api", "devices", "*", "config"}, 4, "GET", h_device_config},
+	{"/api/branches/{branch_id}/carts/{id}/unlock",
+	 {"api", "branches", "*", "carts", "*", "unlock"}, 6, "POST", h_cart_unlock},
 };
 
 _Static_assert(sizeof(routes) / sizeof(routes[0]) < METRIC_ROUTES, "raise METRIC_ROUTES");
@@ -2961,7 +3612,7 @@ static enum MHD_Result dispatch(struct cw_cloud_api *a, struct MHD_Connection *c
 						  rt->methods);
 			if (r->too_big)
 				return send_error(c, r, MHD_HTTP_CONTENT_TOO_LARGE, "too_big",
-						  "request body over %d bytes", CW_CLOUD_BODY_MAX);
+						  "request body over %zu bytes", r->body_max);
 			return rt->fn(a, c, r, method, seg, nseg);
 		}
 	}
@@ -3013,6 +3664,34 @@ static void proxied_client(const struct cw_cloud_api *a, struct MHD_Connection *
 	}
 }
 
+/* The body limit of a request, decided before its body is read: a sync batch
+ * (POST /api/devices/{id}/sync) may be up to CW_CLOUD_SYNC_BODY_MAX, but only
+ * with a device token of that device, so that nobody else makes the server
+ * buffer a megabyte. Revocation is checked by the handler as usual. */
+static size_t body_limit(struct cw_cloud_api *a, struct MHD_Connection *c, const char *url,
+			 const char *method)
+{
+	static const char pre[] = "/api/devices/";
+	struct cw_jwt_expect e = {.iss = a->cfg.issuer, .aud = a->cfg.audience,
+				  .typ = CW_JWT_TYP_DEVICE, .leeway_s = -1};
+	const char *tok = bearer(c), *id, *end, *sub;
+	cJSON *claims = NULL;
+	bool ok;
+
+	if (strcmp(method, "POST") != 0 || strncmp(url, pre, sizeof(pre) - 1) != 0 || !tok)
+		return CW_CLOUD_BODY_MAX;
+	id = url + sizeof(pre) - 1;
+	end = strchr(id, '/');
+	if (!end || strcmp(end, "/sync") != 0 || end - id != CW_UUID_STRLEN - 1)
+		return CW_CLOUD_BODY_MAX;
+	if (cw_jwt_verify(tok, a->pk, &e, &claims, NULL) != CW_OK)
+		return CW_CLOUD_BODY_MAX;
+	sub = claim_str(claims, "sub");
+	ok = sub && strncmp(sub, id, CW_UUID_STRLEN - 1) == 0 && strlen(sub) == CW_UUID_STRLEN - 1;
+	cJSON_Delete(claims);
+	return ok ? CW_CLOUD_SYNC_BODY_MAX : CW_CLOUD_BODY_MAX;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
 				  const char *method, const char *version, const char *upload,
 				  size_t *upload_size, void **con_cls)
@@ -3042,12 +3721,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 					  r->ip, sizeof(r->ip));
 		}
 		proxied_client(a, c, r);
+		r->body_max = body_limit(a, c, url, method);
 		*con_cls = r;
 		return MHD_YES;
 	}
 	if (*upload_size) {
 		/* bounded: past the limit the rest is read and dropped, then 413 */
-		if (!r->too_big && r->len + *upload_size <= CW_CLOUD_BODY_MAX) {
+		if (!r->too_big && r->len + *upload_size <= r->body_max) {
 			char *nb = realloc(r->body, r->len + *upload_size + 1);
 			if (!nb)
 				return MHD_NO;

@@ -14,6 +14,8 @@
 
 /* Request bodies larger than this are refused with 413. */
 #define CW_CLOUD_BODY_MAX (64 * 1024)
+/* ... except a sync batch of an authenticated device (docs/SYNC.md "Up"). */
+#define CW_CLOUD_SYNC_BODY_MAX (1024 * 1024)
 
 struct cw_cloud_api;
 

@@ -7,6 +7,8 @@
 #include "cw_store.h"
 
 #include <errno.h>
+#include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -1263,4 +1265,246 @@ int cw_store_login_failures_clear(struct cw_store *s, const char *key)
 	if (!login_key_ok(key))
 		return CW_ERR_INVAL;
 	return run(s, CW_SQL_LOGIN_FAILURES_CLEAR, p, NP(p), NULL, NULL, NULL);
+}
+
+/* ---- edge -> cloud sync (issue 4) ---- */
+
+/* The controllers row of a lock board: its id is derived from (device, bus,
+ * board) - a UUIDv8 (RFC 9562 "custom") of BLAKE2b-128 over the three - so
+ * every batch naming the board upserts the same row without a lookup. */
+static void controller_id(const char *device_id, int64_t bus, int64_t board,
+			  char out[CW_UUID_STRLEN])
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char h[16];
+	char in[CW_UUID_STRLEN + 48];
+	int n = snprintf(in, sizeof(in), "cartwise-controller:%s:%lld:%lld", device_id,
+			 (long long)bus, (long long)board);
+	char *o = out;
+
+	crypto_generichash(h, sizeof(h), (const unsigned char *)in, (size_t)n, NULL, 0);
+	h[6] = (unsigned char)((h[6] & 0x0f) | 0x80); /* version 8 */
+	h[8] = (unsigned char)((h[8] & 0x3f) | 0x80); /* variant 10 */
+	for (int i = 0; i < 16; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			*o++ = '-';
+		*o++ = hex[h[i] >> 4];
+		*o++ = hex[h[i] & 15];
+	}
+	*o = '\0';
+}
+
+static int hw_cb(void *ctx, int ncols, const char *const *cols)
+{
+	int64_t *hw = ctx;
+
+	if (ncols != 1)
+		return CW_ERR_INTERNAL;
+	*hw = col_int(cols[0]);
+	return CW_OK;
+}
+
+static const char *const sync_refused_cart =
+	"cart belongs to another branch or another device";
+static const char *const sync_refused_number =
+	"cart_number is taken by another cart of this branch";
+static const char *const sync_refused_rental_cart =
+	"rental.cart_id is not a cart of this device (send its cart first)";
+static const char *const sync_refused_rental = "rental belongs to another device";
+
+/* One entry, inside the batch's transaction. */
+static int sync_one(struct cw_store *s, void *conn, const struct cw_device *d,
+		    const struct cw_sync_item *x, int64_t now_ms, struct cw_sync_result *res)
+{
+	int64_t changes = 0;
+	int rc;
+
+	switch (x->op) {
+	case CW_SYNC_CART: {
+		char ctl[CW_UUID_STRLEN];
+		controller_id(d->id, x->bus, x->board, ctl);
+		/* 1 id, 2 device, 3 bus, 4 board, 5 status, 6 now */
+		struct cw_param pc[] = {P_TEXT(ctl), P_TEXT(d->id), P_INT(x->bus), P_INT(x->board),
+					P_TEXT(x->board_online ? "online" : "offline"),
+					P_INT(now_ms)};
+		/* 1 id, 2 branch, 3 number, 4 locker, 5 controller, 6 status,
+		 * 7 locked, 8 last used, 9 notes, 10 updated, 11 device */
+		struct cw_param pk[] = {P_TEXT(x->id),	     P_TEXT(d->branch_id),
+					P_INT(x->cart_number), P_INT(x->locker_id),
+					P_TEXT(ctl),	     P_TEXT(x->status),
+					P_BOOL(x->is_locked),
+					x->last_used_ms > 0 ? P_INT(x->last_used_ms) : P_NULL,
+					P_OPT(x->notes),     P_INT(x->updated_ms),
+					P_TEXT(d->id)};
+		rc = s->be->exec(conn, CW_SQL_SYNC_CONTROLLER_UPSERT, pc, NP(pc), NULL, NULL, NULL);
+		if (rc != CW_OK)
+			return rc;
+		rc = s->be->exec(conn, CW_SQL_SYNC_CART_UPSERT, pk, NP(pk), NULL, NULL, &changes);
+		if (rc == CW_ERR_CONFLICT) {
+			res->why = sync_refused_number;
+			return CW_ERR_INVAL;
+		}
+		if (rc == CW_OK && changes != 1) {
+			res->why = sync_refused_cart;
+			return CW_ERR_INVAL;
+		}
+		return rc;
+	}
+	case CW_SYNC_RENTAL: {
+		/* 1 id, 2 cart, 3 branch, 4 device, 5 phone, 6 start, 7 expected,
+		 * 8 actual, 9 trusted, 10 status, 11 duration, 12 notes, 13 now,
+		 * 14 updated */
+		struct cw_param p[] = {P_TEXT(x->id),
+				       P_TEXT(x->cart_id),
+				       P_TEXT(d->branch_id),
+				       P_TEXT(d->id),
+				       P_TEXT(x->phone),
+				       P_INT(x->start_ms),
+				       P_INT(x->expected_ms),
+				       x->actual_ms > 0 ? P_INT(x->actual_ms) : P_NULL,
+				       P_BOOL(x->clock_trusted),
+				       P_TEXT(x->status),
+				       x->duration_min >= 0 ? P_INT(x->duration_min) : P_NULL,
+				       P_OPT(x->notes),
+				       P_INT(now_ms),
+				       P_INT(x->updated_ms)};
+		struct cw_param pm[] = {P_TEXT(x->cart_id), P_TEXT(d->branch_id), P_TEXT(d->id)};
+		struct first f = {.found = false};
+		rc = s->be->exec(conn, CW_SQL_SYNC_RENTAL_UPSERT, p, NP(p), NULL, NULL, &changes);
+		if (rc != CW_OK || changes == 1)
+			return rc;
+		/* nothing written: say which of the two ownership checks failed */
+		rc = s->be->exec(conn, CW_SQL_SYNC_CART_MINE, pm, NP(pm), first_cb, &f, NULL);
+		if (rc == CW_OK) {
+			res->why = f.found ? sync_refused_rental : sync_refused_rental_cart;
+			rc = CW_ERR_INVAL;
+		}
+		return rc;
+	}
+	case CW_SYNC_HEALTH:
+	case CW_SYNC_TELEMETRY: {
+		/* 1 device, 2 branch, 3 chain, 4 seq, 5 type, 6 data, 7 ts, 8 trusted, 9 now */
+		struct cw_param p[] = {P_TEXT(d->id),	     P_TEXT(d->branch_id), P_TEXT(d->chain_id),
+				       P_INT(x->seq),	     P_TEXT(x->event_type), P_OPT(x->data),
+				       P_INT(x->ts_ms),	     P_BOOL(x->clock_trusted),
+				       P_INT(now_ms)};
+		rc = s->be->exec(conn, CW_SQL_SYNC_TELEMETRY_INSERT, p, NP(p), NULL, NULL, NULL);
+		if (rc == CW_OK && x->op == CW_SYNC_HEALTH) {
+			/* 1 device, 2 health, 3 now */
+			struct cw_param ph[] = {P_TEXT(d->id), P_TEXT(x->data), P_INT(now_ms)};
+			rc = s->be->exec(conn, CW_SQL_SYNC_DEVICE_HEALTH, ph, NP(ph), NULL, NULL,
+					 NULL);
+		}
+		return rc;
+	}
+	case CW_SYNC_COMMAND_RESULT: {
+		/* 1 id, 2 device, 3 state, 4 result, 5 finished */
+		struct cw_param p[] = {P_TEXT(x->id), P_TEXT(d->id), P_TEXT(x->status),
+				       P_OPT(x->data), P_INT(x->ts_ms)};
+		rc = s->be->exec(conn, CW_SQL_SYNC_COMMAND_RESULT, p, NP(p), NULL, NULL, &changes);
+		if (rc == CW_OK && changes == 0) {
+			/* unknown, another device's, or already finished: the
+			 * device cannot change what it does not own */
+			res->ignored++;
+			cw_info("sync.command_ignored", "device=%s command=%s seq=%lld", d->id, x->id,
+				(long long)x->seq);
+		}
+		return rc;
+	}
+	}
+	return CW_ERR_INTERNAL;
+}
+
+int cw_store_sync_apply(struct cw_store *s, const char *device_id, const struct cw_sync_item *it,
+			int n, int64_t now_ms, struct cw_sync_result *res)
+{
+	struct cw_param pd[] = {P_TEXT(device_id)};
+	struct cw_param pl[] = {P_TEXT(device_id), P_INT(now_ms)};
+	struct rows got;
+	struct cw_device *d;
+	int64_t hw = -1;
+	void *conn = NULL;
+	int rc;
+
+	memset(res, 0, sizeof(*res));
+	res->bad = -1;
+	if (!id_ok(device_id))
+		return CW_ERR_NOTFOUND;
+	if (n < 0)
+		return CW_ERR_INVAL;
+	for (int i = 1; i < n; i++)
+		if (it[i].seq != it[i - 1].seq + 1)
+			return CW_ERR_INVAL;
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		return CW_ERR_NOMEM;
+	got = (struct rows){.read = read_device, .out = d, .elem = sizeof(*d), .cap = 1};
+	rc = tx_begin(s, CW_CONN_WRITE, &conn);
+	if (rc != CW_OK)
+		goto done;
+	/* the device row first (tenancy), then the high-water row, locked until
+	 * the commit: PostgreSQL's upsert takes the row lock, so a second batch
+	 * of the same device waits here and then sees the new mark; SQLite's
+	 * BEGIN IMMEDIATE already holds the database's write lock */
+	if ((rc = s->be->exec(conn, CW_SQL_DEVICE_GET, pd, NP(pd), rows_cb, &got, NULL)))
+		goto out;
+	if (got.n != 1) {
+		rc = CW_ERR_NOTFOUND;
+		goto out;
+	}
+	if ((rc = s->be->exec(conn, CW_SQL_SYNC_HW_LOCK, pl, NP(pl), hw_cb, &hw, NULL)))
+		goto out;
+	if (hw < 0) {
+		rc = CW_ERR_INTERNAL;
+		goto out;
+	}
+	res->high_water = hw;
+	if (n > 0 && it[0].seq > hw + 1) {
+		res->gap = true;
+		rc = CW_ERR_CONFLICT;
+		goto out;
+	}
+	for (int i = 0; i < n; i++) {
+		if (it[i].seq <= hw) {
+			res->skipped++;
+			continue;
+		}
+		rc = sync_one(s, conn, d, &it[i], now_ms, res);
+		if (rc != CW_OK) {
+			if (rc == CW_ERR_INVAL || rc == CW_ERR_CONFLICT) {
+				res->bad = i;
+				if (!res->why)
+					res->why = "a value is out of its allowed range";
+				rc = CW_ERR_INVAL;
+			}
+			goto out;
+		}
+		res->applied++;
+	}
+	if (n > 0 && it[n - 1].seq > hw) {
+		/* 1 device, 2 high water, 3 now */
+		struct cw_param ps[] = {P_TEXT(device_id), P_INT(it[n - 1].seq), P_INT(now_ms)};
+		rc = s->be->exec(conn, CW_SQL_SYNC_HW_SET, ps, NP(ps), NULL, NULL, NULL);
+		if (rc == CW_OK)
+			res->high_water = it[n - 1].seq;
+	}
+out:
+	rc = tx_end(s, conn, rc);
+	if (rc != CW_OK && !res->gap) {
+		res->applied = res->skipped = 0;
+		res->high_water = hw < 0 ? 0 : hw;
+	}
+done:
+	free(d);
+	return rc;
+}
+
+int cw_store_sync_high_water(struct cw_store *s, const char *device_id, int64_t *out)
+{
+	struct cw_param p[] = {P_TEXT(device_id)};
+
+	*out = 0;
+	if (!id_ok(device_id))
+		return CW_ERR_NOTFOUND;
+	return run(s, CW_SQL_SYNC_HW_GET, p, NP(p), hw_cb, out, NULL);
 }

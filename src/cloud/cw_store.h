@@ -407,5 +407,63 @@ int cw_store_login_failure_add(struct cw_store *s, const char *key, int64_t now_
 			       int64_t window_ms, struct cw_login_failures *out);
 /* A successful login: forgets key's failures. */
 int cw_store_login_failures_clear(struct cw_store *s, const char *key);
+/* ---- edge -> cloud sync (issue 4, docs/SYNC.md "Up") ---- */
+
+enum cw_sync_op {
+	CW_SYNC_RENTAL,         /* upsert rentals by id */
+	CW_SYNC_CART,           /* upsert carts by id (and the controllers row of its board) */
+	CW_SYNC_TELEMETRY,      /* insert a telemetry row (also unknown kinds) */
+	CW_SYNC_HEALTH,         /* telemetry row + devices.health */
+	CW_SYNC_COMMAND_RESULT, /* this device's command: succeeded/failed */
+};
+
+/* One validated outbox entry (the API checks types and ranges; the store
+ * checks ownership). Strings are borrowed; NULL = SQL NULL where optional.
+ * Times are wall-clock ms of the device; 0 = none for the optional ones. */
+struct cw_sync_item {
+	int64_t seq;
+	enum cw_sync_op op;
+	const char *id;          /* rental, cart or command id (canonical UUID) */
+	/* rental */
+	const char *cart_id;
+	const char *phone;
+	const char *status;      /* rental or cart status (cloud names); command state */
+	int64_t start_ms, expected_ms, actual_ms;
+	int64_t duration_min;    /* -1 = none */
+	bool clock_trusted;      /* rental: its own flag; telemetry: the event's */
+	const char *notes;       /* rental notes, cart maintenance notes */
+	/* cart */
+	int64_t cart_number, locker_id, bus, board;
+	bool is_locked, board_online;
+	int64_t last_used_ms, updated_ms;
+	/* telemetry, health (data = the health object), command result */
+	const char *event_type;
+	const char *data;        /* JSON object text, NULL = none */
+	int64_t ts_ms;           /* event time; command: finished time */
+};
+
+struct cw_sync_result {
+	int64_t high_water;  /* after the batch (or the current one on a gap) */
+	int applied, skipped;
+	bool gap;            /* CW_ERR_CONFLICT: the first seq is above high_water + 1 */
+	int bad;             /* CW_ERR_INVAL: index of the refused entry */
+	const char *why;     /* static text: why it was refused */
+	int ignored;         /* command results for unknown or another device's commands */
+};
+
+/* Applies a batch of one device in one transaction with its device_sync row
+ * locked (created at 0): entries at or below the high-water mark are skipped,
+ * the others applied in order, and the mark set to the last seq. seq must be
+ * consecutive (the caller checks). Tenancy comes from the device row, never
+ * from the payload: a cart of another branch or another device's controller,
+ * a rental of another device, or a rental of a cart that is not this
+ * device's is refused (CW_ERR_INVAL with res->bad and res->why; nothing is
+ * written). CW_ERR_CONFLICT with res->gap: the batch starts above
+ * high_water + 1 (res->high_water is the current mark). CW_ERR_NOTFOUND: no
+ * such device. */
+int cw_store_sync_apply(struct cw_store *s, const char *device_id, const struct cw_sync_item *it,
+			int n, int64_t now_ms, struct cw_sync_result *res);
+/* The device's high-water mark (0 when it never synced). */
+int cw_store_sync_high_water(struct cw_store *s, const char *device_id, int64_t *out);
 
 #endif

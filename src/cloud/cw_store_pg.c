@@ -285,6 +285,64 @@ static const char *const pg_sql[CW_SQL_COUNT] = {
 		"DELETE FROM login_failures WHERE ctid = ANY (ARRAY(SELECT ctid "
 		"FROM login_failures WHERE window_start <= " TS("$1") " ORDER BY window_start "
 		"LIMIT $2::bigint FOR UPDATE SKIP LOCKED))",
+	/* edge -> cloud sync (issue 4): parameter numbers in cw_store.c. The
+	 * upsert of the high-water row takes its row lock: a second batch of
+	 * the same device waits for the first to commit and then reads the new
+	 * mark (READ COMMITTED re-checks the conflicting row). */
+	[CW_SQL_SYNC_HW_LOCK] =
+		"INSERT INTO device_sync (device_id, high_water, updated_at) "
+		"VALUES ($1::uuid, 0, " TS("$2") ") "
+		"ON CONFLICT (device_id) DO UPDATE SET device_id = excluded.device_id "
+		"RETURNING high_water",
+	[CW_SQL_SYNC_HW_SET] = "UPDATE device_sync SET high_water = $2::bigint, "
+			       "updated_at = " TS("$3") " WHERE device_id = $1::uuid",
+	[CW_SQL_SYNC_HW_GET] = "SELECT high_water FROM device_sync WHERE device_id = $1::uuid",
+	[CW_SQL_SYNC_CONTROLLER_UPSERT] =
+		"INSERT INTO controllers (id, device_id, controller_address, bus_index, status, "
+		"updated_at) VALUES ($1::uuid, $2::uuid, $4::int, $3::int, $5::text, " TS("$6") ") "
+		"ON CONFLICT (id) DO UPDATE SET status = excluded.status, "
+		"updated_at = excluded.updated_at WHERE controllers.device_id = excluded.device_id",
+	[CW_SQL_SYNC_CART_UPSERT] =
+		"INSERT INTO carts (id, branch_id, cart_number, locker_id, controller_id, status, "
+		"is_locked, last_used, maintenance_notes, updated_at) "
+		"VALUES ($1::uuid, $2::uuid, $3::int, $4::int, $5::uuid, $6::text, $7::boolean, "
+		TS("$8") ", $9::text, " TS("$10") ") "
+		"ON CONFLICT (id) DO UPDATE SET cart_number = excluded.cart_number, "
+		"locker_id = excluded.locker_id, controller_id = excluded.controller_id, "
+		"status = excluded.status, is_locked = excluded.is_locked, "
+		"last_used = excluded.last_used, maintenance_notes = excluded.maintenance_notes, "
+		"updated_at = excluded.updated_at WHERE carts.branch_id = excluded.branch_id "
+		"AND (carts.controller_id IS NULL OR carts.controller_id IN "
+		"(SELECT id FROM controllers WHERE device_id = $11::uuid))",
+	[CW_SQL_SYNC_CART_MINE] =
+		"SELECT 1 FROM carts c JOIN controllers ctl ON ctl.id = c.controller_id "
+		"WHERE c.id = $1::uuid AND c.branch_id = $2::uuid AND ctl.device_id = $3::uuid",
+	[CW_SQL_SYNC_RENTAL_UPSERT] =
+		"INSERT INTO rentals (id, cart_id, branch_id, device_id, user_phone, start_time, "
+		"expected_return, actual_return, clock_trusted, status, duration_minutes, notes, "
+		"created_at, updated_at) "
+		"SELECT $1::uuid, c.id, $3::uuid, $4::uuid, $5::text, " TS("$6") ", " TS("$7") ", "
+		TS("$8") ", $9::boolean, $10::text, $11::int, $12::text, " TS("$13") ", " TS("$14") " "
+		"FROM carts c JOIN controllers ctl ON ctl.id = c.controller_id "
+		"WHERE c.id = $2::uuid AND c.branch_id = $3::uuid AND ctl.device_id = $4::uuid "
+		"ON CONFLICT (id) DO UPDATE SET cart_id = excluded.cart_id, "
+		"user_phone = excluded.user_phone, start_time = excluded.start_time, "
+		"expected_return = excluded.expected_return, actual_return = excluded.actual_return, "
+		"clock_trusted = excluded.clock_trusted, status = excluded.status, "
+		"duration_minutes = excluded.duration_minutes, notes = excluded.notes, "
+		"updated_at = excluded.updated_at "
+		"WHERE rentals.device_id = excluded.device_id AND rentals.branch_id = excluded.branch_id",
+	[CW_SQL_SYNC_TELEMETRY_INSERT] =
+		"INSERT INTO telemetry (device_id, branch_id, chain_id, seq, event_type, event_data, "
+		"\"timestamp\", clock_trusted, received_at) VALUES ($1::uuid, $2::uuid, $3::uuid, "
+		"$4::bigint, $5::text, $6::jsonb, " TS("$7") ", $8::boolean, " TS("$9") ") "
+		"ON CONFLICT (device_id, seq) DO NOTHING",
+	[CW_SQL_SYNC_DEVICE_HEALTH] = "UPDATE devices SET health = $2::jsonb, "
+				      "updated_at = " TS("$3") " WHERE id = $1::uuid",
+	[CW_SQL_SYNC_COMMAND_RESULT] =
+		"UPDATE commands SET state = $3::text, result = $4::jsonb, finished_at = " TS("$5") " "
+		"WHERE id = $1::uuid AND device_id = $2::uuid "
+		"AND state IN ('pending', 'delivered', 'expired')",
 };
 
 struct pg_conn {

@@ -252,6 +252,62 @@ static const char *const sq_sql[CW_SQL_COUNT] = {
 	[CW_SQL_LOGIN_FAILURES_PRUNE] =
 		"DELETE FROM login_failures WHERE key_hash IN (SELECT key_hash FROM login_failures "
 		"WHERE window_start_ms <= ?1 ORDER BY window_start_ms LIMIT ?2)",
+	/* edge -> cloud sync (issue 4): parameter numbers in cw_store.c */
+	[CW_SQL_SYNC_HW_LOCK] =
+		"INSERT INTO device_sync (device_id, high_water, updated_ms) VALUES (?1, 0, ?2) "
+		"ON CONFLICT (device_id) DO UPDATE SET device_id = excluded.device_id "
+		"RETURNING high_water",
+	[CW_SQL_SYNC_HW_SET] =
+		"UPDATE device_sync SET high_water = ?2, updated_ms = ?3 WHERE device_id = ?1",
+	[CW_SQL_SYNC_HW_GET] = "SELECT high_water FROM device_sync WHERE device_id = ?1",
+	[CW_SQL_SYNC_CONTROLLER_UPSERT] =
+		"INSERT INTO controllers (id, device_id, controller_address, bus_index, status, "
+		"updated_ms) VALUES (?1, ?2, ?4, ?3, ?5, ?6) "
+		"ON CONFLICT (id) DO UPDATE SET status = excluded.status, "
+		"updated_ms = excluded.updated_ms WHERE controllers.device_id = excluded.device_id",
+	/* a cart of another branch, or of another device's controller, is left
+	 * alone (0 rows changed: the store refuses the entry) */
+	[CW_SQL_SYNC_CART_UPSERT] =
+		"INSERT INTO carts (id, branch_id, cart_number, locker_id, controller_id, status, "
+		"is_locked, last_used_ms, maintenance_notes, updated_ms) "
+		"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) "
+		"ON CONFLICT (id) DO UPDATE SET cart_number = excluded.cart_number, "
+		"locker_id = excluded.locker_id, controller_id = excluded.controller_id, "
+		"status = excluded.status, is_locked = excluded.is_locked, "
+		"last_used_ms = excluded.last_used_ms, maintenance_notes = excluded.maintenance_notes, "
+		"updated_ms = excluded.updated_ms WHERE carts.branch_id = excluded.branch_id "
+		"AND (carts.controller_id IS NULL OR carts.controller_id IN "
+		"(SELECT id FROM controllers WHERE device_id = ?11))",
+	[CW_SQL_SYNC_CART_MINE] =
+		"SELECT 1 FROM carts c JOIN controllers ctl ON ctl.id = c.controller_id "
+		"WHERE c.id = ?1 AND c.branch_id = ?2 AND ctl.device_id = ?3",
+	/* only a rental of one of this device's carts; an existing rental of
+	 * another device is left alone */
+	[CW_SQL_SYNC_RENTAL_UPSERT] =
+		"INSERT INTO rentals (id, cart_id, branch_id, device_id, user_phone, start_ms, "
+		"expected_return_ms, actual_return_ms, clock_trusted, status, duration_minutes, "
+		"notes, created_ms, updated_ms) "
+		"SELECT ?1, c.id, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14 "
+		"FROM carts c JOIN controllers ctl ON ctl.id = c.controller_id "
+		"WHERE c.id = ?2 AND c.branch_id = ?3 AND ctl.device_id = ?4 "
+		"ON CONFLICT (id) DO UPDATE SET cart_id = excluded.cart_id, "
+		"user_phone = excluded.user_phone, start_ms = excluded.start_ms, "
+		"expected_return_ms = excluded.expected_return_ms, "
+		"actual_return_ms = excluded.actual_return_ms, clock_trusted = excluded.clock_trusted, "
+		"status = excluded.status, duration_minutes = excluded.duration_minutes, "
+		"notes = excluded.notes, updated_ms = excluded.updated_ms "
+		"WHERE rentals.device_id = excluded.device_id AND rentals.branch_id = excluded.branch_id",
+	[CW_SQL_SYNC_TELEMETRY_INSERT] =
+		"INSERT INTO telemetry (device_id, branch_id, chain_id, seq, event_type, event_data, "
+		"ts_ms, clock_trusted, received_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) "
+		"ON CONFLICT (device_id, seq) DO NOTHING",
+	[CW_SQL_SYNC_DEVICE_HEALTH] =
+		"UPDATE devices SET health = ?2, updated_ms = ?3 WHERE id = ?1",
+	/* a result finishes a command once; expired ones too (the device ran it
+	 * before its expiry by its clock, and that is what happened) */
+	[CW_SQL_SYNC_COMMAND_RESULT] =
+		"UPDATE commands SET state = ?3, result = ?4, finished_ms = ?5 WHERE id = ?1 "
+		"AND device_id = ?2 AND state IN ('pending', 'delivered', 'expired')",
 };
 
 /* What SQLite said of a statement's text the first time a connection

@@ -8,6 +8,10 @@
  *       no signature at all ("h.p.")
  *   cw_jwt_tool hs256-pk KEYFILE CLAIMS_JSON
  *       the key-confusion attack: HS256 keyed with the *public* key
+ *   cw_jwt_tool verify PUBKEY_B64URL ISS AUD TYP TOKEN
+ *       verifies as a device would (cw_jwt_verify with the cloud's public
+ *       key as handed out at registration); prints the claims, exit 1 if
+ *       refused (the reason on stderr)
  * Claims may use "@now+N" / "@now-N" as numbers for iat/exp/nbf. */
 #include <sodium.h>
 #include <stdio.h>
@@ -59,6 +63,28 @@ int main(int argc, char **argv)
 
 	if (sodium_init() < 0 || argc < 3)
 		return 2;
+	if (strcmp(argv[1], "verify") == 0 && argc == 7) {
+		struct cw_jwt_expect e = {.iss = argv[3], .aud = argv[4], .typ = argv[5],
+					  .leeway_s = -1};
+		const char *why = "";
+		cJSON *cl = NULL;
+		size_t len = 0;
+		char *text;
+		if (sodium_base642bin(pk, sizeof(pk), argv[2], strlen(argv[2]), NULL, &len, NULL,
+				      B64) != 0 || len != sizeof(pk)) {
+			fprintf(stderr, "bad public key\n");
+			return 2;
+		}
+		if (cw_jwt_verify(argv[6], pk, &e, &cl, &why) != CW_OK) {
+			fprintf(stderr, "refused: %s\n", why);
+			return 1;
+		}
+		text = cJSON_PrintUnformatted(cl);
+		printf("%s\n", text ? text : "{}");
+		cJSON_free(text);
+		cJSON_Delete(cl);
+		return 0;
+	}
 	if (strcmp(argv[1], "sign") == 0 && argc == 4)
 		mode = 0;
 	else if (strcmp(argv[1], "forge") == 0 && argc == 5)
