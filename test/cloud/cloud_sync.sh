@@ -1,0 +1,193 @@
+#!/usr/bin/env bash
+# Edge -> cloud sync (issue 4, docs/SYNC.md "Up") on one backend: batches in
+# the edge's outbox format applied once (rows visible through the staff API),
+# retried and overlapping batches, sequence gaps, the high-water mark, who may
+# sync, malformed and hostile batches (400/413, nothing written), carts and
+# rentals of another device refused, command results, signed commands in the
+# heartbeat, the config stub, and two identical batches at the same time.
+. "$(dirname "$0")/lib.sh"
+
+. "$(dirname "$0")/sync_lib.sh"
+
+C1=$(new_uuid); C2=$(new_uuid); R1=$(new_uuid)
+note "a batch is applied: carts, rental, telemetry, health"
+B1=$( { cart_e 1 cart.created "$C1" 1 available 1 0; cart_e 2 cart.created "$C2" 2 available 1 1
+	rental_e 3 rental.created "$R1" "$C1" active "+972501111111"
+	cart_e 4 cart.updated "$C1" 1 rented 1 0; tel_e 5 lock.fault "$C1"; health_e 6; } | batch)
+sync "$DEV_A1" "$DTOK_A1" "$B1"
+expect_code 200
+[ "$(jq -c . "$T/resp.json")" = '{"high_water":6,"applied":6,"skipped":0}' ] || fail "first batch: $(cat "$T/resp.json")"
+AUTH=$TOK_MGR_A1
+api GET "/api/branches/$BR_A1/carts"
+expect_code 200
+[ "$(jqr '[.items[] | "\(.cart_number):\(.status):\(.locker_id):\(.device_id)"] | join(" ")')" = \
+	"1:rented:0:$DEV_A1 2:available:1:$DEV_A1" ] || fail "synced carts: $(cat "$T/resp.json")"
+[ "$(jqr '.items[0].controller_id')" = "$(jqr '.items[1].controller_id')" ] \
+	&& [ "$(jqr '.items[0].controller_id')" != null ] || fail "one controller per board"
+api GET "/api/branches/$BR_A1/rentals/active"
+expect_code 200
+[ "$(jqr '[.items[] | "\(.id):\(.cart_id):\(.phone):\(.status)"] | join(" ")')" = \
+	"$R1:$C1:+972501111111:active" ] || fail "synced rental: $(cat "$T/resp.json")"
+api GET "/api/telemetry/devices/$DEV_A1"
+expect_code 200
+[ "$(jqr '[.items[] | "\(.event_type):\(.seq)"] | sort | join(" ")')" = "device.health:6 lock.fault:5" ] \
+	|| fail "synced telemetry: $(cat "$T/resp.json")"
+[ "$(jqr '.items[] | select(.event_type == "lock.fault") | "\(.event_data.n):\(.event_data.cart_id):\(.branch_id)"')" = "5:$C1:$BR_A1" ] \
+	|| fail "telemetry row: $(cat "$T/resp.json")"
+api GET "/api/devices/$DEV_A1"
+[ "$(jqr .health.cpu_temp_c)" = 48.5 ] || fail "device health not updated: $(cat "$T/resp.json")"
+S1=$(state)
+
+note "the same batch again changes nothing"
+sync "$DEV_A1" "$DTOK_A1" "$B1"
+expect_code 200
+[ "$(jq -c . "$T/resp.json")" = '{"high_water":6,"applied":0,"skipped":6}' ] || fail "retried batch: $(cat "$T/resp.json")"
+[ "$(state)" = "$S1" ] || fail "a retried batch changed the database: $S1 -> $(state)"
+
+note "an overlapping batch applies only what is new; unknown kinds become telemetry"
+RET=$((NOW - 5 * MIN))
+B2=$( { tel_e 5 lock.fault "$C1"; health_e 6
+	rental_e 7 rental.returned "$R1" "$C1" returned "+972501111111" "$RET" "it's 'fine'; DROP TABLE rentals; -- \"q\""
+	entry 8 lock.counters device "$DEV_A1" '{"v":7,"counters":{"unlocks":12}}'; } | batch)
+sync "$DEV_A1" "$DTOK_A1" "$B2"
+expect_code 200
+[ "$(jq -c . "$T/resp.json")" = '{"high_water":8,"applied":2,"skipped":2}' ] || fail "overlap: $(cat "$T/resp.json")"
+AUTH=$TOK_MGR_A1
+api GET "/api/branches/$BR_A1/rentals/history"
+[ "$(jqr '.items[0].status')" = returned ] && [ "$(jqr '.items[0].duration_minutes')" = 30 ] \
+	&& [ "$(jqr '.items[0].notes')" = "it's 'fine'; DROP TABLE rentals; -- \"q\"" ] \
+	|| fail "returned rental: $(cat "$T/resp.json")"
+api GET "/api/branches/$BR_A1/rentals/active"
+[ "$(jqr '.items | length')" = 0 ] || fail "a returned rental is still active"
+api GET "/api/telemetry/devices/$DEV_A1?event_type=lock.counters"
+[ "$(jqr '.items[0].event_data.counters.unlocks'):$(jqr '.items[0].seq')" = 12:8 ] || fail "unknown kind: $(cat "$T/resp.json")"
+S2=$(state)
+
+note "a gap is refused with the expected seq; GET answers the high-water mark"
+sync "$DEV_A1" "$DTOK_A1" "$( { tel_e 10 x.y; tel_e 11 x.y; } | batch)"
+expect_error 409 sequence_gap
+[ "$(jqr .error.message)" = "expected seq 9" ] || fail "gap message: $(jqr .error.message)"
+[ "$(state)" = "$S2" ] || fail "a refused gap wrote something"
+AUTH=$DTOK_A1
+api GET "/api/devices/$DEV_A1/sync"
+expect_code 200
+[ "$(jq -c . "$T/resp.json")" = '{"high_water":8}' ] || fail "high water: $(cat "$T/resp.json")"
+AUTH=$DTOK_A9
+api GET "/api/devices/$DEV_A9/sync"
+[ "$(jq -c . "$T/resp.json")" = '{"high_water":0}' ] || fail "a new device's high water: $(cat "$T/resp.json")"
+sync "$DEV_A1" "$DTOK_A1" '{"entries":[]}'
+expect_code 200
+[ "$(jqr .high_water)" = 8 ] || fail "empty batch"
+
+note "only the device itself may sync"
+NEXT=$( tel_e 9 x.y | batch)
+for tok in "$TOK_PLATFORM" "$TOK_MGR_A1" "" "garbage"; do
+	sync "$DEV_A1" "$tok" "$NEXT"; expect_error 401 unauthorized
+	AUTH=$tok; api GET "/api/devices/$DEV_A1/sync"; expect_error 401
+done
+sync "$DEV_A1" "$DTOK_B1" "$NEXT"; expect_error 403 forbidden
+sync "$DEV_A1" "$DTOK_A9" "$NEXT"; expect_error 403 forbidden
+AUTH=$DTOK_B1; api GET "/api/devices/$DEV_A1/sync"; expect_error 403
+AUTH=$DTOK_A1; api PUT "/api/devices/$DEV_A1/sync" '{}'; expect_error 405
+[ "$(state)" = "$S2" ] || fail "a refused caller wrote something"
+
+HW=8
+note "unlock command: created, signed in the heartbeat, result reported by sync"
+AUTH=$TOK_MGR_A1
+api POST "/api/branches/$BR_A1/carts/$C1/unlock" ''
+expect_code 202
+CMD=$(jqr .id)
+[ "$(jqr .action):$(jqr .device_id):$(jqr .args.cart_id):$(jqr .args.cart_number):$(jqr .state)" = \
+	"unlock:$DEV_A1:$C1:1:pending" ] || fail "unlock command: $(cat "$T/resp.json")"
+EXP=$(date -d "$(jqr .expires_at)" +%s)
+api POST "/api/branches/$BR_A1/carts/$C1/unlock" '{"expires_in_s":5}'; expect_error 400
+api POST "/api/branches/$BR_A1/carts/$C1/unlock" '{"cart":1}'; expect_error 400
+api POST "/api/branches/$BR_A1/carts/$(new_uuid)/unlock" ''; expect_error 404
+api GET "/api/branches/$BR_A1/carts/$C1/unlock"; expect_error 405
+AUTH=$TOK_MGR_B1; api POST "/api/branches/$BR_A1/carts/$C1/unlock" ''; expect_error 404
+AUTH=$DTOK_A1; api POST "/api/branches/$BR_A1/carts/$C1/unlock" ''; expect_error 401
+AUTH=$TOK_MGR_A1
+api POST "/api/branches/$BR_A1/carts/return" "{\"cart_id\":\"$C2\"}"; expect_code 202
+CMD2=$(jqr .id)
+AUTH=$DTOK_A1
+api POST "/api/devices/$DEV_A1/heartbeat" '{}'
+expect_code 200
+TOKEN=$(jqr ".commands[] | select(.id == \"$CMD\") | .token")
+[ -n "$TOKEN" ] && [ "$TOKEN" != null ] || fail "no command token: $(cat "$T/resp.json")"
+[ "$(jqr ".commands[] | select(.id == \"$CMD\") | .action")" = unlock ] || fail "plain fields missing"
+claims=$("$JWT" verify "$PK" cartwise-cloud cartwise-device command "$TOKEN") || fail "command token does not verify"
+echo "$claims" | jq -e --arg id "$CMD" --arg dev "$DEV_A1" --arg cart "$C1" --argjson exp "$EXP" '
+	.typ == "command" and .iss == "cartwise-cloud" and .aud == "cartwise-device" and .jti == $id
+	and .sub == $dev and .act == "unlock" and .args.cart_id == $cart and .args.cart_number == 1
+	and .exp == $exp and (.iat | type == "number") and .iat <= .exp' >/dev/null \
+	|| fail "command claims: $claims"
+# it is a command token and nothing else: not a device token, not for another audience
+! "$JWT" verify "$PK" cartwise-cloud cartwise-api command "$TOKEN" 2>/dev/null || fail "command token accepted for the API audience"
+! "$JWT" verify "$PK" cartwise-cloud cartwise-device device "$TOKEN" 2>/dev/null || fail "command token accepted as a device token"
+AUTH=$TOKEN; api GET "/api/devices/$DEV_A1/sync"; expect_error 401
+# a tampered token fails
+bad_tok="${TOKEN%?}A"; [ "$bad_tok" != "$TOKEN" ] || bad_tok="${TOKEN%?}B"
+! "$JWT" verify "$PK" cartwise-cloud cartwise-device command "$bad_tok" 2>/dev/null || fail "tampered token verified"
+
+# B1 reports A1's command: ignored; A1 reports an unknown one: ignored; then its own
+sync "$DEV_B1" "$DTOK_B1" "$(result_e 1 "$CMD2" succeeded | batch)"
+expect_code 200
+[ "$(jqr .applied)" = 1 ] || fail "ignored result not acknowledged"
+sync "$DEV_A1" "$DTOK_A1" "$( { result_e $((HW + 1)) "$(new_uuid)" failed; result_e $((HW + 2)) "$CMD" succeeded; } | batch)"
+expect_code 200
+[ "$(jqr .high_water)" = $((HW + 2)) ] || fail "results: $(cat "$T/resp.json")"
+HW=$((HW + 2))
+AUTH=$TOK_MGR_A1
+api GET "/api/commands/$CMD"
+[ "$(jqr .state):$(jqr .result.released):$(jqr .result.note)" = "succeeded:true:it's \"done\"" ] || fail "command result: $(cat "$T/resp.json")"
+api GET "/api/commands/$CMD2"
+[ "$(jqr .state)" = delivered ] && [ "$(jqr .result)" = null ] || fail "another device changed a command: $(cat "$T/resp.json")"
+# a second result for a finished command changes nothing
+sync "$DEV_A1" "$DTOK_A1" "$(result_e $((HW + 1)) "$CMD" failed | batch)"
+expect_code 200; HW=$((HW + 1))
+AUTH=$TOK_MGR_A1; api GET "/api/commands/$CMD"
+[ "$(jqr .state)" = succeeded ] || fail "a finished command was changed"
+# the heartbeat no longer hands out the finished command
+AUTH=$DTOK_A1; api POST "/api/devices/$DEV_A1/heartbeat" '{}'
+[ "$(jqr "[.commands[].id] | index(\"$CMD\")")" = null ] || fail "a finished command handed out again"
+
+note "config: version 0 (the edge's file is its configuration)"
+AUTH=$DTOK_A1
+api GET "/api/devices/$DEV_A1/config"; expect_code 200
+[ "$(jq -c . "$T/resp.json")" = '{"version":0,"config":null}' ] || fail "config: $(cat "$T/resp.json")"
+api GET "/api/devices/$DEV_A1/config?have=0"; expect_code 200
+[ "$(jq -c . "$T/resp.json")" = '{"version":0,"unchanged":true}' ] || fail "config unchanged: $(cat "$T/resp.json")"
+api GET "/api/devices/$DEV_A1/config?have=x"; expect_error 400
+api GET "/api/devices/$DEV_A1/config?hav=0"; expect_error 400
+AUTH=$DTOK_B1; api GET "/api/devices/$DEV_A1/config"; expect_error 403
+AUTH=$TOK_PLATFORM; api GET "/api/devices/$DEV_A1/config"; expect_error 401
+
+note "two identical batches at the same time are applied once"
+for round in 1 2 3 4 5; do
+	first=$((HW + 1))
+	tel_batch "$first" $((first + 49)) race.test >"$T/race.json"
+	before=$(db_sql "SELECT count(*) FROM telemetry WHERE device_id = '$DEV_A1'")
+	racers=()
+	for k in 1 2; do
+		curl -s -o "$T/race$k.out" -w '%{http_code}' -X POST -H "Authorization: Bearer $DTOK_A1" \
+			-H 'Content-Type: application/json' --data-binary "@$T/race.json" \
+			"http://127.0.0.1:$PORT/api/devices/$DEV_A1/sync" >"$T/race$k.code" &
+		racers+=($!)
+	done
+	wait "${racers[@]}" # not a bare wait: the server is a child too
+	for k in 1 2; do
+		[ "$(cat "$T/race$k.code")" = 200 ] || fail "racing batch $k: $(cat "$T/race$k.code") $(cat "$T/race$k.out")"
+	done
+	sum=$(jq -s '[.[].applied] | add' "$T/race1.out" "$T/race2.out")
+	skipped=$(jq -s '[.[].skipped] | add' "$T/race1.out" "$T/race2.out")
+	[ "$sum:$skipped" = 50:50 ] || fail "round $round: applied $sum, skipped $skipped"
+	after=$(db_sql "SELECT count(*) FROM telemetry WHERE device_id = '$DEV_A1'")
+	[ $((after - before)) = 50 ] || fail "round $round: $((after - before)) rows for 50 entries"
+	HW=$((HW + 50))
+done
+AUTH=$DTOK_A1; api GET "/api/devices/$DEV_A1/sync"
+[ "$(jqr .high_water)" = "$HW" ] || fail "high water after the races: $(jqr .high_water), expected $HW"
+
+check_logs
+assert_not_logged "$DTOK_A1" "$DTOK_A9" "$TOKEN"
+note "ok"
