@@ -19,9 +19,13 @@ note "malformed batches: 400 naming the entry, nothing written"
 SQLI="x'); DROP TABLE carts; --"
 GOOD_T=$(tel_e 9 x.y)
 bad() { # EXPECTED_MESSAGE_PREFIX BODY
+	local msg
 	sync "$DEV_A1" "$DTOK_A1" "$2"
-	expect_error 400 invalid
-	case "$(jqr .error.message)" in "$1"*) ;; *) fail "message '$(jqr .error.message)' does not start with '$1'" ;; esac
+	[ "$CODE" = 400 ] || fail "expected HTTP 400, got $CODE: $(cat "$T/resp.json")"
+	# one jq: the error shape, the code and the message
+	msg=$(jq -r 'if (keys == ["error"]) and (.error | keys == ["code", "message"])
+		and .error.code == "invalid" then .error.message else "BAD-SHAPE" end' "$T/resp.json")
+	case "$msg" in "$1"*) ;; *) fail "message '$msg' does not start with '$1'" ;; esac
 }
 bad "body is not valid JSON" 'not json'
 bad "body must be exactly one JSON object" '[1]'
