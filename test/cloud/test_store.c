@@ -799,6 +799,124 @@ START_TEST(commands)
 }
 END_TEST
 
+/* ---- sync (issue 4) ---- */
+
+static struct cw_sync_item sync_tel(int64_t seq)
+{
+	return (struct cw_sync_item){.seq = seq, .op = CW_SYNC_TELEMETRY, .event_type = "t.x",
+				     .data = "{\"n\": 1}", .ts_ms = NOW, .clock_trusted = true};
+}
+
+struct sync_race {
+	struct cw_store *s;
+	const char *device_id;
+	const struct cw_sync_item *it;
+	int n, rc;
+	struct cw_sync_result res;
+};
+
+static void *sync_race_thread(void *arg)
+{
+	struct sync_race *r = arg;
+
+	r->rc = cw_store_sync_apply(r->s, r->device_id, r->it, r->n, NOW, &r->res);
+	return NULL;
+}
+
+START_TEST(sync_batches)
+{
+	struct cw_store *s = open_store();
+	struct cw_chain a;
+	struct cw_branch a1;
+	struct cw_device d, d2;
+	struct cw_cart cart;
+	struct cw_sync_result res;
+	struct cw_sync_item it[40];
+	char h[65], mac[18], jti[CW_UUID_STRLEN], cart_id[CW_UUID_STRLEN], rental_id[CW_UUID_STRLEN];
+	int64_t hw = -1;
+
+	make_chain(s, &a, "A");
+	make_branch(s, &a1, a.id, "SYN");
+	fake_hash(h);
+	make_code(s, a1.id, h, 2, NOW + 3600000);
+	fake_mac(mac);
+	ck_assert_int_eq(reg(s, "SYN", h, mac, NOW, &d, jti), CW_OK);
+	fake_mac(mac);
+	ck_assert_int_eq(reg(s, "SYN", h, mac, NOW, &d2, jti), CW_OK);
+	ck_assert_int_eq(cw_store_sync_high_water(s, d.id, &hw), CW_OK);
+	ck_assert_int_eq(hw, 0);
+
+	/* a cart, its rental, a telemetry row */
+	new_id(cart_id);
+	new_id(rental_id);
+	it[0] = (struct cw_sync_item){.seq = 1, .op = CW_SYNC_CART, .id = cart_id, .cart_number = 4,
+				      .locker_id = 3, .bus = 0, .board = 2, .status = "available",
+				      .is_locked = true, .board_online = true, .updated_ms = NOW};
+	it[1] = (struct cw_sync_item){.seq = 2, .op = CW_SYNC_RENTAL, .id = rental_id,
+				      .cart_id = cart_id, .phone = "+972501234567",
+				      .status = "active", .start_ms = NOW, .expected_ms = NOW + 60000,
+				      .duration_min = -1, .clock_trusted = true, .updated_ms = NOW};
+	it[2] = sync_tel(3);
+	ck_assert_int_eq(cw_store_sync_apply(s, d.id, it, 3, NOW, &res), CW_OK);
+	ck_assert_int_eq(res.high_water, 3);
+	ck_assert_int_eq(res.applied, 3);
+	ck_assert_int_eq(res.skipped, 0);
+	ck_assert_int_eq(cw_store_cart_get(s, cart_id, &cart), CW_OK);
+	ck_assert_str_eq(cart.device_id, d.id);
+	ck_assert_str_eq(cart.branch_id, a1.id);
+	ck_assert_int_eq(cart.locker_id, 3);
+	/* again: skipped */
+	ck_assert_int_eq(cw_store_sync_apply(s, d.id, it, 3, NOW, &res), CW_OK);
+	ck_assert_int_eq(res.applied, 0);
+	ck_assert_int_eq(res.skipped, 3);
+	/* a gap: refused, the mark stays */
+	it[0] = sync_tel(5);
+	ck_assert_int_eq(cw_store_sync_apply(s, d.id, it, 1, NOW, &res), CW_ERR_CONFLICT);
+	ck_assert(res.gap);
+	ck_assert_int_eq(res.high_water, 3);
+	/* not consecutive */
+	it[0] = sync_tel(4);
+	it[1] = sync_tel(6);
+	ck_assert_int_eq(cw_store_sync_apply(s, d.id, it, 2, NOW, &res), CW_ERR_INVAL);
+	/* the other device may not touch the cart; nothing of its batch stays */
+	it[0] = sync_tel(1);
+	it[1] = (struct cw_sync_item){.seq = 2, .op = CW_SYNC_CART, .id = cart_id, .cart_number = 4,
+				      .locker_id = 3, .status = "fault", .updated_ms = NOW};
+	ck_assert_int_eq(cw_store_sync_apply(s, d2.id, it, 2, NOW, &res), CW_ERR_INVAL);
+	ck_assert_int_eq(res.bad, 1);
+	ck_assert_ptr_nonnull(res.why);
+	ck_assert_int_eq(cw_store_sync_high_water(s, d2.id, &hw), CW_OK);
+	ck_assert_int_eq(hw, 0);
+	ck_assert_int_eq(cw_store_cart_get(s, cart_id, &cart), CW_OK);
+	ck_assert_str_eq(cart.status, "available");
+
+	/* the same batch from four threads at once: applied exactly once */
+	for (int i = 0; i < 40; i++)
+		it[i] = sync_tel(4 + i);
+	{
+		struct sync_race r[4];
+		pthread_t th[4];
+		int applied = 0, skipped = 0;
+		for (int i = 0; i < 4; i++) {
+			r[i] = (struct sync_race){.s = s, .device_id = d.id, .it = it, .n = 40};
+			ck_assert_int_eq(pthread_create(&th[i], NULL, sync_race_thread, &r[i]), 0);
+		}
+		for (int i = 0; i < 4; i++) {
+			pthread_join(th[i], NULL);
+			ck_assert_int_eq(r[i].rc, CW_OK);
+			applied += r[i].res.applied;
+			skipped += r[i].res.skipped;
+		}
+		ck_assert_int_eq(applied, 40);
+		ck_assert_int_eq(skipped, 120);
+	}
+	ck_assert_int_eq(cw_store_sync_high_water(s, d.id, &hw), CW_OK);
+	ck_assert_int_eq(hw, 43);
+	cw_store_free(s);
+	no_errors_logged();
+}
+END_TEST
+
 START_TEST(user_management)
 {
 	struct cw_store *s = open_store();
@@ -1507,6 +1625,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, read_connection_refuses_writes);
 	tcase_add_test(tc, sqlite_in_memory_has_one_connection);
 	tcase_add_test(tc, bad_config);
+	tcase_add_test(tc, sync_batches);
 	suite_add_tcase(su, tc);
 	sr = srunner_create(su);
 	srunner_run_all(sr, CK_NORMAL);
