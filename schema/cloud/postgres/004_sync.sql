@@ -1,5 +1,5 @@
--- 003_sync.sql (PostgreSQL dialect) - edge -> cloud sync (issue 4, docs/SYNC.md).
--- schema/cloud/sqlite/003_sync.sql is the same in SQLite's dialect.
+-- 004_sync.sql (PostgreSQL dialect) - edge -> cloud sync (issue 4, docs/SYNC.md).
+-- schema/cloud/sqlite/004_sync.sql is the same in SQLite's dialect.
 --
 -- A cart's command target is the device of its controller (carts.controller_id
 -- -> controllers.device_id). The sync creates one controllers row per (device,

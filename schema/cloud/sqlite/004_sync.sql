@@ -1,5 +1,5 @@
--- 003_sync.sql (SQLite dialect) - the counterpart of
--- schema/cloud/postgres/003_sync.sql (edge -> cloud sync, issue 4): controllers
+-- 004_sync.sql (SQLite dialect) - the counterpart of
+-- schema/cloud/postgres/004_sync.sql (edge -> cloud sync, issue 4): controllers
 -- created by the sync carry the bus of their board; one row per (device, bus,
 -- board).
 ALTER TABLE controllers ADD COLUMN bus_index INTEGER CHECK (bus_index IS NULL OR bus_index BETWEEN 0 AND 255);
