@@ -16,6 +16,7 @@
 #include "cw_error.h"
 #include "cw_jsoncfg.h"
 #include "cw_log.h"
+#include "cw_version.h"
 
 /* A config is a few kilobytes; anything this big is not a config. */
 #define CW_CONFIG_MAX_BYTES (1024 * 1024)
@@ -82,6 +83,108 @@ static int parse_api(struct cw_jsoncfg *p, const cJSON *api, struct cw_edge_conf
 out:
 	cw_jsoncfg_pop(p, mark);
 	return rc;
+}
+
+/* https://host[:port][/path], no credentials, query or fragment: the URL
+ * is logged, and the syncer appends /api/... to it. http:// only with
+ * insecure_http (tests on loopback). */
+static int check_cloud_url(struct cw_jsoncfg *p, char *url, bool insecure)
+{
+	const char *rest;
+	size_t n;
+
+	if (strncmp(url, "https://", 8) == 0)
+		rest = url + 8;
+	else if (strncmp(url, "http://", 7) == 0 && insecure)
+		rest = url + 7;
+	else if (strncmp(url, "http://", 7) == 0)
+		return cw_jsoncfg_fail(p, "url",
+				       "http:// is refused (the device token would travel in clear); "
+				       "use https://, or set \"insecure_http\": true for a test "
+				       "cloud");
+	else
+		return cw_jsoncfg_fail(p, "url", "expected an URL starting with https://");
+	if (!*rest || *rest == '/' || *rest == ':')
+		return cw_jsoncfg_fail(p, "url", "expected a host name after the scheme");
+	for (const char *s = rest; *s; s++) {
+		if (*s == ' ' || *s == '@' || *s == '?' || *s == '#' || *s == '\\')
+			return cw_jsoncfg_fail(p, "url",
+					       "expected https://host[:port][/path] without spaces, "
+					       "credentials, query or fragment");
+	}
+	/* One form only: without the trailing slash. */
+	n = strlen(url);
+	while (n > 0 && url[n - 1] == '/')
+		url[--n] = '\0';
+	return CW_OK;
+}
+
+/* "aa:bb:cc:dd:ee:ff", hex digits, lower or upper case. */
+static bool mac_ok(const char *m)
+{
+	if (strlen(m) != 17)
+		return false;
+	for (int i = 0; i < 17; i++) {
+		if (i % 3 == 2) {
+			if (m[i] != ':')
+				return false;
+		} else if (!strchr("0123456789abcdefABCDEF", m[i])) {
+			return false;
+		}
+	}
+	return true;
+}
+
+static int parse_cloud(struct cw_jsoncfg *p, const cJSON *cl, struct cw_sync_config *out)
+{
+	static const char *const keys[] = {"url",        "branch_code",     "enrollment_code",
+					   "ca_file",    "heartbeat_s",     "batch_max_entries",
+					   "batch_max_bytes", "mac_address", "insecure_http",
+					   NULL};
+	size_t mark = cw_jsoncfg_push(p, "cloud");
+	int bytes = (int)out->batch_max_bytes;
+	int rc;
+
+	if ((rc = cw_jsoncfg_check_keys(p, cl, keys)) ||
+	    (rc = cw_jsoncfg_get_bool(p, cl, "insecure_http", &out->insecure_http)) ||
+	    (rc = cw_jsoncfg_get_str(p, cl, "url", CW_JSONCFG_REQUIRED, out->url,
+				     sizeof(out->url))) ||
+	    (rc = check_cloud_url(p, out->url, out->insecure_http)) ||
+	    (rc = cw_jsoncfg_get_str(p, cl, "branch_code", CW_JSONCFG_REQUIRED, out->branch_code,
+				     sizeof(out->branch_code))) ||
+	    /* a secret: the getter never echoes string contents */
+	    (rc = cw_jsoncfg_get_str(p, cl, "enrollment_code", CW_JSONCFG_EMPTY_OK,
+				     out->enrollment_code, sizeof(out->enrollment_code))) ||
+	    (rc = cw_jsoncfg_get_str(p, cl, "ca_file", 0, out->ca_file, sizeof(out->ca_file))) ||
+	    (rc = cw_jsoncfg_get_int(p, cl, "heartbeat_s", 5, 3600, false, &out->heartbeat_s)) ||
+	    /* the cloud takes at most 1000 entries and 1 MiB per batch (docs/SYNC.md) */
+	    (rc = cw_jsoncfg_get_int(p, cl, "batch_max_entries", 1, 1000, false,
+				     &out->batch_max_entries)) ||
+	    (rc = cw_jsoncfg_get_int(p, cl, "batch_max_bytes", 4096, 1024 * 1024, false, &bytes)) ||
+	    (rc = cw_jsoncfg_get_str(p, cl, "mac_address", 0, out->mac_address,
+				     sizeof(out->mac_address))))
+		goto out;
+	out->batch_max_bytes = (size_t)bytes;
+	if (out->ca_file[0] && out->ca_file[0] != '/') {
+		rc = cw_jsoncfg_fail(p, "ca_file", "expected an absolute path");
+		goto out;
+	}
+	if (out->mac_address[0] && !mac_ok(out->mac_address)) {
+		rc = cw_jsoncfg_fail(p, "mac_address", "expected six hex pairs such as "
+						       "\"b8:27:eb:12:34:56\"");
+		goto out;
+	}
+out:
+	cw_jsoncfg_pop(p, mark);
+	return rc;
+}
+
+static void cloud_defaults(struct cw_sync_config *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->heartbeat_s = 30;
+	c->batch_max_entries = 500;
+	c->batch_max_bytes = 512 * 1024;
 }
 
 static int parse_rules(struct cw_jsoncfg *p, const cJSON *r, struct cw_rules *out)
@@ -365,6 +468,7 @@ static void config_defaults(struct cw_edge_config *c)
 	snprintf(c->api_bind, sizeof(c->api_bind), "127.0.0.1");
 	c->api_port = 8080;
 	cw_rules_defaults(&c->rules);
+	cloud_defaults(&c->cloud);
 }
 
 int cw_edge_config_parse(const char *json, size_t len, struct cw_edge_config *out, char *errbuf,
@@ -372,9 +476,9 @@ int cw_edge_config_parse(const char *json, size_t len, struct cw_edge_config *ou
 {
 	static const char *const keys[] = {"chain_id", "branch_id", "device_id", "device_name",
 					   "data_dir", "log_level", "api",       "rules",
-					   "buses",    "carts",    NULL};
+					   "buses",    "carts",    "cloud",     NULL};
 	struct cw_jsoncfg p;
-	const cJSON *api, *rules, *buses, *carts, *it;
+	const cJSON *api, *rules, *buses, *carts, *cloud, *it;
 	cJSON *root = NULL;
 	enum cw_log_level lvl;
 	int rc, i;
@@ -411,6 +515,18 @@ int cw_edge_config_parse(const char *json, size_t len, struct cw_edge_config *ou
 		goto out;
 	if (rules && (rc = parse_rules(&p, rules, &out->rules)))
 		goto out;
+	if ((rc = cw_jsoncfg_get_container(&p, root, "cloud", false, false, &cloud)))
+		goto out;
+	if (cloud) {
+		if ((rc = parse_cloud(&p, cloud, &out->cloud)))
+			goto out;
+		out->cloud_enabled = true;
+		snprintf(out->cloud.data_dir, sizeof(out->cloud.data_dir), "%s", out->data_dir);
+		snprintf(out->cloud.device_name, sizeof(out->cloud.device_name), "%s",
+			 out->device_name);
+		snprintf(out->cloud.firmware_version, sizeof(out->cloud.firmware_version), "%s",
+			 CW_VERSION);
+	}
 	if ((rc = cw_jsoncfg_get_container(&p, root, "buses", true, true, &buses)))
 		goto out;
 	out->nbuses = cJSON_GetArraySize(buses);

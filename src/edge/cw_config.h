@@ -9,6 +9,7 @@
 
 #include "cw_engine.h"
 #include "cw_lockbus.h"
+#include "cw_sync.h"
 
 #define CW_MAX_BUSES 8
 #define CW_MAX_CARTS 512
@@ -34,6 +35,11 @@ struct cw_edge_config {
 	char api_bind[64];  /* default "127.0.0.1" */
 	int api_port;       /* default 8080; 0 = any free port */
 	char admin_token[128];
+	/* optional "cloud" section (docs/SYNC.md "Identity and enrollment"):
+	 * without it the device runs alone. cloud.data_dir, device_name and
+	 * firmware_version are filled from the rest of the config. */
+	bool cloud_enabled;
+	struct cw_sync_config cloud;
 };
 
 /* Fills defaults, then parses. On error returns CW_ERR_CONFIG (or

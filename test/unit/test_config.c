@@ -380,6 +380,39 @@ static const struct bad_case bad_cases[] = {
 	{"{" HEAD ",'buses':[" MB1 "],'carts':[{'bus':'bus0','board':1,'lock':0}]}", CW_ERR_CONFIG,
 	 "carts[0].number: missing"},
 	{"{" HEAD ",'buses':[" MB1 "],'carts':[]}", CW_ERR_CONFIG, "carts: expected 1..512 carts, got 0"},
+	/* the cloud section (issue 4) */
+	{"{" HEAD ",'buses':[" MB1 "],'cloud':[]}", CW_ERR_CONFIG, "cloud: expected an object"},
+	{"{" HEAD ",'buses':[" MB1 "],'cloud':{'branch_code':'TLV-001'}}", CW_ERR_CONFIG,
+	 "cloud.url: missing"},
+	{"{" HEAD ",'buses':[" MB1 "],'cloud':{'url':'https://c.example'}}", CW_ERR_CONFIG,
+	 "cloud.branch_code: missing"},
+	{"{" HEAD ",'buses':[" MB1 "],'cloud':{'url':'http://c.example','branch_code':'B'}}",
+	 CW_ERR_CONFIG, "cloud.url: http:// is refused"},
+	{"{" HEAD ",'buses':[" MB1 "],'cloud':{'url':'ftp://c.example','branch_code':'B'}}",
+	 CW_ERR_CONFIG, "cloud.url: expected an URL starting with https://"},
+	{"{" HEAD ",'buses':[" MB1 "],'cloud':{'url':'https://u:p@c.example','branch_code':'B'}}",
+	 CW_ERR_CONFIG, "cloud.url: expected https://host[:port][/path] without spaces, credentials"},
+	{"{" HEAD ",'buses':[" MB1 "],'cloud':{'url':'https://','branch_code':'B'}}",
+	 CW_ERR_CONFIG, "cloud.url: expected a host name"},
+	{"{" HEAD ",'buses':[" MB1 "],'cloud':{'url':'https://c','branch_code':'B','mqtt':1}}",
+	 CW_ERR_CONFIG, "cloud.mqtt: unknown key"},
+	{"{" HEAD ",'buses':[" MB1 "],'cloud':{'url':'https://c','branch_code':'B','heartbeat_s':1}}",
+	 CW_ERR_CONFIG, "cloud.heartbeat_s: expected an integer 5..3600, got 1"},
+	{"{" HEAD ",'buses':[" MB1 "],'cloud':{'url':'https://c','branch_code':'B',"
+	 "'batch_max_entries':1001}}",
+	 CW_ERR_CONFIG, "cloud.batch_max_entries: expected an integer 1..1000, got 1001"},
+	{"{" HEAD ",'buses':[" MB1 "],'cloud':{'url':'https://c','branch_code':'B',"
+	 "'batch_max_bytes':2000000}}",
+	 CW_ERR_CONFIG, "cloud.batch_max_bytes: expected an integer 4096..1048576, got 2000000"},
+	{"{" HEAD ",'buses':[" MB1 "],'cloud':{'url':'https://c','branch_code':'B',"
+	 "'mac_address':'b8:27:eb:12:34'}}",
+	 CW_ERR_CONFIG, "cloud.mac_address: expected six hex pairs"},
+	{"{" HEAD ",'buses':[" MB1 "],'cloud':{'url':'https://c','branch_code':'B',"
+	 "'ca_file':'certs/ca.pem'}}",
+	 CW_ERR_CONFIG, "cloud.ca_file: expected an absolute path"},
+	{"{" HEAD ",'buses':[" MB1 "],'cloud':{'url':'https://c','branch_code':'B',"
+	 "'insecure_http':'yes'}}",
+	 CW_ERR_CONFIG, "cloud.insecure_http: expected true or false"},
 };
 
 START_TEST(bad_input_names_the_key)
@@ -408,6 +441,59 @@ START_TEST(token_never_in_message)
 				 err, sizeof(err)),
 			 CW_ERR_CONFIG);
 	ck_assert(strstr(err, "api.admin_token") != NULL);
+	ck_assert_ptr_null(strstr(err, "SeCrEt"));
+}
+END_TEST
+
+START_TEST(cloud_section)
+{
+	char err[512];
+
+	/* without it the device runs alone */
+	ck_assert_int_eq(parse_q("{" HEAD ",'buses':[" MB1 "]}", err, sizeof(err)), CW_OK);
+	ck_assert(!cfg.cloud_enabled);
+	/* defaults */
+	ck_assert_int_eq(parse_q("{" HEAD ",'device_name':'Kiosk','buses':[" MB1 "],"
+				 "'cloud':{'url':'https://cloud.example.com/','branch_code':'TLV-001',"
+				 "'enrollment_code':'K7-secret-code'}}",
+				 err, sizeof(err)),
+			 CW_OK);
+	ck_assert(cfg.cloud_enabled);
+	ck_assert_str_eq(cfg.cloud.url, "https://cloud.example.com"); /* no trailing slash */
+	ck_assert_str_eq(cfg.cloud.branch_code, "TLV-001");
+	ck_assert_str_eq(cfg.cloud.enrollment_code, "K7-secret-code");
+	ck_assert_str_eq(cfg.cloud.ca_file, "");
+	ck_assert_str_eq(cfg.cloud.mac_address, "");
+	ck_assert_int_eq(cfg.cloud.heartbeat_s, 30);
+	ck_assert_int_eq(cfg.cloud.batch_max_entries, 500);
+	ck_assert_uint_eq(cfg.cloud.batch_max_bytes, 512 * 1024);
+	ck_assert(!cfg.cloud.insecure_http);
+	ck_assert_str_eq(cfg.cloud.data_dir, "/tmp/cw");
+	ck_assert_str_eq(cfg.cloud.device_name, "Kiosk");
+	ck_assert_int_gt(strlen(cfg.cloud.firmware_version), 0);
+	/* every key */
+	ck_assert_int_eq(parse_q("{" HEAD ",'buses':[" MB1 "],"
+				 "'cloud':{'url':'http://127.0.0.1:8443','branch_code':'B',"
+				 "'insecure_http':true,'enrollment_code':'','ca_file':'/etc/ca.pem',"
+				 "'heartbeat_s':5,'batch_max_entries':1000,'batch_max_bytes':4096,"
+				 "'mac_address':'B8:27:eb:12:34:56'}}",
+				 err, sizeof(err)),
+			 CW_OK);
+	ck_assert_str_eq(cfg.cloud.url, "http://127.0.0.1:8443");
+	ck_assert(cfg.cloud.insecure_http);
+	ck_assert_str_eq(cfg.cloud.enrollment_code, "");
+	ck_assert_str_eq(cfg.cloud.ca_file, "/etc/ca.pem");
+	ck_assert_int_eq(cfg.cloud.heartbeat_s, 5);
+	ck_assert_int_eq(cfg.cloud.batch_max_entries, 1000);
+	ck_assert_uint_eq(cfg.cloud.batch_max_bytes, 4096);
+	ck_assert_str_eq(cfg.cloud.mac_address, "B8:27:eb:12:34:56");
+	/* the enrollment code is a secret: never in a message */
+	ck_assert_int_eq(parse_q("{" HEAD ",'buses':[" MB1 "],"
+				 "'cloud':{'url':'https://c','branch_code':'B',"
+				 "'enrollment_code':'SeCrEt\\u0001'}}",
+				 err, sizeof(err)),
+			 CW_ERR_CONFIG);
+	ck_assert(strstr(err, "cloud.enrollment_code") != NULL);
 	ck_assert_ptr_null(strstr(err, "SeCrEt"));
 }
 END_TEST
@@ -501,6 +587,7 @@ int main(void)
 	tcase_add_loop_test(tc, bad_input_names_the_key, 0,
 			    (int)(sizeof(bad_cases) / sizeof(bad_cases[0])));
 	tcase_add_test(tc, token_never_in_message);
+	tcase_add_test(tc, cloud_section);
 	tcase_add_test(tc, too_many_locks_for_auto_numbering);
 	tcase_add_test(tc, load_file_errors);
 	suite_add_tcase(s, tc);
