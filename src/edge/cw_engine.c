@@ -47,11 +47,80 @@ int64_t cw_engine_now_mono(void)
 }
 
 
-void cwe_stamp_now(struct stamp *s)
+/* The kernel's clock when it is NTP-synchronised; otherwise, once the cloud
+ * told us the time over verified TLS (cw_engine_server_time), the kernel's
+ * clock corrected by the offset measured then (docs/SYNC.md "Commands"). */
+void cwe_stamp_now(struct cw_engine *e, struct stamp *s)
 {
+	bool kernel = cw_wall_trusted();
+
 	s->wall = cw_engine_now_wall();
 	s->mono = cw_engine_now_mono();
-	s->trusted = cw_wall_trusted();
+	s->trusted = kernel;
+	if (!kernel && atomic_load(&e->server_synced)) {
+		s->wall += atomic_load(&e->server_offset_ms);
+		s->trusted = true;
+	}
+}
+
+/* Within this, the kernel clock and the cloud's agree (a round trip on a
+ * slow link); beyond it the kernel clock is corrected. */
+#define SERVER_SKEW_TOLERANCE_MS 2000
+
+void cw_engine_server_time(struct cw_engine *e, int64_t wall_ms, int64_t mono_ms)
+{
+	int64_t local, skew;
+
+	if (!e || wall_ms <= 0)
+		return;
+	/* The kernel's wall clock at the moment the answer arrived. */
+	local = cw_engine_now_wall() - (cw_engine_now_mono() - mono_ms);
+	skew = wall_ms - local;
+	if (skew > -SERVER_SKEW_TOLERANCE_MS && skew < SERVER_SKEW_TOLERANCE_MS)
+		skew = 0;
+	if (skew != atomic_load(&e->server_offset_ms) || !atomic_load(&e->server_synced)) {
+		if (skew != 0)
+			cw_warn("engine.clock_skew", "skew_ms=%lld kernel_synced=%d note=\"records "
+				"use the cloud's time while the kernel clock is not synchronised\"",
+				(long long)skew, cw_wall_trusted() ? 1 : 0);
+		else
+			cw_info("engine.clock_from_cloud", "skew_ms=0");
+	}
+	atomic_store(&e->server_offset_ms, skew);
+	atomic_store(&e->server_synced, true);
+}
+
+bool cw_engine_clock_trusted(struct cw_engine *e)
+{
+	return cw_wall_trusted() || (e && atomic_load(&e->server_synced));
+}
+
+void cwe_unlock(struct cw_engine *e)
+{
+	void (*fn)(void *) = e->outbox_hook;
+	void *ctx = e->outbox_hook_ctx;
+	bool fire = e->notify_pending;
+
+	e->notify_pending = false;
+	pthread_mutex_unlock(&e->mu);
+	if (fire && fn)
+		fn(ctx);
+}
+
+void cwe_outbox_written(struct cw_engine *e)
+{
+	e->outbox_written = true;
+}
+
+void cw_engine_set_outbox_hook(struct cw_engine *e, void (*fn)(void *ctx), void *ctx)
+{
+	if (!e)
+		return;
+	pthread_mutex_lock(&e->mu);
+	e->outbox_hook = fn;
+	e->outbox_hook_ctx = ctx;
+	e->notify_pending = false;
+	pthread_mutex_unlock(&e->mu);
 }
 
 /* Milliseconds since an instant recorded as (wall, mono, boot). Monotonic
@@ -379,8 +448,11 @@ int cwe_outbox_rental(struct cw_engine *e, const struct stamp *now, const char *
 		"'end_reason', r.end_reason, 'notes', r.notes, 'clock_trusted', r.clock_trusted, "
 		"'updated', r.updated_wall_ms)), ?4, ?5 "
 		"FROM rentals r JOIN carts c ON c.id = r.cart_id WHERE r.id = ?6";
-	return cw_eq_exec(e, sql, "tttiit", kind, e->chain_id, e->device_id, now->wall,
-			  I64(now->trusted), rental_id);
+	int rc = cw_eq_exec(e, sql, "tttiit", kind, e->chain_id, e->device_id, now->wall,
+			    I64(now->trusted), rental_id);
+	if (rc == CW_OK)
+		cwe_outbox_written(e);
+	return rc;
 }
 
 int cwe_outbox_cart(struct cw_engine *e, const struct stamp *now, const char *cart_id,
@@ -397,9 +469,18 @@ int cwe_outbox_cart(struct cw_engine *e, const struct stamp *now, const char *ca
 		"'board_index', c.board_index, 'lock_index', c.lock_index, 'removed', c.removed, "
 		"'fault_reason', c.fault_reason, 'maintenance_notes', c.maintenance_notes, "
 		"'reserved_for_rental', c.reserved_for_rental, 'last_used', c.last_used_wall_ms, "
-		"'updated', c.updated_wall_ms)), ?4, ?5 FROM carts c WHERE c.id = ?6";
-	return cw_eq_exec(e, sql, "tttiit", kind, e->chain_id, e->device_id, now->wall,
-			  I64(now->trusted), cart_id);
+		"'updated', c.updated_wall_ms, 'controller_id', c.controller_id, "
+		/* the board, so that the cloud can upsert its controllers row
+		 * (docs/SYNC.md); null for a cart without one */
+		"'controller', json(CASE WHEN k.id IS NULL THEN NULL ELSE json_object('id', k.id, "
+		"'address', k.address, 'protocol', k.protocol, 'bus_name', k.bus_name, "
+		"'bus_index', k.bus_index, 'board_index', k.board_index) END))), ?4, ?5 "
+		"FROM carts c LEFT JOIN controllers k ON k.id = c.controller_id WHERE c.id = ?6";
+	int rc = cw_eq_exec(e, sql, "tttiit", kind, e->chain_id, e->device_id, now->wall,
+			    I64(now->trusted), cart_id);
+	if (rc == CW_OK)
+		cwe_outbox_written(e);
+	return rc;
 }
 
 /* Records a telemetry event and its outbox entry. data is consumed (may be NULL). */
@@ -434,6 +515,8 @@ int cwe_telemetry(struct cw_engine *e, const struct stamp *now, const char *type
 		return rc;
 	rc = cw_eq_exec(e, box, "ttti", e->chain_id, e->branch_id, e->device_id,
 			I64(sqlite3_last_insert_rowid(e->h)));
+	if (rc == CW_OK)
+		cwe_outbox_written(e);
 	if (rc == CW_OK)
 		cw_info("engine.event", "type=%s cart=%s rental=%s", type, cart_id ? cart_id : "-",
 			rental_id ? rental_id : "-");
@@ -739,6 +822,7 @@ bool cwe_phone_valid(const char *p)
 
 int cwe_begin(struct cw_engine *e)
 {
+	e->outbox_written = false;
 	return cw_edb_begin(e->db);
 }
 
@@ -748,9 +832,14 @@ int cwe_finish(struct cw_engine *e, int rc)
 {
 	if (rc == CW_OK) {
 		rc = cw_edb_commit(e->db);
-		if (rc == CW_OK)
+		if (rc == CW_OK) {
+			if (e->outbox_written)
+				e->notify_pending = true;
+			e->outbox_written = false;
 			return CW_OK;
+		}
 	}
+	e->outbox_written = false;
 	cw_edb_rollback(e->db);
 	return rc;
 }
@@ -993,11 +1082,14 @@ int cw_engine_new(const struct cw_engine_config *cfg, const struct cw_engine_hw 
 	if (rc != CW_OK)
 		goto out;
 	e->h = cw_edb_handle(e->db);
-	cwe_stamp_now(&now);
+	cwe_stamp_now(e, &now);
 	rc = cwe_begin(e);
 	if (rc != CW_OK)
 		goto out;
 	rc = sync_identity(e, &now);
+	/* before sync_carts, so the carts' last sensed state is reported */
+	if (rc == CW_OK)
+		rc = cwe_commands_interrupted(e, &now);
 	if (rc == CW_OK)
 		rc = sync_carts(e, cfg, &now);
 	if (rc == CW_OK)
@@ -1032,20 +1124,76 @@ const char *cw_engine_branch_id(const struct cw_engine *e)
 int cw_engine_set_controller_info(struct cw_engine *e, int bus_index, int board_index,
 				  const char *bus_name, int address, const char *protocol)
 {
+	struct stamp now;
+	int64_t n = 0;
 	int rc;
 
 	if (!e)
 		return CW_ERR_INVAL;
 	pthread_mutex_lock(&e->mu);
-	rc = cw_eq_exec(e, "UPDATE controllers SET bus_name = coalesce(?, bus_name), address = ?, "
-			   "protocol = coalesce(?, protocol) WHERE bus_index = ? AND board_index = ?",
-			"titii", bus_name, I64(address), protocol, I64(bus_index), I64(board_index));
-	if (rc == CW_OK && sqlite3_changes(e->h) == 0)
+	rc = cw_eq_int(e, &n, "SELECT count(*) FROM controllers WHERE bus_index = ? AND "
+			      "board_index = ?", "ii", I64(bus_index), I64(board_index));
+	if (rc == CW_OK && n == 0)
 		rc = CW_ERR_NOTFOUND;
-	pthread_mutex_unlock(&e->mu);
+	if (rc != CW_OK)
+		goto unlock;
+	cwe_stamp_now(e, &now);
+	rc = cwe_begin(e);
+	if (rc != CW_OK)
+		goto unlock;
+	rc = cw_eq_exec(e, "UPDATE controllers SET bus_name = coalesce(?1, bus_name), address = ?2, "
+			   "protocol = coalesce(?3, protocol) WHERE bus_index = ?4 AND board_index = ?5 "
+			   "AND (bus_name IS NOT coalesce(?1, bus_name) OR address IS NOT ?2 OR "
+			   "protocol IS NOT coalesce(?3, protocol))",
+			"titii", bus_name, I64(address), protocol, I64(bus_index), I64(board_index));
+	/* Changed: the cloud learns it with a snapshot of each of its carts. */
+	if (rc == CW_OK && sqlite3_changes(e->h) > 0) {
+		char(*ids)[40] = NULL;
+		int nids = 0, cap = 0;
+		sqlite3_stmt *st = NULL;
+
+		rc = cw_eq_prepare(e, &st, "SELECT id FROM carts WHERE bus_index = ? AND "
+					   "board_index = ? AND removed = 0", "ii", I64(bus_index),
+				   I64(board_index));
+		while (rc == CW_OK && (rc = cwe_step(e, st)) == CW_OK) {
+			if (nids == cap) {
+				int ncap = cap ? cap * 2 : 16;
+				char(*p)[40] = realloc(ids, (size_t)ncap * sizeof(*p));
+				if (!p) {
+					rc = CW_ERR_NOMEM;
+					break;
+				}
+				ids = p;
+				cap = ncap;
+			}
+			cwe_col_text(st, 0, ids[nids++], 40);
+		}
+		sqlite3_finalize(st);
+		if (rc == CW_ERR_NOTFOUND)
+			rc = CW_OK;
+		for (int i = 0; rc == CW_OK && i < nids; i++)
+			rc = cwe_outbox_cart(e, &now, ids[i], "cart.updated");
+		free(ids);
+	}
+	rc = cwe_finish(e, rc);
+unlock:
+	cwe_unlock(e);
 	return rc;
 }
 
+
+void cw_engine_boards(struct cw_engine *e, int *online, int *total)
+{
+	*online = 0;
+	*total = 0;
+	if (!e)
+		return;
+	pthread_mutex_lock(&e->mu);
+	for (int i = 0; i < e->nboards; i++)
+		*online += e->boards[i].online;
+	*total = e->nboards;
+	pthread_mutex_unlock(&e->mu);
+}
 
 struct cw_edb *cw_engine_edb(struct cw_engine *e)
 {
@@ -1059,5 +1207,5 @@ void cw_engine_lock(struct cw_engine *e)
 
 void cw_engine_unlock(struct cw_engine *e)
 {
-	pthread_mutex_unlock(&e->mu);
+	cwe_unlock(e);
 }

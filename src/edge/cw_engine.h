@@ -146,4 +146,51 @@ void cw_engine_lock(struct cw_engine *e);
 void cw_engine_unlock(struct cw_engine *e);
 /* The test-only clock hook is declared in cw_engine_test.h. */
 
+/* ---- the cloud link (issue 4, docs/SYNC.md) ---- */
+/* fn(ctx) is called after every commit that wrote outbox entries, once the
+ * engine mutex is released (so fn may call back into the engine), from the
+ * thread that made the change. NULL fn: no hook. Set it before other
+ * threads use the engine, and clear it before freeing what ctx points to. */
+void cw_engine_set_outbox_hook(struct cw_engine *e, void (*fn)(void *ctx), void *ctx);
+/* A wall-clock reading from the cloud (heartbeat server_time over verified
+ * TLS) received at monotonic time mono_ms (cw_mono_ms). While the kernel's
+ * clock is not NTP-synchronised the engine then stamps records with the
+ * kernel clock corrected by the measured offset, and trusts them. */
+void cw_engine_server_time(struct cw_engine *e, int64_t wall_ms, int64_t mono_ms);
+/* Whether records written now carry a trusted wall time. */
+bool cw_engine_clock_trusted(struct cw_engine *e);
+/* Lock boards with configured carts: how many answered their last poll. */
+void cw_engine_boards(struct cw_engine *e, int *online, int *total);
+
+/* A command from the cloud, already verified by src/cloudsync (signature,
+ * audience, target device). */
+struct cw_engine_command {
+	const char *id;     /* the cloud's command id: 1-63 of [A-Za-z0-9_-] */
+	const char *action; /* unlock, set_maintenance, cart_assign, cart_return, ... */
+	const cJSON *args;  /* object, or NULL for {} */
+	int64_t issued_wall_ms;
+	int64_t expires_wall_ms;
+};
+struct cw_command_outcome {
+	/* command_log state: done, failed, refused (clock not trusted),
+	 * expired */
+	char state[12];
+	/* "" when done; else a short code: clock_untrusted, expired,
+	 * invalid_args, unknown_action, not_supported, interrupted, or an
+	 * engine error name (not_found, bad_state, no_cart, conflict, fault,
+	 * offline, database) */
+	char error[32];
+};
+/* Runs a command at most once (docs/SYNC.md "Commands"): its id goes into
+ * command_log (state executing) in the same transaction that starts the
+ * action, so a second delivery, a replay or a restart after a crash never
+ * runs it again; the outcome is recorded and reported through the outbox
+ * (kind command.result). A command is refused while the clock is not
+ * trusted and when it has expired. Blocks while a lock moves.
+ * Returns CW_OK when the command was recorded, whatever its outcome (in
+ * *out, may be NULL); CW_ERR_CONFLICT when its id was seen before (nothing
+ * done); CW_ERR_INVAL for a malformed id or action; CW_ERR_DB. */
+int cw_engine_command(struct cw_engine *e, const struct cw_engine_command *cmd,
+		      struct cw_command_outcome *out);
+
 #endif

@@ -6,6 +6,7 @@
 
 #include <cjson/cJSON.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <sqlite3.h>
 #include <stdarg.h>
@@ -25,6 +26,7 @@ struct cw_eboard {
 	uint32_t hook;
 	uint32_t present;
 	uint32_t inflight;   /* locks with a release in progress (mutex not held) */
+	bool online;         /* answered its last poll (health: boards online) */
 	/* Who set each in-flight bit: only that operation clears it. */
 	uint64_t inflight_owner[CW_MAX_LOCKS_PER_BOARD];
 };
@@ -42,7 +44,22 @@ struct cw_engine {
 	int nboards;
 	struct cw_eboard *boards;
 	uint64_t next_token; /* owner tokens of in-flight releases, never 0 */
+	/* Outbox hook (cw_engine_set_outbox_hook): outbox_written is set by
+	 * every outbox insert of the open transaction, notify_pending by its
+	 * commit; cwe_unlock() calls the hook after releasing the mutex. */
+	void (*outbox_hook)(void *ctx);
+	void *outbox_hook_ctx;
+	bool outbox_written;
+	bool notify_pending;
+	/* Wall clock from the cloud (cw_engine_server_time): used when the
+	 * kernel's clock is not NTP-synchronised. */
+	_Atomic int64_t server_offset_ms;
+	atomic_bool server_synced;
 };
+
+/* Releases the engine mutex, then runs the outbox hook if a commit made
+ * while it was held wrote outbox entries. Use instead of unlocking by hand. */
+void cwe_unlock(struct cw_engine *e);
 
 /* Wall and monotonic time of this engine (plus the test offset). */
 int64_t cw_engine_now_wall(void);
@@ -111,7 +128,7 @@ struct rental_row {
 	"mono_boot, allowed_ms, grace_ms, release_confirmed, released_wall_ms, "             \
 	"released_mono_ms, released_boot, taken, return_slot"
 
-void cwe_stamp_now(struct stamp *s);
+void cwe_stamp_now(struct cw_engine *e, struct stamp *s);
 int64_t cwe_elapsed_ms(const struct cw_engine *e, const struct stamp *now, int64_t wall0,
 			  int64_t mono0, const char *boot0, bool trusted0, bool *trusted);
 void cwe_cart_from_row(sqlite3_stmt *st, struct cart_row *c);
@@ -165,5 +182,33 @@ bool cwe_phone_valid(const char *p);
 int cwe_begin(struct cw_engine *e);
 int cwe_finish(struct cw_engine *e, int rc);
 int cwe_parse_state(const char *s, const char *const *names, int n);
+
+/* ---- operations in phases, shared by cw_engine_ops.c and the commands of
+ * cw_engine_cmd.c: each *_tx runs inside a transaction the caller opened
+ * (mutex held) and neither begins nor commits. ---- */
+/* Rent: picks a free cart (only that one when only_cart_id is not NULL),
+ * creates the rental and marks the cart rented. */
+int cwe_rent_tx(struct cw_engine *e, const struct stamp *now, const char *phone,
+		const char *only_cart_id, struct cart_row *c, struct cw_rent_result *out);
+/* After hw.unlock; *result = the operation's outcome (CW_OK, CW_ERR_FAULT,
+ * CW_ERR_OFFLINE, CW_ERR_STATE); returns the database result. */
+int cwe_rent_end_tx(struct cw_engine *e, const struct stamp *now, const struct cart_row *c,
+		    const char *rental_id, int hw_rc, int64_t latency, bool *recheck, int *result);
+/* Maintenance unlock, before the lock moves: checks the cart (CW_ERR_STATE
+ * for a customer's slot or a lock already moving) and puts an available
+ * cart in maintenance. */
+int cwe_munlock_begin_tx(struct cw_engine *e, const struct stamp *now, const struct cart_row *c);
+/* After hw.unlock: the sensed lock state and telemetry. */
+int cwe_munlock_end_tx(struct cw_engine *e, const struct stamp *now, const struct cart_row *c,
+		       int hw_rc);
+int cwe_set_maintenance_tx(struct cw_engine *e, const struct stamp *now, int cart_number, bool on,
+			   const char *note);
+/* *cancelled: closed as cancelled (its board must be read afresh). */
+int cwe_force_return_tx(struct cw_engine *e, const struct stamp *now, const char *rental_id,
+			const char *note, bool *cancelled, struct cw_eboard **board);
+/* Marks the open transaction as having written the outbox. */
+void cwe_outbox_written(struct cw_engine *e);
+/* Commands left executing by a crash: reported failed "interrupted". */
+int cwe_commands_interrupted(struct cw_engine *e, const struct stamp *now);
 
 #endif

@@ -18,7 +18,7 @@
 /* Picks the least recently used free cart on a reconciled, online board
  * whose lock has no release in flight (a slot freed by staff while its lock
  * still moves must not go to a second customer). */
-static int pick_cart(struct cw_engine *e, struct cart_row *out)
+static int pick_cart(struct cw_engine *e, const char *only_id, struct cart_row *out)
 {
 	sqlite3_stmt *st = NULL;
 	int rc, src;
@@ -26,8 +26,9 @@ static int pick_cart(struct cw_engine *e, struct cart_row *out)
 	rc = cw_eq_prepare(e, &st,
 			   "SELECT " CART_COLS " FROM carts WHERE status = 'available' AND "
 			   "cart_present = 1 AND hook_closed = 1 AND board_online = 1 AND removed = 0 "
+			   "AND (?1 IS NULL OR id = ?1) "
 			   "ORDER BY last_used_wall_ms IS NOT NULL, last_used_wall_ms, cart_number",
-			   "");
+			   "t", only_id);
 	if (rc != CW_OK)
 		return rc;
 	rc = CW_ERR_NOCART;
@@ -46,35 +47,27 @@ static int pick_cart(struct cw_engine *e, struct cart_row *out)
 	return rc;
 }
 
-static int rent_begin(struct cw_engine *e, const char *phone, struct cart_row *c,
-		      struct cw_rent_result *out)
+int cwe_rent_tx(struct cw_engine *e, const struct stamp *now_, const char *phone,
+		const char *only_cart_id, struct cart_row *c, struct cw_rent_result *out)
 {
-	struct stamp now;
+	const struct stamp now = *now_;
 	struct rental_row r;
 	int64_t allowed = I64(e->rules.rental_minutes) * 60000;
 	int64_t grace = I64(e->rules.grace_minutes) * 60000;
 	int rc;
 
-	cwe_stamp_now(&now);
-	rc = cwe_begin(e);
-	if (rc != CW_OK)
-		return rc;
 	if (e->rules.one_per_phone) {
 		rc = cwe_rental_load(e, &r, "user_phone = ?1 AND " OPEN_SQL, "t", phone);
-		if (rc == CW_OK) {
-			rc = CW_ERR_CONFLICT;
-			goto out;
-		}
+		if (rc == CW_OK)
+			return CW_ERR_CONFLICT;
 		if (rc != CW_ERR_NOTFOUND)
-			goto out;
+			return rc;
 	}
-	rc = pick_cart(e, c);
+	rc = pick_cart(e, only_cart_id, c);
 	if (rc != CW_OK)
-		goto out;
-	if (cw_uuid_v7(out->rental_id) != CW_OK) {
-		rc = CW_ERR_INTERNAL;
-		goto out;
-	}
+		return rc;
+	if (cw_uuid_v7(out->rental_id) != CW_OK)
+		return CW_ERR_INTERNAL;
 	rc = cw_eq_exec(e,
 			"INSERT INTO rentals(id, cart_id, branch_id, user_phone, status, start_time, "
 			"start_trusted, start_mono_ms, mono_boot, allowed_ms, grace_ms, expected_return, "
@@ -88,28 +81,24 @@ static int rent_begin(struct cw_engine *e, const char *phone, struct cart_row *c
 		rc = cwe_cart_transition(e, &now, c->id, CS_RENTED, NULL);
 	out->cart_number = c->number;
 	out->expected_return_wall_ms = now.wall + allowed;
-out:
-	return cwe_finish(e, rc);
+	return rc;
 }
 
 /* After hw.unlock: confirm, or cancel the rental so that the customer is
  * never left with a rental for a cart that did not open. *recheck: what the
  * lock did is unknown, the board must be read afresh before renting from it. */
-static int rent_end(struct cw_engine *e, const struct cart_row *c, const char *rental_id,
-		    int hw_rc, int64_t latency, bool *recheck)
+int cwe_rent_end_tx(struct cw_engine *e, const struct stamp *now_, const struct cart_row *c,
+		    const char *rental_id, int hw_rc, int64_t latency, bool *recheck, int *resultp)
 {
-	struct stamp now;
+	const struct stamp now = *now_;
 	struct rental_row r;
 	int result = hw_rc;
 	int rc;
 
-	cwe_stamp_now(&now);
-	rc = cwe_begin(e);
-	if (rc != CW_OK)
-		return rc;
+	*resultp = hw_rc;
 	rc = cwe_rental_load(e, &r, "id = ?1", "t", rental_id);
 	if (rc != CW_OK)
-		goto out;
+		return rc;
 	if (!cwe_rental_open(&r)) {
 		/* Closed while the lock was moving (the engine refuses that since
 		 * force return and maintenance check the in-flight flag; kept for
@@ -142,7 +131,35 @@ static int rent_end(struct cw_engine *e, const struct cart_row *c, const char *r
 					     cw_errname(hw_rc)));
 		result = CW_ERR_FAULT;
 	}
-out:
+	*resultp = result;
+	return rc;
+}
+
+static int rent_begin(struct cw_engine *e, const char *phone, struct cart_row *c,
+		      struct cw_rent_result *out)
+{
+	struct stamp now;
+	int rc;
+
+	cwe_stamp_now(e, &now);
+	rc = cwe_begin(e);
+	if (rc != CW_OK)
+		return rc;
+	rc = cwe_rent_tx(e, &now, phone, NULL, c, out);
+	return cwe_finish(e, rc);
+}
+
+static int rent_end(struct cw_engine *e, const struct cart_row *c, const char *rental_id,
+		    int hw_rc, int64_t latency, bool *recheck)
+{
+	struct stamp now;
+	int result = hw_rc, rc;
+
+	cwe_stamp_now(e, &now);
+	rc = cwe_begin(e);
+	if (rc != CW_OK)
+		return rc;
+	rc = cwe_rent_end_tx(e, &now, c, rental_id, hw_rc, latency, recheck, &result);
 	rc = cwe_finish(e, rc);
 	return rc != CW_OK ? rc : result;
 }
@@ -164,7 +181,7 @@ int cw_engine_rent(struct cw_engine *e, const char *phone, struct cw_rent_result
 	pthread_mutex_lock(&e->mu);
 	rc = rent_begin(e, phone, &c, out);
 	if (rc != CW_OK) {
-		pthread_mutex_unlock(&e->mu);
+		cwe_unlock(e);
 		if (rc == CW_ERR_CONFLICT || rc == CW_ERR_NOCART)
 			cw_info("rental.refused", "reason=%s", cw_errname(rc));
 		memset(out, 0, sizeof(*out));
@@ -173,7 +190,7 @@ int cw_engine_rent(struct cw_engine *e, const char *phone, struct cw_rent_result
 	b = cwe_board_find(e, c.bus, c.board);
 	if (b)
 		token = cwe_inflight_begin(e, b, c.lock);
-	pthread_mutex_unlock(&e->mu);
+	cwe_unlock(e);
 
 	/* The mutex is not held here: the bus worker reports sensors meanwhile. */
 	hw_rc = e->hw.unlock(e->hw.ctx, c.bus, c.board, c.lock, &latency);
@@ -185,7 +202,7 @@ int cw_engine_rent(struct cw_engine *e, const char *phone, struct cw_rent_result
 	/* CW_ERR_DB: rule 4 settles the pending rental at the next status. */
 	if (b && (rc == CW_ERR_DB || recheck))
 		b->need_reconcile = true;
-	pthread_mutex_unlock(&e->mu);
+	cwe_unlock(e);
 	if (rc == CW_OK) {
 		out->unlock_latency_ms = hw_rc == CW_OK ? latency : 0;
 		cw_info("rental.start", "rental=%s cart=%d latency_ms=%lld", out->rental_id,
@@ -245,7 +262,7 @@ int cw_engine_return_begin(struct cw_engine *e, const char *phone, struct cw_ret
 	if (!cwe_phone_valid(phone))
 		return CW_ERR_INVAL;
 	pthread_mutex_lock(&e->mu);
-	cwe_stamp_now(&now);
+	cwe_stamp_now(e, &now);
 	rc = cwe_begin(e);
 	if (rc != CW_OK)
 		goto unlock;
@@ -286,13 +303,14 @@ out:
 	if (rc != CW_OK)
 		memset(out, 0, sizeof(*out));
 unlock:
-	pthread_mutex_unlock(&e->mu);
+	cwe_unlock(e);
 	return rc;
 }
 
-int cw_engine_force_return(struct cw_engine *e, const char *rental_id, const char *note)
+int cwe_force_return_tx(struct cw_engine *e, const struct stamp *now_, const char *rental_id,
+			const char *note, bool *cancelledp, struct cw_eboard **board)
 {
-	struct stamp now;
+	const struct stamp now = *now_;
 	struct rental_row r;
 	struct cart_row c;
 	struct cw_eboard *b = NULL;
@@ -300,33 +318,23 @@ int cw_engine_force_return(struct cw_engine *e, const char *rental_id, const cha
 	char buf[300];
 	int rc;
 
-	if (!e || !rental_id || !cw_uuid_valid(rental_id))
-		return CW_ERR_INVAL;
-	if (note && strlen(note) > 256)
-		return CW_ERR_TOOBIG;
+	*cancelledp = false;
+	*board = NULL;
 	snprintf(buf, sizeof(buf), "force return by staff%s%s", note && *note ? ": " : "",
 		 note ? note : "");
-	pthread_mutex_lock(&e->mu);
-	cwe_stamp_now(&now);
-	rc = cwe_begin(e);
-	if (rc != CW_OK)
-		goto unlock;
 	rc = cwe_rental_load(e, &r, "id = ?1", "t", rental_id);
 	if (rc != CW_OK)
-		goto out;
-	if (!cwe_rental_open(&r)) {
-		rc = CW_ERR_STATE;
-		goto out;
-	}
+		return rc;
+	if (!cwe_rental_open(&r))
+		return CW_ERR_STATE;
 	rc = cwe_cart_load(e, &c, "id = ?1", "t", r.cart_id);
 	if (rc != CW_OK)
-		goto out;
+		return rc;
 	b = cwe_board_find(e, c.bus, c.board);
 	if (b && cwe_inflight(b, c.lock)) {
 		/* The lock is moving: closing now would free a slot whose sensors
 		 * are stale, and rent_end would find its rental gone. */
-		rc = CW_ERR_STATE;
-		goto out;
+		return CW_ERR_STATE;
 	}
 	if (!r.release_confirmed) {
 		/* Never confirmed (crash leftover not yet reconciled): the customer
@@ -343,44 +351,55 @@ int cw_engine_force_return(struct cw_engine *e, const char *rental_id, const cha
 		rc = cwe_telemetry(e, &now, "rental.force_return", r.cart_id, r.id,
 			       cwe_jdata("note", note ? note : "", "closed_as",
 				     cancelled ? "cancelled" : "returned"));
-out:
+	*cancelledp = cancelled;
+	*board = b;
+	return rc;
+}
+
+int cw_engine_force_return(struct cw_engine *e, const char *rental_id, const char *note)
+{
+	struct stamp now;
+	struct cw_eboard *b = NULL;
+	bool cancelled = false;
+	int rc;
+
+	if (!e || !rental_id || !cw_uuid_valid(rental_id))
+		return CW_ERR_INVAL;
+	if (note && strlen(note) > 256)
+		return CW_ERR_TOOBIG;
+	pthread_mutex_lock(&e->mu);
+	cwe_stamp_now(e, &now);
+	rc = cwe_begin(e);
+	if (rc != CW_OK)
+		goto unlock;
+	rc = cwe_force_return_tx(e, &now, rental_id, note, &cancelled, &b);
 	rc = cwe_finish(e, rc);
 	/* What that lock did is unknown: read the board before renting from it. */
 	if (rc == CW_OK && cancelled && b)
 		b->need_reconcile = true;
 unlock:
-	pthread_mutex_unlock(&e->mu);
+	cwe_unlock(e);
 	return rc;
 }
 
 /* ------------------------------------------------------------ staff */
 
-int cw_engine_set_maintenance(struct cw_engine *e, int cart_number, bool on, const char *note)
+int cwe_set_maintenance_tx(struct cw_engine *e, const struct stamp *now_, int cart_number, bool on,
+			   const char *note)
 {
-	struct stamp now;
+	const struct stamp now = *now_;
 	struct cart_row c;
 	struct cw_eboard *b;
 	int rc;
 
-	if (!e || cart_number < 1)
-		return CW_ERR_INVAL;
-	if (note && strlen(note) > 256)
-		return CW_ERR_TOOBIG;
-	pthread_mutex_lock(&e->mu);
-	cwe_stamp_now(&now);
-	rc = cwe_begin(e);
-	if (rc != CW_OK)
-		goto unlock;
 	rc = cwe_cart_load(e, &c, "cart_number = ?1 AND removed = 0", "i", I64(cart_number));
 	if (rc != CW_OK)
-		goto out;
+		return rc;
 	b = cwe_board_find(e, c.bus, c.board);
-	if (b && cwe_inflight(b, c.lock)) {
-		rc = CW_ERR_STATE; /* its lock is moving (rent or maintenance unlock) */
-		goto out;
-	}
+	if (b && cwe_inflight(b, c.lock))
+		return CW_ERR_STATE; /* its lock is moving (rent or maintenance unlock) */
 	if (!on && c.st == CS_AVAILABLE)
-		goto out; /* not in maintenance: CW_OK, nothing written */
+		return CW_OK; /* not in maintenance: nothing written */
 	if (on && c.st == CS_MAINT) {
 		rc = cw_eq_exec(e, "UPDATE carts SET maintenance_notes = ?, updated_wall_ms = ? "
 				   "WHERE id = ?", "tit", note, now.wall, c.id);
@@ -396,10 +415,57 @@ int cw_engine_set_maintenance(struct cw_engine *e, int cart_number, bool on, con
 	if (rc == CW_OK)
 		rc = cwe_telemetry(e, &now, on ? "cart.maintenance_on" : "cart.maintenance_off", c.id, NULL,
 			       cwe_jdata("note", note ? note : "", NULL, NULL));
-out:
-	rc = cwe_finish(e, rc);
-unlock:
-	pthread_mutex_unlock(&e->mu);
+	return rc;
+}
+
+int cw_engine_set_maintenance(struct cw_engine *e, int cart_number, bool on, const char *note)
+{
+	struct stamp now;
+	int rc;
+
+	if (!e || cart_number < 1)
+		return CW_ERR_INVAL;
+	if (note && strlen(note) > 256)
+		return CW_ERR_TOOBIG;
+	pthread_mutex_lock(&e->mu);
+	cwe_stamp_now(e, &now);
+	rc = cwe_begin(e);
+	if (rc == CW_OK)
+		rc = cwe_finish(e, cwe_set_maintenance_tx(e, &now, cart_number, on, note));
+	cwe_unlock(e);
+	return rc;
+}
+
+int cwe_munlock_begin_tx(struct cw_engine *e, const struct stamp *now, const struct cart_row *c)
+{
+	struct cw_eboard *b = cwe_board_find(e, c->bus, c->board);
+	int rc = CW_OK;
+
+	if (c->st == CS_RENTED || c->st == CS_AWAITING || (b && cwe_inflight(b, c->lock)))
+		return CW_ERR_STATE; /* a customer's slot: use force return first */
+	/* A slot opened by staff must be neither rented out nor flagged as a
+	 * fault ("hook open without rental"): it goes to maintenance first. */
+	if (c->st == CS_AVAILABLE)
+		rc = cwe_cart_transition(e, now, c->id, CS_MAINT, "maintenance unlock");
+	if (rc == CW_OK)
+		rc = cwe_telemetry(e, now, "cart.maintenance_unlock", c->id, NULL, NULL);
+	return rc;
+}
+
+int cwe_munlock_end_tx(struct cw_engine *e, const struct stamp *now, const struct cart_row *c,
+		       int hw_rc)
+{
+	int rc = CW_OK;
+
+	if (hw_rc == CW_OK) {
+		rc = cw_eq_exec(e, "UPDATE carts SET is_locked = 0, updated_wall_ms = ? WHERE id = ? "
+				   "AND is_locked = 1", "it", now->wall, c->id);
+		if (rc == CW_OK && sqlite3_changes(e->h) > 0)
+			rc = cwe_outbox_cart(e, now, c->id, "cart.updated");
+	}
+	if (rc == CW_OK)
+		rc = cwe_telemetry(e, now, "cart.maintenance_unlock_result", c->id, NULL,
+			       cwe_jdata("result", cw_errname(hw_rc), NULL, NULL));
 	return rc;
 }
 
@@ -417,30 +483,19 @@ int cw_engine_maintenance_unlock(struct cw_engine *e, int cart_number, int64_t *
 	if (!e || cart_number < 1)
 		return CW_ERR_INVAL;
 	pthread_mutex_lock(&e->mu);
-	cwe_stamp_now(&now);
+	cwe_stamp_now(e, &now);
 	rc = cwe_begin(e);
 	if (rc != CW_OK)
 		goto unlock;
 	rc = cwe_cart_load(e, &c, "cart_number = ?1 AND removed = 0", "i", I64(cart_number));
-	if (rc != CW_OK)
-		goto out;
-	b = cwe_board_find(e, c.bus, c.board);
-	if (c.st == CS_RENTED || c.st == CS_AWAITING || (b && cwe_inflight(b, c.lock))) {
-		rc = CW_ERR_STATE; /* a customer's slot: use force return first */
-		goto out;
-	}
-	/* A slot opened by staff must be neither rented out nor flagged as a
-	 * fault ("hook open without rental"): it goes to maintenance first. */
-	if (c.st == CS_AVAILABLE)
-		rc = cwe_cart_transition(e, &now, c.id, CS_MAINT, "maintenance unlock");
 	if (rc == CW_OK)
-		rc = cwe_telemetry(e, &now, "cart.maintenance_unlock", c.id, NULL, NULL);
-out:
+		rc = cwe_munlock_begin_tx(e, &now, &c);
+	b = rc == CW_OK ? cwe_board_find(e, c.bus, c.board) : NULL;
 	rc = cwe_finish(e, rc);
 	if (rc == CW_OK && b)
 		token = cwe_inflight_begin(e, b, c.lock);
 unlock:
-	pthread_mutex_unlock(&e->mu);
+	cwe_unlock(e);
 	if (rc != CW_OK)
 		return rc;
 
@@ -452,21 +507,11 @@ unlock:
 		if (hw_rc == CW_ERR_OFFLINE)
 			b->need_reconcile = true; /* maybe released, unanswered: read it afresh */
 	}
-	cwe_stamp_now(&now);
+	cwe_stamp_now(e, &now);
 	rc = cwe_begin(e);
-	if (rc == CW_OK) {
-		if (hw_rc == CW_OK) {
-			rc = cw_eq_exec(e, "UPDATE carts SET is_locked = 0, updated_wall_ms = ? WHERE id = ? "
-					   "AND is_locked = 1", "it", now.wall, c.id);
-			if (rc == CW_OK && sqlite3_changes(e->h) > 0)
-				rc = cwe_outbox_cart(e, &now, c.id, "cart.updated");
-		}
-		if (rc == CW_OK)
-			rc = cwe_telemetry(e, &now, "cart.maintenance_unlock_result", c.id, NULL,
-				       cwe_jdata("result", cw_errname(hw_rc), NULL, NULL));
-		rc = cwe_finish(e, rc);
-	}
-	pthread_mutex_unlock(&e->mu);
+	if (rc == CW_OK)
+		rc = cwe_finish(e, cwe_munlock_end_tx(e, &now, &c, hw_rc));
+	cwe_unlock(e);
 	if (latency_ms && hw_rc == CW_OK)
 		*latency_ms = lat;
 	return rc != CW_OK ? rc : hw_rc;
@@ -614,7 +659,7 @@ static int board_status_tx(struct cw_engine *e, struct cw_eboard *b,
 	int n = 0, cap = 0, findings = 0, nonline = 0;
 	int rc;
 
-	cwe_stamp_now(&now);
+	cwe_stamp_now(e, &now);
 	rc = cwe_begin(e);
 	if (rc != CW_OK)
 		return rc;
@@ -706,6 +751,7 @@ void cw_engine_on_board_status(struct cw_engine *e, int bus_index, int board_ind
 	b = cwe_board_find(e, bus_index, board_index);
 	if (!b)
 		goto out;
+	b->online = true;
 	reconcile = b->need_reconcile;
 	/* Nothing changed since the last committed status: nothing to do (the
 	 * rules react to changes; timeouts are the tick's). */
@@ -720,7 +766,7 @@ void cw_engine_on_board_status(struct cw_engine *e, int bus_index, int board_ind
 		b->have_bits = false; /* retried on the next poll */
 	}
 out:
-	pthread_mutex_unlock(&e->mu);
+	cwe_unlock(e);
 }
 
 void cw_engine_on_board_offline(struct cw_engine *e, int bus_index, int board_index, bool offline)
@@ -737,8 +783,9 @@ void cw_engine_on_board_offline(struct cw_engine *e, int bus_index, int board_in
 		goto out;
 	/* Whatever happened while it was away is compared at its next status. */
 	b->need_reconcile = true;
+	b->online = !offline;
 	b->have_bits = false;
-	cwe_stamp_now(&now);
+	cwe_stamp_now(e, &now);
 	rc = cwe_begin(e);
 	if (rc != CW_OK)
 		goto out;
@@ -755,7 +802,7 @@ void cw_engine_on_board_offline(struct cw_engine *e, int bus_index, int board_in
 				"tii", offline ? "offline" : "online", I64(bus_index), I64(board_index));
 	cwe_finish(e, rc);
 out:
-	pthread_mutex_unlock(&e->mu);
+	cwe_unlock(e);
 }
 
 /* ------------------------------------------------------------------ tick */
@@ -880,7 +927,7 @@ void cw_engine_tick(struct cw_engine *e)
 	if (!e)
 		return;
 	pthread_mutex_lock(&e->mu);
-	cwe_stamp_now(&now);
+	cwe_stamp_now(e, &now);
 	rc = cwe_begin(e);
 	if (rc == CW_OK) {
 		rc = tick_each(e, &now, "rental", "SELECT id FROM rentals WHERE " OPEN_SQL, tick_rental);
@@ -890,5 +937,5 @@ void cw_engine_tick(struct cw_engine *e)
 				       tick_reservation);
 		cwe_finish(e, rc);
 	}
-	pthread_mutex_unlock(&e->mu);
+	cwe_unlock(e);
 }

@@ -130,7 +130,7 @@ cJSON *cw_engine_carts_json(struct cw_engine *e)
 	}
 out:
 	sqlite3_finalize(st);
-	pthread_mutex_unlock(&e->mu);
+	cwe_unlock(e);
 	return arr;
 }
 
@@ -176,7 +176,7 @@ cJSON *cw_engine_cart_json(struct cw_engine *e, const char *id, int *err)
 	}
 out:
 	sqlite3_finalize(st);
-	pthread_mutex_unlock(&e->mu);
+	cwe_unlock(e);
 	return o;
 }
 
@@ -238,7 +238,7 @@ static int rows_to_array(struct cw_engine *e, sqlite3_stmt *st, cJSON *arr, int 
 	struct stamp now;
 	int n = 0, rc;
 
-	cwe_stamp_now(&now);
+	cwe_stamp_now(e, &now);
 	if (more)
 		*more = false;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -278,7 +278,7 @@ cJSON *cw_engine_rentals_active_json(struct cw_engine *e)
 	}
 out:
 	sqlite3_finalize(st);
-	pthread_mutex_unlock(&e->mu);
+	cwe_unlock(e);
 	return arr;
 }
 
@@ -381,7 +381,7 @@ fail:
 	res = NULL;
 out:
 	sqlite3_finalize(st);
-	pthread_mutex_unlock(&e->mu);
+	cwe_unlock(e);
 	return res;
 }
 
@@ -512,7 +512,7 @@ fail:
 	o = NULL;
 out:
 	sqlite3_finalize(st);
-	pthread_mutex_unlock(&e->mu);
+	cwe_unlock(e);
 	return o;
 }
 
@@ -532,7 +532,7 @@ int64_t cw_engine_outbox_depth(struct cw_engine *e)
 		return CW_ERR_INVAL;
 	pthread_mutex_lock(&e->mu);
 	n = outbox_depth_locked(e);
-	pthread_mutex_unlock(&e->mu);
+	cwe_unlock(e);
 	return n;
 }
 
@@ -571,6 +571,6 @@ fail:
 	cJSON_Delete(o);
 	o = NULL;
 out:
-	pthread_mutex_unlock(&e->mu);
+	cwe_unlock(e);
 	return o;
 }

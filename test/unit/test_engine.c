@@ -1647,6 +1647,395 @@ START_TEST(maintenance_off_noop_writes_nothing)
 }
 END_TEST
 
+
+/* ------------------------------------------------ commands (issue 4) */
+
+static const char *const CMD_A = "0190f0a0-0000-7000-8000-00000000000a";
+static const char *const CMD_B = "0190f0a0-0000-7000-8000-00000000000b";
+
+/* Runs a command built from JSON args text; expires in 60 s unless given. */
+static int run_cmd(const char *id, const char *action, const char *args, int64_t expires,
+		   struct cw_command_outcome *out)
+{
+	cJSON *a = cJSON_Parse(args);
+	struct cw_engine_command c = {
+		.id = id,
+		.action = action,
+		.args = a,
+		.issued_wall_ms = cw_wall_ms(),
+		.expires_wall_ms = expires ? expires : cw_wall_ms() + 60000,
+	};
+	int rc;
+
+	ck_assert_ptr_nonnull(a);
+	rc = cw_engine_command(e, &c, out);
+	cJSON_Delete(a);
+	return rc;
+}
+
+static int64_t results_of(const char *id)
+{
+	return q("SELECT count(*) FROM outbox WHERE kind = 'command.result' AND entity_type = "
+		 "'command' AND entity_id = '%s'", id);
+}
+
+static void result_field(const char *id, const char *path, char *out, size_t cap)
+{
+	qs(out, cap, "SELECT json_extract(payload, '%s') FROM outbox WHERE kind = 'command.result' "
+	   "AND entity_id = '%s'", path, id);
+}
+
+START_TEST(cmd_unlock_once)
+{
+	struct cw_command_outcome o;
+	char s[64];
+
+	ck_assert_int_eq(run_cmd(CMD_A, "unlock", "{\"cart_number\": 3}", 0, &o), CW_OK);
+	ck_assert_str_eq(o.state, "done");
+	ck_assert_str_eq(o.error, "");
+	ck_assert_int_eq(f.calls, 1);
+	cart_status(3, s, sizeof(s));
+	ck_assert_str_eq(s, "maintenance");
+	qs(s, sizeof(s), "SELECT state FROM command_log WHERE id = '%s'", CMD_A);
+	ck_assert_str_eq(s, "done");
+	ck_assert_int_eq(results_of(CMD_A), 1);
+	result_field(CMD_A, "$.state", s, sizeof(s));
+	ck_assert_str_eq(s, "succeeded");
+	result_field(CMD_A, "$.result.cart_number", s, sizeof(s));
+	ck_assert_str_eq(s, "3");
+	result_field(CMD_A, "$.result.cart.hook_closed", s, sizeof(s));
+	ck_assert_str_eq(s, "0"); /* the sensors saw the hook open */
+	result_field(CMD_A, "$.command_id", s, sizeof(s));
+	ck_assert_str_eq(s, CMD_A);
+	/* a second delivery (MQTT then heartbeat) or a replay: nothing moves */
+	ck_assert_int_eq(run_cmd(CMD_A, "unlock", "{\"cart_number\": 3}", 0, &o), CW_ERR_CONFLICT);
+	ck_assert_int_eq(run_cmd(CMD_A, "unlock", "{\"cart_number\": 4}", 0, &o), CW_ERR_CONFLICT);
+	ck_assert_int_eq(f.calls, 1);
+	ck_assert_int_eq(results_of(CMD_A), 1);
+	ck_assert_int_eq(q("SELECT count(*) FROM command_log"), 1);
+	/* by cart id as well */
+	{
+		char args[128], id[40];
+		qs(id, sizeof(id), "SELECT id FROM carts WHERE cart_number = 6");
+		snprintf(args, sizeof(args), "{\"cart_id\": \"%s\"}", id);
+		ck_assert_int_eq(run_cmd(CMD_B, "unlock", args, 0, &o), CW_OK);
+		ck_assert_str_eq(o.state, "done");
+		ck_assert_int_eq(f.calls, 2);
+	}
+	assert_no_errors();
+}
+END_TEST
+
+START_TEST(cmd_unlock_unconfirmed_fails)
+{
+	struct cw_command_outcome o;
+	char s[64];
+
+	f.next_rc = CW_ERR_FAULT;
+	ck_assert_int_eq(run_cmd(CMD_A, "unlock", "{\"cart_number\": 2}", 0, &o), CW_OK);
+	ck_assert_str_eq(o.state, "failed");
+	ck_assert_str_eq(o.error, "fault");
+	result_field(CMD_A, "$.state", s, sizeof(s));
+	ck_assert_str_eq(s, "failed");
+	result_field(CMD_A, "$.result.cart.is_locked", s, sizeof(s));
+	ck_assert_str_eq(s, "1");
+	/* a customer's cart is refused before anything moves */
+	f.next_rc = CW_OK;
+	{
+		struct cw_rent_result r;
+		ck_assert_int_eq(cw_engine_rent(e, "0501234567", &r), CW_OK);
+		f.calls = 0;
+		char args[64];
+		snprintf(args, sizeof(args), "{\"cart_number\": %d}", r.cart_number);
+		ck_assert_int_eq(run_cmd(CMD_B, "unlock", args, 0, &o), CW_OK);
+		ck_assert_str_eq(o.state, "failed");
+		ck_assert_str_eq(o.error, "bad_state");
+		ck_assert_int_eq(f.calls, 0);
+		qs(s, sizeof(s), "SELECT state FROM command_log WHERE id = '%s'", CMD_B);
+		ck_assert_str_eq(s, "failed");
+	}
+}
+END_TEST
+
+START_TEST(cmd_expired_refused)
+{
+	struct cw_command_outcome o;
+	char s[64];
+
+	ck_assert_int_eq(run_cmd(CMD_A, "unlock", "{\"cart_number\": 3}", cw_wall_ms() - 1, &o),
+			 CW_OK);
+	ck_assert_str_eq(o.state, "expired");
+	ck_assert_str_eq(o.error, "expired");
+	ck_assert_int_eq(f.calls, 0);
+	cart_status(3, s, sizeof(s));
+	ck_assert_str_eq(s, "available");
+	result_field(CMD_A, "$.state", s, sizeof(s));
+	ck_assert_str_eq(s, "failed");
+	result_field(CMD_A, "$.result.error", s, sizeof(s));
+	ck_assert_str_eq(s, "expired");
+	/* the same id again, now with a future expiry: still never run */
+	ck_assert_int_eq(run_cmd(CMD_A, "unlock", "{\"cart_number\": 3}", 0, &o), CW_ERR_CONFLICT);
+	ck_assert_int_eq(f.calls, 0);
+	assert_no_errors();
+}
+END_TEST
+
+START_TEST(cmd_untrusted_clock_refused)
+{
+	struct cw_command_outcome o;
+	char s[64];
+
+	setenv("CW_CLOCK_TRUSTED", "0", 1);
+	ck_assert(!cw_engine_clock_trusted(e));
+	ck_assert_int_eq(run_cmd(CMD_A, "unlock", "{\"cart_number\": 3}", 0, &o), CW_OK);
+	ck_assert_str_eq(o.state, "refused");
+	ck_assert_str_eq(o.error, "clock_untrusted");
+	ck_assert_int_eq(f.calls, 0);
+	result_field(CMD_A, "$.result.error", s, sizeof(s));
+	ck_assert_str_eq(s, "clock_untrusted");
+	ck_assert_int_eq(q("SELECT clock_trusted FROM outbox WHERE kind = 'command.result'"), 0);
+	/* the cloud's time (heartbeat over verified TLS) makes the clock trusted;
+	 * the kernel clock is 10 minutes behind: records are corrected */
+	cw_engine_server_time(e, cw_wall_ms() + 600000, cw_mono_ms());
+	ck_assert(cw_engine_clock_trusted(e));
+	ck_assert_int_eq(run_cmd(CMD_B, "unlock", "{\"cart_number\": 3}", cw_wall_ms() + 660000, &o),
+			 CW_OK);
+	ck_assert_str_eq(o.state, "done");
+	ck_assert_int_eq(f.calls, 1);
+	ck_assert_int_eq(q("SELECT received_trusted FROM command_log WHERE id = '%s'", CMD_B), 1);
+	ck_assert_int_ge(q("SELECT received_wall_ms FROM command_log WHERE id = '%s'", CMD_B),
+			 cw_wall_ms() + 590000);
+	setenv("CW_CLOCK_TRUSTED", "1", 1);
+}
+END_TEST
+
+/* A crash after the command's row committed (state executing): at the next
+ * start it is reported failed "interrupted" with the cart's state and never
+ * run again. */
+START_TEST(cmd_crash_never_reexecuted)
+{
+	struct cw_command_outcome o;
+	pid_t pid;
+	int status = 0;
+	char s[64];
+
+	engine_close();
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		engine_open();
+		push(0);
+		push(1);
+		f.crash_on_unlock = true;
+		run_cmd(CMD_A, "unlock", "{\"cart_number\": 4}", 0, &o);
+		_exit(3); /* not reached */
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(WEXITSTATUS(status), 0);
+	ck_assert_int_eq(qraw("SELECT count(*) FROM command_log WHERE state = 'executing'"), 1);
+	f.calls = 0;
+	engine_open();
+	push(0);
+	push(1);
+	qs(s, sizeof(s), "SELECT state FROM command_log WHERE id = '%s'", CMD_A);
+	ck_assert_str_eq(s, "failed");
+	ck_assert_int_eq(results_of(CMD_A), 1);
+	result_field(CMD_A, "$.result.error", s, sizeof(s));
+	ck_assert_str_eq(s, "interrupted");
+	result_field(CMD_A, "$.result.cart.cart_number", s, sizeof(s));
+	ck_assert_str_eq(s, "4");
+	result_field(CMD_A, "$.state", s, sizeof(s));
+	ck_assert_str_eq(s, "failed");
+	/* delivered again after the restart: refused, no lock moves */
+	ck_assert_int_eq(run_cmd(CMD_A, "unlock", "{\"cart_number\": 4}", 0, &o), CW_ERR_CONFLICT);
+	ck_assert_int_eq(f.calls, 0);
+	/* a second restart reports nothing more */
+	engine_close();
+	engine_open();
+	ck_assert_int_eq(results_of(CMD_A), 1);
+}
+END_TEST
+
+/* The same with a row left executing by hand (any action). */
+START_TEST(cmd_executing_row_reported_at_start)
+{
+	char s[64];
+
+	exec_engine("INSERT INTO command_log(id, action, args, received_wall_ms, received_trusted, "
+		    "state, updated_wall_ms) VALUES ('0190f0a0-0000-7000-8000-00000000000a', "
+		    "'cart_assign', '{\"cart_number\": 7, \"phone\": \"0501234567\"}', 1, 1, "
+		    "'executing', 1)");
+	engine_close();
+	f.calls = 0;
+	engine_open();
+	qs(s, sizeof(s), "SELECT state FROM command_log WHERE id = '%s'", CMD_A);
+	ck_assert_str_eq(s, "failed");
+	result_field(CMD_A, "$.result.cart.cart_number", s, sizeof(s));
+	ck_assert_str_eq(s, "7");
+	result_field(CMD_A, "$.action", s, sizeof(s));
+	ck_assert_str_eq(s, "cart_assign");
+	ck_assert_int_eq(f.calls, 0);
+	ck_assert_int_eq(q("SELECT count(*) FROM rentals"), 0);
+}
+END_TEST
+
+START_TEST(cmd_assign_and_return)
+{
+	struct cw_command_outcome o;
+	char s[64], rid[40];
+
+	ck_assert_int_eq(run_cmd(CMD_A, "cart_assign",
+				 "{\"cart_number\": 5, \"locker_id\": 0, \"phone\": \"0501234567\"}",
+				 0, &o),
+			 CW_OK);
+	ck_assert_str_eq(o.state, "done");
+	ck_assert_int_eq(f.calls, 1);
+	qs(rid, sizeof(rid), "SELECT id FROM rentals WHERE user_phone = '0501234567'");
+	ck_assert_int_eq(q("SELECT c.cart_number FROM rentals r JOIN carts c ON c.id = r.cart_id"), 5);
+	result_field(CMD_A, "$.result.rental_id", s, sizeof(s));
+	ck_assert_str_eq(s, rid);
+	/* the same cart again: not available */
+	ck_assert_int_eq(run_cmd("cmd-2", "cart.assign",
+				 "{\"cart_number\": 5, \"phone\": \"0509999999\"}", 0, &o),
+			 CW_OK);
+	ck_assert_str_eq(o.state, "failed");
+	ck_assert_str_eq(o.error, "no_cart");
+	ck_assert_int_eq(f.calls, 1);
+	ck_assert_int_eq(run_cmd("cmd-3", "cart_assign", "{\"cart_number\": 6, \"phone\": \"12\"}", 0,
+				 &o),
+			 CW_OK);
+	ck_assert_str_eq(o.error, "invalid_args");
+	sense(5, false, false); /* taken */
+	ck_assert_int_eq(run_cmd(CMD_B, "cart_return", "{\"cart_number\": 5}", 0, &o), CW_OK);
+	ck_assert_str_eq(o.state, "done");
+	rental_status(rid, s, sizeof(s));
+	ck_assert_str_eq(s, "returned");
+	ck_assert_int_eq(run_cmd("cmd-4", "cart_return", "{\"cart_number\": 5}", 0, &o), CW_OK);
+	ck_assert_str_eq(o.state, "failed");
+	ck_assert_str_eq(o.error, "not_found");
+	assert_no_errors();
+}
+END_TEST
+
+START_TEST(cmd_maintenance_and_others)
+{
+	struct cw_command_outcome o;
+	int64_t before;
+	char s[64];
+
+	ck_assert_int_eq(run_cmd(CMD_A, "set_maintenance",
+				 "{\"cart_number\": 2, \"on\": true, \"note\": \"wheel\"}", 0, &o),
+			 CW_OK);
+	ck_assert_str_eq(o.state, "done");
+	cart_status(2, s, sizeof(s));
+	ck_assert_str_eq(s, "maintenance");
+	ck_assert_int_eq(run_cmd(CMD_B, "set_maintenance", "{\"cart_number\": 2, \"on\": false}", 0,
+				 &o),
+			 CW_OK);
+	cart_status(2, s, sizeof(s));
+	ck_assert_str_eq(s, "available");
+	/* bad arguments, unknown carts and actions: failed, recorded, nothing moves */
+	before = q("SELECT count(*) FROM telemetry");
+	ck_assert_int_eq(run_cmd("c1", "set_maintenance", "{\"cart_number\": 2}", 0, &o), CW_OK);
+	ck_assert_str_eq(o.error, "invalid_args");
+	ck_assert_int_eq(run_cmd("c2", "set_maintenance", "{\"cart_number\": 99, \"on\": true}", 0,
+				 &o),
+			 CW_OK);
+	ck_assert_str_eq(o.error, "not_found");
+	ck_assert_int_eq(run_cmd("c3", "unlock", "{\"cart_number\": 1.5}", 0, &o), CW_OK);
+	ck_assert_str_eq(o.error, "invalid_args");
+	ck_assert_int_eq(run_cmd("c4", "unlock", "{}", 0, &o), CW_OK);
+	ck_assert_str_eq(o.error, "invalid_args");
+	ck_assert_int_eq(run_cmd("c5", "unlock",
+				 "{\"cart_number\": 3, \"cart_id\": \"0190f0a0-0000-7000-8000-"
+				 "0000000000ff\"}", 0, &o),
+			 CW_OK);
+	ck_assert_str_eq(o.error, "not_found");
+	ck_assert_int_eq(run_cmd("c6", "firmware_update", "{\"version\": \"1.2\"}", 0, &o), CW_OK);
+	ck_assert_str_eq(o.state, "failed");
+	ck_assert_str_eq(o.error, "not_supported");
+	ck_assert_int_eq(run_cmd("c7", "self_destruct", "{}", 0, &o), CW_OK);
+	ck_assert_str_eq(o.error, "unknown_action");
+	ck_assert_int_eq(f.calls, 0);
+	ck_assert_int_eq(q("SELECT count(*) FROM telemetry"), before);
+	ck_assert_int_eq(q("SELECT count(*) FROM outbox WHERE kind = 'command.result'"), 9);
+	ck_assert_int_eq(q("SELECT count(*) FROM command_log WHERE state = 'failed'"), 7);
+	/* malformed ids and actions are not recorded */
+	ck_assert_int_eq(run_cmd("", "unlock", "{}", 0, &o), CW_ERR_INVAL);
+	ck_assert_int_eq(run_cmd("a b", "unlock", "{}", 0, &o), CW_ERR_INVAL);
+	ck_assert_int_eq(run_cmd("c8", "un lock", "{}", 0, &o), CW_ERR_INVAL);
+	ck_assert_int_eq(q("SELECT count(*) FROM command_log"), 9);
+	assert_no_errors();
+}
+END_TEST
+
+static int hook_calls;
+static void count_hook(void *ctx)
+{
+	(void)ctx;
+	__atomic_add_fetch(&hook_calls, 1, __ATOMIC_SEQ_CST);
+}
+
+START_TEST(outbox_hook_after_commits)
+{
+	struct cw_rent_result r;
+	int n;
+
+	hook_calls = 0;
+	cw_engine_set_outbox_hook(e, count_hook, NULL);
+	ck_assert_int_eq(cw_engine_set_maintenance(e, 3, false, NULL), CW_OK); /* no-op */
+	ck_assert_int_eq(hook_calls, 0);
+	ck_assert_int_eq(cw_engine_rent(e, "0501234567", &r), CW_OK);
+	/* the rental's commit, the sensors, the confirmation */
+	ck_assert_int_ge(hook_calls, 2);
+	n = hook_calls;
+	ck_assert_int_eq(cw_engine_set_maintenance(e, 99, true, NULL), CW_ERR_NOTFOUND);
+	ck_assert_int_eq(hook_calls, n);
+	cw_engine_set_outbox_hook(e, NULL, NULL);
+	ck_assert_int_eq(cw_engine_set_maintenance(e, 3, true, NULL), CW_OK);
+	ck_assert_int_eq(hook_calls, n);
+}
+END_TEST
+
+START_TEST(cart_payload_has_controller)
+{
+	char s[64];
+	int64_t before = q("SELECT count(*) FROM outbox WHERE kind = 'cart.updated'");
+
+	ck_assert_int_eq(cw_engine_set_controller_info(e, 0, 0, "bus0", 7, "modbus"), CW_OK);
+	/* the 8 carts of that board, once */
+	ck_assert_int_eq(q("SELECT count(*) FROM outbox WHERE kind = 'cart.updated'"), before + 8);
+	ck_assert_int_eq(cw_engine_set_controller_info(e, 0, 0, "bus0", 7, "modbus"), CW_OK);
+	ck_assert_int_eq(q("SELECT count(*) FROM outbox WHERE kind = 'cart.updated'"), before + 8);
+	qs(s, sizeof(s), "SELECT json_extract(payload, '$.cart.controller.protocol') FROM outbox "
+	   "WHERE kind = 'cart.updated' ORDER BY seq DESC LIMIT 1");
+	ck_assert_str_eq(s, "modbus");
+	ck_assert_int_eq(q("SELECT json_extract(payload, '$.cart.controller.address') FROM outbox "
+			   "WHERE kind = 'cart.updated' ORDER BY seq DESC LIMIT 1"), 7);
+	qs(s, sizeof(s), "SELECT json_extract(payload, '$.cart.controller.bus_name') FROM outbox "
+	   "WHERE kind = 'cart.updated' ORDER BY seq DESC LIMIT 1");
+	ck_assert_str_eq(s, "bus0");
+	ck_assert_int_eq(q("SELECT count(*) FROM outbox WHERE kind LIKE 'cart.%%' AND "
+			   "json_extract(payload, '$.cart.controller.id') = "
+			   "json_extract(payload, '$.cart.controller_id') AND "
+			   "json_extract(payload, '$.v') = 1"),
+			 q("SELECT count(*) FROM outbox WHERE kind LIKE 'cart.%%'"));
+	ck_assert_int_eq(cw_engine_set_controller_info(e, 0, 5, "bus0", 9, "modbus"),
+			 CW_ERR_NOTFOUND);
+	{
+		int on, total;
+		cw_engine_boards(e, &on, &total);
+		ck_assert_int_eq(total, 2);
+		ck_assert_int_eq(on, 2);
+		cw_engine_on_board_offline(e, 0, 1, true);
+		cw_engine_boards(e, &on, &total);
+		ck_assert_int_eq(on, 1);
+	}
+	assert_no_errors();
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("engine");
@@ -1697,6 +2086,16 @@ int main(void)
 	tcase_add_test(tc, close_frees_only_own_reservation);
 	tcase_add_test(tc, step_errors_are_db_errors);
 	tcase_add_test(tc, maintenance_off_noop_writes_nothing);
+	tcase_add_test(tc, cmd_unlock_once);
+	tcase_add_test(tc, cmd_unlock_unconfirmed_fails);
+	tcase_add_test(tc, cmd_expired_refused);
+	tcase_add_test(tc, cmd_untrusted_clock_refused);
+	tcase_add_test(tc, cmd_crash_never_reexecuted);
+	tcase_add_test(tc, cmd_executing_row_reported_at_start);
+	tcase_add_test(tc, cmd_assign_and_return);
+	tcase_add_test(tc, cmd_maintenance_and_others);
+	tcase_add_test(tc, outbox_hook_after_commits);
+	tcase_add_test(tc, cart_payload_has_controller);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
