@@ -585,6 +585,15 @@ static enum MHD_Result h_admin_status(struct cw_api *a, struct MHD_Connection *c
 	if (!cJSON_AddItemToObject(o, "buses", buses))
 		goto out;
 	buses = NULL;
+	{
+		cJSON *cloud = a->hooks.cloud_json ? a->hooks.cloud_json(a->hooks.ctx) : NULL;
+		if (!cloud)
+			cloud = cJSON_CreateNull();
+		if (!cJSON_AddItemToObject(o, "cloud", cloud)) {
+			cJSON_Delete(cloud);
+			goto out;
+		}
+	}
 	res = o;
 	o = NULL;
 out:

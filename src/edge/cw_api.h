@@ -21,6 +21,10 @@ struct cw_api_hooks {
 	 * first = last = -1: the bus protocol's whole address range.
 	 * CW_ERR_NOTFOUND: no such bus; CW_ERR_INVAL: range invalid for it. */
 	int (*scan)(void *ctx, const char *bus, int first, int last, cJSON **out);
+	/* The cloud link's state for the admin status ({state, device_id,
+	 * high_water, last_ok, outbox_depth, ...}); NULL: no cloud configured
+	 * (the status says "cloud": null). May be NULL. */
+	cJSON *(*cloud_json)(void *ctx);
 	void *ctx;
 };
 

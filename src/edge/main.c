@@ -20,10 +20,12 @@
 #include "cw_api.h"
 #include "cw_clock.h"
 #include "cw_config.h"
+#include "cw_edge_sync.h"
 #include "cw_engine.h"
 #include "cw_error.h"
 #include "cw_lockbus.h"
 #include "cw_log.h"
+#include "cw_sync.h"
 #include "cw_version.h"
 
 #define TICK_MS 1000
@@ -44,6 +46,9 @@ struct edge {
 	struct cw_bus *buses[CW_MAX_BUSES];
 	struct bus_ud ud[CW_MAX_BUSES];
 	struct cw_api *api;
+	/* cloud link (issue 4): only with a "cloud" section in the config */
+	struct cw_edge_sync *sync_src;
+	struct cw_syncer *syncer;
 };
 
 /* Big (carts and buses arrays): static, not on the stack. */
@@ -93,7 +98,66 @@ static void on_bus_event(struct cw_bus *bus, const struct cw_bus_event *ev, void
 	}
 }
 
+/* ---- cloud link ---- */
+
+/* The engine committed outbox entries: wake the sender (cheap, any thread). */
+static void on_outbox(void *ctx)
+{
+	cw_syncer_notify(ctx);
+}
+
+/* /proc/device-tree/serial-number (Raspberry Pi): printable characters only. */
+static void read_serial(char *out, size_t cap)
+{
+	FILE *f = fopen("/proc/device-tree/serial-number", "r");
+	size_t n = 0;
+	int ch;
+
+	if (f) {
+		while ((ch = fgetc(f)) != EOF && n + 1 < cap) {
+			if (ch > 0x20 && ch < 0x7f)
+				out[n++] = (char)ch;
+		}
+		fclose(f);
+	}
+	out[n] = '\0';
+}
+
 /* ---- hooks for the API ---- */
+
+/* "cloud" of the status: the syncer's state, or NULL without a cloud. */
+static cJSON *hook_cloud_json(void *ctx)
+{
+	struct edge *ed = ctx;
+	struct cw_sync_status st;
+	cJSON *o;
+
+	if (!ed->syncer)
+		return NULL;
+	cw_syncer_status(ed->syncer, &st);
+	o = cJSON_CreateObject();
+	if (!o)
+		return NULL;
+	cJSON_AddStringToObject(o, "state", cw_sync_state_name(st.state));
+	if (st.device_id[0])
+		cJSON_AddStringToObject(o, "device_id", st.device_id);
+	else
+		cJSON_AddNullToObject(o, "device_id");
+	cJSON_AddNumberToObject(o, "high_water", (double)st.high_water);
+	if (st.last_ok_wall_ms > 0) {
+		char when[32];
+		cw_wall_format(st.last_ok_wall_ms, when);
+		cJSON_AddStringToObject(o, "last_ok", when);
+	} else {
+		cJSON_AddNullToObject(o, "last_ok");
+	}
+	cJSON_AddNumberToObject(o, "outbox_depth",
+				(double)cw_edge_sync_outbox_depth(ed->sync_src));
+	cJSON_AddNumberToObject(o, "batches_sent", (double)st.batches_sent);
+	cJSON_AddNumberToObject(o, "entries_sent", (double)st.entries_sent);
+	cJSON_AddStringToObject(o, "last_error", st.last_error);
+	return o;
+}
 
 static cJSON *bits_array(uint32_t bits, int n)
 {
@@ -263,7 +327,7 @@ static void usage(FILE *f)
 		"Exit status: 0 stopped cleanly, 1 runtime failure, 2 bad usage or config.\n");
 }
 
-static void shutdown_all(struct edge *ed)
+static void shutdown_all(struct edge *ed, struct cw_engine *engine)
 {
 	cw_api_free(ed->api); /* waits for requests in flight */
 	ed->api = NULL;
@@ -271,7 +335,15 @@ static void shutdown_all(struct edge *ed)
 		cw_bus_free(ed->buses[i]); /* no more events after this */
 		ed->buses[i] = NULL;
 	}
-	cw_engine_free(atomic_exchange(&ed->engine, NULL));
+	/* The syncer's thread runs commands on the engine: it goes first, and
+	 * the engine stops calling it before that. */
+	cw_engine_set_outbox_hook(engine, NULL, NULL);
+	cw_syncer_free(ed->syncer);
+	ed->syncer = NULL;
+	cw_edge_sync_free(ed->sync_src);
+	ed->sync_src = NULL;
+	atomic_store(&ed->engine, NULL);
+	cw_engine_free(engine);
 }
 
 int main(int argc, char **argv)
@@ -287,7 +359,8 @@ int main(int argc, char **argv)
 	struct cw_engine *engine = NULL;
 	struct cw_engine_config ec;
 	struct cw_engine_hw hw = {.unlock = hw_unlock, .ctx = ed};
-	struct cw_api_hooks hooks = {.buses_json = hook_buses_json, .scan = hook_scan, .ctx = ed};
+	struct cw_api_hooks hooks = {.buses_json = hook_buses_json, .scan = hook_scan,
+				     .cloud_json = hook_cloud_json, .ctx = ed};
 	const char *config_path = NULL;
 	bool check_only = false;
 	enum cw_log_level lvl;
@@ -328,9 +401,10 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (check_only) {
-		printf("config ok: %s branch=%s device=%s buses=%d carts=%d api=%s:%d\n", config_path,
-		       ed->cfg.branch_id, ed->cfg.device_id, ed->cfg.nbuses, ed->cfg.ncarts,
-		       ed->cfg.api_bind, ed->cfg.api_port);
+		printf("config ok: %s branch=%s device=%s buses=%d carts=%d api=%s:%d cloud=%s\n",
+		       config_path, ed->cfg.branch_id, ed->cfg.device_id, ed->cfg.nbuses,
+		       ed->cfg.ncarts, ed->cfg.api_bind, ed->cfg.api_port,
+		       ed->cfg.cloud_enabled ? ed->cfg.cloud.url : "none");
 		return 0;
 	}
 	if (cw_log_level_parse(ed->cfg.log_level, &lvl) == CW_OK)
@@ -416,6 +490,25 @@ int main(int argc, char **argv)
 					bc->name, bc->boards[j].address, cw_errname(rc));
 		}
 	}
+
+	/* The cloud link: its own connection to the database, a syncer thread
+	 * (started once the API is up), woken by every commit to the outbox. */
+	if (ed->cfg.cloud_enabled) {
+		struct cw_sync_source src;
+
+		read_serial(ed->cfg.cloud.serial_number, sizeof(ed->cfg.cloud.serial_number));
+		rc = cw_edge_sync_new(ec.db_path, ed->cfg.data_dir, engine, &ed->sync_src);
+		if (rc == CW_OK) {
+			cw_edge_sync_source(ed->sync_src, &src);
+			rc = cw_syncer_new(&ed->cfg.cloud, &src, &ed->syncer);
+		}
+		if (rc) {
+			cw_error("edge.cloud_failed", "url=%s err=%s", ed->cfg.cloud.url,
+				 cw_errname(rc));
+			goto out;
+		}
+		cw_engine_set_outbox_hook(engine, on_outbox, ed->syncer);
+	}
 	atomic_store(&ed->engine, engine);
 
 	rc = cw_api_new(ed->cfg.api_bind, ed->cfg.api_port, ed->cfg.admin_token, engine,
@@ -429,6 +522,16 @@ int main(int argc, char **argv)
 		strchr(ed->cfg.api_bind, ':') ? "[" : "", ed->cfg.api_bind,
 		strchr(ed->cfg.api_bind, ':') ? "]" : "", cw_api_port(ed->api), ed->cfg.ncarts,
 		ed->cfg.nbuses);
+	if (ed->syncer) {
+		rc = cw_syncer_start(ed->syncer);
+		if (rc) {
+			cw_error("edge.cloud_failed", "url=%s err=%s", ed->cfg.cloud.url,
+				 cw_errname(rc));
+			goto out;
+		}
+		cw_info("edge.cloud", "url=%s branch_code=%s", ed->cfg.cloud.url,
+			ed->cfg.cloud.branch_code);
+	}
 
 	next_tick = cw_mono_ms() + TICK_MS;
 	for (;;) {
@@ -454,7 +557,7 @@ int main(int argc, char **argv)
 	}
 	status = 0;
 out:
-	shutdown_all(ed);
+	shutdown_all(ed, engine);
 	if (status == 0)
 		cw_info("edge.stop", NULL);
 	else

@@ -14,6 +14,8 @@ ctl() { "$CTL" --config "$T/edge.json" "$@"; }
 out=$(ctl status) || fail "status failed: $out"
 grep -q bus0 <<<"$out" || fail "status does not show the bus: $out"
 grep -qi 'outbox' <<<"$out" || fail "status does not show the outbox depth: $out"
+grep -q 'cloud: not configured' <<<"$out" || fail "status does not say the cloud is absent: $out"
+[ "$(ctl --json status | jq -r '.cloud')" = null ] || fail "status --json: cloud is not null"
 [ "$(ctl --json status | jq -r '.buses[0].boards | length')" = 2 ] || fail "status --json lacks boards"
 
 [ "$(ctl --json carts | jq 'length')" = 8 ] || fail "carts --json"

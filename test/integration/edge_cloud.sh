@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The edge with a "cloud" section: --check-config names it, the daemon starts
+# its cloud link beside the rental engine (the cloud itself is absent here:
+# nothing answers on the URL), rentals never wait for it, status shows the
+# link, cart snapshots in the outbox carry their controller, and SIGTERM
+# stops everything cleanly. The end-to-end sync with a real cartwise-cloud
+# comes with src/cloudsync.
+. "$(dirname "$0")/lib.sh"
+# Whatever cloudsync logs about the unreachable cloud is expected here.
+ALLOWED_ERRORS='event=(sync|cloudsync|syncer)[._]'
+
+sim_start bus0 modbus --board 1:4
+CLOUD_PORT=$(free_port) # nothing listens there
+edge_config "$T/edge.json" "[{\"name\":\"bus0\",\"port\":\"$T/bus0.tty\",\"protocol\":\"modbus\",
+  \"boards\":[{\"address\":1,\"locks\":4}]}]" \
+  "{\"cloud\":{\"url\":\"http://127.0.0.1:$CLOUD_PORT\",\"insecure_http\":true,
+    \"branch_code\":\"B-1\",\"enrollment_code\":\"enroll-secret-1\",\"heartbeat_s\":5}}"
+
+out=$("$EDGE" --config "$T/edge.json" --check-config) || fail "check-config: $out"
+grep -q "cloud=http://127.0.0.1:$CLOUD_PORT" <<<"$out" || fail "check-config does not name the cloud: $out"
+
+edge_start
+wait_until 10 cart_is 4 available || fail "carts not ready"
+ctl() { "$CTL" --config "$T/edge.json" "$@"; }
+
+note "status shows the cloud link"
+st=$(ctl --json status) || fail "status failed"
+[ "$(jq -r '.cloud | type' <<<"$st")" = object ] || fail "status has no cloud object: $st"
+[ -n "$(jq -r '.cloud.state // empty' <<<"$st")" ] || fail "cloud.state missing: $st"
+[ "$(jq -r '.cloud.outbox_depth | type' <<<"$st")" = number ] || fail "cloud.outbox_depth: $st"
+jq -e '.cloud | has("device_id") and has("high_water") and has("last_ok")' <<<"$st" >/dev/null \
+	|| fail "cloud status fields missing: $st"
+ctl status | grep -q '^cloud ' || fail "status text lacks the cloud line"
+
+note "a rental does not wait for the cloud"
+api POST "$(branch /carts/assign)" '{"phone":"0541231234"}'
+expect_code 201
+[ "$(edge_sql "SELECT count(*) FROM outbox WHERE kind = 'rental.created' AND acked = 0")" = 1 ] \
+	|| fail "rental.created not in the outbox"
+
+note "cart snapshots carry their controller"
+n=$(edge_sql "SELECT count(*) FROM outbox WHERE kind LIKE 'cart.%' AND
+	json_extract(payload, '\$.cart.controller.protocol') = 'modbus' AND
+	json_extract(payload, '\$.cart.controller.address') = 1 AND
+	json_extract(payload, '\$.cart.controller.bus_name') = 'bus0'")
+[ "$n" -ge 4 ] || fail "only $n cart snapshots with their controller"
+
+note "the enrollment code is not logged"
+if grep -q enroll-secret-1 "$T"/*.log; then fail "enrollment code in a log"; fi
+
+check_logs
+edge_stop
+note "ok"
