@@ -42,7 +42,14 @@ int cw_edge_sync_new(const char *db_path, const char *data_dir, struct cw_engine
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return CW_ERR_NOMEM;
-	pthread_mutex_init(&s->mu, NULL);
+	{
+		/* Recursive: a callback of outbox_read may ask for the depth. */
+		pthread_mutexattr_t a;
+		pthread_mutexattr_init(&a);
+		pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
+		pthread_mutex_init(&s->mu, &a);
+		pthread_mutexattr_destroy(&a);
+	}
 	s->e = e;
 	if (snprintf(s->data_dir, sizeof(s->data_dir), "%s", data_dir) >= (int)sizeof(s->data_dir)) {
 		rc = CW_ERR_TOOBIG;

@@ -69,7 +69,7 @@ void cwe_stamp_now(struct cw_engine *e, struct stamp *s)
 
 void cw_engine_server_time(struct cw_engine *e, int64_t wall_ms, int64_t mono_ms)
 {
-	int64_t local, skew;
+	int64_t local, skew, prev;
 
 	if (!e || wall_ms <= 0)
 		return;
@@ -78,7 +78,10 @@ void cw_engine_server_time(struct cw_engine *e, int64_t wall_ms, int64_t mono_ms
 	skew = wall_ms - local;
 	if (skew > -SERVER_SKEW_TOLERANCE_MS && skew < SERVER_SKEW_TOLERANCE_MS)
 		skew = 0;
-	if (skew != atomic_load(&e->server_offset_ms) || !atomic_load(&e->server_synced)) {
+	prev = atomic_load(&e->server_offset_ms);
+	/* logged when it starts or moves, not at every heartbeat */
+	if (!atomic_load(&e->server_synced) || skew - prev >= SERVER_SKEW_TOLERANCE_MS ||
+	    prev - skew >= SERVER_SKEW_TOLERANCE_MS) {
 		if (skew != 0)
 			cw_warn("engine.clock_skew", "skew_ms=%lld kernel_synced=%d note=\"records "
 				"use the cloud's time while the kernel clock is not synchronised\"",

@@ -110,6 +110,9 @@ static int collect(void *fctx, const struct cw_sync_entry *en)
 	struct seen *sn = fctx;
 	cJSON *p;
 
+	/* a callback may ask the source again (no deadlock) */
+	ck_assert_int_gt(cw_edge_sync_outbox_depth(s), 0);
+
 	if (sn->n == sn->stop_at)
 		return 99;
 	ck_assert_int_lt(sn->n, 64);
