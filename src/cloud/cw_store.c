@@ -1087,6 +1087,50 @@ int cw_store_telemetry_list(struct cw_store *s, const struct cw_telemetry_query 
 	return CW_OK;
 }
 
+struct event_counts {
+	cw_event_count_fn fn;
+	void *ctx;
+};
+
+static int event_counts_cb(void *ctx, int ncols, const char *const *cols)
+{
+	struct event_counts *e = ctx;
+
+	if (ncols != 3 || !cols[0] || !cols[1] || !cols[2])
+		return CW_ERR_INTERNAL;
+	return e->fn(e->ctx, col_int(cols[0]), cols[1], col_int(cols[2]));
+}
+
+#define DAY_MS 86400000LL
+
+int cw_store_chain_event_counts(struct cw_store *s, const char *chain_id, const char *manager_id,
+				int64_t from_ms, int64_t to_ms, cw_event_count_fn fn, void *ctx)
+{
+	struct event_counts e = {.fn = fn, .ctx = ctx};
+	/* the whole UTC days inside [from, to): [lo, hi); times are >= 0 */
+	int64_t lo = from_ms / DAY_MS + (from_ms % DAY_MS != 0), hi = to_ms / DAY_MS;
+	int64_t head_to = to_ms, tail_from = to_ms;
+
+	if (!fn || !range_ok(from_ms, to_ms) || (manager_id && !id_ok(manager_id)))
+		return CW_ERR_INVAL;
+	if (!id_ok(chain_id))
+		return CW_OK;
+	if (lo < hi) {
+		head_to = lo * DAY_MS;
+		tail_from = hi * DAY_MS;
+	} else {
+		lo = hi = 0; /* no whole day: all from telemetry */
+	}
+	{
+		/* 1 chain, 2..3 first partial day, 4..5 last partial day, 6..7 whole
+		 * days [lo, hi), 8 manager */
+		struct cw_param p[] = {P_TEXT(chain_id), P_INT(from_ms),   P_INT(head_to),
+				       P_INT(tail_from), P_INT(to_ms),	   P_INT(lo),
+				       P_INT(hi),	 P_OPT(manager_id)};
+		return run(s, CW_SQL_CHAIN_EVENT_COUNTS, p, NP(p), event_counts_cb, &e, NULL);
+	}
+}
+
 /* ---- staff user management ---- */
 
 /* "id,id,..." (sorted by the SQL) into a cw_user_branches */

@@ -361,6 +361,17 @@ struct cw_telemetry_query {
 int cw_store_telemetry_list(struct cw_store *s, const struct cw_telemetry_query *q,
 			    struct cw_telemetry *out, int *n, bool *more);
 
+/* Called once per (UTC day, event type) with events, ordered by day; return
+ * non-zero to stop with that error. event_type is only valid during the call. */
+typedef int (*cw_event_count_fn)(void *ctx, int64_t day, const char *event_type, int64_t n);
+/* Telemetry events of a chain whose event time is in [from, to), counted by
+ * UTC day (days since the epoch) and event type; only the branches manager_id
+ * manages when it is not NULL. Whole days come from the daily rollup kept by
+ * migration 003's triggers, the partial first and last day from telemetry
+ * itself, in one statement (one snapshot), so the counts are exact. */
+int cw_store_chain_event_counts(struct cw_store *s, const char *chain_id, const char *manager_id,
+				int64_t from_ms, int64_t to_ms, cw_event_count_fn fn, void *ctx);
+
 /* ---- staff user management (HTTP) ---- */
 
 #define CW_USER_BRANCHES_MAX 64
