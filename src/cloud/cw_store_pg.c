@@ -89,7 +89,14 @@ extern const int cw_cloud_pg_migrations_count;
 #define LATE(now) "(r.status IN ('overdue', 'returned-late') OR " \
 	"(r.status = 'active' AND r.expected_return < " TS(now) "))"
 #define FINISHED "(r.status IN ('returned', 'returned-late') AND r.actual_return IS NOT NULL)"
-#define DURATION_MS "extract(epoch from (r.actual_return - r.start_time)) * 1000"
+/* The rental stats compute per row in double precision: extract() returns
+ * numeric since PostgreSQL 14, which is slow per row (date_part() is still
+ * double). Only the average is turned into numeric, once per group, so that
+ * round() keeps numeric's half-away-from-zero rounding (the float8 -> numeric
+ * cast keeps 15 significant digits, which also absorbs the double's error on
+ * an average that is exactly .5). */
+#define DURATION_MS "date_part('epoch', r.actual_return - r.start_time) * 1000"
+#define AVG_DURATION_MS "round((avg(" DURATION_MS ") FILTER (WHERE " FINISHED "))::numeric)"
 
 /* Telemetry of a chain by UTC day and event type (GET /api/chains/{id}/stats):
  * whole days [$6, $7) from the telemetry_daily rollup of migration 003, the
@@ -242,13 +249,13 @@ static const char *const pg_sql[CW_SQL_COUNT] = {
 		"count(*) FILTER (WHERE r.status = 'returned-late'), "
 		"count(*) FILTER (WHERE r.status = 'cancelled'), "
 		"count(*) FILTER (WHERE " FINISHED "), "
-		"coalesce(round(avg(" DURATION_MS ") FILTER (WHERE " FINISHED "))::bigint, 0) "
+		"coalesce(" AVG_DURATION_MS "::bigint, 0) "
 		"FROM rentals r WHERE r.branch_id = $1::uuid AND r.start_time >= " TS("$2") " "
 		"AND r.start_time < " TS("$3"),
 	[CW_SQL_RENTAL_STATS_DAYS] =
-		"SELECT floor(extract(epoch from r.start_time) / 86400)::bigint AS day, count(*), "
+		"SELECT floor(date_part('epoch', r.start_time) / 86400)::bigint AS day, count(*), "
 		"count(*) FILTER (WHERE " LATE("$4") "), count(*) FILTER (WHERE " FINISHED "), "
-		"round(avg(" DURATION_MS ") FILTER (WHERE " FINISHED "))::bigint "
+		AVG_DURATION_MS "::bigint "
 		"FROM rentals r WHERE r.branch_id = $1::uuid AND r.start_time >= " TS("$2") " "
 		"AND r.start_time < " TS("$3") " GROUP BY 1 ORDER BY 1",
 	TELEMETRY_4(CW_SQL_TELEMETRY_DEVICE, "device_id",
