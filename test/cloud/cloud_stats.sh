@@ -115,9 +115,8 @@ stats "$CHAIN_A" $((D0 - HOUR)) $((D0 + 3 * DAY + 6 * HOUR))
 check "$CHAIN_A" $((D0 - HOUR)) $((D0 + 3 * DAY + 6 * HOUR))
 
 note "boundaries: [from, to) to the millisecond, whole days only, inside one day"
-for r in "$D0 $((D0 + DAY))" "$D0 $((D0 + 2 * DAY))" "$((D0 - 1)) $((D0 + DAY))" \
-	"$((D0 + 1)) $((D0 + DAY - 1))" "$((D0 + 1)) $((D0 + DAY))" "$((D0 + HOUR)) $((D0 + 13 * HOUR))" \
-	"$((D0 + DAY - 1)) $((D0 + DAY + 2))" "$((D0 - 2 * DAY)) $((D0 + 4 * DAY))" \
+for r in "$D0 $((D0 + 2 * DAY))" "$((D0 - 1)) $((D0 + DAY))" "$((D0 + 1)) $((D0 + DAY))" \
+	"$((D0 + HOUR)) $((D0 + 13 * HOUR))" "$((D0 + DAY - 1)) $((D0 + DAY + 2))" \
 	"$((D0 + 12 * HOUR)) $((D0 + 2 * DAY + 12 * HOUR))"; do
 	# shellcheck disable=SC2086
 	stats "$CHAIN_A" $r
@@ -168,7 +167,7 @@ expect_error "$CODE"
 
 note "a branch manager counts only their branches (A1, not A2)"
 AUTH=$TOK_MGR_A1
-for r in "$((D0 - HOUR)) $((D0 + 3 * DAY + 6 * HOUR))" "$D0 $((D0 + 2 * DAY))" "$((D0 + HOUR)) $((D0 + 13 * HOUR))"; do
+for r in "$((D0 - HOUR)) $((D0 + 3 * DAY + 6 * HOUR))" "$((D0 + HOUR)) $((D0 + 13 * HOUR))"; do
 	# shellcheck disable=SC2086
 	stats "$CHAIN_A" $r
 	# shellcheck disable=SC2086
