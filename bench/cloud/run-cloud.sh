@@ -7,7 +7,9 @@
 #     in the same run, the same database doing the same statements directly
 #     (bench_sqlite_raw for SQLite, pgbench for PostgreSQL). The ratio is the figure.
 #  2. Chain-wide telemetry and rental-stats queries over CW_BENCH_ROWS telemetry
-#     rows on PostgreSQL, with the indexes of 001 and then with 002 applied.
+#     rows on PostgreSQL, with the indexes of 001 and then with 002 applied; then
+#     003 (the daily telemetry rollup): the chain stats statements (queries/c_*,
+#     which need it), and the cost of its trigger on a 500-row insert.
 #
 # Prints figures and a Markdown table; never passes or fails on time. Builds
 # nothing: meson setup BUILD --buildtype=release && ninja -C BUILD first.
@@ -366,8 +368,11 @@ bench_telemetry() {
 	psql -X -q -d "$db" -c "INSERT INTO user_branches VALUES ('$MANAGER', '$BRANCH')" >/dev/null
 	CURSOR=$(psql -X -qtA -d "$db" -c "SELECT id FROM telemetry WHERE chain_id = '$CHAIN'
 		ORDER BY \"timestamp\" DESC, id DESC OFFSET 5000 LIMIT 1")
-	local names=() before=() after=()
-	for q in "$HERE"/queries/*.sql; do
+	local names=() before=() after=() qs=()
+	for q in "$HERE"/queries/*.sql; do # c_*: need 003, timed after it
+		case $(basename "$q") in c_*) ;; *) qs+=("$q") ;; esac
+	done
+	for q in "${qs[@]}"; do
 		names+=("$(basename "$q" .sql)")
 		before+=("$(q_time "$q")")
 		note "  before 002: ${names[-1]} ${before[-1]} ms"
@@ -382,21 +387,28 @@ bench_telemetry() {
 	fi
 	note "  002 applied in $((t1 - t0)) s; telemetry now $(psql -X -qtA -d "$db" -c "SELECT pg_size_pretty(pg_total_relation_size('telemetry'))") with indexes"
 	i=0
-	for q in "$HERE"/queries/*.sql; do
+	for q in "${qs[@]}"; do
 		after+=("$(q_time "$q")")
 		note "  with 002:   ${names[$i]} ${after[$i]} ms"
 		printf '| %s | %s | %s | %s |\n' "${names[$i]}" "${before[$i]}" "${after[$i]}" \
 			"$(awk -v a="${after[$i]}" 'BEGIN { print (a <= 100 ? "met" : "MISSED") }')" >>"$T/tele.md"
 		i=$((i + 1))
 	done
+	bench_rollup
 	# the same through the API, if this build has the routes
 	if "$CLOUD" routes | grep -q '/api/telemetry/chains/'; then
+		# recorded only if this binary knows 003 (else it would refuse the database)
+		if grep -q 003_telemetry_daily.sql "$CLOUD"; then
+			psql -X -q -d "$db" -c "INSERT INTO cw_schema_migrations (version, name) VALUES (3, '003_telemetry_daily.sql')" >/dev/null
+		fi
 		cloud_start "$T/tele.json" "$T/tele.log"
 		printf '%s\n' "$PW" | "$CLOUD" --config "$T/tele.json" admin create-user \
 			--email bench@example.com --role platform-admin >/dev/null
 		AUTH=$(api POST /api/auth/login "{\"email\":\"bench@example.com\",\"password\":\"$PW\"}" | jq -r .token)
-		local from24 from30 from90 tc="/api/telemetry/chains/$CHAIN" rs="/api/branches/$BRANCH/rentals/stats"
+		local from24 from7 from30 from90 tc="/api/telemetry/chains/$CHAIN" rs="/api/branches/$BRANCH/rentals/stats"
+		local cs="/api/chains/$CHAIN/stats" specs=()
 		from24=$(date -u -d "$T_END - 1 day" +%Y-%m-%dT%H:%M:%SZ)
+		from7=$(date -u -d "$T_END - 7 days" +%Y-%m-%dT%H:%M:%SZ)
 		from30=$(date -u -d "$T_END - 30 days" +%Y-%m-%dT%H:%M:%SZ)
 		from90=$(date -u -d "$T_END - 90 days" +%Y-%m-%dT%H:%M:%SZ)
 		local to=${T_END/ /T}
@@ -404,10 +416,15 @@ bench_telemetry() {
 		# order matters: the server prepares each statement once a connection,
 		# and PostgreSQL may switch a prepared statement to its generic plan
 		# after 5 runs; the filtered calls come after 24 unfiltered ones
-		for spec in "24 $tc?limit=50" "12 $tc?limit=50&from=$from24&to=$to" \
+		specs=("24 $tc?limit=50" "12 $tc?limit=50&from=$from24&to=$to" \
 			"12 $tc?limit=50&cursor=$CURSOR" "12 $tc?limit=50&event_type=lock_fault" \
 			"8 $tc?limit=50&event_type=no_such_type" "12 $rs" "12 $rs?from=$from30&to=$to" \
-			"8 $rs?from=$from90&to=$to"; do
+			"8 $rs?from=$from90&to=$to")
+		if "$CLOUD" routes | grep -q '/api/chains/{id}/stats'; then
+			specs+=("12 $cs" "12 $cs?from=$from24&to=$to" "12 $cs?from=$from7&to=$to" \
+				"12 $cs?from=$from90&to=$to")
+		fi
+		for spec in "${specs[@]}"; do
 			local n=${spec%% *} path=${spec#* } res
 			res=$(api_time "$n" "$path")
 			printf '| `GET %s` | %s | %s | %s | %s |\n' "$(sed -e "s/$CHAIN/{chain}/; s/$BRANCH/{branch}/; s/$CURSOR/{cursor}/" <<<"$path")" \
@@ -417,6 +434,40 @@ bench_telemetry() {
 		cloud_stop
 	fi
 	psql -X -q -c "DROP DATABASE $db" >/dev/null
+}
+
+# bench_rollup: applies 003 (daily telemetry counts, maintained by triggers) to
+# the part-2 database, times the statements that need it (queries/c_*) and the
+# s_* on-demand counts again beside them, then the insert trigger's cost:
+# a 500-row batch with and without it, alternated 8 times (the first pair is a
+# warm-up), median of the other 7 of each.
+bench_rollup() {
+	local db=cwbench_tele t0 t1 q n with without
+	t0=$(date +%s)
+	psql -X -q -d "$db" -v ON_ERROR_STOP=1 -f "$SRC/schema/cloud/postgres/003_telemetry_daily.sql" >/dev/null
+	t1=$(date +%s)
+	psql -X -q -d "$db" -c "VACUUM ANALYZE telemetry_daily" >/dev/null
+	note "  003 applied in $((t1 - t0)) s: $(psql -X -qtA -d "$db" -c "SELECT count(*) FROM telemetry_daily") rollup rows, $(psql -X -qtA -d "$db" -c "SELECT pg_size_pretty(pg_total_relation_size('telemetry_daily'))")"
+	for q in "$HERE"/queries/c_*.sql "$HERE"/queries/s_*.sql; do
+		n=$(basename "$q" .sql)
+		t0=$(q_time "$q")
+		note "  with 003:   $n $t0 ms"
+		printf '| %s | %s | %s |\n' "$n" "$t0" \
+			"$(awk -v a="$t0" 'BEGIN { print (a <= 100 ? "met" : "MISSED") }')" >>"$T/rollup.md"
+	done
+	with=() without=()
+	for n in 0 1 2 3 4 5 6 7; do
+		for q in true false; do
+			t0=$(psql -X -qtA -d "$db" -v with_trigger=$q -v branch="'$BRANCH'" -v t_end_ms="$T_END_MS" \
+				-f "$HERE/insert_batch.sql" | sed -n 's/^Execution Time: \([0-9.]*\) ms/\1/p')
+			[ "$n" = 0 ] && continue
+			if [ "$q" = true ]; then with+=("$t0"); else without+=("$t0"); fi
+		done
+	done
+	with=$(printf '%s\n' "${with[@]}" | sort -n | sed -n 4p)
+	without=$(printf '%s\n' "${without[@]}" | sort -n | sed -n 4p)
+	note "  500-row insert: $with ms with the trigger, $without ms without"
+	printf '| 500-row telemetry insert (one device, one day), ms | %s | %s |\n' "$without" "$with" >>"$T/insert.md"
 }
 
 # ---- run -----------------------------------------------------------------
@@ -445,6 +496,18 @@ if [ -s "$T/tele.md" ]; then
 	echo "| query | 001 indexes, ms | with 002, ms | target |"
 	echo "|---|---|---|---|"
 	cat "$T/tele.md"
+	echo
+fi
+if [ -s "$T/rollup.md" ]; then
+	echo "With 003 (daily telemetry rollup), median of 3 EXPLAIN ANALYZE runs (server time)"
+	echo
+	echo "| query | with 003, ms | target |"
+	echo "|---|---|---|"
+	cat "$T/rollup.md"
+	echo
+	echo "| insert | without the 003 trigger | with it |"
+	echo "|---|---|---|"
+	cat "$T/insert.md"
 	echo
 fi
 if [ -s "$T/api.md" ]; then
