@@ -1123,11 +1123,15 @@ int cw_store_chain_event_counts(struct cw_store *s, const char *chain_id, const 
 	}
 	{
 		/* 1 chain, 2..3 first partial day, 4..5 last partial day, 6..7 whole
-		 * days [lo, hi), 8 manager */
+		 * days [lo, hi), 8 manager (the _MANAGER statement only) */
 		struct cw_param p[] = {P_TEXT(chain_id), P_INT(from_ms),   P_INT(head_to),
 				       P_INT(tail_from), P_INT(to_ms),	   P_INT(lo),
 				       P_INT(hi),	 P_OPT(manager_id)};
-		return run(s, CW_SQL_CHAIN_EVENT_COUNTS, p, NP(p), event_counts_cb, &e, NULL);
+		/* two statements, not "(?8 IS NULL OR ...)": see cw_store_pg.c */
+		if (manager_id)
+			return run(s, CW_SQL_CHAIN_EVENT_COUNTS_MANAGER, p, NP(p), event_counts_cb,
+				   &e, NULL);
+		return run(s, CW_SQL_CHAIN_EVENT_COUNTS, p, NP(p) - 1, event_counts_cb, &e, NULL);
 	}
 }
 

@@ -101,16 +101,24 @@ extern const int cw_cloud_pg_migrations_count;
 /* Telemetry of a chain by UTC day and event type (GET /api/chains/{id}/stats):
  * whole days [$6, $7) from the telemetry_daily rollup of migration 003, the
  * partial first day [$2, $3) and last day [$4, $5) (ms) from telemetry, so the
- * sum is exact; $8 = a branch manager's user id (only their branches) or NULL.
- * date_part, not extract: double precision, not numeric, per row. */
+ * sum is exact. Two statements, without and with a branch manager's filter
+ * ($8): in a generic plan "($8 IS NULL OR branch_id IN ...)" cannot be folded
+ * away and the partial days would read branch_id from the heap instead of an
+ * index-only scan of telemetry_chain_ts. date_part, not extract: double
+ * precision, not numeric, per row. */
 #define CHAIN_STATS_MANAGER(col)                                                           \
-	"AND ($8::uuid IS NULL OR " col " IN (SELECT branch_id FROM user_branches "        \
-	"WHERE user_id = $8::uuid)) "
-#define CHAIN_STATS_PARTIAL(from, to)                                                      \
+	"AND " col " IN (SELECT branch_id FROM user_branches WHERE user_id = $8::uuid) "
+#define CHAIN_STATS_PARTIAL(from, to, filter)                                              \
 	"SELECT floor(date_part('epoch', t.\"timestamp\") / 86400)::int AS day, "           \
 	"t.event_type, count(*) AS n FROM telemetry t WHERE t.chain_id = $1::uuid "        \
 	"AND t.\"timestamp\" >= " TS(from) " AND t.\"timestamp\" < " TS(to) " "           \
-	CHAIN_STATS_MANAGER("t.branch_id") "GROUP BY 1, 2"
+	filter "GROUP BY 1, 2"
+#define CHAIN_STATS_SQL(daily_filter, tel_filter)                                          \
+	"SELECT x.day, x.event_type, sum(x.n)::bigint FROM (SELECT d.day, d.event_type, d.n " \
+	"FROM telemetry_daily d WHERE d.chain_id = $1::uuid AND d.day >= $6::int "         \
+	"AND d.day < $7::int " daily_filter "UNION ALL "                                    \
+	CHAIN_STATS_PARTIAL("$2", "$3", tel_filter) " UNION ALL "                          \
+	CHAIN_STATS_PARTIAL("$4", "$5", tel_filter) ") x GROUP BY 1, 2 ORDER BY 1, 2"
 
 /* Same statements, same parameter numbers as cw_store_sqlite.c. Every
  * parameter has an explicit type so that the server never has to guess. */
@@ -364,12 +372,9 @@ static const char *const pg_sql[CW_SQL_COUNT] = {
 		"UPDATE commands SET state = $3::text, result = $4::jsonb, finished_at = " TS("$5") " "
 		"WHERE id = $1::uuid AND device_id = $2::uuid "
 		"AND state IN ('pending', 'delivered', 'expired')",
-	[CW_SQL_CHAIN_EVENT_COUNTS] =
-		"SELECT x.day, x.event_type, sum(x.n)::bigint FROM (SELECT d.day, d.event_type, d.n "
-		"FROM telemetry_daily d WHERE d.chain_id = $1::uuid AND d.day >= $6::int "
-		"AND d.day < $7::int " CHAIN_STATS_MANAGER("d.branch_id")
-		"UNION ALL " CHAIN_STATS_PARTIAL("$2", "$3") " UNION ALL "
-		CHAIN_STATS_PARTIAL("$4", "$5") ") x GROUP BY 1, 2 ORDER BY 1, 2",
+	[CW_SQL_CHAIN_EVENT_COUNTS] = CHAIN_STATS_SQL("", ""),
+	[CW_SQL_CHAIN_EVENT_COUNTS_MANAGER] =
+		CHAIN_STATS_SQL(CHAIN_STATS_MANAGER("d.branch_id"), CHAIN_STATS_MANAGER("t.branch_id")),
 };
 
 struct pg_conn {

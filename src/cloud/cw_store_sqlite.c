@@ -92,15 +92,21 @@ extern const int cw_cloud_sqlite_migrations_count;
 /* Parameter numbers (?N) are those documented in cw_store.c for each statement. */
 /* Telemetry of a chain by UTC day and event type: whole days [?6, ?7) from
  * the telemetry_daily rollup (migration 003), the partial first day [?2, ?3)
- * and last day [?4, ?5) from telemetry; ?8 = a branch manager or NULL. Times
- * are not before 1970 (CW_TIME_MIN_MS), so ts_ms / 86400000 is the floor. */
+ * and last day [?4, ?5) from telemetry; the _MANAGER statement keeps only the
+ * branches of manager ?8 (two statements like cw_store_pg.c's). Times are not
+ * before 1970 (CW_TIME_MIN_MS), so ts_ms / 86400000 is the floor. */
 #define CHAIN_STATS_MANAGER(col)                                                           \
-	"AND (?8 IS NULL OR " col " IN (SELECT branch_id FROM user_branches "              \
-	"WHERE user_id = ?8)) "
-#define CHAIN_STATS_PARTIAL(from, to)                                                      \
+	"AND " col " IN (SELECT branch_id FROM user_branches WHERE user_id = ?8) "
+#define CHAIN_STATS_PARTIAL(from, to, filter)                                              \
 	"SELECT t.ts_ms / 86400000, t.event_type, count(*) FROM telemetry t "              \
 	"WHERE t.chain_id = ?1 AND t.ts_ms >= " from " AND t.ts_ms < " to " "              \
-	CHAIN_STATS_MANAGER("t.branch_id") "GROUP BY 1, 2"
+	filter "GROUP BY 1, 2"
+#define CHAIN_STATS_SQL(daily_filter, tel_filter)                                          \
+	"SELECT x.day, x.event_type, sum(x.n) FROM (SELECT d.day AS day, "                 \
+	"d.event_type AS event_type, d.n AS n FROM telemetry_daily d "                     \
+	"WHERE d.chain_id = ?1 AND d.day >= ?6 AND d.day < ?7 " daily_filter "UNION ALL "  \
+	CHAIN_STATS_PARTIAL("?2", "?3", tel_filter) " UNION ALL "                          \
+	CHAIN_STATS_PARTIAL("?4", "?5", tel_filter) ") x GROUP BY 1, 2 ORDER BY 1, 2"
 
 static const char *const sq_sql[CW_SQL_COUNT] = {
 	[CW_SQL_BEGIN] = "BEGIN IMMEDIATE",
@@ -320,12 +326,9 @@ static const char *const sq_sql[CW_SQL_COUNT] = {
 	[CW_SQL_SYNC_COMMAND_RESULT] =
 		"UPDATE commands SET state = ?3, result = ?4, finished_ms = ?5 WHERE id = ?1 "
 		"AND device_id = ?2 AND state IN ('pending', 'delivered', 'expired')",
-	[CW_SQL_CHAIN_EVENT_COUNTS] =
-		"SELECT x.day, x.event_type, sum(x.n) FROM (SELECT d.day AS day, "
-		"d.event_type AS event_type, d.n AS n FROM telemetry_daily d "
-		"WHERE d.chain_id = ?1 AND d.day >= ?6 AND d.day < ?7 " CHAIN_STATS_MANAGER("d.branch_id")
-		"UNION ALL " CHAIN_STATS_PARTIAL("?2", "?3") " UNION ALL "
-		CHAIN_STATS_PARTIAL("?4", "?5") ") x GROUP BY 1, 2 ORDER BY 1, 2",
+	[CW_SQL_CHAIN_EVENT_COUNTS] = CHAIN_STATS_SQL("", ""),
+	[CW_SQL_CHAIN_EVENT_COUNTS_MANAGER] =
+		CHAIN_STATS_SQL(CHAIN_STATS_MANAGER("d.branch_id"), CHAIN_STATS_MANAGER("t.branch_id")),
 };
 
 /* What SQLite said of a statement's text the first time a connection

@@ -1,6 +1,6 @@
--- GET /api/chains/{id}/stats (CW_SQL_CHAIN_STATS; needs 003, run-cloud.sh times c_* files
+-- GET /api/chains/{id}/stats (CW_SQL_CHAIN_EVENT_COUNTS; needs 003, run-cloud.sh times c_* files
 -- only after applying it), a platform or chain admin, the 24h before the run's hour
 -- (so the first and the last day are partial): ../chain_stats.sql has the statement.
 \set range_days 1
-\set mgr NULL
+\set is_manager false
 \ir ../chain_stats.sql

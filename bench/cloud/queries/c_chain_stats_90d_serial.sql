@@ -2,5 +2,5 @@
 -- launch of parallel workers cost more than the scans they share (../chain_stats.sql).
 SET max_parallel_workers_per_gather = 0;
 \set range_days 90
-\set mgr NULL
+\set is_manager false
 \ir ../chain_stats.sql
