@@ -8,7 +8,7 @@
 #     (bench_sqlite_raw for SQLite, pgbench for PostgreSQL). The ratio is the figure.
 #  2. Chain-wide telemetry and rental-stats queries over CW_BENCH_ROWS telemetry
 #     rows on PostgreSQL, with the indexes of 001 and then with 002 applied; then
-#     003 (the daily telemetry rollup): the chain stats statements (queries/c_*,
+#     005 (the daily telemetry rollup): the chain stats statements (queries/c_*,
 #     which need it), and the cost of its trigger on a 500-row insert.
 #
 # Prints figures and a Markdown table; never passes or fails on time. Builds
@@ -369,7 +369,7 @@ bench_telemetry() {
 	CURSOR=$(psql -X -qtA -d "$db" -c "SELECT id FROM telemetry WHERE chain_id = '$CHAIN'
 		ORDER BY \"timestamp\" DESC, id DESC OFFSET 5000 LIMIT 1")
 	local names=() before=() after=() qs=()
-	for q in "$HERE"/queries/*.sql; do # c_*: need 003, timed after it
+	for q in "$HERE"/queries/*.sql; do # c_*: need 005, timed after it
 		case $(basename "$q") in c_*) ;; *) qs+=("$q") ;; esac
 	done
 	for q in "${qs[@]}"; do
@@ -397,10 +397,13 @@ bench_telemetry() {
 	bench_rollup
 	# the same through the API, if this build has the routes
 	if "$CLOUD" routes | grep -q '/api/telemetry/chains/'; then
-		# recorded only if this binary knows 003 (else it would refuse the database)
-		if grep -q 003_telemetry_daily.sql "$CLOUD"; then
-			psql -X -q -d "$db" -c "INSERT INTO cw_schema_migrations (version, name) VALUES (3, '003_telemetry_daily.sql')" >/dev/null
-		fi
+		# the migrations the benchmark did not apply itself (003 login failures,
+		# 004 sync: small, unrelated to these queries), then the ledger rows of
+		# 003..005, so that the server accepts the database as current
+		psql -X -q -d "$db" -v ON_ERROR_STOP=1 -f "$SRC/schema/cloud/postgres/003_login_failures.sql" \
+			-f "$SRC/schema/cloud/postgres/004_sync.sql" >/dev/null
+		psql -X -q -d "$db" -c "INSERT INTO cw_schema_migrations (version, name) VALUES
+			(3, '003_login_failures.sql'), (4, '004_sync.sql'), (5, '005_telemetry_daily.sql')" >/dev/null
 		cloud_start "$T/tele.json" "$T/tele.log"
 		printf '%s\n' "$PW" | "$CLOUD" --config "$T/tele.json" admin create-user \
 			--email bench@example.com --role platform-admin >/dev/null
@@ -436,7 +439,7 @@ bench_telemetry() {
 	psql -X -q -c "DROP DATABASE $db" >/dev/null
 }
 
-# bench_rollup: applies 003 (daily telemetry counts, maintained by triggers) to
+# bench_rollup: applies 005 (daily telemetry counts, maintained by triggers) to
 # the part-2 database, times the statements that need it (queries/c_*) and the
 # s_* on-demand counts again beside them, then the insert trigger's cost:
 # a 500-row batch with and without it, alternated 8 times (the first pair is a
@@ -444,14 +447,14 @@ bench_telemetry() {
 bench_rollup() {
 	local db=cwbench_tele t0 t1 q n with without
 	t0=$(date +%s)
-	psql -X -q -d "$db" -v ON_ERROR_STOP=1 -f "$SRC/schema/cloud/postgres/003_telemetry_daily.sql" >/dev/null
+	psql -X -q -d "$db" -v ON_ERROR_STOP=1 -f "$SRC/schema/cloud/postgres/005_telemetry_daily.sql" >/dev/null
 	t1=$(date +%s)
 	psql -X -q -d "$db" -c "VACUUM ANALYZE telemetry_daily" >/dev/null
-	note "  003 applied in $((t1 - t0)) s: $(psql -X -qtA -d "$db" -c "SELECT count(*) FROM telemetry_daily") rollup rows, $(psql -X -qtA -d "$db" -c "SELECT pg_size_pretty(pg_total_relation_size('telemetry_daily'))")"
+	note "  005 applied in $((t1 - t0)) s: $(psql -X -qtA -d "$db" -c "SELECT count(*) FROM telemetry_daily") rollup rows, $(psql -X -qtA -d "$db" -c "SELECT pg_size_pretty(pg_total_relation_size('telemetry_daily'))")"
 	for q in "$HERE"/queries/c_*.sql "$HERE"/queries/s_*.sql; do
 		n=$(basename "$q" .sql)
 		t0=$(q_time "$q")
-		note "  with 003:   $n $t0 ms"
+		note "  with 005:   $n $t0 ms"
 		printf '| %s | %s | %s |\n' "$n" "$t0" \
 			"$(awk -v a="$t0" 'BEGIN { print (a <= 100 ? "met" : "MISSED") }')" >>"$T/rollup.md"
 	done
@@ -499,13 +502,13 @@ if [ -s "$T/tele.md" ]; then
 	echo
 fi
 if [ -s "$T/rollup.md" ]; then
-	echo "With 003 (daily telemetry rollup), median of 3 EXPLAIN ANALYZE runs (server time)"
+	echo "With 005 (daily telemetry rollup), median of 3 EXPLAIN ANALYZE runs (server time)"
 	echo
-	echo "| query | with 003, ms | target |"
+	echo "| query | with 005, ms | target |"
 	echo "|---|---|---|"
 	cat "$T/rollup.md"
 	echo
-	echo "| insert | without the 003 trigger | with it |"
+	echo "| insert | without the 005 trigger | with it |"
 	echo "|---|---|---|"
 	cat "$T/insert.md"
 	echo

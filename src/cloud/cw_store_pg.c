@@ -450,8 +450,13 @@ static int pg_prepare(struct pg_conn *pc, enum cw_sql id, const char *name)
  * is never logged; errors are logged with libpq's message only. */
 static int pg_connect(struct pg_store *s, struct pg_conn *pc)
 {
-	const char *keys[] = {"dbname", "connect_timeout", "application_name", NULL};
-	const char *vals[] = {s->conninfo, PG_CONNECT_TIMEOUT_S, "cartwise-cloud", NULL};
+	/* Session settings for an API of short statements (docs/ARCHITECTURE.md
+	 * "PostgreSQL session: no JIT, no parallel workers"). Before dbname: a
+	 * conninfo that sets its own options= overrides them (libpq keeps the
+	 * last value of a repeated key). */
+	const char *keys[] = {"options", "dbname", "connect_timeout", "application_name", NULL};
+	const char *vals[] = {"-c jit=off -c max_parallel_workers_per_gather=0", s->conninfo,
+			      PG_CONNECT_TIMEOUT_S, "cartwise-cloud", NULL};
 
 	if (pc->c)
 		PQfinish(pc->c);
