@@ -2,8 +2,8 @@
 # The device's cloud link (src/cloudsync) against the real cartwise-cloud of
 # this tree, on one backend (sqlite | postgres): enrollment writes cloud.json
 # 0600 and survives a restart without a second registration; heartbeats
-# reach the cloud (device status and health); commands the cloud signed reach the source once;
-# signature are refused and logged once; the cloud stopped and started again
+# reach the cloud (device status and health); a command the cloud signed
+# reaches the source once; the cloud stopped and started again
 # → the syncer recovers; token rotation at < 1/3 lifetime left (the old token
 # is dead, the new one saved); revocation → state revoked, thread alive,
 # re-enrollment only with a new code; on SQLite also native TLS with a CA
