@@ -5,9 +5,9 @@
  * h_heartbeat) runs, through src/cloud/cw_store.c on the SQLite backend:
  *   1. TOKEN_CHECK            (device_caller -> cw_store_device_token_check)
  *   2. DEVICE_HEARTBEAT       (cw_store_device_heartbeat, autocommit)
- *   3. BEGIN IMMEDIATE; COMMANDS_EXPIRE; COMMANDS_FOR_DEVICE; COMMIT
- *                             (cw_store_commands_for_device; no command is
- *                             pending in the benchmark, so no MARK_DELIVERED)
+ *   3. COMMANDS_ANY_OPEN      (cw_store_commands_for_device's first look; no
+ *                             command is open in the benchmark, so its write
+ *                             transaction - expire, hand out, mark - never runs)
  * The SQL texts below are copies of src/cloud/cw_store_sqlite.c (keep them in
  * step when the store's statements change) and the pragmas
  * are those of sq_open(): WAL, synchronous=FULL, foreign_keys=ON, busy
@@ -44,13 +44,7 @@
 #define MAX_THREADS 64
 #define MAX_SAMPLES 4000000 /* latency samples kept per run (all threads) */
 #define UUID_LEN 36
-#define COMMANDS_MAX 16 /* HEARTBEAT_COMMANDS_MAX of cw_cloud_api.c */
-
-#define COMMAND_COLS                                                              \
-	"c.id, c.device_id, c.branch_id, b.chain_id, c.action, c.args, c.state, " \
-	"c.created_by, c.created_ms, c.expires_ms, c.result"
-
-enum { S_TOKEN_CHECK, S_HEARTBEAT, S_BEGIN, S_EXPIRE, S_FOR_DEVICE, S_COMMIT, S_ROLLBACK, S_N };
+enum { S_TOKEN_CHECK, S_HEARTBEAT, S_ANY_OPEN, S_N };
 enum mode { M_SHARED, M_OWN, M_SPLIT };
 
 /* Copies of cw_store_sqlite.c's sq_sql[] entries (same ?N numbering). */
@@ -61,15 +55,8 @@ static const char *const sql[S_N] = {
 		"UPDATE devices SET status = ?2, firmware_version = coalesce(?3, firmware_version), "
 		"health = coalesce(?4, health), last_heartbeat_ms = ?5, updated_ms = ?5 "
 		"WHERE id = ?1",
-	[S_BEGIN] = "BEGIN IMMEDIATE",
-	[S_EXPIRE] = "UPDATE commands SET state = 'expired', finished_ms = ?2 WHERE device_id = ?1 "
-		     "AND state IN ('pending', 'delivered') AND expires_ms <= ?2",
-	[S_FOR_DEVICE] =
-		"SELECT " COMMAND_COLS " FROM commands c JOIN branches b ON b.id = c.branch_id "
-		"WHERE c.device_id = ?1 AND c.state IN ('pending', 'delivered') "
-		"AND c.expires_ms > ?2 ORDER BY c.id LIMIT ?3",
-	[S_COMMIT] = "COMMIT",
-	[S_ROLLBACK] = "ROLLBACK",
+	[S_ANY_OPEN] = "SELECT 1 FROM commands WHERE device_id = ?1 "
+		       "AND state IN ('pending', 'delivered') LIMIT 1",
 };
 
 struct device {
@@ -202,24 +189,13 @@ static int hb_write(struct conn *c, const struct device *d, const char *health,
 	return step_all(c->st[S_HEARTBEAT], NULL) || sqlite3_changes(c->h) != 1 ? -1 : 0;
 }
 
-/* 3: the command hand-out transaction; 0 or -1. */
-static int hb_commands(struct conn *c, const struct device *d, int64_t now)
+/* 3: any command open for the device (a read); 0 or -1. */
+static int hb_commands(struct conn *c, const struct device *d)
 {
 	int rows = 0;
 
-	if (step_all(c->st[S_BEGIN], NULL))
-		return -1;
-	sqlite3_bind_text(c->st[S_EXPIRE], 1, d->id, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(c->st[S_EXPIRE], 2, now);
-	sqlite3_bind_text(c->st[S_FOR_DEVICE], 1, d->id, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(c->st[S_FOR_DEVICE], 2, now);
-	sqlite3_bind_int64(c->st[S_FOR_DEVICE], 3, COMMANDS_MAX);
-	if (step_all(c->st[S_EXPIRE], NULL) || step_all(c->st[S_FOR_DEVICE], &rows) ||
-	    step_all(c->st[S_COMMIT], NULL)) {
-		step_all(c->st[S_ROLLBACK], NULL);
-		return -1;
-	}
-	return 0;
+	sqlite3_bind_text(c->st[S_ANY_OPEN], 1, d->id, -1, SQLITE_TRANSIENT);
+	return step_all(c->st[S_ANY_OPEN], &rows);
 }
 
 /* One heartbeat's statements on the connections of the mode; 0, or -1 with
@@ -234,7 +210,7 @@ static int heartbeat(const struct shared *sh, struct conn *c, const struct devic
 		*failed = c;
 		pthread_mutex_lock(&c->lock);
 		rc = hb_read(c, d) || hb_write(c, d, sh->health, sh->firmware, now) ||
-		     hb_commands(c, d, now) ? -1 : 0;
+		     hb_commands(c, d) ? -1 : 0;
 		pthread_mutex_unlock(&c->lock);
 		return rc;
 	}
@@ -249,10 +225,8 @@ static int heartbeat(const struct shared *sh, struct conn *c, const struct devic
 	pthread_mutex_unlock(&sh->one->lock);
 	if (rc)
 		return -1;
-	pthread_mutex_lock(&sh->one->lock);
-	rc = hb_commands(sh->one, d, now);
-	pthread_mutex_unlock(&sh->one->lock);
-	return rc;
+	*failed = c;
+	return hb_commands(c, d); /* a read: on this thread's reader */
 }
 
 static void *work(void *arg)

@@ -262,10 +262,7 @@ pg_scripts() {
 		cat >"$T/pgb-$n.sql" <<EOF
 SELECT 1 FROM device_tokens WHERE jti = '$jti'::uuid AND device_id = '$id'::uuid AND NOT revoked;
 UPDATE devices SET status = 'online'::text, firmware_version = coalesce('1.4.2'::text, firmware_version), health = coalesce('$HEALTH'::jsonb, health), last_heartbeat = to_timestamp(:now::bigint / 1000.0), updated_at = to_timestamp(:now::bigint / 1000.0) WHERE id = '$id'::uuid;
-BEGIN;
-UPDATE commands SET state = 'expired', finished_at = to_timestamp(:now::bigint / 1000.0) WHERE device_id = '$id'::uuid AND state IN ('pending', 'delivered') AND expires_at <= to_timestamp(:now::bigint / 1000.0);
-SELECT c.id, c.device_id, c.branch_id, b.chain_id, c.action, c.args::text, c.state, c.created_by, (extract(epoch from c.created_at) * 1000)::bigint, (extract(epoch from c.expires_at) * 1000)::bigint, c.result::text FROM commands c JOIN branches b ON b.id = c.branch_id WHERE c.device_id = '$id'::uuid AND c.state IN ('pending', 'delivered') AND c.expires_at > to_timestamp(:now::bigint / 1000.0) ORDER BY c.id LIMIT 16::bigint;
-COMMIT;
+SELECT 1 FROM commands WHERE device_id = '$id'::uuid AND state IN ('pending', 'delivered') LIMIT 1;
 EOF
 		PGB_ARGS+=(-f "$T/pgb-$n.sql")
 	done <"$T/raw.txt"

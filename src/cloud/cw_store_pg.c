@@ -375,6 +375,9 @@ static const char *const pg_sql[CW_SQL_COUNT] = {
 	[CW_SQL_CHAIN_EVENT_COUNTS] = CHAIN_STATS_SQL("", ""),
 	[CW_SQL_CHAIN_EVENT_COUNTS_MANAGER] =
 		CHAIN_STATS_SQL(CHAIN_STATS_MANAGER("d.branch_id"), CHAIN_STATS_MANAGER("t.branch_id")),
+	/* 1 device: a pending or delivered command (expired or not) exists */
+	[CW_SQL_COMMANDS_ANY_OPEN] = "SELECT 1 FROM commands WHERE device_id = $1::uuid "
+				     "AND state IN ('pending', 'delivered') LIMIT 1",
 };
 
 struct pg_conn {

@@ -329,6 +329,8 @@ static const char *const sq_sql[CW_SQL_COUNT] = {
 	[CW_SQL_CHAIN_EVENT_COUNTS] = CHAIN_STATS_SQL("", ""),
 	[CW_SQL_CHAIN_EVENT_COUNTS_MANAGER] =
 		CHAIN_STATS_SQL(CHAIN_STATS_MANAGER("d.branch_id"), CHAIN_STATS_MANAGER("t.branch_id")),
+	[CW_SQL_COMMANDS_ANY_OPEN] = "SELECT 1 FROM commands WHERE device_id = ?1 "
+				     "AND state IN ('pending', 'delivered') LIMIT 1",
 };
 
 /* What SQLite said of a statement's text the first time a connection

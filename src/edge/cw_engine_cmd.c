@@ -105,17 +105,18 @@ static cJSON *cart_state(struct cw_engine *e, const char *cart_id)
 static int log_finish(struct cw_engine *e, const struct stamp *now, const char *id,
 		      const char *state, cJSON *result)
 {
-	/* payload: docs/SYNC.md "What each kind does"; state is what the cloud
-	 * records (succeeded | failed), local_state the edge's own. */
+	/* payload: docs/SYNC.md "What each kind does": a `command` snapshot like
+	 * the `rental` and `cart` ones; state is what the cloud records
+	 * (succeeded | failed), local_state the edge's own. */
 	static const char box[] =
 		"INSERT INTO outbox(kind, entity_type, entity_id, payload, created_wall_ms, "
 		"clock_trusted) SELECT 'command.result', 'command', l.id, json_object('v', 1, "
 		"'event', 'command.result', 'chain_id', ?1, 'branch_id', ?2, 'device_id', ?3, "
 		"'at', ?4, 'clock_trusted', json(CASE WHEN ?5 THEN 'true' ELSE 'false' END), "
-		"'command_id', l.id, 'action', l.action, "
+		"'command', json_object('id', l.id, 'action', l.action, "
 		"'state', CASE WHEN l.state = 'done' THEN 'succeeded' ELSE 'failed' END, "
-		"'local_state', l.state, 'result', json(coalesce(l.result, '{}'))), ?4, ?5 "
-		"FROM command_log l WHERE l.id = ?6";
+		"'local_state', l.state, 'result', json(coalesce(l.result, '{}')), "
+		"'finished_at', ?4)), ?4, ?5 FROM command_log l WHERE l.id = ?6";
 	char *txt = NULL;
 	int rc;
 

@@ -1699,13 +1699,13 @@ START_TEST(cmd_unlock_once)
 	qs(s, sizeof(s), "SELECT state FROM command_log WHERE id = '%s'", CMD_A);
 	ck_assert_str_eq(s, "done");
 	ck_assert_int_eq(results_of(CMD_A), 1);
-	result_field(CMD_A, "$.state", s, sizeof(s));
+	result_field(CMD_A, "$.command.state", s, sizeof(s));
 	ck_assert_str_eq(s, "succeeded");
-	result_field(CMD_A, "$.result.cart_number", s, sizeof(s));
+	result_field(CMD_A, "$.command.result.cart_number", s, sizeof(s));
 	ck_assert_str_eq(s, "3");
-	result_field(CMD_A, "$.result.cart.hook_closed", s, sizeof(s));
+	result_field(CMD_A, "$.command.result.cart.hook_closed", s, sizeof(s));
 	ck_assert_str_eq(s, "0"); /* the sensors saw the hook open */
-	result_field(CMD_A, "$.command_id", s, sizeof(s));
+	result_field(CMD_A, "$.command.id", s, sizeof(s));
 	ck_assert_str_eq(s, CMD_A);
 	/* a second delivery (MQTT then heartbeat) or a replay: nothing moves */
 	ck_assert_int_eq(run_cmd(CMD_A, "unlock", "{\"cart_number\": 3}", 0, &o), CW_ERR_CONFLICT);
@@ -1735,9 +1735,9 @@ START_TEST(cmd_unlock_unconfirmed_fails)
 	ck_assert_int_eq(run_cmd(CMD_A, "unlock", "{\"cart_number\": 2}", 0, &o), CW_OK);
 	ck_assert_str_eq(o.state, "failed");
 	ck_assert_str_eq(o.error, "fault");
-	result_field(CMD_A, "$.state", s, sizeof(s));
+	result_field(CMD_A, "$.command.state", s, sizeof(s));
 	ck_assert_str_eq(s, "failed");
-	result_field(CMD_A, "$.result.cart.is_locked", s, sizeof(s));
+	result_field(CMD_A, "$.command.result.cart.is_locked", s, sizeof(s));
 	ck_assert_str_eq(s, "1");
 	/* a customer's cart is refused before anything moves */
 	f.next_rc = CW_OK;
@@ -1769,9 +1769,9 @@ START_TEST(cmd_expired_refused)
 	ck_assert_int_eq(f.calls, 0);
 	cart_status(3, s, sizeof(s));
 	ck_assert_str_eq(s, "available");
-	result_field(CMD_A, "$.state", s, sizeof(s));
+	result_field(CMD_A, "$.command.state", s, sizeof(s));
 	ck_assert_str_eq(s, "failed");
-	result_field(CMD_A, "$.result.error", s, sizeof(s));
+	result_field(CMD_A, "$.command.result.error", s, sizeof(s));
 	ck_assert_str_eq(s, "expired");
 	/* the same id again, now with a future expiry: still never run */
 	ck_assert_int_eq(run_cmd(CMD_A, "unlock", "{\"cart_number\": 3}", 0, &o), CW_ERR_CONFLICT);
@@ -1791,7 +1791,7 @@ START_TEST(cmd_untrusted_clock_refused)
 	ck_assert_str_eq(o.state, "refused");
 	ck_assert_str_eq(o.error, "clock_untrusted");
 	ck_assert_int_eq(f.calls, 0);
-	result_field(CMD_A, "$.result.error", s, sizeof(s));
+	result_field(CMD_A, "$.command.result.error", s, sizeof(s));
 	ck_assert_str_eq(s, "clock_untrusted");
 	ck_assert_int_eq(q("SELECT clock_trusted FROM outbox WHERE kind = 'command.result'"), 0);
 	/* the cloud's time (heartbeat over verified TLS) makes the clock trusted;
@@ -1841,11 +1841,11 @@ START_TEST(cmd_crash_never_reexecuted)
 	qs(s, sizeof(s), "SELECT state FROM command_log WHERE id = '%s'", CMD_A);
 	ck_assert_str_eq(s, "failed");
 	ck_assert_int_eq(results_of(CMD_A), 1);
-	result_field(CMD_A, "$.result.error", s, sizeof(s));
+	result_field(CMD_A, "$.command.result.error", s, sizeof(s));
 	ck_assert_str_eq(s, "interrupted");
-	result_field(CMD_A, "$.result.cart.cart_number", s, sizeof(s));
+	result_field(CMD_A, "$.command.result.cart.cart_number", s, sizeof(s));
 	ck_assert_str_eq(s, "4");
-	result_field(CMD_A, "$.state", s, sizeof(s));
+	result_field(CMD_A, "$.command.state", s, sizeof(s));
 	ck_assert_str_eq(s, "failed");
 	/* delivered again after the restart: refused, no lock moves */
 	ck_assert_int_eq(run_cmd(CMD_A, "unlock", "{\"cart_number\": 4}", 0, &o), CW_ERR_CONFLICT);
@@ -1871,7 +1871,7 @@ START_TEST(cmd_executing_row_reported_at_start)
 	engine_open();
 	qs(s, sizeof(s), "SELECT state FROM command_log WHERE id = '%s'", CMD_A);
 	ck_assert_str_eq(s, "failed");
-	result_field(CMD_A, "$.result.cart.cart_number", s, sizeof(s));
+	result_field(CMD_A, "$.command.result.cart.cart_number", s, sizeof(s));
 	ck_assert_str_eq(s, "7");
 	result_field(CMD_A, "$.action", s, sizeof(s));
 	ck_assert_str_eq(s, "cart_assign");
@@ -1893,7 +1893,7 @@ START_TEST(cmd_assign_and_return)
 	ck_assert_int_eq(f.calls, 1);
 	qs(rid, sizeof(rid), "SELECT id FROM rentals WHERE user_phone = '0501234567'");
 	ck_assert_int_eq(q("SELECT c.cart_number FROM rentals r JOIN carts c ON c.id = r.cart_id"), 5);
-	result_field(CMD_A, "$.result.rental_id", s, sizeof(s));
+	result_field(CMD_A, "$.command.result.rental_id", s, sizeof(s));
 	ck_assert_str_eq(s, rid);
 	/* the same cart again: not available */
 	ck_assert_int_eq(run_cmd("cmd-2", "cart.assign",
