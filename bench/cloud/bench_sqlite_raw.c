@@ -137,8 +137,9 @@ static struct conn *conn_new(const char *path, bool reader)
 					  "PRAGMA foreign_keys=ON",
 				    NULL, NULL, &msg) != SQLITE_OK)
 		goto fail;
-	for (int i = 0; i < (reader ? S_TOKEN_CHECK + 1 : S_N); i++)
-		if (sqlite3_prepare_v3(c->h, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &c->st[i], NULL) !=
+	for (int i = 0; i < S_N; i++)
+		if (!(reader && i == S_HEARTBEAT) && /* a read-only connection cannot prepare it */
+		    sqlite3_prepare_v3(c->h, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &c->st[i], NULL) !=
 		    SQLITE_OK)
 			goto fail;
 	return c;

@@ -267,7 +267,7 @@ START_TEST(source_table_commands)
 	ck_assert_int_eq(src.command(src.ctx, &cmd), CW_ERR_CONFLICT);
 	ck_assert_int_eq(unlocks, 1);
 	ck_assert_int_eq(qraw("SELECT count(*) FROM outbox WHERE kind = 'command.result' AND "
-			      "json_extract(payload, '$.state') = 'succeeded'"), 1);
+			      "json_extract(payload, '$.command.state') = 'succeeded'"), 1);
 	src.server_time(src.ctx, cw_wall_ms(), cw_mono_ms());
 	ck_assert(cw_engine_clock_trusted(e));
 	cJSON_Delete(args);

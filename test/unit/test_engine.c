@@ -1873,7 +1873,7 @@ START_TEST(cmd_executing_row_reported_at_start)
 	ck_assert_str_eq(s, "failed");
 	result_field(CMD_A, "$.command.result.cart.cart_number", s, sizeof(s));
 	ck_assert_str_eq(s, "7");
-	result_field(CMD_A, "$.action", s, sizeof(s));
+	result_field(CMD_A, "$.command.action", s, sizeof(s));
 	ck_assert_str_eq(s, "cart_assign");
 	ck_assert_int_eq(f.calls, 0);
 	ck_assert_int_eq(q("SELECT count(*) FROM rentals"), 0);
