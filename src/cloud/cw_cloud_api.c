@@ -3768,9 +3768,9 @@ static void proxied_client(const struct cw_cloud_api *a, struct MHD_Connection *
 			start++;
 		for (char *t = start + strlen(start); t > start && (t[-1] == ' ' || t[-1] == '\t');)
 			*--t = '\0';
-		if (!cw_cloud_addr_key(start, key))
+		if (strlen(start) >= sizeof(r->ip) || !cw_cloud_addr_key(start, key))
 			return; /* not an address: keep the last one believed */
-		snprintf(r->ip, sizeof(r->ip), "%s", start);
+		memcpy(r->ip, start, strlen(start) + 1);
 		if (!is_trusted_proxy(a, key))
 			return;
 	}
