@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Chain-wide telemetry stats, GET /api/chains/{id}/stats (issue 3), on one
 # backend: exact counts by event type and UTC day across day boundaries
-# (whole days come from the telemetry_daily rollup of migration 003, the
+# (whole days come from the telemetry_daily rollup of migration 005, the
 # partial first and last day from telemetry), empty ranges, the rollup kept
 # exact by the triggers on insert (single rows and batches), delete and update,
 # the migration's backfill, bad parameters, and tenancy: another chain is
@@ -208,17 +208,17 @@ check "$CHAIN_A" $((D0 - DAY)) $((D0 + 4 * DAY))
 [ "$(by_day)" = "[{\"date\":\"$(day_of $D0)\",\"n\":3},{\"date\":\"$(day_of $((D0 + DAY)))\",\"n\":2},{\"date\":\"$(day_of $((D0 + 2 * DAY)))\",\"n\":3},{\"date\":\"$(day_of $((D0 + 3 * DAY)))\",\"n\":2}]" ] ||
 	fail "per day after delete and update: $(by_day)"
 
-note "migration 003 backfills the rollup from existing telemetry"
+note "migration 005 backfills the rollup from existing telemetry"
 cloud_stop
 want=$(db_sql "SELECT chain_id || ' ' || branch_id || ' ' || day || ' ' || event_type || ' ' || n FROM telemetry_daily ORDER BY 1" | sort)
 [ -n "$want" ] || fail "rollup empty"
 if [ "$BACKEND" = postgres ]; then
 	db_sql "SET client_min_messages = warning; DROP TABLE telemetry_daily; DROP FUNCTION cw_telemetry_daily_ins, cw_telemetry_daily_del,
 		cw_telemetry_daily_upd, cw_telemetry_daily_truncate CASCADE;
-		DELETE FROM cw_schema_migrations WHERE version = 3"
+		DELETE FROM cw_schema_migrations WHERE version = 5"
 else
 	db_sql "DROP TABLE telemetry_daily; DROP TRIGGER telemetry_daily_ins; DROP TRIGGER telemetry_daily_del;
-		DROP TRIGGER telemetry_daily_upd; PRAGMA user_version = 2"
+		DROP TRIGGER telemetry_daily_upd; PRAGMA user_version = 4"
 fi
 cloud_start
 got=$(db_sql "SELECT chain_id || ' ' || branch_id || ' ' || day || ' ' || event_type || ' ' || n FROM telemetry_daily ORDER BY 1" | sort)
