@@ -49,7 +49,10 @@ struct cw_mqtt {
 	pthread_cond_t cv;
 	pthread_t thread;
 	bool started, stop, connected, connecting, auth_refused;
-	int64_t next_try_ms;
+	bool closing; /* cw_mqtt_free began: callbacks do nothing */
+	int in_cb;    /* callbacks running now (cw_mqtt_free waits for 0) */
+	bool warned;  /* a connect failure of the current series was logged */
+	int64_t next_try_ms, up_since_ms;
 	int backoff_ms;
 	int nsubs;
 	struct sub subs[CW_MQTT_SUBS_MAX];
@@ -165,6 +168,33 @@ static void on_call_fail(void *context, MQTTAsync_failureData5 *resp)
 
 /* ---- connection ---- */
 
+/* A paho callback may still be running, or start, while cw_mqtt_free runs:
+ * each one enters through here and does nothing once closing is set. */
+static bool cb_enter(struct cw_mqtt *m)
+{
+	bool ok;
+
+	pthread_mutex_lock(&m->mu);
+	ok = !m->closing;
+	if (ok)
+		m->in_cb++;
+	pthread_mutex_unlock(&m->mu);
+	return ok;
+}
+
+static void cb_leave(struct cw_mqtt *m)
+{
+	pthread_mutex_lock(&m->mu);
+	m->in_cb--;
+	pthread_cond_broadcast(&m->cv);
+	pthread_mutex_unlock(&m->mu);
+}
+
+static int next_backoff(int ms)
+{
+	return ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : ms * 2;
+}
+
 static void set_state(struct cw_mqtt *m, bool connected)
 {
 	if (m->on_state)
@@ -191,19 +221,31 @@ static void subscribe_all(struct cw_mqtt *m)
 static void on_connect_ok(void *context, MQTTAsync_successData5 *resp)
 {
 	struct cw_mqtt *m = context;
+	bool closing;
 
 	(void)resp;
 	pthread_mutex_lock(&m->mu);
-	m->connected = true;
 	m->connecting = false;
-	m->auth_refused = false;
-	m->backoff_ms = BACKOFF_MIN_MS;
+	closing = m->closing;
+	if (!closing) {
+		m->connected = true;
+		m->auth_refused = false;
+		m->warned = false;
+		/* the backoff is reset only by a link that stays up (on_lost):
+		 * a broker that accepts and drops at once is not retried every
+		 * second */
+		m->up_since_ms = cw_mono_ms();
+		m->in_cb++;
+	}
 	pthread_cond_broadcast(&m->cv);
 	pthread_mutex_unlock(&m->mu);
+	if (closing)
+		return;
 	cw_info("mqtt.connected", "host=%s port=%d client=%s", m->cfg.host, m->cfg.port,
 		m->cfg.client_id);
 	subscribe_all(m);
 	set_state(m, true);
+	cb_leave(m);
 }
 
 static void on_connect_fail(void *context, MQTTAsync_failureData5 *resp)
@@ -212,34 +254,47 @@ static void on_connect_fail(void *context, MQTTAsync_failureData5 *resp)
 	/* a refused CONNACK comes as code (its reason code), reasonCode 0 */
 	int reason = !resp ? 0 : resp->reasonCode ? (int)resp->reasonCode : resp->code > 0 ? resp->code : 0;
 	bool auth = reason_rc(reason) == CW_ERR_AUTH;
-	bool first;
+	bool first, live;
 
 	pthread_mutex_lock(&m->mu);
-	first = !m->auth_refused && m->backoff_ms == BACKOFF_MIN_MS;
+	first = !m->warned;
+	m->warned = true;
 	m->connecting = false;
 	m->auth_refused = auth;
 	m->next_try_ms = cw_mono_ms() + m->backoff_ms;
-	m->backoff_ms = m->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : m->backoff_ms * 2;
+	m->backoff_ms = next_backoff(m->backoff_ms);
+	live = !m->closing;
+	if (live)
+		m->in_cb++;
 	pthread_cond_broadcast(&m->cv);
 	pthread_mutex_unlock(&m->mu);
+	if (!live)
+		return;
 	/* logged on the first failure of a series, not on every retry */
 	if (first || auth)
 		cw_warn("mqtt.connect_failed", "host=%s port=%d reason=%s", m->cfg.host, m->cfg.port,
 			auth ? "not_authorized" : "unreachable");
+	cb_leave(m);
 }
 
 static void on_lost(void *context, char *cause)
 {
 	struct cw_mqtt *m = context;
+	int64_t now = cw_mono_ms();
 
 	(void)cause;
+	if (!cb_enter(m))
+		return;
 	pthread_mutex_lock(&m->mu);
 	m->connected = false;
-	m->next_try_ms = cw_mono_ms() + m->backoff_ms;
+	/* up for a minute: a fresh start; else the series goes on */
+	m->backoff_ms = now - m->up_since_ms >= 60000 ? BACKOFF_MIN_MS : next_backoff(m->backoff_ms);
+	m->next_try_ms = now + (m->backoff_ms == BACKOFF_MIN_MS ? 0 : m->backoff_ms);
 	pthread_cond_broadcast(&m->cv);
 	pthread_mutex_unlock(&m->mu);
 	cw_warn("mqtt.connection_lost", "host=%s port=%d", m->cfg.host, m->cfg.port);
 	set_state(m, false);
+	cb_leave(m);
 }
 
 static int on_message(void *context, char *topic, int topic_len, MQTTAsync_message *msg)
@@ -249,6 +304,11 @@ static int on_message(void *context, char *topic, int topic_len, MQTTAsync_messa
 	size_t n = topic_len > 0 ? (size_t)topic_len : strlen(topic);
 
 	/* a topic with a NUL inside or longer than ours is dropped */
+	if (!cb_enter(m)) {
+		MQTTAsync_freeMessage(&msg);
+		MQTTAsync_free(topic);
+		return 1;
+	}
 	if (n < sizeof(t) && memchr(topic, '\0', n) == NULL) {
 		memcpy(t, topic, n);
 		t[n] = '\0';
@@ -259,6 +319,7 @@ static int on_message(void *context, char *topic, int topic_len, MQTTAsync_messa
 	}
 	MQTTAsync_freeMessage(&msg);
 	MQTTAsync_free(topic);
+	cb_leave(m);
 	return 1;
 }
 
@@ -312,6 +373,11 @@ static void *keeper(void *arg)
 			if (rc != CW_OK) {
 				m->connecting = false;
 				m->next_try_ms = now + m->backoff_ms;
+				m->backoff_ms = next_backoff(m->backoff_ms);
+				if (!m->warned)
+					cw_warn("mqtt.connect_failed", "host=%s port=%d reason=client",
+						m->cfg.host, m->cfg.port);
+				m->warned = true;
 			}
 			continue;
 		}
@@ -335,7 +401,7 @@ int cw_mqtt_new(const struct cw_mqtt_config *cfg, cw_mqtt_msg_fn on_msg, cw_mqtt
 
 	*out = NULL;
 	if (!cfg->host[0] || !cfg->client_id[0] || cfg->port < 0 || cfg->port > 65535 ||
-	    cfg->keepalive_s < 0 || cfg->session_expiry_s < 0)
+	    cfg->keepalive_s < 0 || cfg->session_expiry_s < -1)
 		return CW_ERR_INVAL;
 	m = calloc(1, sizeof(*m));
 	if (!m)
@@ -360,7 +426,9 @@ int cw_mqtt_new(const struct cw_mqtt_config *cfg, cw_mqtt_msg_fn on_msg, cw_mqtt
 	}
 	/* after the create: paho's allocator bookkeeping starts there (properties
 	 * added before the first client leak) */
-	p.value.integer4 = (unsigned int)cfg->session_expiry_s;
+	p.value.integer4 = cfg->session_expiry_s == 0    ? 604800u /* the default: 7 days */
+			   : cfg->session_expiry_s < 0 ? 0u	     /* ends at disconnect */
+						       : (unsigned int)cfg->session_expiry_s;
 	m->conn_props = (MQTTProperties)MQTTProperties_initializer;
 	if (MQTTProperties_add(&m->conn_props, &p) != 0)
 		goto fail_client;
@@ -390,13 +458,20 @@ int cw_mqtt_subscribe(struct cw_mqtt *m, const char *filter, int qos, int timeou
 	if (!filter || !*filter || strlen(filter) >= CW_MQTT_TOPIC_MAX || qos < 0 || qos > 1)
 		return CW_ERR_INVAL;
 	pthread_mutex_lock(&m->mu);
-	if (m->nsubs >= CW_MQTT_SUBS_MAX) {
-		pthread_mutex_unlock(&m->mu);
-		return CW_ERR_TOOBIG;
+	{
+		int i = 0;
+		while (i < m->nsubs && strcmp(m->subs[i].filter, filter) != 0)
+			i++;
+		if (i == m->nsubs) { /* a filter is remembered once */
+			if (m->nsubs >= CW_MQTT_SUBS_MAX) {
+				pthread_mutex_unlock(&m->mu);
+				return CW_ERR_TOOBIG;
+			}
+			snprintf(m->subs[i].filter, sizeof(m->subs[0].filter), "%s", filter);
+			m->nsubs++;
+		}
+		m->subs[i].qos = qos;
 	}
-	snprintf(m->subs[m->nsubs].filter, sizeof(m->subs[0].filter), "%s", filter);
-	m->subs[m->nsubs].qos = qos;
-	m->nsubs++;
 	connected = m->connected;
 	pthread_mutex_unlock(&m->mu);
 	if (!connected)
@@ -494,6 +569,19 @@ void cw_mqtt_free(struct cw_mqtt *m)
 		pthread_cond_broadcast(&m->cv);
 		pthread_mutex_unlock(&m->mu);
 		pthread_join(m->thread, NULL);
+	}
+	/* no callback does anything from here on; wait for a connect in flight
+	 * to finish (paho's connect timeout is 10 s) and for the callbacks
+	 * already running */
+	{
+		struct timespec ts;
+		deadline(&ts, 12000);
+		pthread_mutex_lock(&m->mu);
+		m->closing = true;
+		while ((m->connecting || m->in_cb > 0) &&
+		       pthread_cond_timedwait(&m->cv, &m->mu, &ts) != ETIMEDOUT)
+			;
+		pthread_mutex_unlock(&m->mu);
 	}
 	/* a DISCONNECT the broker receives: no Last Will on a clean stop */
 	if (MQTTAsync_isConnected(m->client)) {

@@ -28,7 +28,7 @@ struct cw_mqtt_config {
 	char will_payload[256];
 	bool will_retained;
 	int keepalive_s;       /* default 30 */
-	int session_expiry_s;  /* default 604800 (7 days); 0 = session ends at disconnect */
+	int session_expiry_s;  /* 0 = the default, 604800 (7 days); -1 = the session ends at disconnect */
 };
 
 /* payload is not NUL-terminated; valid during the call only */

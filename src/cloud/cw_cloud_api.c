@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -711,9 +712,20 @@ static void login_key_hex(const struct cw_cloud_api *a, const char *email, const
 	crypto_generichash_state st;
 	unsigned char h[crypto_generichash_BYTES]; /* 32: CW_HASH_HEX_MAX - 1 hex digits */
 
+	unsigned char addr[16];
+
 	crypto_generichash_init(&st, a->login_key, sizeof(a->login_key), sizeof(h));
 	crypto_generichash_update(&st, (const unsigned char *)email, strlen(email) + 1);
-	crypto_generichash_update(&st, (const unsigned char *)ip, strlen(ip));
+	/* an IPv6 client counts by its /64: one host has a whole /64 to pick
+	 * addresses from (IPv4, mapped, stays a whole address) */
+	if (cw_cloud_addr_key(ip, addr)) {
+		static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+		if (memcmp(addr, mapped, sizeof(mapped)) != 0)
+			memset(addr + 8, 0, 8);
+		crypto_generichash_update(&st, addr, sizeof(addr));
+	} else {
+		crypto_generichash_update(&st, (const unsigned char *)ip, strlen(ip));
+	}
 	crypto_generichash_final(&st, h, sizeof(h));
 	sodium_bin2hex(out, CW_HASH_HEX_MAX, h, sizeof(h));
 }
@@ -3739,24 +3751,88 @@ static bool is_trusted_proxy(const struct cw_cloud_api *a, const unsigned char k
 	return false;
 }
 
+/* The canonical text of a 16-byte address (cw_cloud_addr_key): IPv4 as
+ * a.b.c.d, IPv6 as inet_ntop writes it, so that one address has one
+ * spelling in the log and in the rate limiter's key ("::FFFF:10.0.0.1",
+ * "0:0::ffff:10.0.0.1" and "10.0.0.1" are the same client). */
+static void addr_text(const unsigned char key[16], char *out, size_t cap)
+{
+	static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+	if (memcmp(key, mapped, sizeof(mapped)) == 0)
+		inet_ntop(AF_INET, key + 12, out, (socklen_t)cap);
+	else
+		inet_ntop(AF_INET6, key, out, (socklen_t)cap);
+}
+
+/* Every X-Forwarded-For header, in order, joined with commas; when longer
+ * than the buffer only its right end is kept, cut at a comma (the walk
+ * reads from the right, and an entry cut in two must not pass for an
+ * address). A client's own header comes first (HAProxy adds a line after
+ * it), so reading only the first header would believe the client. */
+struct xff_acc {
+	char buf[1024];
+	size_t len;
+	bool cut;
+};
+
+static enum MHD_Result xff_collect(void *cls, enum MHD_ValueKind kind, const char *key,
+				   const char *value)
+{
+	struct xff_acc *x = cls;
+	const size_t cap = sizeof(x->buf) - 1;
+	size_t n, need;
+
+	(void)kind;
+	if (!key || !value || strcasecmp(key, "X-Forwarded-For") != 0)
+		return MHD_YES;
+	n = strlen(value);
+	need = (x->len ? 1 : 0) + n;
+	if (n > cap) { /* this header alone is too long: its right end */
+		value += n - cap;
+		n = need = cap;
+		x->len = 0;
+		x->cut = true;
+	} else if (x->len + need > cap) { /* drop from the left */
+		size_t drop = x->len + need - cap;
+		memmove(x->buf, x->buf + drop, x->len - drop);
+		x->len -= drop;
+		x->cut = true;
+	}
+	if (x->len)
+		x->buf[x->len++] = ',';
+	memcpy(x->buf + x->len, value, n);
+	x->len += n;
+	x->buf[x->len] = '\0';
+	return MHD_YES;
+}
+
 /* Behind a reverse proxy listed in listen.trusted_proxies, the client is the
  * rightmost X-Forwarded-For entry that is not itself a trusted proxy (each
  * proxy appends the address it saw; entries left of an untrusted one could
  * be written by the client, so they are never believed). From any other
- * peer the header is ignored. r->ip is what the access log and the login
- * rate limit use. */
+ * peer the header is ignored. r->ip (canonical text) is what the access log
+ * and the login rate limit use. */
 static void proxied_client(const struct cw_cloud_api *a, struct MHD_Connection *c, struct req *r)
 {
-	char list[512], *end, *start;
+	struct xff_acc x = {.len = 0, .cut = false};
+	char *end, *start, *list = x.buf;
 	unsigned char key[16];
-	const char *xff;
 
-	if (!a->cfg.n_trusted_proxies || !cw_cloud_addr_key(r->ip, key) || !is_trusted_proxy(a, key))
+	if (!cw_cloud_addr_key(r->ip, key))
 		return;
-	xff = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Forwarded-For");
-	if (!xff || strlen(xff) >= sizeof(list))
+	addr_text(key, r->ip, sizeof(r->ip));
+	if (!a->cfg.n_trusted_proxies || !is_trusted_proxy(a, key))
 		return;
-	memcpy(list, xff, strlen(xff) + 1);
+	MHD_get_connection_values(c, MHD_HEADER_KIND, xff_collect, &x);
+	if (!x.len)
+		return;
+	if (x.cut) { /* the left end may be half an entry: start after a comma */
+		char *comma = strchr(list, ',');
+		if (!comma)
+			return;
+		list = comma + 1;
+	}
 	end = list + strlen(list);
 	while (end > list) {
 		start = end;
@@ -3768,9 +3844,9 @@ static void proxied_client(const struct cw_cloud_api *a, struct MHD_Connection *
 			start++;
 		for (char *t = start + strlen(start); t > start && (t[-1] == ' ' || t[-1] == '\t');)
 			*--t = '\0';
-		if (strlen(start) >= sizeof(r->ip) || !cw_cloud_addr_key(start, key))
+		if (strlen(start) >= INET6_ADDRSTRLEN || !cw_cloud_addr_key(start, key))
 			return; /* not an address: keep the last one believed */
-		memcpy(r->ip, start, strlen(start) + 1);
+		addr_text(key, r->ip, sizeof(r->ip));
 		if (!is_trusted_proxy(a, key))
 			return;
 	}

@@ -37,6 +37,25 @@ expect_code 200
 # a client cannot escape by prepending addresses
 login_from "203.0.113.9, 203.0.113.5" admin@example.com "$PW"
 expect_error 429 rate_limited
+# a header the client sent itself comes before the one the proxy adds
+# (HAProxy adds a line): all of them are read, the rightmost entry wins
+CODE=$(curl -s -o "$T/resp.json" -w '%{http_code}' -H 'Content-Type: application/json' \
+	-H 'X-Forwarded-For: 198.51.100.77' -H 'X-Forwarded-For: 203.0.113.5' \
+	--data-binary "$(jq -n --arg p "$PW" '{email: "admin@example.com", password: $p}')" \
+	"http://127.0.0.1:$PORT/api/auth/login")
+expect_error 429 rate_limited
+# another spelling of the same address is the same client
+login_from "::FFFF:203.0.113.5" admin@example.com "$PW"
+expect_error 429 rate_limited
+# an IPv6 client counts by its /64
+login_from 2001:db8:1::1 admin@example.com wrong5
+expect_error 401
+login_from 2001:db8:1::2 admin@example.com wrong6
+expect_error 401
+login_from 2001:db8:1:0:ffff::3 admin@example.com "$PW"
+expect_error 429 rate_limited
+login_from 2001:db8:2::1 admin@example.com "$PW"
+expect_code 200
 # garbage in the header: the last address believed (the proxy) is counted
 login_from "not-an-address" admin@example.com "$PW"
 expect_code 200

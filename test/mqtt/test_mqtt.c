@@ -304,6 +304,10 @@ START_TEST(bad_arguments)
 	ck_assert_int_eq(cw_mqtt_publish(m, big, "x", 1, 1, false, 0), CW_ERR_INVAL);
 	ck_assert_int_eq(cw_mqtt_subscribe(m, big, 1, 0), CW_ERR_INVAL);
 	ck_assert_int_eq(cw_mqtt_subscribe(m, "a/b", 2, 0), CW_ERR_INVAL);
+	/* a filter is remembered once: retrying never fills the table */
+	for (int i = 0; i < 3 * CW_MQTT_SUBS_MAX; i++)
+		ck_assert_int_eq(cw_mqtt_subscribe(m, "a/b", 1, 0), CW_OK);
+	ck_assert_int_eq(cw_mqtt_subscribe(m, "a/c", 1, 0), CW_OK);
 	ck_assert_int_eq(cw_mqtt_start(m), CW_OK);
 	ck_assert_int_eq(cw_mqtt_wait_connected(m, 300), CW_ERR_TIMEOUT);
 	cw_mqtt_free(m); /* stops promptly while retrying */
