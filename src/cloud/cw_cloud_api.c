@@ -784,18 +784,21 @@ static enum MHD_Result h_login(struct cw_cloud_api *a, struct MHD_Connection *c,
 	for (char *p = email; *p; p++)
 		if (*p >= 'A' && *p <= 'Z')
 			*p = (char)(*p - 'A' + 'a');
-	/* Fail closed: when the counters cannot be read the login is refused
-	 * (503 like any other store error; it needs the database to read the
-	 * user anyway), never let through unlimited. */
+	/* Every attempt is counted BEFORE the password is checked (one atomic
+	 * upsert that returns the count), and a success clears it: attempts
+	 * in flight at the same moment cannot share one free slot. Fail
+	 * closed: when the counter cannot be written the login is refused (503
+	 * like any other store error; it needs the database to read the user
+	 * anyway), never let through unlimited. */
 	now = cw_wall_ms();
 	login_key_hex(a, email, r->ip, key);
-	rc = cw_store_login_failures_get(a->store, key, now, window_ms, &lf);
+	rc = cw_store_login_failure_add(a->store, key, now, window_ms, &lf);
 	if (rc != CW_OK) {
 		cw_warn("auth.rate_limit_unavailable", "ip=%s err=%s", r->ip, cw_errname(rc));
 		ret = send_store_err(c, r, rc, "login");
 		goto out;
 	}
-	if (lf.failures >= a->cfg.login_max_attempts) {
+	if (lf.failures > a->cfg.login_max_attempts) {
 		int64_t left_ms = lf.window_start_ms + window_ms - now;
 		retry_s = left_ms > 0 ? (int)(left_ms / 1000) + 1 : 1;
 		cw_warn("auth.rate_limited", "ip=%s", r->ip);
@@ -813,15 +816,7 @@ static enum MHD_Result h_login(struct cw_cloud_api *a, struct MHD_Connection *c,
 	good = crypto_pwhash_str_verify(rc == CW_OK ? u.password_hash : a->dummy_hash, password,
 					strlen(password)) == 0 &&
 	       rc == CW_OK && u.active;
-	if (!good) {
-		/* an uncounted failure would be a free guess: refuse instead */
-		rc = cw_store_login_failure_add(a->store, key, cw_wall_ms(), window_ms, NULL);
-		if (rc != CW_OK) {
-			cw_warn("auth.rate_limit_unavailable", "ip=%s err=%s", r->ip,
-				cw_errname(rc));
-			ret = send_store_err(c, r, rc, "login");
-			goto out;
-		}
+	if (!good) { /* counted already, above */
 		cw_info("auth.login_failed", "ip=%s", r->ip);
 		ret = send_error(c, r, MHD_HTTP_UNAUTHORIZED, "unauthorized",
 				 "wrong email or password");
