@@ -31,6 +31,7 @@ struct cw_sync_entry {
 	const char *payload;     /* JSON object text */
 	int64_t created_wall_ms;
 	bool clock_trusted;
+	int attempts;            /* times sent before (outbox_sent calls), 0 = never */
 };
 
 typedef int (*cw_sync_entry_fn)(void *fctx, const struct cw_sync_entry *e);
@@ -56,6 +57,12 @@ struct cw_sync_source {
 	/* Marks every entry with seq <= upto_seq acknowledged (one local
 	 * transaction). */
 	int (*outbox_ack)(void *ctx, int64_t upto_seq);
+	/* Called before each POST of the entries first_seq..last_seq: attempts
+	 * + 1 and the send time for that range (one local transaction). The
+	 * cloud may only skip entries this database has sent before
+	 * (docs/SYNC.md "The cloud ahead of the database"); a non-zero return
+	 * stops the send (retried with backoff). */
+	int (*outbox_sent)(void *ctx, int64_t first_seq, int64_t last_seq);
 	/* Unacknowledged entries, for health. */
 	int64_t (*outbox_depth)(void *ctx);
 	/* Adds the device's health fields to obj (docs/SYNC.md "Heartbeat"). */
@@ -97,7 +104,9 @@ enum cw_sync_state {
 	CW_SYNC_OK,         /* last exchange succeeded */
 	CW_SYNC_BACKOFF,    /* waiting to retry after a failure */
 	CW_SYNC_REVOKED,    /* the cloud refused the token: operator action needed */
-	CW_SYNC_GAP         /* the cloud's high-water mark is behind what it acknowledged */
+	CW_SYNC_GAP,        /* the cloud's high-water mark is behind what it acknowledged */
+	CW_SYNC_CLOUD_AHEAD /* the cloud skipped entries never sent from this database
+			     * (edge.db replaced): re-enroll as a new device */
 };
 
 struct cw_sync_status {
@@ -106,6 +115,9 @@ struct cw_sync_status {
 	int64_t high_water;      /* last seq the cloud acknowledged */
 	int64_t last_ok_wall_ms; /* 0 = never */
 	int64_t batches_sent, entries_sent;
+	/* gap or cloud_ahead seen: batches stopped until restart (heartbeats go
+	 * on), even while state shows a later transient failure */
+	bool sync_stopped;
 	char last_error[160];    /* never holds a secret */
 };
 

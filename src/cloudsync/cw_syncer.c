@@ -48,6 +48,16 @@ struct cw_syncer {
 	struct cw_cred cred;
 	bool enrolled;
 	bool cred_dirty; /* a rotated token not yet saved (retried each turn) */
+	/* Credentials the cloud issued (201) that could not be saved yet: only
+	 * the save is retried, since registering again would spend another use
+	 * of the enrollment code. */
+	struct cw_cred pending;
+	bool pending_save;
+	/* CW_SYNC_GAP or CW_SYNC_CLOUD_AHEAD once seen (OK = none): batches stop
+	 * until restart whatever happens to the state afterwards (heartbeats go
+	 * on); st.sync_stopped mirrors it. */
+	enum cw_sync_state stopped;
+	char stopped_msg[sizeof(((struct cw_sync_status *)0)->last_error)];
 	struct cw_https *http;
 
 	pthread_t thread;
@@ -87,6 +97,8 @@ const char *cw_sync_state_name(enum cw_sync_state st)
 		return "revoked";
 	case CW_SYNC_GAP:
 		return "gap";
+	case CW_SYNC_CLOUD_AHEAD:
+		return "cloud_ahead";
 	}
 	return "unknown";
 }
@@ -137,8 +149,13 @@ static void failed(struct cw_syncer *s, enum cw_sync_state state, enum cw_log_le
 		if (changed)
 			snprintf(s->logged, sizeof(s->logged), "%.*s", klen, msg);
 	}
+	if (state == CW_SYNC_GAP || state == CW_SYNC_CLOUD_AHEAD) {
+		s->stopped = state;
+		snprintf(s->stopped_msg, sizeof(s->stopped_msg), "%s", msg);
+	}
 	pthread_mutex_lock(&s->mu);
 	s->st.state = state;
+	s->st.sync_stopped = s->stopped != CW_SYNC_OK;
 	snprintf(s->st.last_error, sizeof(s->st.last_error), "%s", msg);
 	pthread_mutex_unlock(&s->mu);
 	if (changed)
@@ -161,10 +178,10 @@ static void succeeded(struct cw_syncer *s, const char *op)
 	s->fails = 0;
 	s->next_try_mono = 0;
 	pthread_mutex_lock(&s->mu);
-	was_failing = s->st.state != CW_SYNC_OK && s->st.state != CW_SYNC_GAP;
-	if (s->st.state != CW_SYNC_GAP)
-		s->st.state = CW_SYNC_OK;
-	s->st.last_error[0] = '\0';
+	/* a stopped sync stays visible (state and last_error) until restart */
+	was_failing = s->st.state != CW_SYNC_OK && s->st.state != s->stopped;
+	s->st.state = s->stopped;
+	snprintf(s->st.last_error, sizeof(s->st.last_error), "%s", s->stopped_msg);
 	s->st.last_ok_wall_ms = cw_wall_ms();
 	pthread_mutex_unlock(&s->mu);
 	if (was_failing)
@@ -342,6 +359,33 @@ static void default_serial(char *out, size_t cap)
 		}
 }
 
+/* Saves s->pending (credentials from a 201) and takes them into use. On
+ * failure they stay pending: the next turn retries the save only. */
+static int enroll_finish(struct cw_syncer *s)
+{
+	int rc = cw_cred_save(s->cred_path, &s->pending);
+
+	if (rc != CW_OK) {
+		/* without the file a restart would register again: keep trying */
+		failed(s, CW_SYNC_UNENROLLED, CW_LOG_ERROR, "cloud.credentials_save",
+		       "path=%s error=%s", s->cred_path, cw_errname(rc));
+		return rc;
+	}
+	s->cred = s->pending;
+	sodium_memzero(&s->pending, sizeof(s->pending));
+	s->pending_save = false;
+	s->enrolled = true;
+	s->acked = 0;
+	pthread_mutex_lock(&s->mu);
+	snprintf(s->st.device_id, sizeof(s->st.device_id), "%s", s->cred.device_id);
+	s->st.state = CW_SYNC_OK;
+	pthread_mutex_unlock(&s->mu);
+	cw_info("cloud.enrolled", "device=%s branch=%s chain=%s mac=%s", s->cred.device_id,
+		s->cred.branch_id, s->cred.chain_id, s->cfg.mac_address);
+	succeeded(s, "register");
+	return CW_OK;
+}
+
 static int enroll(struct cw_syncer *s)
 {
 	struct cw_https_resp resp;
@@ -352,8 +396,15 @@ static int enroll(struct cw_syncer *s)
 	size_t pklen = 0;
 	int rc;
 
-	if (!req)
+	if (s->pending_save) {
+		cJSON_Delete(req);
+		return enroll_finish(s);
+	}
+	if (!req) {
+		failed(s, CW_SYNC_UNENROLLED, CW_LOG_ERROR, "cloud.register", "op=register error=%s",
+		       cw_errname(CW_ERR_NOMEM));
 		return CW_ERR_NOMEM;
+	}
 	cJSON_AddStringToObject(req, "mac_address", s->cfg.mac_address);
 	if (s->cfg.serial_number[0])
 		cJSON_AddStringToObject(req, "serial_number", s->cfg.serial_number);
@@ -363,8 +414,11 @@ static int enroll(struct cw_syncer *s)
 		cJSON_AddStringToObject(req, "device_name", s->cfg.device_name);
 	body = cJSON_PrintUnformatted(req);
 	cJSON_Delete(req);
-	if (!body)
+	if (!body) {
+		failed(s, CW_SYNC_UNENROLLED, CW_LOG_ERROR, "cloud.register", "op=register error=%s",
+		       cw_errname(CW_ERR_NOMEM));
 		return CW_ERR_NOMEM;
+	}
 	rc = call(s, "POST", "/api/devices/register", body, false, &resp, &j);
 	sodium_memzero(body, strlen(body)); /* holds the enrollment code */
 	cJSON_free(body);
@@ -407,23 +461,9 @@ static int enroll(struct cw_syncer *s)
 	if (!c.token_issued_ms)
 		c.token_issued_ms = cw_wall_ms();
 	cw_cred_code_hash(s->cfg.enrollment_code, c.enrollment_code_hash);
-	rc = cw_cred_save(s->cred_path, &c);
-	if (rc != CW_OK) {
-		/* without the file a restart would register again: keep trying */
-		failed(s, CW_SYNC_UNENROLLED, CW_LOG_ERROR, "cloud.credentials_save",
-		       "path=%s error=%s", s->cred_path, cw_errname(rc));
-		goto out;
-	}
-	s->cred = c;
-	s->enrolled = true;
-	s->acked = 0;
-	pthread_mutex_lock(&s->mu);
-	snprintf(s->st.device_id, sizeof(s->st.device_id), "%s", c.device_id);
-	s->st.state = CW_SYNC_OK;
-	pthread_mutex_unlock(&s->mu);
-	cw_info("cloud.enrolled", "device=%s branch=%s chain=%s mac=%s", c.device_id, c.branch_id,
-		c.chain_id, s->cfg.mac_address);
-	succeeded(s, "register");
+	s->pending = c;
+	s->pending_save = true;
+	rc = enroll_finish(s);
 out:
 	sodium_memzero(&c, sizeof(c));
 	cJSON_Delete(j);
@@ -615,11 +655,11 @@ static int heartbeat(struct cw_syncer *s)
 	char *body = NULL;
 	int64_t srv = 0;
 	int rc = CW_ERR_NOMEM;
+	bool built = false; /* the request exists: failures from here are call()'s */
 
 	if (!req)
-		return CW_ERR_NOMEM;
-	cJSON_AddStringToObject(req, "status",
-				state_of(s) == CW_SYNC_GAP ? "degraded" : "online");
+		goto out;
+	cJSON_AddStringToObject(req, "status", s->stopped != CW_SYNC_OK ? "degraded" : "online");
 	if (s->cfg.firmware_version[0])
 		cJSON_AddStringToObject(req, "firmware_version", s->cfg.firmware_version);
 	health = cJSON_AddObjectToObject(req, "health");
@@ -630,11 +670,15 @@ static int heartbeat(struct cw_syncer *s)
 	if (s->src.outbox_depth && !cJSON_HasObjectItem(health, "outbox_depth"))
 		cJSON_AddNumberToObject(health, "outbox_depth",
 					(double)s->src.outbox_depth(s->src.ctx));
-	cJSON_AddStringToObject(health, "sync_state", cw_sync_state_name(state_of(s)));
+	/* the stopped state, not a transient backoff, is what an operator needs */
+	cJSON_AddStringToObject(health, "sync_state", cw_sync_state_name(s->stopped != CW_SYNC_OK
+									 ? s->stopped
+									 : state_of(s)));
 	body = cJSON_PrintUnformatted(req);
 	if (!body)
 		goto out;
 	snprintf(path, sizeof(path), "/api/devices/%s/heartbeat", s->cred.device_id);
+	built = true;
 	rc = call(s, "POST", path, body, true, &resp, &j);
 	if (rc != CW_OK || resp.status != 200) {
 		exchange_failed(s, "heartbeat", rc, &resp, j);
@@ -657,6 +701,11 @@ out_resp:
 	cJSON_Delete(j);
 	cw_https_resp_clear(&resp);
 out:
+	/* out of memory: a failure like any other, else run() would try
+	 * again at once, forever */
+	if (rc == CW_ERR_NOMEM && !built)
+		failed(s, CW_SYNC_BACKOFF, CW_LOG_ERROR, "cloud.nomem", "op=heartbeat error=%s",
+		       cw_errname(rc));
 	cJSON_free(body);
 	cJSON_Delete(req);
 	return rc;
@@ -670,6 +719,9 @@ struct batch {
 	int n;
 	int64_t first, last;
 	int64_t bad_seq; /* a payload that is not a JSON object */
+	/* the first entry never sent before from this database (attempts 0 as
+	 * read, before this POST's outbox_sent); 0 = none */
+	int64_t first_fresh;
 	int nomem;
 };
 
@@ -716,6 +768,8 @@ static int add_entry(void *fctx, const struct cw_sync_entry *e)
 	cJSON_AddItemToObject(o, "payload", p);
 	if (b->n == 0)
 		b->first = e->seq;
+	if (e->attempts <= 0 && b->first_fresh == 0)
+		b->first_fresh = e->seq;
 	b->last = e->seq;
 	b->n++;
 	b->bytes += size;
@@ -738,11 +792,30 @@ static int ack(struct cw_syncer *s, int64_t hw)
 	return CW_OK;
 }
 
-/* After a 409: the cloud says our first entry is beyond its high-water mark
- * + 1. If it has moved on meanwhile, we lost an acknowledgement: take it.
- * If its mark is below what we hold as acknowledged, it lost data. */
-static int resolve_gap(struct cw_syncer *s, int64_t first)
+/* The cloud holds entry `fresh` (at or below its mark) although this
+ * database never sent it: the edge database was replaced (moved away to
+ * start over) while cloud.json stayed, so its seq restarted below the
+ * cloud's mark and every entry up to the mark would be skipped and then
+ * pruned here: lost. Nothing is acknowledged; batches stop for good. */
+static int cloud_ahead(struct cw_syncer *s, int64_t hw, int64_t fresh)
 {
+	failed(s, CW_SYNC_CLOUD_AHEAD, CW_LOG_ERROR, "cloud.sync_cloud_ahead",
+	       "op=sync device=%s cloud_high_water=%lld never_sent_seq=%lld reason=\"the edge "
+	       "database was replaced; re-enroll this device as a new one (move cloud.json away, "
+	       "new enrollment_code)\"",
+	       s->cred.device_id, (long long)hw, (long long)fresh);
+	return CW_ERR_CONFLICT;
+}
+
+/* After a 409: the cloud says our first entry is beyond its high-water mark
+ * + 1. If it has moved on meanwhile, we lost an acknowledgement: take it,
+ * but only as far as the refused batch goes (those entries reached the
+ * cloud; anything above b->last is taken, or found ahead, by the next
+ * batch's skipped count). If its mark is below what we hold as
+ * acknowledged, it lost data. */
+static int resolve_gap(struct cw_syncer *s, const struct batch *b)
+{
+	int64_t first = b->first, upto;
 	char path[128];
 	struct cw_https_resp resp;
 	cJSON *j = NULL;
@@ -765,7 +838,8 @@ static int resolve_gap(struct cw_syncer *s, int64_t first)
 	if (hw >= first - 1) {
 		cw_warn("cloud.sync_resumed", "device=%s high_water=%lld first=%lld",
 			s->cred.device_id, (long long)hw, (long long)first);
-		rc = hw > s->acked ? ack(s, hw) : CW_OK;
+		upto = hw < b->last ? hw : b->last;
+		rc = upto > s->acked ? ack(s, upto) : CW_OK;
 		if (rc == CW_OK)
 			succeeded(s, "sync");
 		goto out;
@@ -790,14 +864,15 @@ static int send_batch(struct cw_syncer *s, int *sent)
 	struct batch b = {.max_bytes = s->cfg.batch_max_bytes};
 	cJSON *req = cJSON_CreateObject(), *j = NULL;
 	char *body = NULL;
-	int64_t hw = 0;
+	int64_t hw = 0, skipped = 0;
 	int rc, walk;
+	bool posted = false; /* failures from here on are call()'s, already recorded */
 
 	*sent = 0;
 	b.entries = req ? cJSON_AddArrayToObject(req, "entries") : NULL;
 	if (!b.entries) {
-		cJSON_Delete(req);
-		return CW_ERR_NOMEM;
+		rc = CW_ERR_NOMEM;
+		goto out;
 	}
 	/* the source bounds payload bytes; ENTRY_OVERHEAD per entry on top.
 	 * What stopped the walk is read from b, not from the return value:
@@ -833,13 +908,23 @@ static int send_batch(struct cw_syncer *s, int *sent)
 		rc = CW_ERR_NOMEM;
 		goto out;
 	}
+	/* counted before the POST: the cloud may apply a batch whose answer
+	 * is lost */
+	rc = s->src.outbox_sent(s->src.ctx, b.first, b.last);
+	if (rc != CW_OK) {
+		failed(s, CW_SYNC_BACKOFF, CW_LOG_ERROR, "cloud.outbox_sent",
+		       "op=sync first=%lld last=%lld error=%s", (long long)b.first,
+		       (long long)b.last, cw_errname(rc));
+		goto out;
+	}
 	snprintf(path, sizeof(path), "/api/devices/%s/sync", s->cred.device_id);
+	posted = true;
 	rc = call(s, "POST", path, body, true, &resp, &j);
 	if (rc == CW_OK && resp.status == 409) {
 		cw_https_resp_clear(&resp);
 		cJSON_Delete(j);
 		j = NULL;
-		rc = resolve_gap(s, b.first);
+		rc = resolve_gap(s, &b);
 		goto out;
 	}
 	if (rc != CW_OK || resp.status != 200) {
@@ -849,14 +934,33 @@ static int send_batch(struct cw_syncer *s, int *sent)
 	}
 	/* 200 {"high_water": N, ...}: N below our last entry breaks the
 	 * protocol (the cloud commits the whole batch or nothing) */
-	if (!get_int64(j, "high_water", &hw) || hw < b.last) {
+	if (!get_int64(j, "high_water", &hw) || hw < b.last || !get_int64(j, "skipped", &skipped) ||
+	    skipped > b.n) {
 		failed(s, CW_SYNC_BACKOFF, CW_LOG_WARN, "cloud.sync_bad_answer",
-		       "op=sync last=%lld reason=\"high_water missing or below the batch\"",
+		       "op=sync last=%lld reason=\"high_water or skipped missing, or out of the "
+		       "batch\"",
 		       (long long)b.last);
 		rc = CW_ERR_PROTO;
 		goto out_resp;
 	}
-	rc = ack(s, hw);
+	/* The cloud skipped entries first..first+skipped-1 (seq <= its mark
+	 * before this batch). It may only hold entries this database sent
+	 * before; one it cannot have had from us means the database was
+	 * replaced (docs/SYNC.md "The cloud ahead of the database"). */
+	/* One exception: all skipped and the mark exactly our last seq is this
+	 * very request applied once already: libcurl sends a request again by
+	 * itself when a reused connection dies before any answer byte, and the
+	 * cloud commits a batch whole, so a mark that ends exactly here is this
+	 * batch's. (A replaced database whose cloud mark happens to be exactly
+	 * this batch's last seq passes too; see docs/SYNC.md.) */
+	if (skipped > 0 && b.first_fresh != 0 && b.first_fresh <= b.first + skipped - 1 &&
+	    !(skipped == b.n && hw == b.last)) {
+		rc = cloud_ahead(s, hw, b.first_fresh);
+		goto out_resp;
+	}
+	/* never above what was read from the outbox: entries above b.last
+	 * are checked by the next batch */
+	rc = ack(s, b.last);
 	if (rc != CW_OK)
 		goto out_resp;
 	pthread_mutex_lock(&s->mu);
@@ -869,6 +973,11 @@ out_resp:
 	cJSON_Delete(j);
 	cw_https_resp_clear(&resp);
 out:
+	/* out of memory: a failure like any other, else run() would try
+	 * again at once, forever */
+	if (rc == CW_ERR_NOMEM && !posted)
+		failed(s, CW_SYNC_BACKOFF, CW_LOG_ERROR, "cloud.nomem", "op=sync error=%s",
+		       cw_errname(rc));
 	cJSON_free(body);
 	cJSON_Delete(req);
 	return rc;
@@ -957,7 +1066,7 @@ static void *run(void *arg)
 		}
 		if (state_of(s) == CW_SYNC_REVOKED)
 			continue;
-		if (state_of(s) != CW_SYNC_GAP && s->src.outbox_read && s->src.outbox_ack) {
+		if (s->stopped == CW_SYNC_OK && s->src.outbox_read && s->src.outbox_ack) {
 			if (send_batch(s, &sent) != CW_OK)
 				continue;
 			if (sent > 0)
@@ -983,6 +1092,10 @@ int cw_syncer_new(const struct cw_sync_config *cfg, const struct cw_sync_source 
 	*out = NULL;
 	if (!cfg || !src)
 		return CW_ERR_INVAL;
+	/* without outbox_sent the cloud's skips cannot be checked (docs/SYNC.md
+	 * "The cloud ahead of the database") */
+	if (src->outbox_read && (!src->outbox_ack || !src->outbox_sent))
+		return CW_ERR_INVAL;
 	if (sodium_init() < 0)
 		return CW_ERR_INTERNAL;
 	if (strncmp(cfg->url, "https://", 8) != 0 &&
@@ -997,6 +1110,7 @@ int cw_syncer_new(const struct cw_sync_config *cfg, const struct cw_sync_source 
 		return CW_ERR_NOMEM;
 	s->cfg = *cfg;
 	s->src = *src;
+	s->stopped = CW_SYNC_OK; /* not stopped (calloc's 0 is UNENROLLED) */
 	n = strlen(s->cfg.url);
 	while (n > 0 && s->cfg.url[n - 1] == '/')
 		s->cfg.url[--n] = '\0';
@@ -1097,5 +1211,6 @@ void cw_syncer_free(struct cw_syncer *s)
 	pthread_cond_destroy(&s->cv);
 	pthread_mutex_destroy(&s->mu);
 	sodium_memzero(&s->cred, sizeof(s->cred));
+	sodium_memzero(&s->pending, sizeof(s->pending));
 	free(s);
 }

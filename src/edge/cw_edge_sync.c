@@ -98,7 +98,7 @@ int cw_edge_sync_outbox_read(struct cw_edge_sync *s, int64_t after_seq, int max_
 	/* outbox_unacked (a partial index on seq WHERE acked = 0) serves this. */
 	src = sqlite3_prepare_v2(s->h,
 				 "SELECT seq, kind, entity_type, entity_id, payload, created_wall_ms, "
-				 "clock_trusted FROM outbox WHERE acked = 0 AND seq > ?1 "
+				 "clock_trusted, attempts FROM outbox WHERE acked = 0 AND seq > ?1 "
 				 "ORDER BY seq LIMIT ?2",
 				 -1, &st, NULL);
 	if (src != SQLITE_OK) {
@@ -124,6 +124,7 @@ int cw_edge_sync_outbox_read(struct cw_edge_sync *s, int64_t after_seq, int max_
 		en.payload = (const char *)sqlite3_column_text(st, 4);
 		en.created_wall_ms = sqlite3_column_int64(st, 5);
 		en.clock_trusted = sqlite3_column_int(st, 6) != 0;
+		en.attempts = sqlite3_column_int(st, 7);
 		if (!en.kind || !en.entity_type || !en.entity_id || !en.payload) {
 			rc = CW_ERR_NOMEM; /* NOT NULL columns: only a failed conversion */
 			break;
@@ -223,6 +224,46 @@ int cw_edge_sync_outbox_ack(struct cw_edge_sync *s, int64_t upto_seq)
 	if (s->last_prune_mono == 0 || mono - s->last_prune_mono >= PRUNE_EVERY_MS) {
 		s->last_prune_mono = mono;
 		(void)prune_locked(s, cw_wall_ms());
+	}
+out:
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
+int cw_edge_sync_outbox_sent(struct cw_edge_sync *s, int64_t first_seq, int64_t last_seq)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = CW_OK, src;
+
+	if (!s || first_seq > last_seq)
+		return CW_ERR_INVAL;
+	pthread_mutex_lock(&s->mu);
+	/* Counted before the POST: an entry the cloud may have seen counts as
+	 * sent, so only an entry it cannot have seen from this database keeps
+	 * attempts = 0 (docs/SYNC.md "The cloud ahead of the database"). */
+	if (cw_edb_begin(s->db) != CW_OK) {
+		rc = CW_ERR_DB;
+		goto out;
+	}
+	src = sqlite3_prepare_v2(s->h,
+				 "UPDATE outbox SET attempts = attempts + 1, sent_wall_ms = ?1 "
+				 "WHERE acked = 0 AND seq BETWEEN ?2 AND ?3",
+				 -1, &st, NULL);
+	if (src == SQLITE_OK) {
+		sqlite3_bind_int64(st, 1, cw_wall_ms());
+		sqlite3_bind_int64(st, 2, first_seq);
+		sqlite3_bind_int64(st, 3, last_seq);
+		src = sqlite3_step(st);
+	}
+	sqlite3_finalize(st);
+	if (src != SQLITE_DONE) {
+		rc = sql_fail(s, "outbox_sent", src);
+		cw_edb_rollback(s->db);
+		goto out;
+	}
+	if (cw_edb_commit(s->db) != CW_OK) {
+		cw_edb_rollback(s->db);
+		rc = CW_ERR_DB;
 	}
 out:
 	pthread_mutex_unlock(&s->mu);
@@ -351,6 +392,11 @@ static int src_outbox_ack(void *ctx, int64_t upto_seq)
 	return cw_edge_sync_outbox_ack(ctx, upto_seq);
 }
 
+static int src_outbox_sent(void *ctx, int64_t first_seq, int64_t last_seq)
+{
+	return cw_edge_sync_outbox_sent(ctx, first_seq, last_seq);
+}
+
 static int64_t src_outbox_depth(void *ctx)
 {
 	return cw_edge_sync_outbox_depth(ctx);
@@ -388,6 +434,7 @@ void cw_edge_sync_source(struct cw_edge_sync *s, struct cw_sync_source *out)
 		.ctx = s,
 		.outbox_read = src_outbox_read,
 		.outbox_ack = src_outbox_ack,
+		.outbox_sent = src_outbox_sent,
 		.outbox_depth = src_outbox_depth,
 		.health = src_health,
 		.command = src_command,

@@ -34,6 +34,10 @@ void cw_edge_sync_source(struct cw_edge_sync *s, struct cw_sync_source *out);
 int cw_edge_sync_outbox_read(struct cw_edge_sync *s, int64_t after_seq, int max_entries,
 			     size_t max_bytes, cw_sync_entry_fn fn, void *fctx);
 int cw_edge_sync_outbox_ack(struct cw_edge_sync *s, int64_t upto_seq);
+/* attempts + 1 and sent_wall_ms = now for the unacknowledged entries in
+ * [first_seq, last_seq], one transaction (the syncer calls it before each
+ * POST). */
+int cw_edge_sync_outbox_sent(struct cw_edge_sync *s, int64_t first_seq, int64_t last_seq);
 int64_t cw_edge_sync_outbox_depth(struct cw_edge_sync *s);
 /* Deletes acknowledged entries acknowledged before now_wall_ms minus
  * CW_EDGE_SYNC_KEEP_ACKED_MS (or stamped more than that in the future: a

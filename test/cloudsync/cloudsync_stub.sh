@@ -5,7 +5,8 @@
 # docs/SYNC.md: 10 000 entries drain with zero loss and zero duplicates while
 # the stub drops, resets and refuses connections at random; batches respect
 # the count and byte bounds; a 409 after an applied batch is resolved by the
-# cloud's high-water mark; a cloud behind the device stops sync (gap); a bad
+# cloud's high-water mark; a cloud behind the device stops sync (gap); a cloud
+# ahead of a fresh outbox (edge.db replaced) stops sync unacknowledged; a bad
 # payload is kept, not skipped; the syncer stops at once even mid-request.
 set -euo pipefail
 # usage: cloudsync_stub.sh drain|protocol|commands (three meson tests, each well under a minute)
@@ -127,15 +128,73 @@ phase_c409() {
 
 phase_gap() {
 	note "the cloud is behind what it acknowledged (restored backup): state gap, sync stops, heartbeats go on"
-	stub_start gap
+	# a heartbeat failing after the gap (backoff, then ok again) must not resume batches
+	stub_start gap --heartbeat-500-after-409 1
 	driver gap --entries 100 --acked 50 --seconds 3 || true
 	s=$(stub_state)
+	[ "$(jq .heartbeats_500 <<<"$s")" = 1 ] || fail "no failed heartbeat after the gap"
 	[ "$(st .state gap)" = gap ] || fail "state $(st .state gap)"
+	[ "$(st .sync_stopped gap)" = true ] || fail "gap: sync not stopped"
 	[ "$(jq .applied <<<"$s")" = 0 ] || fail "applied entries after a gap"
 	[ "$(jq .conflicts <<<"$s")" = 1 ] || fail "sent again after the gap: $(jq .conflicts <<<"$s") conflicts"
 	[ "$(jq .heartbeats <<<"$s")" -ge 2 ] || fail "heartbeats stopped in the gap state"
 	grep -q 'level=error event=cloud.sync_gap' "$T/gap-driver.log" || fail "gap not logged as an error"
 	[ "$(grep -c 'level=error event=cloud.sync_gap' "$T/gap-driver.log")" = 1 ] || fail "gap logged more than once"
+	stub_stop
+}
+
+phase_ahead() {
+	note "edge.db replaced, cloud.json kept: the cloud's mark (500) is ahead of a fresh outbox; its skips are refused, nothing acknowledged"
+	stub_start ahead --initial-hw 500
+	driver ahead --entries 100 --backoff-base-ms 20 --seconds 3 || true
+	s=$(stub_state)
+	echo "stub: $(jq -c 'del(.errors)' <<<"$s")"
+	[ "$(st .state ahead)" = cloud_ahead ] || fail "state $(st .state ahead)"
+	[ "$(st .sync_stopped ahead)" = true ] || fail "sync not stopped"
+	[ "$(st .acked ahead)" = 0 ] || fail "acknowledged $(st .acked ahead) entries the cloud never got"
+	[ "$(jq .posts <<<"$s")" = 1 ] || fail "batches sent after cloud_ahead: $(jq .posts <<<"$s")"
+	[ "$(jq .heartbeats <<<"$s")" -ge 2 ] || fail "heartbeats stopped in the cloud_ahead state"
+	[ "$(grep -c 'level=error event=cloud.sync_cloud_ahead' "$T/ahead-driver.log")" = 1 ] \
+		|| fail "cloud_ahead not logged exactly once as an error"
+	grep -q 'the edge database was replaced; re-enroll' "$T/ahead-driver.log" || fail "no operator hint"
+	stub_stop
+
+	note "entries sent before (answer lost) may be skipped: the mark (60) inside what was sent (100)"
+	stub_start resent --initial-hw 60
+	driver resent --entries 150 --sent 100 --until drained --seconds 20
+	s=$(stub_state)
+	[ "$(st .state resent)" = ok ] || fail "state $(st .state resent)"
+	[ "$(st .acked resent)" = 150 ] || fail "acked $(st .acked resent)"
+	[ "$(jq .applied <<<"$s")" = 90 ] && [ "$(jq .skipped <<<"$s")" = 60 ] || fail "resent: $(jq -c 'del(.errors)' <<<"$s")"
+	[ "$(st .sent_regressions resent)" = 0 ] || fail "outbox_sent ranges"
+	[ "$(st .errors resent)" = 0 ] || fail "error-level log lines"
+
+	note "the same with a mark beyond what was sent (100 of 150, mark 120): fresh entries 101..120 skipped, refused"
+	stub_stop
+	stub_start partly --initial-hw 120
+	driver partly --entries 150 --sent 100 --seconds 3 || true
+	[ "$(st .state partly)" = cloud_ahead ] || fail "state $(st .state partly)"
+	[ "$(st .acked partly)" = 0 ] || fail "acked $(st .acked partly)"
+	stub_stop
+}
+
+phase_save() {
+	note "credentials received (201) but cloud.json cannot be written: only the save is retried, no second registration"
+	stub_start save --register-delay 0.5
+	mkdir -p "$T/save"
+	driver save --until enrolled --seconds 20 &
+	DRIVER_PID=$!
+	sleep 0.2
+	mkdir -p "$T/save/cloud.json/blocker" # rename over a non-empty directory fails
+	wait_until 10 grep -q 'event=cloud.credentials_save' "$T/save-driver.log" || fail "save did not fail"
+	sleep 0.3
+	rm -rf "$T/save/cloud.json"
+	wait "$DRIVER_PID" || fail "driver did not enroll"
+	DRIVER_PID=
+	s=$(stub_state)
+	[ "$(jq .registrations <<<"$s")" = 1 ] || fail "registered $(jq .registrations <<<"$s") times"
+	[ -f "$T/save/cloud.json" ] || fail "cloud.json not written"
+	[ "$(st .state save)" = ok ] || fail "state $(st .state save)"
 	stub_stop
 }
 
@@ -252,7 +311,7 @@ phase_secrets() {
 
 case $GROUP in
 drain) phase_drain; phase_live; phase_secrets ;;
-protocol) phase_c409; phase_gap; phase_bad; phase_big; phase_hang ;;
+protocol) phase_c409; phase_gap; phase_ahead; phase_save; phase_bad; phase_big; phase_hang ;;
 commands) phase_commands ;;
 *) fail "unknown group $GROUP" ;;
 esac

@@ -65,7 +65,7 @@ static int f_read(void *ctx, int64_t after_seq, int max_entries, size_t max_byte
 		  cw_sync_entry_fn fn, void *fctx)
 {
 	struct fake_source *f = ctx;
-	int64_t from, last;
+	int64_t from, last, sent_upto;
 	size_t bytes = 0;
 	int n = 0, rc = 0;
 	char id[40];
@@ -74,6 +74,7 @@ static int f_read(void *ctx, int64_t after_seq, int max_entries, size_t max_byte
 	f->read_calls++;
 	from = (after_seq > f->acked ? after_seq : f->acked) + 1;
 	last = f->last_seq;
+	sent_upto = f->sent_upto;
 	pthread_mutex_unlock(&f->mu);
 	for (int64_t seq = from; seq <= last && n < max_entries; seq++) {
 		char *p = payload_of(f, seq);
@@ -91,7 +92,8 @@ static int f_read(void *ctx, int64_t after_seq, int max_entries, size_t max_byte
 					  .entity_id = id,
 					  .payload = p,
 					  .created_wall_ms = 1764320000000LL + seq,
-					  .clock_trusted = true};
+					  .clock_trusted = true,
+					  .attempts = seq <= sent_upto ? 1 : 0};
 		rc = fn(fctx, &e);
 		free(p);
 		if (rc != 0)
@@ -111,6 +113,20 @@ static int f_ack(void *ctx, int64_t upto)
 		f->ack_regressions++;
 	else
 		f->acked = upto > f->last_seq ? f->last_seq : upto;
+	pthread_mutex_unlock(&f->mu);
+	return CW_OK;
+}
+
+static int f_sent(void *ctx, int64_t first, int64_t last)
+{
+	struct fake_source *f = ctx;
+
+	pthread_mutex_lock(&f->mu);
+	f->sent_calls++;
+	if (first != f->acked + 1 || last < first || last > f->last_seq)
+		f->sent_regressions++;
+	if (last > f->sent_upto)
+		f->sent_upto = last;
 	pthread_mutex_unlock(&f->mu);
 	return CW_OK;
 }
@@ -171,6 +187,7 @@ struct cw_sync_source fake_table(struct fake_source *f)
 	return (struct cw_sync_source){.ctx = f,
 				       .outbox_read = f_read,
 				       .outbox_ack = f_ack,
+				       .outbox_sent = f_sent,
 				       .outbox_depth = f_depth,
 				       .health = f_health,
 				       .command = f_command,

@@ -39,6 +39,9 @@ static void write_status(const char *path, struct cw_syncer *s, struct fake_sour
 	cJSON_AddNumberToObject(o, "acked", (double)f->acked);
 	cJSON_AddNumberToObject(o, "last_seq", (double)f->last_seq);
 	cJSON_AddNumberToObject(o, "ack_regressions", (double)f->ack_regressions);
+	cJSON_AddNumberToObject(o, "sent_calls", (double)f->sent_calls);
+	cJSON_AddNumberToObject(o, "sent_regressions", (double)f->sent_regressions);
+	cJSON_AddBoolToObject(o, "sync_stopped", st.sync_stopped);
 	cJSON_AddNumberToObject(o, "commands", f->commands_run);
 	cJSON_AddNumberToObject(o, "replays", f->commands_replayed);
 	cJSON_AddNumberToObject(o, "server_time_calls", (double)f->server_time_calls);
@@ -63,7 +66,7 @@ static void usage(void)
 {
 	fprintf(stderr, "usage: sync_driver --url URL --data-dir DIR --branch-code B [--code C] "
 			"[--mac M] [--ca-file F] [--insecure] [--heartbeat-s N] [--entries N] "
-			"[--acked N] [--pad N] [--bad-first] [--batch-entries N] [--batch-bytes N] "
+			"[--acked N] [--sent N] [--pad N] [--bad-first] [--batch-entries N] [--batch-bytes N] "
 			"[--backoff-base-ms N] [--backoff-cap-ms N] [--add N --add-every-ms M "
 			"--add-times K] [--seconds S] [--until drained|enrolled] [--status FILE]\n");
 	exit(2);
@@ -84,7 +87,7 @@ int main(int argc, char **argv)
 		{"url", 1, 0, 'u'},          {"data-dir", 1, 0, 'd'},    {"branch-code", 1, 0, 'b'},
 		{"code", 1, 0, 'c'},         {"mac", 1, 0, 'm'},         {"ca-file", 1, 0, 'a'},
 		{"insecure", 0, 0, 'i'},     {"heartbeat-s", 1, 0, 'h'}, {"entries", 1, 0, 'n'},
-		{"acked", 1, 0, 'k'},        {"pad", 1, 0, 'p'},         {"bad-first", 0, 0, 'B'},
+		{"acked", 1, 0, 'k'},        {"sent", 1, 0, 'z'},        {"pad", 1, 0, 'p'},         {"bad-first", 0, 0, 'B'},
 		{"batch-entries", 1, 0, 'e'}, {"batch-bytes", 1, 0, 'y'},
 		{"backoff-base-ms", 1, 0, 'x'}, {"backoff-cap-ms", 1, 0, 'X'},
 		{"add", 1, 0, 'A'},          {"add-every-ms", 1, 0, 'E'}, {"add-times", 1, 0, 'T'},
@@ -94,7 +97,7 @@ int main(int argc, char **argv)
 	struct fake_source f;
 	struct cw_sync_source src;
 	struct cw_syncer *s = NULL;
-	long long entries = 0, acked = 0, add = 0, add_every = 100, add_times = 0, seconds = 120;
+	long long entries = 0, acked = 0, sent = 0, add = 0, add_every = 100, add_times = 0, seconds = 120;
 	int pad = 16, opt, rc, sig;
 	bool bad_first = false;
 	const char *until = "", *status = NULL;
@@ -114,6 +117,7 @@ int main(int argc, char **argv)
 		case 'h': cfg.heartbeat_s = (int)strtol(optarg, NULL, 10); break;
 		case 'n': entries = strtoll(optarg, NULL, 10); break;
 		case 'k': acked = strtoll(optarg, NULL, 10); break;
+		case 'z': sent = strtoll(optarg, NULL, 10); break;
 		case 'p': pad = (int)strtol(optarg, NULL, 10); break;
 		case 'B': bad_first = true; break;
 		case 'e': cfg.batch_max_entries = (int)strtol(optarg, NULL, 10); break;
@@ -136,6 +140,7 @@ int main(int argc, char **argv)
 	cw_log_set_level(CW_LOG_DEBUG);
 	fake_init(&f, entries, pad);
 	f.acked = acked;
+	f.sent_upto = sent;
 	f.bad_payload_at_first = bad_first;
 	src = fake_table(&f);
 

@@ -34,6 +34,9 @@ ap.add_argument("--hang", action="store_true")
 ap.add_argument("--big-heartbeat", action="store_true", help="answer heartbeats with 2 MiB")
 ap.add_argument("--refuse-heartbeat", action="store_true", help="answer heartbeats 400")
 ap.add_argument("--seed", type=int, default=None)
+ap.add_argument("--register-delay", type=float, default=0.0, help="seconds before answering a registration")
+ap.add_argument("--heartbeat-500-after-409", type=int, default=0,
+                help="answer this many heartbeats 500 after each 409")
 ap.add_argument("--public-key", default=None, help="cloud_public_key to hand out (base64url)")
 ap.add_argument("--issuer", default="stub-cloud")
 ap.add_argument("--commands", default=None, help="file with the heartbeat's commands array (read on each heartbeat)")
@@ -46,7 +49,7 @@ state = {
     "high_water": args.initial_hw, "applied": {}, "registrations": 0, "heartbeats": 0,
     "posts": 0, "gets": 0, "conflicts": 0, "skipped": 0, "errors": [], "faults": {},
     "auth_failures": 0, "max_batch_entries": 0, "max_batch_bytes": 0,
-    "apply_then_409_left": args.apply_then_409,
+    "apply_then_409_left": args.apply_then_409, "heartbeat_500_left": 0, "heartbeats_500": 0,
 }
 
 
@@ -137,6 +140,7 @@ class H(BaseHTTPRequestHandler):
         if self.path == "/api/devices/register":
             with lock:
                 state["registrations"] += 1
+            time.sleep(args.register_delay)
             return self.answer(201, {
                 "device_id": DEVICE, "branch_id": str(uuid.uuid4()), "chain_id": str(uuid.uuid4()),
                 "device_token": TOKEN, "token_expires_at": now_iso(30 * 86400),
@@ -146,6 +150,10 @@ class H(BaseHTTPRequestHandler):
                 return
             with lock:
                 state["heartbeats"] += 1
+                if state["heartbeat_500_left"] > 0:
+                    state["heartbeat_500_left"] -= 1
+                    state["heartbeats_500"] += 1
+                    return self.error(500, "injected")
             if args.refuse_heartbeat:
                 return self.error(400, "health: at most 2048 bytes of JSON")
             if args.big_heartbeat:
@@ -209,10 +217,13 @@ class H(BaseHTTPRequestHandler):
             hw = state["high_water"]
             if ents[0]["seq"] > hw + 1:
                 state["conflicts"] += 1
+                state["heartbeat_500_left"] = args.heartbeat_500_after_409
                 return self.error(409, "expected seq %d" % (hw + 1))
+            skipped = 0
             for e in ents:  # one "transaction": under the lock, all or nothing
                 if e["seq"] <= state["high_water"]:
                     state["skipped"] += 1
+                    skipped += 1
                     continue
                 state["applied"][e["seq"]] = state["applied"].get(e["seq"], 0) + 1
                 state["high_water"] = e["seq"]
@@ -225,7 +236,7 @@ class H(BaseHTTPRequestHandler):
             with lock:
                 fault(f)
             return self.drop(f.startswith("reset"))
-        self.answer(200, {"high_water": hw, "applied": len(ents), "skipped": 0})
+        self.answer(200, {"high_water": hw, "applied": len(ents) - skipped, "skipped": skipped})
 
 
 srv = ThreadingHTTPServer(("127.0.0.1", args.port), H)

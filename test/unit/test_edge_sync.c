@@ -101,6 +101,7 @@ static void teardown(void)
 struct seen {
 	int n;
 	int64_t seqs[64];
+	int attempts[64];
 	size_t bytes;
 	int stop_at; /* return 99 at this index (-1: never) */
 };
@@ -124,6 +125,7 @@ static int collect(void *fctx, const struct cw_sync_entry *en)
 	ck_assert_ptr_nonnull(p);
 	ck_assert_int_eq((int)cJSON_GetNumberValue(cJSON_GetObjectItem(p, "v")), 1);
 	cJSON_Delete(p);
+	sn->attempts[sn->n] = en->attempts;
 	sn->seqs[sn->n++] = en->seq;
 	sn->bytes += strlen(en->payload);
 	return 0;
@@ -206,6 +208,52 @@ START_TEST(ack_and_prune)
 END_TEST
 
 /* The outbox is read on another connection while the engine writes. */
+/* The send count the syncer's cloud-ahead check relies on (docs/SYNC.md
+ * "The cloud ahead of the database"): 0 for an entry never sent, +1 per
+ * outbox_sent over its range, with the send time; acknowledged entries and
+ * those outside the range are not touched. */
+START_TEST(sent_counts_attempts)
+{
+	struct seen a = {.stop_at = -1}, b = {.stop_at = -1}, c = {.stop_at = -1};
+	struct cw_sync_source src;
+	int64_t total = cw_edge_sync_outbox_depth(s);
+	int64_t t0 = cw_wall_ms();
+	char sql[200];
+
+	ck_assert_int_ge(total, 4);
+	ck_assert_int_eq(cw_edge_sync_outbox_read(s, 0, 1000, 1 << 20, collect, &a), total);
+	for (int i = 0; i < a.n; i++)
+		ck_assert_int_eq(a.attempts[i], 0);
+	ck_assert_int_eq(qraw("SELECT count(*) FROM outbox WHERE sent_wall_ms IS NOT NULL"), 0);
+	cw_edge_sync_source(s, &src);
+	ck_assert_ptr_nonnull(src.outbox_sent);
+	/* entries 0..2 sent twice, entry 1 acknowledged in between */
+	ck_assert_int_eq(src.outbox_sent(src.ctx, a.seqs[0], a.seqs[2]), CW_OK);
+	ck_assert_int_eq(cw_edge_sync_outbox_ack(s, a.seqs[0]), CW_OK);
+	ck_assert_int_eq(cw_edge_sync_outbox_sent(s, a.seqs[0], a.seqs[2]), CW_OK);
+	ck_assert_int_eq(cw_edge_sync_outbox_read(s, 0, 1000, 1 << 20, collect, &b), total - 1);
+	ck_assert_int_eq(b.seqs[0], a.seqs[1]);
+	ck_assert_int_eq(b.attempts[0], 2);
+	ck_assert_int_eq(b.attempts[1], 2);
+	ck_assert_int_eq(b.attempts[2], 0);
+	snprintf(sql, sizeof(sql), "SELECT attempts FROM outbox WHERE seq = %lld",
+		 (long long)a.seqs[0]);
+	ck_assert_int_eq(qraw(sql), 1); /* acknowledged before the second send */
+	snprintf(sql, sizeof(sql),
+		 "SELECT count(*) FROM outbox WHERE sent_wall_ms >= %lld AND sent_wall_ms <= %lld",
+		 (long long)t0, (long long)cw_wall_ms());
+	ck_assert_int_eq(qraw(sql), 3);
+	/* a range beyond the outbox or upside down changes nothing */
+	ck_assert_int_eq(cw_edge_sync_outbox_sent(s, a.seqs[a.n - 1] + 1, a.seqs[a.n - 1] + 9),
+			 CW_OK);
+	ck_assert_int_eq(cw_edge_sync_outbox_sent(s, a.seqs[2], a.seqs[1]), CW_ERR_INVAL);
+	ck_assert_int_eq(cw_edge_sync_outbox_read(s, 0, 1000, 1 << 20, collect, &c), total - 1);
+	ck_assert_int_eq(c.attempts[2], 0);
+	ck_assert_int_eq(qraw("SELECT sum(attempts) FROM outbox"), 5);
+	ck_assert_int_eq(cw_edge_sync_outbox_sent(NULL, 1, 1), CW_ERR_INVAL);
+}
+END_TEST
+
 START_TEST(read_sees_only_committed)
 {
 	struct seen a = {.stop_at = -1};
@@ -299,6 +347,7 @@ int main(void)
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, read_in_order_and_bounded);
 	tcase_add_test(tc, ack_and_prune);
+	tcase_add_test(tc, sent_counts_attempts);
 	tcase_add_test(tc, read_sees_only_committed);
 	tcase_add_test(tc, health_fields);
 	tcase_add_test(tc, source_table_commands);
