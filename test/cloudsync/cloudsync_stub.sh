@@ -132,7 +132,7 @@ phase_gap() {
 	stub_start gap --heartbeat-500-after-409 1
 	driver gap --entries 100 --acked 50 --seconds 3 || true
 	s=$(stub_state)
-	[ "$(jq .heartbeats_500 <<<"$s")" = 1 ] || fail "no failed heartbeat after the gap"
+	[ "$(jq .heartbeats_500 <<<"$s")" -ge 1 ] || fail "no failed heartbeat after the gap"
 	[ "$(st .state gap)" = gap ] || fail "state $(st .state gap)"
 	[ "$(st .sync_stopped gap)" = true ] || fail "gap: sync not stopped"
 	[ "$(jq .applied <<<"$s")" = 0 ] || fail "applied entries after a gap"
