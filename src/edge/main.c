@@ -139,6 +139,9 @@ static cJSON *hook_cloud_json(void *ctx)
 	if (!o)
 		return NULL;
 	cJSON_AddStringToObject(o, "state", cw_sync_state_name(st.state));
+	/* true after gap or cloud_ahead: batches stopped until restart, even
+	 * while state shows a later transient backoff */
+	cJSON_AddBoolToObject(o, "sync_stopped", st.sync_stopped);
 	if (st.device_id[0])
 		cJSON_AddStringToObject(o, "device_id", st.device_id);
 	else
