@@ -28,6 +28,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cw_clock.h"
 #include "cw_error.h"
 #include "cw_log.h"
 #include "cw_migration.h"
@@ -37,6 +38,7 @@ extern const struct cw_migration cw_cloud_sqlite_migrations[];
 extern const int cw_cloud_sqlite_migrations_count;
 
 #define SQ_BUSY_TIMEOUT_MS 5000
+#define SQ_OPEN_WAIT_MS 30000 /* the WAL switch of a new file, see sq_open */
 #define SQ_READERS_MAX 64		/* the PostgreSQL pool's bound */
 #define SQ_DEFAULT_ACQUIRE_MS 5000	/* wait for a free reader, then 503 */
 
@@ -560,8 +562,21 @@ static int sq_open(const struct cw_store_config *cfg, void **be)
 	in_memory = !file || !*file;
 	/* journal_mode answers the mode it ended in: insist on WAL (an
 	 * in-memory database can only be "memory") */
-	if (sq_query_text(s->w.h, "PRAGMA journal_mode=WAL", mode, sizeof(mode)) != CW_OK ||
-	    strcmp(mode, in_memory ? "memory" : "wal") != 0) {
+	/* Switching a new file to WAL needs the file to itself: instances that
+	 * start together against a fresh database (one migrates while the
+	 * others open) may each wait their busy timeout, so a locked database
+	 * is tried again for up to SQ_OPEN_WAIT_MS before giving up. */
+	for (int64_t until = cw_mono_ms() + SQ_OPEN_WAIT_MS;;) {
+		int qrc = sq_query_text(s->w.h, "PRAGMA journal_mode=WAL", mode, sizeof(mode));
+		int ec = sqlite3_errcode(s->w.h);
+		if (qrc == CW_OK || (ec != SQLITE_BUSY && ec != SQLITE_LOCKED) ||
+		    cw_mono_ms() >= until)
+			break;
+		mode[0] = '\0';
+		struct timespec pause = {.tv_sec = 0, .tv_nsec = 50 * 1000000L};
+		nanosleep(&pause, NULL);
+	}
+	if (strcmp(mode, in_memory ? "memory" : "wal") != 0) {
 		cw_error("store.open", "backend=sqlite path=%s msg=\"cannot enable WAL: %s\"",
 			 cfg->path, sqlite3_errmsg(s->w.h));
 		goto out;
