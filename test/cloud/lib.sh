@@ -62,6 +62,8 @@ cw_cleanup() {
 	exit $rc
 }
 trap cw_cleanup EXIT
+# a test stopped by meson (timeout) or by hand still stops its daemons
+trap 'exit 143' TERM INT
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 note() { echo "-- [${SECONDS}s] $*"; }

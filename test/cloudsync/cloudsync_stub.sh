@@ -38,6 +38,7 @@ cleanup() {
 	exit $rc
 }
 trap cleanup EXIT
+trap 'exit 143' TERM INT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 note() { echo "-- [${SECONDS}s] $*"; }
 wait_until() {

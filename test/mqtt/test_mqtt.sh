@@ -7,6 +7,7 @@ B=${CW_BUILD_DIR:?run through meson test}
 . "$(dirname "$0")/broker.sh"
 T=$(mktemp -d "${TMPDIR:-/tmp}/cwmqtt.XXXXXX")
 trap 'broker_kill; rm -rf "$T"' EXIT
+trap 'exit 143' TERM INT
 broker_start "$T"
 broker_user cartwise-cloud cloud-pass-0123
 broker_user dev-a pass-a-0123
