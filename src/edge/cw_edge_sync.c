@@ -183,57 +183,63 @@ int64_t cw_edge_sync_prune(struct cw_edge_sync *s, int64_t now_wall_ms)
 	return n;
 }
 
-int cw_edge_sync_outbox_ack(struct cw_edge_sync *s, int64_t upto_seq)
+/* One UPDATE of the outbox with up to three integer parameters (?1..?3, as
+ * many as the statement names), in its own write transaction (s->mu held). BEGIN IMMEDIATE makes the wait for the engine's
+ * writer explicit (busy timeout) rather than an upgrade failure half-way. */
+static int update_locked(struct cw_edge_sync *s, const char *what, const char *sql, int64_t p1,
+			 int64_t p2, int64_t p3)
 {
 	sqlite3_stmt *st = NULL;
-	int64_t mono = cw_mono_ms();
-	int rc = CW_OK, src;
+	int src;
 
-	if (!s)
-		return CW_ERR_INVAL;
-	pthread_mutex_lock(&s->mu);
-	/* One statement is one transaction; BEGIN IMMEDIATE makes the wait for
-	 * the engine's writer explicit (busy timeout) rather than an upgrade
-	 * failure half-way. */
-	if (cw_edb_begin(s->db) != CW_OK) {
-		rc = CW_ERR_DB;
-		goto out;
-	}
-	src = sqlite3_prepare_v2(s->h,
-				 "UPDATE outbox SET acked = 1, acked_wall_ms = ?1 "
-				 "WHERE acked = 0 AND seq <= ?2",
-				 -1, &st, NULL);
+	if (cw_edb_begin(s->db) != CW_OK)
+		return CW_ERR_DB;
+	src = sqlite3_prepare_v2(s->h, sql, -1, &st, NULL);
 	if (src == SQLITE_OK) {
-		sqlite3_bind_int64(st, 1, cw_wall_ms());
-		sqlite3_bind_int64(st, 2, upto_seq);
+		const int64_t p[3] = {p1, p2, p3};
+		for (int i = 0; i < sqlite3_bind_parameter_count(st) && i < 3; i++)
+			sqlite3_bind_int64(st, i + 1, p[i]);
 		src = sqlite3_step(st);
 	}
 	sqlite3_finalize(st);
 	if (src != SQLITE_DONE) {
-		rc = sql_fail(s, "outbox_ack", src);
+		int rc = sql_fail(s, what, src);
 		cw_edb_rollback(s->db);
-		goto out;
+		return rc;
 	}
 	if (cw_edb_commit(s->db) != CW_OK) {
 		cw_edb_rollback(s->db);
-		rc = CW_ERR_DB;
-		goto out;
+		return CW_ERR_DB;
 	}
+	return CW_OK;
+}
+
+int cw_edge_sync_outbox_ack(struct cw_edge_sync *s, int64_t upto_seq)
+{
+	int64_t mono = cw_mono_ms();
+	int rc;
+
+	if (!s)
+		return CW_ERR_INVAL;
+	pthread_mutex_lock(&s->mu);
+	rc = update_locked(s, "outbox_ack",
+			   "UPDATE outbox SET acked = 1, acked_wall_ms = ?1 "
+			   "WHERE acked = 0 AND seq <= ?2",
+			   cw_wall_ms(), upto_seq, 0);
 	/* Pruning is housekeeping: at most every few minutes, and its failure
 	 * is not the acknowledgement's. */
-	if (s->last_prune_mono == 0 || mono - s->last_prune_mono >= PRUNE_EVERY_MS) {
+	if (rc == CW_OK &&
+	    (s->last_prune_mono == 0 || mono - s->last_prune_mono >= PRUNE_EVERY_MS)) {
 		s->last_prune_mono = mono;
 		(void)prune_locked(s, cw_wall_ms());
 	}
-out:
 	pthread_mutex_unlock(&s->mu);
 	return rc;
 }
 
 int cw_edge_sync_outbox_sent(struct cw_edge_sync *s, int64_t first_seq, int64_t last_seq)
 {
-	sqlite3_stmt *st = NULL;
-	int rc = CW_OK, src;
+	int rc;
 
 	if (!s || first_seq > last_seq)
 		return CW_ERR_INVAL;
@@ -241,31 +247,10 @@ int cw_edge_sync_outbox_sent(struct cw_edge_sync *s, int64_t first_seq, int64_t 
 	/* Counted before the POST: an entry the cloud may have seen counts as
 	 * sent, so only an entry it cannot have seen from this database keeps
 	 * attempts = 0 (docs/SYNC.md "The cloud ahead of the database"). */
-	if (cw_edb_begin(s->db) != CW_OK) {
-		rc = CW_ERR_DB;
-		goto out;
-	}
-	src = sqlite3_prepare_v2(s->h,
-				 "UPDATE outbox SET attempts = attempts + 1, sent_wall_ms = ?1 "
-				 "WHERE acked = 0 AND seq BETWEEN ?2 AND ?3",
-				 -1, &st, NULL);
-	if (src == SQLITE_OK) {
-		sqlite3_bind_int64(st, 1, cw_wall_ms());
-		sqlite3_bind_int64(st, 2, first_seq);
-		sqlite3_bind_int64(st, 3, last_seq);
-		src = sqlite3_step(st);
-	}
-	sqlite3_finalize(st);
-	if (src != SQLITE_DONE) {
-		rc = sql_fail(s, "outbox_sent", src);
-		cw_edb_rollback(s->db);
-		goto out;
-	}
-	if (cw_edb_commit(s->db) != CW_OK) {
-		cw_edb_rollback(s->db);
-		rc = CW_ERR_DB;
-	}
-out:
+	rc = update_locked(s, "outbox_sent",
+			   "UPDATE outbox SET attempts = attempts + 1, sent_wall_ms = ?1 "
+			   "WHERE acked = 0 AND seq BETWEEN ?2 AND ?3",
+			   cw_wall_ms(), first_seq, last_seq);
 	pthread_mutex_unlock(&s->mu);
 	return rc;
 }
