@@ -2,6 +2,8 @@
 #include "cw_clock.h"
 #include "cw_error.h"
 
+#include <sqlite3.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -270,4 +272,20 @@ void cw_test_sim_stop(struct cw_test_sim *s)
 	if (s->dir[0])
 		cw_test_rmrf(s->dir);
 	free(s);
+}
+
+long long cw_test_db_int(const char *path, const char *sql)
+{
+	sqlite3 *h = NULL;
+	sqlite3_stmt *st = NULL;
+	long long v = -2;
+
+	if (sqlite3_open_v2(path, &h, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
+		sqlite3_busy_timeout(h, 5000);
+		if (sqlite3_prepare_v2(h, sql, -1, &st, NULL) == SQLITE_OK)
+			v = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+		sqlite3_finalize(st);
+	}
+	sqlite3_close(h);
+	return v;
 }

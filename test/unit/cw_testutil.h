@@ -12,6 +12,11 @@ void cw_test_rmrf(const char *path);
 /* Path of a built program (CW_BUILD_DIR/<rel>), e.g. "src/simlock/cartwise-simlock". */
 int cw_test_build_path(const char *rel, char *out, size_t cap);
 
+/* The first column of the first row of sql, read through a read-only
+ * connection of its own to the SQLite file path (busy timeout 5 s); -1 when
+ * there is no row; -2 when the file or the statement fails. */
+long long cw_test_db_int(const char *path, const char *sql);
+
 /* ---- cartwise-simlock on a pty (test_drivers, engine tests) ---- */
 struct cw_test_sim;
 /* Starts CW_BUILD_DIR/src/simlock/cartwise-simlock --protocol protocol with

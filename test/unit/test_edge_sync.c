@@ -47,17 +47,9 @@ static void exec_raw(const char *sql)
 
 static int64_t qraw(const char *sql)
 {
-	sqlite3 *h = NULL;
-	sqlite3_stmt *st = NULL;
-	int64_t v = -1;
+	long long v = cw_test_db_int(dbpath, sql);
 
-	ck_assert_int_eq(sqlite3_open_v2(dbpath, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-	sqlite3_busy_timeout(h, 5000);
-	ck_assert_int_eq(sqlite3_prepare_v2(h, sql, -1, &st, NULL), SQLITE_OK);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		v = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	sqlite3_close(h);
+	ck_assert_msg(v != -2, "cannot read %s: %s", dbpath, sql);
 	return v;
 }
 
