@@ -719,8 +719,7 @@ static void login_key_hex(const struct cw_cloud_api *a, const char *email, const
 	/* an IPv6 client counts by its /64: one host has a whole /64 to pick
 	 * addresses from (IPv4, mapped, stays a whole address) */
 	if (cw_cloud_addr_key(ip, addr)) {
-		static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-		if (memcmp(addr, mapped, sizeof(mapped)) != 0)
+		if (!cw_cloud_addr_is_v4(addr))
 			memset(addr + 8, 0, 8);
 		crypto_generichash_update(&st, addr, sizeof(addr));
 	} else {
@@ -3752,9 +3751,7 @@ static bool is_trusted_proxy(const struct cw_cloud_api *a, const unsigned char k
  * "0:0::ffff:10.0.0.1" and "10.0.0.1" are the same client). */
 static void addr_text(const unsigned char key[16], char *out, size_t cap)
 {
-	static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-
-	if (memcmp(key, mapped, sizeof(mapped)) == 0)
+	if (cw_cloud_addr_is_v4(key))
 		inet_ntop(AF_INET, key + 12, out, (socklen_t)cap);
 	else
 		inet_ntop(AF_INET6, key, out, (socklen_t)cap);

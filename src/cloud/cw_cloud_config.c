@@ -12,6 +12,8 @@
 #include "cw_jsoncfg.h"
 #include "cw_log.h"
 
+static const unsigned char v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
 bool cw_cloud_addr_key(const char *text, unsigned char out[16])
 {
 	struct in_addr v4;
@@ -20,10 +22,14 @@ bool cw_cloud_addr_key(const char *text, unsigned char out[16])
 		return true;
 	if (inet_pton(AF_INET, text, &v4) != 1)
 		return false;
-	memset(out, 0, 10);
-	out[10] = out[11] = 0xff;
+	memcpy(out, v4_mapped, sizeof(v4_mapped));
 	memcpy(out + 12, &v4, 4);
 	return true;
+}
+
+bool cw_cloud_addr_is_v4(const unsigned char key[16])
+{
+	return memcmp(key, v4_mapped, sizeof(v4_mapped)) == 0;
 }
 
 /* listen.trusted_proxies: an array of addresses */

@@ -60,6 +60,8 @@ int cw_cloud_config_load(const char *path, struct cw_cloud_config *out, char *er
 /* Parses an IPv4 or IPv6 address into its 16-byte form (IPv4 as the mapped
  * ::ffff:a.b.c.d, so both spellings of one address compare equal). */
 bool cw_cloud_addr_key(const char *text, unsigned char out[16]);
+/* Whether a 16-byte address is an IPv4 one (::ffff:a.b.c.d). */
+bool cw_cloud_addr_is_v4(const unsigned char key[16]);
 
 /* Reads a whole regular file of at most max bytes into a new NUL-terminated
  * buffer (caller frees). CW_ERR_IO, CW_ERR_TOOBIG, CW_ERR_NOMEM. */
