@@ -148,13 +148,75 @@ static int get_time(struct cw_jsoncfg *jc, const cJSON *root, const char *key, b
 	return CW_OK;
 }
 
+/* The "mqtt" object of cloud.json, or the cloud's "mqtt_config" (same
+ * names). strict: unknown keys refused (our own file); the cloud's answer
+ * may carry keys a newer cloud added. */
+static int parse_mqtt(struct cw_jsoncfg *jc, const cJSON *m, bool strict, struct cw_cred *out)
+{
+	static const char *const keys[] = {"broker", "port", "tls", "topic", "username", "password",
+					   NULL};
+	int rc = CW_OK;
+
+	out->has_mqtt = false;
+	out->mqtt_tls = false;
+	out->mqtt_username[0] = out->mqtt_password[0] = '\0';
+	if (!cJSON_IsObject(m))
+		return cw_jsoncfg_fail(jc, NULL, "expected an object or null");
+	if (strict)
+		rc = cw_jsoncfg_check_keys(jc, m, keys);
+	if (rc == CW_OK)
+		rc = cw_jsoncfg_get_str(jc, m, "broker", CW_JSONCFG_REQUIRED, out->mqtt_broker,
+					sizeof(out->mqtt_broker));
+	if (rc == CW_OK)
+		rc = cw_jsoncfg_get_int(jc, m, "port", 1, 65535, true, &out->mqtt_port);
+	if (rc == CW_OK)
+		rc = cw_jsoncfg_get_bool(jc, m, "tls", &out->mqtt_tls);
+	if (rc == CW_OK)
+		rc = cw_jsoncfg_get_str(jc, m, "topic", CW_JSONCFG_REQUIRED, out->mqtt_topic,
+					sizeof(out->mqtt_topic));
+	/* the topic is a prefix of ours: no wildcards, room for "/telemetry" */
+	if (rc == CW_OK && (strpbrk(out->mqtt_topic, "+#") || strlen(out->mqtt_topic) > 200))
+		rc = cw_jsoncfg_fail(jc, "topic", "expected a topic of at most 200 bytes without + or #");
+	if (rc == CW_OK)
+		rc = cw_jsoncfg_get_str(jc, m, "username", 0, out->mqtt_username,
+					sizeof(out->mqtt_username));
+	if (rc == CW_OK)
+		rc = cw_jsoncfg_get_str(jc, m, "password", 0, out->mqtt_password,
+					sizeof(out->mqtt_password));
+	if (rc == CW_OK && !out->mqtt_username[0] != !out->mqtt_password[0])
+		rc = cw_jsoncfg_fail(jc, out->mqtt_username[0] ? "password" : "username",
+				     "expected with %s", out->mqtt_username[0] ? "username" : "password");
+	out->has_mqtt = rc == CW_OK;
+	if (rc != CW_OK)
+		sodium_memzero(out->mqtt_password, sizeof(out->mqtt_password));
+	return rc;
+}
+
+int cw_cred_mqtt_from_json(const cJSON *m, struct cw_cred *out, char *err, size_t errlen)
+{
+	struct cw_jsoncfg jc;
+
+	cw_jsoncfg_init(&jc, err, errlen);
+	cw_jsoncfg_enter(&jc, "mqtt_config");
+	return parse_mqtt(&jc, m, false, out);
+}
+
+bool cw_cred_mqtt_same(const struct cw_cred *a, const struct cw_cred *b)
+{
+	if (!a->has_mqtt || !b->has_mqtt)
+		return a->has_mqtt == b->has_mqtt;
+	return strcmp(a->mqtt_broker, b->mqtt_broker) == 0 && a->mqtt_port == b->mqtt_port &&
+	       a->mqtt_tls == b->mqtt_tls && strcmp(a->mqtt_topic, b->mqtt_topic) == 0 &&
+	       strcmp(a->mqtt_username, b->mqtt_username) == 0 &&
+	       sodium_memcmp(a->mqtt_password, b->mqtt_password, sizeof(a->mqtt_password)) == 0;
+}
+
 int cw_cred_load(const char *path, struct cw_cred *out, char *err, size_t errlen)
 {
 	static const char *const keys[] = {"device_id", "branch_id", "chain_id", "device_token",
 					   "token_issued_at", "token_expires_at",
 					   "cloud_public_key", "cloud_issuer",
 					   "enrollment_code_hash", "mqtt", NULL};
-	static const char *const mkeys[] = {"broker", "port", "topic", NULL};
 	char pk64[80];
 	struct cw_jsoncfg jc;
 	struct stat st;
@@ -222,20 +284,8 @@ int cw_cred_load(const char *path, struct cw_cred *out, char *err, size_t errlen
 	m = rc == CW_OK ? cJSON_GetObjectItemCaseSensitive(root, "mqtt") : NULL;
 	if (m && !cJSON_IsNull(m)) {
 		size_t mark = cw_jsoncfg_enter(&jc, "mqtt");
-		if (!cJSON_IsObject(m))
-			rc = cw_jsoncfg_fail(&jc, NULL, "expected an object or null");
-		if (rc == CW_OK)
-			rc = cw_jsoncfg_check_keys(&jc, m, mkeys);
-		if (rc == CW_OK)
-			rc = cw_jsoncfg_get_str(&jc, m, "broker", CW_JSONCFG_REQUIRED,
-						out->mqtt_broker, sizeof(out->mqtt_broker));
-		if (rc == CW_OK)
-			rc = cw_jsoncfg_get_int(&jc, m, "port", 1, 65535, true, &out->mqtt_port);
-		if (rc == CW_OK)
-			rc = cw_jsoncfg_get_str(&jc, m, "topic", CW_JSONCFG_REQUIRED,
-						out->mqtt_topic, sizeof(out->mqtt_topic));
+		rc = parse_mqtt(&jc, m, true, out);
 		cw_jsoncfg_pop(&jc, mark);
-		out->has_mqtt = rc == CW_OK;
 	}
 	if (rc != CW_OK && err)
 		cw_jsoncfg_prefix(err, errlen, path);
@@ -312,7 +362,12 @@ int cw_cred_save(const char *path, const struct cw_cred *c)
 		if (m) {
 			cJSON_AddStringToObject(m, "broker", c->mqtt_broker);
 			cJSON_AddNumberToObject(m, "port", c->mqtt_port);
+			cJSON_AddBoolToObject(m, "tls", c->mqtt_tls);
 			cJSON_AddStringToObject(m, "topic", c->mqtt_topic);
+			if (c->mqtt_username[0]) {
+				cJSON_AddStringToObject(m, "username", c->mqtt_username);
+				cJSON_AddStringToObject(m, "password", c->mqtt_password);
+			}
 		}
 	} else {
 		cJSON_AddNullToObject(o, "mqtt");

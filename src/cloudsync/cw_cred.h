@@ -10,6 +10,7 @@
 #ifndef CW_CRED_H
 #define CW_CRED_H
 
+#include <cjson/cJSON.h>
 #include <sodium.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -34,10 +35,17 @@ struct cw_cred {
 	/* BLAKE2b of the enrollment code this device registered with (hex): a
 	 * revoked device re-enrolls only with a different code. */
 	char enrollment_code_hash[65];
+	/* "mqtt" (docs/SYNC.md "MQTT"): the broker and the device's own
+	 * credentials, handed out at registration and at every rotation. The
+	 * link runs only with a user name and password (an older cloud gave
+	 * neither: the next rotation brings them). */
 	bool has_mqtt;
 	char mqtt_broker[256];
 	int mqtt_port;
-	char mqtt_topic[256];
+	bool mqtt_tls;
+	char mqtt_topic[256];    /* cartwise/{chain}/{branch}/devices/{device} */
+	char mqtt_username[64];  /* the device id */
+	char mqtt_password[128]; /* a secret: never logged */
 };
 
 /* path = <data_dir>/cloud.json into out (cap bytes). */
@@ -55,6 +63,16 @@ bool cw_cred_id_ok(const char *id);
 
 /* Hex BLAKE2b-256 of an enrollment code (lower-cased, as the cloud does). */
 void cw_cred_code_hash(const char *code, char out[65]);
+
+/* Reads the cloud's "mqtt_config" object (registration and rotation
+ * answers) into out's mqtt fields (has_mqtt set): broker, port, topic
+ * required; tls, username, password optional (user name and password both
+ * or neither). Keys this device does not know are ignored (a newer cloud);
+ * wrong types are refused with err naming the key ("mqtt_config.port: …"),
+ * never a value. CW_OK or CW_ERR_CONFIG. */
+int cw_cred_mqtt_from_json(const cJSON *m, struct cw_cred *out, char *err, size_t errlen);
+/* True when a and b name the same broker with the same credentials. */
+bool cw_cred_mqtt_same(const struct cw_cred *a, const struct cw_cred *b);
 
 /* RFC 3339 UTC "2026-11-28T08:00:00.000Z" (fraction optional, "Z" or
  * "+00:00") → ms since the epoch; CW_ERR_INVAL otherwise. */

@@ -78,7 +78,10 @@ START_TEST(cred_roundtrip)
 	c.has_mqtt = true;
 	snprintf(c.mqtt_broker, sizeof(c.mqtt_broker), "mqtt.example.com");
 	c.mqtt_port = 8883;
+	c.mqtt_tls = true;
 	snprintf(c.mqtt_topic, sizeof(c.mqtt_topic), "cartwise/a/b/devices/c");
+	snprintf(c.mqtt_username, sizeof(c.mqtt_username), DEV);
+	snprintf(c.mqtt_password, sizeof(c.mqtt_password), "Zm9vYmFyYmF6cXV4cXV1eHF1dXhxdXV4cXV1eHF1dXg");
 	ck_assert_int_eq(cw_cred_save(path, &c), CW_OK);
 	ck_assert_int_eq(stat(path, &st), 0);
 	ck_assert_int_eq(st.st_mode & 07777, 0600);
@@ -95,6 +98,11 @@ START_TEST(cred_roundtrip)
 	ck_assert(d.has_mqtt);
 	ck_assert_str_eq(d.mqtt_broker, "mqtt.example.com");
 	ck_assert_int_eq(d.mqtt_port, 8883);
+	ck_assert(d.mqtt_tls);
+	ck_assert_str_eq(d.mqtt_topic, "cartwise/a/b/devices/c");
+	ck_assert_str_eq(d.mqtt_username, DEV);
+	ck_assert_str_eq(d.mqtt_password, c.mqtt_password);
+	ck_assert(cw_cred_mqtt_same(&c, &d));
 	/* saved again (rotation): replaced, still 0600, no temp file left */
 	snprintf(c.device_token, sizeof(c.device_token), "ddd.eee.fff");
 	c.has_mqtt = false;
@@ -143,6 +151,15 @@ START_TEST(cred_strict)
 		{"bad key", "\"cloud_public_key\":\t\"", "\"cloud_public_key\": \"!!", "cloud_public_key"},
 		{"mqtt port", "\"mqtt\":\tnull", "\"mqtt\": {\"broker\": \"b\", \"port\": 0, \"topic\": \"t\"}",
 		 "mqtt.port"},
+		{"mqtt tls", "\"mqtt\":\tnull",
+		 "\"mqtt\": {\"broker\": \"b\", \"port\": 1883, \"tls\": 1, \"topic\": \"t\"}", "mqtt.tls"},
+		{"mqtt unknown key", "\"mqtt\":\tnull",
+		 "\"mqtt\": {\"broker\": \"b\", \"port\": 1883, \"topic\": \"t\", \"qos\": 1}", "mqtt.qos"},
+		{"mqtt password without user", "\"mqtt\":\tnull",
+		 "\"mqtt\": {\"broker\": \"b\", \"port\": 1883, \"topic\": \"t\", \"password\": \"sekrit-pw\"}",
+		 "mqtt.username"},
+		{"mqtt topic wildcard", "\"mqtt\":\tnull",
+		 "\"mqtt\": {\"broker\": \"b\", \"port\": 1883, \"topic\": \"cartwise/#\"}", "mqtt.topic"},
 		{"not json", "{", "{{", ""},
 		{"device id with a slash", "\"device_id\":\t\"0190", "\"device_id\": \"../0190", "device_id"},
 	};
@@ -173,9 +190,63 @@ START_TEST(cred_strict)
 		ck_assert_msg(strstr(err, cases[i].key), "case %s: message '%s'", cases[i].edit,
 			      err);
 		ck_assert_msg(!strstr(err, "aaa.bbb.ccc"), "token echoed: %s", err);
+		ck_assert_msg(!strstr(err, "sekrit-pw"), "password echoed: %s", err);
 	}
 	free(text);
 	rm_tmpdir();
+}
+END_TEST
+
+/* The cloud's mqtt_config (registration and rotation answers): the same
+ * names as cloud.json's "mqtt", unknown keys tolerated (a newer cloud),
+ * wrong types refused naming the key and never the password. */
+START_TEST(cred_mqtt_config)
+{
+	struct cw_cred c, d;
+	char err[256];
+	cJSON *m;
+
+	fill_cred(&c);
+	m = cJSON_Parse("{\"broker\": \"mqtt.example.com\", \"port\": 8883, \"tls\": true, "
+			"\"topic\": \"cartwise/a/b/devices/" DEV "\", \"username\": \"" DEV "\", "
+			"\"password\": \"sekrit-pw\", \"newer_key\": 1}");
+	ck_assert_int_eq(cw_cred_mqtt_from_json(m, &c, err, sizeof(err)), CW_OK);
+	ck_assert(c.has_mqtt && c.mqtt_tls);
+	ck_assert_int_eq(c.mqtt_port, 8883);
+	ck_assert_str_eq(c.mqtt_username, DEV);
+	ck_assert_str_eq(c.mqtt_password, "sekrit-pw");
+	d = c;
+	ck_assert(cw_cred_mqtt_same(&c, &d));
+	/* a rotation that changes only the password is a change */
+	snprintf(d.mqtt_password, sizeof(d.mqtt_password), "other-pw");
+	ck_assert(!cw_cred_mqtt_same(&c, &d));
+	d.has_mqtt = false;
+	ck_assert(!cw_cred_mqtt_same(&c, &d));
+	cJSON_Delete(m);
+
+	m = cJSON_Parse("{\"broker\": \"b\", \"port\": \"1883\", \"topic\": \"t\", "
+			"\"username\": \"u\", \"password\": \"sekrit-pw\"}");
+	ck_assert_int_eq(cw_cred_mqtt_from_json(m, &c, err, sizeof(err)), CW_ERR_CONFIG);
+	ck_assert_msg(strstr(err, "mqtt_config.port"), "message '%s'", err);
+	ck_assert(!c.has_mqtt);
+	cJSON_Delete(m);
+	m = cJSON_Parse("{\"broker\": \"b\", \"port\": 1883, \"topic\": \"t\", \"username\": \"u\"}");
+	ck_assert_int_eq(cw_cred_mqtt_from_json(m, &c, err, sizeof(err)), CW_ERR_CONFIG);
+	ck_assert_msg(strstr(err, "mqtt_config.password"), "message '%s'", err);
+	cJSON_Delete(m);
+	m = cJSON_Parse("{\"broker\": \"b\", \"port\": 1883, \"topic\": \"t\", \"username\": \"u\", "
+			"\"password\": 7}");
+	ck_assert_int_eq(cw_cred_mqtt_from_json(m, &c, err, sizeof(err)), CW_ERR_CONFIG);
+	ck_assert_msg(strstr(err, "mqtt_config.password"), "message '%s'", err);
+	cJSON_Delete(m);
+	m = cJSON_Parse("[]");
+	ck_assert_int_eq(cw_cred_mqtt_from_json(m, &c, err, sizeof(err)), CW_ERR_CONFIG);
+	cJSON_Delete(m);
+	/* without user name and password: a broker, but no link (cw_syncer) */
+	m = cJSON_Parse("{\"broker\": \"b\", \"port\": 1883, \"topic\": \"t\"}");
+	ck_assert_int_eq(cw_cred_mqtt_from_json(m, &c, err, sizeof(err)), CW_OK);
+	ck_assert(c.has_mqtt && !c.mqtt_tls && !c.mqtt_username[0] && !c.mqtt_password[0]);
+	cJSON_Delete(m);
 }
 END_TEST
 
@@ -463,6 +534,7 @@ static Suite *suite(void)
 
 	tcase_add_test(tc, cred_roundtrip);
 	tcase_add_test(tc, cred_strict);
+	tcase_add_test(tc, cred_mqtt_config);
 	tcase_add_test(tc, times);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("backoff");
