@@ -109,8 +109,17 @@ enum cw_sync_state {
 			     * (edge.db replaced): re-enroll as a new device */
 };
 
+/* The MQTT link (docs/SYNC.md "MQTT"). */
+enum cw_sync_mqtt_state {
+	CW_SYNC_MQTT_OFF,  /* not configured: no broker in cloud.json (or no credentials) */
+	CW_SYNC_MQTT_DOWN, /* configured, not connected (connecting, broker down, refused) */
+	CW_SYNC_MQTT_UP    /* connected */
+};
+
 struct cw_sync_status {
 	enum cw_sync_state state;
+	enum cw_sync_mqtt_state mqtt;
+	int64_t mqtt_commands; /* command objects received over MQTT (before verification) */
 	char device_id[CW_SYNC_ID_MAX];
 	int64_t high_water;      /* last seq the cloud acknowledged */
 	int64_t last_ok_wall_ms; /* 0 = never */
@@ -132,6 +141,8 @@ int cw_syncer_start(struct cw_syncer *s);
 void cw_syncer_notify(struct cw_syncer *s);
 void cw_syncer_status(struct cw_syncer *s, struct cw_sync_status *out);
 const char *cw_sync_state_name(enum cw_sync_state st);
+/* "not_configured", "disconnected", "connected" */
+const char *cw_sync_mqtt_state_name(enum cw_sync_mqtt_state st);
 /* Stops the thread (an exchange in flight is abandoned; nothing is lost:
  * unacknowledged entries are sent again) and frees. NULL is fine. */
 void cw_syncer_free(struct cw_syncer *s);

@@ -25,6 +25,7 @@
 #include "cw_error.h"
 #include "cw_https.h"
 #include "cw_jwt.h"
+#include "cw_link.h"
 #include "cw_log.h"
 #include "cw_syncer_int.h"
 
@@ -40,6 +41,9 @@
 #define REFUSED_RING 32
 /* A rotation the cloud refused (not a 401) is tried again this much later. */
 #define ROTATE_RETRY_MS (3600 * 1000)
+/* Commands received over MQTT waiting for the syncer's thread; more are
+ * dropped (the heartbeat hands them out again until they have a result). */
+#define CMDQ_MAX 16
 
 struct cw_syncer {
 	struct cw_sync_config cfg;
@@ -82,6 +86,16 @@ struct cw_syncer {
 	/* the last failure logged; the same failure again is not logged until
 	 * the operation that failed succeeds */
 	char logged[sizeof(((struct cw_sync_status *)0)->last_error)];
+	/* The MQTT link (cw_link), owned by this thread; NULL without a broker
+	 * in the credentials. Its callbacks (paho's thread) only queue commands
+	 * in cmdq and set st.mqtt, under mu, and wake the thread. */
+	struct cw_link *link;
+	struct cw_cred link_cred; /* what the link was started with */
+	cJSON *cmdq[CMDQ_MAX];    /* under mu */
+	int cmdq_n;               /* under mu */
+	bool tel_due;             /* under mu: (re)connected, telemetry now */
+	int64_t next_tel_mono;    /* next telemetry on the link */
+	int64_t next_link_mono;   /* after cw_link_new failed */
 };
 
 const char *cw_sync_state_name(enum cw_sync_state st)
@@ -99,6 +113,19 @@ const char *cw_sync_state_name(enum cw_sync_state st)
 		return "gap";
 	case CW_SYNC_CLOUD_AHEAD:
 		return "cloud_ahead";
+	}
+	return "unknown";
+}
+
+const char *cw_sync_mqtt_state_name(enum cw_sync_mqtt_state st)
+{
+	switch (st) {
+	case CW_SYNC_MQTT_OFF:
+		return "not_configured";
+	case CW_SYNC_MQTT_DOWN:
+		return "disconnected";
+	case CW_SYNC_MQTT_UP:
+		return "connected";
 	}
 	return "unknown";
 }
@@ -393,6 +420,7 @@ static int enroll(struct cw_syncer *s)
 	char pk64[80], *body = NULL;
 	cJSON *req = cJSON_CreateObject(), *j = NULL;
 	const cJSON *m;
+	char err[160];
 	size_t pklen = 0;
 	int rc;
 
@@ -438,11 +466,7 @@ static int enroll(struct cw_syncer *s)
 			      NULL, sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
 	    pklen != sizeof(c.cloud_pk) ||
 	    cw_cred_token_info(c.device_token, c.cloud_issuer, sizeof(c.cloud_issuer),
-			       &c.token_issued_ms) != CW_OK ||
-	    (m && !cJSON_IsNull(m) &&
-	     !(cJSON_IsObject(m) && get_str(m, "broker", c.mqtt_broker, sizeof(c.mqtt_broker)) &&
-	       get_str(m, "topic", c.mqtt_topic, sizeof(c.mqtt_topic)) &&
-	       cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(m, "port"))))) {
+			       &c.token_issued_ms) != CW_OK) {
 		failed(s, CW_SYNC_UNENROLLED, CW_LOG_ERROR, "cloud.register_bad_answer",
 		       "reason=\"registration answer without the expected fields\"");
 		rc = CW_ERR_PROTO;
@@ -454,10 +478,10 @@ static int enroll(struct cw_syncer *s)
 		rc = CW_ERR_PROTO;
 		goto out;
 	}
-	if (m && cJSON_IsObject(m)) {
-		c.has_mqtt = true;
-		c.mqtt_port = cJSON_GetObjectItemCaseSensitive(m, "port")->valueint;
-	}
+	/* a bad mqtt_config costs the MQTT link, not the enrollment: HTTPS
+	 * carries everything without it (the next rotation may bring a good one) */
+	if (m && !cJSON_IsNull(m) && cw_cred_mqtt_from_json(m, &c, err, sizeof(err)) != CW_OK)
+		cw_error("cloud.mqtt_config_bad", "op=register reason=\"%s\"", err);
 	if (!c.token_issued_ms)
 		c.token_issued_ms = cw_wall_ms();
 	cw_cred_code_hash(s->cfg.enrollment_code, c.enrollment_code_hash);
@@ -489,7 +513,8 @@ static int rotate(struct cw_syncer *s)
 	struct cw_https_resp resp;
 	struct cw_cred c = s->cred;
 	cJSON *j = NULL;
-	char iss[sizeof(c.cloud_issuer)];
+	const cJSON *m;
+	char iss[sizeof(c.cloud_issuer)], err[160];
 	int rc;
 
 	snprintf(path, sizeof(path), "/api/devices/%s/token", s->cred.device_id);
@@ -506,6 +531,20 @@ static int rotate(struct cw_syncer *s)
 		       "reason=\"token answer without the expected fields\"");
 		rc = CW_ERR_PROTO;
 		goto out;
+	}
+	/* mqtt_config: absent (an older cloud) keeps ours, null drops it, an
+	 * object replaces it (a broker configured later, a new password);
+	 * a bad one keeps ours */
+	m = cJSON_GetObjectItemCaseSensitive(j, "mqtt_config");
+	if (cJSON_IsNull(m)) {
+		c.has_mqtt = false;
+	} else if (m) {
+		struct cw_cred t = c;
+		if (cw_cred_mqtt_from_json(m, &t, err, sizeof(err)) == CW_OK)
+			c = t;
+		else
+			cw_error("cloud.mqtt_config_bad", "op=token reason=\"%s\"", err);
+		sodium_memzero(&t, sizeof(t));
 	}
 	/* The old token stopped working when the cloud answered: use the new
 	 * one from now on even if the file cannot be written yet. */
@@ -614,38 +653,65 @@ static bool refused_before(struct cw_syncer *s, const char *id)
 	return false;
 }
 
+/* One command object, from a heartbeat answer or from MQTT (via names the
+ * path in the log): verified, then run by the source at most once. */
+static void run_command(struct cw_syncer *s, const cJSON *cmd, const char *via)
+{
+	struct cw_sync_command c;
+	const cJSON *idj = cJSON_GetObjectItemCaseSensitive(cmd, "id");
+	const char *id = cJSON_IsString(idj) ? idj->valuestring : "?";
+	const char *why = "malformed";
+	cJSON *claims = NULL;
+	int rc = cw_sync_verify_command(&s->cred, cmd, cloud_now_ms(s), &c, &claims, &why);
+
+	if (rc != CW_OK) {
+		char key[CW_SYNC_ID_MAX];
+		snprintf(key, sizeof(key), "%.*s", (int)sizeof(key) - 1, id);
+		if (!refused_before(s, key))
+			cw_warn("cloud.command_refused", "command=%.64s reason=%s via=%s", key, why,
+				via);
+		return;
+	}
+	rc = s->src.command ? s->src.command(s->src.ctx, &c) : CW_ERR_INTERNAL;
+	if (rc == CW_ERR_CONFLICT)
+		cw_debug("cloud.command_seen", "command=%s via=%s", c.id, via);
+	else if (rc != CW_OK)
+		cw_warn("cloud.command_failed", "command=%s action=%s via=%s error=%s", c.id,
+			c.action, via, cw_errname(rc));
+	else
+		cw_info("cloud.command", "command=%s action=%s via=%s", c.id, c.action, via);
+	cJSON_Delete(claims);
+}
+
 static void run_commands(struct cw_syncer *s, const cJSON *arr)
 {
 	const cJSON *cmd;
 
-	cJSON_ArrayForEach(cmd, arr) {
-		struct cw_sync_command c;
-		const cJSON *idj = cJSON_GetObjectItemCaseSensitive(cmd, "id");
-		const char *id = cJSON_IsString(idj) ? idj->valuestring : "?";
-		const char *why = "malformed";
-		cJSON *claims = NULL;
-		int rc = cw_sync_verify_command(&s->cred, cmd, cloud_now_ms(s), &c, &claims, &why);
-
-		if (rc != CW_OK) {
-			char key[CW_SYNC_ID_MAX];
-			snprintf(key, sizeof(key), "%.*s", (int)sizeof(key) - 1, id);
-			if (!refused_before(s, key))
-				cw_warn("cloud.command_refused", "command=%.64s reason=%s", key, why);
-			continue;
-		}
-		rc = s->src.command ? s->src.command(s->src.ctx, &c) : CW_ERR_INTERNAL;
-		if (rc == CW_ERR_CONFLICT)
-			cw_debug("cloud.command_seen", "command=%s", c.id);
-		else if (rc != CW_OK)
-			cw_warn("cloud.command_failed", "command=%s action=%s error=%s", c.id,
-				c.action, cw_errname(rc));
-		else
-			cw_info("cloud.command", "command=%s action=%s", c.id, c.action);
-		cJSON_Delete(claims);
-	}
+	cJSON_ArrayForEach(cmd, arr)
+		run_command(s, cmd, "heartbeat");
 }
 
 /* ---- heartbeat -------------------------------------------------------- */
+
+/* The health object of the heartbeat and of MQTT telemetry; NULL when out
+ * of memory. Caller frees. */
+static cJSON *health_json(struct cw_syncer *s)
+{
+	cJSON *health = cJSON_CreateObject();
+
+	if (!health)
+		return NULL;
+	if (s->src.health)
+		s->src.health(s->src.ctx, health);
+	if (s->src.outbox_depth && !cJSON_HasObjectItem(health, "outbox_depth"))
+		cJSON_AddNumberToObject(health, "outbox_depth",
+					(double)s->src.outbox_depth(s->src.ctx));
+	/* the stopped state, not a transient backoff, is what an operator needs */
+	cJSON_AddStringToObject(health, "sync_state", cw_sync_state_name(s->stopped != CW_SYNC_OK
+									 ? s->stopped
+									 : state_of(s)));
+	return health;
+}
 
 static int heartbeat(struct cw_syncer *s)
 {
@@ -662,18 +728,11 @@ static int heartbeat(struct cw_syncer *s)
 	cJSON_AddStringToObject(req, "status", s->stopped != CW_SYNC_OK ? "degraded" : "online");
 	if (s->cfg.firmware_version[0])
 		cJSON_AddStringToObject(req, "firmware_version", s->cfg.firmware_version);
-	health = cJSON_AddObjectToObject(req, "health");
-	if (!health)
+	health = health_json(s);
+	if (!health || !cJSON_AddItemToObject(req, "health", health)) {
+		cJSON_Delete(health);
 		goto out;
-	if (s->src.health)
-		s->src.health(s->src.ctx, health);
-	if (s->src.outbox_depth && !cJSON_HasObjectItem(health, "outbox_depth"))
-		cJSON_AddNumberToObject(health, "outbox_depth",
-					(double)s->src.outbox_depth(s->src.ctx));
-	/* the stopped state, not a transient backoff, is what an operator needs */
-	cJSON_AddStringToObject(health, "sync_state", cw_sync_state_name(s->stopped != CW_SYNC_OK
-									 ? s->stopped
-									 : state_of(s)));
+	}
 	body = cJSON_PrintUnformatted(req);
 	if (!body)
 		goto out;
@@ -983,6 +1042,131 @@ out:
 	return rc;
 }
 
+/* ---- the MQTT link ----------------------------------------------------- */
+
+/* paho's thread: the command waits for the syncer's thread, which verifies
+ * and runs it exactly as a heartbeat's (run_command); a full queue drops it
+ * (the heartbeat hands it out again until it has a result). */
+static void on_link_command(void *ctx, cJSON *cmd)
+{
+	struct cw_syncer *s = ctx;
+	bool queued;
+
+	pthread_mutex_lock(&s->mu);
+	s->st.mqtt_commands++;
+	queued = s->cmdq_n < CMDQ_MAX;
+	if (queued) {
+		s->cmdq[s->cmdq_n++] = cmd;
+		s->notified = true;
+		pthread_cond_signal(&s->cv);
+	}
+	pthread_mutex_unlock(&s->mu);
+	if (!queued) {
+		cw_warn("cloud.mqtt_command_dropped", "reason=queue_full max=%d", CMDQ_MAX);
+		cJSON_Delete(cmd);
+	}
+}
+
+/* paho's thread */
+static void on_link_state(void *ctx, bool connected)
+{
+	struct cw_syncer *s = ctx;
+
+	pthread_mutex_lock(&s->mu);
+	s->st.mqtt = connected ? CW_SYNC_MQTT_UP : CW_SYNC_MQTT_DOWN;
+	if (connected) {
+		s->tel_due = true;
+		s->notified = true;
+		pthread_cond_signal(&s->cv);
+	}
+	pthread_mutex_unlock(&s->mu);
+}
+
+static void set_mqtt_state(struct cw_syncer *s, enum cw_sync_mqtt_state st)
+{
+	pthread_mutex_lock(&s->mu);
+	s->st.mqtt = st;
+	pthread_mutex_unlock(&s->mu);
+}
+
+/* Publishes offline and disconnects (a clean stop). */
+static void link_stop(struct cw_syncer *s)
+{
+	cw_link_free(s->link);
+	s->link = NULL;
+	sodium_memzero(&s->link_cred, sizeof(s->link_cred));
+	set_mqtt_state(s, CW_SYNC_MQTT_OFF);
+}
+
+/* Keeps the link in step with the credentials: started when they name a
+ * broker with a user name, restarted when a rotation changed any of it,
+ * stopped when the device is revoked or enrolls again. Never waits for the
+ * broker (cw_link connects in the background). */
+static void link_tend(struct cw_syncer *s)
+{
+	bool want = s->enrolled && s->cred.has_mqtt && s->cred.mqtt_username[0] &&
+		    state_of(s) != CW_SYNC_REVOKED;
+	int rc;
+
+	if (s->link && (!want || !cw_cred_mqtt_same(&s->link_cred, &s->cred))) {
+		if (want)
+			cw_info("cloud.mqtt_config_changed", "device=%s", s->cred.device_id);
+		link_stop(s);
+	}
+	if (!want || s->link || cw_mono_ms() < s->next_link_mono)
+		return;
+	set_mqtt_state(s, CW_SYNC_MQTT_DOWN); /* before its callbacks can say up */
+	rc = cw_link_new(&s->cred, s->cfg.ca_file, s->cfg.firmware_version, on_link_command,
+			 on_link_state, s, &s->link);
+	if (rc != CW_OK) {
+		cw_warn("cloud.mqtt_failed", "device=%s broker=%s error=%s", s->cred.device_id,
+			s->cred.mqtt_broker, cw_errname(rc));
+		s->next_link_mono = cw_mono_ms() + IDLE_WAIT_MS / 60;
+		set_mqtt_state(s, CW_SYNC_MQTT_OFF);
+		return;
+	}
+	s->link_cred = s->cred;
+	s->next_tel_mono = 0;
+}
+
+/* Runs the commands MQTT queued, and publishes telemetry when due. */
+static void link_work(struct cw_syncer *s)
+{
+	cJSON *q[CMDQ_MAX];
+	int n;
+	bool tel;
+
+	pthread_mutex_lock(&s->mu);
+	n = s->cmdq_n;
+	memcpy(q, s->cmdq, (size_t)n * sizeof(q[0]));
+	s->cmdq_n = 0;
+	tel = s->tel_due;
+	s->tel_due = false;
+	pthread_mutex_unlock(&s->mu);
+	for (int i = 0; i < n; i++) {
+		/* no link: revoked or enrolling again since it was queued */
+		if (s->link)
+			run_command(s, q[i], "mqtt");
+		cJSON_Delete(q[i]);
+	}
+	if (tel)
+		s->next_tel_mono = 0;
+	if (cw_link_connected(s->link) && cw_mono_ms() >= s->next_tel_mono) {
+		cJSON *h = health_json(s);
+		int rc = h ? cw_link_telemetry(s->link, h) : CW_ERR_NOMEM;
+		if (rc != CW_OK)
+			cw_debug("cloud.mqtt_telemetry_failed", "error=%s", cw_errname(rc));
+		cJSON_Delete(h);
+		s->next_tel_mono = cw_mono_ms() + (int64_t)s->cfg.heartbeat_s * 1000;
+	}
+}
+
+/* until, or earlier when the link's telemetry is due. */
+static int64_t link_deadline(struct cw_syncer *s, int64_t until)
+{
+	return cw_link_connected(s->link) && s->next_tel_mono < until ? s->next_tel_mono : until;
+}
+
 /* ---- the thread ------------------------------------------------------- */
 
 /* Sleeps until the monotonic time until_ms, a notify or stop. */
@@ -1019,8 +1203,11 @@ static void *run(void *arg)
 		int64_t now = cw_mono_ms();
 		int sent = 0, rc;
 
+		/* before the backoff: MQTT works while HTTPS fails */
+		link_tend(s);
+		link_work(s);
 		if (now < s->next_try_mono) {
-			wait_until(s, s->next_try_mono);
+			wait_until(s, link_deadline(s, s->next_try_mono));
 			continue;
 		}
 		if (!s->enrolled || state_of(s) == CW_SYNC_REVOKED) {
@@ -1036,7 +1223,7 @@ static void *run(void *arg)
 					cw_warn("cloud.not_enrolled",
 						"reason=\"no cloud.enrollment_code configured\"");
 				warned_nocode = true;
-				wait_until(s, now + IDLE_WAIT_MS);
+				wait_until(s, link_deadline(s, now + IDLE_WAIT_MS));
 				continue;
 			}
 			if (revoked)
@@ -1072,7 +1259,7 @@ static void *run(void *arg)
 			if (sent > 0)
 				continue; /* a backlog drains batch after batch */
 		}
-		wait_until(s, s->next_hb_mono);
+		wait_until(s, link_deadline(s, s->next_hb_mono));
 	}
 	return NULL;
 }
@@ -1207,6 +1394,10 @@ void cw_syncer_free(struct cw_syncer *s)
 		cw_https_abort(s->http);
 		pthread_join(s->thread, NULL);
 	}
+	/* the offline status, then no more callbacks: the queue is final */
+	link_stop(s);
+	for (int i = 0; i < s->cmdq_n; i++)
+		cJSON_Delete(s->cmdq[i]);
 	cw_https_free(s->http);
 	pthread_cond_destroy(&s->cv);
 	pthread_mutex_destroy(&s->mu);

@@ -8,9 +8,11 @@
 # cloud's high-water mark; a cloud behind the device stops sync (gap); a cloud
 # ahead of a fresh outbox (edge.db replaced) stops sync unacknowledged; a bad
 # payload is kept, not skipped; the syncer stops at once even mid-request.
+# The mqtt group adds a real Mosquitto (test/mqtt/broker.sh, production ACL):
+# the MQTT link's status, Last Will, telemetry and signed commands.
 set -euo pipefail
-# usage: cloudsync_stub.sh drain|protocol|commands (three meson tests, each well under a minute)
-GROUP=${1:?usage: $0 drain|protocol|commands}
+# usage: cloudsync_stub.sh drain|protocol|commands|mqtt (four meson tests, each well under a minute)
+GROUP=${1:?usage: $0 drain|protocol|commands|mqtt}
 B=${CW_BUILD_DIR:?run through meson test}
 S=${CW_SOURCE_DIR:?run through meson test}
 DRIVER=$B/test/cloudsync/sync_driver
@@ -26,6 +28,7 @@ cleanup() {
 	local rc=$?
 	[ -z "$DRIVER_PID" ] || kill "$DRIVER_PID" 2>/dev/null || true
 	[ -z "$STUB_PID" ] || kill "$STUB_PID" 2>/dev/null || true
+	! declare -F broker_kill >/dev/null || broker_kill
 	wait 2>/dev/null || true
 	if [ $rc -ne 0 ]; then
 		for f in "$T"/*.log; do
@@ -61,14 +64,20 @@ stub_start() {
 }
 stub_stop() { kill "$STUB_PID"; wait "$STUB_PID" 2>/dev/null || true; STUB_PID=; }
 stub_state() { curl -sf "http://127.0.0.1:$PORT/stub/state"; }
-# driver NAME [driver options]: runs in the foreground, its log in NAME-driver.log
+# driver NAME [driver options]: runs in the foreground, its log in NAME-driver.log;
+# with DRIVER_BG=1 in the background, DRIVER_PID its own pid (for signals)
 driver() {
-	local name=$1; shift
+	local name=$1 rc=0; shift
 	mkdir -p "$T/$name"
 	"$DRIVER" --url "http://127.0.0.1:$PORT" --insecure --data-dir "$T/$name" \
 		--branch-code STUB-1 --code stub-code --mac 02:00:00:00:5b:01 \
 		--backoff-base-ms 20 --backoff-cap-ms 200 --status "$T/$name/status.json" \
-		"$@" 2>"$T/$name-driver.log"
+		"$@" 2>"$T/$name-driver.log" &
+	DRIVER_PID=$!
+	[ -z "${DRIVER_BG:-}" ] || return 0
+	wait "$DRIVER_PID" || rc=$?
+	DRIVER_PID=
+	return $rc
 }
 st() { jq -r "$1" "$T/$2/status.json"; }
 
@@ -250,23 +259,29 @@ phase_hang() {
 	stub_stop
 }
 
-phase_commands() {
-	note "commands in heartbeats: a good one runs once (replays are the source's CONFLICT, not errors); forged, unsigned, expired, wrong device, wrong typ/aud are refused, each logged once"
+# Command signing, shared by the commands and mqtt groups: the cloud's key
+# (cartwise-cloud keygen) and another one; claims/cmd need DEV.
+keys_init() {
 	CLOUD=$B/src/cloud/cartwise-cloud
 	JWT=$B/test/cloud/cw_jwt_tool
 	"$CLOUD" keygen --out "$T/cmd.key" >/dev/null 2>&1 || fail "keygen"
 	"$CLOUD" keygen --out "$T/other.key" >/dev/null 2>&1 || fail "keygen"
 	PK=$(python3 -c 'import base64,sys; sk=base64.urlsafe_b64decode(open(sys.argv[1]).read().strip()+"=="); print(base64.urlsafe_b64encode(sk[32:]).rstrip(b"=").decode())' "$T/cmd.key")
 	echo '[]' >"$T/cmds.json"
+}
+claims() { # claims ID [jq filter]
+	jq -nc --arg sub "$DEV" --arg jti "$1" "{iss: \"stub-cloud\", aud: \"cartwise-device\", typ: \"command\",
+		sub: \$sub, jti: \$jti, act: \"unlock\", args: {cart_number: 7}, iat: \"@now-2\", exp: \"@now+600\"} | ${2:-.}"
+}
+cmd() { # cmd ID TOKEN: one entry of the heartbeat's commands array (and one MQTT payload)
+	jq -nc --arg id "$1" --arg t "$2" '{id: $id, action: "unlock", args: {cart_number: 7}, token: $t}'
+}
+
+phase_commands() {
+	note "commands in heartbeats: a good one runs once (replays are the source's CONFLICT, not errors); forged, unsigned, expired, wrong device, wrong typ/aud are refused, each logged once"
+	keys_init
 	stub_start cmd --public-key "$PK" --commands "$T/cmds.json"
 	DEV=$(sed -n 's/^DEVICE=//p' "$T/cmd-stub.out")
-	claims() { # claims ID [jq filter]
-		jq -nc --arg sub "$DEV" --arg jti "$1" "{iss: \"stub-cloud\", aud: \"cartwise-device\", typ: \"command\",
-			sub: \$sub, jti: \$jti, act: \"unlock\", args: {cart_number: 7}, iat: \"@now-2\", exp: \"@now+600\"} | ${2:-.}"
-	}
-	cmd() { # cmd ID TOKEN: one entry of the heartbeat's commands array
-		jq -nc --arg id "$1" --arg t "$2" '{id: $id, action: "unlock", args: {cart_number: 7}, token: $t}'
-	}
 	good=$("$JWT" sign "$T/cmd.key" "$(claims c-good)")
 	{
 		echo '['
@@ -303,6 +318,146 @@ phase_commands() {
 	stub_stop
 }
 
+phase_mqtt() {
+	note "MQTT link on a real Mosquitto (production ACL): status online/offline, Last Will, telemetry, commands in well under the heartbeat"
+	command -v mosquitto_sub >/dev/null && command -v mosquitto_pub >/dev/null || fail "mosquitto clients missing"
+	# shellcheck source-path=SCRIPTDIR source=../mqtt/broker.sh
+	. "$S/test/mqtt/broker.sh"
+	keys_init
+	mkdir -p "$T/broker"
+	broker_start "$T/broker"
+	broker_user cartwise-cloud cloud-pass-0123
+	DEVPASS=dev-pass-$RANDOM$RANDOM
+	# a token of 3 s is rotated every 2 s: each rotation answer carries
+	# mqtt_config from mqtt.json (the same as at registration until changed)
+	stub_start mq --public-key "$PK" --commands "$T/cmds.json" --mqtt-port "$MQTT_PORT" --mqtt-password "$DEVPASS" \
+		--token-life 3 --mqtt-file "$T/mqtt.json"
+	DEV=$(sed -n 's/^DEVICE=//p' "$T/mq-stub.out")
+	TOPIC=$(sed -n 's/^TOPIC=//p' "$T/mq-stub.out")
+	mqtt_json() {
+		jq -n --arg t "$TOPIC" --arg u "$DEV" --arg p "$1" --argjson port "$MQTT_PORT" \
+			'{broker: "127.0.0.1", port: $port, tls: false, topic: $t, username: $u, password: $p}' >"$T/mqtt.json.tmp"
+		mv "$T/mqtt.json.tmp" "$T/mqtt.json"
+	}
+	mqtt_json "$DEVPASS"
+	broker_user "$DEV" "$DEVPASS"
+	sleep 0.2 # the HUP reload
+	local cloud=(-h 127.0.0.1 -p "$MQTT_PORT" -u cartwise-cloud -P cloud-pass-0123 -V mqttv5)
+	status_msg() { mosquitto_sub "${cloud[@]}" -t "$TOPIC/status" -C 1 -W 5; }
+	status_is() { [ "$(status_msg | jq -r .status)" = "$1" ]; }
+	pub() { mosquitto_pub "${cloud[@]}" -t "$TOPIC/commands" -q 1 "$@"; }
+	mq_is() { [ "$(st .mqtt "$1" 2>/dev/null)" = "$2" ]; }
+	run_is() { [ "$(st .commands "$1")" = "$2" ]; }
+	got_is() { [ "$(st .mqtt_commands "$1")" = "$2" ]; }
+	logged() { grep -q -- "$1" "$T/mq-driver.log"; }
+
+	mosquitto_sub "${cloud[@]}" -t "$TOPIC/telemetry" -C 1 -W 20 >"$T/telemetry.json" &
+	local tel_pid=$!
+	sleep 0.3 # subscribed before the device connects
+	# heartbeat_s 60: after the first heartbeat only MQTT can bring a command quickly
+	DRIVER_BG=1 driver mq --heartbeat-s 60 --seconds 60
+	wait_until 10 mq_is mq connected || fail "mqtt state $(st .mqtt mq)"
+	wait_until 5 status_is online || fail "retained status: $(status_msg)"
+	status_msg | jq -e '.v == 1 and .firmware_version == "test-1.2.3" and (.at | test("Z$"))' >/dev/null \
+		|| fail "online status: $(status_msg)"
+	wait "$tel_pid" || fail "no telemetry"
+	jq -e '.v == 1 and .health.fake_marker == "cloudsync-test" and (.health.outbox_depth | type) == "number"' \
+		"$T/telemetry.json" >/dev/null || fail "telemetry: $(cat "$T/telemetry.json")"
+
+	note "a signed command on P/commands runs at once; the same again does not run twice"
+	local good t0 ms
+	good=$("$JWT" sign "$T/cmd.key" "$(claims m-good)")
+	t0=$(date +%s%N)
+	pub -m "$(cmd m-good "$good")"
+	wait_until 5 run_is mq 1 || fail "the MQTT command did not run: $(cat "$T/mq/status.json")"
+	ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+	note "MQTT command ran after $ms ms (publish to the source's command, status file polled every 100 ms)"
+	[ "$ms" -lt 2000 ] || fail "the MQTT command took $ms ms"
+	logged 'event=cloud.command command=m-good action=unlock via=mqtt' || fail "no via=mqtt log"
+	pub -m "$(cmd m-good "$good")"
+	wait_until 5 got_is mq 2 || fail "replay not received"
+	sleep 0.3
+	run_is mq 1 || fail "a replay ran again"
+	[ "$(st .replays mq)" -ge 1 ] || fail "the replay did not reach the command log"
+
+	note "refused: forged, expired, other device, unsigned, not JSON, not an object, oversize"
+	pub -m "$(cmd m-forged "$("$JWT" sign "$T/other.key" "$(claims m-forged)")")"
+	pub -m "$(cmd m-expired "$("$JWT" sign "$T/cmd.key" "$(claims m-expired '.iat = "@now-100" | .exp = "@now-1"')")")"
+	pub -m "$(cmd m-other "$("$JWT" sign "$T/cmd.key" "$(claims m-other '.sub = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"')")")"
+	pub -m '{"id": "m-unsigned", "action": "unlock", "args": {}}'
+	pub -m 'not json {'
+	pub -m '[1, 2]'
+	python3 -c 'print("{\"id\": \"m-big\", \"pad\": \"" + "a" * 17000 + "\"}")' >"$T/big.json"
+	pub -f "$T/big.json"
+	wait_until 5 logged 'reason=oversize' || fail "oversize not refused"
+	wait_until 5 logged 'command=m-unsigned reason=unsigned via=mqtt' || fail "unsigned not refused"
+	logged 'command=m-forged reason=bad_signature via=mqtt' || fail "forged not refused"
+	logged 'command=m-expired reason=expired via=mqtt' || fail "expired not refused"
+	logged 'command=m-other reason=wrong_device via=mqtt' || fail "other device not refused"
+	logged 'event=cloud.mqtt_refused reason=not_json' || fail "garbage not refused"
+	logged 'event=cloud.mqtt_refused reason=not_an_object' || fail "array not refused"
+	for id in m-forged m-expired m-other m-unsigned; do
+		[ "$(grep -c "event=cloud.command_refused command=$id " "$T/mq-driver.log")" = 1 ] || fail "$id not logged once"
+	done
+	run_is mq 1 || fail "a refused command ran"
+	[ "$(st .errors mq)" = 0 ] || fail "error-level log lines"
+
+	note "killed uncleanly: the Last Will leaves offline retained"
+	kill -KILL "$DRIVER_PID"
+	wait "$DRIVER_PID" 2>/dev/null || true
+	DRIVER_PID=
+	wait_until 5 status_is offline || fail "no Last Will: $(status_msg)"
+	status_msg | jq -e 'has("at") | not' >/dev/null || fail "not the Last Will: $(status_msg)"
+
+	note "restarted (same cloud.json, persistent session): online again"
+	mv "$T/mq-driver.log" "$T/mq1-driver.log"
+	# heartbeat_s 1: the loop wakes often enough for the 3 s token's rotations
+	DRIVER_BG=1 driver mq --heartbeat-s 1 --seconds 60
+	wait_until 10 mq_is mq connected || fail "mqtt state after restart $(st .mqtt mq)"
+	wait_until 5 status_is online || fail "not online after restart: $(status_msg)"
+
+	note "a rotation brings a new broker password: the link reconnects with it, cloud.json keeps it"
+	local pass2=dev-pass2-$RANDOM$RANDOM
+	broker_user "$DEV" "$pass2"
+	mqtt_json "$pass2"
+	wait_until 10 logged 'event=cloud.mqtt_config_changed' || fail "the new mqtt_config was not taken"
+	connects() { [ "$(grep -c 'event=mqtt.connected' "$T/mq-driver.log")" -ge "$1" ]; }
+	wait_until 10 connects 2 || fail "not connected again with the new password"
+	mq_is mq connected || fail "mqtt state $(st .mqtt mq) after the new password"
+	[ "$(jq -r .mqtt.password "$T/mq/cloud.json")" = "$pass2" ] || fail "cloud.json does not hold the new password"
+	[ "$(jq .rotations <<<"$(stub_state)")" -ge 2 ] || fail "rotations"
+	DEVPASS="$DEVPASS $pass2"
+	pub -m "$(cmd m-after "$("$JWT" sign "$T/cmd.key" "$(claims m-after)")")"
+	wait_until 5 run_is mq 1 || fail "no command after the reconnect"
+
+	note "a clean stop publishes offline"
+	kill -TERM "$DRIVER_PID"
+	wait "$DRIVER_PID" || fail "driver exit status"
+	DRIVER_PID=
+	status_msg | jq -e '.status == "offline" and (.at | test("Z$"))' >/dev/null || fail "clean stop: $(status_msg)"
+	[ "$(jq .registrations <<<"$(stub_state)")" = 1 ] || fail "registered again"
+
+	note "broker down: the link is disconnected, the heartbeat still delivers commands"
+	broker_kill
+	mkdir -p "$T/hb"
+	cp "$T/mq/cloud.json" "$T/hb/"
+	cmd m-hb "$("$JWT" sign "$T/cmd.key" "$(claims m-hb)")" | jq -s . >"$T/cmds.json"
+	driver hb --heartbeat-s 1 --seconds 2 || true
+	note "stopped with the broker down: $(grep -o 'free_ms=[0-9]*' "$T/hb-driver.log")"
+	[ "$(sed -n 's/^free_ms=//p' "$T/hb-driver.log")" -lt 1000 ] || fail "cw_syncer_free waited for the broker"
+	[ "$(st .commands hb)" = 1 ] || fail "heartbeat delivery with the broker down: $(cat "$T/hb/status.json")"
+	[ "$(st .mqtt hb)" = disconnected ] || fail "mqtt state $(st .mqtt hb) with the broker down"
+	grep -q 'event=cloud.command command=m-hb action=unlock via=heartbeat' "$T/hb-driver.log" || fail "no via=heartbeat log"
+	[ "$(st .errors hb)" = 0 ] || fail "error-level log lines with the broker down"
+
+	note "secrets: neither the broker password nor a command token is logged"
+	for p in $DEVPASS; do
+		! grep -qF "$p" "$T"/*-driver.log || fail "broker password in a log"
+	done
+	! grep -qF "$good" "$T"/*-driver.log || fail "command token in a log"
+	stub_stop
+}
+
 phase_secrets() {
 	note "secrets: the device token is never logged"
 	tok=$(jq -r .device_token "$T/drain/cloud.json")
@@ -314,6 +469,7 @@ case $GROUP in
 drain) phase_drain; phase_live; phase_secrets ;;
 protocol) phase_c409; phase_gap; phase_ahead; phase_save; phase_bad; phase_big; phase_hang ;;
 commands) phase_commands ;;
+mqtt) phase_mqtt ;;
 *) fail "unknown group $GROUP" ;;
 esac
 echo ok

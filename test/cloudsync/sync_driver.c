@@ -35,6 +35,8 @@ static void write_status(const char *path, struct cw_syncer *s, struct fake_sour
 	cJSON_AddNumberToObject(o, "entries", (double)st.entries_sent);
 	cJSON_AddNumberToObject(o, "last_ok_wall_ms", (double)st.last_ok_wall_ms);
 	cJSON_AddStringToObject(o, "last_error", st.last_error);
+	cJSON_AddStringToObject(o, "mqtt", cw_sync_mqtt_state_name(st.mqtt));
+	cJSON_AddNumberToObject(o, "mqtt_commands", (double)st.mqtt_commands);
 	pthread_mutex_lock(&f->mu);
 	cJSON_AddNumberToObject(o, "acked", (double)f->acked);
 	cJSON_AddNumberToObject(o, "last_seq", (double)f->last_seq);

@@ -40,16 +40,25 @@ ap.add_argument("--heartbeat-500-after-409", type=int, default=0,
 ap.add_argument("--public-key", default=None, help="cloud_public_key to hand out (base64url)")
 ap.add_argument("--issuer", default="stub-cloud")
 ap.add_argument("--commands", default=None, help="file with the heartbeat's commands array (read on each heartbeat)")
+ap.add_argument("--mqtt-port", type=int, default=0, help="hand out mqtt_config for a broker on 127.0.0.1:PORT")
+ap.add_argument("--mqtt-password", default="", help="the device's broker password in mqtt_config")
+ap.add_argument("--mqtt-file", default=None,
+                help="file with the mqtt_config of rotation answers (JSON, read on each rotation)")
+ap.add_argument("--token-life", type=int, default=30 * 86400, help="device token lifetime in seconds")
 args = ap.parse_args()
 rnd = random.Random(args.seed)
 
 lock = threading.Lock()
 DEVICE = str(uuid.uuid4())
+CHAIN = str(uuid.uuid4())
+BRANCH = str(uuid.uuid4())
+TOPIC = "cartwise/%s/%s/devices/%s" % (CHAIN, BRANCH, DEVICE)
 state = {
     "high_water": args.initial_hw, "applied": {}, "registrations": 0, "heartbeats": 0,
     "posts": 0, "gets": 0, "conflicts": 0, "skipped": 0, "errors": [], "faults": {},
     "auth_failures": 0, "max_batch_entries": 0, "max_batch_bytes": 0,
     "apply_then_409_left": args.apply_then_409, "heartbeat_500_left": 0, "heartbeats_500": 0,
+    "rotations": 0,
 }
 
 
@@ -62,12 +71,23 @@ def now_iso(delta_s=0):
     return t.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (t.microsecond // 1000)
 
 
-NOW = int(time.time())
-TOKEN = ".".join([b64u(b'{"alg":"EdDSA","typ":"JWT"}'),
-                  b64u(json.dumps({"iss": args.issuer, "aud": "cartwise-api", "typ": "device",
-                                   "sub": DEVICE, "jti": str(uuid.uuid4()), "iat": NOW,
-                                   "exp": NOW + 30 * 86400}).encode()),
-                  b64u(b"\0" * 64)])
+def make_token():
+    now = int(time.time())
+    return ".".join([b64u(b'{"alg":"EdDSA","typ":"JWT"}'),
+                     b64u(json.dumps({"iss": args.issuer, "aud": "cartwise-api", "typ": "device",
+                                      "sub": DEVICE, "jti": str(uuid.uuid4()), "iat": now,
+                                      "exp": now + args.token_life}).encode()),
+                     b64u(b"\0" * 64)])
+
+
+TOKEN = make_token()
+
+
+def mqtt_config():
+    if not args.mqtt_port:
+        return None
+    return {"broker": "127.0.0.1", "port": args.mqtt_port, "tls": False, "topic": TOPIC,
+            "username": DEVICE, "password": args.mqtt_password}
 ENTRY_KEYS = {"seq", "kind", "entity_type", "entity_id", "created_wall_ms", "clock_trusted",
               "payload"}
 
@@ -134,6 +154,7 @@ class H(BaseHTTPRequestHandler):
         self.error(404, "no route")
 
     def do_POST(self):
+        global TOKEN
         raw = self.body()
         if args.hang:
             time.sleep(3600)
@@ -142,9 +163,21 @@ class H(BaseHTTPRequestHandler):
                 state["registrations"] += 1
             time.sleep(args.register_delay)
             return self.answer(201, {
-                "device_id": DEVICE, "branch_id": str(uuid.uuid4()), "chain_id": str(uuid.uuid4()),
-                "device_token": TOKEN, "token_expires_at": now_iso(30 * 86400),
-                "cloud_public_key": args.public_key or b64u(bytes(32)), "mqtt_config": None})
+                "device_id": DEVICE, "branch_id": BRANCH, "chain_id": CHAIN,
+                "device_token": TOKEN, "token_expires_at": now_iso(args.token_life),
+                "cloud_public_key": args.public_key or b64u(bytes(32)), "mqtt_config": mqtt_config()})
+        if self.path == f"/api/devices/{DEVICE}/token":
+            if not self.authed():
+                return
+            with lock:
+                state["rotations"] += 1
+                TOKEN = make_token()
+                tok = TOKEN
+            ans = {"device_token": tok, "token_expires_at": now_iso(args.token_life)}
+            if args.mqtt_file:
+                with open(args.mqtt_file) as fh:
+                    ans["mqtt_config"] = json.load(fh)
+            return self.answer(200, ans)
         if self.path == f"/api/devices/{DEVICE}/heartbeat":
             if not self.authed():
                 return
@@ -242,6 +275,7 @@ class H(BaseHTTPRequestHandler):
 srv = ThreadingHTTPServer(("127.0.0.1", args.port), H)
 srv.daemon_threads = True
 print("DEVICE=%s" % DEVICE, flush=True)
+print("TOPIC=%s" % TOPIC, flush=True)
 print("PORT=%d" % srv.server_address[1], flush=True)
 try:
     srv.serve_forever()
