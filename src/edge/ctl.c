@@ -399,15 +399,17 @@ static int cmd_status(int argc, char **argv)
 		const cJSON *cl = cJSON_GetObjectItemCaseSensitive(st, "cloud");
 		if (cJSON_IsObject(cl)) {
 			char s1[CELL] = "", d[CELL] = "", hw[CELL] = "", ok[CELL] = "", dp[CELL] = "",
-			     le[CELL] = "";
+			     le[CELL] = "", mq[CELL] = "";
 			cell(cl, "state", s1, sizeof(s1));
+			cell(cl, "mqtt", mq, sizeof(mq));
 			cell(cl, "device_id", d, sizeof(d));
 			cell(cl, "high_water", hw, sizeof(hw));
 			cell(cl, "last_ok", ok, sizeof(ok));
 			cell(cl, "outbox_depth", dp, sizeof(dp));
 			cell(cl, "last_error", le, sizeof(le));
-			printf("cloud %s, device %s, high water %s, last ok %s, outbox depth %s%s%s\n",
-			       s1, d, hw, ok, dp, le[0] ? ", last error: " : "", le);
+			printf("cloud %s, mqtt %s, device %s, high water %s, last ok %s, outbox depth "
+			       "%s%s%s\n",
+			       s1, mq, d, hw, ok, dp, le[0] ? ", last error: " : "", le);
 		} else {
 			printf("cloud: not configured (no \"cloud\" section)\n");
 		}

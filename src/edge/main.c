@@ -142,6 +142,9 @@ static cJSON *hook_cloud_json(void *ctx)
 	/* true after gap or cloud_ahead: batches stopped until restart, even
 	 * while state shows a later transient backoff */
 	cJSON_AddBoolToObject(o, "sync_stopped", st.sync_stopped);
+	/* the MQTT link: connected, disconnected or not_configured (no broker
+	 * in cloud.json); commands come through the heartbeat without it */
+	cJSON_AddStringToObject(o, "mqtt", cw_sync_mqtt_state_name(st.mqtt));
 	if (st.device_id[0])
 		cJSON_AddStringToObject(o, "device_id", st.device_id);
 	else

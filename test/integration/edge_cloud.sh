@@ -30,7 +30,9 @@ st=$(ctl --json status) || fail "status failed"
 [ "$(jq -r '.cloud.outbox_depth | type' <<<"$st")" = number ] || fail "cloud.outbox_depth: $st"
 jq -e '.cloud | has("device_id") and has("high_water") and has("last_ok")' <<<"$st" >/dev/null \
 	|| fail "cloud status fields missing: $st"
-ctl status | grep -q '^cloud ' || fail "status text lacks the cloud line"
+# not enrolled (nothing answers): no cloud.json, so no broker to connect to
+[ "$(jq -r '.cloud.mqtt' <<<"$st")" = not_configured ] || fail "cloud.mqtt: $st"
+ctl status | grep -q '^cloud .*, mqtt not_configured, ' || fail "status text lacks the cloud line with mqtt"
 
 note "a rental does not wait for the cloud"
 api POST "$(branch /carts/assign)" '{"phone":"0541231234"}'
