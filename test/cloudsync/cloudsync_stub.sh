@@ -442,7 +442,7 @@ phase_mqtt() {
 	mkdir -p "$T/hb"
 	cp "$T/mq/cloud.json" "$T/hb/"
 	cmd m-hb "$("$JWT" sign "$T/cmd.key" "$(claims m-hb)")" | jq -s . >"$T/cmds.json"
-	driver hb --heartbeat-s 1 --seconds 2 || true
+	driver hb --heartbeat-s 1 --until command --seconds 5 || true
 	note "stopped with the broker down: $(grep -o 'free_ms=[0-9]*' "$T/hb-driver.log")"
 	[ "$(sed -n 's/^free_ms=//p' "$T/hb-driver.log")" -lt 1000 ] || fail "cw_syncer_free waited for the broker"
 	[ "$(st .commands hb)" = 1 ] || fail "heartbeat delivery with the broker down: $(cat "$T/hb/status.json")"

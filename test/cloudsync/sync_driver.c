@@ -70,7 +70,7 @@ static void usage(void)
 			"[--mac M] [--ca-file F] [--insecure] [--heartbeat-s N] [--entries N] "
 			"[--acked N] [--sent N] [--pad N] [--bad-first] [--batch-entries N] [--batch-bytes N] "
 			"[--backoff-base-ms N] [--backoff-cap-ms N] [--add N --add-every-ms M "
-			"--add-times K] [--seconds S] [--until drained|enrolled] [--status FILE]\n");
+			"--add-times K] [--seconds S] [--until drained|enrolled|command] [--status FILE]\n");
 	exit(2);
 }
 
@@ -177,6 +177,8 @@ int main(int argc, char **argv)
 		if (cw_mono_ms() - start > seconds * 1000)
 			break;
 		if (strcmp(until, "drained") == 0 && add_times == 0 && fake_acked(&f) >= f.last_seq)
+			break;
+		if (strcmp(until, "command") == 0 && fake_commands(&f) > 0)
 			break;
 		if (strcmp(until, "enrolled") == 0) {
 			struct cw_sync_status st;
