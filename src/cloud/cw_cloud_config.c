@@ -147,11 +147,61 @@ out:
 	return rc;
 }
 
+static int parse_mqtt(struct cw_jsoncfg *p, const cJSON *o, struct cw_cloud_config *c)
+{
+	static const char *const keys[] = {"host",	    "port",	     "tls",
+					   "connect_host",  "connect_port",  "username",
+					   "password_file", "ca_file",	     "passwd_out", NULL};
+	static const unsigned opt = CW_JSONCFG_CLOUD_WORDING;
+	size_t mark = cw_jsoncfg_enter(p, "mqtt");
+	int rc;
+
+	c->mqtt_connect_port = 0;
+	if ((rc = cw_jsoncfg_check_keys(p, o, keys)) ||
+	    (rc = cw_jsoncfg_get_str(p, o, "host", CW_JSONCFG_REQUIRED | opt, c->mqtt_host,
+				     sizeof(c->mqtt_host))) ||
+	    (rc = cw_jsoncfg_get_int(p, o, "port", 1, 65535, false, &c->mqtt_port)) ||
+	    (rc = cw_jsoncfg_get_bool(p, o, "tls", &c->mqtt_tls)) ||
+	    (rc = cw_jsoncfg_get_str(p, o, "connect_host", opt, c->mqtt_connect_host,
+				     sizeof(c->mqtt_connect_host))) ||
+	    (rc = cw_jsoncfg_get_int(p, o, "connect_port", 1, 65535, false,
+				     &c->mqtt_connect_port)) ||
+	    (rc = cw_jsoncfg_get_str(p, o, "username", opt, c->mqtt_username,
+				     sizeof(c->mqtt_username))) ||
+	    (rc = cw_jsoncfg_get_str(p, o, "password_file", opt, c->mqtt_password_file,
+				     sizeof(c->mqtt_password_file))) ||
+	    (rc = cw_jsoncfg_get_str(p, o, "ca_file", opt, c->mqtt_ca_file,
+				     sizeof(c->mqtt_ca_file))) ||
+	    (rc = cw_jsoncfg_get_str(p, o, "passwd_out", opt, c->mqtt_passwd_out,
+				     sizeof(c->mqtt_passwd_out))))
+		goto out;
+	/* ':' ends the user name in Mosquitto's password file */
+	if (strchr(c->mqtt_username, ':')) {
+		rc = cw_jsoncfg_fail(p, "username", "must not contain ':'");
+		goto out;
+	}
+	if (c->mqtt_ca_file[0] && !c->mqtt_tls) {
+		rc = cw_jsoncfg_fail(p, "ca_file", "only with \"tls\": true");
+		goto out;
+	}
+	if (c->mqtt_passwd_out[0] && !c->mqtt_password_file[0]) {
+		rc = cw_jsoncfg_fail(p, "passwd_out",
+				     "needs \"password_file\" (the file holds the cloud's own user)");
+		goto out;
+	}
+	if (!c->mqtt_connect_host[0])
+		snprintf(c->mqtt_connect_host, sizeof(c->mqtt_connect_host), "%s", c->mqtt_host);
+	if (!c->mqtt_connect_port)
+		c->mqtt_connect_port = c->mqtt_port;
+out:
+	cw_jsoncfg_pop(p, mark);
+	return rc;
+}
+
 static int parse_small(struct cw_jsoncfg *p, const cJSON *root, struct cw_cloud_config *c)
 {
 	static const char *const login_keys[] = {"max_attempts", "window_s", NULL};
 	static const char *const dev_keys[] = {"offline_after_s", NULL};
-	static const char *const mqtt_keys[] = {"host", "port", NULL};
 	static const char *const tls_keys[] = {"cert_file", "key_file", NULL};
 	const cJSON *o;
 	size_t mark;
@@ -181,19 +231,9 @@ static int parse_small(struct cw_jsoncfg *p, const cJSON *root, struct cw_cloud_
 		if (rc)
 			return rc;
 	}
-	if ((rc = cw_jsoncfg_get_container(p, root, "mqtt", false, false, &o)))
+	if ((rc = cw_jsoncfg_get_container(p, root, "mqtt", false, false, &o)) ||
+	    (o && (rc = parse_mqtt(p, o, c))))
 		return rc;
-	if (o) {
-		mark = cw_jsoncfg_enter(p, "mqtt");
-		if (!(rc = cw_jsoncfg_check_keys(p, o, mqtt_keys)) &&
-		    !(rc = cw_jsoncfg_get_str(p, o, "host",
-					      CW_JSONCFG_REQUIRED | CW_JSONCFG_CLOUD_WORDING,
-					      c->mqtt_host, sizeof(c->mqtt_host))))
-			rc = cw_jsoncfg_get_int(p, o, "port", 1, 65535, false, &c->mqtt_port);
-		cw_jsoncfg_pop(p, mark);
-		if (rc)
-			return rc;
-	}
 	if ((rc = cw_jsoncfg_get_container(p, root, "tls", false, false, &o)))
 		return rc;
 	if (o) {
@@ -228,6 +268,8 @@ static void defaults(struct cw_cloud_config *c)
 	c->login_window_s = 900;
 	c->offline_after_s = 90;
 	c->mqtt_port = 8883;
+	c->mqtt_tls = true;
+	snprintf(c->mqtt_username, sizeof(c->mqtt_username), "cartwise-cloud");
 	snprintf(c->log_level, sizeof(c->log_level), "info");
 }
 

@@ -41,9 +41,18 @@ struct cw_cloud_config {
 	int login_window_s;      /* default 900 */
 	/* devices */
 	int offline_after_s;     /* default 90: three missed 30 s heartbeats */
-	/* MQTT settings handed to devices at registration ("" = none yet) */
+	/* MQTT (docs/CLOUD.md "MQTT"): host, port and tls are handed to devices
+	 * at registration and token rotation ("" = no broker); the rest is how
+	 * the cloud itself connects, as user mqtt_username */
 	char mqtt_host[256];
 	int mqtt_port;           /* default 8883 */
+	bool mqtt_tls;           /* default true */
+	char mqtt_connect_host[256]; /* default mqtt_host */
+	int mqtt_connect_port;   /* default mqtt_port */
+	char mqtt_username[64];  /* default "cartwise-cloud" */
+	char mqtt_password_file[512]; /* "" = the cloud does not connect */
+	char mqtt_ca_file[512];  /* "" = system CAs (tls only) */
+	char mqtt_passwd_out[512]; /* "" = none: Mosquitto's password file kept up to date */
 	/* optional native TLS (both or neither) */
 	char tls_cert_file[512];
 	char tls_key_file[512];

@@ -121,6 +121,39 @@ START_TEST(refusals_name_the_key)
 }
 END_TEST
 
+START_TEST(mqtt_section)
+{
+	ck_assert_int_eq(parse("{" MIN_SQLITE ",\"mqtt\":{\"host\":\"mqtt.example.com\"}}"), CW_OK);
+	ck_assert_int_eq(cfg.mqtt_port, 8883);
+	ck_assert(cfg.mqtt_tls);
+	ck_assert_str_eq(cfg.mqtt_connect_host, "mqtt.example.com");
+	ck_assert_int_eq(cfg.mqtt_connect_port, 8883);
+	ck_assert_str_eq(cfg.mqtt_username, "cartwise-cloud");
+	ck_assert_str_eq(cfg.mqtt_password_file, "");
+	ck_assert_str_eq(cfg.mqtt_passwd_out, "");
+	ck_assert_int_eq(parse("{" MIN_SQLITE ",\"mqtt\":{\"host\":\"m\",\"port\":1883,\"tls\":false,"
+			       "\"connect_host\":\"10.0.0.2\",\"connect_port\":1884,\"username\":\"cw\","
+			       "\"password_file\":\"/p\",\"passwd_out\":\"/etc/mosquitto/passwd\"}}"),
+			 CW_OK);
+	ck_assert(!cfg.mqtt_tls);
+	ck_assert_str_eq(cfg.mqtt_connect_host, "10.0.0.2");
+	ck_assert_int_eq(cfg.mqtt_connect_port, 1884);
+	ck_assert_str_eq(cfg.mqtt_username, "cw");
+	ck_assert_str_eq(cfg.mqtt_password_file, "/p");
+	ck_assert_str_eq(cfg.mqtt_passwd_out, "/etc/mosquitto/passwd");
+	refused("{" MIN_SQLITE ",\"mqtt\":{\"host\":\"m\",\"tls\":\"yes\"}}", "mqtt.tls");
+	refused("{" MIN_SQLITE ",\"mqtt\":{\"host\":\"m\",\"connect_port\":0}}", "mqtt.connect_port");
+	refused("{" MIN_SQLITE ",\"mqtt\":{\"host\":\"m\",\"username\":\"a:b\"}}", "mqtt.username");
+	refused("{" MIN_SQLITE ",\"mqtt\":{\"host\":\"m\",\"username\":\"\"}}", "mqtt.username");
+	refused("{" MIN_SQLITE ",\"mqtt\":{\"host\":\"m\",\"passwd_out\":\"/x\"}}",
+		"mqtt.passwd_out: needs");
+	refused("{" MIN_SQLITE ",\"mqtt\":{\"host\":\"m\",\"tls\":false,\"ca_file\":\"/ca\"}}",
+		"mqtt.ca_file");
+	refused("{" MIN_SQLITE ",\"mqtt\":{\"host\":\"m\",\"password\":\"x\"}}",
+		"mqtt.password: unknown key");
+}
+END_TEST
+
 START_TEST(trusted_proxies)
 {
 	unsigned char k[16];
@@ -199,6 +232,7 @@ int main(void)
 	tcase_add_test(tc, full_config);
 	tcase_add_test(tc, refusals_name_the_key);
 	tcase_add_test(tc, trusted_proxies);
+	tcase_add_test(tc, mqtt_section);
 	tcase_add_test(tc, secrets_never_echoed);
 	tcase_add_test(tc, load_from_file);
 	suite_add_tcase(s, tc);
