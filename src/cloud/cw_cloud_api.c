@@ -27,6 +27,7 @@
 #include <time.h>
 
 #include "cw_clock.h"
+#include "cw_cloud_keys.h"
 #include "cw_error.h"
 #include "cw_jwt.h"
 #include "cw_log.h"
@@ -71,6 +72,7 @@ struct cw_cloud_api {
 	struct metrics m;
 	struct cw_cloud_config cfg;
 	struct cw_store *store;
+	struct cw_cloud_mqtt *mqtt; /* may be NULL */
 	unsigned char sk[crypto_sign_SECRETKEYBYTES];
 	unsigned char pk[crypto_sign_PUBLICKEYBYTES];
 	unsigned char enroll_key[crypto_generichash_KEYBYTES];
@@ -1242,6 +1244,33 @@ static bool mac_normalise(const char *in, char out[CW_MAC_MAX])
 	return true;
 }
 
+/* "mqtt_config" of the registration and token rotation answers
+ * (docs/SYNC.md "MQTT"): where the broker is, the device's topic prefix, and
+ * its credentials (user = device id, password derived from the signing key),
+ * or null without a broker. */
+static void add_mqtt_config(struct cw_cloud_api *a, cJSON *o, const struct cw_device *d)
+{
+	char topic[256], pw[CW_MQTT_PASSWORD_LEN + 1];
+	cJSON *m;
+
+	if (!a->cfg.mqtt_host[0]) {
+		cJSON_AddNullToObject(o, "mqtt_config");
+		return;
+	}
+	m = cJSON_AddObjectToObject(o, "mqtt_config");
+	cJSON_AddStringToObject(m, "broker", a->cfg.mqtt_host);
+	cJSON_AddNumberToObject(m, "port", a->cfg.mqtt_port);
+	cJSON_AddBoolToObject(m, "tls", a->cfg.mqtt_tls);
+	/* seed topic layout: cartwise/{chain}/{branch}/devices/{device} */
+	snprintf(topic, sizeof(topic), "cartwise/%s/%s/devices/%s", d->chain_id, d->branch_id,
+		 d->id);
+	cJSON_AddStringToObject(m, "topic", topic);
+	cJSON_AddStringToObject(m, "username", d->id);
+	cw_mqtt_device_password(a->sk, d->id, pw);
+	cJSON_AddStringToObject(m, "password", pw);
+	sodium_memzero(pw, sizeof(pw));
+}
+
 static enum MHD_Result h_register(struct cw_cloud_api *a, struct MHD_Connection *c,
 				  struct req *r, const char *method, char **seg, int nseg)
 {
@@ -1253,7 +1282,7 @@ static enum MHD_Result h_register(struct cw_cloud_api *a, struct MHD_Connection 
 	struct cw_device d;
 	struct cw_register_req rq;
 	int64_t exp_s = 0, now = cw_wall_ms();
-	cJSON *body = body_object(r, keys), *o, *m;
+	cJSON *body = body_object(r, keys), *o;
 	int rc;
 	enum MHD_Result ret;
 
@@ -1305,6 +1334,8 @@ static enum MHD_Result h_register(struct cw_cloud_api *a, struct MHD_Connection 
 	if (rc != CW_OK)
 		return send_store_err(c, r, rc, "token");
 	cw_info("device.registered", "device=%s branch=%s chain=%s", d.id, d.branch_id, d.chain_id);
+	/* its broker user appears in mqtt.passwd_out */
+	cw_cloud_mqtt_devices_changed(a->mqtt);
 	o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "device_id", d.id);
 	cJSON_AddStringToObject(o, "branch_id", d.branch_id);
@@ -1312,18 +1343,7 @@ static enum MHD_Result h_register(struct cw_cloud_api *a, struct MHD_Connection 
 	cJSON_AddStringToObject(o, "device_token", tok);
 	add_time(o, "token_expires_at", exp_s * 1000);
 	cJSON_AddStringToObject(o, "cloud_public_key", a->pk_b64);
-	if (a->cfg.mqtt_host[0]) {
-		char topic[256];
-		m = cJSON_AddObjectToObject(o, "mqtt_config");
-		cJSON_AddStringToObject(m, "broker", a->cfg.mqtt_host);
-		cJSON_AddNumberToObject(m, "port", a->cfg.mqtt_port);
-		/* seed topic layout: cartwise/{chain}/{branch}/devices/{device} */
-		snprintf(topic, sizeof(topic), "cartwise/%s/%s/devices/%s", d.chain_id, d.branch_id,
-			 d.id);
-		cJSON_AddStringToObject(m, "topic", topic);
-	} else {
-		cJSON_AddNullToObject(o, "mqtt_config");
-	}
+	add_mqtt_config(a, o, &d);
 	ret = send_json(c, r, MHD_HTTP_CREATED, o);
 	free(tok);
 	return ret;
@@ -1371,6 +1391,40 @@ static enum MHD_Result device_caller(struct cw_cloud_api *a, struct MHD_Connecti
 }
 
 static char *command_token(struct cw_cloud_api *a, const struct cw_command *x);
+
+/* One element of the heartbeat's "commands", which is also the payload of
+ * the commands topic (docs/SYNC.md "MQTT"): the plain fields for reading, the
+ * token for the edge to verify (docs/SYNC.md "Commands"). A command that
+ * cannot be signed is not handed out (NULL). */
+static cJSON *command_element(struct cw_cloud_api *a, const struct cw_command *x)
+{
+	char *tok = command_token(a, x);
+	cJSON *cj;
+
+	if (!tok) {
+		cw_error("command.sign", "command=%s", x->id);
+		return NULL;
+	}
+	cj = command_json(x);
+	cJSON_AddStringToObject(cj, "token", tok);
+	free(tok);
+	return cj;
+}
+
+/* A new command goes out on MQTT at once when the link is up; the heartbeat
+ * keeps offering it until a result arrives or it expires. */
+static void publish_command(struct cw_cloud_api *a, const struct cw_command *x)
+{
+	cJSON *cj;
+	char *text;
+
+	if (!a->mqtt || !(cj = command_element(a, x)))
+		return;
+	text = cJSON_PrintUnformatted(cj);
+	cw_cloud_mqtt_command(a->mqtt, x, text);
+	cJSON_free(text);
+	cJSON_Delete(cj);
+}
 
 static enum MHD_Result h_heartbeat(struct cw_cloud_api *a, struct MHD_Connection *c,
 				   struct req *r, const char *method, char **seg, int nseg)
@@ -1444,19 +1498,9 @@ static enum MHD_Result h_heartbeat(struct cw_cloud_api *a, struct MHD_Connection
 	add_time(o, "server_time", hb.now_ms);
 	arr = cJSON_AddArrayToObject(o, "commands");
 	for (int i = 0; i < n; i++) {
-		/* the plain fields for reading, the token for the edge to verify
-		 * (docs/SYNC.md "Commands"); a command that cannot be signed is
-		 * not handed out */
-		char *tok = command_token(a, &cmds[i]);
-		cJSON *cj;
-		if (!tok) {
-			cw_error("command.sign", "command=%s", cmds[i].id);
-			continue;
-		}
-		cj = command_json(&cmds[i]);
-		cJSON_AddStringToObject(cj, "token", tok);
-		free(tok);
-		cJSON_AddItemToArray(arr, cj);
+		cJSON *cj = command_element(a, &cmds[i]);
+		if (cj)
+			cJSON_AddItemToArray(arr, cj);
 	}
 	ret = send_json(c, r, MHD_HTTP_OK, o);
 out:
@@ -1473,6 +1517,7 @@ static enum MHD_Result h_device_token(struct cw_cloud_api *a, struct MHD_Connect
 {
 	char old[CW_UUID_STRLEN], jti[CW_UUID_STRLEN], *tok = NULL;
 	int64_t exp_s = 0, now = cw_wall_ms();
+	struct cw_device d;
 	cJSON *o;
 	bool ok;
 	int rc;
@@ -1501,10 +1546,17 @@ static enum MHD_Result h_device_token(struct cw_cloud_api *a, struct MHD_Connect
 		return send_store_err(c, r, rc, "device");
 	}
 	cw_info("device.token_rotated", "device=%s", seg[2]);
+	rc = cw_store_device_get(a->store, seg[2], &d);
+	if (rc != CW_OK) {
+		free(tok);
+		return send_store_err(c, r, rc, "device");
+	}
 	o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "device_id", seg[2]);
 	cJSON_AddStringToObject(o, "device_token", tok);
 	add_time(o, "token_expires_at", exp_s * 1000);
+	/* a broker configured later, or moved, reaches the device here */
+	add_mqtt_config(a, o, &d);
 	ret = send_json(c, r, MHD_HTTP_OK, o);
 	free(tok);
 	return ret;
@@ -1583,6 +1635,8 @@ static enum MHD_Result h_device_revoke(struct cw_cloud_api *a, struct MHD_Connec
 	if (rc != CW_OK)
 		return send_store_err(c, r, rc, "device");
 	cw_info("device.tokens_revoked", "device=%s by=%s", d.id, p.u.id);
+	/* and its broker user leaves mqtt.passwd_out */
+	cw_cloud_mqtt_devices_changed(a->mqtt);
 	return send_json(c, r, MHD_HTTP_OK, device_json(a, &d));
 }
 
@@ -1657,6 +1711,7 @@ static enum MHD_Result h_device_firmware(struct cw_cloud_api *a, struct MHD_Conn
 	}
 	cw_info("command.created", "command=%s device=%s action=firmware_update by=%s", cmd->id,
 		d.id, p.u.id);
+	publish_command(a, cmd);
 	ret = send_json(c, r, MHD_HTTP_ACCEPTED, command_json(cmd));
 out:
 	free(cmd);
@@ -2069,6 +2124,7 @@ static enum MHD_Result h_cart_command(struct cw_cloud_api *a, struct MHD_Connect
 	/* no phone in the log: personal data */
 	cw_info("command.created", "command=%s device=%s action=%s cart=%s by=%s", cmd->id,
 		cmd->device_id, cmd->action, cart->id, p.u.id);
+	publish_command(a, cmd);
 	ret = send_json(c, r, MHD_HTTP_ACCEPTED, command_json(cmd));
 out:
 	free(cmd);
@@ -3589,6 +3645,7 @@ static enum MHD_Result h_cart_unlock(struct cw_cloud_api *a, struct MHD_Connecti
 	}
 	cw_info("command.created", "command=%s device=%s action=unlock cart=%s by=%s", cmd->id,
 		cmd->device_id, cart->id, p.u.id);
+	publish_command(a, cmd);
 	ret = send_json(c, r, MHD_HTTP_ACCEPTED, command_json(cmd));
 out:
 	free(cmd);
@@ -3974,6 +4031,7 @@ int cw_cloud_api_new(const struct cw_cloud_api_params *p, struct cw_cloud_api **
 		return CW_ERR_NOMEM;
 	a->cfg = *p->cfg;
 	a->store = p->store;
+	a->mqtt = p->mqtt;
 	memcpy(a->sk, p->sk, sizeof(a->sk));
 	crypto_sign_ed25519_sk_to_pk(a->pk, a->sk);
 	sodium_bin2base64(a->pk_b64, sizeof(a->pk_b64), a->pk, sizeof(a->pk), B64URL);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 
 #include "cw_cloud_config.h"
+#include "cw_cloud_mqtt.h"
 #include "cw_store.h"
 
 /* Request bodies larger than this are refused with 413. */
@@ -24,6 +25,7 @@ struct cw_cloud_api_params {
 	struct cw_store *store;                        /* borrowed: outlives the API */
 	const unsigned char *sk;                       /* crypto_sign_SECRETKEYBYTES, copied */
 	const char *tls_cert_pem, *tls_key_pem;        /* NULL = plain HTTP; copied */
+	struct cw_cloud_mqtt *mqtt;                    /* NULL = no broker link; borrowed */
 };
 
 /* Starts serving. CW_ERR_IO when the address cannot be bound. */

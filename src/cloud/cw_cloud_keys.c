@@ -17,8 +17,10 @@
 #define KEY_B64 sodium_base64_VARIANT_URLSAFE_NO_PADDING
 #define KEY_FILE_MAX 256
 
-static int write_all(int fd, const char *buf, size_t len)
+static int write_all(int fd, const void *data, size_t len)
 {
+	const char *buf = data;
+
 	while (len > 0) {
 		ssize_t w = write(fd, buf, len);
 		if (w < 0 && errno == EINTR)
@@ -46,50 +48,89 @@ static int sync_dir(const char *path)
 	return rc;
 }
 
+/* Writes data to a new 0600 temp file beside path (name in tmp), fsynced and
+ * closed. On failure nothing is left behind. */
+static int write_temp(const char *path, const void *data, size_t len, char *tmp, size_t cap)
+{
+	int fd, rc = CW_ERR_IO;
+
+	if (!path || !*path || strlen(path) + 16 > cap)
+		return CW_ERR_INVAL;
+	snprintf(tmp, cap, "%s.tmp-XXXXXX", path);
+	/* mkstemp creates the file 0600 */
+	fd = mkstemp(tmp);
+	if (fd < 0)
+		return CW_ERR_IO;
+	if (fchmod(fd, 0600) == 0 && write_all(fd, data, len) == CW_OK && fsync(fd) == 0)
+		rc = CW_OK;
+	if (close(fd) != 0)
+		rc = CW_ERR_IO;
+	if (rc != CW_OK)
+		unlink(tmp);
+	return rc;
+}
+
+int cw_file_replace(const char *path, const void *data, size_t len)
+{
+	char tmp[1024];
+	int rc = write_temp(path, data, len, tmp, sizeof(tmp));
+
+	if (rc != CW_OK)
+		return rc;
+	if (rename(tmp, path) != 0) {
+		unlink(tmp);
+		return CW_ERR_IO;
+	}
+	return sync_dir(path);
+}
+
 int cw_key_generate_file(const char *path)
 {
 	unsigned char pk[crypto_sign_PUBLICKEYBYTES], sk[crypto_sign_SECRETKEYBYTES];
 	char line[sodium_base64_ENCODED_LEN(crypto_sign_SECRETKEYBYTES, KEY_B64) + 1];
 	char tmp[1024];
 	struct stat st;
-	int fd = -1, rc = CW_ERR_IO;
+	int rc;
 	size_t n;
 
-	if (!path || !*path || strlen(path) > sizeof(tmp) - 16)
+	if (!path || !*path)
 		return CW_ERR_INVAL;
 	if (lstat(path, &st) == 0)
 		return CW_ERR_CONFLICT;
-	snprintf(tmp, sizeof(tmp), "%s.tmp-XXXXXX", path);
-	/* mkstemp creates the file 0600 */
-	fd = mkstemp(tmp);
-	if (fd < 0)
-		return CW_ERR_IO;
 	crypto_sign_keypair(pk, sk);
 	sodium_bin2base64(line, sizeof(line) - 1, sk, sizeof(sk), KEY_B64);
 	n = strlen(line);
 	line[n++] = '\n';
-	if (fchmod(fd, 0600) != 0 || write_all(fd, line, n) != CW_OK || fsync(fd) != 0)
+	rc = write_temp(path, line, n, tmp, sizeof(tmp));
+	if (rc != CW_OK)
 		goto out;
-	if (close(fd) != 0) {
-		fd = -1;
-		goto out;
-	}
-	fd = -1;
 	/* rename that never replaces a key that appeared meanwhile; link()
 	 * does the same on file systems without RENAME_NOREPLACE */
 	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) != 0 &&
-	    (errno != EINVAL || link(tmp, path) != 0)) {
+	    (errno != EINVAL || link(tmp, path) != 0))
 		rc = errno == EEXIST ? CW_ERR_CONFLICT : CW_ERR_IO;
-		goto out;
-	}
-	rc = sync_dir(path);
-out:
-	if (fd >= 0)
-		close(fd);
+	else
+		rc = sync_dir(path);
 	unlink(tmp);
+out:
 	sodium_memzero(sk, sizeof(sk));
 	sodium_memzero(line, sizeof(line));
 	return rc;
+}
+
+void cw_mqtt_device_password(const unsigned char sk[crypto_sign_SECRETKEYBYTES],
+			     const char *device_id, char out[CW_MQTT_PASSWORD_LEN + 1])
+{
+	unsigned char key[crypto_generichash_KEYBYTES], h[32];
+
+	/* a subkey of the seed with its own context, like the enrollment and
+	 * login keys (cw_cloud_api.c) */
+	crypto_kdf_derive_from_key(key, sizeof(key), 1, "cwmqttpw", sk);
+	crypto_generichash(h, sizeof(h), (const unsigned char *)device_id, strlen(device_id), key,
+			   sizeof(key));
+	sodium_bin2base64(out, CW_MQTT_PASSWORD_LEN + 1, h, sizeof(h), KEY_B64);
+	sodium_memzero(key, sizeof(key));
+	sodium_memzero(h, sizeof(h));
 }
 
 int cw_key_load_file(const char *path, unsigned char sk[crypto_sign_SECRETKEYBYTES],

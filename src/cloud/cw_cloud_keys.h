@@ -18,4 +18,18 @@ int cw_key_generate_file(const char *path);
 int cw_key_load_file(const char *path, unsigned char sk[crypto_sign_SECRETKEYBYTES],
 		     unsigned char pk[crypto_sign_PUBLICKEYBYTES]);
 
+/* A device's MQTT password (docs/SYNC.md "MQTT"): keyed BLAKE2b of the
+ * device id, keyed with a subkey (libsodium KDF, context "cwmqttpw") of the
+ * signing key's seed; 32 bytes as base64url without padding. Deterministic,
+ * so the broker's password file can be rebuilt at any time from the device
+ * list; unguessable without the signing key. Never log it. */
+#define CW_MQTT_PASSWORD_LEN 43
+void cw_mqtt_device_password(const unsigned char sk[crypto_sign_SECRETKEYBYTES],
+			     const char *device_id, char out[CW_MQTT_PASSWORD_LEN + 1]);
+
+/* Replaces path with len bytes of data, mode 0600: temp file in the same
+ * directory, fsync, rename, fsync of the directory, so that a reader sees the
+ * old or the new file, never half of one. CW_ERR_INVAL, CW_ERR_IO. */
+int cw_file_replace(const char *path, const void *data, size_t len);
+
 #endif

@@ -836,6 +836,43 @@ int cw_store_devices_online(struct cw_store *s, int64_t after_ms, int64_t *n)
 	return rc;
 }
 
+int cw_store_device_health(struct cw_store *s, const char *id, const char *health, int64_t now_ms)
+{
+	/* 1 device, 2 health, 3 now */
+	struct cw_param p[] = {P_TEXT(id), P_TEXT(health), P_INT(now_ms)};
+	int64_t changes = 0;
+	int rc;
+
+	if (!id_ok(id))
+		return CW_ERR_NOTFOUND;
+	if (!health || strlen(health) > CW_JSON_IN_MAX)
+		return CW_ERR_INVAL;
+	rc = run(s, CW_SQL_SYNC_DEVICE_HEALTH, p, NP(p), NULL, NULL, &changes);
+	if (rc == CW_OK && changes == 0)
+		rc = CW_ERR_NOTFOUND;
+	return rc;
+}
+
+struct device_ids {
+	cw_device_id_fn fn;
+	void *ctx;
+};
+
+static int device_id_cb(void *ctx, int ncols, const char *const *cols)
+{
+	struct device_ids *d = ctx;
+
+	return ncols >= 1 && cols[0] ? d->fn(d->ctx, cols[0]) : CW_ERR_DB;
+}
+
+int cw_store_devices_mqtt(struct cw_store *s, int64_t now_ms, cw_device_id_fn fn, void *ctx)
+{
+	struct cw_param p[] = {P_INT(now_ms)};
+	struct device_ids d = {.fn = fn, .ctx = ctx};
+
+	return run(s, CW_SQL_DEVICES_MQTT, p, NP(p), device_id_cb, &d, NULL);
+}
+
 void cw_store_pool_stats(struct cw_store *s, int *total, int *in_use)
 {
 	s->be->pool_stats(s->impl, total, in_use);

@@ -250,6 +250,14 @@ int cw_store_commands_for_device(struct cw_store *s, const char *device_id, int6
 /* Devices whose last heartbeat is at or after after_ms (and not reported
  * offline by themselves), over every chain: for /metrics. */
 int cw_store_devices_online(struct cw_store *s, int64_t after_ms, int64_t *n);
+/* Sets the device's health (JSON object text, at most CW_JSON_IN_MAX) and
+ * nothing else: live telemetry over MQTT. CW_ERR_NOTFOUND, CW_ERR_INVAL. */
+int cw_store_device_health(struct cw_store *s, const char *id, const char *health, int64_t now_ms);
+/* Calls fn with the id of every device that holds a live (unrevoked,
+ * unexpired at now_ms) token, in id order: who may log in to the MQTT broker.
+ * A non-zero return of fn stops with that error. */
+typedef int (*cw_device_id_fn)(void *ctx, const char *device_id);
+int cw_store_devices_mqtt(struct cw_store *s, int64_t now_ms, cw_device_id_fn fn, void *ctx);
 /* Database connections in total and in use right now. */
 void cw_store_pool_stats(struct cw_store *s, int *total, int *in_use);
 

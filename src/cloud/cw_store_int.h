@@ -100,6 +100,7 @@ enum cw_sql {
 	CW_SQL_CHAIN_EVENT_COUNTS,
 	CW_SQL_CHAIN_EVENT_COUNTS_MANAGER,
 	CW_SQL_COMMANDS_ANY_OPEN, /* the heartbeat's first look: any command to hand out or expire? */
+	CW_SQL_DEVICES_MQTT, /* devices with a live token: the broker's password file */
 	CW_SQL_COUNT /* keep last */
 };
 

@@ -226,6 +226,9 @@ static const char *const pg_sql[CW_SQL_COUNT] = {
 		"AND id <= $3::uuid",
 	[CW_SQL_TOKEN_REVOKE_ONE] = "UPDATE device_tokens SET revoked = true, revoked_at = " TS("$3") " "
 				    "WHERE jti = $1::uuid AND device_id = $2::uuid AND NOT revoked",
+	[CW_SQL_DEVICES_MQTT] = "SELECT d.id FROM devices d WHERE EXISTS (SELECT 1 FROM "
+				"device_tokens t WHERE t.device_id = d.id AND NOT t.revoked "
+				"AND t.expires_at > " TS("$1") ") ORDER BY d.id",
 	[CW_SQL_DEVICES_ONLINE] = "SELECT count(*) FROM devices "
 				  "WHERE last_heartbeat >= " TS("$1") " AND status <> 'offline'",
 	[CW_SQL_CART_LIST] =

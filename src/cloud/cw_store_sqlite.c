@@ -201,6 +201,9 @@ static const char *const sq_sql[CW_SQL_COUNT] = {
 		"AND state = 'pending' AND expires_ms > ?2 AND id <= ?3",
 	[CW_SQL_TOKEN_REVOKE_ONE] = "UPDATE device_tokens SET revoked = 1, revoked_ms = ?3 "
 				    "WHERE jti = ?1 AND device_id = ?2 AND revoked = 0",
+	[CW_SQL_DEVICES_MQTT] = "SELECT d.id FROM devices d WHERE EXISTS (SELECT 1 FROM "
+				"device_tokens t WHERE t.device_id = d.id AND t.revoked = 0 "
+				"AND t.expires_ms > ?1) ORDER BY d.id",
 	[CW_SQL_DEVICES_ONLINE] = "SELECT count(*) FROM devices "
 				  "WHERE last_heartbeat_ms >= ?1 AND status <> 'offline'",
 	[CW_SQL_CART_LIST] =

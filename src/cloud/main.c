@@ -4,6 +4,8 @@
  *   cartwise-cloud --config FILE migrate          apply migrations and exit
  *   cartwise-cloud --config FILE admin create-user --email E --role R
  *           [--chain ID] [--branch ID]... [--password-file F]
+ *   cartwise-cloud --config FILE mqtt-passwd --out FILE   Mosquitto's password file
+ *   cartwise-cloud --config FILE mqtt-acl [--out FILE]    Mosquitto's ACL file
  *   cartwise-cloud keygen --out FILE              new Ed25519 signing key (0600)
  *   cartwise-cloud routes                         the HTTP routes, one per line
  *
@@ -21,6 +23,7 @@
 #include "cw_cloud_api.h"
 #include "cw_cloud_config.h"
 #include "cw_cloud_keys.h"
+#include "cw_cloud_mqtt.h"
 #include "cw_error.h"
 #include "cw_log.h"
 #include "cw_store.h"
@@ -44,6 +47,11 @@ static void usage(FILE *f)
 		"              [--chain CHAIN_ID] [--branch BRANCH_ID]... [--password-file FILE]\n"
 		"              ROLE: platform-admin | chain-admin | branch-manager\n"
 		"              the password is read from FILE, or from stdin (one line)\n"
+		"       cartwise-cloud --config FILE mqtt-passwd --out FILE\n"
+		"              write Mosquitto's password file (every device with a live token\n"
+		"              and the cloud's own user; 0600, replaced atomically)\n"
+		"       cartwise-cloud --config FILE mqtt-acl [--out FILE]\n"
+		"              print or write Mosquitto's ACL file\n"
 		"       cartwise-cloud keygen --out FILE             write a new signing key (0600)\n"
 		"       cartwise-cloud routes                        list the HTTP routes\n"
 		"       cartwise-cloud --help | --version\n");
@@ -214,6 +222,59 @@ static int cmd_migrate(const struct cw_cloud_config *cfg)
 	return EXIT_SUCCESS;
 }
 
+static int cmd_mqtt_passwd(const struct cw_cloud_config *cfg, const char *out)
+{
+	unsigned char sk[crypto_sign_SECRETKEYBYTES], pk[crypto_sign_PUBLICKEYBYTES];
+	struct cw_store *s = NULL;
+	int rc;
+
+	if (!cfg->mqtt_host[0] || !cfg->mqtt_password_file[0]) {
+		fprintf(stderr, "cartwise-cloud: mqtt-passwd: the configuration needs mqtt.host and "
+				"mqtt.password_file (the cloud's own broker user)\n");
+		return EXIT_FAILURE;
+	}
+	rc = cw_key_load_file(cfg->signing_key_file, sk, pk);
+	if (rc != CW_OK) {
+		fprintf(stderr, "cartwise-cloud: mqtt-passwd: cannot load the signing key %s (%s)\n",
+			cfg->signing_key_file, cw_strerror(rc));
+		return EXIT_FAILURE;
+	}
+	rc = open_store(cfg, &s);
+	if (rc != CW_OK) {
+		fprintf(stderr, "cartwise-cloud: database: %s\n", cw_strerror(rc));
+		sodium_memzero(sk, sizeof(sk));
+		return rc == CW_ERR_OFFLINE ? EXIT_TEMPFAIL : EXIT_FAILURE;
+	}
+	rc = cw_cloud_mqtt_write_passwd(cfg, s, sk, out);
+	sodium_memzero(sk, sizeof(sk));
+	cw_store_free(s);
+	if (rc != CW_OK) {
+		if (rc == CW_ERR_CONFIG)
+			fprintf(stderr, "cartwise-cloud: mqtt-passwd: mqtt.password_file: expected "
+					"one line of 1..%d bytes\n", CW_CLOUD_MQTT_PASSWORD_MAX);
+		else if (rc == CW_ERR_IO)
+			fprintf(stderr, "cartwise-cloud: mqtt-passwd: cannot read mqtt.password_file "
+					"or write %s\n", out);
+		else
+			fprintf(stderr, "cartwise-cloud: mqtt-passwd: %s\n", cw_strerror(rc));
+		return rc == CW_ERR_OFFLINE ? EXIT_TEMPFAIL : EXIT_FAILURE;
+	}
+	return EXIT_SUCCESS;
+}
+
+static int cmd_mqtt_acl(const struct cw_cloud_config *cfg, const char *out)
+{
+	if (!out) {
+		cw_cloud_mqtt_print_acl(cfg, stdout);
+		return fflush(stdout) == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	}
+	if (cw_cloud_mqtt_write_acl(cfg, out) != CW_OK) {
+		fprintf(stderr, "cartwise-cloud: mqtt-acl: %s: cannot write\n", out);
+		return EXIT_FAILURE;
+	}
+	return EXIT_SUCCESS;
+}
+
 static int serve(const struct cw_cloud_config *cfg)
 {
 	unsigned char sk[crypto_sign_SECRETKEYBYTES], pk[crypto_sign_PUBLICKEYBYTES];
@@ -221,6 +282,7 @@ static int serve(const struct cw_cloud_config *cfg)
 	size_t len;
 	struct cw_store *s = NULL;
 	struct cw_cloud_api *api = NULL;
+	struct cw_cloud_mqtt *mqtt = NULL;
 	struct timespec ts = {.tv_sec = DB_RETRY_MS / 1000, .tv_nsec = (DB_RETRY_MS % 1000) * 1000000L};
 	sigset_t set;
 	int sig, rc, status = EXIT_FAILURE;
@@ -257,9 +319,16 @@ static int serve(const struct cw_cloud_config *cfg)
 		cw_error("cloud.database", "msg=\"%s\"", cw_strerror(rc));
 		goto out;
 	}
+	/* the broker link never holds up the start: it connects in the background */
+	rc = cw_cloud_mqtt_new(cfg, s, sk, &mqtt);
+	if (rc != CW_OK) {
+		cw_error("cloud.mqtt", "msg=\"cannot start the MQTT client (%s)\"", cw_strerror(rc));
+		goto out;
+	}
 	{
 		struct cw_cloud_api_params p = {.cfg = cfg, .store = s, .sk = sk,
-						.tls_cert_pem = cert, .tls_key_pem = key};
+						.tls_cert_pem = cert, .tls_key_pem = key,
+						.mqtt = mqtt};
 		rc = cw_cloud_api_new(&p, &api);
 	}
 	if (rc != CW_OK)
@@ -274,6 +343,7 @@ static int serve(const struct cw_cloud_config *cfg)
 	status = EXIT_SUCCESS;
 out:
 	cw_cloud_api_free(api);
+	cw_cloud_mqtt_free(mqtt);
 	cw_store_free(s);
 	sodium_memzero(sk, sizeof(sk));
 	if (key) {
@@ -341,6 +411,11 @@ int main(int argc, char **argv)
 		return serve(&cfg);
 	if (strcmp(argv[i], "migrate") == 0 && i + 1 == argc)
 		return cmd_migrate(&cfg);
+	if (strcmp(argv[i], "mqtt-passwd") == 0 && i + 3 == argc && strcmp(argv[i + 1], "--out") == 0)
+		return cmd_mqtt_passwd(&cfg, argv[i + 2]);
+	if (strcmp(argv[i], "mqtt-acl") == 0 && (i + 1 == argc ||
+						  (i + 3 == argc && strcmp(argv[i + 1], "--out") == 0)))
+		return cmd_mqtt_acl(&cfg, i + 1 == argc ? NULL : argv[i + 2]);
 	if (strcmp(argv[i], "admin") == 0 && i + 1 < argc && strcmp(argv[i + 1], "create-user") == 0)
 		return cmd_create_user(&cfg, argc - i - 2, argv + i + 2);
 	usage(stderr);

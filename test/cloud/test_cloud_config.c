@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include "cw_cloud_config.h"
+#include "cw_cloud_keys.h"
+#include "cw_cloud_mqtt.h"
 #include "cw_error.h"
 
 static struct cw_cloud_config cfg;
@@ -154,6 +156,42 @@ START_TEST(mqtt_section)
 }
 END_TEST
 
+START_TEST(mqtt_passwords)
+{
+	unsigned char sk[crypto_sign_SECRETKEYBYTES], sk2[crypto_sign_SECRETKEYBYTES];
+	unsigned char pk[crypto_sign_PUBLICKEYBYTES];
+	char a[CW_MQTT_PASSWORD_LEN + 1], b[CW_MQTT_PASSWORD_LEN + 1], line[256], line2[256];
+	const char *dev = "01890a5d-ac96-774b-bcce-b302099a8057";
+
+	ck_assert_int_ge(sodium_init(), 0);
+	crypto_sign_keypair(pk, sk);
+	crypto_sign_keypair(pk, sk2);
+	/* deterministic per (key, device), different across devices and keys */
+	cw_mqtt_device_password(sk, dev, a);
+	cw_mqtt_device_password(sk, dev, b);
+	ck_assert_str_eq(a, b);
+	ck_assert_uint_eq(strlen(a), CW_MQTT_PASSWORD_LEN);
+	ck_assert_uint_eq(strspn(a, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"),
+			  CW_MQTT_PASSWORD_LEN);
+	cw_mqtt_device_password(sk, "01890a5d-ac96-774b-bcce-b302099a8058", b);
+	ck_assert_str_ne(a, b);
+	cw_mqtt_device_password(sk2, dev, b);
+	ck_assert_str_ne(a, b);
+	/* mosquitto_passwd's "$7$" line: 12-byte salt (16 base64 characters) and
+	 * a 64-byte PBKDF2-SHA512 hash (88), a fresh salt each time (the real
+	 * broker accepting it is test/cloud/cloud_mqtt.sh) */
+	ck_assert_int_eq(cw_mosquitto_passwd_line(dev, a, line, sizeof(line)), CW_OK);
+	ck_assert_int_eq(cw_mosquitto_passwd_line(dev, a, line2, sizeof(line2)), CW_OK);
+	ck_assert_str_ne(line, line2);
+	ck_assert_uint_eq(strlen(line), 36 + 1 + 7 + 16 + 1 + 88 + 1);
+	ck_assert(strncmp(line, dev, 36) == 0);
+	ck_assert(strncmp(line + 36, ":$7$101$", 8) == 0);
+	ck_assert(line[36 + 8 + 16] == '$');
+	ck_assert(line[strlen(line) - 1] == '\n');
+	ck_assert_int_eq(cw_mosquitto_passwd_line(dev, a, line, 100), CW_ERR_TOOBIG);
+}
+END_TEST
+
 START_TEST(trusted_proxies)
 {
 	unsigned char k[16];
@@ -233,6 +271,7 @@ int main(void)
 	tcase_add_test(tc, refusals_name_the_key);
 	tcase_add_test(tc, trusted_proxies);
 	tcase_add_test(tc, mqtt_section);
+	tcase_add_test(tc, mqtt_passwords);
 	tcase_add_test(tc, secrets_never_echoed);
 	tcase_add_test(tc, load_from_file);
 	suite_add_tcase(s, tc);
