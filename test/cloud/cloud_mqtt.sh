@@ -193,12 +193,19 @@ expect_code 200
 [ "$(jqr "[.commands[].id] | index(\"$CMD2\") != null and index(\"$CMD\") != null")" = true ] ||
 	fail "heartbeat commands: $(jqr -c '[.commands[].id]')"
 
-note "revocation: passwd_out loses the device"
+note "revocation: passwd_out loses the device; the (restarted) broker refuses it"
 AUTH=$ADMIN_TOK
 api POST "/api/devices/$DEV/revoke-tokens" ''
 expect_code 200
 wait_until 5 bash -c "! grep -q '^$DEV:' '$BROKER_DIR/passwd'" || fail "passwd_out still has a revoked device"
 grep -q '^cartwise-cloud:' "$BROKER_DIR/passwd" || fail "passwd_out lost the cloud's user"
+connected_before=$(grep -c 'event=mqtt.connected' "$T/cloud.log")
+broker_start "$BROKER_DIR"
+if dev_pub -t "$TOPIC/status" -m '{"v":1,"status":"online"}' 2>/dev/null; then
+	fail "the broker let a revoked device in"
+fi
+reconnected() { [ "$(grep -c 'event=mqtt.connected' "$T/cloud.log")" -gt "$connected_before" ]; }
+wait_until 15 reconnected || fail "the cloud did not reconnect to the restarted broker"
 
 assert_not_logged "$DPW" "$CLOUD_PW"
 cloud_stop
