@@ -23,8 +23,10 @@
 #define PW_HASH_LEN 64
 #define PW_LINE_MAX 256
 #define B64 sodium_base64_VARIANT_ORIGINAL
-/* (device, reason) pairs already logged: each is logged once */
-#define WARNED_MAX 256
+/* (device, topic, reason, field) already logged: each is logged once; past
+ * this many distinct ones (a fleet of 1,000 devices gone bad at once) the
+ * rest are dropped rather than flood the log */
+#define WARNED_MAX 1024
 
 /* ---- password and ACL files ---- */
 

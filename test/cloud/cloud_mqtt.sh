@@ -26,8 +26,12 @@ cloud_config "$T/cloud.json" "$(jq -n --arg pw "$T/cloud-mqtt.pw" --arg out "$BR
 	connect_host: "127.0.0.1", connect_port: $port, password_file: $pw, passwd_out: $out}}')"
 
 note "mqtt-acl prints the broker's ACL; mqtt-passwd writes its password file (0600)"
-"$CLOUD" --config "$T/cloud.json" mqtt-passwd --out "$BROKER_DIR/passwd" 2>>"$T/admin.log" ||
-	fail "mqtt-passwd failed"
+# group-readable on purpose: warned about (like the signing key), not refused
+chmod 640 "$T/cloud-mqtt.pw"
+"$CLOUD" --config "$T/cloud.json" mqtt-passwd --out "$BROKER_DIR/passwd" 2>"$T/perm.err" ||
+	fail "mqtt-passwd failed: $(cat "$T/perm.err")"
+grep -q 'event=mqtt.password_permissions' "$T/perm.err" || fail "no warning about a group-readable password file"
+chmod 600 "$T/cloud-mqtt.pw"
 [ "$(stat -c %a "$BROKER_DIR/passwd")" = 600 ] || fail "password file mode $(stat -c %a "$BROKER_DIR/passwd")"
 grep -q '^cartwise-cloud:\$7\$101\$' "$BROKER_DIR/passwd" || fail "no cartwise-cloud user in the password file"
 broker_start "$BROKER_DIR"
@@ -36,7 +40,6 @@ diff <(grep -v '^#' "$T/acl.out" | grep .) <(grep . "$BROKER_DIR/acl") ||
 	fail "mqtt-acl differs from test/mqtt/broker.sh's ACL"
 "$CLOUD" --config "$T/cloud.json" mqtt-acl --out "$T/acl.file" && cmp -s "$T/acl.file" "$T/acl.out" ||
 	fail "mqtt-acl --out"
-"$CLOUD" --config "$T/cloud.json" mqtt-passwd 2>/dev/null && fail "mqtt-passwd without --out accepted"
 
 cloud_start
 wait_until 10 grep -q 'event=mqtt.connected' "$T/cloud.log" || fail "the cloud did not connect to the broker"
@@ -127,6 +130,14 @@ while [ $(( ${#claims} % 4 )) -ne 0 ]; do claims="$claims="; done
 api GET "/api/commands/$CMD"
 [ "$(jqr .state)" = pending ] || fail "a command sent by MQTT must stay pending for the heartbeat: $(jqr .state)"
 
+api POST "/api/branches/$BR/carts/assign" "{\"cart_id\":\"$CART\",\"phone\":\"+972501234567\"}"
+expect_code 202
+CMD_A=$(jqr .id)
+mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" -u "$DEV" -P "$DPW" -i "$DEV" -c -q 1 -t "$TOPIC/commands" \
+	-C 1 -W 10 >"$T/command.json" || fail "no cart_assign command on $TOPIC/commands"
+[ "$(jq -r '"\(.id):\(.action):\(.args.cart_id)"' "$T/command.json")" = "$CMD_A:cart_assign:$CART" ] ||
+	fail "cart_assign payload: $(cat "$T/command.json")"
+
 note "status and telemetry from the device show in GET /api/devices/{id}"
 dev_pub -r -t "$TOPIC/status" -m "{\"v\":1,\"status\":\"online\",\"at\":\"2026-01-01T00:00:00.000Z\",\"firmware_version\":\"1.4.2\"}"
 dev_pub -t "$TOPIC/telemetry" -m '{"v":1,"at":"2026-01-01T00:00:00.000Z","health":{"cpu_temp_c":51.5,"outbox_depth":0}}'
@@ -190,7 +201,7 @@ CMD2=$(jqr .id)
 AUTH=$DTOK
 api POST "/api/devices/$DEV/heartbeat" '{"status":"online"}'
 expect_code 200
-[ "$(jqr "[.commands[].id] | index(\"$CMD2\") != null and index(\"$CMD\") != null")" = true ] ||
+[ "$(jqr "[.commands[].id] | index(\"$CMD2\") != null and index(\"$CMD\") != null and index(\"$CMD_A\") != null")" = true ] ||
 	fail "heartbeat commands: $(jqr -c '[.commands[].id]')"
 
 note "revocation: passwd_out loses the device; the (restarted) broker refuses it"
