@@ -224,28 +224,6 @@ static void add_opt_str(cJSON *o, const char *key, const char *v)
 
 /* ---- validation of input ---- */
 
-static bool utf8_ok(const unsigned char *s)
-{
-	while (*s) {
-		int n;
-		if (*s < 0x80)
-			n = 0;
-		else if ((*s & 0xe0) == 0xc0 && *s >= 0xc2)
-			n = 1;
-		else if ((*s & 0xf0) == 0xe0)
-			n = 2;
-		else if ((*s & 0xf8) == 0xf0 && *s <= 0xf4)
-			n = 3;
-		else
-			return false;
-		s++;
-		for (int i = 0; i < n; i++, s++)
-			if ((*s & 0xc0) != 0x80)
-				return false;
-	}
-	return true;
-}
-
 enum skind {
 	S_TEXT,  /* valid UTF-8, no control characters */
 	S_SLUG,  /* [a-z0-9-] */
@@ -263,7 +241,7 @@ static bool kind_ok(const char *s, enum skind k)
 		for (; *p; p++)
 			if (*p < 0x20 || *p == 0x7f)
 				return false;
-		return utf8_ok((const unsigned char *)s);
+		return cw_cloud_utf8_ok(s);
 	case S_SLUG:
 		for (; *p; p++)
 			if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-'))
@@ -1532,6 +1510,11 @@ static enum MHD_Result h_device_token(struct cw_cloud_api *a, struct MHD_Connect
 			return bad_request(c, r);
 		cJSON_Delete(body);
 	}
+	/* read before the rotation: once the old token is revoked, the answer
+	 * must not fail for want of the device's chain and branch */
+	rc = cw_store_device_get(a->store, seg[2], &d);
+	if (rc != CW_OK)
+		return send_store_err(c, r, rc, "device");
 	cw_uuid_v7(jti);
 	rc = sign_token(a, CW_JWT_TYP_DEVICE, seg[2], jti, a->cfg.device_token_ttl_s, &tok, &exp_s);
 	if (rc == CW_OK)
@@ -1546,11 +1529,6 @@ static enum MHD_Result h_device_token(struct cw_cloud_api *a, struct MHD_Connect
 		return send_store_err(c, r, rc, "device");
 	}
 	cw_info("device.token_rotated", "device=%s", seg[2]);
-	rc = cw_store_device_get(a->store, seg[2], &d);
-	if (rc != CW_OK) {
-		free(tok);
-		return send_store_err(c, r, rc, "device");
-	}
 	o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "device_id", seg[2]);
 	cJSON_AddStringToObject(o, "device_token", tok);
@@ -3433,7 +3411,7 @@ static enum MHD_Result h_sync(struct cw_cloud_api *a, struct MHD_Connection *c, 
 		return send_json(c, r, MHD_HTTP_OK, o);
 	}
 	/* strict before anything is written: one bad entry refuses the batch */
-	if (r->body && !utf8_ok((const unsigned char *)r->body)) {
+	if (r->body && !cw_cloud_utf8_ok(r->body)) {
 		snprintf(r->err, sizeof(r->err), "body is not valid UTF-8");
 		return bad_request(c, r);
 	}

@@ -344,3 +344,27 @@ int cw_cloud_config_load(const char *path, struct cw_cloud_config *out, char *er
 	free(buf);
 	return rc;
 }
+
+bool cw_cloud_utf8_ok(const char *text)
+{
+	const unsigned char *s = (const unsigned char *)text;
+
+	while (*s) {
+		int n;
+		if (*s < 0x80)
+			n = 0;
+		else if ((*s & 0xe0) == 0xc0 && *s >= 0xc2)
+			n = 1;
+		else if ((*s & 0xf0) == 0xe0)
+			n = 2;
+		else if ((*s & 0xf8) == 0xf0 && *s <= 0xf4)
+			n = 3;
+		else
+			return false;
+		s++;
+		for (int i = 0; i < n; i++, s++)
+			if ((*s & 0xc0) != 0x80)
+				return false;
+	}
+	return true;
+}

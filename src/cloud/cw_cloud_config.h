@@ -76,4 +76,9 @@ bool cw_cloud_addr_is_v4(const unsigned char key[16]);
  * buffer (caller frees). CW_ERR_IO, CW_ERR_TOOBIG, CW_ERR_NOMEM. */
 int cw_read_file(const char *path, size_t max, char **out, size_t *len);
 
+/* Whether a NUL-terminated text is well-formed UTF-8 (no overlong two-byte
+ * forms, nothing past U+10FFFF's lead byte): what the API and the MQTT
+ * subscriber accept from the network. */
+bool cw_cloud_utf8_ok(const char *text);
+
 #endif

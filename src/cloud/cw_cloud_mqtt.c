@@ -379,7 +379,10 @@ static void on_msg(void *ctx, const char *topic, const void *payload, size_t len
 	}
 	memcpy(copy, payload, len);
 	copy[len] = '\0';
-	o = memchr(copy, '\0', len) ? NULL : cJSON_ParseWithLength(copy, len);
+	/* one JSON object and nothing after it; no NUL inside (cJSON would cut
+	 * a string there), UTF-8 only (PostgreSQL's jsonb refuses anything else) */
+	o = memchr(copy, '\0', len) || !cw_cloud_utf8_ok(copy) ? NULL
+								: cJSON_ParseWithOpts(copy, NULL, true);
 	if (!cJSON_IsObject(o)) {
 		refuse(m, device, kind, "not_json_object", NULL);
 		goto out;

@@ -158,11 +158,13 @@ note "garbage on the device's topics is refused (logged once per kind), nothing 
 	echo '{"v":1,"status":"asleep"}'
 	echo '{"v":1,"status":"offline","firmware_version":123}'
 	echo '{"v":1,"status":"offline","extra":true}'
+	echo '{"v":1,"status":"offline"} {"trailing":1}'
 } | dev_pub -t "$TOPIC/status" -l
 {
 	echo '{"v":1,"health":"hot"}'
 	echo '{"v":1,"health":{"cpu_temp_c":99},"at":5}'
 	echo '{"v":"1","health":{"cpu_temp_c":99}}'
+	printf '{"v":1,"health":{"s":"\xff\xfe"}}\n'
 } | dev_pub -t "$TOPIC/telemetry" -l
 head -c 20000 /dev/zero | tr '\0' ' ' | sed 's/^/{"v":1,"health":{"x":1}}/' | dev_pub -t "$TOPIC/telemetry" -s
 # the device's ACL allows any chain/branch segment: the cloud checks them
@@ -180,6 +182,8 @@ for want in "reason=not_json_object" "reason=bad_field field=v" "reason=bad_fiel
 	grep -F "event=mqtt.refused" "$T/cloud.log" | grep -F "device=$DEV" | grep -qF "$want" ||
 		fail "no refusal logged for $want"
 done
+grep -F "event=mqtt.refused" "$T/cloud.log" | grep -qF "device=$DEV topic=telemetry reason=not_json_object" ||
+	fail "invalid UTF-8 not refused"
 grep -F "event=mqtt.refused" "$T/cloud.log" | grep -F "device=$UNKNOWN" | grep -qF reason=unknown_device ||
 	fail "unknown device not refused"
 [ "$(grep -F "event=mqtt.refused" "$T/cloud.log" | grep -F "device=$DEV topic=status reason=not_json_object" | wc -l)" = 1 ] ||
