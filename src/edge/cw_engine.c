@@ -1090,6 +1090,8 @@ int cw_engine_new(const struct cw_engine_config *cfg, const struct cw_engine_hw 
 	if (rc != CW_OK)
 		goto out;
 	rc = sync_identity(e, &now);
+	if (rc == CW_OK)
+		rc = cwe_db_created_init(e, &now);
 	/* before sync_carts, so the carts' last sensed state is reported */
 	if (rc == CW_OK)
 		rc = cwe_commands_interrupted(e, &now);

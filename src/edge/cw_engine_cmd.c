@@ -7,7 +7,13 @@
  *    does nothing (CW_ERR_CONFLICT);
  *  - a crash after that commit leaves the row executing; the next start
  *    reports it failed ("interrupted") and never runs it again: a late or
- *    repeated "unlock" must never release a second cart.
+ *    repeated "unlock" must never release a second cart;
+ *  - an outcome that cannot be written is reported failed
+ *    ("result_not_recorded") by a smaller transaction, or by the tick;
+ *  - a malformed command (signed, for this device) is recorded refused,
+ *    so that it is refused again and the cloud learns why;
+ *  - a command issued before this database was created is refused: a
+ *    replaced database forgot the commands it ran.
  * Every outcome (done, failed, refused, expired) is written with its
  * command.result outbox entry in one transaction. */
 #include "cw_engine_int.h"
@@ -27,6 +33,8 @@
 #define CMD_NOTE_MAX 256
 #define CMD_CART_NUMBER_MAX 99999
 #define CMD_MSG_MAX 160
+#define CW_STR_(x) #x
+#define CW_STR(x) CW_STR_(x)
 
 /* The sensed state of a cart as the result of a command reports it. */
 #define CART_STATE_JSON                                                                     \
@@ -157,6 +165,13 @@ static int conclude(struct cw_engine *e, const struct stamp *now,
 			state);
 	return log_finish(e, now, cmd->id, state, result);
 }
+
+static int report_unfinished(struct cw_engine *e, const struct stamp *now, const char *id,
+			     const char *code, const char *message, const char *release);
+#define UNRECORDED_CODE "result_not_recorded"
+#define UNRECORDED_MSG                                                                      \
+	"the device could not record this command's outcome (database error); it is not run " \
+	"again"
 
 /* ---------------------------------------------------------- arguments */
 
@@ -303,6 +318,36 @@ static int run_db_action(struct cw_engine *e, const struct stamp *now,
 	return rc;
 }
 
+/* The outcome's transaction failed after the lock moved (or did not): the
+ * row is still executing. A smaller transaction reports it failed
+ * (UNRECORDED_CODE, with what the release answered and the cart's last
+ * recorded state); when even that fails, the tick tries again. The action
+ * itself is never run again. Mutex held, no transaction open. Returns
+ * CW_OK when the outcome is recorded. */
+static int record_unrecorded(struct cw_engine *e, const struct cw_engine_command *cmd,
+			     int hw_rc, struct cw_command_outcome *out)
+{
+	struct stamp now;
+	int rc;
+
+	cw_error("command.unrecorded", "command=%s action=%s release=%s note=\"the outcome's "
+		 "transaction failed; reporting the command failed, never run again\"", cmd->id,
+		 cmd->action, cw_errname(hw_rc));
+	cwe_stamp_now(e, &now);
+	rc = cwe_begin(e);
+	if (rc == CW_OK)
+		rc = report_unfinished(e, &now, cmd->id, UNRECORDED_CODE, UNRECORDED_MSG,
+				       cw_errname(hw_rc));
+	rc = cwe_finish(e, rc);
+	if (rc != CW_OK) {
+		e->cmd_unrecorded = true;
+		return rc;
+	}
+	snprintf(out->state, sizeof(out->state), "failed");
+	snprintf(out->error, sizeof(out->error), UNRECORDED_CODE);
+	return CW_OK;
+}
+
 /* The lock moves: the command's row (executing) and the start of the
  * action commit first; the lock moves without the mutex; the outcome is a
  * second transaction. A crash in between leaves the row executing. */
@@ -359,6 +404,7 @@ static int run_lock_action(struct cw_engine *e, const struct stamp *now,
 	b = cwe_board_find(e, c.bus, c.board);
 	if (b)
 		token = cwe_inflight_begin(e, b, c.lock);
+	e->cmd_running++; /* its row is executing on purpose until the outcome */
 	cwe_unlock(e);
 
 	/* The mutex is not held here: the bus worker reports sensors meanwhile. */
@@ -373,7 +419,7 @@ static int run_lock_action(struct cw_engine *e, const struct stamp *now,
 	cwe_stamp_now(e, &end);
 	rc = cwe_begin(e);
 	if (rc != CW_OK)
-		return rc; /* left executing: reported "interrupted" at the next start */
+		goto unrecorded;
 	result = hw_rc;
 	if (act == A_UNLOCK)
 		rc = cwe_munlock_end_tx(e, &end, &c, hw_rc);
@@ -407,39 +453,96 @@ static int run_lock_action(struct cw_engine *e, const struct stamp *now,
 	rc = cwe_finish(e, rc);
 	if (b && act == A_ASSIGN && (rc == CW_ERR_DB || recheck))
 		b->need_reconcile = true;
+unrecorded:
+	if (rc != CW_OK)
+		rc = record_unrecorded(e, cmd, hw_rc, out);
+	e->cmd_running--;
 	return rc;
+}
+
+/* When this database was created, by a trusted clock (ms), inside the
+ * command's transaction (the clock is trusted now). Stored at the first
+ * start (cwe_db_created_init); when the clock was not trusted then, it is
+ * worked out now -- the monotonic clock since then when the machine has
+ * not rebooted, else now (later than the truth: refuses more, never less)
+ * -- and stored as trusted. */
+static int db_created(struct cw_engine *e, const struct stamp *now, int64_t *out)
+{
+	sqlite3_stmt *st = NULL;
+	int64_t wall = 0, mono = 0, d;
+	char boot[40] = "";
+	bool trusted = false, same;
+	int rc;
+
+	rc = cw_eq_prepare(e, &st, "SELECT json_extract(value, '$.wall_ms'), "
+				   "json_extract(value, '$.mono_ms'), json_extract(value, '$.boot'), "
+				   "json_extract(value, '$.trusted') FROM settings WHERE key = "
+				   "'db_created'", "");
+	if (rc == CW_OK && (rc = cwe_step(e, st)) == CW_OK) {
+		wall = sqlite3_column_int64(st, 0);
+		mono = sqlite3_column_int64(st, 1);
+		cwe_col_text(st, 2, boot, sizeof(boot));
+		trusted = sqlite3_column_int(st, 3) != 0;
+	}
+	sqlite3_finalize(st);
+	if (rc != CW_OK && rc != CW_ERR_NOTFOUND)
+		return rc;
+	if (rc == CW_OK && trusted) {
+		*out = wall;
+		return CW_OK;
+	}
+	d = cwe_elapsed_ms(e, now, wall, mono, rc == CW_OK ? boot : NULL, false, &same);
+	*out = same ? now->wall - d : now->wall;
+	return cw_eq_exec(e, "INSERT OR REPLACE INTO settings(key, value) VALUES ('db_created', "
+			     "json_object('wall_ms', ?1, 'mono_ms', ?2, 'boot', ?3, 'trusted', 1))",
+			  "iit", *out, now->mono - (same ? d : 0), e->boot);
 }
 
 int cw_engine_command(struct cw_engine *e, const struct cw_engine_command *cmd,
 		      struct cw_command_outcome *out)
 {
 	struct cw_command_outcome dummy;
+	struct cw_engine_command c;
 	struct stamp now;
 	enum action act;
+	char action[CMD_ID_MAX + 1];
+	const char *bad = NULL; /* what is malformed: recorded refused */
 	char *args = NULL;
-	int64_t known = 0;
+	int64_t known = 0, created = 0;
 	int rc;
 
 	if (!out)
 		out = &dummy;
 	memset(out, 0, sizeof(*out));
-	if (!e || !cmd || !word_ok(cmd->id, CMD_ID_MAX, false) ||
-	    !word_ok(cmd->action, CMD_ID_MAX, true) || (cmd->args && !cJSON_IsObject(cmd->args)))
+	/* Without a usable id nothing can be recorded (the cloud's are UUIDs). */
+	if (!e || !cmd || !word_ok(cmd->id, CMD_ID_MAX, false))
 		return CW_ERR_INVAL;
-	args = cmd->args ? cJSON_PrintUnformatted(cmd->args) : strdup("{}");
+	c = *cmd;
+	snprintf(action, sizeof(action), "%s",
+		 word_ok(cmd->action, CMD_ID_MAX, true) ? cmd->action : "invalid");
+	if (!word_ok(cmd->action, CMD_ID_MAX, true))
+		bad = "action: expected 1-63 letters, digits, '-', '_' or '.'";
+	c.action = action;
+	if (cmd->args && !cJSON_IsObject(cmd->args)) {
+		bad = bad ? bad : "args: expected an object";
+		args = strdup("{}");
+	} else {
+		args = cmd->args ? cJSON_PrintUnformatted(cmd->args) : strdup("{}");
+		if (args && strlen(args) > CMD_ARGS_MAX) {
+			free(args);
+			args = strdup("{}");
+			bad = bad ? bad : "args: longer than " CW_STR(CMD_ARGS_MAX) " bytes";
+		}
+	}
 	if (!args)
 		return CW_ERR_NOMEM;
-	if (strlen(args) > CMD_ARGS_MAX) {
-		free(args);
-		return CW_ERR_TOOBIG;
-	}
-	act = action_of(cmd->action);
+	act = action_of(action);
 	pthread_mutex_lock(&e->mu);
 	cwe_stamp_now(e, &now);
 	rc = cwe_begin(e);
 	if (rc != CW_OK)
 		goto unlock;
-	rc = cw_eq_int(e, &known, "SELECT count(*) FROM command_log WHERE id = ?", "t", cmd->id);
+	rc = cw_eq_int(e, &known, "SELECT count(*) FROM command_log WHERE id = ?", "t", c.id);
 	if (rc == CW_OK && known > 0)
 		rc = CW_ERR_CONFLICT;
 	if (rc == CW_OK)
@@ -447,38 +550,56 @@ int cw_engine_command(struct cw_engine *e, const struct cw_engine_command *cmd,
 				"INSERT INTO command_log(id, action, args, issued_wall_ms, "
 				"expires_wall_ms, received_wall_ms, received_trusted, state, "
 				"updated_wall_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'executing', ?6)",
-				"tttiiii", cmd->id, cmd->action, args, cmd->issued_wall_ms,
-				cmd->expires_wall_ms, now.wall, I64(now.trusted));
+				"tttiiii", c.id, c.action, args, c.issued_wall_ms, c.expires_wall_ms,
+				now.wall, I64(now.trusted));
+	/* After the clock check: only a trusted clock tells the creation time. */
+	if (rc == CW_OK && !bad && now.trusted)
+		rc = db_created(e, &now, &created);
 	if (rc != CW_OK) {
 		cwe_finish(e, rc);
 		if (rc == CW_ERR_CONFLICT)
 			cw_info("command.duplicate", "command=%s action=%s note=\"already seen, "
-				"not run again\"", cmd->id, cmd->action);
+				"not run again\"", c.id, c.action);
 		goto unlock;
 	}
-	if (!now.trusted) {
+	if (bad) {
+		/* Signed for this device but unusable: recorded, so that a replay
+		 * is refused, and reported, so that the cloud learns why. */
+		rc = cwe_finish(e, conclude(e, &now, &c, "refused",
+					    failure("malformed_command", "%s", bad), out));
+	} else if (!now.trusted) {
 		/* It cannot tell a late command from a fresh one (docs/SYNC.md). */
-		rc = cwe_finish(e, conclude(e, &now, cmd, "refused",
+		rc = cwe_finish(e, conclude(e, &now, &c, "refused",
 					    failure("clock_untrusted", "the device's clock is not "
 						    "trusted: it cannot tell whether the command "
 						    "expired"), out));
-	} else if (cmd->expires_wall_ms <= 0 || now.wall >= cmd->expires_wall_ms) {
-		rc = cwe_finish(e, conclude(e, &now, cmd, "expired",
+	} else if (c.expires_wall_ms <= 0 || now.wall >= c.expires_wall_ms) {
+		rc = cwe_finish(e, conclude(e, &now, &c, "expired",
 					    failure("expired", "expired %lld ms ago",
-						    (long long)(now.wall - cmd->expires_wall_ms)),
+						    (long long)(now.wall - c.expires_wall_ms)),
+					    out));
+	} else if (c.issued_wall_ms < created / 1000 * 1000) {
+		/* iat is in whole seconds. A command issued before this database
+		 * existed may have run already in the one it replaced, whose
+		 * command_log is gone (docs/RENTALS.md "Commands"). */
+		rc = cwe_finish(e, conclude(e, &now, &c, "refused",
+					    failure("issued_before_database", "issued %lld s before "
+						    "this device's database was created; it may "
+						    "have run in the database this one replaced",
+						    (long long)((created - c.issued_wall_ms) / 1000)),
 					    out));
 	} else if (act == A_UNLOCK || act == A_ASSIGN) {
-		rc = run_lock_action(e, &now, cmd, act, out);
+		rc = run_lock_action(e, &now, &c, act, out);
 	} else if (act == A_MAINT || act == A_RETURN) {
-		rc = run_db_action(e, &now, cmd, act, out);
+		rc = run_db_action(e, &now, &c, act, out);
 	} else if (act == A_FIRMWARE) {
-		rc = cwe_finish(e, conclude(e, &now, cmd, "failed",
+		rc = cwe_finish(e, conclude(e, &now, &c, "failed",
 					    failure("not_supported", "firmware_update is not "
 						    "supported on the edge yet"), out));
 	} else {
-		rc = cwe_finish(e, conclude(e, &now, cmd, "failed",
+		rc = cwe_finish(e, conclude(e, &now, &c, "failed",
 					    failure("unknown_action", "unknown action \"%.40s\"",
-						    cmd->action), out));
+						    c.action), out));
 	}
 unlock:
 	cwe_unlock(e);
@@ -486,10 +607,43 @@ unlock:
 	return rc;
 }
 
-/* At start (inside the start transaction): commands a crash left
- * executing are reported failed "interrupted" with the sensed state of the
- * cart they named, as last recorded. Never run again. */
-int cwe_commands_interrupted(struct cw_engine *e, const struct stamp *now)
+/* Reports one command left executing as failed: code and message, the
+ * last recorded state of the cart it named, and release (what the lock's
+ * release answered, NULL when unknown). Inside the caller's transaction. */
+static int report_unfinished(struct cw_engine *e, const struct stamp *now, const char *id,
+			     const char *code, const char *message, const char *release)
+{
+	sqlite3_stmt *st = NULL;
+	char result[1024] = "";
+	cJSON *res;
+	int rc;
+
+	rc = cw_eq_prepare(
+		e, &st,
+		"SELECT json_object('error', ?2, 'message', ?3, 'cart', json((SELECT "
+		CART_STATE_JSON " FROM carts c WHERE c.id = json_extract(l.args, '$.cart_id') "
+		"OR (json_extract(l.args, '$.cart_id') IS NULL AND "
+		"c.cart_number = json_extract(l.args, '$.cart_number')) LIMIT 1))) "
+		"FROM command_log l WHERE l.id = ?1 AND l.state = 'executing'",
+		"ttt", id, code, message);
+	if (rc == CW_OK && (rc = cwe_step(e, st)) == CW_OK)
+		cwe_col_text(st, 0, result, sizeof(result));
+	sqlite3_finalize(st);
+	if (rc != CW_OK)
+		return rc == CW_ERR_NOTFOUND ? CW_OK : rc; /* recorded meanwhile */
+	res = cJSON_Parse(result);
+	if (!res)
+		return CW_ERR_NOMEM;
+	if (release)
+		cJSON_AddStringToObject(res, "release", release);
+	cw_warn("command.unfinished", "command=%s error=%s note=\"reported failed, never run "
+		"again\"", id, code);
+	return log_finish(e, now, id, "failed", res);
+}
+
+/* Every command left executing: report_unfinished. */
+static int report_executing(struct cw_engine *e, const struct stamp *now, const char *code,
+			    const char *message)
 {
 	sqlite3_stmt *st = NULL;
 	char(*ids)[CMD_ID_MAX + 1] = NULL;
@@ -512,27 +666,39 @@ int cwe_commands_interrupted(struct cw_engine *e, const struct stamp *now)
 	sqlite3_finalize(st);
 	if (rc == CW_ERR_NOTFOUND)
 		rc = CW_OK;
-	for (int i = 0; rc == CW_OK && i < n; i++) {
-		char result[1024] = "";
-
-		rc = cw_eq_prepare(
-			e, &st,
-			"SELECT json_object('error', 'interrupted', 'message', 'the device stopped "
-			"while running this command; it is not run again', 'cart', json((SELECT "
-			CART_STATE_JSON " FROM carts c WHERE c.id = json_extract(l.args, '$.cart_id') "
-			"OR (json_extract(l.args, '$.cart_id') IS NULL AND "
-			"c.cart_number = json_extract(l.args, '$.cart_number')) LIMIT 1))) "
-			"FROM command_log l WHERE l.id = ?",
-			"t", ids[i]);
-		if (rc == CW_OK && (rc = cwe_step(e, st)) == CW_OK)
-			cwe_col_text(st, 0, result, sizeof(result));
-		sqlite3_finalize(st);
-		if (rc != CW_OK)
-			break;
-		cw_warn("command.interrupted", "command=%s note=\"left executing by a stop; "
-			"reported failed, never run again\"", ids[i]);
-		rc = log_finish(e, now, ids[i], "failed", cJSON_Parse(result));
-	}
+	for (int i = 0; rc == CW_OK && i < n; i++)
+		rc = report_unfinished(e, now, ids[i], code, message, NULL);
 	free(ids);
 	return rc;
+}
+
+/* At start (inside the start transaction): commands a crash left
+ * executing are reported failed "interrupted" with the sensed state of the
+ * cart they named, as last recorded. Never run again. */
+int cwe_commands_interrupted(struct cw_engine *e, const struct stamp *now)
+{
+	return report_executing(e, now, "interrupted", "the device stopped while running this "
+				"command; it is not run again");
+}
+
+void cwe_commands_unrecorded(struct cw_engine *e)
+{
+	struct stamp now;
+	int rc;
+
+	if (!e->cmd_unrecorded || e->cmd_running > 0)
+		return;
+	cwe_stamp_now(e, &now);
+	rc = cwe_begin(e);
+	if (rc == CW_OK)
+		rc = report_executing(e, &now, UNRECORDED_CODE, UNRECORDED_MSG);
+	if (cwe_finish(e, rc) == CW_OK)
+		e->cmd_unrecorded = false;
+}
+
+int cwe_db_created_init(struct cw_engine *e, const struct stamp *now)
+{
+	return cw_eq_exec(e, "INSERT OR IGNORE INTO settings(key, value) VALUES ('db_created', "
+			     "json_object('wall_ms', ?1, 'mono_ms', ?2, 'boot', ?3, 'trusted', ?4))",
+			  "iiti", now->wall, now->mono, e->boot, I64(now->trusted));
 }

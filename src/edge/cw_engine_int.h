@@ -55,6 +55,11 @@ struct cw_engine {
 	 * kernel's clock is not NTP-synchronised. */
 	_Atomic int64_t server_offset_ms;
 	atomic_bool server_synced;
+	/* Commands whose lock is moving (mutex not held): their rows are
+	 * executing on purpose. cmd_unrecorded: a command's outcome could not
+	 * be written; the tick reports the executing rows once none moves. */
+	int cmd_running;
+	bool cmd_unrecorded;
 };
 
 /* Releases the engine mutex, then runs the outbox hook if a commit made
@@ -210,5 +215,13 @@ int cwe_force_return_tx(struct cw_engine *e, const struct stamp *now, const char
 void cwe_outbox_written(struct cw_engine *e);
 /* Commands left executing by a crash: reported failed "interrupted". */
 int cwe_commands_interrupted(struct cw_engine *e, const struct stamp *now);
+/* Tick (mutex held, no transaction open): when a command's outcome could
+ * not be recorded and no command is moving a lock, reports the executing
+ * rows failed "result_not_recorded" in a transaction of its own. */
+void cwe_commands_unrecorded(struct cw_engine *e);
+/* Start transaction: remembers when this database was created (settings
+ * 'db_created'), unless it is known already. Commands issued before it
+ * are refused (docs/RENTALS.md "Commands"). */
+int cwe_db_created_init(struct cw_engine *e, const struct stamp *now);
 
 #endif

@@ -927,6 +927,7 @@ void cw_engine_tick(struct cw_engine *e)
 	if (!e)
 		return;
 	pthread_mutex_lock(&e->mu);
+	cwe_commands_unrecorded(e);
 	cwe_stamp_now(e, &now);
 	rc = cwe_begin(e);
 	if (rc == CW_OK) {

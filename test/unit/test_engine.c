@@ -1645,16 +1645,17 @@ END_TEST
 static const char *const CMD_A = "0190f0a0-0000-7000-8000-00000000000a";
 static const char *const CMD_B = "0190f0a0-0000-7000-8000-00000000000b";
 
-/* Runs a command built from JSON args text; expires in 60 s unless given. */
-static int run_cmd(const char *id, const char *action, const char *args, int64_t expires,
-		   struct cw_command_outcome *out)
+/* Runs a command built from JSON args text, issued at issued (wall ms);
+ * expires in 60 s unless given. */
+static int run_cmd_at(const char *id, const char *action, const char *args, int64_t issued,
+		      int64_t expires, struct cw_command_outcome *out)
 {
 	cJSON *a = cJSON_Parse(args);
 	struct cw_engine_command c = {
 		.id = id,
 		.action = action,
 		.args = a,
-		.issued_wall_ms = cw_wall_ms(),
+		.issued_wall_ms = issued,
 		.expires_wall_ms = expires ? expires : cw_wall_ms() + 60000,
 	};
 	int rc;
@@ -1663,6 +1664,12 @@ static int run_cmd(const char *id, const char *action, const char *args, int64_t
 	rc = cw_engine_command(e, &c, out);
 	cJSON_Delete(a);
 	return rc;
+}
+
+static int run_cmd(const char *id, const char *action, const char *args, int64_t expires,
+		   struct cw_command_outcome *out)
+{
+	return run_cmd_at(id, action, args, cw_wall_ms(), expires, out);
 }
 
 static int64_t results_of(const char *id)
@@ -1953,11 +1960,185 @@ START_TEST(cmd_maintenance_and_others)
 	ck_assert_int_eq(q("SELECT count(*) FROM telemetry"), before);
 	ck_assert_int_eq(q("SELECT count(*) FROM outbox WHERE kind = 'command.result'"), 9);
 	ck_assert_int_eq(q("SELECT count(*) FROM command_log WHERE state = 'failed'"), 7);
-	/* malformed ids and actions are not recorded */
+	/* malformed ids are not recorded (nothing to key them by) */
 	ck_assert_int_eq(run_cmd("", "unlock", "{}", 0, &o), CW_ERR_INVAL);
 	ck_assert_int_eq(run_cmd("a b", "unlock", "{}", 0, &o), CW_ERR_INVAL);
-	ck_assert_int_eq(run_cmd("c8", "un lock", "{}", 0, &o), CW_ERR_INVAL);
 	ck_assert_int_eq(q("SELECT count(*) FROM command_log"), 9);
+	assert_no_errors();
+}
+END_TEST
+
+/* A signed command with a malformed action or args is recorded refused,
+ * reported, and refused again as a replay. */
+START_TEST(cmd_malformed_recorded_refused)
+{
+	struct cw_command_outcome o;
+	char s[64], big[6000];
+
+	ck_assert_int_eq(run_cmd("m1", "un lock", "{\"cart_number\": 3}", 0, &o), CW_OK);
+	ck_assert_str_eq(o.state, "refused");
+	ck_assert_str_eq(o.error, "malformed_command");
+	qs(s, sizeof(s), "SELECT state || ' ' || action FROM command_log WHERE id = 'm1'");
+	ck_assert_str_eq(s, "refused invalid");
+	ck_assert_int_eq(run_cmd("m2", "", "{}", 0, &o), CW_OK);
+	ck_assert_str_eq(o.error, "malformed_command");
+	/* args not an object (what the syncer hands on for "bad_args") */
+	ck_assert_int_eq(run_cmd("m3", "unlock", "[3]", 0, &o), CW_OK);
+	ck_assert_str_eq(o.state, "refused");
+	result_field("m3", "$.command.state", s, sizeof(s));
+	ck_assert_str_eq(s, "failed");
+	result_field("m3", "$.command.result.error", s, sizeof(s));
+	ck_assert_str_eq(s, "malformed_command");
+	result_field("m3", "$.command.local_state", s, sizeof(s));
+	ck_assert_str_eq(s, "refused");
+	/* args too long */
+	snprintf(big, sizeof(big), "{\"cart_number\": 3, \"note\": \"%05000d\"}", 0);
+	ck_assert_int_eq(run_cmd("m4", "unlock", big, 0, &o), CW_OK);
+	ck_assert_str_eq(o.error, "malformed_command");
+	ck_assert_int_eq(q("SELECT count(*) FROM command_log WHERE state = 'refused'"), 4);
+	ck_assert_int_eq(q("SELECT count(*) FROM outbox WHERE kind = 'command.result'"), 4);
+	/* a replay, now well formed: refused by the log, nothing moves */
+	ck_assert_int_eq(run_cmd("m3", "unlock", "{\"cart_number\": 3}", 0, &o), CW_ERR_CONFLICT);
+	ck_assert_int_eq(run_cmd("m1", "unlock", "{\"cart_number\": 3}", 0, &o), CW_ERR_CONFLICT);
+	ck_assert_int_eq(f.calls, 0);
+	ck_assert_int_eq(q("SELECT count(*) FROM outbox WHERE kind = 'command.result'"), 4);
+	cart_status(3, s, sizeof(s));
+	ck_assert_str_eq(s, "available");
+	assert_no_errors();
+}
+END_TEST
+
+static void fail_telemetry(void)
+{
+	fail_steps("INSERT INTO telemetry");
+}
+
+static void fail_outbox(void)
+{
+	fail_steps("INSERT INTO outbox");
+}
+
+/* The lock moved but the outcome's transaction failed: the command is
+ * reported failed "result_not_recorded" by a smaller transaction, or, when
+ * that fails too, by the next tick; never run again. */
+START_TEST(cmd_outcome_not_recorded)
+{
+	struct cw_command_outcome o;
+	unsigned long errs = cw_log_error_count();
+	char s[64];
+
+	f.during_unlock = fail_telemetry;
+	ck_assert_int_eq(run_cmd(CMD_A, "unlock", "{\"cart_number\": 3}", 0, &o), CW_OK);
+	fail_steps(NULL);
+	ck_assert_str_eq(o.state, "failed");
+	ck_assert_str_eq(o.error, "result_not_recorded");
+	ck_assert_uint_gt(cw_log_error_count(), errs);
+	ck_assert_int_eq(f.calls, 1);
+	qs(s, sizeof(s), "SELECT state FROM command_log WHERE id = '%s'", CMD_A);
+	ck_assert_str_eq(s, "failed");
+	ck_assert_int_eq(results_of(CMD_A), 1);
+	result_field(CMD_A, "$.command.result.error", s, sizeof(s));
+	ck_assert_str_eq(s, "result_not_recorded");
+	result_field(CMD_A, "$.command.result.release", s, sizeof(s));
+	ck_assert_str_eq(s, cw_errname(CW_OK));
+	result_field(CMD_A, "$.command.result.cart.cart_number", s, sizeof(s));
+	ck_assert_str_eq(s, "3");
+	ck_assert_int_eq(run_cmd(CMD_A, "unlock", "{\"cart_number\": 3}", 0, &o), CW_ERR_CONFLICT);
+	ck_assert_int_eq(f.calls, 1);
+
+	/* neither transaction can write: left executing, the tick reports it */
+	f.during_unlock = fail_outbox;
+	ck_assert_int_eq(run_cmd(CMD_B, "unlock", "{\"cart_number\": 4}", 0, &o), CW_ERR_DB);
+	fail_steps(NULL);
+	ck_assert_int_eq(f.calls, 2);
+	qs(s, sizeof(s), "SELECT state FROM command_log WHERE id = '%s'", CMD_B);
+	ck_assert_str_eq(s, "executing");
+	ck_assert_int_eq(results_of(CMD_B), 0);
+	ck_assert_int_eq(run_cmd(CMD_B, "unlock", "{\"cart_number\": 4}", 0, &o), CW_ERR_CONFLICT);
+	cw_engine_tick(e);
+	qs(s, sizeof(s), "SELECT state FROM command_log WHERE id = '%s'", CMD_B);
+	ck_assert_str_eq(s, "failed");
+	ck_assert_int_eq(results_of(CMD_B), 1);
+	result_field(CMD_B, "$.command.result.error", s, sizeof(s));
+	ck_assert_str_eq(s, "result_not_recorded");
+	cw_engine_tick(e);
+	ck_assert_int_eq(results_of(CMD_B), 1);
+	ck_assert_int_eq(f.calls, 2);
+}
+END_TEST
+
+static void drop_db_files(void)
+{
+	const char *suffix[] = {"", "-wal", "-shm"};
+	char p[400];
+
+	for (int i = 0; i < 3; i++) {
+		snprintf(p, sizeof(p), "%s%s", dbpath, suffix[i]);
+		unlink(p);
+	}
+}
+
+/* A command issued before the database was created may have run in the one
+ * it replaced (whose command_log is gone): refused. */
+START_TEST(cmd_issued_before_database)
+{
+	struct cw_command_outcome o;
+	int64_t sec = cw_wall_ms() / 1000 * 1000; /* iat is in whole seconds */
+	char s[128];
+
+	/* this database is 2 s old; the command was issued a second ago */
+	exec_engine("UPDATE settings SET value = json_set(value, '$.wall_ms', "
+		    "json_extract(value, '$.wall_ms') - 2000) WHERE key = 'db_created'");
+	ck_assert_int_eq(run_cmd_at(CMD_A, "unlock", "{\"cart_number\": 3}", sec - 1000, 0, &o),
+			 CW_OK);
+	ck_assert_str_eq(o.state, "done");
+	ck_assert_int_eq(f.calls, 1);
+	/* edge.db replaced (restored, recreated): the same command again */
+	engine_close();
+	drop_db_files();
+	setbits(0, 2, true, true); /* cart 3 docked and locked again */
+	engine_open();
+	push(0);
+	push(1);
+	ck_assert_int_eq(q("SELECT count(*) FROM command_log"), 0);
+	ck_assert_int_eq(run_cmd_at(CMD_A, "unlock", "{\"cart_number\": 3}", sec - 1000, 0, &o),
+			 CW_OK);
+	ck_assert_str_eq(o.state, "refused");
+	ck_assert_str_eq(o.error, "issued_before_database");
+	ck_assert_int_eq(f.calls, 1);
+	result_field(CMD_A, "$.command.result.error", s, sizeof(s));
+	ck_assert_str_eq(s, "issued_before_database");
+	cart_status(3, s, sizeof(s));
+	ck_assert_str_eq(s, "available");
+	/* one issued in the second the database was created runs */
+	ck_assert_int_eq(run_cmd_at(CMD_B, "unlock", "{\"cart_number\": 4}",
+				    q("SELECT json_extract(value, '$.wall_ms') / 1000 * 1000 FROM "
+				      "settings WHERE key = 'db_created'"), 0, &o),
+			 CW_OK);
+	ck_assert_str_eq(o.state, "done");
+	ck_assert_int_eq(f.calls, 2);
+
+	/* created while the clock was not trusted, same boot: the monotonic
+	 * clock dates it (3 s ago); stored trusted from then on */
+	exec_engine("UPDATE settings SET value = json_set(value, '$.wall_ms', 5, '$.trusted', 0, "
+		    "'$.mono_ms', json_extract(value, '$.mono_ms') - 3000) WHERE key = 'db_created'");
+	ck_assert_int_eq(run_cmd_at("c1", "unlock", "{\"cart_number\": 5}", sec - 6000, 0, &o),
+			 CW_OK);
+	ck_assert_str_eq(o.error, "issued_before_database");
+	ck_assert_int_eq(q("SELECT json_extract(value, '$.trusted') FROM settings WHERE key = "
+			   "'db_created'"), 1);
+	ck_assert_int_ge(q("SELECT json_extract(value, '$.wall_ms') FROM settings WHERE key = "
+			   "'db_created'"), cw_wall_ms() - 5000);
+	ck_assert_int_eq(run_cmd_at("c2", "unlock", "{\"cart_number\": 5}", sec - 1000, 0, &o),
+			 CW_OK);
+	ck_assert_str_eq(o.state, "done");
+	/* ... after a reboot: no better date than now */
+	exec_engine("UPDATE settings SET value = json_set(value, '$.trusted', 0, '$.boot', "
+		    "'another-boot') WHERE key = 'db_created'");
+	ck_assert_int_eq(run_cmd_at("c3", "unlock", "{\"cart_number\": 6}", sec - 1000, 0, &o),
+			 CW_OK);
+	ck_assert_str_eq(o.error, "issued_before_database");
+	ck_assert_int_eq(f.calls, 3);
 	assert_no_errors();
 }
 END_TEST
@@ -2086,6 +2267,9 @@ int main(void)
 	tcase_add_test(tc, cmd_executing_row_reported_at_start);
 	tcase_add_test(tc, cmd_assign_and_return);
 	tcase_add_test(tc, cmd_maintenance_and_others);
+	tcase_add_test(tc, cmd_malformed_recorded_refused);
+	tcase_add_test(tc, cmd_outcome_not_recorded);
+	tcase_add_test(tc, cmd_issued_before_database);
 	tcase_add_test(tc, outbox_hook_after_commits);
 	tcase_add_test(tc, cart_payload_has_controller);
 	suite_add_tcase(s, tc);
