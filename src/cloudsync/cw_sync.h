@@ -41,7 +41,10 @@ typedef int (*cw_sync_entry_fn)(void *fctx, const struct cw_sync_entry *e);
 struct cw_sync_command {
 	char id[CW_SYNC_ID_MAX];
 	char action[64];
-	const cJSON *args; /* object; valid during the callback */
+	/* object; valid during the callback. A signed command with a malformed
+	 * act or args reaches the source too, with action "" or args that are
+	 * not an object: record it refused (never run it). */
+	const cJSON *args;
 	int64_t issued_ms, expires_ms;
 };
 

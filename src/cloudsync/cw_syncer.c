@@ -614,15 +614,6 @@ int cw_sync_verify_command(const struct cw_cred *cred, const cJSON *cmd, int64_t
 		*reason = "expired";
 		goto refuse;
 	}
-	if (!cJSON_IsString(act) || !act->valuestring[0] ||
-	    strlen(act->valuestring) >= sizeof(out->action)) {
-		*reason = "bad_action";
-		goto refuse;
-	}
-	if (args && !cJSON_IsObject(args)) {
-		*reason = "bad_args";
-		goto refuse;
-	}
 	if (!args) {
 		args = cJSON_AddObjectToObject(c, "args");
 		if (!args) {
@@ -630,13 +621,22 @@ int cw_sync_verify_command(const struct cw_cred *cred, const cJSON *cmd, int64_t
 			goto refuse;
 		}
 	}
+	/* Signed for this device and not expired, but unusable: handed on all
+	 * the same, for the source to record it refused (a replay is then
+	 * refused and the cloud learns the outcome). */
+	*reason = "ok";
+	if (!cJSON_IsString(act) || !act->valuestring[0] ||
+	    strlen(act->valuestring) >= sizeof(out->action))
+		*reason = "bad_action";
+	else if (!cJSON_IsObject(args))
+		*reason = "bad_args";
 	snprintf(out->id, sizeof(out->id), "%s", id->valuestring);
-	snprintf(out->action, sizeof(out->action), "%s", act->valuestring);
+	snprintf(out->action, sizeof(out->action), "%s",
+		 strcmp(*reason, "bad_action") != 0 ? act->valuestring : "");
 	out->args = args;
 	out->issued_ms = iat * 1000;
 	out->expires_ms = exp * 1000;
 	*claims = c;
-	*reason = "ok";
 	return CW_OK;
 refuse:
 	cJSON_Delete(c);
@@ -672,6 +672,9 @@ static void run_command(struct cw_syncer *s, const cJSON *cmd, const char *via)
 				via);
 		return;
 	}
+	if (strcmp(why, "ok") != 0 && !refused_before(s, c.id))
+		cw_warn("cloud.command_malformed", "command=%s reason=%s via=%s note=\"recorded "
+			"refused by the device\"", c.id, why, via);
 	rc = s->src.command ? s->src.command(s->src.ctx, &c) : CW_ERR_INTERNAL;
 	if (rc == CW_ERR_CONFLICT)
 		cw_debug("cloud.command_seen", "command=%s via=%s", c.id, via);

@@ -505,13 +505,31 @@ START_TEST(cmd_refused)
 	ck_assert_str_eq(verify(command("c1", c, sk), CW_ERR_AUTH), "bad_iss");
 	/* a valid token under another command id */
 	ck_assert_str_eq(verify(command("c2", claims("c1"), sk), CW_ERR_AUTH), "id_mismatch");
-	/* no act, args not an object */
+	/* no act, args not an object: signed, so handed on (the source records
+	 * them refused), with the reason */
 	c = claims("c1");
 	cJSON_DeleteItemFromObject(c, "act");
-	ck_assert_str_eq(verify(command("c1", c, sk), CW_ERR_AUTH), "bad_action");
+	ck_assert_str_eq(verify(command("c1", c, sk), CW_OK), "bad_action");
 	c = claims("c1");
 	set(c, "args", cJSON_CreateString("x"));
-	ck_assert_str_eq(verify(command("c1", c, sk), CW_ERR_AUTH), "bad_args");
+	ck_assert_str_eq(verify(command("c1", c, sk), CW_OK), "bad_args");
+	{
+		struct cw_sync_command out;
+		cJSON *cl = NULL, *cmd;
+		const char *why = NULL;
+
+		c = claims("c1");
+		set(c, "act", cJSON_CreateNumber(3));
+		set(c, "args", cJSON_CreateString("x"));
+		cmd = command("c1", c, sk);
+		ck_assert_int_eq(cw_sync_verify_command(&cred, cmd, now_ms, &out, &cl, &why), CW_OK);
+		ck_assert_str_eq(why, "bad_action");
+		ck_assert_str_eq(out.action, "");
+		ck_assert_str_eq(out.id, "c1");
+		ck_assert(cJSON_IsString(out.args));
+		cJSON_Delete(cl);
+		cJSON_Delete(cmd);
+	}
 	/* unsigned (what this tree's cloud hands out today), malformed objects */
 	ck_assert_str_eq(verify(command("c1", NULL, NULL), CW_ERR_AUTH), "unsigned");
 	ck_assert_str_eq(verify(cJSON_CreateString("x"), CW_ERR_INVAL), "malformed");
