@@ -108,8 +108,10 @@ enum cw_sync_state {
 	CW_SYNC_BACKOFF,    /* waiting to retry after a failure */
 	CW_SYNC_REVOKED,    /* the cloud refused the token: operator action needed */
 	CW_SYNC_GAP,        /* the cloud's high-water mark is behind what it acknowledged */
-	CW_SYNC_CLOUD_AHEAD /* the cloud skipped entries never sent from this database
-			     * (edge.db replaced): re-enroll as a new device */
+	CW_SYNC_CLOUD_AHEAD, /* the cloud skipped entries never sent from this database
+			      * (edge.db replaced): re-enroll as a new device */
+	CW_SYNC_ENTRY_REFUSED /* the cloud refuses an entry (400): it stays first in the
+			       * queue, retried with backoff; an operator must act */
 };
 
 /* The MQTT link (docs/SYNC.md "MQTT"). */
@@ -128,8 +130,11 @@ struct cw_sync_status {
 	int64_t last_ok_wall_ms; /* 0 = never */
 	int64_t batches_sent, entries_sent;
 	/* gap or cloud_ahead seen: batches stopped until restart (heartbeats go
-	 * on), even while state shows a later transient failure */
+	 * on), even while state shows a later transient failure; or an entry
+	 * refused: the queue waits at refused_seq until the cloud takes it */
 	bool sync_stopped;
+	int64_t refused_seq;   /* entry_refused: the entry the cloud refuses (0 = none) */
+	char refused_code[32]; /* and the cloud's error code ("invalid") */
 	char last_error[160];    /* never holds a secret */
 };
 

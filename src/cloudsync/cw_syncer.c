@@ -62,6 +62,11 @@ struct cw_syncer {
 	 * on); st.sync_stopped mirrors it. */
 	enum cw_sync_state stopped;
 	char stopped_msg[sizeof(((struct cw_sync_status *)0)->last_error)];
+	/* An entry the cloud refuses (400): 0 = none. Not sticky: cleared when
+	 * a batch including it is acknowledged. refused_msg is its last_error. */
+	int64_t refused_seq;
+	char refused_msg[sizeof(((struct cw_sync_status *)0)->last_error)];
+	int batch_limit; /* > 0: the next batch takes at most this many entries */
 	struct cw_https *http;
 
 	pthread_t thread;
@@ -113,6 +118,8 @@ const char *cw_sync_state_name(enum cw_sync_state st)
 		return "gap";
 	case CW_SYNC_CLOUD_AHEAD:
 		return "cloud_ahead";
+	case CW_SYNC_ENTRY_REFUSED:
+		return "entry_refused";
 	}
 	return "unknown";
 }
@@ -162,7 +169,8 @@ static void failed(struct cw_syncer *s, enum cw_sync_state state, enum cw_log_le
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	if (state == CW_SYNC_BACKOFF || state == CW_SYNC_UNENROLLED) {
+	if (state == CW_SYNC_BACKOFF || state == CW_SYNC_UNENROLLED ||
+	    state == CW_SYNC_ENTRY_REFUSED) {
 		s->fails++;
 		delay = cw_sync_backoff_ms(s->cfg.backoff_base_ms, s->cfg.backoff_cap_ms, s->fails);
 		s->next_try_mono = cw_mono_ms() + delay;
@@ -182,7 +190,8 @@ static void failed(struct cw_syncer *s, enum cw_sync_state state, enum cw_log_le
 	}
 	pthread_mutex_lock(&s->mu);
 	s->st.state = state;
-	s->st.sync_stopped = s->stopped != CW_SYNC_OK;
+	s->st.sync_stopped = s->stopped != CW_SYNC_OK || s->refused_seq > 0;
+	s->st.refused_seq = s->refused_seq;
 	snprintf(s->st.last_error, sizeof(s->st.last_error), "%s", msg);
 	pthread_mutex_unlock(&s->mu);
 	if (changed)
@@ -205,10 +214,21 @@ static void succeeded(struct cw_syncer *s, const char *op)
 	s->fails = 0;
 	s->next_try_mono = 0;
 	pthread_mutex_lock(&s->mu);
-	/* a stopped sync stays visible (state and last_error) until restart */
-	was_failing = s->st.state != CW_SYNC_OK && s->st.state != s->stopped;
-	s->st.state = s->stopped;
-	snprintf(s->st.last_error, sizeof(s->st.last_error), "%s", s->stopped_msg);
+	/* a stopped sync stays visible (state and last_error) until restart,
+	 * a refused entry until the cloud takes it */
+	{
+		bool refused = s->stopped == CW_SYNC_OK && s->refused_seq > 0;
+		enum cw_sync_state to = refused ? CW_SYNC_ENTRY_REFUSED : s->stopped;
+
+		was_failing = s->st.state != CW_SYNC_OK && s->st.state != to;
+		s->st.state = to;
+		s->st.sync_stopped = s->stopped != CW_SYNC_OK || s->refused_seq > 0;
+		s->st.refused_seq = s->refused_seq;
+		if (s->refused_seq == 0)
+			s->st.refused_code[0] = '\0';
+		snprintf(s->st.last_error, sizeof(s->st.last_error), "%s",
+			 refused ? s->refused_msg : s->stopped_msg);
+	}
 	s->st.last_ok_wall_ms = cw_wall_ms();
 	pthread_mutex_unlock(&s->mu);
 	if (was_failing)
@@ -728,7 +748,9 @@ static int heartbeat(struct cw_syncer *s)
 
 	if (!req)
 		goto out;
-	cJSON_AddStringToObject(req, "status", s->stopped != CW_SYNC_OK ? "degraded" : "online");
+	cJSON_AddStringToObject(req, "status", s->stopped != CW_SYNC_OK || s->refused_seq > 0
+						       ? "degraded"
+						       : "online");
 	if (s->cfg.firmware_version[0])
 		cJSON_AddStringToObject(req, "firmware_version", s->cfg.firmware_version);
 	health = health_json(s);
@@ -917,6 +939,58 @@ out:
 	return rc;
 }
 
+/* 400 to a batch: the cloud refuses an entry of it, named in its message
+ * ("entries[3]: ...", docs/SYNC.md "Up"), and wrote nothing. The entry is
+ * never skipped (that would lose it): it stays first in the queue and is
+ * sent again with backoff -- the cloud may take it once an operator has
+ * fixed the cloud's side, or after an upgrade. The entries before it go on
+ * in a batch of their own, so the queue waits exactly at it (an unnamed
+ * entry: batches of one until it is found). State entry_refused with the
+ * seq and the cloud's code, logged once per entry. */
+static int entry_refused(struct cw_syncer *s, const struct batch *b, const cJSON *j)
+{
+	const cJSON *code = cJSON_GetObjectItemCaseSensitive(
+		cJSON_GetObjectItemCaseSensitive(j, "error"), "code");
+	const char *msg = err_msg(j);
+	long idx = -1;
+	int64_t seq;
+	bool known;
+
+	if (strncmp(msg, "entries[", 8) == 0) {
+		char *end = NULL;
+		long v = strtol(msg + 8, &end, 10);
+		if (end != msg + 8 && *end == ']' && v >= 0 && v < b->n)
+			idx = v;
+	}
+	if (idx > 0)
+		s->batch_limit = (int)idx; /* the entries before it */
+	else if (idx < 0 && b->n > 1)
+		s->batch_limit = 1;
+	if (idx < 0 && b->n > 1) {
+		/* not named: the batch's first entry is tried alone next */
+		failed(s, CW_SYNC_BACKOFF, CW_LOG_WARN, "cloud.sync_refused",
+		       "op=sync first=%lld last=%lld status=400 message=\"%.80s\"",
+		       (long long)b->first, (long long)b->last, msg);
+		return CW_ERR_INVAL;
+	}
+	if (idx > 0)
+		return CW_ERR_INVAL; /* not the first: found when the ones before it went */
+	seq = b->first;
+	known = seq == s->refused_seq;
+	s->refused_seq = seq;
+	pthread_mutex_lock(&s->mu);
+	snprintf(s->st.refused_code, sizeof(s->st.refused_code), "%s",
+		 cJSON_IsString(code) ? code->valuestring : "");
+	pthread_mutex_unlock(&s->mu);
+	snprintf(s->refused_msg, sizeof(s->refused_msg), "op=sync seq=%lld code=%.31s "
+		 "message=\"%.80s\"", (long long)seq, cJSON_IsString(code) ? code->valuestring : "",
+		 msg);
+	failed(s, CW_SYNC_ENTRY_REFUSED, known ? CW_LOG_DEBUG : CW_LOG_ERROR,
+	       "cloud.sync_entry_refused", "%s reason=\"the cloud refuses this entry; it is kept "
+	       "and sent again, the entries after it wait (docs/OPERATIONS.md)\"", s->refused_msg);
+	return CW_ERR_INVAL;
+}
+
 /* Sends one batch. *sent = entries the cloud acknowledged (0 = nothing to
  * send). */
 static int send_batch(struct cw_syncer *s, int *sent)
@@ -939,8 +1013,12 @@ static int send_batch(struct cw_syncer *s, int *sent)
 	/* the source bounds payload bytes; ENTRY_OVERHEAD per entry on top.
 	 * What stopped the walk is read from b, not from the return value:
 	 * the source may return its count or fn's code. */
-	walk = s->src.outbox_read(s->src.ctx, s->acked, s->cfg.batch_max_entries,
+	walk = s->src.outbox_read(s->src.ctx, s->acked,
+				  s->batch_limit > 0 && s->batch_limit < s->cfg.batch_max_entries
+					  ? s->batch_limit
+					  : s->cfg.batch_max_entries,
 				  s->cfg.batch_max_bytes, add_entry, &b);
+	s->batch_limit = 0;
 	if (walk < 0) {
 		failed(s, CW_SYNC_BACKOFF, CW_LOG_ERROR, "cloud.outbox_read", "op=sync error=%s",
 		       cw_errname(walk));
@@ -989,6 +1067,10 @@ static int send_batch(struct cw_syncer *s, int *sent)
 		rc = resolve_gap(s, &b);
 		goto out;
 	}
+	if (rc == CW_OK && resp.status == 400 && !atomic_load(&s->stop)) {
+		rc = entry_refused(s, &b, j);
+		goto out_resp;
+	}
 	if (rc != CW_OK || resp.status != 200) {
 		exchange_failed(s, "sync", rc, &resp, j);
 		rc = rc != CW_OK ? rc : CW_ERR_AUTH;
@@ -1025,6 +1107,12 @@ static int send_batch(struct cw_syncer *s, int *sent)
 	rc = ack(s, b.last);
 	if (rc != CW_OK)
 		goto out_resp;
+	if (s->refused_seq > 0 && b.last >= s->refused_seq) {
+		cw_info("cloud.sync_entry_accepted", "seq=%lld note=\"the cloud took the entry it "
+			"refused; the queue moves again\"", (long long)s->refused_seq);
+		s->refused_seq = 0;
+		s->refused_msg[0] = '\0';
+	}
 	pthread_mutex_lock(&s->mu);
 	s->st.batches_sent++;
 	s->st.entries_sent += b.n;

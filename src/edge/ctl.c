@@ -399,7 +399,7 @@ static int cmd_status(int argc, char **argv)
 		const cJSON *cl = cJSON_GetObjectItemCaseSensitive(st, "cloud");
 		if (cJSON_IsObject(cl)) {
 			char s1[CELL] = "", d[CELL] = "", hw[CELL] = "", ok[CELL] = "", dp[CELL] = "",
-			     le[CELL] = "", mq[CELL] = "";
+			     le[CELL] = "", mq[CELL] = "", rs[CELL] = "", rc[CELL] = "";
 			cell(cl, "state", s1, sizeof(s1));
 			cell(cl, "mqtt", mq, sizeof(mq));
 			cell(cl, "device_id", d, sizeof(d));
@@ -410,6 +410,13 @@ static int cmd_status(int argc, char **argv)
 			printf("cloud %s, mqtt %s, device %s, high water %s, last ok %s, outbox depth "
 			       "%s%s%s\n",
 			       s1, mq, d, hw, ok, dp, le[0] ? ", last error: " : "", le);
+			cell(cl, "refused_seq", rs, sizeof(rs));
+			cell(cl, "refused_code", rc, sizeof(rc));
+			if (cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(cl, "refused_seq")))
+				printf("sync stopped: the cloud refuses outbox entry %s (%s); it is kept "
+				       "and sent again, the entries after it wait\n", rs, rc);
+			else if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cl, "sync_stopped")))
+				printf("sync stopped (%s): see docs/OPERATIONS.md\n", s1);
 		} else {
 			printf("cloud: not configured (no \"cloud\" section)\n");
 		}

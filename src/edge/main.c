@@ -140,11 +140,19 @@ static cJSON *hook_cloud_json(void *ctx)
 		return NULL;
 	cJSON_AddStringToObject(o, "state", cw_sync_state_name(st.state));
 	/* true after gap or cloud_ahead: batches stopped until restart, even
-	 * while state shows a later transient backoff */
+	 * while state shows a later transient backoff; or while the cloud
+	 * refuses an entry (refused_seq: the queue waits there) */
 	cJSON_AddBoolToObject(o, "sync_stopped", st.sync_stopped);
 	/* the MQTT link: connected, disconnected or not_configured (no broker
 	 * in cloud.json); commands come through the heartbeat without it */
 	cJSON_AddStringToObject(o, "mqtt", cw_sync_mqtt_state_name(st.mqtt));
+	if (st.refused_seq > 0) {
+		cJSON_AddNumberToObject(o, "refused_seq", (double)st.refused_seq);
+		cJSON_AddStringToObject(o, "refused_code", st.refused_code);
+	} else {
+		cJSON_AddNullToObject(o, "refused_seq");
+		cJSON_AddNullToObject(o, "refused_code");
+	}
 	if (st.device_id[0])
 		cJSON_AddStringToObject(o, "device_id", st.device_id);
 	else

@@ -7,9 +7,10 @@
 # the count and byte bounds; a 409 after an applied batch is resolved by the
 # cloud's high-water mark; a cloud behind the device stops sync (gap); a cloud
 # ahead of a fresh outbox (edge.db replaced) stops sync unacknowledged; a bad
-# payload is kept, not skipped; the syncer stops at once even mid-request.
-# The mqtt group adds a real Mosquitto (test/mqtt/broker.sh, production ACL):
-# the MQTT link's status, Last Will, telemetry and signed commands.
+# payload is kept, not skipped; an entry the cloud refuses (400) holds the
+# queue visibly (entry_refused) and is never skipped; the syncer stops at once
+# even mid-request. The mqtt group adds a real Mosquitto (test/mqtt/broker.sh,
+# production ACL): the MQTT link's status, Last Will, telemetry and signed commands.
 set -euo pipefail
 # usage: cloudsync_stub.sh drain|protocol|commands|mqtt (four meson tests, each well under a minute)
 GROUP=${1:?usage: $0 drain|protocol|commands|mqtt}
@@ -194,7 +195,10 @@ phase_save() {
 	mkdir -p "$T/save"
 	driver save --until enrolled --seconds 20 &
 	DRIVER_PID=$!
-	sleep 0.2
+	# once the registration is under way (the stub answers it 0.5 s later);
+	# a fixed sleep raced a slow start under ASan on a loaded machine
+	reg_started() { [ "$(stub_state | jq .registrations)" -ge 1 ]; }
+	wait_until 10 reg_started || fail "no registration"
 	mkdir -p "$T/save/cloud.json/blocker" # rename over a non-empty directory fails
 	wait_until 10 grep -q 'event=cloud.credentials_save' "$T/save-driver.log" || fail "save did not fail"
 	sleep 0.3
@@ -205,6 +209,34 @@ phase_save() {
 	[ "$(jq .registrations <<<"$s")" = 1 ] || fail "registered $(jq .registrations <<<"$s") times"
 	[ -f "$T/save/cloud.json" ] || fail "cloud.json not written"
 	[ "$(st .state save)" = ok ] || fail "state $(st .state save)"
+	stub_stop
+}
+
+phase_refused() {
+	note "the cloud refuses entry 37 (400 naming it): entries 1..36 go, the queue waits at 37 (state entry_refused, logged once), nothing skipped; once the cloud takes it, all drain"
+	stub_start refused --refuse-seq 37
+	driver refused --entries 100 --until drained --seconds 20 &
+	DRIVER_PID=$!
+	refused_seen() { [ -f "$T/refused/status.json" ] && [ "$(st .state refused)" = entry_refused ] \
+		&& [ "$(jq .refused_posts <<<"$(stub_state)")" -ge 4 ]; }
+	wait_until 10 refused_seen || fail "no entry_refused state: $(cat "$T/refused/status.json")"
+	[ "$(st .refused_seq refused)" = 37 ] || fail "refused_seq $(st .refused_seq refused)"
+	[ "$(st .refused_code refused)" = invalid ] || fail "refused_code $(st .refused_code refused)"
+	[ "$(st .sync_stopped refused)" = true ] || fail "sync_stopped not set"
+	[ "$(st .acked refused)" = 36 ] || fail "acked $(st .acked refused) (want the 36 before it)"
+	s=$(stub_state)
+	[ "$(jq .applied <<<"$s")" = 36 ] && [ "$(jq .max <<<"$s")" = 36 ] || fail "refused: $(jq -c 'del(.errors)' <<<"$s")"
+	[ "$(grep -c 'level=error event=cloud.sync_entry_refused op=sync seq=37 code=invalid' "$T/refused-driver.log")" = 1 ] \
+		|| fail "refused entry not logged exactly once"
+	curl -sf -X POST "http://127.0.0.1:$PORT/stub/accept" >/dev/null || fail "stub accept"
+	wait "$DRIVER_PID" || fail "did not drain once the cloud took the entry"
+	DRIVER_PID=
+	s=$(stub_state)
+	[ "$(jq .applied <<<"$s")" = 100 ] && [ "$(jq .dupes <<<"$s")" = 0 ] || fail "after accept: $(jq -c 'del(.errors)' <<<"$s")"
+	[ "$(st .state refused)" = ok ] && [ "$(st .refused_seq refused)" = 0 ] \
+		&& [ "$(st .sync_stopped refused)" = false ] || fail "state after accept: $(cat "$T/refused/status.json")"
+	grep -q 'event=cloud.sync_entry_accepted seq=37' "$T/refused-driver.log" || fail "acceptance not logged"
+	[ "$(st .errors refused)" = 1 ] || fail "error-level lines: $(st .errors refused) (want the one refusal)"
 	stub_stop
 }
 
@@ -467,7 +499,7 @@ phase_secrets() {
 
 case $GROUP in
 drain) phase_drain; phase_live; phase_secrets ;;
-protocol) phase_c409; phase_gap; phase_ahead; phase_save; phase_bad; phase_big; phase_hang ;;
+protocol) phase_c409; phase_gap; phase_ahead; phase_save; phase_refused; phase_bad; phase_big; phase_hang ;;
 commands) phase_commands ;;
 mqtt) phase_mqtt ;;
 *) fail "unknown group $GROUP" ;;

@@ -44,6 +44,8 @@ static void write_status(const char *path, struct cw_syncer *s, struct fake_sour
 	cJSON_AddNumberToObject(o, "sent_calls", (double)f->sent_calls);
 	cJSON_AddNumberToObject(o, "sent_regressions", (double)f->sent_regressions);
 	cJSON_AddBoolToObject(o, "sync_stopped", st.sync_stopped);
+	cJSON_AddNumberToObject(o, "refused_seq", (double)st.refused_seq);
+	cJSON_AddStringToObject(o, "refused_code", st.refused_code);
 	cJSON_AddNumberToObject(o, "commands", f->commands_run);
 	cJSON_AddNumberToObject(o, "replays", f->commands_replayed);
 	cJSON_AddNumberToObject(o, "server_time_calls", (double)f->server_time_calls);

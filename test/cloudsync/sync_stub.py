@@ -39,6 +39,8 @@ ap.add_argument("--heartbeat-500-after-409", type=int, default=0,
                 help="answer this many heartbeats 500 after each 409")
 ap.add_argument("--public-key", default=None, help="cloud_public_key to hand out (base64url)")
 ap.add_argument("--issuer", default="stub-cloud")
+ap.add_argument("--refuse-seq", type=int, default=0,
+                help="answer 400 naming this entry (entries[i]) until POST /stub/accept")
 ap.add_argument("--commands", default=None, help="file with the heartbeat's commands array (read on each heartbeat)")
 ap.add_argument("--mqtt-port", type=int, default=0, help="hand out mqtt_config for a broker on 127.0.0.1:PORT")
 ap.add_argument("--mqtt-password", default="", help="the device's broker password in mqtt_config")
@@ -59,6 +61,7 @@ state = {
     "auth_failures": 0, "max_batch_entries": 0, "max_batch_bytes": 0,
     "apply_then_409_left": args.apply_then_409, "heartbeat_500_left": 0, "heartbeats_500": 0,
     "rotations": 0,
+    "refuse_seq": args.refuse_seq, "refused_posts": 0,
 }
 
 
@@ -158,6 +161,10 @@ class H(BaseHTTPRequestHandler):
         raw = self.body()
         if args.hang:
             time.sleep(3600)
+        if self.path == "/stub/accept":  # the operator fixed the cloud's side
+            with lock:
+                state["refuse_seq"] = 0
+            return self.answer(200, {})
         if self.path == "/api/devices/register":
             with lock:
                 state["registrations"] += 1
@@ -252,6 +259,10 @@ class H(BaseHTTPRequestHandler):
                 state["conflicts"] += 1
                 state["heartbeat_500_left"] = args.heartbeat_500_after_409
                 return self.error(409, "expected seq %d" % (hw + 1))
+            for i, e in enumerate(ents):  # an entry the cloud refuses: nothing written
+                if e["seq"] == state["refuse_seq"] and e["seq"] > hw:
+                    state["refused_posts"] += 1
+                    return self.error(400, "entries[%d].payload: refused by the stub" % i)
             skipped = 0
             for e in ents:  # one "transaction": under the lock, all or nothing
                 if e["seq"] <= state["high_water"]:

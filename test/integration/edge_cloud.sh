@@ -3,11 +3,12 @@
 # its cloud link beside the rental engine (the cloud itself is absent here:
 # nothing answers on the URL), rentals never wait for it, status shows the
 # link, cart snapshots in the outbox carry their controller, and SIGTERM
-# stops everything cleanly. The end-to-end sync with a real cartwise-cloud
-# comes with src/cloudsync.
+# stops everything cleanly; then, against test/cloudsync's stub, an entry the
+# cloud refuses shows in the status (entry_refused, the seq and the code).
 . "$(dirname "$0")/lib.sh"
-# Whatever cloudsync logs about the unreachable cloud is expected here.
-ALLOWED_ERRORS='event=(sync|cloudsync|syncer)[._]'
+# Whatever cloudsync logs about the unreachable cloud is expected here, and
+# the refused entry of the last part.
+ALLOWED_ERRORS='event=(sync|cloudsync|syncer)[._]|event=cloud\.sync_entry_refused '
 
 sim_start bus0 modbus --board 1:4
 CLOUD_PORT=$(free_port) # nothing listens there
@@ -49,6 +50,28 @@ n=$(edge_sql "SELECT count(*) FROM outbox WHERE kind LIKE 'cart.%' AND
 
 note "the enrollment code is not logged"
 if grep -q enroll-secret-1 "$T"/*.log; then fail "enrollment code in a log"; fi
+
+edge_stop
+
+note "a cloud that refuses an entry (400 naming it): status shows the queue waiting there"
+# test/cloudsync's stub refuses the edge's first entry (its payload is not the
+# stub's test pattern): entries[0] -> the edge's seq 1, code invalid
+python3 "${CW_SOURCE_DIR:?}/test/cloudsync/sync_stub.py" --port "$CLOUD_PORT" \
+	>"$T/stub.out" 2>"$T/stub.log" &
+PIDS+=($!)
+wait_until 10 grep -q '^PORT=' "$T/stub.out" || fail "stub did not start"
+edge_start
+refused() { [ "$(ctl --json status | jq -r .cloud.refused_seq)" = 1 ]; }
+wait_until 20 refused || fail "no refused entry in the status: $(ctl --json status | jq -c .cloud)"
+st=$(ctl --json status)
+[ "$(jq -r '.cloud.state' <<<"$st")" = entry_refused ] || fail "state: $(jq -c .cloud <<<"$st")"
+[ "$(jq -r '.cloud.refused_code' <<<"$st")" = invalid ] || fail "code: $(jq -c .cloud <<<"$st")"
+[ "$(jq -r '.cloud.sync_stopped' <<<"$st")" = true ] || fail "sync_stopped: $(jq -c .cloud <<<"$st")"
+ctl status | grep -q '^sync stopped: the cloud refuses outbox entry 1 (invalid)' \
+	|| fail "status text: $(ctl status | head -3)"
+[ "$(edge_sql "SELECT acked FROM outbox WHERE seq = 1")" = 0 ] || fail "the refused entry was acknowledged"
+[ "$(grep -c 'level=error event=cloud.sync_entry_refused' "$T/edge.log")" = 1 ] \
+	|| fail "the refused entry not logged exactly once"
 
 check_logs
 edge_stop
