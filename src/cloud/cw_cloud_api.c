@@ -3486,6 +3486,60 @@ out:
 	return ret;
 }
 
+/* POST /api/devices/{id}/sync/reset {"high_water": N}: an operator lowers
+ * a device's high-water mark after its edge database was replaced or
+ * restored (docs/SYNC.md "The cloud ahead of the database",
+ * docs/OPERATIONS.md). Chain admins of the device's chain and platform
+ * admins; logged as an audit line (warn) with who and the marks. */
+static enum MHD_Result h_sync_reset(struct cw_cloud_api *a, struct MHD_Connection *c,
+				    struct req *r, const char *method, char **seg, int nseg)
+{
+	static const char *const keys[] = {"high_water", NULL};
+	struct cw_device d;
+	struct principal p;
+	long want = -1;
+	int64_t prev = 0, detached = 0;
+	cJSON *body, *o;
+	bool ok;
+	int rc, got;
+	enum MHD_Result ret = staff(a, c, r, &p, &ok);
+
+	(void)method;
+	(void)nseg;
+	if (!ok)
+		return ret;
+	ret = load_device(a, c, r, &p, seg[2], &d, &ok);
+	if (!ok)
+		return ret;
+	if (!admins_chain(&p, d.chain_id))
+		return forbidden(c, r);
+	body = body_object(r, keys);
+	if (!body)
+		return bad_request(c, r);
+	got = field_int(r, body, "high_water", 0, 9007199254740991L, &want);
+	cJSON_Delete(body);
+	if (got == 0)
+		snprintf(r->err, sizeof(r->err), "high_water: missing");
+	if (got <= 0)
+		return bad_request(c, r);
+	rc = cw_store_sync_reset(a->store, d.id, want, cw_wall_ms(), &prev, &detached);
+	if (rc == CW_ERR_INVAL) {
+		snprintf(r->err, sizeof(r->err), "high_water: %ld is above the current mark %lld "
+			 "(raising it would skip entries the cloud never got)", want, (long long)prev);
+		return bad_request(c, r);
+	}
+	if (rc != CW_OK)
+		return send_store_err(c, r, rc, "device");
+	cw_warn("sync.reset", "device=%s by=%s role=%s previous=%lld high_water=%ld "
+		"telemetry_detached=%lld", d.id, p.u.id, cw_role_name(p.u.role), (long long)prev,
+		want, (long long)detached);
+	o = cJSON_CreateObject();
+	cJSON_AddNumberToObject(o, "high_water", (double)want);
+	cJSON_AddNumberToObject(o, "previous", (double)prev);
+	cJSON_AddNumberToObject(o, "telemetry_detached", (double)detached);
+	return send_json(c, r, MHD_HTTP_OK, o);
+}
+
 /* GET /api/devices/{id}/config?have=N (docs/SYNC.md "Down: configuration").
  * The cloud does not manage a device's carts yet: version 0, and the edge's
  * own file is its configuration. */
@@ -3690,6 +3744,8 @@ static const struct route routes[] = {
 	 h_telemetry},
 	{"/api/devices/{id}/sync", {"api", "devices", "*", "sync"}, 4, "GET POST", h_sync},
 	{"/api/devices/{id}/config", {"api", "devices", "*", "config"}, 4, "GET", h_device_config},
+	{"/api/devices/{id}/sync/reset", {"api", "devices", "*", "sync", "reset"}, 5, "POST",
+	 h_sync_reset},
 	{"/api/branches/{branch_id}/carts/{id}/unlock",
 	 {"api", "branches", "*", "carts", "*", "unlock"}, 6, "POST", h_cart_unlock},
 };

@@ -1605,3 +1605,60 @@ int cw_store_sync_high_water(struct cw_store *s, const char *device_id, int64_t 
 		return CW_ERR_NOTFOUND;
 	return run(s, CW_SQL_SYNC_HW_GET, p, NP(p), hw_cb, out, NULL);
 }
+
+int cw_store_sync_reset(struct cw_store *s, const char *device_id, int64_t high_water,
+			int64_t now_ms, int64_t *previous, int64_t *detached)
+{
+	struct cw_param pl[] = {P_TEXT(device_id), P_INT(now_ms)};
+	struct cw_param pd[] = {P_TEXT(device_id), P_INT(high_water)};
+	/* 1 device, 2 high water, 3 now */
+	struct cw_param ps[] = {P_TEXT(device_id), P_INT(high_water), P_INT(now_ms)};
+	struct cw_param pg[] = {P_TEXT(device_id)};
+	struct rows got;
+	struct cw_device *d;
+	int64_t hw = -1;
+	void *conn = NULL;
+	int rc;
+
+	*previous = 0;
+	*detached = 0;
+	if (!id_ok(device_id))
+		return CW_ERR_NOTFOUND;
+	if (high_water < 0)
+		return CW_ERR_INVAL;
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		return CW_ERR_NOMEM;
+	got = (struct rows){.read = read_device, .out = d, .elem = sizeof(*d), .cap = 1};
+	rc = tx_begin(s, CW_CONN_WRITE, &conn);
+	if (rc != CW_OK)
+		goto done;
+	/* as a batch: the device, then its mark locked until the commit */
+	if ((rc = s->be->exec(conn, CW_SQL_DEVICE_GET, pg, NP(pg), rows_cb, &got, NULL)))
+		goto out;
+	if (got.n != 1) {
+		rc = CW_ERR_NOTFOUND;
+		goto out;
+	}
+	if ((rc = s->be->exec(conn, CW_SQL_SYNC_HW_LOCK, pl, NP(pl), hw_cb, &hw, NULL)))
+		goto out;
+	if (hw < 0) {
+		rc = CW_ERR_INTERNAL;
+		goto out;
+	}
+	*previous = hw;
+	if (high_water > hw) {
+		rc = CW_ERR_INVAL;
+		goto out;
+	}
+	rc = s->be->exec(conn, CW_SQL_SYNC_TELEMETRY_DETACH, pd, NP(pd), NULL, NULL, detached);
+	if (rc == CW_OK)
+		rc = s->be->exec(conn, CW_SQL_SYNC_HW_SET, ps, NP(ps), NULL, NULL, NULL);
+out:
+	rc = tx_end(s, conn, rc);
+	if (rc != CW_OK)
+		*detached = 0;
+done:
+	free(d);
+	return rc;
+}

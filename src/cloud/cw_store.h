@@ -484,5 +484,15 @@ int cw_store_sync_apply(struct cw_store *s, const char *device_id, const struct 
 			int n, int64_t now_ms, struct cw_sync_result *res);
 /* The device's high-water mark (0 when it never synced). */
 int cw_store_sync_high_water(struct cw_store *s, const char *device_id, int64_t *out);
+/* An operator lowers the device's mark to high_water (docs/SYNC.md "The
+ * cloud ahead of the database"), in one transaction with its device_sync
+ * row locked: its telemetry rows with a seq above the new mark are kept but
+ * lose their seq (*detached of them), so that the entries the device sends
+ * again under those numbers are stored, not dropped as replays. *previous:
+ * the mark before. CW_ERR_INVAL: high_water is negative or above the
+ * current mark (raising it would skip entries the cloud never got);
+ * CW_ERR_NOTFOUND: no such device. */
+int cw_store_sync_reset(struct cw_store *s, const char *device_id, int64_t high_water,
+			int64_t now_ms, int64_t *previous, int64_t *detached);
 
 #endif

@@ -364,6 +364,8 @@ static const char *const pg_sql[CW_SQL_COUNT] = {
 		"duration_minutes = excluded.duration_minutes, notes = excluded.notes, "
 		"updated_at = excluded.updated_at "
 		"WHERE rentals.device_id = excluded.device_id AND rentals.branch_id = excluded.branch_id",
+	[CW_SQL_SYNC_TELEMETRY_DETACH] =
+		"UPDATE telemetry SET seq = NULL WHERE device_id = $1::uuid AND seq > $2::bigint",
 	[CW_SQL_SYNC_TELEMETRY_INSERT] =
 		"INSERT INTO telemetry (device_id, branch_id, chain_id, seq, event_type, event_data, "
 		"\"timestamp\", clock_trusted, received_at) VALUES ($1::uuid, $2::uuid, $3::uuid, "

@@ -324,6 +324,10 @@ static const char *const sq_sql[CW_SQL_COUNT] = {
 		"INSERT INTO telemetry (device_id, branch_id, chain_id, seq, event_type, event_data, "
 		"ts_ms, clock_trusted, received_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) "
 		"ON CONFLICT (device_id, seq) DO NOTHING",
+	/* a reset mark (cw_store_sync_reset): rows above it are kept, without
+	 * the seq the device will use again */
+	[CW_SQL_SYNC_TELEMETRY_DETACH] =
+		"UPDATE telemetry SET seq = NULL WHERE device_id = ?1 AND seq > ?2",
 	[CW_SQL_SYNC_DEVICE_HEALTH] =
 		"UPDATE devices SET health = ?2, updated_ms = ?3 WHERE id = ?1",
 	/* a result finishes a command once; expired ones too (the device ran it
