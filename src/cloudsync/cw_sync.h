@@ -66,6 +66,12 @@ struct cw_sync_source {
 	 * (docs/SYNC.md "The cloud ahead of the database"); a non-zero return
 	 * stops the send (retried with backoff). */
 	int (*outbox_sent)(void *ctx, int64_t first_seq, int64_t last_seq);
+	/* Optional. The cloud's answer showed that it skipped first_seq..last_seq
+	 * without applying them (state cloud_ahead): undo the attempts + 1 of
+	 * the POST that carried them, so that they still count as never sent
+	 * from this database and the cloud cannot skip them unnoticed after a
+	 * restart. */
+	int (*outbox_unsent)(void *ctx, int64_t first_seq, int64_t last_seq);
 	/* Unacknowledged entries, for health. */
 	int64_t (*outbox_depth)(void *ctx);
 	/* Adds the device's health fields to obj (docs/SYNC.md "Heartbeat"). */

@@ -59,7 +59,8 @@ struct cw_syncer {
 	bool pending_save;
 	/* CW_SYNC_GAP or CW_SYNC_CLOUD_AHEAD once seen (OK = none): batches stop
 	 * until restart whatever happens to the state afterwards (heartbeats go
-	 * on); st.sync_stopped mirrors it. */
+	 * on) -- cloud_ahead also until the cloud's mark is lowered
+	 * (recheck_ahead); st.sync_stopped mirrors it. */
 	enum cw_sync_state stopped;
 	char stopped_msg[sizeof(((struct cw_sync_status *)0)->last_error)];
 	/* An entry the cloud refuses (400): 0 = none. Not sticky: cleared when
@@ -67,6 +68,10 @@ struct cw_syncer {
 	int64_t refused_seq;
 	char refused_msg[sizeof(((struct cw_sync_status *)0)->last_error)];
 	int batch_limit; /* > 0: the next batch takes at most this many entries */
+	/* cloud_ahead: the first entry of the batch the cloud skipped; the
+	 * state is left once the cloud's mark is at most this - 1 again (an
+	 * operator lowered it, docs/OPERATIONS.md) */
+	int64_t ahead_first;
 	struct cw_https *http;
 
 	pthread_t thread;
@@ -881,14 +886,59 @@ static int ack(struct cw_syncer *s, int64_t hw)
  * start over) while cloud.json stayed, so its seq restarted below the
  * cloud's mark and every entry up to the mark would be skipped and then
  * pruned here: lost. Nothing is acknowledged; batches stop for good. */
-static int cloud_ahead(struct cw_syncer *s, int64_t hw, int64_t fresh)
+static int cloud_ahead(struct cw_syncer *s, const struct batch *b, int64_t hw, int64_t skipped)
 {
+	/* the skipped entries were not applied: they count as never sent
+	 * again, so a restart finds the same state instead of letting the
+	 * cloud skip them as entries sent before */
+	if (s->src.outbox_unsent) {
+		int rc = s->src.outbox_unsent(s->src.ctx, b->first, b->first + skipped - 1);
+		if (rc != CW_OK)
+			cw_error("cloud.outbox_unsent", "first=%lld last=%lld error=%s",
+				 (long long)b->first, (long long)(b->first + skipped - 1),
+				 cw_errname(rc));
+	}
+	s->ahead_first = b->first;
 	failed(s, CW_SYNC_CLOUD_AHEAD, CW_LOG_ERROR, "cloud.sync_cloud_ahead",
-	       "op=sync device=%s cloud_high_water=%lld never_sent_seq=%lld reason=\"the edge "
-	       "database was replaced; re-enroll this device as a new one (move cloud.json away, "
-	       "new enrollment_code)\"",
-	       s->cred.device_id, (long long)hw, (long long)fresh);
+	       "op=sync cloud_high_water=%lld never_sent_seq=%lld reset_to=%lld reason=\"edge.db "
+	       "replaced or restored; lower the cloud's mark to reset_to (OPERATIONS.md)\"",
+	       (long long)hw, (long long)b->first_fresh, (long long)(b->first - 1));
 	return CW_ERR_CONFLICT;
+}
+
+/* In cloud_ahead, after each heartbeat: the cloud's mark again. At most
+ * ahead_first - 1 (an operator lowered it): batches resume; a mark below
+ * what this database holds as acknowledged is then a gap, found by the
+ * next batch's 409 as usual. */
+static void recheck_ahead(struct cw_syncer *s)
+{
+	char path[128];
+	struct cw_https_resp resp;
+	cJSON *j = NULL;
+	int64_t hw = 0;
+	int rc;
+
+	snprintf(path, sizeof(path), "/api/devices/%s/sync", s->cred.device_id);
+	rc = call(s, "GET", path, NULL, true, &resp, &j);
+	if (rc != CW_OK || resp.status != 200) {
+		exchange_failed(s, "sync_status", rc, &resp, j);
+		goto out;
+	}
+	if (!get_int64(j, "high_water", &hw) || hw > s->ahead_first - 1) {
+		cw_debug("cloud.sync_cloud_ahead", "high_water=%lld first=%lld note=\"still ahead\"",
+			 (long long)hw, (long long)s->ahead_first);
+		goto out;
+	}
+	cw_warn("cloud.sync_ahead_resolved", "device=%s high_water=%lld first=%lld note=\"the "
+		"cloud's mark was lowered; batches resume\"",
+		s->cred.device_id, (long long)hw, (long long)s->ahead_first);
+	s->stopped = CW_SYNC_OK;
+	s->stopped_msg[0] = '\0';
+	s->ahead_first = 0;
+	succeeded(s, "sync");
+out:
+	cJSON_Delete(j);
+	cw_https_resp_clear(&resp);
 }
 
 /* After a 409: the cloud says our first entry is beyond its high-water mark
@@ -1099,7 +1149,7 @@ static int send_batch(struct cw_syncer *s, int *sent)
 	 * this batch's last seq passes too; see docs/SYNC.md.) */
 	if (skipped > 0 && b.first_fresh != 0 && b.first_fresh <= b.first + skipped - 1 &&
 	    !(skipped == b.n && hw == b.last)) {
-		rc = cloud_ahead(s, hw, b.first_fresh);
+		rc = cloud_ahead(s, &b, hw, skipped);
 		goto out_resp;
 	}
 	/* never above what was read from the outbox: entries above b.last
@@ -1341,6 +1391,8 @@ static void *run(void *arg)
 			if (rc != CW_OK && rc != CW_ERR_PROTO)
 				continue;
 			s->next_hb_mono = cw_mono_ms() + (int64_t)s->cfg.heartbeat_s * 1000;
+			if (s->stopped == CW_SYNC_CLOUD_AHEAD)
+				recheck_ahead(s);
 		}
 		if (state_of(s) == CW_SYNC_REVOKED)
 			continue;

@@ -255,6 +255,23 @@ int cw_edge_sync_outbox_sent(struct cw_edge_sync *s, int64_t first_seq, int64_t 
 	return rc;
 }
 
+int cw_edge_sync_outbox_unsent(struct cw_edge_sync *s, int64_t first_seq, int64_t last_seq)
+{
+	int rc;
+
+	if (!s || first_seq > last_seq)
+		return CW_ERR_INVAL;
+	pthread_mutex_lock(&s->mu);
+	/* the cloud skipped these without applying them (cloud_ahead): the
+	 * POST that carried them does not count */
+	rc = update_locked(s, "outbox_unsent",
+			   "UPDATE outbox SET attempts = max(attempts - 1, 0) "
+			   "WHERE acked = 0 AND seq BETWEEN ?1 AND ?2",
+			   first_seq, last_seq, 0);
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
 int64_t cw_edge_sync_outbox_depth(struct cw_edge_sync *s)
 {
 	sqlite3_stmt *st = NULL;
@@ -382,6 +399,11 @@ static int src_outbox_sent(void *ctx, int64_t first_seq, int64_t last_seq)
 	return cw_edge_sync_outbox_sent(ctx, first_seq, last_seq);
 }
 
+static int src_outbox_unsent(void *ctx, int64_t first_seq, int64_t last_seq)
+{
+	return cw_edge_sync_outbox_unsent(ctx, first_seq, last_seq);
+}
+
 static int64_t src_outbox_depth(void *ctx)
 {
 	return cw_edge_sync_outbox_depth(ctx);
@@ -420,6 +442,7 @@ void cw_edge_sync_source(struct cw_edge_sync *s, struct cw_sync_source *out)
 		.outbox_read = src_outbox_read,
 		.outbox_ack = src_outbox_ack,
 		.outbox_sent = src_outbox_sent,
+		.outbox_unsent = src_outbox_unsent,
 		.outbox_depth = src_outbox_depth,
 		.health = src_health,
 		.command = src_command,

@@ -38,6 +38,9 @@ int cw_edge_sync_outbox_ack(struct cw_edge_sync *s, int64_t upto_seq);
  * [first_seq, last_seq], one transaction (the syncer calls it before each
  * POST). */
 int cw_edge_sync_outbox_sent(struct cw_edge_sync *s, int64_t first_seq, int64_t last_seq);
+/* attempts - 1 (not below 0) for the unacknowledged entries in
+ * [first_seq, last_seq]: the cloud skipped them unapplied (cloud_ahead). */
+int cw_edge_sync_outbox_unsent(struct cw_edge_sync *s, int64_t first_seq, int64_t last_seq);
 int64_t cw_edge_sync_outbox_depth(struct cw_edge_sync *s);
 /* Deletes acknowledged entries acknowledged before now_wall_ms minus
  * CW_EDGE_SYNC_KEEP_ACKED_MS (or stamped more than that in the future: a

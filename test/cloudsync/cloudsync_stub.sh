@@ -167,7 +167,26 @@ phase_ahead() {
 	[ "$(jq .heartbeats <<<"$s")" -ge 2 ] || fail "heartbeats stopped in the cloud_ahead state"
 	[ "$(grep -c 'level=error event=cloud.sync_cloud_ahead' "$T/ahead-driver.log")" = 1 ] \
 		|| fail "cloud_ahead not logged exactly once as an error"
-	grep -q 'the edge database was replaced; re-enroll' "$T/ahead-driver.log" || fail "no operator hint"
+	grep -q 'never_sent_seq=1 reset_to=0 reason="edge.db replaced or restored; lower the cloud.s mark to reset_to (OPERATIONS.md)"' \
+		"$T/ahead-driver.log" || fail "no operator hint"
+	[ "$(st .sent_upto ahead)" = 0 ] && [ "$(st .unsent_calls ahead)" = 1 ] \
+		|| fail "the skipped entries still count as sent (a restart would let the cloud skip them): $(cat "$T/ahead/status.json")"
+	stub_stop
+
+	note "the operator lowers the cloud's mark to reset_to (0): cloud_ahead is left at the next heartbeat, all 100 arrive once"
+	stub_start lowered --initial-hw 500
+	driver lowered --entries 100 --until drained --seconds 20 &
+	DRIVER_PID=$!
+	ahead_seen() { [ -f "$T/lowered/status.json" ] && [ "$(st .state lowered)" = cloud_ahead ]; }
+	wait_until 10 ahead_seen || fail "no cloud_ahead"
+	curl -sf -X POST -d '{"high_water":0}' "http://127.0.0.1:$PORT/stub/reset" >/dev/null || fail "stub reset"
+	wait "$DRIVER_PID" || fail "did not drain after the mark was lowered"
+	DRIVER_PID=
+	s=$(stub_state)
+	[ "$(jq .applied <<<"$s")" = 100 ] && [ "$(jq .dupes <<<"$s")" = 0 ] && [ "$(jq .max <<<"$s")" = 100 ] \
+		|| fail "lowered: $(jq -c 'del(.errors)' <<<"$s")"
+	[ "$(st .state lowered)" = ok ] && [ "$(st .sync_stopped lowered)" = false ] || fail "state $(st .state lowered)"
+	grep -q 'event=cloud.sync_ahead_resolved' "$T/lowered-driver.log" || fail "resolution not logged"
 	stub_stop
 
 	note "entries sent before (answer lost) may be skipped: the mark (60) inside what was sent (100)"

@@ -131,6 +131,19 @@ static int f_sent(void *ctx, int64_t first, int64_t last)
 	return CW_OK;
 }
 
+/* attempts are a prefix here (entries <= sent_upto were sent once) */
+static int f_unsent(void *ctx, int64_t first, int64_t last)
+{
+	struct fake_source *f = ctx;
+
+	pthread_mutex_lock(&f->mu);
+	f->unsent_calls++;
+	if (last >= f->sent_upto && first - 1 < f->sent_upto)
+		f->sent_upto = first - 1;
+	pthread_mutex_unlock(&f->mu);
+	return CW_OK;
+}
+
 static int64_t f_depth(void *ctx)
 {
 	struct fake_source *f = ctx;
@@ -188,6 +201,7 @@ struct cw_sync_source fake_table(struct fake_source *f)
 				       .outbox_read = f_read,
 				       .outbox_ack = f_ack,
 				       .outbox_sent = f_sent,
+				       .outbox_unsent = f_unsent,
 				       .outbox_depth = f_depth,
 				       .health = f_health,
 				       .command = f_command,

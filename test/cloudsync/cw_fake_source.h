@@ -19,6 +19,8 @@ struct fake_source {
 	int64_t acked;     /* entries <= acked are acknowledged */
 	int64_t sent_upto; /* entries <= sent_upto were sent before (attempts 1) */
 	int64_t sent_calls, sent_regressions; /* outbox_sent calls; ranges not following the acked */
+	int64_t unsent_calls;
+
 	int pad;           /* payload padding bytes (entry n: pad + n % 97) */
 	bool bad_payload_at_first; /* the first entry's payload is not JSON */
 	int64_t ack_calls, read_calls, ack_regressions;

@@ -43,6 +43,8 @@ static void write_status(const char *path, struct cw_syncer *s, struct fake_sour
 	cJSON_AddNumberToObject(o, "ack_regressions", (double)f->ack_regressions);
 	cJSON_AddNumberToObject(o, "sent_calls", (double)f->sent_calls);
 	cJSON_AddNumberToObject(o, "sent_regressions", (double)f->sent_regressions);
+	cJSON_AddNumberToObject(o, "sent_upto", (double)f->sent_upto);
+	cJSON_AddNumberToObject(o, "unsent_calls", (double)f->unsent_calls);
 	cJSON_AddBoolToObject(o, "sync_stopped", st.sync_stopped);
 	cJSON_AddNumberToObject(o, "refused_seq", (double)st.refused_seq);
 	cJSON_AddStringToObject(o, "refused_code", st.refused_code);

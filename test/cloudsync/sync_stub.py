@@ -161,6 +161,10 @@ class H(BaseHTTPRequestHandler):
         raw = self.body()
         if args.hang:
             time.sleep(3600)
+        if self.path == "/stub/reset":  # an operator lowers the mark (sync/reset)
+            with lock:
+                state["high_water"] = json.loads(raw)["high_water"]
+            return self.answer(200, {})
         if self.path == "/stub/accept":  # the operator fixed the cloud's side
             with lock:
                 state["refuse_seq"] = 0

@@ -206,7 +206,8 @@ END_TEST
  * those outside the range are not touched. */
 START_TEST(sent_counts_attempts)
 {
-	struct seen a = {.stop_at = -1}, b = {.stop_at = -1}, c = {.stop_at = -1};
+	struct seen a = {.stop_at = -1}, b = {.stop_at = -1}, c = {.stop_at = -1},
+		    d = {.stop_at = -1};
 	struct cw_sync_source src;
 	int64_t total = cw_edge_sync_outbox_depth(s);
 	int64_t t0 = cw_wall_ms();
@@ -243,6 +244,18 @@ START_TEST(sent_counts_attempts)
 	ck_assert_int_eq(c.attempts[2], 0);
 	ck_assert_int_eq(qraw("SELECT sum(attempts) FROM outbox"), 5);
 	ck_assert_int_eq(cw_edge_sync_outbox_sent(NULL, 1, 1), CW_ERR_INVAL);
+	/* the cloud skipped entries 1..3 unapplied (cloud_ahead): that send does
+	 * not count; never below 0, acknowledged entries untouched */
+	ck_assert_ptr_nonnull(src.outbox_unsent);
+	ck_assert_int_eq(src.outbox_unsent(src.ctx, a.seqs[0], a.seqs[3]), CW_OK);
+	ck_assert_int_eq(cw_edge_sync_outbox_read(s, 0, 1000, 1 << 20, collect, &d), total - 1);
+	ck_assert_int_eq(d.attempts[0], 1);
+	ck_assert_int_eq(d.attempts[1], 1);
+	ck_assert_int_eq(d.attempts[2], 0);
+	snprintf(sql, sizeof(sql), "SELECT attempts FROM outbox WHERE seq = %lld",
+		 (long long)a.seqs[0]);
+	ck_assert_int_eq(qraw(sql), 1);
+	ck_assert_int_eq(cw_edge_sync_outbox_unsent(s, a.seqs[2], a.seqs[1]), CW_ERR_INVAL);
 }
 END_TEST
 
