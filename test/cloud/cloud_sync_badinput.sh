@@ -114,6 +114,27 @@ api GET "/api/branches/$BR_A1/carts/$C9"
 [ "$(jqr .status):$(jqr .device_id)" = "offline:$DEV_A9" ] \
 	&& [ "$(jqr .maintenance_notes)" = "removed from the device's configuration" ] || fail "removed cart: $(cat "$T/resp.json")"
 
+note "a cart made by hand (no controller) is taken over by the first device of its branch; another device's snapshot of it is then refused"
+CH=$(new_uuid)
+if [ "$BACKEND" = postgres ]; then
+	db_sql "INSERT INTO carts (id, branch_id, cart_number, locker_id) VALUES ('$CH', '$BR_A1', 77, 0)"
+else
+	db_sql "INSERT INTO carts (id, branch_id, cart_number, locker_id, updated_ms) VALUES ('$CH', '$BR_A1', 77, 0, 1)"
+fi
+next_seq() { # DEVICE TOKEN: the device's mark + 1
+	local saved=$AUTH; AUTH=$2; api GET "/api/devices/$1/sync"; AUTH=$saved; echo $(($(jqr .high_water) + 1))
+}
+sync "$DEV_A9" "$DTOK_A9" "$(cart_e "$(next_seq "$DEV_A9" "$DTOK_A9")" cart.updated "$CH" 77 available 2 3 | batch)"
+expect_code 200
+S4=$(state)
+sync "$DEV_A1" "$DTOK_A1" "$(cart_e "$(next_seq "$DEV_A1" "$DTOK_A1")" cart.updated "$CH" 77 maintenance 1 0 | batch)"
+expect_error 400 invalid
+[ "$(jqr .error.message)" = "entries[0]: cart belongs to another branch or another device" ] || fail "stolen cart: $(jqr .error.message)"
+[ "$(state)" = "$S4" ] || fail "a refused snapshot wrote something"
+AUTH=$TOK_MGR_A1
+api GET "/api/branches/$BR_A1/carts/$CH"
+[ "$(jqr .status):$(jqr .device_id)" = "available:$DEV_A9" ] || fail "hand-made cart: $(cat "$T/resp.json")"
+
 # the tables the hostile strings named are all still there
 for t in rentals carts telemetry commands; do db_sql "SELECT count(*) FROM $t" >/dev/null || fail "table $t"; done
 check_logs
