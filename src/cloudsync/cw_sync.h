@@ -154,6 +154,13 @@ int cw_syncer_start(struct cw_syncer *s);
  * heartbeat. Cheap, callable from any thread. */
 void cw_syncer_notify(struct cw_syncer *s);
 void cw_syncer_status(struct cw_syncer *s, struct cw_sync_status *out);
+/* An operator's re-enrollment (`cartwisectl enroll`): the syncer's thread
+ * moves <data_dir>/cloud.json aside (cloud.json.replaced-<wall ms>, kept),
+ * forgets the credentials and the stopped states, and registers again with
+ * code (NULL or "": the configured enrollment_code). CW_ERR_CONFIG: no code
+ * given and none configured; CW_ERR_TOOBIG: code too long. Returns at once;
+ * the status shows the progress. The code is never logged. */
+int cw_syncer_reenroll(struct cw_syncer *s, const char *code);
 const char *cw_sync_state_name(enum cw_sync_state st);
 /* "not_configured", "disconnected", "connected" */
 const char *cw_sync_mqtt_state_name(enum cw_sync_mqtt_state st);

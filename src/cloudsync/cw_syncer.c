@@ -72,6 +72,11 @@ struct cw_syncer {
 	 * state is left once the cloud's mark is at most this - 1 again (an
 	 * operator lowered it, docs/OPERATIONS.md) */
 	int64_t ahead_first;
+	/* cw_syncer_reenroll (under mu): requested, with this code ("" = the
+	 * configured one); cfg_has_code is fixed at cw_syncer_new */
+	bool reenroll;
+	char reenroll_code[CW_SYNC_CODE_MAX];
+	bool cfg_has_code;
 	struct cw_https *http;
 
 	pthread_t thread;
@@ -1308,6 +1313,47 @@ static int64_t link_deadline(struct cw_syncer *s, int64_t until)
 	return cw_link_connected(s->link) && s->next_tel_mono < until ? s->next_tel_mono : until;
 }
 
+/* The thread applies a cw_syncer_reenroll: credentials moved aside and
+ * forgotten, a fresh start as an unenrolled device. */
+static void apply_reenroll(struct cw_syncer *s, const char *code)
+{
+	char old[sizeof(s->cred_path) + 32];
+
+	snprintf(old, sizeof(old), "%s.replaced-%lld", s->cred_path, (long long)cw_wall_ms());
+	if (rename(s->cred_path, old) == 0)
+		cw_warn("cloud.reenroll", "device=%s kept=%s reason=\"operator request\"",
+			s->cred.device_id[0] ? s->cred.device_id : "-", old);
+	else
+		cw_warn("cloud.reenroll", "device=%s reason=\"operator request\" note=\"no "
+			"cloud.json to keep\"", s->cred.device_id[0] ? s->cred.device_id : "-");
+	if (code[0])
+		snprintf(s->cfg.enrollment_code, sizeof(s->cfg.enrollment_code), "%s", code);
+	sodium_memzero(&s->cred, sizeof(s->cred));
+	sodium_memzero(&s->pending, sizeof(s->pending));
+	s->enrolled = false;
+	s->pending_save = false;
+	s->cred_dirty = false;
+	s->stopped = CW_SYNC_OK;
+	s->stopped_msg[0] = '\0';
+	s->refused_seq = 0;
+	s->refused_msg[0] = '\0';
+	s->ahead_first = 0;
+	s->batch_limit = 0;
+	s->fails = 0;
+	s->next_try_mono = 0;
+	s->next_hb_mono = 0;
+	s->next_rotate_mono = 0;
+	s->logged[0] = '\0';
+	pthread_mutex_lock(&s->mu);
+	s->st.state = CW_SYNC_UNENROLLED;
+	s->st.device_id[0] = '\0';
+	s->st.sync_stopped = false;
+	s->st.refused_seq = 0;
+	s->st.refused_code[0] = '\0';
+	s->st.last_error[0] = '\0';
+	pthread_mutex_unlock(&s->mu);
+}
+
 /* ---- the thread ------------------------------------------------------- */
 
 /* Sleeps until the monotonic time until_ms, a notify or stop. */
@@ -1343,6 +1389,20 @@ static void *run(void *arg)
 	while (!atomic_load(&s->stop)) {
 		int64_t now = cw_mono_ms();
 		int sent = 0, rc;
+		char code[CW_SYNC_CODE_MAX];
+		bool again;
+
+		pthread_mutex_lock(&s->mu);
+		again = s->reenroll;
+		s->reenroll = false;
+		memcpy(code, s->reenroll_code, sizeof(code));
+		sodium_memzero(s->reenroll_code, sizeof(s->reenroll_code));
+		pthread_mutex_unlock(&s->mu);
+		if (again) {
+			apply_reenroll(s, code);
+			sodium_memzero(code, sizeof(code));
+			continue;
+		}
 
 		/* before the backoff: MQTT works while HTTPS fails */
 		link_tend(s);
@@ -1409,6 +1469,24 @@ static void *run(void *arg)
 
 /* ---- public ----------------------------------------------------------- */
 
+int cw_syncer_reenroll(struct cw_syncer *s, const char *code)
+{
+	if (!s)
+		return CW_ERR_INVAL;
+	if (code && strlen(code) >= sizeof(s->reenroll_code))
+		return CW_ERR_TOOBIG;
+	if ((!code || !code[0]) && !s->cfg_has_code)
+		return CW_ERR_CONFIG;
+	pthread_mutex_lock(&s->mu);
+	sodium_memzero(s->reenroll_code, sizeof(s->reenroll_code));
+	snprintf(s->reenroll_code, sizeof(s->reenroll_code), "%s", code ? code : "");
+	s->reenroll = true;
+	s->notified = true;
+	pthread_cond_signal(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	return CW_OK;
+}
+
 int cw_syncer_new(const struct cw_sync_config *cfg, const struct cw_sync_source *src,
 		  struct cw_syncer **out)
 {
@@ -1441,6 +1519,7 @@ int cw_syncer_new(const struct cw_sync_config *cfg, const struct cw_sync_source 
 	s->cfg = *cfg;
 	s->src = *src;
 	s->stopped = CW_SYNC_OK; /* not stopped (calloc's 0 is UNENROLLED) */
+	s->cfg_has_code = s->cfg.enrollment_code[0] != '\0';
 	n = strlen(s->cfg.url);
 	while (n > 0 && s->cfg.url[n - 1] == '/')
 		s->cfg.url[--n] = '\0';

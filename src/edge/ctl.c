@@ -676,6 +676,43 @@ static int cmd_return(int argc, char **argv)
 	return 0;
 }
 
+/* Re-enrollment by an operator (docs/OPERATIONS.md "cartwisectl enroll"):
+ * the running edge drops its cloud credentials (kept aside) and registers
+ * again with the code, or the configured one. "--code -" reads the code
+ * from the standard input (a command line is visible to other users). */
+static int cmd_enroll(int argc, char **argv)
+{
+	char code[128] = "";
+	cJSON *body, *r;
+
+	if (argc == 3 && strcmp(argv[1], "--code") == 0) {
+		if (strcmp(argv[2], "-") == 0) {
+			if (!fgets(code, sizeof(code), stdin))
+				die(2, "no code on the standard input");
+			code[strcspn(code, "\r\n")] = '\0';
+		} else {
+			copy(code, sizeof(code), argv[2], "--code");
+		}
+		if (!code[0])
+			die(2, "--code: empty");
+	} else if (argc != 1) {
+		die(2, "usage: cartwisectl enroll [--code CODE|-]");
+	}
+	body = cJSON_CreateObject();
+	if (code[0])
+		cJSON_AddStringToObject(body, "code", code);
+	r = request("POST", "/api/admin/cloud/enroll", body, true);
+	cJSON_Delete(body);
+	memset(code, 0, sizeof(code));
+	if (g.json)
+		print_json(r);
+	else
+		printf("re-enrolling: the old cloud credentials are kept as cloud.json.replaced-* in "
+		       "the data directory; `cartwisectl status` shows the device once registered\n");
+	cJSON_Delete(r);
+	return 0;
+}
+
 static int cmd_scan(int argc, char **argv)
 {
 	const cJSON *res, *it;
@@ -800,6 +837,7 @@ static void usage(FILE *f)
 		"  unlock N                        release cart N's lock (maintenance)\n"
 		"  maintenance N on|off [--note T] take cart N out of service / back\n"
 		"  return RENTAL_ID [--note T]     close a rental by hand\n"
+		"  enroll [--code CODE|-]          drop the cloud credentials, register again\n"
 		"  scan BUS [FIRST LAST]           list addresses answering on a bus\n"
 		"\n"
 		"Token: --token, else $CARTWISE_TOKEN, else api.admin_token of --config.\n"
@@ -823,6 +861,13 @@ static const struct command commands[] = {
 					 "TEXT]\nTakes a cart out of service, or puts it back."},
 	{"return", cmd_return, "cartwisectl return RENTAL_ID [--note TEXT]\nCloses a rental by "
 			       "hand (staff), keeping the note for the audit trail."},
+	{"enroll", cmd_enroll, "cartwisectl enroll [--code CODE|-]\nAsks the running edge to "
+			       "drop its cloud credentials (kept as cloud.json.replaced-* in its data "
+			       "directory) and register again with CODE (\"-\": read from the standard "
+			       "input, which keeps it off the command line), else with cloud."
+			       "enrollment_code of its configuration. For a revoked or expired device "
+			       "token, a device moved to another branch, or a device to be registered "
+			       "afresh."},
 	{"scan", cmd_scan, "cartwisectl scan BUS [FIRST LAST]\nProbes addresses on a configured "
 			   "bus (default: the protocol's whole range) and flags garbled answers "
 			   "(two boards on one address?)."},

@@ -28,6 +28,7 @@
 #include "cw_clock.h"
 #include "cw_error.h"
 #include "cw_log.h"
+#include "cw_sync.h"
 #include "cw_uuid.h"
 #include "cw_version.h"
 
@@ -741,6 +742,42 @@ static enum MHD_Result h_admin_scan(struct cw_api *a, struct MHD_Connection *c, 
 	return send_json(c, r, MHD_HTTP_OK, res ? res : cJSON_CreateArray());
 }
 
+/* POST /api/admin/cloud/enroll {"code"?}: re-enrollment by an operator
+ * (docs/OPERATIONS.md "cartwisectl enroll"). The code is a secret: it is
+ * never logged nor echoed. */
+static enum MHD_Result h_admin_enroll(struct cw_api *a, struct MHD_Connection *c, struct req *r)
+{
+	static const char *const keys[] = {"code", NULL};
+	const cJSON *jc;
+	cJSON *body, *o;
+	enum MHD_Result sent;
+	int err;
+
+	if (!(body = body_object(c, r, keys, true, &sent)))
+		return sent;
+	jc = cJSON_GetObjectItemCaseSensitive(body, "code");
+	if (jc && (!cJSON_IsString(jc) || !jc->valuestring[0] ||
+		   strlen(jc->valuestring) >= CW_SYNC_CODE_MAX)) {
+		cJSON_Delete(body);
+		return send_err(c, r, CW_ERR_INVAL, "code: expected a string of 1..%d characters",
+				CW_SYNC_CODE_MAX - 1);
+	}
+	err = a->hooks.cloud_enroll ? a->hooks.cloud_enroll(a->hooks.ctx,
+							    jc ? jc->valuestring : NULL)
+				    : CW_ERR_NOTFOUND;
+	cJSON_Delete(body);
+	if (err == CW_ERR_NOTFOUND)
+		return send_err(c, r, err, "no cloud section in the configuration");
+	if (err == CW_ERR_CONFIG)
+		return send_err(c, r, CW_ERR_INVAL, "no code given and no cloud.enrollment_code in "
+						    "the configuration");
+	if (err)
+		return send_engine_err(c, r, err, "enroll");
+	o = cJSON_CreateObject();
+	cJSON_AddBoolToObject(o, "reenrolling", true);
+	return send_json(c, r, MHD_HTTP_ACCEPTED, o);
+}
+
 static const char *const history_query[] = {"limit", "cursor", "phone", NULL};
 
 static const struct route routes[] = {
@@ -770,6 +807,8 @@ static const struct route routes[] = {
 	 .method = "POST", .fn = h_admin_return},
 	{.pattern = {"api", "admin", "buses", "*", "scan"},
 	 .method = "POST", .fn = h_admin_scan},
+	{.pattern = {"api", "admin", "cloud", "enroll"},
+	 .method = "POST", .fn = h_admin_enroll},
 };
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
 

@@ -25,6 +25,11 @@ struct cw_api_hooks {
 	 * high_water, last_ok, outbox_depth, ...}); NULL: no cloud configured
 	 * (the status says "cloud": null). May be NULL. */
 	cJSON *(*cloud_json)(void *ctx);
+	/* `cartwisectl enroll`: drop the cloud credentials and register again
+	 * with code (NULL: the configured one). CW_ERR_NOTFOUND: no cloud
+	 * configured; CW_ERR_CONFIG: no code given and none configured. May be
+	 * NULL. */
+	int (*cloud_enroll)(void *ctx, const char *code);
 	void *ctx;
 };
 

@@ -173,6 +173,16 @@ static cJSON *hook_cloud_json(void *ctx)
 	return o;
 }
 
+/* `cartwisectl enroll` (POST /api/admin/cloud/enroll). */
+static int hook_cloud_enroll(void *ctx, const char *code)
+{
+	struct edge *ed = ctx;
+
+	if (!ed->syncer)
+		return CW_ERR_NOTFOUND;
+	return cw_syncer_reenroll(ed->syncer, code);
+}
+
 static cJSON *bits_array(uint32_t bits, int n)
 {
 	cJSON *a = cJSON_CreateArray();
@@ -374,7 +384,8 @@ int main(int argc, char **argv)
 	struct cw_engine_config ec;
 	struct cw_engine_hw hw = {.unlock = hw_unlock, .ctx = ed};
 	struct cw_api_hooks hooks = {.buses_json = hook_buses_json, .scan = hook_scan,
-				     .cloud_json = hook_cloud_json, .ctx = ed};
+				     .cloud_json = hook_cloud_json,
+				     .cloud_enroll = hook_cloud_enroll, .ctx = ed};
 	const char *config_path = NULL;
 	bool check_only = false;
 	enum cw_log_level lvl;

@@ -4,7 +4,8 @@
 # nothing answers on the URL), rentals never wait for it, status shows the
 # link, cart snapshots in the outbox carry their controller, and SIGTERM
 # stops everything cleanly; then, against test/cloudsync's stub, an entry the
-# cloud refuses shows in the status (entry_refused, the seq and the code).
+# cloud refuses shows in the status (entry_refused, the seq and the code), and
+# `cartwisectl enroll` registers the device again.
 . "$(dirname "$0")/lib.sh"
 # Whatever cloudsync logs about the unreachable cloud is expected here, and
 # the refused entry of the last part.
@@ -72,6 +73,17 @@ ctl status | grep -q '^sync stopped: the cloud refuses outbox entry 1 (invalid)'
 [ "$(edge_sql "SELECT acked FROM outbox WHERE seq = 1")" = 0 ] || fail "the refused entry was acknowledged"
 [ "$(grep -c 'level=error event=cloud.sync_entry_refused' "$T/edge.log")" = 1 ] \
 	|| fail "the refused entry not logged exactly once"
+
+note "cartwisectl enroll --code -: the old credentials are kept aside, the edge registers again; the code is never logged"
+ctl enroll --help | grep -q '^Usage: cartwisectl enroll' || fail "enroll --help"
+rc=0; ctl enroll extra >/dev/null 2>&1 || rc=$?; [ "$rc" = 2 ] || fail "bad usage exit $rc"
+echo enroll-secret-2 | ctl enroll --code - >/dev/null || fail "enroll failed"
+reg2() { [ "$(curl -sf "http://127.0.0.1:$CLOUD_PORT/stub/state" | jq .registrations)" = 2 ]; }
+wait_until 20 reg2 || fail "no second registration"
+wait_until 10 test -f "$T/data/cloud.json" || fail "no new cloud.json"
+compgen -G "$T/data/cloud.json.replaced-*" >/dev/null || fail "the old credentials were not kept"
+grep -q 'event=cloud.reenroll device=.* kept=' "$T/edge.log" || fail "re-enrollment not logged"
+if grep -q enroll-secret-2 "$T"/*.log; then fail "the new code in a log"; fi
 
 check_logs
 edge_stop
