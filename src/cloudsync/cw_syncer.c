@@ -890,7 +890,9 @@ static int ack(struct cw_syncer *s, int64_t hw)
  * database never sent it: the edge database was replaced (moved away to
  * start over) while cloud.json stayed, so its seq restarted below the
  * cloud's mark and every entry up to the mark would be skipped and then
- * pruned here: lost. Nothing is acknowledged; batches stop for good. */
+ * pruned here: lost. Nothing is acknowledged; batches stop until the cloud's
+ * mark is lowered again (recheck_ahead) or the edge restarts (and then finds
+ * the same state, the skipped entries counting as never sent). */
 static int cloud_ahead(struct cw_syncer *s, const struct batch *b, int64_t hw, int64_t skipped)
 {
 	/* the skipped entries were not applied: they count as never sent

@@ -329,7 +329,7 @@ cmd() { # cmd ID TOKEN: one entry of the heartbeat's commands array (and one MQT
 }
 
 phase_commands() {
-	note "commands in heartbeats: a good one runs once (replays are the source's CONFLICT, not errors); forged, unsigned, expired, wrong device, wrong typ/aud are refused, each logged once"
+	note "commands in heartbeats: a good one runs once (replays are the source's CONFLICT, not errors); forged, unsigned, expired, wrong device, wrong typ/aud are refused, each logged once; a signed one with bad args reaches the source once (it records it refused)"
 	keys_init
 	stub_start cmd --public-key "$PK" --commands "$T/cmds.json"
 	DEV=$(sed -n 's/^DEVICE=//p' "$T/cmd-stub.out")
@@ -345,12 +345,16 @@ phase_commands() {
 		cmd c-typ "$("$JWT" sign "$T/cmd.key" "$(claims c-typ '.typ = "device"')")"; echo ,
 		cmd c-aud "$("$JWT" sign "$T/cmd.key" "$(claims c-aud '.aud = "cartwise-api"')")"; echo ,
 		cmd c-swap "$good"; echo ,                        # a valid token under another id
+		# signed, args not an object: handed to the source, which records it refused
+		cmd c-badargs "$("$JWT" sign "$T/cmd.key" "$(claims c-badargs '.args = "x"')")"; echo ,
 		jq -nc '{id: "c-unsigned", action: "unlock", args: {}}'
 		echo ']'
 	} >"$T/cmds.json"
-	jq -e 'length == 10' "$T/cmds.json" >/dev/null || fail "commands file"
+	jq -e 'length == 11' "$T/cmds.json" >/dev/null || fail "commands file"
 	driver cmd --seconds 4 || true
-	[ "$(st .commands cmd)" = 1 ] || fail "commands run: $(st .commands cmd)"
+	[ "$(st .commands cmd)" = 2 ] || fail "commands handed to the source: $(st .commands cmd) (want c-good and c-badargs)"
+	[ "$(grep -c 'event=cloud.command_malformed command=c-badargs reason=bad_args' "$T/cmd-driver.log")" = 1 ] \
+		|| fail "the malformed command not logged exactly once"
 	[ "$(st .replays cmd)" -ge 3 ] || fail "replays seen by the source: $(st .replays cmd)"
 	[ "$(st .errors cmd)" = 0 ] || fail "a replay or refusal was logged as an error"
 	[ "$(st .state cmd)" = ok ] || fail "state $(st .state cmd)"
