@@ -16,7 +16,9 @@ BROKER_DIR=
 broker_free_port() {
 	local p
 	for _ in $(seq 50); do
-		p=$((20000 + RANDOM % 40000))
+		# below Linux's ephemeral range (32768..), where outgoing
+		# connections take their local ports
+		p=$((20000 + RANDOM % 12000))
 		ss -Hltn "sport = :$p" | grep -q . || { echo "$p"; return 0; }
 	done
 	return 1
@@ -31,6 +33,7 @@ broker_user() {
 broker_pid() { [ -s "$BROKER_DIR/mosquitto.pid" ] && cat "$BROKER_DIR/mosquitto.pid"; }
 broker_start() {
 	BROKER_DIR=$1
+	local fixed=${MQTT_PORT:-} tries=0
 	MQTT_PORT=${MQTT_PORT:-$(broker_free_port)}
 	[ -f "$BROKER_DIR/passwd" ] || : >"$BROKER_DIR/passwd"
 	chmod 0600 "$BROKER_DIR/passwd"
@@ -58,7 +61,20 @@ CONF
 	BROKER_CONF=$BROKER_DIR/mosquitto.conf
 	mosquitto -d -c "$BROKER_CONF"
 	for _ in $(seq 100); do
-		ss -Hltn "sport = :$MQTT_PORT" | grep -q . && return 0
+		# another socket took the free port first (a listener, or an
+		# outgoing connection's local port): try another one, unless the
+		# caller chose it (a restart on the same port)
+		if [ -z "$fixed" ] && grep -q 'Address already in use' "$BROKER_DIR/mosquitto.log" 2>/dev/null &&
+			[ "$tries" -lt 5 ]; then
+			: >"$BROKER_DIR/mosquitto.log"
+			tries=$((tries + 1))
+			MQTT_PORT=$(broker_free_port)
+			sed -i "s/^listener [0-9]* /listener $MQTT_PORT /" "$BROKER_CONF"
+			mosquitto -d -c "$BROKER_CONF"
+			continue
+		fi
+		broker_pid >/dev/null && kill -0 "$(broker_pid)" 2>/dev/null &&
+			ss -Hltn "sport = :$MQTT_PORT" | grep -q . && return 0
 		sleep 0.05
 	done
 	echo "FAIL: mosquitto did not start on port $MQTT_PORT"; cat "$BROKER_DIR/mosquitto.log" 2>/dev/null
