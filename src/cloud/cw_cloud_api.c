@@ -1413,6 +1413,7 @@ static enum MHD_Result h_heartbeat(struct cw_cloud_api *a, struct MHD_Connection
 	struct cw_heartbeat hb;
 	const cJSON *h;
 	cJSON *body = NULL, *o, *arr;
+	int64_t cfg_version = 0;
 	int n = 0, rc;
 	bool ok;
 	enum MHD_Result ret = device_caller(a, c, r, seg[2], NULL, &ok);
@@ -1471,9 +1472,17 @@ static enum MHD_Result h_heartbeat(struct cw_cloud_api *a, struct MHD_Connection
 		ret = send_store_err(c, r, rc, "commands");
 		goto out;
 	}
+	/* the newest configuration version: the edge pulls when it differs
+	 * from the one it runs (docs/SYNC.md "Down: configuration") */
+	rc = cw_store_device_config_version(a->store, seg[2], &cfg_version);
+	if (rc != CW_OK) {
+		ret = send_store_err(c, r, rc, "configuration");
+		goto out;
+	}
 	o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "status", "ok");
 	add_time(o, "server_time", hb.now_ms);
+	cJSON_AddNumberToObject(o, "config_version", (double)cfg_version);
 	arr = cJSON_AddArrayToObject(o, "commands");
 	for (int i = 0; i < n; i++) {
 		cJSON *cj = command_element(a, &cmds[i]);
@@ -3540,40 +3549,191 @@ static enum MHD_Result h_sync_reset(struct cw_cloud_api *a, struct MHD_Connectio
 	return send_json(c, r, MHD_HTTP_OK, o);
 }
 
-/* GET /api/devices/{id}/config?have=N (docs/SYNC.md "Down: configuration").
- * The cloud does not manage a device's carts yet: version 0, and the edge's
- * own file is its configuration. */
+/* ---- versioned device configuration (docs/SYNC.md "Down: configuration") ---- */
+
+/* The sections of an edge configuration the cloud may manage, and the JSON
+ * type each must have. The edge validates their content with its own parser
+ * (it knows its hardware); the cloud checks only this shape. A new section
+ * (the kiosk's, issue 5) is one more line here and in the edge's merge. */
+static const struct {
+	const char *key;
+	int type; /* cJSON_Array or cJSON_Object */
+} config_sections[] = {
+	{"buses", cJSON_Array},
+	{"carts", cJSON_Array},
+	{"rules", cJSON_Object},
+	{"revoked_tokens", cJSON_Array},
+};
+#define CONFIG_SECTIONS (sizeof(config_sections) / sizeof(config_sections[0]))
+/* a token id the kiosk will look up: a UUID in practice, bounded anyway */
+#define REVOKED_ID_MAX 64
+
+/* Checks the shape of a PUT body (keys already limited to config_sections):
+ * r->err names the section or element at fault. */
+static int config_shape(struct req *r, const cJSON *body)
+{
+	for (size_t i = 0; i < CONFIG_SECTIONS; i++) {
+		const cJSON *it = cJSON_GetObjectItemCaseSensitive(body, config_sections[i].key);
+		const cJSON *el;
+		int k = 0;
+
+		if (!it)
+			continue;
+		if ((it->type & 0xff) != config_sections[i].type) {
+			snprintf(r->err, sizeof(r->err), "%s: expected %s", config_sections[i].key,
+				 config_sections[i].type == cJSON_Array ? "an array" : "an object");
+			return -1;
+		}
+		if (config_sections[i].type != cJSON_Array)
+			continue;
+		cJSON_ArrayForEach(el, it) {
+			bool is_tokens = strcmp(config_sections[i].key, "revoked_tokens") == 0;
+			if (is_tokens && (!cJSON_IsString(el) || !el->valuestring[0] ||
+					  strlen(el->valuestring) > REVOKED_ID_MAX ||
+					  !kind_ok(el->valuestring, S_CODE))) {
+				snprintf(r->err, sizeof(r->err),
+					 "revoked_tokens[%d]: expected a token id (1-%d letters, "
+					 "digits, '-' and '_')",
+					 k, REVOKED_ID_MAX);
+				return -1;
+			}
+			if (!is_tokens && !cJSON_IsObject(el)) {
+				snprintf(r->err, sizeof(r->err), "%s[%d]: expected an object",
+					 config_sections[i].key, k);
+				return -1;
+			}
+			k++;
+		}
+	}
+	return 0;
+}
+
+/* Is the bearer a device token (whatever its subject)? Decides which of the
+ * two callers of GET .../config this is; each is then checked in full. */
+static bool bearer_is_device(struct cw_cloud_api *a, struct MHD_Connection *c)
+{
+	struct cw_jwt_expect e = {.iss = a->cfg.issuer, .aud = a->cfg.audience,
+				  .typ = CW_JWT_TYP_DEVICE, .leeway_s = -1};
+	const char *tok = bearer(c);
+	cJSON *claims = NULL;
+	bool yes = tok && cw_jwt_verify(tok, a->pk, &e, &claims, NULL) == CW_OK;
+
+	cJSON_Delete(claims);
+	return yes;
+}
+
+static enum MHD_Result config_put(struct cw_cloud_api *a, struct MHD_Connection *c,
+				  struct req *r, const struct principal *p,
+				  const struct cw_device *d)
+{
+	const char *keys[CONFIG_SECTIONS + 1];
+	cJSON *body, *o;
+	char *text = NULL;
+	int64_t version = 0;
+	int rc;
+	enum MHD_Result ret;
+
+	if (!admins_chain(p, d->chain_id))
+		return forbidden(c, r);
+	for (size_t i = 0; i < CONFIG_SECTIONS; i++)
+		keys[i] = config_sections[i].key;
+	keys[CONFIG_SECTIONS] = NULL;
+	body = body_object(r, keys);
+	if (!body)
+		return bad_request(c, r);
+	if (config_shape(r, body) < 0) {
+		ret = bad_request(c, r);
+		goto out;
+	}
+	text = cJSON_PrintUnformatted(body);
+	if (!text) {
+		ret = send_store_err(c, r, CW_ERR_NOMEM, "configuration");
+		goto out;
+	}
+	if (strlen(text) > CW_DEVICE_CONFIG_MAX) {
+		ret = send_error(c, r, MHD_HTTP_CONTENT_TOO_LARGE, "too_big",
+				 "a configuration is at most %d bytes of JSON", CW_DEVICE_CONFIG_MAX);
+		goto out;
+	}
+	rc = cw_store_device_config_put(a->store, d->id, text, p->u.id, cw_wall_ms(), &version);
+	if (rc != CW_OK) {
+		ret = send_store_err(c, r, rc, "configuration");
+		goto out;
+	}
+	cw_info("device.config", "device=%s version=%lld by=%s", d->id, (long long)version,
+		p->u.id);
+	o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "device_id", d->id);
+	cJSON_AddNumberToObject(o, "version", (double)version);
+	ret = send_json(c, r, MHD_HTTP_OK, o);
+out:
+	cJSON_free(text);
+	cJSON_Delete(body);
+	return ret;
+}
+
+/* GET /api/devices/{id}/config?have=N: the device itself (device token) or
+ * staff who see its branch; PUT: a chain admin of its chain or a platform
+ * admin adds the next version. */
 static enum MHD_Result h_device_config(struct cw_cloud_api *a, struct MHD_Connection *c,
 				       struct req *r, const char *method, char **seg, int nseg)
 {
 	static const char *const qargs[] = {"have", NULL};
 	const char *have;
-	cJSON *o;
+	long long have_v = -1;
+	int64_t version = 0;
+	char *text = NULL;
+	cJSON *o, *cfg;
 	bool ok;
-	enum MHD_Result ret = device_caller(a, c, r, seg[2], NULL, &ok);
+	int rc;
+	enum MHD_Result ret;
 
-	if (!ok)
-		return ret;
+	if (strcmp(method, "PUT") == 0 || !bearer_is_device(a, c)) {
+		struct principal p;
+		struct cw_device d;
+		ret = staff(a, c, r, &p, &ok);
+		if (!ok)
+			return ret;
+		ret = load_device(a, c, r, &p, seg[2], &d, &ok);
+		if (!ok)
+			return ret;
+		if (strcmp(method, "PUT") == 0)
+			return config_put(a, c, r, &p, &d);
+	} else {
+		ret = device_caller(a, c, r, seg[2], NULL, &ok);
+		if (!ok)
+			return ret;
+	}
 	if (only_args(c, r, qargs) < 0)
 		return bad_request(c, r);
 	have = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "have");
 	if (have) {
 		char *end = NULL;
-		long long v = strtoll(have, &end, 10);
-		if (!*have || *end || v < 0 || have[0] == '-' || have[0] == '+') {
+		have_v = strtoll(have, &end, 10);
+		if (!*have || *end || have_v < 0 || have[0] == '-' || have[0] == '+') {
 			snprintf(r->err, sizeof(r->err), "have: expected a version number >= 0");
 			return bad_request(c, r);
 		}
-		if (v == 0) {
-			o = cJSON_CreateObject();
-			cJSON_AddNumberToObject(o, "version", 0);
-			cJSON_AddBoolToObject(o, "unchanged", true);
-			return send_json(c, r, MHD_HTTP_OK, o);
-		}
 	}
+	rc = cw_store_device_config_get(a->store, seg[2], &version, &text);
+	if (rc != CW_OK)
+		return send_store_err(c, r, rc, "configuration");
 	o = cJSON_CreateObject();
-	cJSON_AddNumberToObject(o, "version", 0);
-	cJSON_AddNullToObject(o, "config");
+	cJSON_AddNumberToObject(o, "version", (double)version);
+	if (have_v == version) {
+		cJSON_AddBoolToObject(o, "unchanged", true);
+	} else if (!text) {
+		cJSON_AddNullToObject(o, "config");
+	} else {
+		cfg = cJSON_Parse(text);
+		if (!cfg) {
+			free(text);
+			cJSON_Delete(o);
+			return send_store_err(c, r, CW_ERR_INTERNAL, "configuration");
+		}
+		cJSON_AddItemToObject(o, "config", cfg);
+	}
+	free(text);
 	return send_json(c, r, MHD_HTTP_OK, o);
 }
 
@@ -3743,7 +3903,8 @@ static const struct route routes[] = {
 	{"/api/telemetry/chains/{chain_id}", {"api", "telemetry", "chains", "*"}, 4, "GET",
 	 h_telemetry},
 	{"/api/devices/{id}/sync", {"api", "devices", "*", "sync"}, 4, "GET POST", h_sync},
-	{"/api/devices/{id}/config", {"api", "devices", "*", "config"}, 4, "GET", h_device_config},
+	{"/api/devices/{id}/config", {"api", "devices", "*", "config"}, 4, "GET PUT",
+	 h_device_config},
 	{"/api/devices/{id}/sync/reset", {"api", "devices", "*", "sync", "reset"}, 5, "POST",
 	 h_sync_reset},
 	{"/api/branches/{branch_id}/carts/{id}/unlock",

@@ -1661,4 +1661,77 @@ out:
 done:
 	free(d);
 	return rc;
+/* ---- versioned device configuration ---- */
+
+int cw_store_device_config_put(struct cw_store *s, const char *device_id, const char *body,
+			       const char *created_by, int64_t now_ms, int64_t *version)
+{
+	/* 1 device, 2 body, 3 created by, 4 now */
+	struct cw_param p[] = {P_TEXT(device_id), P_TEXT(body), P_OPT(created_by), P_INT(now_ms)};
+	struct cw_device d;
+	int rc;
+
+	*version = 0;
+	if (!id_ok(device_id))
+		return CW_ERR_NOTFOUND;
+	if (!body || strlen(body) > CW_DEVICE_CONFIG_MAX || (created_by && !id_ok(created_by)))
+		return CW_ERR_INVAL;
+	rc = cw_store_device_get(s, device_id, &d);
+	if (rc != CW_OK)
+		return rc;
+	return run(s, CW_SQL_DEVICE_CONFIG_INSERT, p, NP(p), hw_cb, version, NULL);
+}
+
+struct config_row {
+	int64_t version;
+	char *body;
+	bool want_body;
+};
+
+static int config_cb(void *ctx, int ncols, const char *const *cols)
+{
+	struct config_row *r = ctx;
+
+	if (ncols != 2)
+		return CW_ERR_INTERNAL;
+	r->version = col_int(cols[0]);
+	if (r->want_body && cols[1]) {
+		r->body = strdup(cols[1]);
+		if (!r->body)
+			return CW_ERR_NOMEM;
+	}
+	return CW_OK;
+}
+
+int cw_store_device_config_get(struct cw_store *s, const char *device_id, int64_t *version,
+			       char **body)
+{
+	struct cw_param p[] = {P_TEXT(device_id)};
+	struct config_row r = {.want_body = body != NULL};
+	int rc;
+
+	*version = 0;
+	if (body)
+		*body = NULL;
+	if (!id_ok(device_id))
+		return CW_ERR_NOTFOUND;
+	rc = run(s, CW_SQL_DEVICE_CONFIG_GET, p, NP(p), config_cb, &r, NULL);
+	if (rc != CW_OK) {
+		free(r.body);
+		return rc;
+	}
+	*version = r.version;
+	if (body)
+		*body = r.body;
+	return CW_OK;
+}
+
+int cw_store_device_config_version(struct cw_store *s, const char *device_id, int64_t *version)
+{
+	struct cw_param p[] = {P_TEXT(device_id)};
+
+	*version = 0;
+	if (!id_ok(device_id))
+		return CW_ERR_NOTFOUND;
+	return run(s, CW_SQL_DEVICE_CONFIG_VERSION, p, NP(p), hw_cb, version, NULL);
 }

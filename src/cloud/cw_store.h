@@ -495,4 +495,20 @@ int cw_store_sync_high_water(struct cw_store *s, const char *device_id, int64_t 
 int cw_store_sync_reset(struct cw_store *s, const char *device_id, int64_t high_water,
 			int64_t now_ms, int64_t *previous, int64_t *detached);
 
+/* ---- versioned device configuration (docs/SYNC.md "Down: configuration") ---- */
+
+/* Adds body (a JSON object's text, at most CW_DEVICE_CONFIG_MAX bytes) as the
+ * device's next version (1, 2, ...) and returns it in *version. created_by
+ * may be NULL. CW_ERR_NOTFOUND: no such device; CW_ERR_CONFLICT: another
+ * version was added at the same moment (retry). */
+#define CW_DEVICE_CONFIG_MAX (64 * 1024)
+int cw_store_device_config_put(struct cw_store *s, const char *device_id, const char *body,
+			       const char *created_by, int64_t now_ms, int64_t *version);
+/* The newest version (0 when none) and, if body is not NULL, its text
+ * (caller frees; NULL for version 0). */
+int cw_store_device_config_get(struct cw_store *s, const char *device_id, int64_t *version,
+			       char **body);
+/* Only the newest version number (0 when none): the heartbeat's. */
+int cw_store_device_config_version(struct cw_store *s, const char *device_id, int64_t *version);
+
 #endif

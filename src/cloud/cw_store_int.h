@@ -102,6 +102,10 @@ enum cw_sql {
 	CW_SQL_CHAIN_EVENT_COUNTS_MANAGER,
 	CW_SQL_COMMANDS_ANY_OPEN, /* the heartbeat's first look: any command to hand out or expire? */
 	CW_SQL_DEVICES_MQTT, /* devices with a live token: the broker's password file */
+	/* versioned device configuration (issue 4, "Down: configuration") */
+	CW_SQL_DEVICE_CONFIG_INSERT,
+	CW_SQL_DEVICE_CONFIG_GET,
+	CW_SQL_DEVICE_CONFIG_VERSION,
 	CW_SQL_COUNT /* keep last */
 };
 

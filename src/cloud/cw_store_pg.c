@@ -381,6 +381,16 @@ static const char *const pg_sql[CW_SQL_COUNT] = {
 	[CW_SQL_CHAIN_EVENT_COUNTS_MANAGER] =
 		CHAIN_STATS_SQL(CHAIN_STATS_MANAGER("d.branch_id"), CHAIN_STATS_MANAGER("t.branch_id")),
 	/* 1 device: a pending or delivered command (expired or not) exists */
+	/* the next version of the device in the insert itself; two PUTs at once
+	 * may both compute it: the primary key refuses the second (409) */
+	[CW_SQL_DEVICE_CONFIG_INSERT] =
+		"INSERT INTO device_configs (device_id, version, body, created_by, created_at) "
+		"SELECT $1::uuid, coalesce(max(version), 0) + 1, $2::jsonb, $3::uuid, " TS("$4") " "
+		"FROM device_configs WHERE device_id = $1::uuid RETURNING version",
+	[CW_SQL_DEVICE_CONFIG_GET] = "SELECT version, body::text FROM device_configs "
+				     "WHERE device_id = $1::uuid ORDER BY version DESC LIMIT 1",
+	[CW_SQL_DEVICE_CONFIG_VERSION] = "SELECT coalesce(max(version), 0) FROM device_configs "
+					 "WHERE device_id = $1::uuid",
 	[CW_SQL_COMMANDS_ANY_OPEN] = "SELECT 1 FROM commands WHERE device_id = $1::uuid "
 				     "AND state IN ('pending', 'delivered') LIMIT 1",
 };

@@ -338,6 +338,14 @@ static const char *const sq_sql[CW_SQL_COUNT] = {
 	[CW_SQL_CHAIN_EVENT_COUNTS] = CHAIN_STATS_SQL("", ""),
 	[CW_SQL_CHAIN_EVENT_COUNTS_MANAGER] =
 		CHAIN_STATS_SQL(CHAIN_STATS_MANAGER("d.branch_id"), CHAIN_STATS_MANAGER("t.branch_id")),
+	[CW_SQL_DEVICE_CONFIG_INSERT] =
+		"INSERT INTO device_configs (device_id, version, body, created_by, created_ms) "
+		"SELECT ?1, coalesce(max(version), 0) + 1, ?2, ?3, ?4 "
+		"FROM device_configs WHERE device_id = ?1 RETURNING version",
+	[CW_SQL_DEVICE_CONFIG_GET] = "SELECT version, body FROM device_configs "
+				     "WHERE device_id = ?1 ORDER BY version DESC LIMIT 1",
+	[CW_SQL_DEVICE_CONFIG_VERSION] = "SELECT coalesce(max(version), 0) FROM device_configs "
+					 "WHERE device_id = ?1",
 	[CW_SQL_COMMANDS_ANY_OPEN] = "SELECT 1 FROM commands WHERE device_id = ?1 "
 				     "AND state IN ('pending', 'delivered') LIMIT 1",
 };

@@ -4,7 +4,8 @@
 # retried and overlapping batches, sequence gaps, the high-water mark, who may
 # sync, malformed and hostile batches (400/413, nothing written), carts and
 # rentals of another device refused, command results, signed commands in the
-# heartbeat, the config stub, and two identical batches at the same time.
+# heartbeat, versioned device configuration (sync_config.sh), and two
+# identical batches at the same time.
 . "$(dirname "$0")/lib.sh"
 
 . "$(dirname "$0")/sync_lib.sh"
@@ -151,16 +152,7 @@ AUTH=$TOK_MGR_A1; api GET "/api/commands/$CMD"
 AUTH=$DTOK_A1; api POST "/api/devices/$DEV_A1/heartbeat" '{}'
 [ "$(jqr "[.commands[].id] | index(\"$CMD\")")" = null ] || fail "a finished command handed out again"
 
-note "config: version 0 (the edge's file is its configuration)"
-AUTH=$DTOK_A1
-api GET "/api/devices/$DEV_A1/config"; expect_code 200
-[ "$(jq -c . "$T/resp.json")" = '{"version":0,"config":null}' ] || fail "config: $(cat "$T/resp.json")"
-api GET "/api/devices/$DEV_A1/config?have=0"; expect_code 200
-[ "$(jq -c . "$T/resp.json")" = '{"version":0,"unchanged":true}' ] || fail "config unchanged: $(cat "$T/resp.json")"
-api GET "/api/devices/$DEV_A1/config?have=x"; expect_error 400
-api GET "/api/devices/$DEV_A1/config?hav=0"; expect_error 400
-AUTH=$DTOK_B1; api GET "/api/devices/$DEV_A1/config"; expect_error 403
-AUTH=$TOK_PLATFORM; api GET "/api/devices/$DEV_A1/config"; expect_error 401
+. "$(dirname "$0")/sync_config.sh"
 
 note "two identical batches at the same time are applied once"
 for round in 1 2 3 4 5; do

@@ -1,0 +1,85 @@
+# shellcheck shell=bash
+# Versioned device configuration (docs/SYNC.md "Down: configuration"), part of
+# cloud_sync.sh (sourced after setup_world, so that it costs no second world):
+# PUT by a chain admin or platform admin, GET by the device and by staff,
+# ?have=N, the heartbeat's config_version, authorization, bad shapes,
+# oversize bodies.
+CFG='{"rules":{"rental_minutes":90},"carts":[{"number":1,"bus":"bus0","board":1,"lock":0}],"revoked_tokens":["0190aaaa-0000-7000-8000-000000000001"]}'
+
+note "nothing configured: version 0, config null; heartbeat says 0"
+AUTH=$DTOK_A1
+api GET "/api/devices/$DEV_A1/config"; expect_code 200
+[ "$(jq -c . "$T/resp.json")" = '{"version":0,"config":null}' ] || fail "empty: $(cat "$T/resp.json")"
+api POST "/api/devices/$DEV_A1/heartbeat" '{"status":"online"}'; expect_code 200
+[ "$(jqr .config_version)" = 0 ] || fail "heartbeat config_version: $(cat "$T/resp.json")"
+
+note "PUT: chain admin of the device's chain -> version 1, then 2"
+AUTH=$TOK_ADMIN_A
+api PUT "/api/devices/$DEV_A1/config" "$CFG"; expect_code 200
+[ "$(jqr .version)" = 1 ] || fail "first version: $(cat "$T/resp.json")"
+AUTH=$TOK_PLATFORM
+api PUT "/api/devices/$DEV_A1/config" '{"rules":{"rental_minutes":60}}'; expect_code 200
+[ "$(jqr .version)" = 2 ] || fail "second version: $(cat "$T/resp.json")"
+# versions are per device
+api PUT "/api/devices/$DEV_B1/config" '{}'; expect_code 200
+[ "$(jqr .version)" = 1 ] || fail "other device's first version: $(cat "$T/resp.json")"
+
+note "GET by the device: newest version; ?have= current -> unchanged; older -> whole config"
+AUTH=$DTOK_A1
+api GET "/api/devices/$DEV_A1/config"; expect_code 200
+[ "$(jq -c . "$T/resp.json")" = '{"version":2,"config":{"rules":{"rental_minutes":60}}}' ] \
+	|| fail "device GET: $(cat "$T/resp.json")"
+api GET "/api/devices/$DEV_A1/config?have=2"; expect_code 200
+[ "$(jq -c . "$T/resp.json")" = '{"version":2,"unchanged":true}' ] || fail "have=2: $(cat "$T/resp.json")"
+api GET "/api/devices/$DEV_A1/config?have=1"; expect_code 200
+[ "$(jqr .version)" = 2 ] && [ "$(jqr .config.rules.rental_minutes)" = 60 ] || fail "have=1: $(cat "$T/resp.json")"
+api GET "/api/devices/$DEV_A1/config?have=-1"; expect_error 400
+api GET "/api/devices/$DEV_A1/config?have=x"; expect_error 400
+api GET "/api/devices/$DEV_A1/config?hav=0"; expect_error 400
+api POST "/api/devices/$DEV_A1/heartbeat" '{"status":"online"}'; expect_code 200
+[ "$(jqr .config_version)" = 2 ] || fail "heartbeat config_version after PUT: $(cat "$T/resp.json")"
+
+note "GET by staff who see the branch; the stored body round-trips"
+AUTH=$TOK_MGR_A1
+api GET "/api/devices/$DEV_A1/config"; expect_code 200
+[ "$(jqr .version)" = 2 ] || fail "manager GET: $(cat "$T/resp.json")"
+AUTH=$TOK_ADMIN_A
+api PUT "/api/devices/$DEV_A1/config" "$CFG"; expect_code 200; [ "$(jqr .version)" = 3 ] || fail v3
+api GET "/api/devices/$DEV_A1/config"; expect_code 200
+[ "$(jq -cS .config "$T/resp.json")" = "$(jq -cS . <<<"$CFG")" ] || fail "round trip: $(cat "$T/resp.json")"
+
+note "authorization: other tenant, branch manager, another device, no token"
+AUTH=$TOK_ADMIN_B; api PUT "/api/devices/$DEV_A1/config" '{}'; expect_error 404
+AUTH=$TOK_ADMIN_B; api GET "/api/devices/$DEV_A1/config"; expect_error 404
+AUTH=$TOK_MGR_B1; api GET "/api/devices/$DEV_A1/config"; expect_error 404
+AUTH=$TOK_MGR_A1; api PUT "/api/devices/$DEV_A1/config" '{}'; expect_error 403
+AUTH=$DTOK_A1; api PUT "/api/devices/$DEV_A1/config" '{}'; expect_error 401
+AUTH=$DTOK_B1; api GET "/api/devices/$DEV_A1/config"; expect_error 403
+AUTH=; api GET "/api/devices/$DEV_A1/config"; expect_error 401
+AUTH=$TOK_PLATFORM; api PUT "/api/devices/0190aaaa-0000-7000-8000-00000000dead/config" '{}'; expect_error 404
+AUTH=$TOK_PLATFORM; api DELETE "/api/devices/$DEV_A1/config"; expect_error 405
+
+note "bad shapes: unknown section, wrong types, bad token ids, not JSON"
+AUTH=$TOK_ADMIN_A
+bad() { # BODY WORD: 400 whose message names WORD
+	api PUT "/api/devices/$DEV_A1/config" "$1"; expect_error 400 invalid
+	grep -q -- "$2" <<<"$(jqr .error.message)" || fail "message does not name $2: $(cat "$T/resp.json")"
+}
+bad '{"api":{"port":1}}' "unknown field 'api'"
+bad '{"rules":[]}' 'rules: expected an object'
+bad '{"buses":{}}' 'buses: expected an array'
+bad '{"carts":[1]}' 'carts\[0\]: expected an object'
+bad '{"revoked_tokens":["ok",""]}' 'revoked_tokens\[1\]'
+bad "{\"revoked_tokens\":[\"$(printf 'a%.0s' {1..65})\"]}" 'revoked_tokens\[0\]'
+bad '{"rules":{},"rules":{}}' 'twice'
+bad 'nope' 'not valid JSON'
+api PUT "/api/devices/$DEV_A1/config"; expect_error 400
+
+note "oversize: a body over 64 KiB is 413, nothing stored"
+jq -nc '{carts: [range(0; 3000) | {number: (. + 1), bus: "bus0", board: 1, lock: 0}]}' >"$T/big.json"
+[ "$(stat -c %s "$T/big.json")" -gt 65536 ] || fail "test body not big enough"
+api_file PUT "/api/devices/$DEV_A1/config" "$T/big.json"; expect_error 413
+AUTH=$DTOK_A1; api GET "/api/devices/$DEV_A1/config?have=3"; expect_code 200
+[ "$(jqr .unchanged)" = true ] || fail "a refused PUT changed the version: $(cat "$T/resp.json")"
+[ "$(db_sql "SELECT count(*) FROM device_configs")" = 4 ] || fail "rows: $(db_sql "SELECT count(*) FROM device_configs")"
+AUTH=$TOK_PLATFORM
