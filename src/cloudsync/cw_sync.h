@@ -84,6 +84,17 @@ struct cw_sync_source {
 	 * over verified TLS), in ms, with the local monotonic time it was
 	 * received at. */
 	void (*server_time)(void *ctx, int64_t wall_ms, int64_t mono_ms);
+	/* Configuration pull (docs/SYNC.md "Down: configuration"); both or
+	 * neither. config_versions: the version the edge accepted and the last
+	 * one it refused (0 = none); the syncer pulls GET .../config when the
+	 * heartbeat's config_version is neither. config_apply: a pulled
+	 * version and its sections (an object, valid during the call). CW_OK =
+	 * accepted; CW_ERR_CONFIG = refused with a message naming the key in
+	 * err (the edge remembers it and reports it); anything else = not
+	 * now, pulled again at a later heartbeat. */
+	void (*config_versions)(void *ctx, int64_t *have, int64_t *rejected);
+	int (*config_apply)(void *ctx, int64_t version, const cJSON *config, char *err,
+			    size_t errlen);
 };
 
 struct cw_sync_config {

@@ -111,6 +111,7 @@ struct cw_syncer {
 	bool tel_due;             /* under mu: (re)connected, telemetry now */
 	int64_t next_tel_mono;    /* next telemetry on the link */
 	int64_t next_link_mono;   /* after cw_link_new failed */
+	int64_t cfg_failed; /* configuration version whose pull failed (logged once) */
 };
 
 const char *cw_sync_state_name(enum cw_sync_state st)
@@ -724,6 +725,52 @@ static void run_commands(struct cw_syncer *s, const cJSON *arr)
 		run_command(s, cmd, "heartbeat");
 }
 
+/* ---- configuration pull (docs/SYNC.md "Down: configuration") ---------- */
+
+/* The heartbeat said the cloud's newest configuration is version cv: pull it
+ * unless the edge has it or refused it already. A failure is logged once per
+ * version and tried again at the next heartbeat; it never holds up the
+ * outbox. */
+static void pull_config(struct cw_syncer *s, int64_t cv)
+{
+	char path[160], err[256] = "";
+	struct cw_https_resp resp;
+	int64_t have = 0, rejected = 0, version = 0;
+	const cJSON *cfg;
+	cJSON *j = NULL;
+	int rc;
+
+	s->src.config_versions(s->src.ctx, &have, &rejected);
+	if (cv == have || cv == rejected || cv < 1)
+		return;
+	snprintf(path, sizeof(path), "/api/devices/%s/config?have=%lld", s->cred.device_id,
+		 (long long)have);
+	rc = call(s, "GET", path, NULL, true, &resp, &j);
+	if (rc != CW_OK || resp.status != 200 || !get_int64(j, "version", &version)) {
+		if (cv != s->cfg_failed)
+			cw_warn("cloud.config_pull", "version=%lld error=%s status=%ld",
+				(long long)cv, cw_errname(rc), rc == CW_OK ? resp.status : 0L);
+		s->cfg_failed = cv;
+		goto out;
+	}
+	cfg = cJSON_GetObjectItemCaseSensitive(j, "config");
+	if (version == have || !cJSON_IsObject(cfg))
+		goto out; /* unchanged, or version 0: the edge keeps what it runs */
+	rc = s->src.config_apply(s->src.ctx, version, cfg, err, sizeof(err));
+	if (rc == CW_OK)
+		cw_info("cloud.config", "version=%lld", (long long)version);
+	else if (rc == CW_ERR_CONFIG)
+		cw_warn("cloud.config_rejected", "version=%lld error=\"%s\"", (long long)version,
+			err);
+	else if (version != s->cfg_failed)
+		cw_warn("cloud.config_apply", "version=%lld error=%s", (long long)version,
+			cw_errname(rc));
+	s->cfg_failed = rc == CW_OK || rc == CW_ERR_CONFIG ? 0 : version;
+out:
+	cJSON_Delete(j);
+	cw_https_resp_clear(&resp);
+}
+
 /* ---- heartbeat -------------------------------------------------------- */
 
 /* The health object of the heartbeat and of MQTT telemetry; NULL when out
@@ -752,7 +799,7 @@ static int heartbeat(struct cw_syncer *s)
 	struct cw_https_resp resp;
 	cJSON *req = cJSON_CreateObject(), *health, *j = NULL;
 	char *body = NULL;
-	int64_t srv = 0;
+	int64_t srv = 0, cfg_version = 0;
 	int rc = CW_ERR_NOMEM;
 	bool built = false; /* the request exists: failures from here are call()'s */
 
@@ -790,6 +837,8 @@ static int heartbeat(struct cw_syncer *s)
 	succeeded(s, "heartbeat");
 	if (cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(j, "commands")))
 		run_commands(s, cJSON_GetObjectItemCaseSensitive(j, "commands"));
+	if (s->src.config_apply && get_int64(j, "config_version", &cfg_version))
+		pull_config(s, cfg_version);
 	rc = CW_OK;
 out_resp:
 	cJSON_Delete(j);
@@ -1505,6 +1554,8 @@ int cw_syncer_new(const struct cw_sync_config *cfg, const struct cw_sync_source 
 	/* without outbox_sent the cloud's skips cannot be checked (docs/SYNC.md
 	 * "The cloud ahead of the database") */
 	if (src->outbox_read && (!src->outbox_ack || !src->outbox_sent))
+		return CW_ERR_INVAL;
+	if (!src->config_apply != !src->config_versions)
 		return CW_ERR_INVAL;
 	if (sodium_init() < 0)
 		return CW_ERR_INTERNAL;
