@@ -1661,6 +1661,8 @@ out:
 done:
 	free(d);
 	return rc;
+}
+
 /* ---- versioned device configuration ---- */
 
 int cw_store_device_config_put(struct cw_store *s, const char *device_id, const char *body,

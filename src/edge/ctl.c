@@ -417,6 +417,19 @@ static int cmd_status(int argc, char **argv)
 				       "and sent again, the entries after it wait\n", rs, rc);
 			else if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cl, "sync_stopped")))
 				printf("sync stopped (%s): see docs/OPERATIONS.md\n", s1);
+			{
+				char cv[CELL] = "", pv[CELL] = "", rv[CELL] = "", rm[CELL] = "";
+				cell(cl, "config_version", cv, sizeof(cv));
+				cell(cl, "config_pending_version", pv, sizeof(pv));
+				cell(cl, "config_rejected_version", rv, sizeof(rv));
+				cell(cl, "config_rejected_message", rm, sizeof(rm));
+				printf("configuration from the cloud: version %s", cv);
+				if (strcmp(pv, "-") != 0 && pv[0])
+					printf(", version %s waiting for a restart", pv);
+				if (strcmp(rv, "-") != 0 && rv[0])
+					printf(", version %s refused: %s", rv, rm);
+				printf("\n");
+			}
 		} else {
 			printf("cloud: not configured (no \"cloud\" section)\n");
 		}

@@ -26,6 +26,7 @@ struct cw_edge_sync {
 	struct cw_engine *e;
 	char data_dir[512];
 	int64_t last_prune_mono; /* 0 = never */
+	struct cw_cloudcfg *cloudcfg; /* configuration pull; NULL = none */
 };
 
 int cw_edge_sync_new(const char *db_path, const char *data_dir, struct cw_engine *e,
@@ -325,21 +326,6 @@ static bool mem_available_kb(double *out)
 	return ok;
 }
 
-static int64_t config_version(struct cw_edge_sync *s)
-{
-	sqlite3_stmt *st = NULL;
-	int64_t v = 0;
-
-	/* Set by the configuration pull once a chain manages carts in the
-	 * cloud; until then the file is the configuration: version 0. */
-	if (sqlite3_prepare_v2(s->h, "SELECT CAST(value AS INTEGER) FROM settings "
-				     "WHERE key = 'config_version'", -1, &st, NULL) == SQLITE_OK &&
-	    sqlite3_step(st) == SQLITE_ROW)
-		v = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	return v;
-}
-
 void cw_edge_sync_health(struct cw_edge_sync *s, cJSON *obj)
 {
 	struct statvfs vfs;
@@ -376,9 +362,15 @@ void cw_edge_sync_health(struct cw_edge_sync *s, cJSON *obj)
 	cw_engine_boards(s->e, &online, &total);
 	cJSON_AddNumberToObject(obj, "boards_online", online);
 	cJSON_AddNumberToObject(obj, "boards_total", total);
-	pthread_mutex_lock(&s->mu);
-	cJSON_AddNumberToObject(obj, "config_version", (double)config_version(s));
-	pthread_mutex_unlock(&s->mu);
+	if (s->cloudcfg)
+		cw_cloudcfg_health(s->cloudcfg, obj);
+	else
+		cJSON_AddNumberToObject(obj, "config_version", 0); /* the file alone */
+}
+
+void cw_edge_sync_set_cloudcfg(struct cw_edge_sync *s, struct cw_cloudcfg *c)
+{
+	s->cloudcfg = c;
 }
 
 /* ------------------------------------------------------ source callbacks */
@@ -435,6 +427,21 @@ static void src_server_time(void *ctx, int64_t wall_ms, int64_t mono_ms)
 	cw_engine_server_time(s->e, wall_ms, mono_ms);
 }
 
+static void src_config_versions(void *ctx, int64_t *have, int64_t *rejected)
+{
+	struct cw_edge_sync *s = ctx;
+
+	cw_cloudcfg_versions(s->cloudcfg, have, rejected);
+}
+
+static int src_config_apply(void *ctx, int64_t version, const cJSON *config, char *err,
+			    size_t errlen)
+{
+	struct cw_edge_sync *s = ctx;
+
+	return cw_cloudcfg_offer(s->cloudcfg, version, config, err, errlen);
+}
+
 void cw_edge_sync_source(struct cw_edge_sync *s, struct cw_sync_source *out)
 {
 	*out = (struct cw_sync_source){
@@ -447,5 +454,7 @@ void cw_edge_sync_source(struct cw_edge_sync *s, struct cw_sync_source *out)
 		.health = src_health,
 		.command = src_command,
 		.server_time = src_server_time,
+		.config_versions = s->cloudcfg ? src_config_versions : NULL,
+		.config_apply = s->cloudcfg ? src_config_apply : NULL,
 	};
 }

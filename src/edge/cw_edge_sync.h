@@ -11,6 +11,7 @@
 
 #include <stdint.h>
 
+#include "cw_cloudcfg.h"
 #include "cw_engine.h"
 #include "cw_sync.h"
 
@@ -26,6 +27,11 @@ struct cw_edge_sync;
 int cw_edge_sync_new(const char *db_path, const char *data_dir, struct cw_engine *e,
 		     struct cw_edge_sync **out);
 void cw_edge_sync_free(struct cw_edge_sync *s); /* NULL ok */
+
+/* The configuration the cloud manages (must outlive s): its pull callbacks
+ * and health fields. Set before cw_edge_sync_source; without it the source
+ * has no configuration pull and health says config_version 0. */
+void cw_edge_sync_set_cloudcfg(struct cw_edge_sync *s, struct cw_cloudcfg *c);
 
 /* Fills the callback table for cw_syncer_new (ctx = s). */
 void cw_edge_sync_source(struct cw_edge_sync *s, struct cw_sync_source *out);

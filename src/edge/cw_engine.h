@@ -193,4 +193,23 @@ struct cw_command_outcome {
 int cw_engine_command(struct cw_engine *e, const struct cw_engine_command *cmd,
 		      struct cw_command_outcome *out);
 
+/* ---- configuration from the cloud (docs/SYNC.md "Down: configuration";
+ * cw_engine_cfg.c) ---- */
+/* Applies the parts of a configuration that change live, all or nothing:
+ * the revoked token ids (the revoked_tokens table replaced in one
+ * transaction, tagged with version) and then the rental rules (taken by
+ * rentals started from now on; open rentals keep the times they started
+ * with). version 0 with n 0 empties the table. CW_ERR_DB: nothing changed. */
+int cw_engine_apply_config(struct cw_engine *e, int64_t version, const struct cw_rules *rules,
+			   const char *const *revoked, int n);
+/* Whether a customer token id was revoked by the chain (for the kiosk,
+ * issue 5). CW_OK with *revoked set, or CW_ERR_DB. */
+int cw_engine_token_revoked(struct cw_engine *e, const char *jti, bool *revoked);
+/* A telemetry event of the device (kind telemetry in the outbox, so it
+ * reaches the cloud's telemetry). Takes ownership of data (may be NULL). */
+int cw_engine_event(struct cw_engine *e, const char *type, cJSON *data);
+/* Whether any lock release is in flight right now: a restart of the engine
+ * and the buses waits for false (a safe point). */
+bool cw_engine_releasing(struct cw_engine *e);
+
 #endif

@@ -19,6 +19,7 @@
 
 #include "cw_api.h"
 #include "cw_clock.h"
+#include "cw_cloudcfg.h"
 #include "cw_config.h"
 #include "cw_edge_sync.h"
 #include "cw_engine.h"
@@ -49,6 +50,9 @@ struct edge {
 	/* cloud link (issue 4): only with a "cloud" section in the config */
 	struct cw_edge_sync *sync_src;
 	struct cw_syncer *syncer;
+	/* the configuration the cloud manages (docs/SYNC.md "Down:
+	 * configuration"); lives across engine restarts */
+	struct cw_cloudcfg *cloudcfg;
 };
 
 /* Big (carts and buses arrays): static, not on the stack. */
@@ -170,6 +174,7 @@ static cJSON *hook_cloud_json(void *ctx)
 	cJSON_AddNumberToObject(o, "batches_sent", (double)st.batches_sent);
 	cJSON_AddNumberToObject(o, "entries_sent", (double)st.entries_sent);
 	cJSON_AddStringToObject(o, "last_error", st.last_error);
+	cw_cloudcfg_health(ed->cloudcfg, o);
 	return o;
 }
 
@@ -355,19 +360,195 @@ static void shutdown_all(struct edge *ed, struct cw_engine *engine)
 {
 	cw_api_free(ed->api); /* waits for requests in flight */
 	ed->api = NULL;
-	for (int i = 0; i < ed->cfg.nbuses; i++) {
-		cw_bus_free(ed->buses[i]); /* no more events after this */
-		ed->buses[i] = NULL;
-	}
-	/* The syncer's thread runs commands on the engine: it goes first, and
-	 * the engine stops calling it before that. */
-	cw_engine_set_outbox_hook(engine, NULL, NULL);
+	/* The syncer's thread runs commands on the engine and the buses: it
+	 * goes before them (a command in flight finishes its release first),
+	 * and the engine stops calling it before that. */
+	if (engine)
+		cw_engine_set_outbox_hook(engine, NULL, NULL);
 	cw_syncer_free(ed->syncer);
 	ed->syncer = NULL;
 	cw_edge_sync_free(ed->sync_src);
 	ed->sync_src = NULL;
+	for (int i = 0; i < ed->cfg.nbuses; i++) {
+		cw_bus_free(ed->buses[i]); /* no more events after this */
+		ed->buses[i] = NULL;
+	}
+	if (ed->cloudcfg)
+		cw_cloudcfg_attach(ed->cloudcfg, NULL, NULL);
 	atomic_store(&ed->engine, NULL);
 	cw_engine_free(engine);
+}
+
+/* Buses, engine, cloud link and API for ed->cfg: at start, and again when a
+ * configuration from the cloud changes buses or carts (restart_all). On
+ * failure the caller runs shutdown_all(ed, *enginep). */
+static int start_all(struct edge *ed, struct cw_engine **enginep)
+{
+	static const struct cw_api_hooks hooks = {.buses_json = hook_buses_json,
+						  .scan = hook_scan,
+						  .cloud_json = hook_cloud_json,
+						  .cloud_enroll = hook_cloud_enroll,
+						  .ctx = &g_edge};
+	const struct cw_engine_hw hw = {.unlock = hw_unlock, .ctx = ed};
+	struct cw_engine *engine = NULL;
+	struct cw_engine_config ec;
+	int rc;
+
+	*enginep = NULL;
+	/* Every port first: a missing adapter is refused before anything,
+	 * the database included, is touched. */
+	for (int i = 0; i < ed->cfg.nbuses; i++) {
+		const struct cw_bus_config *bc = &ed->cfg.buses[i];
+		if (access(bc->port, F_OK) != 0) {
+			cw_error("edge.bus_failed",
+				 "bus=%s port=%s error=\"serial port does not exist (adapter "
+				 "unplugged? wrong path in buses[%d].port?)\"",
+				 bc->name, bc->port, i);
+			return CW_ERR_IO;
+		}
+	}
+
+	for (int i = 0; i < ed->cfg.nbuses; i++) {
+		const struct cw_bus_config *bc = &ed->cfg.buses[i];
+		ed->ud[i].edge = ed;
+		ed->ud[i].index = i;
+		rc = cw_bus_new(bc, on_bus_event, &ed->ud[i], &ed->buses[i]);
+		if (rc) {
+			cw_error("edge.bus_failed", "bus=%s port=%s err=%s", bc->name, bc->port,
+				 cw_errname(rc));
+			return rc;
+		}
+	}
+
+	memset(&ec, 0, sizeof(ec));
+	if (snprintf(ec.db_path, sizeof(ec.db_path), "%s/edge.db", ed->cfg.data_dir) >=
+	    (int)sizeof(ec.db_path)) {
+		cw_error("edge.data_dir_failed", "path=%s error=\"path too long\"", ed->cfg.data_dir);
+		return CW_ERR_TOOBIG;
+	}
+	/* same sizes in both structs, NUL-terminated by the config parser */
+	_Static_assert(sizeof(ec.chain_id) == sizeof(ed->cfg.chain_id), "chain_id size");
+	_Static_assert(sizeof(ec.branch_id) == sizeof(ed->cfg.branch_id), "branch_id size");
+	_Static_assert(sizeof(ec.device_id) == sizeof(ed->cfg.device_id), "device_id size");
+	memcpy(ec.chain_id, ed->cfg.chain_id, sizeof(ec.chain_id));
+	memcpy(ec.branch_id, ed->cfg.branch_id, sizeof(ec.branch_id));
+	memcpy(ec.device_id, ed->cfg.device_id, sizeof(ec.device_id));
+	ec.rules = ed->cfg.rules;
+	ec.ncarts = ed->cfg.ncarts;
+	ec.carts = ed->cfg.carts;
+	rc = cw_engine_new(&ec, &hw, enginep);
+	engine = *enginep;
+	if (rc) {
+		cw_error("edge.engine_failed", "db=%s err=%s", ec.db_path, cw_errname(rc));
+		return rc;
+	}
+
+	/* Descriptive data for the controllers table; boards without any
+	 * configured cart are not in the engine (CW_ERR_NOTFOUND is fine). */
+	for (int i = 0; i < ed->cfg.nbuses; i++) {
+		const struct cw_bus_config *bc = &ed->cfg.buses[i];
+		for (int j = 0; j < bc->nboards; j++) {
+			rc = cw_engine_set_controller_info(engine, i, j, bc->name,
+							   bc->boards[j].address,
+							   cw_protocol_name(bc->protocol));
+			if (rc != CW_OK && rc != CW_ERR_NOTFOUND)
+				cw_warn("edge.controller_info_failed", "bus=%s board=%d err=%s",
+					bc->name, bc->boards[j].address, cw_errname(rc));
+		}
+	}
+
+	/* The cloud link: its own connection to the database, a syncer thread
+	 * (started once the API is up), woken by every commit to the outbox. */
+	if (ed->cfg.cloud_enabled) {
+		struct cw_sync_source src;
+
+		read_serial(ed->cfg.cloud.serial_number, sizeof(ed->cfg.cloud.serial_number));
+		rc = cw_edge_sync_new(ec.db_path, ed->cfg.data_dir, engine, &ed->sync_src);
+		if (rc == CW_OK) {
+			if (ed->cloudcfg)
+				cw_edge_sync_set_cloudcfg(ed->sync_src, ed->cloudcfg);
+			cw_edge_sync_source(ed->sync_src, &src);
+			rc = cw_syncer_new(&ed->cfg.cloud, &src, &ed->syncer);
+		}
+		if (rc) {
+			cw_error("edge.cloud_failed", "url=%s err=%s", ed->cfg.cloud.url,
+				 cw_errname(rc));
+			return rc;
+		}
+		cw_engine_set_outbox_hook(engine, on_outbox, ed->syncer);
+	}
+	/* before the syncer starts: it offers the cloud's versions to it */
+	if (ed->cloudcfg) {
+		rc = cw_cloudcfg_attach(ed->cloudcfg, engine, &ed->cfg);
+		if (rc) {
+			cw_error("edge.cloud_config_failed", "err=%s", cw_errname(rc));
+			return rc;
+		}
+	}
+	atomic_store(&ed->engine, engine);
+
+	rc = cw_api_new(ed->cfg.api_bind, ed->cfg.api_port, ed->cfg.admin_token, engine,
+			&hooks, &ed->api);
+	if (rc) {
+		cw_error("edge.api_failed", "bind=%s port=%d err=%s", ed->cfg.api_bind,
+			 ed->cfg.api_port, cw_errname(rc));
+		return rc;
+	}
+	cw_info("edge.ready", "api=http://%s%s%s:%d carts=%d buses=%d",
+		strchr(ed->cfg.api_bind, ':') ? "[" : "", ed->cfg.api_bind,
+		strchr(ed->cfg.api_bind, ':') ? "]" : "", cw_api_port(ed->api), ed->cfg.ncarts,
+		ed->cfg.nbuses);
+	if (ed->syncer) {
+		rc = cw_syncer_start(ed->syncer);
+		if (rc) {
+			cw_error("edge.cloud_failed", "url=%s err=%s", ed->cfg.cloud.url,
+				 cw_errname(rc));
+			return rc;
+		}
+		cw_info("edge.cloud", "url=%s branch_code=%s", ed->cfg.cloud.url,
+			ed->cfg.cloud.branch_code);
+	}
+
+	return CW_OK;
+}
+
+/* A configuration from the cloud changed buses or carts: everything but the
+ * process restarts with it at this safe point (no release in flight; the API
+ * is closed first and waits for its requests). If it cannot start (a port
+ * that vanished meanwhile), the previous configuration runs again and the
+ * version counts as refused (docs/ARCHITECTURE.md). */
+static int restart_all(struct edge *ed, struct cw_engine **enginep,
+		       const struct cw_edge_config *next)
+{
+	struct cw_edge_config *prev = malloc(sizeof(*prev));
+	int rc;
+
+	if (!prev)
+		return CW_ERR_NOMEM; /* tried again at the next tick */
+	*prev = ed->cfg;
+	cw_info("edge.restarting", "reason=\"configuration from the cloud changed buses or carts\"");
+	shutdown_all(ed, *enginep);
+	*enginep = NULL;
+	ed->cfg = *next;
+	rc = start_all(ed, enginep);
+	if (rc == CW_OK) {
+		cw_cloudcfg_restarted(ed->cloudcfg, true, NULL);
+		/* the revoked tokens of the version now running */
+		rc = cw_cloudcfg_attach(ed->cloudcfg, *enginep, &ed->cfg);
+		free(prev);
+		return rc;
+	}
+	cw_error("edge.restart_failed", "err=%s action=\"previous configuration\"",
+		 cw_errname(rc));
+	shutdown_all(ed, *enginep);
+	*enginep = NULL;
+	ed->cfg = *prev;
+	free(prev);
+	rc = start_all(ed, enginep);
+	/* after the start, so that the refusal reaches the outbox */
+	cw_cloudcfg_restarted(ed->cloudcfg, false, "the engine could not start with it (see the "
+						   "device's log)");
+	return rc;
 }
 
 int main(int argc, char **argv)
@@ -381,11 +562,7 @@ int main(int argc, char **argv)
 	};
 	struct edge *ed = &g_edge;
 	struct cw_engine *engine = NULL;
-	struct cw_engine_config ec;
-	struct cw_engine_hw hw = {.unlock = hw_unlock, .ctx = ed};
-	struct cw_api_hooks hooks = {.buses_json = hook_buses_json, .scan = hook_scan,
-				     .cloud_json = hook_cloud_json,
-				     .cloud_enroll = hook_cloud_enroll, .ctx = ed};
+	struct cw_edge_config *next = NULL;
 	const char *config_path = NULL;
 	bool check_only = false;
 	enum cw_log_level lvl;
@@ -455,108 +632,24 @@ int main(int argc, char **argv)
 		goto out;
 	}
 
-	/* Every port first: a missing adapter is refused before anything,
-	 * the database included, is touched. */
-	for (int i = 0; i < ed->cfg.nbuses; i++) {
-		const struct cw_bus_config *bc = &ed->cfg.buses[i];
-		if (access(bc->port, F_OK) != 0) {
-			cw_error("edge.bus_failed",
-				 "bus=%s port=%s error=\"serial port does not exist (adapter "
-				 "unplugged? wrong path in buses[%d].port?)\"",
-				 bc->name, bc->port, i);
-			goto out;
-		}
-	}
-
-	for (int i = 0; i < ed->cfg.nbuses; i++) {
-		const struct cw_bus_config *bc = &ed->cfg.buses[i];
-		ed->ud[i].edge = ed;
-		ed->ud[i].index = i;
-		rc = cw_bus_new(bc, on_bus_event, &ed->ud[i], &ed->buses[i]);
-		if (rc) {
-			cw_error("edge.bus_failed", "bus=%s port=%s err=%s", bc->name, bc->port,
-				 cw_errname(rc));
-			goto out;
-		}
-	}
-
-	memset(&ec, 0, sizeof(ec));
-	if (snprintf(ec.db_path, sizeof(ec.db_path), "%s/edge.db", ed->cfg.data_dir) >=
-	    (int)sizeof(ec.db_path)) {
-		cw_error("edge.data_dir_failed", "path=%s error=\"path too long\"", ed->cfg.data_dir);
-		goto out;
-	}
-	/* same sizes in both structs, NUL-terminated by the config parser */
-	_Static_assert(sizeof(ec.chain_id) == sizeof(ed->cfg.chain_id), "chain_id size");
-	_Static_assert(sizeof(ec.branch_id) == sizeof(ed->cfg.branch_id), "branch_id size");
-	_Static_assert(sizeof(ec.device_id) == sizeof(ed->cfg.device_id), "device_id size");
-	memcpy(ec.chain_id, ed->cfg.chain_id, sizeof(ec.chain_id));
-	memcpy(ec.branch_id, ed->cfg.branch_id, sizeof(ec.branch_id));
-	memcpy(ec.device_id, ed->cfg.device_id, sizeof(ec.device_id));
-	ec.rules = ed->cfg.rules;
-	ec.ncarts = ed->cfg.ncarts;
-	ec.carts = ed->cfg.carts;
-	rc = cw_engine_new(&ec, &hw, &engine);
-	if (rc) {
-		cw_error("edge.engine_failed", "db=%s err=%s", ec.db_path, cw_errname(rc));
-		goto out;
-	}
-
-	/* Descriptive data for the controllers table; boards without any
-	 * configured cart are not in the engine (CW_ERR_NOTFOUND is fine). */
-	for (int i = 0; i < ed->cfg.nbuses; i++) {
-		const struct cw_bus_config *bc = &ed->cfg.buses[i];
-		for (int j = 0; j < bc->nboards; j++) {
-			rc = cw_engine_set_controller_info(engine, i, j, bc->name,
-							   bc->boards[j].address,
-							   cw_protocol_name(bc->protocol));
-			if (rc != CW_OK && rc != CW_ERR_NOTFOUND)
-				cw_warn("edge.controller_info_failed", "bus=%s board=%d err=%s",
-					bc->name, bc->boards[j].address, cw_errname(rc));
-		}
-	}
-
-	/* The cloud link: its own connection to the database, a syncer thread
-	 * (started once the API is up), woken by every commit to the outbox. */
+	/* The cloud's last accepted configuration, merged over the file's
+	 * sections (docs/OPERATIONS.md "cloud-config.json"). */
 	if (ed->cfg.cloud_enabled) {
-		struct cw_sync_source src;
-
-		read_serial(ed->cfg.cloud.serial_number, sizeof(ed->cfg.cloud.serial_number));
-		rc = cw_edge_sync_new(ec.db_path, ed->cfg.data_dir, engine, &ed->sync_src);
-		if (rc == CW_OK) {
-			cw_edge_sync_source(ed->sync_src, &src);
-			rc = cw_syncer_new(&ed->cfg.cloud, &src, &ed->syncer);
-		}
-		if (rc) {
-			cw_error("edge.cloud_failed", "url=%s err=%s", ed->cfg.cloud.url,
-				 cw_errname(rc));
+		if (cw_cloudcfg_new(config_path, ed->cfg.data_dir, &ed->cloudcfg) != CW_OK)
 			goto out;
-		}
-		cw_engine_set_outbox_hook(engine, on_outbox, ed->syncer);
+		err[0] = '\0';
+		if (cw_cloudcfg_start(ed->cloudcfg, &ed->cfg, err, sizeof(err)) != CW_OK)
+			/* ours, written atomically: damaged by hand at most.
+			 * The file alone runs; the next version replaces it. */
+			cw_error("edge.cloud_config_unreadable",
+				 "error=\"%s\" action=\"running on the config file alone\"", err);
+		next = malloc(sizeof(*next));
+		if (!next)
+			goto out;
 	}
-	atomic_store(&ed->engine, engine);
 
-	rc = cw_api_new(ed->cfg.api_bind, ed->cfg.api_port, ed->cfg.admin_token, engine,
-			&hooks, &ed->api);
-	if (rc) {
-		cw_error("edge.api_failed", "bind=%s port=%d err=%s", ed->cfg.api_bind,
-			 ed->cfg.api_port, cw_errname(rc));
+	if (start_all(ed, &engine) != CW_OK)
 		goto out;
-	}
-	cw_info("edge.ready", "api=http://%s%s%s:%d carts=%d buses=%d",
-		strchr(ed->cfg.api_bind, ':') ? "[" : "", ed->cfg.api_bind,
-		strchr(ed->cfg.api_bind, ':') ? "]" : "", cw_api_port(ed->api), ed->cfg.ncarts,
-		ed->cfg.nbuses);
-	if (ed->syncer) {
-		rc = cw_syncer_start(ed->syncer);
-		if (rc) {
-			cw_error("edge.cloud_failed", "url=%s err=%s", ed->cfg.cloud.url,
-				 cw_errname(rc));
-			goto out;
-		}
-		cw_info("edge.cloud", "url=%s branch_code=%s", ed->cfg.cloud.url,
-			ed->cfg.cloud.branch_code);
-	}
 
 	next_tick = cw_mono_ms() + TICK_MS;
 	for (;;) {
@@ -565,6 +658,11 @@ int main(int argc, char **argv)
 		int sig;
 
 		if (wait <= 0) {
+			/* a configuration waiting for a restart, at a safe point */
+			if (next && cw_cloudcfg_pending(ed->cloudcfg, next) &&
+			    !cw_engine_releasing(engine) &&
+			    restart_all(ed, &engine, next) != CW_OK && !engine)
+				goto out;
 			cw_engine_tick(engine);
 			next_tick += TICK_MS;
 			/* after a long stall (suspend, debugger) do not burst */
@@ -583,6 +681,8 @@ int main(int argc, char **argv)
 	status = 0;
 out:
 	shutdown_all(ed, engine);
+	cw_cloudcfg_free(ed->cloudcfg);
+	free(next);
 	if (status == 0)
 		cw_info("edge.stop", NULL);
 	else
