@@ -3697,8 +3697,12 @@ static enum MHD_Result h_device_config(struct cw_cloud_api *a, struct MHD_Connec
 		ret = load_device(a, c, r, &p, seg[2], &d, &ok);
 		if (!ok)
 			return ret;
-		if (strcmp(method, "PUT") == 0)
+		if (strcmp(method, "PUT") == 0) {
+			static const char *const none[] = {NULL};
+			if (only_args(c, r, none) < 0)
+				return bad_request(c, r);
 			return config_put(a, c, r, &p, &d);
+		}
 	} else {
 		ret = device_caller(a, c, r, seg[2], NULL, &ok);
 		if (!ok)

@@ -58,6 +58,7 @@ AUTH=$DTOK_B1; api GET "/api/devices/$DEV_A1/config"; expect_error 403
 AUTH=; api GET "/api/devices/$DEV_A1/config"; expect_error 401
 AUTH=$TOK_PLATFORM; api PUT "/api/devices/0190aaaa-0000-7000-8000-00000000dead/config" '{}'; expect_error 404
 AUTH=$TOK_PLATFORM; api DELETE "/api/devices/$DEV_A1/config"; expect_error 405
+AUTH=$TOK_PLATFORM; api PUT "/api/devices/$DEV_A1/config?have=1" '{}'; expect_error 400
 
 note "bad shapes: unknown section, wrong types, bad token ids, not JSON"
 AUTH=$TOK_ADMIN_A
