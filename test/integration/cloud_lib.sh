@@ -15,8 +15,11 @@ postgres)
 	[ -n "${PGHOST:-}${PGPORT:-}" ] || { echo "SKIP: no PG* variables (run under pg_virtualenv)"; exit 77; }
 	PGDB="cwe2e_$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 	psql -X -q -d postgres -c "CREATE DATABASE \"$PGDB\"" >/dev/null
-	# keep the test's exit status for cw_cleanup (it reads $?)
-	trap 'rc=$?; psql -X -q -d postgres -c "DROP DATABASE IF EXISTS \"$PGDB\" WITH (FORCE)" >/dev/null 2>&1; (exit $rc); cw_cleanup' EXIT
+	# keep the test's exit status for cw_cleanup (it reads $?): "set +e"
+	# first, or "(exit 1)" ends the shell under set -e before the cleanup
+	# ran (the daemons were left running after a failure); the cloud stops
+	# first, or its pool reconnects while the database is dropped
+	trap 'rc=$?; set +e; [ -z "$CLOUD_PID" ] || kill "$CLOUD_PID" 2>/dev/null; psql -X -q -d postgres -c "DROP DATABASE IF EXISTS \"$PGDB\" WITH (FORCE)" >/dev/null 2>&1; (exit $rc); cw_cleanup' EXIT
 	DB_JSON="{\"backend\":\"postgres\",\"conninfo\":\"dbname=$PGDB\",\"pool_size\":4}"
 	;;
 *) fail "backend must be sqlite or postgres" ;;
