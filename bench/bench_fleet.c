@@ -516,6 +516,8 @@ static int parse_codes(char *v, struct opts *o)
 
 static int parse_args(int argc, char **argv, struct opts *o)
 {
+	static const char *const flags[] = {"--fresh-connections", NULL};
+
 	memset(o, 0, sizeof(*o));
 	o->devices = 1000;
 	o->heartbeat_s = 10;
@@ -525,23 +527,15 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	o->seconds = 60;
 	o->warmup = 10;
 	for (int i = 1; i < argc; i++) {
-		char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-		int rc = CW_OK;
+		const char *a;
+		char *v;
+		int rc = cw_bench_next_opt(argc, argv, &i, "bench_fleet", flags, usage, &a, &v);
 
-		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-			usage(stdout);
-			exit(0);
-		}
-		if (strcmp(a, "--fresh-connections") == 0) {
+		if (rc != CW_OK)
+			return rc;
+		if (strcmp(a, "--fresh-connections") == 0)
 			o->fresh = true;
-			continue;
-		}
-		if (!v) {
-			fprintf(stderr, "bench_fleet: %s needs a value\n", a);
-			return CW_ERR_INVAL;
-		}
-		i++;
-		if (strcmp(a, "--url") == 0)
+		else if (strcmp(a, "--url") == 0)
 			o->url = v;
 		else if (strcmp(a, "--branch-code") == 0)
 			o->branch_code = v;

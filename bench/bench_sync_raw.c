@@ -26,7 +26,7 @@
  * Exit 1 when it cannot read the outbox or a statement fails.
  *
  * Usage: bench_sync_raw --edge-db FILE --after SEQ --device ID
- *            (--sqlite FILE | --pg CONNINFO) [--batch 500] */
+ *            (--sqlite FILE | --pg CONNINFO) [--upto SEQ] [--batch 500] */
 #include <cjson/cJSON.h>
 #include <inttypes.h>
 #include <libpq-fe.h>
@@ -201,7 +201,7 @@ struct db {
 
 struct opts {
 	const char *edge_db, *device, *sqlite, *pg;
-	int64_t after;
+	int64_t after, upto; /* entries after .. upto (0 = all) */
 	int batch;
 };
 
@@ -382,13 +382,14 @@ static int outbox_read(const struct opts *o, struct row **out, int *n, int count
 	    sqlite3_busy_timeout(h, 5000) != SQLITE_OK ||
 	    sqlite3_prepare_v2(h,
 			       "SELECT seq, kind, payload, created_wall_ms, clock_trusted "
-			       "FROM outbox WHERE seq > ?1 ORDER BY seq",
+			       "FROM outbox WHERE seq > ?1 AND (?2 = 0 OR seq <= ?2) ORDER BY seq",
 			       -1, &st, NULL) != SQLITE_OK) {
 		fprintf(stderr, "bench_sync_raw: %s: %s\n", o->edge_db, sqlite3_errmsg(h));
 		rc = CW_ERR_IO;
 		goto out;
 	}
 	sqlite3_bind_int64(st, 1, o->after);
+	sqlite3_bind_int64(st, 2, o->upto);
 	while ((src = sqlite3_step(st)) == SQLITE_ROW) {
 		const char *kind = (const char *)sqlite3_column_text(st, 1);
 		struct row *r;
@@ -699,29 +700,23 @@ static int target_load(struct db *d, struct target *t, const char *device)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: bench_sync_raw --edge-db FILE --after SEQ --device ID\n"
+	fprintf(f, "usage: bench_sync_raw --edge-db FILE --after SEQ [--upto SEQ] --device ID\n"
 		   "         (--sqlite FILE | --pg CONNINFO) [--batch N (500)]\n");
 }
 
 static int parse_args(int argc, char **argv, struct opts *o)
 {
-	int after = 0;
+	int after = 0, upto = 0;
 
 	memset(o, 0, sizeof(*o));
 	o->batch = 500;
 	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-		int rc = CW_OK;
+		const char *a;
+		char *v;
+		int rc = cw_bench_next_opt(argc, argv, &i, "bench_sync_raw", NULL, usage, &a, &v);
 
-		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-			usage(stdout);
-			exit(0);
-		}
-		if (!v) {
-			fprintf(stderr, "bench_sync_raw: %s needs a value\n", a);
-			return CW_ERR_INVAL;
-		}
-		i++;
+		if (rc != CW_OK)
+			return rc;
 		if (strcmp(a, "--edge-db") == 0) {
 			o->edge_db = v;
 		} else if (strcmp(a, "--device") == 0) {
@@ -734,6 +729,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			o->pg = v;
 		} else if (strcmp(a, "--after") == 0) {
 			rc = cw_bench_parse_int(v, 0, 2000000000, &after);
+		} else if (strcmp(a, "--upto") == 0) {
+			rc = cw_bench_parse_int(v, 1, 2000000000, &upto);
 		} else if (strcmp(a, "--batch") == 0) {
 			rc = cw_bench_parse_int(v, 1, 1000, &o->batch);
 		} else {
@@ -747,6 +744,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		}
 	}
 	o->after = after;
+	o->upto = upto;
 	if (!o->edge_db || !o->device || !o->sqlite == !o->pg) {
 		usage(stderr);
 		return CW_ERR_INVAL;

@@ -342,6 +342,29 @@ int cw_bench_parse_int(const char *s, int min, int max, int *out)
 	return CW_OK;
 }
 
+int cw_bench_next_opt(int argc, char **argv, int *i, const char *prog,
+		      const char *const *flags, void (*usage)(FILE *f), const char **name,
+		      char **value)
+{
+	const char *a = argv[*i];
+
+	if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+		usage(stdout);
+		exit(0);
+	}
+	*name = a;
+	*value = NULL;
+	for (const char *const *f = flags; f && *f; f++)
+		if (strcmp(a, *f) == 0)
+			return CW_OK;
+	if (*i + 1 >= argc) {
+		fprintf(stderr, "%s: %s needs a value\n", prog, a);
+		return CW_ERR_INVAL;
+	}
+	*value = argv[++*i];
+	return CW_OK;
+}
+
 void cw_bench_machine(char *out, size_t cap)
 {
 	struct utsname u;

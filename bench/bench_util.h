@@ -8,6 +8,7 @@
 #define CW_BENCH_UTIL_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include "cw_lockbus.h"
@@ -61,6 +62,14 @@ double cw_bench_percentile(const double *sorted, size_t n, double q);
 void cw_bench_sort(double *v, size_t n);
 /* Parses a decimal int in [min, max]; CW_ERR_INVAL otherwise. */
 int cw_bench_parse_int(const char *s, int min, int max, int *out);
+/* One option of a benchmark's command line, at argv[*i]: "--name value", or
+ * a flag named in `flags` (NULL-terminated, may be NULL) that takes no value.
+ * Sets *name and *value (NULL for a flag) and leaves *i on the option's last
+ * word. -h/--help prints usage to stdout and exits 0; a missing value is
+ * CW_ERR_INVAL with a message prefixed by prog. */
+int cw_bench_next_opt(int argc, char **argv, int *i, const char *prog,
+		      const char *const *flags, void (*usage)(FILE *f), const char **name,
+		      char **value);
 /* Machine description for the report header ("2 cores, Linux 6.1 x86_64"). */
 void cw_bench_machine(char *out, size_t cap);
 

@@ -234,7 +234,8 @@ EOF
 raw_run() {
 	local dev=$1; shift
 	local line
-	line=$("$RAW" --edge-db "$D/data/edge.db" --after "$HW0" --device "$dev" --batch "$BATCH" "$@")
+	line=$("$RAW" --edge-db "$D/data/edge.db" --after "$HW0" --upto "$LAST" --device "$dev" \
+		--batch "$BATCH" "$@")
 	note "  raw: $line"
 	RAW_RATE=$(sed -n 's/.* entries_per_s=\([0-9]*\).*/\1/p' <<<"$line")
 	RAW_LINE=$line
@@ -322,6 +323,7 @@ drain_one() { # BACKEND
 	curl -s -K "$D/many.curl"
 	local last n kinds
 	last=$(edge_sql "SELECT max(seq) FROM outbox")
+	LAST=$last
 	n=$((last - HW0))
 	kinds=$(edge_sql "SELECT group_concat(kind || ' ' || c, ', ') FROM (SELECT kind, count(*) c FROM outbox WHERE seq > $HW0 GROUP BY kind)")
 	note "  $n entries in $((SECONDS - t0)) s ($kinds)"
@@ -343,7 +345,8 @@ drain_one() { # BACKEND
 	read -r hw_first t_first t_done polls <"$D/poll.out"
 	note "  mark $hw_first first seen after $t_first s, $last after $t_done s ($polls polls)"
 	local batches
-	batches=$(grep -c "event=sync.applied device=$dev" "$CLOG" || true)
+	batches=$(awk -v dev="device=$dev" -v hw0="$HW0" '$2 == "event=sync.applied" && $3 == dev {
+		split($NF, kv, "="); if (kv[2] + 0 > hw0) n++ } END { print n + 0 }' "$CLOG")
 	wait_until 20 synced || true
 	edge_stop
 	cloud_stop
