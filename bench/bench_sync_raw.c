@@ -37,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "bench_util.h"
@@ -204,6 +205,16 @@ struct opts {
 	int64_t after, upto; /* entries after .. upto (0 = all) */
 	int batch;
 };
+
+/* CPU time of this process (user + system), microseconds */
+static int64_t cpu_us(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (int64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000 + ru.ru_utime.tv_usec +
+	       ru.ru_stime.tv_usec;
+}
 
 static int64_t wall_ms(void)
 {
@@ -759,7 +770,7 @@ int main(int argc, char **argv)
 	struct target t;
 	struct row *rows = NULL;
 	int n = 0, counts[4] = {0}, batches = 0, rc, status = 1;
-	int64_t t0, t1;
+	int64_t t0, t1, c0, c1;
 
 	if (parse_args(argc, argv, &o) != CW_OK)
 		return 2;
@@ -779,6 +790,7 @@ int main(int argc, char **argv)
 	if (db_open(&d, &o) != CW_OK || target_load(&d, &t, o.device) != CW_OK)
 		goto out;
 	t0 = cw_bench_now_us();
+	c0 = cpu_us();
 	for (int i = 0; i < n; i += o.batch, batches++) {
 		rc = apply_batch(&d, &t, rows + i, n - i < o.batch ? n - i : o.batch);
 		if (rc != CW_OK) {
@@ -788,12 +800,13 @@ int main(int argc, char **argv)
 		}
 	}
 	t1 = cw_bench_now_us();
+	c1 = cpu_us();
 	printf("backend=%s entries=%d carts=%d rentals=%d telemetry=%d health=%d batch=%d "
-	       "batches=%d seconds=%.3f entries_per_s=%.0f ms_per_batch=%.2f\n",
+	       "batches=%d seconds=%.3f entries_per_s=%.0f ms_per_batch=%.2f cpu_ms_per_batch=%.2f\n",
 	       d.sq ? "sqlite" : "postgres", n, counts[OP_CART], counts[OP_RENTAL],
 	       counts[OP_TELEMETRY], counts[OP_HEALTH], o.batch, batches,
 	       (double)(t1 - t0) / 1e6, (double)n * 1e6 / (double)(t1 - t0),
-	       (double)(t1 - t0) / 1000.0 / batches);
+	       (double)(t1 - t0) / 1000.0 / batches, (double)(c1 - c0) / 1000.0 / batches);
 	status = 0;
 out:
 	db_close(&d);

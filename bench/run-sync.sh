@@ -184,6 +184,18 @@ register() {
 
 # ---- part 1: backlog drain ------------------------------------------------
 
+CLK_TCK=$(getconf CLK_TCK)
+# proc_cpu_flt PID: "CPU-ms minor-faults" of the process so far (fields 14+15
+# and 10 of /proc/PID/stat, counted after the command name's closing paren)
+proc_cpu_flt() {
+	local line rest
+	read -r line <"/proc/$1/stat"
+	rest=${line##*) }
+	# shellcheck disable=SC2086
+	set -- $rest
+	echo "$(( (${12} + ${13}) * 1000 / CLK_TCK )) ${8}"
+}
+
 TOKEN=bench-admin-token-0123456789
 # poll_drain DEVICE DEVICE_TOKEN LAST READY_FILE: reads the device's mark,
 # creates READY_FILE, then polls the mark every 10 ms until it is LAST (300 s
@@ -238,6 +250,7 @@ raw_run() {
 		--batch "$BATCH" "$@")
 	note "  raw: $line"
 	RAW_RATE=$(sed -n 's/.* entries_per_s=\([0-9]*\).*/\1/p' <<<"$line")
+	RAW_CPU=$(sed -n 's/.* cpu_ms_per_batch=\([0-9.]*\).*/\1/p' <<<"$line")
 	RAW_LINE=$line
 }
 
@@ -331,7 +344,7 @@ drain_one() { # BACKEND
 
 	note "drain on $be: raw before"
 	raw_run "$dev2" "${raw_args[@]}"
-	local raw1=$RAW_RATE raw1_line=$RAW_LINE
+	local raw1=$RAW_RATE raw1_line=$RAW_LINE raw1_cpu=$RAW_CPU
 
 	note "drain on $be: cloud up, edge started, polling the mark"
 	cloud_start
@@ -339,8 +352,12 @@ drain_one() { # BACKEND
 	local poll_pid=$!
 	PIDS+=("$poll_pid")
 	wait_until 30 test -e "$D/poll.ready" || { echo "run-sync: the poller did not start" >&2; exit 1; }
+	local cloud0 cloud1 edge1
+	cloud0=$(proc_cpu_flt "$CLOUD_PID")
 	edge_start
 	wait "$poll_pid" || { echo "run-sync: the backlog did not drain" >&2; exit 1; }
+	cloud1=$(proc_cpu_flt "$CLOUD_PID")
+	edge1=$(proc_cpu_flt "$edge_pid") # since its start: start-up included
 	local hw_first t_first t_done polls
 	read -r hw_first t_first t_done polls <"$D/poll.out"
 	note "  mark $hw_first first seen after $t_first s, $last after $t_done s ($polls polls)"
@@ -353,7 +370,7 @@ drain_one() { # BACKEND
 
 	note "drain on $be: raw after"
 	raw_run "$dev3" "${raw_args[@]}"
-	local raw2=$RAW_RATE
+	local raw2=$RAW_RATE raw2_cpu=$RAW_CPU
 
 	# nothing lost, nothing twice: telemetry rows of the device = edge's
 	local edge_tel cloud_tel
@@ -370,13 +387,18 @@ drain_one() { # BACKEND
 
 	awk -v be="$be" -v n="$n" -v hw0="$HW0" -v last="$last" -v hwf="$hw_first" \
 		-v tf="$t_first" -v td="$t_done" -v r1="$raw1" -v r2="$raw2" -v b="$BATCH" \
-		-v batches="$batches" -v tel="$cloud_tel" 'BEGIN {
+		-v batches="$batches" -v tel="$cloud_tel" -v c0="$cloud0" -v c1="$cloud1" \
+		-v e1="$edge1" -v rc1="$raw1_cpu" -v rc2="$raw2_cpu" 'BEGIN {
 		drained = last - hwf
 		rate = (td > tf) ? drained / (td - tf) : 0
 		raw = r1 > r2 ? r1 : r2
-		printf "| %s | %d | %d | %d | %.2f | %.0f | %.2f | %.0f | %.0f | %.0f %% | %s | %s |\n",
+		split(c0, a, " "); split(c1, z, " "); split(e1, e, " ")
+		nb = batches > 0 ? batches : 1
+		printf "| %s | %d | %d | %d | %.2f | %.0f | %.2f | %.0f | %.0f | %.0f %% | %s | %.1f | %.1f | %.1f / %.1f | %.0f | %s |\n",
 			be, n, b, batches, td - tf, rate, td, r1, r2, 100 * rate / raw,
-			(100 * rate / raw >= 50 ? "met" : "MISSED"), tel
+			(100 * rate / raw >= 50 ? "met" : "MISSED"), 1000 * (td - tf) / (nb - 1 > 0 ? nb - 1 : 1),
+			(z[1] - a[1]) / nb, rc1, rc2, (z[2] - a[2]) / nb, tel
+		printf "edge CPU over its run (start-up included): %d ms, %.1f ms a batch\n", e[1], e[1] / nb >"/dev/stderr"
 	}' >>"$D/row.md"
 	cat "$D/row.md" >>"$T/drain.md"
 	note "  $(cat "$D/row.md")"
@@ -455,8 +477,8 @@ if [[ ,$PARTS, == *,drain,* ]]; then
 	done
 	out "## Backlog drain against the raw batched insert (batch = $BATCH entries)"
 	out ""
-	out "| backend | entries | batch | batches applied | drain s | drain entries/s | s from edge start | raw before entries/s | raw after entries/s | drain / faster raw | ≥ 50 % | cloud telemetry rows/distinct seq |"
-	out "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
+	out "| backend | entries | batch | batches applied | drain s | drain entries/s | s from edge start | raw before entries/s | raw after entries/s | drain / faster raw | ≥ 50 % | drain ms a batch | cloud CPU ms a batch | raw CPU ms a batch (before / after) | cloud minor faults a batch | cloud telemetry rows/distinct seq |"
+	out "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|"
 	tee -a "$RESULTS" <"$T/drain.md"
 	out ""
 fi
