@@ -38,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "bench_util.h"
@@ -80,6 +81,7 @@ struct samples {
 
 struct stats {
 	struct samples lat;     /* ms from the scheduled time */
+	struct samples lag;     /* ms from the scheduled time to the send (ours) */
 	long ok, http_err, net_err, gaps;
 	long unanswered;
 };
@@ -292,6 +294,9 @@ static int start(struct fleet *f, struct device *d, enum req_kind k, int64_t sch
 	d->busy = k;
 	d->sched_us = sched_us;
 	d->measured = sched_us >= f->window_start_us && sched_us < f->window_end_us;
+	if (d->measured && k != R_REGISTER)
+		samples_add(&(k == R_HEARTBEAT ? &f->hb : &f->sync)->lag,
+			    (double)(cw_bench_now_us() - sched_us) / 1000.0);
 	f->inflight++;
 	return CW_OK;
 }
@@ -491,6 +496,13 @@ static void report(const char *name, struct stats *s, double window_s)
 		printf(" p50_ms=%.2f p95_ms=%.2f p99_ms=%.2f max_ms=%.2f",
 		       cw_bench_percentile(s->lat.v, n, 0.50), cw_bench_percentile(s->lat.v, n, 0.95),
 		       cw_bench_percentile(s->lat.v, n, 0.99), s->lat.v[n - 1]);
+	/* how late this generator sent them: a figure of the generator, not
+	 * of the server (a busy machine starves it too) */
+	cw_bench_sort(s->lag.v, s->lag.n);
+	if (s->lag.n > 0)
+		printf(" send_lag_p50_ms=%.2f send_lag_p99_ms=%.2f",
+		       cw_bench_percentile(s->lag.v, s->lag.n, 0.50),
+		       cw_bench_percentile(s->lag.v, s->lag.n, 0.99));
 	printf("\n");
 }
 
@@ -621,11 +633,14 @@ static void fleet_free(struct fleet *f)
 	curl_multi_cleanup(f->multi);
 	free(f->hb.lat.v);
 	free(f->sync.lat.v);
+	free(f->hb.lag.v);
+	free(f->sync.lag.v);
 }
 
 int main(int argc, char **argv)
 {
 	static struct fleet f;
+	struct rusage ru;
 	int status = 1;
 
 	if (parse_args(argc, argv, &f.o) != CW_OK)
@@ -638,11 +653,14 @@ int main(int argc, char **argv)
 	}
 	if (register_all(&f) != CW_OK || run(&f) != CW_OK)
 		goto out;
+	getrusage(RUSAGE_SELF, &ru);
 	printf("fleet devices=%d heartbeat_s=%d sync_s=%d entries=%d seconds=%d warmup=%d "
-	       "connections=%s entries_applied=%ld entries_per_s=%.1f\n",
+	       "connections=%s entries_applied=%ld entries_per_s=%.1f generator_cpu_s=%.1f\n",
 	       f.o.devices, f.o.heartbeat_s, f.o.sync_s, f.o.entries, f.o.seconds, f.o.warmup,
 	       f.o.fresh ? "fresh" : "pooled", f.entries_applied,
-	       (double)f.entries_applied / f.o.seconds);
+	       (double)f.entries_applied / f.o.seconds,
+	       (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+		       (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
 	report("heartbeat", &f.hb, f.o.seconds);
 	report("sync", &f.sync, f.o.seconds);
 	status = 0;
