@@ -574,4 +574,5 @@ const struct cw_lockdrv_ops cw_lockdrv_modbus = {
 	.start_release = mb_start_release,
 	.end_release = mb_end_release,
 	.probe = mb_probe,
+	.relays = true,
 };

@@ -322,13 +322,33 @@ static bool release_seen(const struct cw_board_config *bc, const struct cw_board
 	return false;
 }
 
+/* Relay boards: schedules the end of a pulse, now, for every lock of board
+ * bi without one under way (cw_lockdrv_ops.relays); called at the first
+ * contact with the board and when it comes back online. A coil left on by a
+ * process killed mid-pulse, or whose end failed while the board was away,
+ * would hold its lock open, and the next release would not move it. */
+static void switch_coils_off(struct cw_bus *bus, int bi, int64_t now)
+{
+	struct board_rt *r = &bus->b[bi];
+
+	if (!bus->ops->relays || bus->cfg.boards[bi].pulse_ms <= 0)
+		return; /* pulse_ms 0: the board times its pulse, no OFF is ever sent */
+	for (int l = 0; l < bus->cfg.boards[bi].locks; l++) {
+		if (r->pulse_end_ms[l])
+			continue; /* a pulse of ours: it ends in its time */
+		r->pulse_end_ms[l] = now > 0 ? now : 1;
+		r->pulse_tries[l] = 0;
+		bus->npulses++;
+	}
+}
+
 /* A status read of board bi finished with rc (after its retries). */
 static void handle_read(struct cw_bus *bus, int bi, int rc, const struct cw_board_status *st,
 			int64_t now)
 {
 	struct board_rt *r = &bus->b[bi];
 	const struct cw_board_config *bc = &bus->cfg.boards[bi];
-	bool came_online = false;
+	bool came_online = false, first_contact;
 	uint32_t mask = bc->locks >= 32 ? 0xffffffffu : (((uint32_t)1 << bc->locks) - 1);
 	struct cw_board_status s;
 
@@ -348,6 +368,7 @@ static void handle_read(struct cw_bus *bus, int bi, int rc, const struct cw_boar
 			r->ctr[i].sensor_changes += ((dh >> i) & 1u) + ((dp >> i) & 1u);
 	}
 	r->st = s;
+	first_contact = !r->ever_read;
 	r->ever_read = true;
 	/* A failure score rather than a plain streak: +1 per failed
 	 * transaction, -1 per answered one. offline_after consecutive failures
@@ -363,6 +384,8 @@ static void handle_read(struct cw_bus *bus, int bi, int rc, const struct cw_boar
 		came_online = true;
 	}
 	pthread_mutex_unlock(&bus->mu);
+	if (first_contact || came_online)
+		switch_coils_off(bus, bi, now);
 
 	if (came_online) {
 		cw_info("bus.board_online", "bus=%s board=%d address=%d", bus_name(bus), bi,

@@ -71,6 +71,12 @@ struct cw_lockdrv_ops {
 	int (*start_release)(struct cw_lockdrv *d, const struct cw_board_config *b, int lock,
 			     int64_t *pulse_end_ms);
 	int (*end_release)(struct cw_lockdrv *d, const struct cw_board_config *b, int lock);
+	/* true for relay boards: a coil stays on until end_release() switches
+	 * it off, so the worker switches every coil off at the first contact
+	 * with a board and when it comes back online (a coil left on by a
+	 * process killed mid-pulse holds its lock open, and the next release,
+	 * ON over ON, would not move it). */
+	bool relays;
 	/* Probes one address (for a bus scan). Returns CW_OK if exactly one
 	 * board answered cleanly, CW_ERR_TIMEOUT if none, CW_ERR_PROTO if the
 	 * answer was garbled (e.g. two boards on one address). */

@@ -813,6 +813,50 @@ START_TEST(second_unlock_during_pulse)
 }
 END_TEST
 
+/* A relay board: every coil is switched off at the first contact and when
+ * the board comes back (a coil left on by a process killed mid-pulse holds
+ * its lock open, and the next release would not move it); not on every
+ * poll. Boards without relays (the fake above, Kerong) get nothing. */
+START_TEST(relays_switched_off_at_first_contact_and_online)
+{
+	struct cw_lockdrv_ops relay_ops = fake_ops;
+	struct cw_bus_config c;
+	struct cw_bus *bus = NULL;
+	int ends;
+
+	relay_ops.relays = true;
+	make_cfg(&c, 2, 4);
+	ck_assert_int_eq(cw_bus_new_with_driver(&c, &relay_ops, on_event, NULL, &bus), CW_OK);
+	ck_assert(wait_event(&E.status[1], 3, 2000));
+	cw_sleep_ms(50);
+	pthread_mutex_lock(&F.mu);
+	ck_assert_int_eq(F.b[0].ends, 4);
+	ck_assert_int_eq(F.b[1].ends, 4);
+	F.b[1].silent = true;
+	pthread_mutex_unlock(&F.mu);
+	ck_assert(wait_event(&E.offline[1], 1, 2000));
+	pthread_mutex_lock(&F.mu);
+	ends = F.b[1].ends;
+	F.b[1].silent = false;
+	pthread_mutex_unlock(&F.mu);
+	ck_assert(wait_event(&E.online[1], 1, 3000));
+	cw_sleep_ms(50);
+	pthread_mutex_lock(&F.mu);
+	ck_assert_int_eq(F.b[0].ends, 4);
+	ck_assert_int_eq(F.b[1].ends, ends + 4);
+	pthread_mutex_unlock(&F.mu);
+	cw_bus_free(bus);
+	/* the fake driver without relays: no switching off */
+	setup();
+	bus = start_bus(&c);
+	ck_assert(wait_event(&E.status[1], 3, 2000));
+	pthread_mutex_lock(&F.mu);
+	ck_assert_int_eq(F.b[0].ends, 0);
+	pthread_mutex_unlock(&F.mu);
+	cw_bus_free(bus);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("lockbus");
@@ -835,6 +879,7 @@ int main(void)
 	tcase_add_test(tc, scan_lists_answering_and_garbled);
 	tcase_add_test(tc, shutdown_wakes_blocked_caller);
 	tcase_add_test(tc, second_unlock_during_pulse);
+	tcase_add_test(tc, relays_switched_off_at_first_contact_and_online);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
