@@ -48,7 +48,7 @@ trap cw_cleanup EXIT
 trap 'exit 143' TERM INT
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
-note() { echo "-- $*"; }
+note() { echo "-- [${SECONDS}s] $*"; }
 
 free_port() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -154,3 +154,176 @@ $bad"
 
 # SQL against the edge database (read-only, while the daemon may run).
 edge_sql() { sqlite3 -readonly "$T/data/edge.db" "$1"; }
+
+# ---- a real cartwise-cloud beside the edge (sync_e2e.sh, sync_faults.sh) ----
+# cloud_init BACKEND (sqlite | postgres): the cloud's database (a file, or a
+# fresh PostgreSQL database dropped at exit), its key and config on a free
+# port, a platform admin (token in CTOK), a chain, a branch E2E-1 (CBRANCH)
+# and a one-use enrollment code (ECODE); the cloud is left running.
+CLOUD=$B/src/cloud/cartwise-cloud
+CLOUD_PID=
+CLOUD_PORT=
+CLOUD_BACKEND=
+PGDB=
+CTOK=
+cloud_init() {
+	CLOUD_BACKEND=$1
+	[ -x "$CLOUD" ] || fail "$CLOUD was not built"
+	local db_json
+	case $CLOUD_BACKEND in
+	sqlite) db_json="{\"backend\":\"sqlite\",\"path\":\"$T/cloud.db\"}" ;;
+	postgres)
+		[ -n "${PGHOST:-}${PGPORT:-}" ] || { echo "SKIP: no PG* variables (run under pg_virtualenv)"; exit 77; }
+		PGDB="cwe2e_$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+		psql -X -q -d postgres -c "CREATE DATABASE \"$PGDB\"" >/dev/null
+		# keep the test's exit status for cw_cleanup (it reads $?)
+		trap 'rc=$?; psql -X -q -d postgres -c "DROP DATABASE IF EXISTS \"$PGDB\" WITH (FORCE)" >/dev/null 2>&1 || true; (exit $rc); cw_cleanup' EXIT
+		db_json="{\"backend\":\"postgres\",\"conninfo\":\"dbname=$PGDB\",\"pool_size\":4}"
+		;;
+	*) fail "backend must be sqlite or postgres" ;;
+	esac
+	"$CLOUD" keygen --out "$T/cloud.key" >/dev/null
+	CLOUD_PORT=$(free_port)
+	jq -n --argjson db "$db_json" --arg key "$T/cloud.key" --argjson port "$CLOUD_PORT" \
+		'{listen: {address: "127.0.0.1", port: $port}, database: $db, signing_key_file: $key}' >"$T/cloud.json"
+	local pw='e2e admin password 0123'
+	printf '%s\n' "$pw" | "$CLOUD" --config "$T/cloud.json" admin create-user \
+		--email admin@e2e.example --role platform-admin >/dev/null 2>>"$T/admin.log"
+	cloud_start
+	capi POST /api/auth/login "{\"email\":\"admin@e2e.example\",\"password\":\"$pw\"}"; cexpect 200
+	CTOK=$(cjq .token)
+	capi POST /api/chains '{"name":"E2E","slug":"e2e"}'; cexpect 201
+	local chain; chain=$(cjq .id)
+	capi POST /api/branches "{\"chain_id\":\"$chain\",\"code\":\"E2E-1\",\"name\":\"E2E branch\"}"; cexpect 201
+	CBRANCH=$(cjq .id)
+	capi POST "/api/branches/$CBRANCH/enrollment-codes" '{"uses":1}'; cexpect 201
+	ECODE=$(cjq .code)
+}
+cloud_start() {
+	"$CLOUD" --config "$T/cloud.json" >>"$T/cloud.log" 2>&1 </dev/null &
+	CLOUD_PID=$!
+	PIDS+=("$CLOUD_PID")
+	wait_until 20 curl -sf "http://127.0.0.1:$CLOUD_PORT/api/health" -o /dev/null ||
+		fail "cartwise-cloud did not start"
+}
+cloud_stop() {
+	kill -TERM "$CLOUD_PID"
+	wait "$CLOUD_PID" || fail "cartwise-cloud exited badly on SIGTERM"
+}
+capi() { # METHOD PATH [BODY]: sets CODE, body in $T/cresp.json
+	local args=(-s -o "$T/cresp.json" -w '%{http_code}' -X "$1")
+	[ -z "$CTOK" ] || args+=(-H "Authorization: Bearer $CTOK")
+	[ $# -lt 3 ] || args+=(-H 'Content-Type: application/json' --data-binary "$3")
+	CODE=$(curl "${args[@]}" "http://127.0.0.1:$CLOUD_PORT$2") || CODE=000
+}
+cjq() { jq -r "$1" "$T/cresp.json"; }
+cexpect() { [ "$CODE" = "$1" ] || fail "cloud: expected HTTP $1, got $CODE: $(cat "$T/cresp.json")"; }
+cloud_sql() { # SQL on the cloud database (read-only)
+	if [ "$CLOUD_BACKEND" = sqlite ]; then
+		sqlite3 -readonly "$T/cloud.db" "$1"
+	else
+		psql -X -qtA -d "$PGDB" -c "$1"
+	fi
+}
+
+# edge_with_cloud URL [extra cloud JSON] [extra bus JSON]: simulator bus0
+# (one Modbus board, 4 locks) and the edge with a cloud section at URL
+# (heartbeat every 5 s, enrollment with ECODE); waits for the carts and the
+# enrollment; sets DEV (the device id the cloud gave).
+DEV=
+edge_with_cloud() {
+	local url=$1 cloud_extra=${2:-'{}'} bus_extra=${3:-'{}'} buses cloud
+	sim_start bus0 modbus --board 1:4
+	buses=$(jq -n --arg port "$T/bus0.tty" --argjson extra "$bus_extra" \
+		'[{name: "bus0", port: $port, protocol: "modbus", boards: [{address: 1, locks: 4}]} * $extra]')
+	cloud=$(jq -n --arg url "$url" --arg code "$ECODE" --argjson extra "$cloud_extra" \
+		'{cloud: ({url: $url, insecure_http: true, branch_code: "E2E-1", enrollment_code: $code,
+		  heartbeat_s: 5, mac_address: "02:e2:e0:00:00:01"} * $extra)}')
+	edge_config "$T/edge.json" "$buses" "$cloud"
+	edge_start
+	wait_until 10 cart_is 4 available || fail "carts not ready"
+	wait_until 30 state_is ok || fail "the edge did not enroll: state $(cloud_state)"
+	DEV=$(jq -r .device_id "$T/data/cloud.json")
+}
+cloud_state() { "$CTL" --config "$T/edge.json" --json status | jq -r '.cloud.state'; }
+outbox_empty() { [ "$("$CTL" --config "$T/edge.json" --json status | jq -r '.cloud.outbox_depth')" = 0 ]; }
+state_is() { [ "$(cloud_state)" = "$1" ]; }
+
+# outbox_fill N: at least N outbox entries, quickly: maintenance on/off of
+# cart 4 (each change is a cart snapshot and a telemetry event) from one curl
+# process, keep-alive, many requests. Prints how many entries were written.
+outbox_fill() {
+	local n=$1 before after
+	before=$(edge_sql "SELECT coalesce(max(seq), 0) FROM outbox")
+	: >"$T/many.curl"
+	for _ in $(seq $((n / 4 + 1))); do
+		for v in true false; do
+			printf 'url = "http://127.0.0.1:%s/api/admin/carts/4/maintenance"\nrequest = "POST"\nheader = "Authorization: Bearer %s"\nheader = "Content-Type: application/json"\ndata = "{\\"on\\":%s}"\noutput = "/dev/null"\nnext\n' \
+				"$API_PORT" "$TOKEN" "$v" >>"$T/many.curl"
+		done
+	done
+	sed -i '$ d' "$T/many.curl" # no "next" after the last request
+	curl -s -K "$T/many.curl" || fail "the maintenance requests failed"
+	after=$(edge_sql "SELECT max(seq) FROM outbox")
+	[ $((after - before)) -ge "$n" ] || fail "only $((after - before)) outbox entries were written"
+	echo $((after - before))
+}
+
+# assert_synced: the cloud's high-water mark reaches the edge's last seq (the
+# edge may still write: board events), and up to that mark the cloud's rows
+# equal the edge's: telemetry none lost, none duplicated, none above the mark.
+cloud_hw() { cloud_sql "SELECT high_water FROM device_sync WHERE device_id = '$DEV'"; }
+edge_seq() { edge_sql "SELECT max(seq) FROM outbox"; }
+hw_is_edge_seq() { [ "$(cloud_hw)" = "$(edge_seq)" ]; }
+assert_synced() {
+	local edge_rows cloud_rows cloud_distinct hw
+	wait_until 30 hw_is_edge_seq || fail "high water $(cloud_hw) is not the edge's last seq $(edge_seq)"
+	hw=$(cloud_hw)
+	edge_rows=$(edge_sql "SELECT count(*) FROM outbox WHERE kind = 'telemetry' AND seq <= $hw")
+	cloud_rows=$(cloud_sql "SELECT count(*) FROM telemetry WHERE device_id = '$DEV' AND seq <= $hw")
+	cloud_distinct=$(cloud_sql "SELECT count(DISTINCT seq) FROM telemetry WHERE device_id = '$DEV' AND seq <= $hw")
+	[ "$edge_rows" = "$cloud_rows" ] || fail "telemetry up to seq $hw: edge $edge_rows, cloud $cloud_rows"
+	# one statement: the mark and the rows from one snapshot (the edge syncs on)
+	[ "$(cloud_sql "SELECT count(*) FROM telemetry t JOIN device_sync d ON d.device_id = t.device_id
+		WHERE t.device_id = '$DEV' AND t.seq > d.high_water")" = 0 ] || fail "telemetry above the high-water mark"
+	[ "$cloud_rows" = "$cloud_distinct" ] || fail "duplicate telemetry in the cloud"
+}
+
+# cloud_unlock CART_NUMBER: a manager's "unlock cart" on the cloud API; sets CMD
+# (the command id). cmd_state: the command's state in the cloud.
+CMD=
+cloud_unlock() {
+	local cid
+	capi GET "/api/branches/$CBRANCH/carts"; cexpect 200
+	cid=$(cjq ".items[] | select(.cart_number == $1) | .id")
+	[ -n "$cid" ] || fail "cart $1 is not in the cloud"
+	capi POST "/api/branches/$CBRANCH/carts/$cid/unlock" '{}'; cexpect 202
+	CMD=$(cjq '.command_id // .id')
+}
+cmd_state() { capi GET "/api/commands/$CMD"; cexpect 200; cjq .state; }
+cmd_state_is() { [ "$(cmd_state)" = "$1" ]; }
+
+# rental_round_trip PHONE: a customer rents a cart, takes it from the
+# simulator's slot, returns it and docks it; sets RID (the rental id).
+RID=
+rental_round_trip() {
+	local cart slot
+	api POST "$(branch /carts/assign)" "{\"phone\":\"$1\"}"; expect_code 201
+	RID=$(jqr .rental_id); cart=$(jqr .cart_number)
+	sim bus0 take 1 $((cart - 1)) >/dev/null
+	wait_until 5 cart_has "$cart" cart_present false || fail "cart not taken"
+	api POST "$(branch /carts/return)" "{\"phone\":\"$1\"}"; expect_code 200
+	slot=$(jqr .slot_number)
+	sim bus0 dock 1 $((slot - 1)) >/dev/null
+	wait_until 5 cart_is "$slot" available || fail "the return did not close the rental"
+}
+# assert_cloud_rental_returned: rental RID reads returned in the cloud, which
+# has the edge's 4 carts
+assert_cloud_rental_returned() {
+	capi GET "/api/branches/$CBRANCH/rentals/history?limit=10"; cexpect 200
+	[ "$(cjq "[.items[] | select(.id == \"$RID\")][0].status")" = returned ] ||
+		fail "the rental is not returned in the cloud: $(cat "$T/cresp.json")"
+	capi GET "/api/branches/$CBRANCH/carts"; cexpect 200
+	[ "$(cjq '.items | length')" = 4 ] || fail "the cloud has $(cjq '.items | length') carts, not 4"
+	[ "$(cjq "[.items[] | select(.device_id == \"$DEV\")] | length")" = 4 ] || fail "carts without their device"
+}
