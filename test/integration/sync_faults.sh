@@ -5,10 +5,10 @@
 #  1. the proxy drops connections, resets them (RST) mid-request and
 #     mid-response and delays chunks, at random (seed printed; CW_FAULT_SEED
 #     replays it), while the edge writes CW_FAULT_ENTRIES outbox entries
-#     (default 2000) and a customer rents and returns a cart; once the proxy
+#     (default 1000) and a customer rents and returns a cart; once the proxy
 #     passes everything, the cloud's rows equal the edge's: zero lost, zero
 #     duplicated; the proxy's counters show it did drop and reset;
-#  2. with a backlog (CW_FAULT_BACKLOG entries, default 1200) draining,
+#  2. with a backlog (CW_FAULT_BACKLOG entries, default 1000) draining,
 #     cartwise-cloud is killed (SIGKILL) three times at random moments, each
 #     while its high-water mark is at least two batches below the backlog's
 #     last seq, and restarted on the same database: rows equal, none
@@ -20,8 +20,8 @@
 #     again and it is not run again (the simulator saw one release), and a
 #     fresh unlock of the same cart works once.
 . "$(dirname "$0")/lib.sh"
-ENTRIES=${CW_FAULT_ENTRIES:-2000}
-BACKLOG=${CW_FAULT_BACKLOG:-1200}
+ENTRIES=${CW_FAULT_ENTRIES:-1000}
+BACKLOG=${CW_FAULT_BACKLOG:-1000}
 # cut exchanges are warnings on the edge; nothing is an error
 ALLOWED_ERRORS='^$'
 
@@ -53,7 +53,7 @@ rental_round_trip 0541231234
 # at most: the faults are frequent)
 written=0
 faulted() { [ "$(proxy_stat drop)" -gt 0 ] && [ "$(proxy_stat reset_request)" -gt 0 ] &&
-	[ "$(proxy_stat reset_response)" -gt 0 ]; }
+	[ "$(proxy_stat reset_response)" -gt 0 ] && [ "$(proxy_stat delay)" -gt 0 ]; }
 for _ in $(seq 12); do
 	written=$((written + $(outbox_fill 250)))
 	[ "$written" -lt "$ENTRIES" ] || ! faulted || break
