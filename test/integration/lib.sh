@@ -29,6 +29,9 @@ cw_cleanup() {
 		kill "$p" 2>/dev/null || true
 	done
 	wait 2>/dev/null || true
+	if [ -n "${PGDB:-}" ]; then # cloud_init's PostgreSQL database
+		psql -X -q -d postgres -c "DROP DATABASE IF EXISTS \"$PGDB\" WITH (FORCE)" >/dev/null 2>&1 || true
+	fi
 	if [ $rc -ne 0 ] || [ -n "${CW_KEEP:-}" ]; then
 		if [ -n "${CW_TEST_ARTIFACTS:-}" ]; then
 			mkdir -p "$CW_TEST_ARTIFACTS/$TEST_NAME"
@@ -175,9 +178,7 @@ cloud_init() {
 	postgres)
 		[ -n "${PGHOST:-}${PGPORT:-}" ] || { echo "SKIP: no PG* variables (run under pg_virtualenv)"; exit 77; }
 		PGDB="cwe2e_$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-		psql -X -q -d postgres -c "CREATE DATABASE \"$PGDB\"" >/dev/null
-		# keep the test's exit status for cw_cleanup (it reads $?)
-		trap 'rc=$?; psql -X -q -d postgres -c "DROP DATABASE IF EXISTS \"$PGDB\" WITH (FORCE)" >/dev/null 2>&1 || true; (exit $rc); cw_cleanup' EXIT
+		psql -X -q -d postgres -c "CREATE DATABASE \"$PGDB\"" >/dev/null # cw_cleanup drops it
 		db_json="{\"backend\":\"postgres\",\"conninfo\":\"dbname=$PGDB\",\"pool_size\":4}"
 		;;
 	*) fail "backend must be sqlite or postgres" ;;
