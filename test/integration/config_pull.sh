@@ -12,12 +12,9 @@
 #  4. restarted with the cloud down, the edge runs the cloud's last version
 #     from <data_dir>/cloud-config.json (0600).
 . "$(dirname "$0")/lib.sh"
-BACKEND=${1:?usage: $0 sqlite|postgres}
 ALLOWED_ERRORS='^$'
-. "$(dirname "$0")/cloud_lib.sh"
-cloud_world
-
-edge_with_cloud 02:e2:e0:00:00:02
+cloud_init "${1:?usage: $0 sqlite|postgres}"
+edge_with_cloud "http://127.0.0.1:$CLOUD_PORT" '{"mac_address":"02:e2:e0:00:00:02"}'
 PID0=$EDGE_PID
 status() { "$CTL" --config "$T/edge.json" --json status; }
 cfg_field() { status | jq -r ".cloud.$1"; }
