@@ -159,9 +159,9 @@ $bad"
 edge_sql() { sqlite3 -readonly "$T/data/edge.db" "$1"; }
 
 # ---- a real cartwise-cloud beside the edge (sync_e2e.sh, sync_faults.sh) ----
-# cloud_init BACKEND (sqlite | postgres): the cloud's database (a file, or a
-# fresh PostgreSQL database dropped at exit), its key and config on a free
-# port, a platform admin (token in CTOK), a chain, a branch E2E-1 (CBRANCH)
+# cloud_init BACKEND (sqlite | postgres) [extra config JSON merged in]: the
+# cloud's database (a file, or a fresh PostgreSQL database dropped at exit),
+# its key and config on a free port, a platform admin (token in CTOK), a chain, a branch E2E-1 (CBRANCH)
 # and a one-use enrollment code (ECODE); the cloud is left running.
 CLOUD=$B/src/cloud/cartwise-cloud
 CLOUD_PID=
@@ -171,6 +171,7 @@ PGDB=
 CTOK=
 cloud_init() {
 	CLOUD_BACKEND=$1
+	local extra=${2:-'{}'}
 	[ -x "$CLOUD" ] || fail "$CLOUD was not built"
 	local db_json
 	case $CLOUD_BACKEND in
@@ -186,7 +187,8 @@ cloud_init() {
 	"$CLOUD" keygen --out "$T/cloud.key" >/dev/null
 	CLOUD_PORT=$(free_port)
 	jq -n --argjson db "$db_json" --arg key "$T/cloud.key" --argjson port "$CLOUD_PORT" \
-		'{listen: {address: "127.0.0.1", port: $port}, database: $db, signing_key_file: $key}' >"$T/cloud.json"
+		--argjson extra "$extra" '{listen: {address: "127.0.0.1", port: $port}, database: $db,
+		signing_key_file: $key} * $extra' >"$T/cloud.json"
 	local pw='e2e admin password 0123'
 	printf '%s\n' "$pw" | "$CLOUD" --config "$T/cloud.json" admin create-user \
 		--email admin@e2e.example --role platform-admin >/dev/null 2>>"$T/admin.log"
