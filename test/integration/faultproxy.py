@@ -19,7 +19,9 @@ with a rename so it is never read half-written):
           - delay:          hold it for up to --max-delay-ms;
           - otherwise pass it on;
   hold    forward nothing until the mode changes (connections stay open: the
-          client waits instead of counting a failure).
+          client waits instead of counting a failure);
+  slow    forward everything, each request held --slow-ms first (a backlog
+          drains slowly enough for a test to act in the middle of it).
 
 Randomness: every connection draws from its own generator, seeded with
 (--seed, connection number), so a seed replays the same decisions per
@@ -70,7 +72,7 @@ class Proxy:
                     mode = f.read().strip()
             except FileNotFoundError:
                 mode = self.mode
-            if mode in ("pass", "faults", "hold") and mode != self.mode:
+            if mode in ("pass", "faults", "hold", "slow") and mode != self.mode:
                 self.mode = mode
                 print(f"mode {mode}", file=sys.stderr, flush=True)
                 self.mode_changed.set()
@@ -117,6 +119,8 @@ class Proxy:
                 conn["new_request"] = False
                 self.count("requests")
                 r, frac = rng.random(), rng.random()
+                if self.mode == "slow":
+                    await asyncio.sleep(self.a.slow_ms / 1000.0)
                 if self.mode == "faults":
                     if r < self.a.p_drop:
                         # closed (FIN) without a word, the request never sent on
@@ -218,8 +222,9 @@ def main():
     p.add_argument("--port", type=int, default=0, help="listen port on 127.0.0.1 (0: any)")
     p.add_argument("--upstream", required=True, help="HOST:PORT of the real server")
     p.add_argument("--seed", type=int, default=None, help="default: random, printed")
-    p.add_argument("--control", required=True, help="file holding pass|faults|hold")
-    p.add_argument("--mode", default="pass", choices=("pass", "faults", "hold"),
+    p.add_argument("--control", required=True, help="file holding pass|faults|hold|slow")
+    p.add_argument("--slow-ms", type=int, default=150, help="hold of each request in mode slow")
+    p.add_argument("--mode", default="pass", choices=("pass", "faults", "hold", "slow"),
                    help="mode until the control file says otherwise")
     p.add_argument("--stats", help="JSON counters, rewritten after every change")
     p.add_argument("--p-drop", type=float, default=0.1, help="per request")
