@@ -578,9 +578,17 @@ void cw_mqtt_free(struct cw_mqtt *m)
 		deadline(&ts, 12000);
 		pthread_mutex_lock(&m->mu);
 		m->closing = true;
-		while ((m->connecting || m->in_cb > 0) &&
-		       pthread_cond_timedwait(&m->cv, &m->mu, &ts) != ETIMEDOUT)
+		while (m->connecting && pthread_cond_timedwait(&m->cv, &m->mu, &ts) != ETIMEDOUT)
 			;
+		/* no deadline here: a running callback uses m and the caller's ctx
+		 * (a cloud store call may block for long), freeing them under it
+		 * would be a use-after-free */
+		while (m->in_cb > 0) {
+			deadline(&ts, 5000);
+			if (pthread_cond_timedwait(&m->cv, &m->mu, &ts) == ETIMEDOUT && m->in_cb > 0)
+				cw_warn("mqtt.close_waiting", "host=%s port=%d callbacks=%d",
+					m->cfg.host, m->cfg.port, m->in_cb);
+		}
 		pthread_mutex_unlock(&m->mu);
 	}
 	/* a DISCONNECT the broker receives: no Last Will on a clean stop */

@@ -55,7 +55,9 @@ int cw_mqtt_wait_connected(struct cw_mqtt *m, int timeout_ms);
  * broker's acknowledgement (QoS 1) or refusal (CW_ERR_AUTH). */
 int cw_mqtt_publish(struct cw_mqtt *m, const char *topic, const void *payload, size_t len, int qos,
 		    bool retained, int timeout_ms);
-/* Disconnects (no Last Will: a clean goodbye) and frees. NULL is fine. */
+/* Disconnects (no Last Will: a clean goodbye) and frees. NULL is fine.
+ * Waits up to 12 s for a connect in flight, and without a deadline for
+ * the callbacks running (warning every 5 s): never call it from one. */
 void cw_mqtt_free(struct cw_mqtt *m);
 
 #endif
