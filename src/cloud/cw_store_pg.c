@@ -469,12 +469,16 @@ static int pg_prepare(struct pg_conn *pc, enum cw_sql id, const char *name)
 static int pg_connect(struct pg_store *s, struct pg_conn *pc)
 {
 	/* Session settings for an API of short statements (docs/ARCHITECTURE.md
-	 * "PostgreSQL session: no JIT, no parallel workers"). Before dbname: a
-	 * conninfo that sets its own options= overrides them (libpq keeps the
-	 * last value of a repeated key). */
-	const char *keys[] = {"options", "dbname", "connect_timeout", "application_name", NULL};
-	const char *vals[] = {"-c jit=off -c max_parallel_workers_per_gather=0", s->conninfo,
-			      PG_CONNECT_TIMEOUT_S, "cartwise-cloud", NULL};
+	 * "PostgreSQL session: no JIT, no parallel workers"), and TCP
+	 * keepalives and a TCP user timeout so that a call on a dead server's
+	 * connection fails in about a minute ("PostgreSQL: keepalives"). Before
+	 * dbname: a conninfo that sets its own keys overrides them (libpq keeps
+	 * the last value of a repeated key). */
+	const char *keys[] = {"options", "keepalives", "keepalives_idle", "keepalives_interval",
+			      "keepalives_count", "tcp_user_timeout", "dbname", "connect_timeout",
+			      "application_name", NULL};
+	const char *vals[] = {"-c jit=off -c max_parallel_workers_per_gather=0", "1", "30", "10",
+			      "3", "60000", s->conninfo, PG_CONNECT_TIMEOUT_S, "cartwise-cloud", NULL};
 
 	if (pc->c)
 		PQfinish(pc->c);
