@@ -23,10 +23,15 @@
 #define PW_HASH_LEN 64
 #define PW_LINE_MAX 256
 #define B64 sodium_base64_VARIANT_ORIGINAL
-/* (device, topic, reason, field) already logged: each is logged once; past
- * this many distinct ones (a fleet of 1,000 devices gone bad at once) the
- * rest are dropped rather than flood the log */
+/* (device, topic, reason, field) already logged: each is logged once an
+ * hour (the table is cleared); past this many distinct ones (a fleet of
+ * 1,000 devices gone bad at once) the rest are dropped until the next
+ * clearing rather than flood the log */
 #define WARNED_MAX 1024
+#define WARNED_RESET_MS 3600000
+/* store errors are not per device (the database is down for all): at most
+ * one line a minute, with the number left unlogged */
+#define STORE_ERROR_EVERY_MS 60000
 
 /* ---- password and ACL files ---- */
 
@@ -212,20 +217,46 @@ struct cw_cloud_mqtt {
 	pthread_mutex_t mu;    /* the warned table */
 	pthread_mutex_t pw_mu; /* one writer of passwd_out at a time */
 	int nwarned;
+	int64_t warned_since_ms; /* monotonic: the table was cleared */
+	int64_t store_err_ms;    /* monotonic: the last store_error line, 0 = none */
+	int store_err_quiet;     /* store errors not logged since */
 	char warned[WARNED_MAX][WARNED_KEY_MAX];
 };
 
-/* Logs a refused message once per (device, topic, reason, field): a device sending
- * garbage every few seconds must not flood the log. The payload is never
+/* Logs a refused message once an hour per (device, topic, reason, field): a
+ * device sending garbage every few seconds must not flood the log. A store
+ * error: at most one line a minute over all devices. The payload is never
  * logged (it may hold anything). */
 static void refuse(struct cw_cloud_mqtt *m, const char *device, const char *kind,
 		   const char *reason, const char *field)
 {
 	char key[WARNED_KEY_MAX];
 	bool seen = false;
+	int64_t now = cw_mono_ms();
 
-	snprintf(key, sizeof(key), "%s|%s|%s|%s", device, kind, reason, field ? field : "");
 	pthread_mutex_lock(&m->mu);
+	if (strcmp(reason, "store_error") == 0) {
+		int quiet = m->store_err_quiet;
+		bool log = !m->store_err_ms || now - m->store_err_ms >= STORE_ERROR_EVERY_MS;
+		if (log) {
+			m->store_err_ms = now;
+			m->store_err_quiet = 0;
+		} else {
+			m->store_err_quiet++;
+		}
+		pthread_mutex_unlock(&m->mu);
+		if (log)
+			cw_warn("mqtt.refused", "device=%s topic=%s reason=%s field=%s unlogged=%d "
+				"msg=\"message ignored (store errors: one line a minute at most; "
+				"unlogged = those since the last line)\"", device, kind, reason,
+				field ? field : "", quiet);
+		return;
+	}
+	if (now - m->warned_since_ms >= WARNED_RESET_MS) {
+		m->nwarned = 0;
+		m->warned_since_ms = now;
+	}
+	snprintf(key, sizeof(key), "%s|%s|%s|%s", device, kind, reason, field ? field : "");
 	for (int i = 0; i < m->nwarned && !seen; i++)
 		seen = strcmp(m->warned[i], key) == 0;
 	if (!seen && m->nwarned < WARNED_MAX) {
@@ -236,7 +267,7 @@ static void refuse(struct cw_cloud_mqtt *m, const char *device, const char *kind
 	pthread_mutex_unlock(&m->mu);
 	if (!seen)
 		cw_warn("mqtt.refused", "device=%s topic=%s reason=%s%s%s msg=\"message ignored "
-			"(logged once per device and reason)\"", device, kind, reason,
+			"(logged once an hour per device and reason)\"", device, kind, reason,
 			field ? " field=" : "", field ? field : "");
 }
 
@@ -447,6 +478,7 @@ int cw_cloud_mqtt_new(const struct cw_cloud_config *cfg, struct cw_store *s,
 	pthread_mutex_init(&m->pw_mu, NULL);
 	m->cfg = *cfg;
 	m->store = s;
+	m->warned_since_ms = cw_mono_ms();
 	memcpy(m->sk, sk, sizeof(m->sk));
 	rc = cw_cloud_mqtt_password(cfg, m->password);
 	if (rc != CW_OK) {
