@@ -350,6 +350,9 @@ bool cw_cloud_utf8_ok(const char *text)
 	const unsigned char *s = (const unsigned char *)text;
 
 	while (*s) {
+		/* the second byte's range (Unicode Table 3-7): no overlong
+		 * forms (E0, F0), no surrogates (ED), nothing past U+10FFFF (F4) */
+		unsigned char lo = 0x80, hi = 0xbf;
 		int n;
 		if (*s < 0x80)
 			n = 0;
@@ -361,7 +364,17 @@ bool cw_cloud_utf8_ok(const char *text)
 			n = 3;
 		else
 			return false;
+		if (*s == 0xe0)
+			lo = 0xa0;
+		else if (*s == 0xed)
+			hi = 0x9f;
+		else if (*s == 0xf0)
+			lo = 0x90;
+		else if (*s == 0xf4)
+			hi = 0x8f;
 		s++;
+		if (n > 0 && (*s < lo || *s > hi))
+			return false;
 		for (int i = 0; i < n; i++, s++)
 			if ((*s & 0xc0) != 0x80)
 				return false;

@@ -259,6 +259,31 @@ START_TEST(load_from_file)
 }
 END_TEST
 
+START_TEST(utf8_check)
+{
+	static const char *const good[] = {
+		"", "plain", "\xc2\x80", "\xdf\xbf",      /* U+0080, U+07FF */
+		"\xe0\xa0\x80", "\xed\x9f\xbf",          /* U+0800, U+D7FF */
+		"\xee\x80\x80", "\xef\xbf\xbf",          /* U+E000, U+FFFF */
+		"\xf0\x90\x80\x80", "\xf4\x8f\xbf\xbf", /* U+10000, U+10FFFF */
+		"caf\xc3\xa9 \xe2\x82\xac",
+	};
+	static const char *const bad[] = {
+		"\xc0\x80", "\xc1\xbf",                     /* overlong 2-byte */
+		"\xe0\x80\x80", "\xe0\x9f\xbf",          /* overlong 3-byte */
+		"\xed\xa0\x80", "\xed\xbf\xbf",          /* surrogates */
+		"\xf0\x80\x80\x80", "\xf0\x8f\xbf\xbf", /* overlong 4-byte */
+		"\xf4\x90\x80\x80", "\xf5\x80\x80\x80", /* > U+10FFFF */
+		"\x80", "\xc3", "\xe2\x82", "\xe2\x82x", "\xff",
+	};
+
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+		ck_assert_msg(cw_cloud_utf8_ok(good[i]), "good[%zu] refused", i);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		ck_assert_msg(!cw_cloud_utf8_ok(bad[i]), "bad[%zu] accepted", i);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("cloud_config");
@@ -274,6 +299,7 @@ int main(void)
 	tcase_add_test(tc, mqtt_passwords);
 	tcase_add_test(tc, secrets_never_echoed);
 	tcase_add_test(tc, load_from_file);
+	tcase_add_test(tc, utf8_check);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
