@@ -1768,7 +1768,7 @@ static bool digits(const char *s, int n, int *out)
  * years 1970..9999, into ms since the epoch. A '+' of the offset arrives as
  * a space when the client did not percent-encode it in the query (form
  * encoding), so a space there is read as '+'. */
-static bool rfc3339_ms(const char *s, int64_t *out)
+bool cw_cloud_rfc3339_ms(const char *s, int64_t *out)
 {
 	static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
 	int y, mo, d, h, mi, sec, oh = 0, om = 0, ms = 0, sign = 0;
@@ -1827,12 +1827,12 @@ static int range_args(struct MHD_Connection *c, struct req *r, int64_t def_from,
 
 	*from = def_from;
 	*to = def_to;
-	if (f && !rfc3339_ms(f, from)) {
+	if (f && !cw_cloud_rfc3339_ms(f, from)) {
 		snprintf(r->err, sizeof(r->err), "from: expected an RFC 3339 date-time such as "
 						 "2026-01-31T08:00:00Z (years 1970..9999)");
 		return -1;
 	}
-	if (t && !rfc3339_ms(t, to)) {
+	if (t && !cw_cloud_rfc3339_ms(t, to)) {
 		snprintf(r->err, sizeof(r->err), "to: expected an RFC 3339 date-time such as "
 						 "2026-01-31T08:00:00Z (years 1970..9999)");
 		return -1;

@@ -39,6 +39,10 @@ void cw_cloud_api_free(struct cw_cloud_api *a);
  * must describe; test/cloud/cloud_openapi.sh compares the two). */
 void cw_cloud_api_print_routes(FILE *f);
 
+/* RFC 3339 date-time (YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM), years
+ * 1970..9999) into ms since the epoch: true, or false when it is not one. */
+bool cw_cloud_rfc3339_ms(const char *s, int64_t *out);
+
 /* Keyed BLAKE2b of an enrollment code as 64 hex characters, with the key
  * derived from the signing key (so a database dump alone enrols nothing). */
 void cw_enroll_hash(const unsigned char key[crypto_generichash_KEYBYTES], const char *code,

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cw_clock.h"
+#include "cw_cloud_api.h"
 #include "cw_cloud_keys.h"
 #include "cw_error.h"
 #include "cw_log.h"
@@ -330,13 +331,17 @@ static const char *check_common(const cJSON *o, const char *const *keys)
 	return NULL;
 }
 
-static void on_status(struct cw_cloud_mqtt *m, const char *device, const cJSON *o)
+static void on_status(struct cw_cloud_mqtt *m, const struct cw_device *d, const cJSON *o)
 {
+	const char *device = d->id;
 	static const char *const keys[] = {"v", "status", "at", "firmware_version", NULL};
 	const cJSON *st = cJSON_GetObjectItemCaseSensitive(o, "status");
 	const cJSON *fw = cJSON_GetObjectItemCaseSensitive(o, "firmware_version");
+	const cJSON *at = cJSON_GetObjectItemCaseSensitive(o, "at");
 	const char *bad = check_common(o, keys);
 	struct cw_heartbeat hb = {.now_ms = cw_wall_ms()};
+	int64_t at_ms;
+	bool online;
 	int rc;
 
 	if (!bad && (!cJSON_IsString(st) || (strcmp(st->valuestring, "online") != 0 &&
@@ -349,10 +354,25 @@ static void on_status(struct cw_cloud_mqtt *m, const char *device, const cJSON *
 		refuse(m, device, "status", "bad_field", bad);
 		return;
 	}
-	/* online: like a heartbeat (status and last seen); offline (the Last
-	 * Will, or a clean stop): the device reads as offline at once */
-	hb.status = st->valuestring;
-	hb.firmware = fw && strcmp(st->valuestring, "online") == 0 ? fw->valuestring : NULL;
+	/* online: like a heartbeat (last seen, and status offline -> online);
+	 * offline (the Last Will, or a clean stop): the device reads as
+	 * offline at once */
+	online = strcmp(st->valuestring, "online") == 0;
+	/* an online older than offline_after_s (the broker's retained one,
+	 * replayed at every subscribe, of a device that may be long dead) is
+	 * no sighting */
+	if (online && at && cw_cloud_rfc3339_ms(at->valuestring, &at_ms) &&
+	    hb.now_ms - at_ms > (int64_t)m->cfg.offline_after_s * 1000) {
+		cw_debug("mqtt.status_stale", "device=%s status=online at=%s", device,
+			 at->valuestring);
+		return;
+	}
+	/* a reconnect's online does not hide what the last heartbeat said */
+	hb.status = online && (strcmp(d->status, "degraded") == 0 ||
+			       strcmp(d->status, "maintenance") == 0)
+			    ? d->status
+			    : st->valuestring;
+	hb.firmware = fw && online ? fw->valuestring : NULL;
 	rc = cw_store_device_heartbeat(m->store, device, &hb);
 	if (rc != CW_OK)
 		refuse(m, device, "status", "store_error", cw_errname(rc));
@@ -435,7 +455,7 @@ static void on_msg(void *ctx, const char *topic, const void *payload, size_t len
 		goto out;
 	}
 	if (strcmp(kind, "status") == 0)
-		on_status(m, device, o);
+		on_status(m, d, o);
 	else
 		on_telemetry(m, device, o);
 out:

@@ -139,14 +139,26 @@ mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" -u "$DEV" -P "$DPW" -i "$DEV" -c -q 1
 	fail "cart_assign payload: $(cat "$T/command.json")"
 
 note "status and telemetry from the device show in GET /api/devices/{id}"
-dev_pub -r -t "$TOPIC/status" -m "{\"v\":1,\"status\":\"online\",\"at\":\"2026-01-01T00:00:00.000Z\",\"firmware_version\":\"1.4.2\"}"
+NOW=$(date -u +%Y-%m-%dT%H:%M:%S.000Z)
+dev_pub -r -t "$TOPIC/status" -m "{\"v\":1,\"status\":\"online\",\"at\":\"$NOW\",\"firmware_version\":\"1.4.2\"}"
 dev_pub -t "$TOPIC/telemetry" -m '{"v":1,"at":"2026-01-01T00:00:00.000Z","health":{"cpu_temp_c":51.5,"outbox_depth":0}}'
 dev_status() { api GET "/api/devices/$DEV"; [ "$(jqr '"\(.status):\(.firmware_version):\(.health.cpu_temp_c)"')" = "$1" ]; }
 wait_until 10 dev_status "online:1.4.2:51.5" || fail "device after status+telemetry: $(cat "$T/resp.json")"
 dev_pub -r -t "$TOPIC/status" -m '{"v":1,"status":"offline"}'
 wait_until 10 dev_status "offline:1.4.2:51.5" || fail "device after offline: $(cat "$T/resp.json")"
+# an online older than offline_after_s (a retained one replayed) is no sighting
+dev_pub -r -t "$TOPIC/status" -m '{"v":1,"status":"online","at":"2026-01-01T00:00:00.000Z","firmware_version":"9.9.9"}'
+dev_pub -t "$TOPIC/telemetry" -m '{"v":1,"health":{"cpu_temp_c":51.6}}'
+wait_until 10 dev_status "offline:1.4.2:51.6" || fail "a stale online was recorded: $(cat "$T/resp.json")"
 dev_pub -r -t "$TOPIC/status" -m '{"v":1,"status":"online","firmware_version":"1.4.2"}'
-wait_until 10 dev_status "online:1.4.2:51.5" || fail "device online again: $(cat "$T/resp.json")"
+wait_until 10 dev_status "online:1.4.2:51.6" || fail "device online again: $(cat "$T/resp.json")"
+# a reconnect's online keeps a heartbeat's degraded (firmware still taken)
+db_sql "UPDATE devices SET status = 'degraded' WHERE id = '$DEV'" >/dev/null
+dev_pub -r -t "$TOPIC/status" -m "{\"v\":1,\"status\":\"online\",\"at\":\"$(date -u +%Y-%m-%dT%H:%M:%S.000Z)\",\"firmware_version\":\"1.4.3\"}"
+wait_until 10 dev_status "degraded:1.4.3:51.6" || fail "online overwrote degraded: $(cat "$T/resp.json")"
+db_sql "UPDATE devices SET status = 'online' WHERE id = '$DEV'" >/dev/null
+dev_pub -r -t "$TOPIC/status" -m '{"v":1,"status":"online","firmware_version":"1.4.2"}'
+wait_until 10 dev_status "online:1.4.2:51.6" || fail "device online after degraded: $(cat "$T/resp.json")"
 
 note "garbage on the device's topics is refused (logged once per kind), nothing written"
 {
