@@ -43,6 +43,7 @@ struct cw_cloudcfg {
 	int64_t pending;                /* accepted, waiting for a restart (0 = none) */
 	cJSON *pending_sections;
 	struct cw_edge_config *pending_cfg;
+	bool restarting; /* pending taken for a restart: no offer until restarted */
 	int64_t rejected;
 	char rejected_msg[MSG_MAX];
 };
@@ -440,8 +441,10 @@ int cw_cloudcfg_offer(struct cw_cloudcfg *c, int64_t version, const cJSON *confi
 		rc = CW_ERR_NOMEM;
 		goto out;
 	}
-	if (!c->e) {
-		rc = CW_ERR_STATE; /* between a stop and a start: offered again later */
+	if (!c->e || c->restarting) {
+		/* between a stop and a start, or a restart into the pending
+		 * version under way: offered again at a later heartbeat */
+		rc = CW_ERR_STATE;
 		goto out;
 	}
 	rc = cw_cloudcfg_merge(c->file_text, c->file_len, config, next, err, errlen);
@@ -537,8 +540,10 @@ bool cw_cloudcfg_pending(struct cw_cloudcfg *c, struct cw_edge_config *out)
 
 	pthread_mutex_lock(&c->mu);
 	yes = c->pending > 0 && c->pending_cfg;
-	if (yes)
+	if (yes) {
 		*out = *c->pending_cfg;
+		c->restarting = true; /* the version restarted with stays pending */
+	}
 	pthread_mutex_unlock(&c->mu);
 	return yes;
 }
@@ -548,6 +553,7 @@ void cw_cloudcfg_restarted(struct cw_cloudcfg *c, bool ok, const char *why)
 	int64_t version;
 
 	pthread_mutex_lock(&c->mu);
+	c->restarting = false;
 	version = c->pending;
 	if (!version) {
 		pthread_mutex_unlock(&c->mu);

@@ -69,7 +69,8 @@ int cw_cloudcfg_attach(struct cw_cloudcfg *c, struct cw_engine *e,
 /* A version pulled from the cloud (the syncer's config_apply). CW_OK:
  * accepted (applied live, or saved for a restart: see cw_cloudcfg_pending);
  * CW_ERR_CONFIG: refused with err, remembered; anything else (the file could
- * not be saved, no engine): nothing changed, try again later. */
+ * not be saved, no engine, a restart under way): nothing changed, try again
+ * later. */
 int cw_cloudcfg_offer(struct cw_cloudcfg *c, int64_t version, const cJSON *config, char *err,
 		      size_t errlen);
 
@@ -78,7 +79,10 @@ int cw_cloudcfg_offer(struct cw_cloudcfg *c, int64_t version, const cJSON *confi
 void cw_cloudcfg_versions(struct cw_cloudcfg *c, int64_t *have, int64_t *rejected);
 
 /* A saved configuration waiting for a restart: copies it to *out and
- * returns true. */
+ * returns true. From then until cw_cloudcfg_restarted, cw_cloudcfg_offer
+ * returns CW_ERR_STATE, so that the version restarted with is the one
+ * recorded as running: call it only to restart now (a restart given up
+ * before stopping anything calls it again at the next try). */
 bool cw_cloudcfg_pending(struct cw_cloudcfg *c, struct cw_edge_config *out);
 /* The restart with the pending configuration: ok = it runs now (attach is
  * still called for it); !ok = it could not start (why: the reason), so the

@@ -516,7 +516,8 @@ static int start_all(struct edge *ed, struct cw_engine **enginep)
  * process restarts with it at this safe point (no release in flight; the API
  * is closed first and waits for its requests). If it cannot start (a port
  * that vanished meanwhile), the previous configuration runs again and the
- * version counts as refused (docs/ARCHITECTURE.md). */
+ * version counts as refused (docs/ARCHITECTURE.md). No newer version is
+ * accepted from cw_cloudcfg_pending until cw_cloudcfg_restarted. */
 static int restart_all(struct edge *ed, struct cw_engine **enginep,
 		       const struct cw_edge_config *next)
 {
@@ -659,8 +660,9 @@ int main(int argc, char **argv)
 
 		if (wait <= 0) {
 			/* a configuration waiting for a restart, at a safe point */
-			if (next && cw_cloudcfg_pending(ed->cloudcfg, next) &&
-			    !cw_engine_releasing(engine) &&
+			/* releasing first: pending holds offers until restarted */
+			if (next && !cw_engine_releasing(engine) &&
+			    cw_cloudcfg_pending(ed->cloudcfg, next) &&
 			    restart_all(ed, &engine, next) != CW_OK && !engine)
 				goto out;
 			cw_engine_tick(engine);

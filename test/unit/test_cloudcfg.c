@@ -2,7 +2,8 @@
  * merge over the file, live application of rules and revoked tokens, refusal
  * of an invalid version (kept running on the last good one, remembered,
  * config.rejected in the outbox), buses/carts changes left for a restart,
- * a failed restart, and cloud-config.json across a restart. */
+ * a failed restart, no offer while a restart is under way, and
+ * cloud-config.json across a restart. */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -292,6 +293,37 @@ START_TEST(carts_change_waits_for_a_restart)
 }
 END_TEST
 
+START_TEST(no_offer_during_a_restart)
+{
+	char err[256] = "";
+
+	/* two PUTs back to back: 1 changes carts, 2 changes them again */
+	ck_assert_int_eq(offer(1, "{'carts':[{'number':5,'bus':'bus0','board':2,'lock':3}]}", err,
+			       sizeof(err)),
+			 CW_OK);
+	ck_assert(cw_cloudcfg_pending(cc, &next)); /* the restart into 1 begins */
+	/* 2 arrives during the restart: refused for now, neither pending nor
+	 * applied, whether it changes the hardware or only the rules */
+	ck_assert_int_eq(offer(2, "{'carts':[{'number':6,'bus':'bus0','board':2,'lock':2}]}", err,
+			       sizeof(err)),
+			 CW_ERR_STATE);
+	ck_assert_int_eq(offer(2, "{'rules':{'rental_minutes':50}}", err, sizeof(err)),
+			 CW_ERR_STATE);
+	versions(1, 0);
+	cw_cloudcfg_restarted(cc, true, NULL);
+	/* the version recorded as running is the one restarted with */
+	versions(1, 0);
+	ck_assert_int_eq(health_num("config_version"), 1);
+	ck_assert_int_eq(health_num("config_pending_version"), -1);
+	/* at the next heartbeat 2 is offered again and accepted */
+	ck_assert_int_eq(offer(2, "{'carts':[{'number':6,'bus':'bus0','board':2,'lock':2}]}", err,
+			       sizeof(err)),
+			 CW_OK);
+	versions(2, 0);
+	ck_assert_int_eq(health_num("config_pending_version"), 2);
+}
+END_TEST
+
 START_TEST(saved_file_that_no_longer_fits)
 {
 	char err[256] = "";
@@ -331,6 +363,7 @@ int main(void)
 	tcase_add_test(tc, rules_and_tokens_apply_live);
 	tcase_add_test(tc, invalid_version_is_refused_and_remembered);
 	tcase_add_test(tc, carts_change_waits_for_a_restart);
+	tcase_add_test(tc, no_offer_during_a_restart);
 	tcase_add_test(tc, saved_file_that_no_longer_fits);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
