@@ -1669,6 +1669,15 @@ void cw_syncer_free(struct cw_syncer *s)
 		cw_https_abort(s->http);
 		pthread_join(s->thread, NULL);
 	}
+	/* a credential the thread could not save yet (retried each turn): the
+	 * next syncer (the edge's restart) would load the revoked token */
+	if (s->pending_save || s->cred_dirty) {
+		int rc = cw_cred_save(s->cred_path, s->pending_save ? &s->pending : &s->cred);
+
+		if (rc != CW_OK)
+			cw_error("cloud.credentials_save", "path=%s error=%s when=stop", s->cred_path,
+				 cw_errname(rc));
+	}
 	/* the offline status, then no more callbacks: the queue is final */
 	link_stop(s);
 	for (int i = 0; i < s->cmdq_n; i++)
