@@ -113,9 +113,11 @@ int cw_link_new(const struct cw_cred *cred, const char *ca_file, const char *fir
 	l->ctx = ctx;
 	snprintf(l->device_id, sizeof(l->device_id), "%s", cred->device_id);
 	snprintf(l->firmware, sizeof(l->firmware), "%s", firmware_version ? firmware_version : "");
-	/* the firmware version goes into JSON as it is: printable, no quotes */
+	/* the firmware version goes into JSON as it is: printable ASCII (the
+	 * cloud refuses a status with anything else), no quotes */
 	for (char *p = l->firmware; *p; p++)
-		if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20)
+		if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20 ||
+		    (unsigned char)*p >= 0x7f)
 			*p = '_';
 	if ((rc = topic_of(l->t_status, cred->mqtt_topic, "status")) != CW_OK ||
 	    (rc = topic_of(l->t_commands, cred->mqtt_topic, "commands")) != CW_OK ||

@@ -74,7 +74,8 @@ static void usage(void)
 			"[--mac M] [--ca-file F] [--insecure] [--heartbeat-s N] [--entries N] "
 			"[--acked N] [--sent N] [--pad N] [--bad-first] [--batch-entries N] [--batch-bytes N] "
 			"[--backoff-base-ms N] [--backoff-cap-ms N] [--add N --add-every-ms M "
-			"--add-times K] [--seconds S] [--until drained|enrolled|command] [--status FILE]\n");
+			"--add-times K] [--seconds S] [--until drained|enrolled|command] [--status FILE] "
+			"[--firmware VERSION]\n");
 	exit(2);
 }
 
@@ -98,7 +99,7 @@ int main(int argc, char **argv)
 		{"backoff-base-ms", 1, 0, 'x'}, {"backoff-cap-ms", 1, 0, 'X'},
 		{"add", 1, 0, 'A'},          {"add-every-ms", 1, 0, 'E'}, {"add-times", 1, 0, 'T'},
 		{"seconds", 1, 0, 's'},      {"until", 1, 0, 'U'},       {"status", 1, 0, 'S'},
-		{0, 0, 0, 0}};
+		{"firmware", 1, 0, 'F'},     {0, 0, 0, 0}};
 	struct cw_sync_config cfg = {.heartbeat_s = 1};
 	struct fake_source f;
 	struct cw_sync_source src;
@@ -111,6 +112,7 @@ int main(int argc, char **argv)
 	struct timespec ts = {0, 100 * 1000000L};
 	int64_t start, next_add, t0;
 
+	snprintf(cfg.firmware_version, sizeof(cfg.firmware_version), "test-1.2.3");
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'u': copy(cfg.url, sizeof(cfg.url), optarg); break;
@@ -136,12 +138,12 @@ int main(int argc, char **argv)
 		case 's': seconds = strtoll(optarg, NULL, 10); break;
 		case 'U': until = optarg; break;
 		case 'S': status = optarg; break;
+		case 'F': copy(cfg.firmware_version, sizeof(cfg.firmware_version), optarg); break;
 		default: usage();
 		}
 	}
 	if (!cfg.url[0] || !cfg.data_dir[0] || !cfg.branch_code[0])
 		usage();
-	snprintf(cfg.firmware_version, sizeof(cfg.firmware_version), "test-1.2.3");
 	snprintf(cfg.device_name, sizeof(cfg.device_name), "sync-driver");
 	cw_log_set_level(CW_LOG_DEBUG);
 	fake_init(&f, entries, pad);
