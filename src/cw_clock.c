@@ -29,6 +29,17 @@ int64_t cw_wall_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int64_t cw_boot_ms(void)
+{
+#ifdef CLOCK_BOOTTIME
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_BOOTTIME, &ts) == 0)
+		return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+#endif
+	return -1;
+}
+
 bool cw_wall_trusted(void)
 {
 	const char *env = getenv("CW_CLOCK_TRUSTED");

@@ -11,6 +11,7 @@
 
 int64_t cw_mono_ms(void);  /* CLOCK_MONOTONIC in milliseconds */
 int64_t cw_wall_ms(void);  /* CLOCK_REALTIME in ms since the Unix epoch */
+int64_t cw_boot_ms(void);  /* CLOCK_BOOTTIME (since boot, suspend included), -1 if none */
 
 /* True when the kernel says the clock is NTP-synchronised (adjtimex has no
  * STA_UNSYNC) and the wall time is not before 2026-01-01.

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cw_clock.h"
 #include "cw_error.h"
 #include "cw_log.h"
 #include "cw_uuid.h"
@@ -464,12 +465,13 @@ unrecorded:
  * command's transaction (the clock is trusted now). Stored at the first
  * start (cwe_db_created_init); when the clock was not trusted then, it is
  * worked out now -- the monotonic clock since then when the machine has
- * not rebooted, else now (later than the truth: refuses more, never less)
- * -- and stored as trusted. */
+ * not rebooted, else the time of this boot (created in an earlier one:
+ * later than the truth, refuses more, never less), now without a boot
+ * clock -- and stored as trusted. */
 static int db_created(struct cw_engine *e, const struct stamp *now, int64_t *out)
 {
 	sqlite3_stmt *st = NULL;
-	int64_t wall = 0, mono = 0, d;
+	int64_t wall = 0, mono = 0, d, up;
 	char boot[40] = "";
 	bool trusted = false, same;
 	int rc;
@@ -492,7 +494,12 @@ static int db_created(struct cw_engine *e, const struct stamp *now, int64_t *out
 		return CW_OK;
 	}
 	d = cwe_elapsed_ms(e, now, wall, mono, rc == CW_OK ? boot : NULL, false, &same);
-	*out = same ? now->wall - d : now->wall;
+	if (same)
+		*out = now->wall - d;
+	else if (rc == CW_OK && (up = cw_boot_ms()) >= 0)
+		*out = now->wall - up;
+	else
+		*out = now->wall;
 	return cw_eq_exec(e, "INSERT OR REPLACE INTO settings(key, value) VALUES ('db_created', "
 			     "json_object('wall_ms', ?1, 'mono_ms', ?2, 'boot', ?3, 'trusted', 1))",
 			  "iit", *out, now->mono - (same ? d : 0), e->boot);

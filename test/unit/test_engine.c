@@ -2132,13 +2132,22 @@ START_TEST(cmd_issued_before_database)
 	ck_assert_int_eq(run_cmd_at("c2", "unlock", "{\"cart_number\": 5}", sec - 1000, 0, &o),
 			 CW_OK);
 	ck_assert_str_eq(o.state, "done");
-	/* ... after a reboot: no better date than now */
+	/* ... after a reboot: created before this boot at the latest, so one
+	 * issued before the boot is refused, one issued since runs */
 	exec_engine("UPDATE settings SET value = json_set(value, '$.trusted', 0, '$.boot', "
 		    "'another-boot') WHERE key = 'db_created'");
-	ck_assert_int_eq(run_cmd_at("c3", "unlock", "{\"cart_number\": 6}", sec - 1000, 0, &o),
+	ck_assert_int_ge(cw_boot_ms(), 2000); /* the test machine is up for more than 2 s */
+	ck_assert_int_eq(run_cmd_at("c3", "unlock", "{\"cart_number\": 6}",
+				    sec - (cw_boot_ms() / 1000 + 2) * 1000, 0, &o),
 			 CW_OK);
 	ck_assert_str_eq(o.error, "issued_before_database");
 	ck_assert_int_eq(f.calls, 3);
+	ck_assert_int_le(q("SELECT json_extract(value, '$.wall_ms') FROM settings WHERE key = "
+			   "'db_created'"), cw_wall_ms() - cw_boot_ms() + 1000);
+	ck_assert_int_eq(run_cmd_at("c4", "unlock", "{\"cart_number\": 6}", sec - 1000, 0, &o),
+			 CW_OK);
+	ck_assert_str_eq(o.state, "done");
+	ck_assert_int_eq(f.calls, 4);
 	assert_no_errors();
 }
 END_TEST
