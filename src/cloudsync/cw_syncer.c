@@ -1570,6 +1570,10 @@ int cw_syncer_new(const struct cw_sync_config *cfg, const struct cw_sync_source 
 	if (!s)
 		return CW_ERR_NOMEM;
 	s->cfg = *cfg;
+	/* the cloud takes printable ASCII without spaces (heartbeat, MQTT status) */
+	for (char *p = s->cfg.firmware_version; *p; p++)
+		if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f)
+			*p = '_';
 	s->src = *src;
 	s->stopped = CW_SYNC_OK; /* not stopped (calloc's 0 is UNENROLLED) */
 	s->cfg_has_code = s->cfg.enrollment_code[0] != '\0';

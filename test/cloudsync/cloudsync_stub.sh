@@ -410,12 +410,15 @@ phase_mqtt() {
 	local tel_pid=$!
 	sleep 0.3 # subscribed before the device connects
 	# heartbeat_s 60: after the first heartbeat only MQTT can bring a command quickly;
-	# a UTF-8 firmware version (en dash) goes out as printable ASCII, which the cloud requires
-	DRIVER_BG=1 driver mq --heartbeat-s 60 --seconds 60 --firmware "$(printf 'test-1.2\342\200\223rc1')"
+	# a firmware version with a space and a UTF-8 en dash goes out as printable ASCII without
+	# spaces, which the cloud requires of the heartbeat and of the MQTT status
+	DRIVER_BG=1 driver mq --heartbeat-s 60 --seconds 60 --firmware "$(printf 'test 1.2\342\200\223rc1')"
 	wait_until 10 mq_is mq connected || fail "mqtt state $(st .mqtt mq)"
 	wait_until 5 status_is online || fail "retained status: $(status_msg)"
-	status_msg | jq -e '.v == 1 and .firmware_version == "test-1.2___rc1" and (.at | test("Z$"))' >/dev/null \
+	status_msg | jq -e '.v == 1 and .firmware_version == "test_1.2___rc1" and (.at | test("Z$"))' >/dev/null \
 		|| fail "online status: $(status_msg)"
+	stub_fw_is() { [ "$(stub_state | jq -r .firmware)" = "$1" ]; }
+	wait_until 5 stub_fw_is test_1.2___rc1 || fail "heartbeat firmware: $(stub_state | jq -c .firmware)"
 	wait "$tel_pid" || fail "no telemetry"
 	jq -e '.v == 1 and .health.fake_marker == "cloudsync-test" and (.health.outbox_depth | type) == "number"' \
 		"$T/telemetry.json" >/dev/null || fail "telemetry: $(cat "$T/telemetry.json")"

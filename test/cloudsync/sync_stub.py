@@ -194,6 +194,7 @@ class H(BaseHTTPRequestHandler):
                 return
             with lock:
                 state["heartbeats"] += 1
+                state["firmware"] = json.loads(raw or b"{}").get("firmware_version")
                 if state["heartbeat_500_left"] > 0:
                     state["heartbeat_500_left"] -= 1
                     state["heartbeats_500"] += 1
