@@ -11,7 +11,17 @@
  *      evenly over the interval). Entries are the edge's shapes in turn:
  *      rental.created / rental.updated (returned), cart.updated and a
  *      telemetry event, with consecutive sequence numbers; a batch the cloud
- *      refuses is sent again from the cloud's mark (409 expected seq).
+ *      refuses is sent again from the cloud's mark (409 expected seq);
+ *   3. with --mqtt-status-s S, every device also connects to the broker of
+ *      its registration answer's mqtt_config with its own credentials (MQTT
+ *      5, the edge's Last Will), publishes its retained status
+ *      ({"v":1,"status":"online","at":...,"firmware_version":...}, QoS 1)
+ *      on <topic>/status at once after connecting and then every S seconds,
+ *      open loop like the heartbeats; latency is from the scheduled time to
+ *      the broker's PUBACK. A device whose connection is refused (its broker
+ *      user not loaded yet: the broker is reloaded after the registrations)
+ *      or lost tries again every second; the run starts when all are
+ *      connected, or after 60 s with those that are.
  *
  * Open loop (no coordinated omission): every request has a scheduled time
  * fixed in advance, and its latency is measured from that time, not from
@@ -24,15 +34,24 @@
  * One thread, libcurl's multi interface on loopback; connections are pooled
  * by the multi handle (keep-alive) unless --fresh-connections, where every
  * request opens a TCP connection of its own (devices whose idle connection
- * the server closed). Prints key=value lines; never passes or fails on time.
+ * the server closed). MQTT goes through paho's async client directly, one
+ * client a device: paho serves all of them from its own two threads, and
+ * its completion callbacks give each PUBACK's time (libcwmqtt's publish
+ * either waits, blocking this one thread, or reports nothing, and it starts
+ * a reconnect thread a client). Prints key=value lines; never passes or
+ * fails on time.
  *
  * Usage: bench_fleet --url http://127.0.0.1:PORT --branch-code CODE
  *            --enrollment-codes CODE[,CODE...] [--devices 1000]
  *            [--heartbeat-s 10] [--sync-s 30] [--entries 4] [--carts 2]
- *            [--seconds 60] [--warmup 10] [--fresh-connections] */
+ *            [--seconds 60] [--warmup 10] [--fresh-connections]
+ *            [--mqtt-status-s S] */
+#include <MQTTAsync.h>
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -42,6 +61,7 @@
 #include <time.h>
 
 #include "bench_util.h"
+#include "cw_clock.h"
 #include "cw_error.h"
 
 #define MAX_DEVICES 20000
@@ -53,10 +73,24 @@
 #define TOKEN_MAX 1024
 #define REGISTER_PARALLEL 8
 #define DRAIN_TIMEOUT_US 30000000LL
+#define FIRMWARE "1.4.2"
+#define MQ_HOST_MAX 256
+#define MQ_TOPIC_MAX 256
+#define MQ_USER_MAX 64
+#define MQ_PASS_MAX 128
+#define MQ_CONNECT_WAIT_US 60000000LL
+#define MQ_RETRY_US 1000000LL
 
 enum req_kind { R_NONE, R_REGISTER, R_HEARTBEAT, R_SYNC };
 
+/* a device's MQTT client: the main thread moves DOWN -> CONNECTING and
+ * UP -> BUSY (a publish in flight); paho's callbacks the rest */
+enum mq_state { MQ_DOWN, MQ_CONNECTING, MQ_UP, MQ_BUSY };
+
+struct fleet;
+
 struct device {
+	struct fleet *f;
 	int index;
 	char id[ID_LEN + 1];
 	char token[TOKEN_MAX];
@@ -72,6 +106,19 @@ struct device {
 	char body[BODY_MAX];
 	char resp[RESP_MAX];
 	size_t resp_len;
+	/* MQTT (--mqtt-status-s): its mqtt_config and client */
+	char mq_host[MQ_HOST_MAX];
+	int mq_port;
+	char mq_topic[MQ_TOPIC_MAX]; /* <topic>/status */
+	char mq_user[MQ_USER_MAX];
+	char mq_pass[MQ_PASS_MAX];
+	MQTTAsync mq;
+	_Atomic int mq_state;
+	atomic_bool mq_hello;        /* connected: the status "at connect" is due */
+	_Atomic int64_t mq_retry_us; /* next connect attempt */
+	int64_t mq_sched_us;         /* of the publish in flight */
+	bool mq_measured;
+	int64_t next_st_us;
 };
 
 struct samples {
@@ -91,6 +138,7 @@ struct opts {
 	char *codes[MAX_CODES];
 	int ncodes;
 	int devices, heartbeat_s, sync_s, entries, carts, seconds, warmup;
+	int mqtt_status_s;        /* 0: no MQTT */
 	bool fresh;
 };
 
@@ -103,6 +151,14 @@ struct fleet {
 	struct stats hb, sync;
 	long entries_applied;
 	int inflight;
+	/* MQTT: st's lat, ok, http_err (refused by the broker: PUBACK reason
+	 * >= 0x80) and net_err (not sent, failed, connection lost) are written
+	 * by paho's threads under mq_mu; its lag and unanswered by ours */
+	struct stats st;
+	pthread_mutex_t mq_mu;
+	atomic_int mq_inflight, mq_connected, mq_lost, mq_refused_connects;
+	atomic_long mq_acked;     /* every PUBACK ok, warm-up and hellos too */
+	atomic_int mq_first_reason;
 };
 
 static int64_t wall_ms(void)
@@ -260,7 +316,7 @@ static int start(struct fleet *f, struct device *d, enum req_kind k, int64_t sch
 	case R_HEARTBEAT:
 		snprintf(d->url, sizeof(d->url), "%s/api/devices/%s/heartbeat", f->o.url, d->id);
 		n = snprintf(d->body, sizeof(d->body),
-			     "{\"status\":\"online\",\"firmware_version\":\"1.4.2\",\"health\":"
+			     "{\"status\":\"online\",\"firmware_version\":\"" FIRMWARE "\",\"health\":"
 			     "{\"cpu_temp_c\":51.2,\"disk_free_mb\":11873,\"mem_available_mb\":612,"
 			     "\"uptime_s\":%" PRId64 ",\"outbox_depth\":0,\"clock_trusted\":true,"
 			     "\"boards_online\":2,\"boards_total\":2,\"config_version\":0,"
@@ -301,8 +357,52 @@ static int start(struct fleet *f, struct device *d, enum req_kind k, int64_t sch
 	return CW_OK;
 }
 
-/* A register answer: the device's id and token; its headers for later. */
-static int registered(struct device *d)
+/* The answer's mqtt_config {broker, port, tls, topic, username, password}
+ * (docs/SYNC.md "MQTT"); the bench speaks plain MQTT only (loopback). */
+static int mqtt_config(struct device *d, const cJSON *mc)
+{
+	const char *keys[] = {"broker", "topic", "username", "password"};
+	const char *v[4];
+	const cJSON *port = cJSON_GetObjectItemCaseSensitive(mc, "port");
+	int n;
+
+	if (!cJSON_IsObject(mc)) {
+		fprintf(stderr, "bench_fleet: registration %d: mqtt_config is null (the cloud has "
+			"no mqtt section)\n", d->index);
+		return CW_ERR_CONFIG;
+	}
+	for (int i = 0; i < 4; i++)
+		if (!(v[i] = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(mc, keys[i])))) {
+			fprintf(stderr, "bench_fleet: registration %d: mqtt_config.%s missing\n",
+				d->index, keys[i]);
+			return CW_ERR_PROTO;
+		}
+	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(mc, "tls"))) {
+		fprintf(stderr, "bench_fleet: mqtt_config.tls is true; the bench speaks plain MQTT "
+			"(set the cloud's mqtt.tls to false)\n");
+		return CW_ERR_CONFIG;
+	}
+	if (!cJSON_IsNumber(port) || port->valueint < 1 || port->valueint > 65535) {
+		fprintf(stderr, "bench_fleet: registration %d: mqtt_config.port invalid\n", d->index);
+		return CW_ERR_PROTO;
+	}
+	d->mq_port = port->valueint;
+	n = snprintf(d->mq_topic, sizeof(d->mq_topic), "%s/status", v[1]);
+	if (strlen(v[0]) >= sizeof(d->mq_host) || n < 0 || (size_t)n >= sizeof(d->mq_topic) ||
+	    strlen(v[2]) >= sizeof(d->mq_user) || strlen(v[3]) >= sizeof(d->mq_pass)) {
+		fprintf(stderr, "bench_fleet: registration %d: mqtt_config field too long\n",
+			d->index);
+		return CW_ERR_TOOBIG;
+	}
+	snprintf(d->mq_host, sizeof(d->mq_host), "%s", v[0]);
+	snprintf(d->mq_user, sizeof(d->mq_user), "%s", v[2]);
+	snprintf(d->mq_pass, sizeof(d->mq_pass), "%s", v[3]);
+	return CW_OK;
+}
+
+/* A register answer: the device's id and token (and its mqtt_config with
+ * --mqtt-status-s); its headers for later. */
+static int registered(const struct fleet *f, struct device *d)
 {
 	cJSON *j = cJSON_Parse(d->resp);
 	const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "device_id"));
@@ -319,6 +419,8 @@ static int registered(struct device *d)
 		d->headers = curl_slist_append(NULL, "Content-Type: application/json");
 		d->headers = d->headers ? curl_slist_append(d->headers, auth) : NULL;
 		rc = d->headers ? CW_OK : CW_ERR_NOMEM;
+		if (rc == CW_OK && f->o.mqtt_status_s > 0)
+			rc = mqtt_config(d, cJSON_GetObjectItemCaseSensitive(j, "mqtt_config"));
 	}
 	cJSON_Delete(j);
 	return rc;
@@ -359,9 +461,11 @@ static void finish(struct fleet *f, CURLMsg *m)
 	f->inflight--;
 	if (d->busy == R_REGISTER) {
 		d->busy = R_NONE;
-		if (m->data.result != CURLE_OK || code != 201 || registered(d) != CW_OK)
+		/* a 201's body holds the device's secrets: not printed */
+		if (m->data.result != CURLE_OK || code != 201 || registered(f, d) != CW_OK)
 			fprintf(stderr, "bench_fleet: registration %d: %s HTTP %ld %.200s\n",
-				d->index, curl_easy_strerror(m->data.result), code, d->resp);
+				d->index, curl_easy_strerror(m->data.result), code,
+				code == 201 ? "(answer not usable)" : d->resp);
 		return;
 	}
 	st = d->busy == R_HEARTBEAT ? &f->hb : &f->sync;
@@ -403,6 +507,256 @@ static void pump(struct fleet *f, int timeout_ms)
 		curl_multi_poll(f->multi, NULL, 0, timeout_ms, NULL);
 }
 
+/* ---- MQTT status (--mqtt-status-s) ---- */
+
+/* A publish's end (paho's thread): recorded only if it is still the one in
+ * flight (a lost connection already counted it). */
+static void mq_done(struct device *d, bool answered, int reason)
+{
+	struct fleet *f = d->f;
+	int busy = MQ_BUSY;
+	int64_t now = cw_bench_now_us();
+
+	if (!atomic_compare_exchange_strong(&d->mq_state, &busy, MQ_UP))
+		return;
+	atomic_fetch_sub(&f->mq_inflight, 1);
+	if (answered && reason < 0x80)
+		atomic_fetch_add(&f->mq_acked, 1);
+	if (!d->mq_measured)
+		return;
+	pthread_mutex_lock(&f->mq_mu);
+	if (!answered)
+		f->st.net_err++;
+	else if (reason >= 0x80)
+		f->st.http_err++;
+	else
+		f->st.ok++;
+	if (answered)
+		samples_add(&f->st.lat, (double)(now - d->mq_sched_us) / 1000.0);
+	pthread_mutex_unlock(&f->mq_mu);
+}
+
+static void mq_pub_ok(void *ctx, MQTTAsync_successData5 *r)
+{
+	mq_done(ctx, true, r ? (int)r->reasonCode : 0);
+}
+
+static void mq_pub_fail(void *ctx, MQTTAsync_failureData5 *r)
+{
+	/* a PUBACK with a refusal comes here with its reason code */
+	int reason = r ? (int)r->reasonCode : 0;
+
+	mq_done(ctx, reason >= 0x80, reason);
+}
+
+static void mq_connect_ok(void *ctx, MQTTAsync_successData5 *r)
+{
+	struct device *d = ctx;
+
+	(void)r;
+	atomic_store(&d->mq_hello, true);
+	atomic_store(&d->mq_state, MQ_UP);
+	atomic_fetch_add(&d->f->mq_connected, 1);
+}
+
+static void mq_connect_fail(void *ctx, MQTTAsync_failureData5 *r)
+{
+	struct device *d = ctx;
+	/* a refused CONNACK comes as code (its reason code), reasonCode 0 */
+	int reason = !r ? 0 : r->reasonCode ? (int)r->reasonCode : r->code > 0 ? r->code : 0;
+	int none = 0;
+
+	if (reason >= 0x80)
+		atomic_fetch_add(&d->f->mq_refused_connects, 1);
+	atomic_compare_exchange_strong(&d->f->mq_first_reason, &none, reason ? reason : -1);
+	atomic_store(&d->mq_retry_us, cw_bench_now_us() + MQ_RETRY_US);
+	atomic_store(&d->mq_state, MQ_DOWN);
+}
+
+static void mq_lost(void *ctx, char *cause)
+{
+	struct device *d = ctx;
+	struct fleet *f = d->f;
+
+	(void)cause;
+	atomic_store(&d->mq_retry_us, cw_bench_now_us() + MQ_RETRY_US);
+	atomic_fetch_sub(&f->mq_connected, 1);
+	atomic_fetch_add(&f->mq_lost, 1);
+	if (atomic_exchange(&d->mq_state, MQ_DOWN) == MQ_BUSY) {
+		atomic_fetch_sub(&f->mq_inflight, 1);
+		if (d->mq_measured) {
+			pthread_mutex_lock(&f->mq_mu);
+			f->st.net_err++;
+			pthread_mutex_unlock(&f->mq_mu);
+		}
+	}
+}
+
+/* paho requires one; a device subscribes to nothing here */
+static int mq_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *msg)
+{
+	(void)ctx;
+	(void)topic_len;
+	MQTTAsync_freeMessage(&msg);
+	MQTTAsync_free(topic);
+	return 1;
+}
+
+/* One connect attempt (MQTT 5, clean start, the edge's Last Will). */
+static int mq_connect(struct device *d)
+{
+	MQTTAsync_connectOptions co = MQTTAsync_connectOptions_initializer5;
+	MQTTAsync_willOptions will = MQTTAsync_willOptions_initializer;
+	int rc;
+
+	if (!d->mq) {
+		MQTTAsync_createOptions cro = MQTTAsync_createOptions_initializer5;
+		char uri[MQ_HOST_MAX + 32];
+		snprintf(uri, sizeof(uri), "tcp://%s:%d", d->mq_host, d->mq_port);
+		if (MQTTAsync_createWithOptions(&d->mq, uri, d->mq_user, MQTTCLIENT_PERSISTENCE_NONE,
+					       NULL, &cro) != MQTTASYNC_SUCCESS ||
+		    MQTTAsync_setCallbacks(d->mq, d, mq_lost, mq_message, NULL) != MQTTASYNC_SUCCESS)
+			return CW_ERR_INTERNAL;
+	}
+	co.keepAliveInterval = 30;
+	co.cleanstart = 1;
+	co.connectTimeout = 10;
+	co.username = d->mq_user;
+	co.password = d->mq_pass;
+	will.topicName = d->mq_topic;
+	will.message = "{\"v\":1,\"status\":\"offline\"}";
+	will.qos = 1;
+	will.retained = 1;
+	co.will = &will;
+	co.onSuccess5 = mq_connect_ok;
+	co.onFailure5 = mq_connect_fail;
+	co.context = d;
+	atomic_store(&d->mq_state, MQ_CONNECTING);
+	rc = MQTTAsync_connect(d->mq, &co);
+	if (rc != MQTTASYNC_SUCCESS) {
+		atomic_store(&d->mq_retry_us, cw_bench_now_us() + MQ_RETRY_US);
+		atomic_store(&d->mq_state, MQ_DOWN);
+	}
+	return CW_OK;
+}
+
+/* P/status, retained, QoS 1, scheduled at sched_us. */
+static void mq_publish(struct fleet *f, struct device *d, int64_t sched_us)
+{
+	MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+	char at[32], body[192];
+	int n, rc, busy = MQ_BUSY;
+
+	cw_wall_format(cw_wall_ms(), at);
+	n = snprintf(body, sizeof(body),
+		     "{\"v\":1,\"status\":\"online\",\"at\":\"%s\",\"firmware_version\":\"%s\"}",
+		     at, FIRMWARE);
+	d->mq_sched_us = sched_us;
+	d->mq_measured = sched_us >= f->window_start_us && sched_us < f->window_end_us;
+	if (d->mq_measured)
+		samples_add(&f->st.lag, (double)(cw_bench_now_us() - sched_us) / 1000.0);
+	ro.onSuccess5 = mq_pub_ok;
+	ro.onFailure5 = mq_pub_fail;
+	ro.context = d;
+	atomic_fetch_add(&f->mq_inflight, 1);
+	atomic_store(&d->mq_state, MQ_BUSY);
+	rc = MQTTAsync_send(d->mq, d->mq_topic, n, body, 1, 1, &ro);
+	if (rc != MQTTASYNC_SUCCESS &&
+	    atomic_compare_exchange_strong(&d->mq_state, &busy,
+					   rc == MQTTASYNC_DISCONNECTED ? MQ_DOWN : MQ_UP)) {
+		atomic_fetch_sub(&f->mq_inflight, 1);
+		if (d->mq_measured) {
+			pthread_mutex_lock(&f->mq_mu);
+			f->st.net_err++;
+			pthread_mutex_unlock(&f->mq_mu);
+		}
+	}
+}
+
+/* The MQTT side of one device at `now`: (re)connect when due, the status at
+ * connect, then the scheduled ones (until the window ends). One publish in
+ * flight at a time, like the edge's one link. */
+static int mq_step(struct fleet *f, struct device *d, int64_t now)
+{
+	int64_t S = (int64_t)f->o.mqtt_status_s * 1000000;
+	int state = atomic_load(&d->mq_state);
+
+	if (state == MQ_DOWN && atomic_load(&d->mq_retry_us) <= now)
+		return mq_connect(d);
+	if (state != MQ_UP)
+		return CW_OK;
+	if (atomic_exchange(&d->mq_hello, false)) {
+		mq_publish(f, d, now);
+	} else if (d->next_st_us <= now && d->next_st_us < f->window_end_us) {
+		mq_publish(f, d, d->next_st_us);
+		d->next_st_us += S;
+	}
+	return CW_OK;
+}
+
+/* Connects every device (retrying refusals: the broker learns the users when
+ * it is reloaded after the registrations) and sends the status at connect;
+ * waits until all are acknowledged or MQ_CONNECT_WAIT_US. */
+static int mq_connect_all(struct fleet *f)
+{
+	int64_t t0 = cw_bench_now_us(), end = t0 + MQ_CONNECT_WAIT_US, now;
+	int N = f->o.devices, ready = 0, reason;
+
+	for (int i = 0; i < N; i++)
+		f->dev[i].next_st_us = INT64_MAX; /* the schedule starts with the run */
+	f->window_start_us = f->window_end_us = INT64_MAX;
+	while ((now = cw_bench_now_us()) < end) {
+		ready = 0;
+		for (int i = 0; i < N; i++) {
+			struct device *d = &f->dev[i];
+			if (mq_step(f, d, now) != CW_OK)
+				return CW_ERR_INTERNAL;
+			ready += atomic_load(&d->mq_state) == MQ_UP && !atomic_load(&d->mq_hello);
+		}
+		if (ready == N && atomic_load(&f->mq_inflight) == 0)
+			break;
+		cw_sleep_ms(5);
+	}
+	reason = atomic_load(&f->mq_first_reason);
+	printf("mqtt_connect devices=%d connected=%d seconds=%.1f refused_attempts=%d "
+	       "first_failure_reason=%d\n",
+	       N, ready, (double)(cw_bench_now_us() - t0) / 1e6,
+	       atomic_load(&f->mq_refused_connects), reason < 0 ? 0 : reason);
+	fflush(stdout);
+	if (ready == 0) {
+		fprintf(stderr, "bench_fleet: no device connected to the broker (first failure "
+			"reason %d; 0x86/0x87 = user not known or not authorised)\n", reason);
+		return CW_ERR_OFFLINE;
+	}
+	return CW_OK;
+}
+
+/* A clean goodbye (DISCONNECT: no Last Will), then the clients go. */
+static void mq_close_all(struct fleet *f)
+{
+	int64_t end = cw_bench_now_us() + 5000000;
+	bool any = true;
+
+	for (int i = 0; f->dev && i < f->o.devices; i++) {
+		MQTTAsync_disconnectOptions dc = MQTTAsync_disconnectOptions_initializer5;
+		dc.timeout = 2000;
+		if (f->dev[i].mq && MQTTAsync_isConnected(f->dev[i].mq))
+			MQTTAsync_disconnect(f->dev[i].mq, &dc);
+	}
+	while (any && cw_bench_now_us() < end) {
+		any = false;
+		for (int i = 0; f->dev && i < f->o.devices && !any; i++)
+			any = f->dev[i].mq && MQTTAsync_isConnected(f->dev[i].mq);
+		if (any)
+			cw_sleep_ms(20);
+	}
+	for (int i = 0; f->dev && i < f->o.devices; i++) {
+		if (f->dev[i].mq)
+			MQTTAsync_destroy(&f->dev[i].mq);
+		memset(f->dev[i].mq_pass, 0, sizeof(f->dev[i].mq_pass));
+	}
+}
+
 /* ---- phases ---- */
 
 static int register_all(struct fleet *f)
@@ -426,6 +780,8 @@ static int register_all(struct fleet *f)
 static int run(struct fleet *f)
 {
 	int64_t H = (int64_t)f->o.heartbeat_s * 1000000, S = (int64_t)f->o.sync_s * 1000000;
+	int64_t M = (int64_t)f->o.mqtt_status_s * 1000000;
+	bool mqtt = M > 0;
 	int64_t start_us = cw_bench_now_us() + 100000, drain_end;
 	int N = f->o.devices;
 
@@ -436,6 +792,7 @@ static int run(struct fleet *f)
 		struct device *d = &f->dev[i];
 		d->next_hb_us = start_us + H * i / N;
 		d->next_sync_us = start_us + S * i / N;
+		d->next_st_us = mqtt ? start_us + M * i / N : INT64_MAX;
 	}
 	drain_end = f->window_end_us + DRAIN_TIMEOUT_US;
 	for (;;) {
@@ -444,6 +801,8 @@ static int run(struct fleet *f)
 		for (int i = 0; i < N; i++) {
 			struct device *d = &f->dev[i];
 			bool hb_due, sync_due;
+			if (mqtt && mq_step(f, d, now) != CW_OK)
+				return CW_ERR_INTERNAL;
 			if (d->busy != R_NONE)
 				continue;
 			hb_due = d->next_hb_us <= now && d->next_hb_us < f->window_end_us;
@@ -458,11 +817,12 @@ static int run(struct fleet *f)
 				d->next_sync_us += S;
 			}
 		}
-		if (!scheduling && f->inflight == 0) {
+		if (!scheduling && f->inflight == 0 && atomic_load(&f->mq_inflight) == 0) {
 			bool pending = false;
 			for (int i = 0; i < N && !pending; i++)
 				pending = f->dev[i].next_hb_us < f->window_end_us ||
-					  f->dev[i].next_sync_us < f->window_end_us;
+					  f->dev[i].next_sync_us < f->window_end_us ||
+					  f->dev[i].next_st_us < f->window_end_us;
 			if (!pending || now >= drain_end)
 				break;
 		}
@@ -479,18 +839,30 @@ static int run(struct fleet *f)
 			f->sync.unanswered += t >= f->window_start_us;
 		if (d->busy != R_NONE && d->measured)
 			(d->busy == R_HEARTBEAT ? &f->hb : &f->sync)->unanswered++;
+		if (!mqtt)
+			continue;
+		for (int64_t t = d->next_st_us; t < f->window_end_us; t += M)
+			f->st.unanswered += t >= f->window_start_us;
+		/* still in flight: taken back from paho's callbacks first */
+		{
+			int busy = MQ_BUSY;
+			if (atomic_compare_exchange_strong(&d->mq_state, &busy, MQ_UP)) {
+				atomic_fetch_sub(&f->mq_inflight, 1);
+				f->st.unanswered += d->mq_measured;
+			}
+		}
 	}
 	return CW_OK;
 }
 
-static void report(const char *name, struct stats *s, double window_s)
+/* errs: the names of http_err and net_err in the printout */
+static void report(const char *name, struct stats *s, double window_s, const char *const errs[2])
 {
 	size_t n = s->lat.n;
 
 	cw_bench_sort(s->lat.v, n);
-	printf("%s requests=%zu ok=%ld http_errors=%ld net_errors=%ld unanswered=%ld gaps=%ld "
-	       "rate_per_s=%.1f",
-	       name, n, s->ok, s->http_err, s->net_err, s->unanswered, s->gaps,
+	printf("%s requests=%zu ok=%ld %s=%ld %s=%ld unanswered=%ld gaps=%ld rate_per_s=%.1f", name,
+	       n, s->ok, errs[0], s->http_err, errs[1], s->net_err, s->unanswered, s->gaps,
 	       (double)n / window_s);
 	if (n > 0)
 		printf(" p50_ms=%.2f p95_ms=%.2f p99_ms=%.2f max_ms=%.2f",
@@ -511,7 +883,7 @@ static void usage(FILE *f)
 	fprintf(f, "usage: bench_fleet --url URL --branch-code CODE --enrollment-codes C1[,C2...]\n"
 		   "         [--devices N (1000)] [--heartbeat-s S (10)] [--sync-s S (30)]\n"
 		   "         [--entries N (4)] [--carts N (2)] [--seconds S (60)] [--warmup S (10)]\n"
-		   "         [--fresh-connections]\n"
+		   "         [--fresh-connections] [--mqtt-status-s S (0: no MQTT)]\n"
 		   "  (one enrollment code per %d devices)\n",
 		CODE_USES);
 }
@@ -567,6 +939,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			rc = cw_bench_parse_int(v, 1, 3600, &o->seconds);
 		else if (strcmp(a, "--warmup") == 0)
 			rc = cw_bench_parse_int(v, 0, 600, &o->warmup);
+		else if (strcmp(a, "--mqtt-status-s") == 0)
+			rc = cw_bench_parse_int(v, 0, 3600, &o->mqtt_status_s);
 		else {
 			fprintf(stderr, "bench_fleet: unknown option %s\n", a);
 			usage(stderr);
@@ -596,6 +970,7 @@ static int fleet_init(struct fleet *f)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	f->run_tag = (uint32_t)(ts.tv_nsec ^ (ts.tv_sec << 20));
 	f->t0_us = cw_bench_now_us();
+	pthread_mutex_init(&f->mq_mu, NULL);
 	f->multi = curl_multi_init();
 	f->dev = calloc((size_t)f->o.devices, sizeof(*f->dev));
 	if (!f->multi || !f->dev)
@@ -603,6 +978,7 @@ static int fleet_init(struct fleet *f)
 	curl_multi_setopt(f->multi, CURLMOPT_MAXCONNECTS, (long)f->o.devices);
 	for (int i = 0; i < f->o.devices; i++) {
 		struct device *d = &f->dev[i];
+		d->f = f;
 		d->index = i;
 		d->easy = curl_easy_init();
 		d->headers = curl_slist_append(NULL, "Content-Type: application/json");
@@ -622,6 +998,7 @@ static int fleet_init(struct fleet *f)
 
 static void fleet_free(struct fleet *f)
 {
+	mq_close_all(f); /* paho's callbacks touch the devices: first */
 	for (int i = 0; f->dev && i < f->o.devices; i++) {
 		if (f->dev[i].busy != R_NONE)
 			curl_multi_remove_handle(f->multi, f->dev[i].easy);
@@ -635,10 +1012,15 @@ static void fleet_free(struct fleet *f)
 	free(f->sync.lat.v);
 	free(f->hb.lag.v);
 	free(f->sync.lag.v);
+	free(f->st.lat.v);
+	free(f->st.lag.v);
+	pthread_mutex_destroy(&f->mq_mu);
 }
 
 int main(int argc, char **argv)
 {
+	static const char *const http_errs[2] = {"http_errors", "net_errors"};
+	static const char *const mq_errs[2] = {"refused", "failed"};
 	static struct fleet f;
 	struct rusage ru;
 	int status = 1;
@@ -651,7 +1033,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "bench_fleet: out of memory\n");
 		goto out;
 	}
-	if (register_all(&f) != CW_OK || run(&f) != CW_OK)
+	if (register_all(&f) != CW_OK)
+		goto out;
+	fflush(stdout); /* the register line: run-sync.sh reloads the broker on it */
+	if ((f.o.mqtt_status_s > 0 && mq_connect_all(&f) != CW_OK) || run(&f) != CW_OK)
 		goto out;
 	getrusage(RUSAGE_SELF, &ru);
 	printf("fleet devices=%d heartbeat_s=%d sync_s=%d entries=%d seconds=%d warmup=%d "
@@ -661,8 +1046,16 @@ int main(int argc, char **argv)
 	       (double)f.entries_applied / f.o.seconds,
 	       (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
 		       (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
-	report("heartbeat", &f.hb, f.o.seconds);
-	report("sync", &f.sync, f.o.seconds);
+	report("heartbeat", &f.hb, f.o.seconds, http_errs);
+	if (f.o.mqtt_status_s > 0) {
+		pthread_mutex_lock(&f.mq_mu);
+		report("mqtt_status", &f.st, f.o.seconds, mq_errs);
+		pthread_mutex_unlock(&f.mq_mu);
+		printf("mqtt status_s=%d connected_at_end=%d connections_lost=%d acked_total=%ld\n",
+		       f.o.mqtt_status_s, atomic_load(&f.mq_connected), atomic_load(&f.mq_lost),
+		       atomic_load(&f.mq_acked));
+	}
+	report("sync", &f.sync, f.o.seconds, http_errs);
 	status = 0;
 out:
 	fleet_free(&f);
