@@ -19,13 +19,24 @@
 #     and, open loop, sends each one's heartbeats every H seconds and sync
 #     batches every CW_BENCH_SYNC_S seconds for CW_BENCH_SECONDS: once at
 #     the nominal H (CW_BENCH_HB_S) and once at the stress H
-#     (CW_BENCH_STRESS_HB_S), each on a fresh database.
+#     (CW_BENCH_STRESS_HB_S), each on a fresh database. With MQTT
+#     (CW_BENCH_MQTT_S > 0, the default) each run also starts a Mosquitto
+#     of its own (test/mqtt/broker.sh: the production ACL) and gives the
+#     cloud its `mqtt` section (its user cartwise-cloud, passwd_out = the
+#     broker's password file, log_level debug for its `mqtt.status` lines);
+#     once bench_fleet has registered the devices the broker is reloaded
+#     (SIGHUP: the production path unit's job), and every device connects
+#     with its mqtt_config and publishes its retained status at connect and
+#     every CW_BENCH_MQTT_S seconds (QoS 1, open loop; publish -> PUBACK).
+#     At the end the cloud's log must hold one `mqtt.status` line for every
+#     status the broker acknowledged (counted, with the devices they name).
 #
 # Prints figures and Markdown rows; never passes or fails on time. Builds
 # build-bench itself only when BUILD_DIR is missing (meson setup BUILD
 # --buildtype=release && ninja -C BUILD). Needs psql, sqlite3, jq, curl,
 # python3 and pg_virtualenv (without PG* variables it re-runs itself under
-# `pg_virtualenv -t -o fsync=on`: fsync on, as in production).
+# `pg_virtualenv -t -o fsync=on`: fsync on, as in production); mosquitto and
+# mosquitto_passwd for the MQTT status.
 #
 # Knobs (environment):
 #   CW_BENCH_PARTS        drain,fleet  which parts run
@@ -37,6 +48,7 @@
 #   CW_BENCH_STRESS_HB_S  2      fleet heartbeat interval, stress (0: skip)
 #   CW_BENCH_SYNC_S       30     fleet sync batch interval
 #   CW_BENCH_SYNC_ENTRIES 4      entries in each fleet batch
+#   CW_BENCH_MQTT_S       10     fleet MQTT status interval (0: no MQTT)
 #   CW_BENCH_SECONDS      60     fleet measuring window (after 10 s warm-up)
 #   CW_BENCH_THREADS      4      cloud listen.threads = pool_size
 #   CW_BENCH_KEEP         unset  1: keep the temporary directory (logs)
@@ -65,6 +77,7 @@ STRESS_HB_S=${CW_BENCH_STRESS_HB_S:-2}
 SYNC_S=${CW_BENCH_SYNC_S:-30}
 SYNC_ENTRIES=${CW_BENCH_SYNC_ENTRIES:-4}
 FLEET_SECONDS=${CW_BENCH_SECONDS:-60}
+MQTT_S=${CW_BENCH_MQTT_S:-10}
 THREADS=${CW_BENCH_THREADS:-4}
 
 for prog in "$CLOUD" "$EDGE" "$SIM" "$RAW" "$FLEET"; do
@@ -76,6 +89,10 @@ done
 if jq -e '.[] | select(.name=="b_sanitize") | .value != "none"' \
 	"$B/meson-info/intro-buildoptions.json" >/dev/null 2>&1; then
 	echo "run-sync: warning: $B is a sanitizer build; figures are not representative" >&2
+fi
+if [[ ,$PARTS, == *,fleet,* ]] && [ "$MQTT_S" != 0 ]; then
+	# broker_start, broker_user, broker_pid, broker_stop (exits if mosquitto is missing)
+	. "$SRC/test/mqtt/broker.sh"
 fi
 
 # A PostgreSQL of our own, with fsync on (pg_virtualenv turns it off by default).
@@ -125,15 +142,18 @@ PW='bench password 0123456789'
 # ---- the cloud ----------------------------------------------------------
 
 CLOUD_PID='' PORT='' CFG='' CLOG=''
-# cloud_config DIR DB_JSON: the cloud's config on a fixed free port
+# cloud_config DIR DB_JSON [EXTRA_JSON]: the cloud's config on a fixed free
+# port; EXTRA_JSON's keys (an mqtt section, log_level) are added or replace
 cloud_config() {
+	local extra=${3:-}
+	[ -n "$extra" ] || extra="{}"
 	PORT=$(free_port)
 	CFG=$1/cloud.json
 	CLOG=$1/cloud.log
 	jq -n --argjson db "$2" --arg key "$T/signing.key" --argjson th "$THREADS" \
-		--argjson port "$PORT" \
+		--argjson port "$PORT" --argjson extra "$extra" \
 		'{listen: {address: "127.0.0.1", port: $port, threads: $th}, database: $db,
-		  signing_key_file: $key, log_level: "info"}' >"$CFG"
+		  signing_key_file: $key, log_level: "info"} + $extra' >"$CFG"
 }
 cloud_start() {
 	"$CLOUD" --config "$CFG" >>"$CLOG" 2>&1 </dev/null &
@@ -408,31 +428,84 @@ drain_one() { # BACKEND
 
 # ---- part 2: fleet ----------------------------------------------------------
 
+# mqtt_broker DIR: a fresh Mosquitto (production ACL) whose password file
+# holds the cloud's user; sets MQTT_EXTRA, the cloud's extra config (its
+# mqtt section)
+MQTT_EXTRA=''
+mqtt_broker() {
+	BROKER_DIR=$1
+	mkdir -p "$BROKER_DIR"
+	head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$BROKER_DIR/cloud-mqtt.pw"
+	chmod 600 "$BROKER_DIR/cloud-mqtt.pw"
+	# the cloud's user first, so that its first connection succeeds
+	broker_user cartwise-cloud "$(cat "$BROKER_DIR/cloud-mqtt.pw")"
+	unset MQTT_PORT
+	broker_start "$BROKER_DIR" >&2
+	PIDS+=("$(broker_pid)")
+	MQTT_EXTRA=$(jq -n --arg pw "$BROKER_DIR/cloud-mqtt.pw" --arg out "$BROKER_DIR/passwd" \
+		--argjson port "$MQTT_PORT" \
+		'{mqtt: {host: "127.0.0.1", port: $port, tls: false, password_file: $pw,
+		         passwd_out: $out}, log_level: "debug"}')
+}
+# mqtt_recorded: "LINES DEVICES", the statuses the cloud recorded from MQTT
+# (its debug lines `event=mqtt.status device=... status=online`)
+mqtt_recorded() {
+	awk '$2 == "event=mqtt.status" && $4 == "status=online" { n++; dev[$3] = 1 }
+		END { printf "%d %d\n", n, length(dev) }' "$CLOG"
+}
+
 # fleet_one HB_S: fresh database, DEVICES devices, one bench_fleet run
 fleet_one() {
-	local hb=$1 d=$T/fleet-$1 codes="" bid ncodes
+	local hb=$1 d=$T/fleet-$1 codes="" bid ncodes extra="" mqtt_args=()
 	mkdir -p "$d"
 	pg_newdb cwsync_fleet
-	cloud_config "$d" '{"backend":"postgres","conninfo":"dbname=cwsync_fleet","pool_size":'"$THREADS"'}'
+	if [ "$MQTT_S" != 0 ]; then
+		mqtt_broker "$d/broker"
+		extra=$MQTT_EXTRA
+		mqtt_args=(--mqtt-status-s "$MQTT_S")
+	fi
+	cloud_config "$d" '{"backend":"postgres","conninfo":"dbname=cwsync_fleet","pool_size":'"$THREADS"'}' "$extra"
 	bootstrap
 	bid=$(branch FL-1)
 	ncodes=$(( (DEVICES + 999) / 1000 ))
 	for ((i = 0; i < ncodes; i++)); do
 		codes+="${codes:+,}$(code "$bid" 1000)"
 	done
-	note "fleet: $DEVICES devices, heartbeat every $hb s, sync every $SYNC_S s ($SYNC_ENTRIES entries)"
+	note "fleet: $DEVICES devices, heartbeat every $hb s, sync every $SYNC_S s ($SYNC_ENTRIES entries)${mqtt_args:+, MQTT status every $MQTT_S s}"
 	local cpu0 cpu1 t0 t1
 	"$FLEET" --url "http://127.0.0.1:$PORT" --branch-code FL-1 --enrollment-codes "$codes" \
 		--devices "$DEVICES" --heartbeat-s "$hb" --sync-s "$SYNC_S" --entries "$SYNC_ENTRIES" \
-		--seconds "$FLEET_SECONDS" --warmup 10 >"$d/fleet.out" &
+		--seconds "$FLEET_SECONDS" --warmup 10 "${mqtt_args[@]}" >"$d/fleet.out" &
 	local fpid=$!
 	# the cloud's CPU over the whole run (registration included)
 	cpu0=$(awk '{ print $14 + $15 }' "/proc/$CLOUD_PID/stat")
 	t0=$(date +%s.%N)
+	if [ "$MQTT_S" != 0 ]; then
+		# registrations done: the cloud has written every device's broker
+		# user to passwd_out; the broker reloads it (the path unit's job)
+		until grep -q '^register ' "$d/fleet.out"; do
+			kill -0 "$fpid" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -HUP "$(broker_pid)"
+		note "  registered; broker reloaded ($(($(wc -l <"$BROKER_DIR/passwd") - 1)) device users)"
+	fi
 	wait "$fpid" || { echo "run-sync: bench_fleet failed" >&2; cat "$d/fleet.out" >&2; exit 1; }
 	cpu1=$(awk '{ print $14 + $15 }' "/proc/$CLOUD_PID/stat")
 	t1=$(date +%s.%N)
 	cat "$d/fleet.out" >&2
+	# the statuses the cloud recorded from MQTT against those the broker
+	# acknowledged (the cloud takes them from its subscription: a moment later)
+	local acked=0 recorded="0 0"
+	if [ "$MQTT_S" != 0 ]; then
+		acked=$(sed -n 's/^mqtt .* acked_total=\([0-9]*\).*/\1/p' "$d/fleet.out")
+		acked=${acked:-0}
+		mqtt_done() { recorded=$(mqtt_recorded); [ "${recorded% *}" -ge "$acked" ]; }
+		wait_until 15 mqtt_done ||
+			echo "run-sync: warning: the cloud recorded ${recorded% *} MQTT statuses of $acked acknowledged" >&2
+		note "  cloud: ${recorded% *} MQTT statuses recorded from ${recorded#* } devices" \
+			"($acked acknowledged by the broker); $(grep -c 'event=mqtt.refused' "$CLOG" || true) refused"
+	fi
 	local hz
 	hz=$(getconf CLK_TCK)
 	local errs srv
@@ -441,11 +514,11 @@ fleet_one() {
 	srv=$(grep 'route=/api/devices/{id}/heartbeat ' "$CLOG" | sed 's/.* ms=//' | sort -n |
 		awk '{ a[NR] = $1 } END { if (NR) printf "%s / %s", a[int((NR + 1) / 2)], a[int(NR * 0.99 + 0.999)] }')
 	awk -v hb="$hb" -v c0="$cpu0" -v c1="$cpu1" -v t0="$t0" -v t1="$t1" -v hz="$hz" \
-		-v errs="$errs" -v srv="$srv" '
+		-v errs="$errs" -v srv="$srv" -v acked="$acked" -v rec="$recorded" '
 		{ for (i = 2; i <= NF; i++) { split($i, kv, "="); v[$1 "." kv[1]] = kv[2] } }
 		END {
 		e = "heartbeat.http_errors"; n = "heartbeat.net_errors"
-		printf "| %s | %s s | %s s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %d+%d | %d | %s | %s | %s s | %.0f %% | %d | %s |\n",
+		printf "| %s | %s s | %s s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %d+%d | %d | %s | %s | %s s | %.0f %% | %d | %s |",
 			v["fleet.devices"], hb, v["fleet.sync_s"],
 			v["heartbeat.rate_per_s"] + v["sync.rate_per_s"],
 			v["heartbeat.p50_ms"], v["heartbeat.p95_ms"], v["heartbeat.p99_ms"],
@@ -456,9 +529,20 @@ fleet_one() {
 			v["heartbeat.send_lag_p99_ms"], v["fleet.generator_cpu_s"],
 			100 * (c1 - c0) / hz / (t1 - t0), errs,
 			(v["heartbeat.p99_ms"] <= 50 && v[e] + v[n] + v["heartbeat.unanswered"] == 0) ? "met" : "MISSED"
+		# the MQTT status, beside: publish -> PUBACK
+		split(rec, r, " ")
+		if ("mqtt.status_s" in v)
+			printf " %s s | %s | %s | %s | %s | %d+%d | %d | %s | %d / %d (%d devices) |\n",
+				v["mqtt.status_s"], v["mqtt_status.rate_per_s"], v["mqtt_status.p50_ms"],
+				v["mqtt_status.p99_ms"], v["mqtt_status.max_ms"], v["mqtt_status.refused"],
+				v["mqtt_status.failed"], v["mqtt_status.unanswered"],
+				v["mqtt_status.send_lag_p99_ms"], r[1], acked, r[2]
+		else
+			printf " off | | | | | | | | |\n"
 	}' "$d/fleet.out" >>"$T/fleet.md"
 	note "  $(tail -n 1 "$T/fleet.md")"
 	cloud_stop
+	[ "$MQTT_S" = 0 ] || broker_stop
 	psql -X -q -d postgres -c "DROP DATABASE cwsync_fleet WITH (FORCE)" >/dev/null
 }
 
@@ -492,8 +576,8 @@ if [[ ,$PARTS, == *,fleet,* ]]; then
 	[ "$STRESS_HB_S" = 0 ] || fleet_one "$STRESS_HB_S"
 	out "## Fleet on PostgreSQL: $FLEET_SECONDS s open loop after 10 s warm-up, $SYNC_ENTRIES entries a batch"
 	out ""
-	out "| devices | heartbeat every | sync every | requests/s | hb p50 ms | hb p95 ms | hb p99 ms | hb max ms | sync p50 ms | sync p99 ms | sync max ms | entries/s | errors http+net | unanswered | server's own hb ms p50 / p99 (its log) | generator send lag hb p99 ms | generator CPU | cloud CPU (of one core) | cloud error lines | hb p99 ≤ 50 ms |"
-	out "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|"
+	out "| devices | heartbeat every | sync every | requests/s | hb p50 ms | hb p95 ms | hb p99 ms | hb max ms | sync p50 ms | sync p99 ms | sync max ms | entries/s | errors http+net | unanswered | server's own hb ms p50 / p99 (its log) | generator send lag hb p99 ms | generator CPU | cloud CPU (of one core) | cloud error lines | hb p99 ≤ 50 ms | MQTT status every | status/s | status p50 ms | status p99 ms | status max ms | status refused+failed | status unanswered | generator send lag status p99 ms | cloud recorded / broker acked (devices) |"
+	out "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---:|---|---:|---:|---|"
 	tee -a "$RESULTS" <"$T/fleet.md"
 	out ""
 fi
