@@ -640,12 +640,13 @@ static int mq_connect(struct device *d)
 	return CW_OK;
 }
 
-/* P/status, retained, QoS 1, scheduled at sched_us. */
-static void mq_publish(struct fleet *f, struct device *d, int64_t sched_us)
+/* P/status, retained, QoS 1, scheduled at sched_us; false if the device
+ * is no longer connected (nothing sent). */
+static bool mq_publish(struct fleet *f, struct device *d, int64_t sched_us)
 {
 	MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
 	char at[32], body[192];
-	int n, rc, busy = MQ_BUSY;
+	int n, rc, up = MQ_UP, busy = MQ_BUSY;
 
 	cw_wall_format(cw_wall_ms(), at);
 	n = snprintf(body, sizeof(body),
@@ -653,13 +654,18 @@ static void mq_publish(struct fleet *f, struct device *d, int64_t sched_us)
 		     at, FIRMWARE);
 	d->mq_sched_us = sched_us;
 	d->mq_measured = sched_us >= f->window_start_us && sched_us < f->window_end_us;
+	atomic_fetch_add(&f->mq_inflight, 1);
+	/* not if the connection was lost meanwhile (paho's thread): sent
+	 * after the reconnect, its lateness in its latency */
+	if (!atomic_compare_exchange_strong(&d->mq_state, &up, MQ_BUSY)) {
+		atomic_fetch_sub(&f->mq_inflight, 1);
+		return false;
+	}
 	if (d->mq_measured)
 		samples_add(&f->st.lag, (double)(cw_bench_now_us() - sched_us) / 1000.0);
 	ro.onSuccess5 = mq_pub_ok;
 	ro.onFailure5 = mq_pub_fail;
 	ro.context = d;
-	atomic_fetch_add(&f->mq_inflight, 1);
-	atomic_store(&d->mq_state, MQ_BUSY);
 	rc = MQTTAsync_send(d->mq, d->mq_topic, n, body, 1, 1, &ro);
 	if (rc != MQTTASYNC_SUCCESS &&
 	    atomic_compare_exchange_strong(&d->mq_state, &busy,
@@ -671,6 +677,7 @@ static void mq_publish(struct fleet *f, struct device *d, int64_t sched_us)
 			pthread_mutex_unlock(&f->mq_mu);
 		}
 	}
+	return true;
 }
 
 /* The MQTT side of one device at `now`: (re)connect when due, the status at
@@ -685,11 +692,12 @@ static int mq_step(struct fleet *f, struct device *d, int64_t now)
 		return mq_connect(d);
 	if (state != MQ_UP)
 		return CW_OK;
-	if (atomic_exchange(&d->mq_hello, false)) {
-		mq_publish(f, d, now);
+	if (atomic_load(&d->mq_hello)) {
+		if (mq_publish(f, d, now))
+			atomic_store(&d->mq_hello, false);
 	} else if (d->next_st_us <= now && d->next_st_us < f->window_end_us) {
-		mq_publish(f, d, d->next_st_us);
-		d->next_st_us += S;
+		if (mq_publish(f, d, d->next_st_us))
+			d->next_st_us += S;
 	}
 	return CW_OK;
 }

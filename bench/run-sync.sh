@@ -477,6 +477,7 @@ fleet_one() {
 		--devices "$DEVICES" --heartbeat-s "$hb" --sync-s "$SYNC_S" --entries "$SYNC_ENTRIES" \
 		--seconds "$FLEET_SECONDS" --warmup 10 "${mqtt_args[@]}" >"$d/fleet.out" &
 	local fpid=$!
+	PIDS+=("$fpid") # stopped with the rest if this script fails meanwhile
 	# the cloud's CPU over the whole run (registration included)
 	cpu0=$(awk '{ print $14 + $15 }' "/proc/$CLOUD_PID/stat")
 	t0=$(date +%s.%N)
