@@ -12,6 +12,7 @@
 
 #include "cw_clock.h"
 #include "cw_error.h"
+#include "cw_file.h"
 #include "cw_jsoncfg.h"
 #include "cw_log.h"
 
@@ -300,20 +301,6 @@ out:
 	return rc;
 }
 
-static int write_all(int fd, const char *buf, size_t len)
-{
-	while (len > 0) {
-		ssize_t w = write(fd, buf, len);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return CW_ERR_IO;
-		buf += w;
-		len -= (size_t)w;
-	}
-	return CW_OK;
-}
-
 static void add_time(cJSON *o, const char *key, int64_t ms)
 {
 	char buf[32];
@@ -328,22 +315,14 @@ static void add_time(cJSON *o, const char *key, int64_t ms)
 
 int cw_cred_save(const char *path, const struct cw_cred *c)
 {
-	char tmp[1100], dir[1024], pk64[sodium_base64_ENCODED_LEN(crypto_sign_PUBLICKEYBYTES, B64URL)];
-	char *text = NULL, *slash;
+	char pk64[sodium_base64_ENCODED_LEN(crypto_sign_PUBLICKEYBYTES, B64URL)];
+	char *text = NULL, *buf = NULL;
+	size_t len = 0;
 	cJSON *o = NULL, *m;
-	int fd = -1, dfd = -1, rc = CW_ERR_NOMEM;
-	bool tmp_made = false;
+	int rc = CW_ERR_NOMEM;
 
-	if (!path || strlen(path) >= sizeof(dir))
+	if (!path)
 		return CW_ERR_INVAL;
-	snprintf(dir, sizeof(dir), "%s", path);
-	slash = strrchr(dir, '/');
-	if (slash == dir)
-		dir[1] = '\0';
-	else if (slash)
-		*slash = '\0';
-	else
-		snprintf(dir, sizeof(dir), ".");
 	o = cJSON_CreateObject();
 	if (!o)
 		goto out;
@@ -375,34 +354,19 @@ int cw_cred_save(const char *path, const struct cw_cred *c)
 	text = cJSON_Print(o);
 	if (!text)
 		goto out;
-	rc = CW_ERR_IO;
-	snprintf(tmp, sizeof(tmp), "%s.tmp-XXXXXX", path);
-	fd = mkstemp(tmp); /* 0600, in the same directory: rename stays atomic */
-	if (fd < 0)
+	len = strlen(text);
+	buf = malloc(len + 1);
+	if (!buf)
 		goto out;
-	tmp_made = true;
-	if (fchmod(fd, 0600) != 0 || write_all(fd, text, strlen(text)) != CW_OK ||
-	    write_all(fd, "\n", 1) != CW_OK || fsync(fd) != 0)
-		goto out;
-	if (close(fd) != 0) {
-		fd = -1;
-		goto out;
-	}
-	fd = -1;
-	if (rename(tmp, path) != 0)
-		goto out;
-	tmp_made = false;
-	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0 || fsync(dfd) != 0)
-		goto out;
-	rc = CW_OK;
+	memcpy(buf, text, len);
+	buf[len] = '\n';
+	/* mode 0600, temp file + fsync + rename + directory fsync (cw_file) */
+	rc = cw_file_replace(path, buf, len + 1);
 out:
-	if (fd >= 0)
-		close(fd);
-	if (dfd >= 0)
-		close(dfd);
-	if (tmp_made)
-		unlink(tmp);
+	if (buf) {
+		sodium_memzero(buf, len + 1);
+		free(buf);
+	}
 	if (text) {
 		sodium_memzero(text, strlen(text));
 		cJSON_free(text);
