@@ -8,7 +8,8 @@
 #     from its status message;
 #  b. with a one-hour heartbeat, a manager's unlock on the cloud API opens the
 #     lock within seconds (only MQTT can have carried it), once, and the
-#     command reads succeeded;
+#     command reads succeeded; the cloud's cart assign (a customer's rental
+#     of cart 4: its lock opens) and cart return (the rental closed) the same;
 #  c. refused, no lock moves: a forged token (payload altered, signature
 #     kept), a replay of b, another device's genuine command;
 #  f. the edge killed with SIGKILL: its Last Will turns it offline in the
@@ -108,6 +109,29 @@ edge_logged "event=cloud.command command=$CMD_B action=unlock via=mqtt" || fail 
 [ "$(edge_sql "SELECT count(*) FROM command_log WHERE id = '$CMD_B'")" = 1 ] || fail "command_log of $CMD_B"
 ELEM_B=$(published "$CMD_B")
 [ -n "$ELEM_B" ] || fail "the watcher did not see command $CMD_B on $TOPIC/commands"
+
+note "b2. the cloud's cart assign and return arrive by MQTT: a rental of cart 4 opened and closed"
+rel0=$(releases)
+CART4=$(cart_cloud_id 4)
+open_rentals_of() { # PHONE: the edge's open rentals of that phone, on cart 4
+	api GET "$(branch /rentals/active)"; expect_code 200
+	jqr "[.[] | select(.cart_number == 4 and (.user_phone | tostring | test(\"$1\$\")))] | length"
+}
+capi POST "/api/branches/$CBRANCH/carts/assign" "{\"cart_id\":\"$CART4\",\"phone\":\"0541112233\"}"; cexpect 202
+CMD=$(cjq '.command_id // .id'); CMD_ASSIGN=$CMD
+wait_until 10 hook_is 4 open || fail "the lock of cart 4 did not open for the cloud's cart assign"
+wait_until 20 cmd_state_is succeeded || fail "cart assign reads $(cmd_state), not succeeded"
+edge_logged "event=cloud.command command=$CMD_ASSIGN action=cart_assign via=mqtt" || fail "the cart assign did not come by MQTT"
+[ "$(open_rentals_of 541112233)" = 1 ] || fail "no open rental of cart 4 on the edge: $(cat "$T/resp.json")"
+[ "$(releases)" = $((rel0 + 1)) ] || fail "releases: $rel0 before, $(releases) after the cart assign"
+sim bus0 take 1 3 >/dev/null
+wait_until 5 cart_has 4 cart_present false || fail "cart 4 not taken"
+capi POST "/api/branches/$CBRANCH/carts/return" "{\"cart_id\":\"$CART4\"}"; cexpect 202
+CMD=$(cjq '.command_id // .id'); CMD_RETURN=$CMD
+wait_until 20 cmd_state_is succeeded || fail "cart return reads $(cmd_state), not succeeded"
+edge_logged "event=cloud.command command=$CMD_RETURN action=cart_return via=mqtt" || fail "the cart return did not come by MQTT"
+[ "$(open_rentals_of 541112233)" = 0 ] || fail "the rental of cart 4 is still open on the edge"
+[ "$(releases)" = $((rel0 + 1)) ] || fail "the cart return released a lock"
 
 # refused_ok ID REASON_RE: the edge logged a refusal of command ID (matching
 # REASON_RE), nothing ran: no command_log row, no lock released, cart 3 closed
