@@ -317,7 +317,12 @@ keys_init() {
 	JWT=$B/test/cloud/cw_jwt_tool
 	"$CLOUD" keygen --out "$T/cmd.key" >/dev/null 2>&1 || fail "keygen"
 	"$CLOUD" keygen --out "$T/other.key" >/dev/null 2>&1 || fail "keygen"
-	PK=$(python3 -c 'import base64,sys; sk=base64.urlsafe_b64decode(open(sys.argv[1]).read().strip()+"=="); print(base64.urlsafe_b64encode(sk[32:]).rstrip(b"=").decode())' "$T/cmd.key")
+	# the public key: the last 32 bytes of the 64-byte secret key (base64url)
+	local sk
+	sk=$(tr -d ' \n' <"$T/cmd.key")
+	while [ $((${#sk} % 4)) -ne 0 ]; do sk="$sk="; done
+	PK=$(basenc -d --base64url <<<"$sk" | tail -c 32 | basenc --base64url -w 0 | tr -d '=')
+	[ ${#PK} -eq 43 ] || fail "could not read the public key of $T/cmd.key"
 	echo '[]' >"$T/cmds.json"
 }
 claims() { # claims ID [jq filter]
