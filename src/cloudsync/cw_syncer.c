@@ -966,24 +966,45 @@ static int cloud_ahead(struct cw_syncer *s, const struct batch *b, int64_t hw, i
  * ahead_first - 1 (an operator lowered it): batches resume; a mark below
  * what this database holds as acknowledged is then a gap, found by the
  * next batch's 409 as usual. */
-static void recheck_ahead(struct cw_syncer *s)
+/* GET /api/devices/{id}/sync: the cloud's high-water mark of this device.
+ * A failed exchange is reported (exchange_failed) and returns its error
+ * (CW_ERR_AUTH for an HTTP refusal); an answer without high_water returns
+ * CW_ERR_PROTO with *missing set, left to the caller to report. */
+static int cloud_high_water(struct cw_syncer *s, int64_t *hw, bool *missing)
 {
 	char path[128];
 	struct cw_https_resp resp;
 	cJSON *j = NULL;
-	int64_t hw = 0;
 	int rc;
 
+	*hw = 0;
+	*missing = false;
 	snprintf(path, sizeof(path), "/api/devices/%s/sync", s->cred.device_id);
 	rc = call(s, "GET", path, NULL, true, &resp, &j);
 	if (rc != CW_OK || resp.status != 200) {
 		exchange_failed(s, "sync_status", rc, &resp, j);
-		goto out;
+		rc = rc != CW_OK ? rc : CW_ERR_AUTH;
+	} else if (!get_int64(j, "high_water", hw)) {
+		*missing = true;
+		rc = CW_ERR_PROTO;
 	}
-	if (!get_int64(j, "high_water", &hw) || hw > s->ahead_first - 1) {
+	cJSON_Delete(j);
+	cw_https_resp_clear(&resp);
+	return rc;
+}
+
+static void recheck_ahead(struct cw_syncer *s)
+{
+	int64_t hw = 0;
+	bool missing;
+	int rc = cloud_high_water(s, &hw, &missing);
+
+	if (rc != CW_OK && !missing)
+		return;
+	if (missing || hw > s->ahead_first - 1) {
 		cw_debug("cloud.sync_cloud_ahead", "high_water=%lld first=%lld note=\"still ahead\"",
 			 (long long)hw, (long long)s->ahead_first);
-		goto out;
+		return;
 	}
 	cw_warn("cloud.sync_ahead_resolved", "device=%s high_water=%lld first=%lld note=\"the "
 		"cloud's mark was lowered; batches resume\"",
@@ -992,9 +1013,6 @@ static void recheck_ahead(struct cw_syncer *s)
 	s->stopped_msg[0] = '\0';
 	s->ahead_first = 0;
 	succeeded(s, "sync");
-out:
-	cJSON_Delete(j);
-	cw_https_resp_clear(&resp);
 }
 
 /* After a 409: the cloud says our first entry is beyond its high-water mark
@@ -1006,25 +1024,15 @@ out:
 static int resolve_gap(struct cw_syncer *s, const struct batch *b)
 {
 	int64_t first = b->first, upto;
-	char path[128];
-	struct cw_https_resp resp;
-	cJSON *j = NULL;
 	int64_t hw = 0;
-	int rc;
+	bool missing;
+	int rc = cloud_high_water(s, &hw, &missing);
 
-	snprintf(path, sizeof(path), "/api/devices/%s/sync", s->cred.device_id);
-	rc = call(s, "GET", path, NULL, true, &resp, &j);
-	if (rc != CW_OK || resp.status != 200) {
-		exchange_failed(s, "sync_status", rc, &resp, j);
-		rc = rc != CW_OK ? rc : CW_ERR_AUTH;
-		goto out;
-	}
-	if (!get_int64(j, "high_water", &hw)) {
+	if (missing)
 		failed(s, CW_SYNC_BACKOFF, CW_LOG_WARN, "cloud.sync_bad_answer",
 		       "op=sync_status reason=\"no high_water\"");
-		rc = CW_ERR_PROTO;
-		goto out;
-	}
+	if (rc != CW_OK)
+		return rc;
 	if (hw >= first - 1) {
 		cw_warn("cloud.sync_resumed", "device=%s high_water=%lld first=%lld",
 			s->cred.device_id, (long long)hw, (long long)first);
@@ -1032,17 +1040,13 @@ static int resolve_gap(struct cw_syncer *s, const struct batch *b)
 		rc = upto > s->acked ? ack(s, upto) : CW_OK;
 		if (rc == CW_OK)
 			succeeded(s, "sync");
-		goto out;
+		return rc;
 	}
 	failed(s, CW_SYNC_GAP, CW_LOG_ERROR, "cloud.sync_gap",
 	       "op=sync device=%s cloud_high_water=%lld first_unacknowledged=%lld reason=\"the cloud "
 	       "lost entries it acknowledged; sync stopped until an operator acts\"",
 	       s->cred.device_id, (long long)hw, (long long)first);
-	rc = CW_ERR_CONFLICT;
-out:
-	cJSON_Delete(j);
-	cw_https_resp_clear(&resp);
-	return rc;
+	return CW_ERR_CONFLICT;
 }
 
 /* 400 to a batch: the cloud refuses an entry of it, named in its message
