@@ -70,18 +70,12 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	o->baud = 19200;
 	o->jitter_ms = 50;
 	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-		int rc = CW_OK;
+		const char *a;
+		char *v;
+		int rc = cw_bench_next_opt(argc, argv, &i, "bench_cmdlat", NULL, usage, &a, &v);
 
-		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-			usage(stdout);
-			exit(0);
-		}
-		if (!v) {
-			fprintf(stderr, "bench_cmdlat: %s needs a value\n", a);
-			return CW_ERR_INVAL;
-		}
-		i++;
+		if (rc != CW_OK)
+			return rc;
 		if (strcmp(a, "--cloud") == 0)
 			o->cloud = v;
 		else if (strcmp(a, "--branch") == 0)
