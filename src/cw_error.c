@@ -25,6 +25,7 @@ static const struct err_text texts[] = {
 	[-CW_ERR_AUTH] = {"unauthorized", "unauthorized"},
 	[-CW_ERR_AGAIN] = {"again", "incomplete, try again"},
 	[-CW_ERR_INTERNAL] = {"internal", "internal error"},
+	[-CW_ERR_LIMIT] = {"rate_limited", "too many requests, try again later"},
 };
 
 const char *cw_strerror(int err)

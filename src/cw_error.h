@@ -24,9 +24,10 @@ enum cw_err {
 	CW_ERR_AUTH = -15,     /* missing or bad credentials */
 	CW_ERR_AGAIN = -16,    /* not complete yet, call again (e.g. partial frame) */
 	CW_ERR_INTERNAL = -17, /* a bug: should not happen */
+	CW_ERR_LIMIT = -18,    /* a rate limit was reached: try again later */
 };
 
-#define CW_ERR_MIN CW_ERR_INTERNAL
+#define CW_ERR_MIN CW_ERR_LIMIT
 
 /* Static string, never NULL. */
 const char *cw_strerror(int err);

@@ -13,6 +13,7 @@
  * One log line per request: method, path (no query string), status, ms.
  * Never the token, never the body (phone numbers are personal data). */
 #include "cw_api.h"
+#include "cw_api_int.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -32,56 +33,10 @@
 #include "cw_uuid.h"
 #include "cw_version.h"
 
-#define CW_API_MAX_CONNECTIONS 64
-#define CW_API_CONN_TIMEOUT_S 30
-#define CW_API_MAX_SEGS 8
-#define CW_API_MAX_URL 512
-#define CW_API_MAX_NOTE 256
-#define CW_API_MAX_PHONE 32
-#define CW_API_MAX_CURSOR 128
-#define CW_API_HISTORY_DEFAULT 50
-#define CW_API_HISTORY_MAX 200 /* the engine clamps to 200 */
-
-struct cw_api {
-	struct MHD_Daemon *d;
-	struct cw_engine *e;
-	struct cw_api_hooks hooks;
-	char token[128];
-	size_t token_len;
-	char branch[64];
-	int port;
-};
-
-/* Per-request state (MHD's con_cls). */
-struct req {
-	int64_t t0;
-	const struct route *route;
-	const char *seg[CW_API_MAX_SEGS];
-	char segbuf[CW_API_MAX_URL];
-	int nseg;
-	char body[CW_API_MAX_BODY + 1];
-	size_t len;
-	bool too_big;
-	bool answered; /* a response was queued on the first call */
-	char method[8];
-	char logpath[128]; /* the URL path, made safe for the log line */
-};
-
-typedef enum MHD_Result (*handler_fn)(struct cw_api *a, struct MHD_Connection *c, struct req *r);
-
-/* A route is a pattern of segments; "*" matches any one segment. */
-struct route {
-	const char *pattern[CW_API_MAX_SEGS];
-	const char *method;
-	bool is_public;   /* no token needed */
-	bool branch;      /* segment 2 is a branch id to check */
-	handler_fn fn;
-	const char *const *query; /* allowed query parameters, NULL = none */
-};
 
 /* ---- responses ---- */
 
-static int status_of(int err)
+int cwa_status_of(int err)
 {
 	switch (err) {
 	case CW_ERR_INVAL:
@@ -101,6 +56,8 @@ static int status_of(int err)
 		return MHD_HTTP_CONTENT_TOO_LARGE;
 	case CW_ERR_AUTH:
 		return MHD_HTTP_UNAUTHORIZED;
+	case CW_ERR_LIMIT:
+		return MHD_HTTP_TOO_MANY_REQUESTS;
 	default:
 		return MHD_HTTP_INTERNAL_SERVER_ERROR;
 	}
@@ -119,7 +76,7 @@ static void log_safe(const char *in, char *out, size_t cap)
 	out[i] = '\0';
 }
 
-static enum MHD_Result send_raw(struct MHD_Connection *c, struct req *r, int status, cJSON *body,
+enum MHD_Result cwa_send_raw(struct MHD_Connection *c, struct req *r, int status, cJSON *body,
 				const char *hname, const char *hval)
 {
 	struct MHD_Response *resp;
@@ -153,15 +110,12 @@ static enum MHD_Result send_raw(struct MHD_Connection *c, struct req *r, int sta
 	return ret;
 }
 
-static enum MHD_Result send_json(struct MHD_Connection *c, struct req *r, int status, cJSON *body)
+enum MHD_Result cwa_send_json(struct MHD_Connection *c, struct req *r, int status, cJSON *body)
 {
-	return send_raw(c, r, status, body, NULL, NULL);
+	return cwa_send_raw(c, r, status, body, NULL, NULL);
 }
 
-static enum MHD_Result send_err_h(struct MHD_Connection *c, struct req *r, int status, int err,
-				  const char *hname, const char *hval, const char *fmt, ...)
-	__attribute__((format(printf, 7, 8)));
-static enum MHD_Result send_err_h(struct MHD_Connection *c, struct req *r, int status, int err,
+enum MHD_Result cwa_send_err_h(struct MHD_Connection *c, struct req *r, int status, int err,
 				  const char *hname, const char *hval, const char *fmt, ...)
 {
 	cJSON *root = cJSON_CreateObject(), *e;
@@ -175,13 +129,12 @@ static enum MHD_Result send_err_h(struct MHD_Connection *c, struct req *r, int s
 		cJSON_AddStringToObject(e, "code", cw_errname(err));
 		cJSON_AddStringToObject(e, "message", msg);
 	}
-	return send_raw(c, r, status, root, hname, hval);
+	return cwa_send_raw(c, r, status, root, hname, hval);
 }
 
-#define send_err(c, r, err, ...) send_err_h(c, r, status_of(err), err, NULL, NULL, __VA_ARGS__)
 
 /* Error from the engine with a message for the people who will read it. */
-static enum MHD_Result send_engine_err(struct MHD_Connection *c, struct req *r, int err,
+enum MHD_Result cwa_send_engine_err(struct MHD_Connection *c, struct req *r, int err,
 				       const char *what)
 {
 	const char *text;
@@ -207,9 +160,9 @@ static enum MHD_Result send_engine_err(struct MHD_Connection *c, struct req *r, 
 		text = cw_strerror(err);
 		break;
 	}
-	if (status_of(err) >= 500 && err != CW_ERR_FAULT && err != CW_ERR_OFFLINE)
+	if (cwa_status_of(err) >= 500 && err != CW_ERR_FAULT && err != CW_ERR_OFFLINE)
 		cw_warn("api.engine_error", "op=%s err=%s", what, cw_errname(err));
-	return send_err(c, r, err, "%s: %s", what, text);
+	return cwa_send_err(c, r, err, "%s: %s", what, text);
 }
 
 /* ---- request input ---- */
@@ -232,7 +185,7 @@ static bool has_nul(const char *b, size_t n)
 
 /* Parses the body as a JSON object with only the allowed keys. An empty body
  * is {} when empty_ok. On failure queues a 400 and returns NULL with *sent. */
-static cJSON *body_object(struct MHD_Connection *c, struct req *r, const char *const *allowed,
+cJSON *cwa_body_object(struct MHD_Connection *c, struct req *r, const char *const *allowed,
 			  bool empty_ok, enum MHD_Result *sent)
 {
 	const char *end = NULL;
@@ -242,12 +195,12 @@ static cJSON *body_object(struct MHD_Connection *c, struct req *r, const char *c
 	if (r->len == 0) {
 		if (empty_ok)
 			return cJSON_CreateObject();
-		*sent = send_err(c, r, CW_ERR_INVAL, "a JSON object body is required");
+		*sent = cwa_send_err(c, r, CW_ERR_INVAL, "a JSON object body is required");
 		return NULL;
 	}
 	r->body[r->len] = '\0';
 	if (has_nul(r->body, r->len)) {
-		*sent = send_err(c, r, CW_ERR_INVAL, "body: NUL characters are not allowed");
+		*sent = cwa_send_err(c, r, CW_ERR_INVAL, "body: NUL characters are not allowed");
 		return NULL;
 	}
 	root = cJSON_ParseWithLengthOpts(r->body, r->len, &end, 0);
@@ -256,18 +209,18 @@ static cJSON *body_object(struct MHD_Connection *c, struct req *r, const char *c
 			end++;
 		if ((size_t)(end - r->body) < r->len) {
 			cJSON_Delete(root);
-			*sent = send_err(c, r, CW_ERR_INVAL, "body: text after the JSON object");
+			*sent = cwa_send_err(c, r, CW_ERR_INVAL, "body: text after the JSON object");
 			return NULL;
 		}
 	}
 	if (!root) {
 		size_t off = end && end >= r->body ? (size_t)(end - r->body) : 0;
-		*sent = send_err(c, r, CW_ERR_INVAL, "body is not valid JSON (near byte %zu)", off);
+		*sent = cwa_send_err(c, r, CW_ERR_INVAL, "body is not valid JSON (near byte %zu)", off);
 		return NULL;
 	}
 	if (!cJSON_IsObject(root)) {
 		cJSON_Delete(root);
-		*sent = send_err(c, r, CW_ERR_INVAL, "body must be a JSON object");
+		*sent = cwa_send_err(c, r, CW_ERR_INVAL, "body must be a JSON object");
 		return NULL;
 	}
 	cJSON_ArrayForEach(it, root) {
@@ -280,7 +233,7 @@ static cJSON *body_object(struct MHD_Connection *c, struct req *r, const char *c
 			char key[48];
 			log_safe(it->string, key, sizeof(key));
 			cJSON_Delete(root);
-			*sent = send_err(c, r, CW_ERR_INVAL, "body: unknown or repeated field \"%s\"",
+			*sent = cwa_send_err(c, r, CW_ERR_INVAL, "body: unknown or repeated field \"%s\"",
 					 key);
 			return NULL;
 		}
@@ -290,7 +243,7 @@ static cJSON *body_object(struct MHD_Connection *c, struct req *r, const char *c
 
 /* Optional string field of at most max bytes, no control characters.
  * Returns 0 ok (out = NULL if absent), else CW_ERR_INVAL. */
-static int opt_string(const cJSON *obj, const char *key, size_t max, const char **out)
+int cwa_opt_string(const cJSON *obj, const char *key, size_t max, const char **out)
 {
 	const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
 
@@ -372,7 +325,7 @@ static bool query_ok(struct MHD_Connection *c, struct req *r, const char *const 
 
 	MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, query_key_cb, &q);
 	if (q.bad[0]) {
-		*sent = send_err(c, r, CW_ERR_INVAL, "unknown query parameter \"%s\"", q.bad);
+		*sent = cwa_send_err(c, r, CW_ERR_INVAL, "unknown query parameter \"%s\"", q.bad);
 		return false;
 	}
 	return true;
@@ -418,7 +371,7 @@ static enum MHD_Result h_health(struct cw_api *a, struct MHD_Connection *c, stru
 	cJSON_AddStringToObject(o, "version", CW_VERSION);
 	if (token_ok(a, c))
 		cJSON_AddStringToObject(o, "branch_id", a->branch);
-	return send_json(c, r, MHD_HTTP_OK, o);
+	return cwa_send_json(c, r, MHD_HTTP_OK, o);
 }
 
 static enum MHD_Result h_carts(struct cw_api *a, struct MHD_Connection *c, struct req *r)
@@ -426,8 +379,8 @@ static enum MHD_Result h_carts(struct cw_api *a, struct MHD_Connection *c, struc
 	cJSON *o = cw_engine_carts_json(a->e);
 
 	if (!o)
-		return send_engine_err(c, r, CW_ERR_DB, "list carts");
-	return send_json(c, r, MHD_HTTP_OK, o);
+		return cwa_send_engine_err(c, r, CW_ERR_DB, "list carts");
+	return cwa_send_json(c, r, MHD_HTTP_OK, o);
 }
 
 static enum MHD_Result h_cart(struct cw_api *a, struct MHD_Connection *c, struct req *r)
@@ -437,11 +390,11 @@ static enum MHD_Result h_cart(struct cw_api *a, struct MHD_Connection *c, struct
 	cJSON *o;
 
 	if (!id_seg_ok(id))
-		return send_err(c, r, CW_ERR_NOTFOUND, "no such cart (expected a number or a UUID)");
+		return cwa_send_err(c, r, CW_ERR_NOTFOUND, "no such cart (expected a number or a UUID)");
 	o = cw_engine_cart_json(a->e, id, &err);
 	if (!o)
-		return send_engine_err(c, r, err ? err : CW_ERR_NOTFOUND, "cart");
-	return send_json(c, r, MHD_HTTP_OK, o);
+		return cwa_send_engine_err(c, r, err ? err : CW_ERR_NOTFOUND, "cart");
+	return cwa_send_json(c, r, MHD_HTTP_OK, o);
 }
 
 static int phone_field(const cJSON *body, const char **phone)
@@ -465,28 +418,30 @@ static enum MHD_Result h_assign(struct cw_api *a, struct MHD_Connection *c, stru
 	cJSON *body, *o;
 	int err;
 
-	if (!(body = body_object(c, r, keys, false, &sent)))
+	if (r->customer)
+		return cwa_kiosk_assign(a, c, r);
+	if (!(body = cwa_body_object(c, r, keys, false, &sent)))
 		return sent;
 	if (phone_field(body, &phone)) {
 		cJSON_Delete(body);
-		return send_err(c, r, CW_ERR_INVAL, "phone: expected a string of 1-%d characters",
+		return cwa_send_err(c, r, CW_ERR_INVAL, "phone: expected a string of 1-%d characters",
 				CW_API_MAX_PHONE);
 	}
 	memset(&res, 0, sizeof(res));
 	err = cw_engine_rent(a->e, phone, &res);
 	cJSON_Delete(body);
 	if (err == CW_ERR_FAULT)
-		return send_err(c, r, err, "assign: the lock did not open; no rental was started "
+		return cwa_send_err(c, r, err, "assign: the lock did not open; no rental was started "
 					   "and the slot is marked faulty. Please try again");
 	if (err)
-		return send_engine_err(c, r, err, "assign");
+		return cwa_send_engine_err(c, r, err, "assign");
 	o = cJSON_CreateObject();
 	cw_wall_format(res.expected_return_wall_ms, when);
 	cJSON_AddStringToObject(o, "rental_id", res.rental_id);
 	cJSON_AddNumberToObject(o, "cart_number", res.cart_number);
 	cJSON_AddStringToObject(o, "expected_return", when);
 	cJSON_AddNumberToObject(o, "unlock_latency_ms", (double)res.unlock_latency_ms);
-	return send_json(c, r, MHD_HTTP_CREATED, o);
+	return cwa_send_json(c, r, MHD_HTTP_CREATED, o);
 }
 
 static enum MHD_Result h_return(struct cw_api *a, struct MHD_Connection *c, struct req *r)
@@ -498,24 +453,24 @@ static enum MHD_Result h_return(struct cw_api *a, struct MHD_Connection *c, stru
 	cJSON *body, *o;
 	int err;
 
-	if (!(body = body_object(c, r, keys, false, &sent)))
+	if (!(body = cwa_body_object(c, r, keys, false, &sent)))
 		return sent;
 	if (phone_field(body, &phone)) {
 		cJSON_Delete(body);
-		return send_err(c, r, CW_ERR_INVAL, "phone: expected a string of 1-%d characters",
+		return cwa_send_err(c, r, CW_ERR_INVAL, "phone: expected a string of 1-%d characters",
 				CW_API_MAX_PHONE);
 	}
 	memset(&res, 0, sizeof(res));
 	err = cw_engine_return_begin(a->e, phone, &res);
 	cJSON_Delete(body);
 	if (err == CW_ERR_NOTFOUND)
-		return send_err(c, r, err, "return: no open rental for this phone");
+		return cwa_send_err(c, r, err, "return: no open rental for this phone");
 	if (err)
-		return send_engine_err(c, r, err, "return");
+		return cwa_send_engine_err(c, r, err, "return");
 	o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "rental_id", res.rental_id);
 	cJSON_AddNumberToObject(o, "slot_number", res.slot_number);
-	return send_json(c, r, MHD_HTTP_OK, o);
+	return cwa_send_json(c, r, MHD_HTTP_OK, o);
 }
 
 static enum MHD_Result h_active(struct cw_api *a, struct MHD_Connection *c, struct req *r)
@@ -523,8 +478,8 @@ static enum MHD_Result h_active(struct cw_api *a, struct MHD_Connection *c, stru
 	cJSON *o = cw_engine_rentals_active_json(a->e);
 
 	if (!o)
-		return send_engine_err(c, r, CW_ERR_DB, "active rentals");
-	return send_json(c, r, MHD_HTTP_OK, o);
+		return cwa_send_engine_err(c, r, CW_ERR_DB, "active rentals");
+	return cwa_send_json(c, r, MHD_HTTP_OK, o);
 }
 
 static enum MHD_Result h_history(struct cw_api *a, struct MHD_Connection *c, struct req *r)
@@ -538,20 +493,20 @@ static enum MHD_Result h_history(struct cw_api *a, struct MHD_Connection *c, str
 	cursor = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "cursor");
 	phone = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "phone");
 	if (ls && !parse_int(ls, 1, CW_API_HISTORY_MAX, &limit))
-		return send_err(c, r, CW_ERR_INVAL, "limit: expected an integer 1..%d",
+		return cwa_send_err(c, r, CW_ERR_INVAL, "limit: expected an integer 1..%d",
 				CW_API_HISTORY_MAX);
 	if (cursor && (!*cursor || strlen(cursor) > CW_API_MAX_CURSOR))
-		return send_err(c, r, CW_ERR_INVAL, "cursor: expected 1-%d characters",
+		return cwa_send_err(c, r, CW_ERR_INVAL, "cursor: expected 1-%d characters",
 				CW_API_MAX_CURSOR);
 	if (phone && (!*phone || strlen(phone) > CW_API_MAX_PHONE))
-		return send_err(c, r, CW_ERR_INVAL, "phone: expected 1-%d characters",
+		return cwa_send_err(c, r, CW_ERR_INVAL, "phone: expected 1-%d characters",
 				CW_API_MAX_PHONE);
 	o = cw_engine_rentals_history_json_ex(a->e, (int)limit, cursor, phone, &err);
 	if (!o && err == CW_ERR_INVAL)
-		return send_err(c, r, err, "history: malformed cursor or phone filter");
+		return cwa_send_err(c, r, err, "history: malformed cursor or phone filter");
 	if (!o)
-		return send_engine_err(c, r, err ? err : CW_ERR_INTERNAL, "history");
-	return send_json(c, r, MHD_HTTP_OK, o);
+		return cwa_send_engine_err(c, r, err ? err : CW_ERR_INTERNAL, "history");
+	return cwa_send_json(c, r, MHD_HTTP_OK, o);
 }
 
 static enum MHD_Result h_stats(struct cw_api *a, struct MHD_Connection *c, struct req *r)
@@ -559,8 +514,8 @@ static enum MHD_Result h_stats(struct cw_api *a, struct MHD_Connection *c, struc
 	cJSON *o = cw_engine_rentals_stats_json(a->e);
 
 	if (!o)
-		return send_engine_err(c, r, CW_ERR_DB, "stats");
-	return send_json(c, r, MHD_HTTP_OK, o);
+		return cwa_send_engine_err(c, r, CW_ERR_DB, "stats");
+	return cwa_send_json(c, r, MHD_HTTP_OK, o);
 }
 
 static enum MHD_Result h_admin_status(struct cw_api *a, struct MHD_Connection *c, struct req *r)
@@ -569,7 +524,7 @@ static enum MHD_Result h_admin_status(struct cw_api *a, struct MHD_Connection *c
 
 	eng = cw_engine_status_json(a->e);
 	if (!eng)
-		return send_engine_err(c, r, CW_ERR_DB, "status");
+		return cwa_send_engine_err(c, r, CW_ERR_DB, "status");
 	if (a->hooks.buses_json)
 		buses = a->hooks.buses_json(a->hooks.ctx);
 	if (!buses)
@@ -601,8 +556,8 @@ out:
 	cJSON_Delete(eng);
 	cJSON_Delete(buses);
 	cJSON_Delete(o);
-	/* res NULL (out of memory): send_json answers 500 no_memory */
-	return send_json(c, r, MHD_HTTP_OK, res);
+	/* res NULL (out of memory): cwa_send_json answers 500 no_memory */
+	return cwa_send_json(c, r, MHD_HTTP_OK, res);
 }
 
 static enum MHD_Result h_admin_unlock(struct cw_api *a, struct MHD_Connection *c, struct req *r)
@@ -614,18 +569,18 @@ static enum MHD_Result h_admin_unlock(struct cw_api *a, struct MHD_Connection *c
 	int n, err;
 
 	if (!cart_number_seg(r->seg[3], &n))
-		return send_err(c, r, CW_ERR_INVAL, "cart number: expected an integer 1..99999");
-	if (!(body = body_object(c, r, keys, true, &sent)))
+		return cwa_send_err(c, r, CW_ERR_INVAL, "cart number: expected an integer 1..99999");
+	if (!(body = cwa_body_object(c, r, keys, true, &sent)))
 		return sent;
 	cJSON_Delete(body);
 	err = cw_engine_maintenance_unlock(a->e, n, &latency);
 	if (err)
-		return send_engine_err(c, r, err, "unlock");
+		return cwa_send_engine_err(c, r, err, "unlock");
 	cw_info("api.admin_unlock", "cart=%d latency_ms=%lld", n, (long long)latency);
 	o = cJSON_CreateObject();
 	cJSON_AddNumberToObject(o, "cart_number", n);
 	cJSON_AddNumberToObject(o, "unlock_latency_ms", (double)latency);
-	return send_json(c, r, MHD_HTTP_OK, o);
+	return cwa_send_json(c, r, MHD_HTTP_OK, o);
 }
 
 static enum MHD_Result h_admin_maint(struct cw_api *a, struct MHD_Connection *c, struct req *r)
@@ -639,28 +594,28 @@ static enum MHD_Result h_admin_maint(struct cw_api *a, struct MHD_Connection *c,
 	bool v;
 
 	if (!cart_number_seg(r->seg[3], &n))
-		return send_err(c, r, CW_ERR_INVAL, "cart number: expected an integer 1..99999");
-	if (!(body = body_object(c, r, keys, false, &sent)))
+		return cwa_send_err(c, r, CW_ERR_INVAL, "cart number: expected an integer 1..99999");
+	if (!(body = cwa_body_object(c, r, keys, false, &sent)))
 		return sent;
 	on = cJSON_GetObjectItemCaseSensitive(body, "on");
 	if (!cJSON_IsBool(on)) {
 		cJSON_Delete(body);
-		return send_err(c, r, CW_ERR_INVAL, "on: expected true or false");
+		return cwa_send_err(c, r, CW_ERR_INVAL, "on: expected true or false");
 	}
 	v = cJSON_IsTrue(on);
-	if (opt_string(body, "note", CW_API_MAX_NOTE, &note)) {
+	if (cwa_opt_string(body, "note", CW_API_MAX_NOTE, &note)) {
 		cJSON_Delete(body);
-		return send_err(c, r, CW_ERR_INVAL, "note: expected a string of at most %d bytes",
+		return cwa_send_err(c, r, CW_ERR_INVAL, "note: expected a string of at most %d bytes",
 				CW_API_MAX_NOTE);
 	}
 	err = cw_engine_set_maintenance(a->e, n, v, note);
 	cJSON_Delete(body);
 	if (err)
-		return send_engine_err(c, r, err, "maintenance");
+		return cwa_send_engine_err(c, r, err, "maintenance");
 	o = cJSON_CreateObject();
 	cJSON_AddNumberToObject(o, "cart_number", n);
 	cJSON_AddBoolToObject(o, "maintenance", v);
-	return send_json(c, r, MHD_HTTP_OK, o);
+	return cwa_send_json(c, r, MHD_HTTP_OK, o);
 }
 
 static enum MHD_Result h_admin_return(struct cw_api *a, struct MHD_Connection *c, struct req *r)
@@ -672,24 +627,24 @@ static enum MHD_Result h_admin_return(struct cw_api *a, struct MHD_Connection *c
 	int err;
 
 	if (!cw_uuid_valid(id))
-		return send_err(c, r, CW_ERR_INVAL, "rental id: expected a UUID");
-	if (!(body = body_object(c, r, keys, true, &sent)))
+		return cwa_send_err(c, r, CW_ERR_INVAL, "rental id: expected a UUID");
+	if (!(body = cwa_body_object(c, r, keys, true, &sent)))
 		return sent;
-	if (opt_string(body, "note", CW_API_MAX_NOTE, &note)) {
+	if (cwa_opt_string(body, "note", CW_API_MAX_NOTE, &note)) {
 		cJSON_Delete(body);
-		return send_err(c, r, CW_ERR_INVAL, "note: expected a string of at most %d bytes",
+		return cwa_send_err(c, r, CW_ERR_INVAL, "note: expected a string of at most %d bytes",
 				CW_API_MAX_NOTE);
 	}
 	err = cw_engine_force_return(a->e, id, note);
 	cJSON_Delete(body);
 	if (err == CW_ERR_NOTFOUND)
-		return send_err(c, r, err, "return: no such rental");
+		return cwa_send_err(c, r, err, "return: no such rental");
 	if (err)
-		return send_engine_err(c, r, err, "return");
+		return cwa_send_engine_err(c, r, err, "return");
 	o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "rental_id", id);
 	cJSON_AddBoolToObject(o, "returned", true);
-	return send_json(c, r, MHD_HTTP_OK, o);
+	return cwa_send_json(c, r, MHD_HTTP_OK, o);
 }
 
 static enum MHD_Result h_admin_scan(struct cw_api *a, struct MHD_Connection *c, struct req *r)
@@ -701,13 +656,13 @@ static enum MHD_Result h_admin_scan(struct cw_api *a, struct MHD_Connection *c, 
 	cJSON *body, *res = NULL;
 	enum MHD_Result sent;
 
-	if (!(body = body_object(c, r, keys, true, &sent)))
+	if (!(body = cwa_body_object(c, r, keys, true, &sent)))
 		return sent;
 	jf = cJSON_GetObjectItemCaseSensitive(body, "first");
 	jl = cJSON_GetObjectItemCaseSensitive(body, "last");
 	if (!jf != !jl) {
 		cJSON_Delete(body);
-		return send_err(c, r, CW_ERR_INVAL, "give both first and last, or neither");
+		return cwa_send_err(c, r, CW_ERR_INVAL, "give both first and last, or neither");
 	}
 	if (jf) {
 		/* 0..247 covers Kerong boards (0-15) and Modbus slave ids (1-247);
@@ -720,26 +675,26 @@ static enum MHD_Result h_admin_scan(struct cw_api *a, struct MHD_Connection *c, 
 			bad = "last";
 		if (bad || first > last) {
 			cJSON_Delete(body);
-			return send_err(c, r, CW_ERR_INVAL,
+			return cwa_send_err(c, r, CW_ERR_INVAL,
 					"%s: expected integers 0..247 with first <= last",
 					bad ? bad : "first, last");
 		}
 	}
 	cJSON_Delete(body);
 	if (!a->hooks.scan)
-		return send_err(c, r, CW_ERR_NOTFOUND, "bus scan is not available here");
+		return cwa_send_err(c, r, CW_ERR_NOTFOUND, "bus scan is not available here");
 	err = a->hooks.scan(a->hooks.ctx, bus, first, last, &res);
 	if (err == CW_ERR_NOTFOUND)
-		return send_err(c, r, err, "no bus with that name");
+		return cwa_send_err(c, r, err, "no bus with that name");
 	if (err == CW_ERR_INVAL)
-		return send_err(c, r, err, "scan: range not valid for this bus's protocol "
+		return cwa_send_err(c, r, err, "scan: range not valid for this bus's protocol "
 					   "(modbus 1..247, kerong 0..15)");
 	if (err) {
 		cJSON_Delete(res);
-		return send_engine_err(c, r, err, "scan");
+		return cwa_send_engine_err(c, r, err, "scan");
 	}
 	/* a bare array, like the other list routes */
-	return send_json(c, r, MHD_HTTP_OK, res ? res : cJSON_CreateArray());
+	return cwa_send_json(c, r, MHD_HTTP_OK, res ? res : cJSON_CreateArray());
 }
 
 /* POST /api/admin/cloud/enroll {"code"?}: re-enrollment by an operator
@@ -753,13 +708,13 @@ static enum MHD_Result h_admin_enroll(struct cw_api *a, struct MHD_Connection *c
 	enum MHD_Result sent;
 	int err;
 
-	if (!(body = body_object(c, r, keys, true, &sent)))
+	if (!(body = cwa_body_object(c, r, keys, true, &sent)))
 		return sent;
 	jc = cJSON_GetObjectItemCaseSensitive(body, "code");
 	if (jc && (!cJSON_IsString(jc) || !jc->valuestring[0] ||
 		   strlen(jc->valuestring) >= CW_SYNC_CODE_MAX)) {
 		cJSON_Delete(body);
-		return send_err(c, r, CW_ERR_INVAL, "code: expected a string of 1..%d characters",
+		return cwa_send_err(c, r, CW_ERR_INVAL, "code: expected a string of 1..%d characters",
 				CW_SYNC_CODE_MAX - 1);
 	}
 	err = a->hooks.cloud_enroll ? a->hooks.cloud_enroll(a->hooks.ctx,
@@ -767,15 +722,15 @@ static enum MHD_Result h_admin_enroll(struct cw_api *a, struct MHD_Connection *c
 				    : CW_ERR_NOTFOUND;
 	cJSON_Delete(body);
 	if (err == CW_ERR_NOTFOUND)
-		return send_err(c, r, err, "no cloud section in the configuration");
+		return cwa_send_err(c, r, err, "no cloud section in the configuration");
 	if (err == CW_ERR_CONFIG)
-		return send_err(c, r, CW_ERR_INVAL, "no code given and no cloud.enrollment_code in "
+		return cwa_send_err(c, r, CW_ERR_INVAL, "no code given and no cloud.enrollment_code in "
 						    "the configuration");
 	if (err)
-		return send_engine_err(c, r, err, "enroll");
+		return cwa_send_engine_err(c, r, err, "enroll");
 	o = cJSON_CreateObject();
 	cJSON_AddBoolToObject(o, "reenrolling", true);
-	return send_json(c, r, MHD_HTTP_ACCEPTED, o);
+	return cwa_send_json(c, r, MHD_HTTP_ACCEPTED, o);
 }
 
 static const char *const history_query[] = {"limit", "cursor", "phone", NULL};
@@ -786,7 +741,7 @@ static const struct route routes[] = {
 	{.pattern = {"api", "branches", "*", "carts"},
 	 .method = "GET", .branch = true, .fn = h_carts},
 	{.pattern = {"api", "branches", "*", "carts", "assign"},
-	 .method = "POST", .branch = true, .fn = h_assign},
+	 .method = "POST", .branch = true, .customer = true, .fn = h_assign},
 	{.pattern = {"api", "branches", "*", "carts", "return"},
 	 .method = "POST", .branch = true, .fn = h_return},
 	{.pattern = {"api", "branches", "*", "carts", "*"},
@@ -811,6 +766,12 @@ static const struct route routes[] = {
 	 .method = "POST", .fn = h_admin_enroll},
 };
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
+
+/* The staff routes, then the kiosk's (cw_api_kiosk.c), as one list. */
+static const struct route *route_at(size_t i)
+{
+	return i < NROUTES ? &routes[i] : &cwa_kiosk_routes[i - NROUTES];
+}
 
 /* Number of wildcards when rt matches r's path, -1 when it does not. */
 static int route_match(const struct route *rt, const struct req *r)
@@ -919,44 +880,49 @@ static bool early_checks(struct cw_api *a, struct MHD_Connection *c, const char 
 		/* The most literal pattern wins ("carts/assign" over "carts/{id}"),
 		 * whatever the method; then the method picks among equal ones. */
 		int best = -1;
-		for (size_t i = 0; i < NROUTES; i++) {
-			int w = route_match(&routes[i], r);
+		for (size_t i = 0; i < NROUTES + cwa_kiosk_nroutes; i++) {
+			const struct route *rt = route_at(i);
+			int w = route_match(rt, r);
 			if (w >= 0 && (!path_match || w < best)) {
-				path_match = &routes[i];
+				path_match = rt;
 				best = w;
 			}
 		}
-		for (size_t i = 0; path_match && i < NROUTES; i++) {
-			if (same_pattern(&routes[i], path_match) &&
-			    strcmp(routes[i].method, method) == 0)
-				r->route = &routes[i];
+		for (size_t i = 0; path_match && i < NROUTES + cwa_kiosk_nroutes; i++) {
+			const struct route *rt = route_at(i);
+			if (same_pattern(rt, path_match) && strcmp(rt->method, method) == 0)
+				r->route = rt;
 		}
 		if (path_match)
 			snprintf(allow, sizeof(allow), "%s", path_match->method);
 	}
 	if (!r->route && path_match) {
-		*ret = send_err_h(c, r, MHD_HTTP_METHOD_NOT_ALLOWED, CW_ERR_INVAL,
+		*ret = cwa_send_err_h(c, r, MHD_HTTP_METHOD_NOT_ALLOWED, CW_ERR_INVAL,
 				  MHD_HTTP_HEADER_ALLOW, allow, "method not allowed here; use %s",
 				  allow);
 		return true;
 	}
 	if (!r->route) {
-		*ret = send_err(c, r, CW_ERR_NOTFOUND, "no such route");
+		*ret = cwa_send_err(c, r, CW_ERR_NOTFOUND, "no such route");
 		return true;
 	}
-	if (!r->route->is_public && !token_ok(a, c)) {
-		*ret = send_err_h(c, r, MHD_HTTP_UNAUTHORIZED, CW_ERR_AUTH,
+	if (r->route->customer && !token_ok(a, c) && cwa_customer_auth(a, c, r) != CW_OK) {
+		*ret = cwa_kiosk_signin_required(c, r);
+		return true;
+	}
+	if (!r->route->is_public && !r->route->customer && !token_ok(a, c)) {
+		*ret = cwa_send_err_h(c, r, MHD_HTTP_UNAUTHORIZED, CW_ERR_AUTH,
 				  MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer",
 				  "missing or wrong admin token (Authorization: Bearer ...)");
 		return true;
 	}
 	if (r->route->branch && strcmp(r->seg[2], a->branch) != 0) {
-		*ret = send_err(c, r, CW_ERR_NOTFOUND, "no such branch on this device");
+		*ret = cwa_send_err(c, r, CW_ERR_NOTFOUND, "no such branch on this device");
 		return true;
 	}
 	cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
 	if (cl && !content_length_ok(cl)) {
-		*ret = send_err(c, r, CW_ERR_TOOBIG, "body larger than %d bytes", CW_API_MAX_BODY);
+		*ret = cwa_send_err(c, r, CW_ERR_TOOBIG, "body larger than %d bytes", CW_API_MAX_BODY);
 		return true;
 	}
 	return false;
@@ -1004,7 +970,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	}
 	r->answered = true;
 	if (r->too_big)
-		return send_err(c, r, CW_ERR_TOOBIG, "body larger than %d bytes", CW_API_MAX_BODY);
+		return cwa_send_err(c, r, CW_ERR_TOOBIG, "body larger than %d bytes", CW_API_MAX_BODY);
 	if (!query_ok(c, r, r->route->query, &ret))
 		return ret;
 	return r->route->fn(a, c, r);

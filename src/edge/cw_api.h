@@ -31,6 +31,8 @@ struct cw_api_hooks {
 	 * NULL. */
 	int (*cloud_enroll)(void *ctx, const char *code);
 	void *ctx;
+	/* The customer kiosk (docs/KIOSK.md); NULL: its routes answer 503. */
+	struct cw_kiosk *kiosk;
 };
 
 struct cw_api;

@@ -469,6 +469,7 @@ static void config_defaults(struct cw_edge_config *c)
 	c->api_port = 8080;
 	cw_rules_defaults(&c->rules);
 	cloud_defaults(&c->cloud);
+	cw_kiosk_config_defaults(&c->kiosk);
 }
 
 int cw_edge_config_parse(const char *json, size_t len, struct cw_edge_config *out, char *errbuf,
@@ -476,9 +477,10 @@ int cw_edge_config_parse(const char *json, size_t len, struct cw_edge_config *ou
 {
 	static const char *const keys[] = {"chain_id", "branch_id", "device_id", "device_name",
 					   "data_dir", "log_level", "api",       "rules",
-					   "buses",    "carts",    "cloud",     NULL};
+					   "buses",    "carts",    "cloud",     "kiosk",
+					   NULL};
 	struct cw_jsoncfg p;
-	const cJSON *api, *rules, *buses, *carts, *cloud, *it;
+	const cJSON *api, *rules, *buses, *carts, *cloud, *kiosk, *it;
 	cJSON *root = NULL;
 	enum cw_log_level lvl;
 	int rc, i;
@@ -514,6 +516,9 @@ int cw_edge_config_parse(const char *json, size_t len, struct cw_edge_config *ou
 	if ((rc = cw_jsoncfg_get_container(&p, root, "rules", false, false, &rules)))
 		goto out;
 	if (rules && (rc = parse_rules(&p, rules, &out->rules)))
+		goto out;
+	if ((rc = cw_jsoncfg_get_container(&p, root, "kiosk", false, false, &kiosk)) ||
+	    (kiosk && (rc = cw_kiosk_config_parse(&p, kiosk, &out->kiosk))))
 		goto out;
 	if ((rc = cw_jsoncfg_get_container(&p, root, "cloud", false, false, &cloud)))
 		goto out;

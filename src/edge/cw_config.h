@@ -8,6 +8,7 @@
 #include <stddef.h>
 
 #include "cw_engine.h"
+#include "cw_kiosk.h"
 #include "cw_lockbus.h"
 #include "cw_sync.h"
 
@@ -40,6 +41,8 @@ struct cw_edge_config {
 	 * firmware_version are filled from the rest of the config. */
 	bool cloud_enabled;
 	struct cw_sync_config cloud;
+	/* the customer kiosk (docs/KIOSK.md); defaults when absent */
+	struct cw_kiosk_config kiosk;
 };
 
 /* Fills defaults, then parses. On error returns CW_ERR_CONFIG (or

@@ -13,6 +13,7 @@
 #define CW_ENGINE_H
 
 #include <cjson/cJSON.h>
+#include <sqlite3.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -122,6 +123,9 @@ cJSON *cw_engine_rentals_active_json(struct cw_engine *e);
 cJSON *cw_engine_rentals_history_json(struct cw_engine *e, int limit, const char *cursor,
 				      const char *phone);
 cJSON *cw_engine_rentals_stats_json(struct cw_engine *e);
+/* One rental by id (the object of the history list). NULL with *err =
+ * CW_ERR_INVAL (not a UUID), CW_ERR_NOTFOUND, CW_ERR_DB or CW_ERR_NOMEM. */
+cJSON *cw_engine_rental_json(struct cw_engine *e, const char *id, int *err);
 /* Counts: carts by state, active rentals, outbox depth, schema version. */
 cJSON *cw_engine_status_json(struct cw_engine *e);
 int64_t cw_engine_outbox_depth(struct cw_engine *e);
@@ -145,6 +149,21 @@ struct cw_edb *cw_engine_edb(struct cw_engine *e);
 void cw_engine_lock(struct cw_engine *e);
 void cw_engine_unlock(struct cw_engine *e);
 /* The test-only clock hook is declared in cw_engine_test.h. */
+
+/* Queries on the engine's database for modules that keep their own tables
+ * in it (the kiosk): call them between cw_engine_lock() and
+ * cw_engine_unlock() only. cw_eq_prepare prepares sql and binds arguments
+ * described by types: 'i' int64_t, 't' const char * (NULL binds NULL).
+ * Returns CW_OK or CW_ERR_DB (logged). */
+int cw_eq_prepare(struct cw_engine *e, sqlite3_stmt **st, const char *sql, const char *types, ...);
+/* Runs a statement that returns no rows. */
+int cw_eq_exec(struct cw_engine *e, const char *sql, const char *types, ...);
+/* First column of the first row as an integer (0 when no row). */
+int cw_eq_int(struct cw_engine *e, int64_t *out, const char *sql, const char *types, ...);
+/* Wall and monotonic time of the engine, in ms (plus the test offset of
+ * cw_engine_test.h). */
+int64_t cw_engine_now_wall(void);
+int64_t cw_engine_now_mono(void);
 
 /* ---- the cloud link (issue 4, docs/SYNC.md) ---- */
 /* fn(ctx) is called after every commit that wrote outbox entries, once the

@@ -66,19 +66,8 @@ struct cw_engine {
  * while it was held wrote outbox entries. Use instead of unlocking by hand. */
 void cwe_unlock(struct cw_engine *e);
 
-/* Wall and monotonic time of this engine (plus the test offset). */
-int64_t cw_engine_now_wall(void);
-int64_t cw_engine_now_mono(void);
-
-/* Prepares sql and binds arguments described by types: 'i' int64_t,
- * 't' const char * (NULL binds NULL). Returns CW_OK or CW_ERR_DB (logged). */
-int cw_eq_prepare(struct cw_engine *e, sqlite3_stmt **st, const char *sql, const char *types, ...);
 int cw_eq_vprepare(struct cw_engine *e, sqlite3_stmt **st, const char *sql, const char *types,
 		   va_list ap);
-/* Runs a statement that returns no rows. */
-int cw_eq_exec(struct cw_engine *e, const char *sql, const char *types, ...);
-/* First column of the first row as an integer (0 when no row). */
-int cw_eq_int(struct cw_engine *e, int64_t *out, const char *sql, const char *types, ...);
 
 /* ---- shared by cw_engine.c and cw_engine_ops.c ---- */
 

@@ -15,6 +15,7 @@
 
 #include "cw_clock.h"
 #include "cw_edb.h"
+#include "cw_uuid.h"
 #include "cw_error.h"
 #include "cw_log.h"
 #include "cw_uuid.h"
@@ -383,6 +384,38 @@ out:
 	sqlite3_finalize(st);
 	cwe_unlock(e);
 	return res;
+}
+
+cJSON *cw_engine_rental_json(struct cw_engine *e, const char *id, int *err)
+{
+	sqlite3_stmt *st = NULL;
+	cJSON *o = NULL;
+	struct stamp now;
+	int rc, dummy;
+
+	if (!err)
+		err = &dummy;
+	*err = CW_ERR_INVAL;
+	if (!e || !id || !cw_uuid_valid(id))
+		return NULL;
+	pthread_mutex_lock(&e->mu);
+	*err = CW_ERR_DB;
+	if (cw_eq_prepare(e, &st, RENTAL_SELECT "WHERE r.id = ?1", "t", id) != CW_OK)
+		goto out;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE) {
+		*err = CW_ERR_NOTFOUND;
+		goto out;
+	}
+	if (rc != SQLITE_ROW)
+		goto out;
+	cwe_stamp_now(e, &now);
+	o = rental_obj(e, &now, st);
+	*err = o ? CW_OK : CW_ERR_NOMEM;
+out:
+	sqlite3_finalize(st);
+	cwe_unlock(e);
+	return o;
 }
 
 cJSON *cw_engine_rentals_history_json(struct cw_engine *e, int limit, const char *cursor,

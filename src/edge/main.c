@@ -20,6 +20,7 @@
 #include "cw_api.h"
 #include "cw_clock.h"
 #include "cw_cloudcfg.h"
+#include "cw_kiosk.h"
 #include "cw_config.h"
 #include "cw_edge_sync.h"
 #include "cw_engine.h"
@@ -53,6 +54,9 @@ struct edge {
 	/* the configuration the cloud manages (docs/SYNC.md "Down:
 	 * configuration"); lives across engine restarts */
 	struct cw_cloudcfg *cloudcfg;
+	/* the customer kiosk's sign-in (docs/KIOSK.md); restarts with the
+	 * engine whose database it uses */
+	struct cw_kiosk *kiosk;
 };
 
 /* Big (carts and buses arrays): static, not on the stack. */
@@ -360,6 +364,8 @@ static void shutdown_all(struct edge *ed, struct cw_engine *engine)
 {
 	cw_api_free(ed->api); /* waits for requests in flight */
 	ed->api = NULL;
+	cw_kiosk_free(ed->kiosk);
+	ed->kiosk = NULL;
 	/* The syncer's thread runs commands on the engine and the buses: it
 	 * goes before them (a command in flight finishes its release first),
 	 * and the engine stops calling it before that. */
@@ -384,11 +390,11 @@ static void shutdown_all(struct edge *ed, struct cw_engine *engine)
  * failure the caller runs shutdown_all(ed, *enginep). */
 static int start_all(struct edge *ed, struct cw_engine **enginep)
 {
-	static const struct cw_api_hooks hooks = {.buses_json = hook_buses_json,
-						  .scan = hook_scan,
-						  .cloud_json = hook_cloud_json,
-						  .cloud_enroll = hook_cloud_enroll,
-						  .ctx = &g_edge};
+	struct cw_api_hooks hooks = {.buses_json = hook_buses_json,
+				     .scan = hook_scan,
+				     .cloud_json = hook_cloud_json,
+				     .cloud_enroll = hook_cloud_enroll,
+				     .ctx = &g_edge};
 	const struct cw_engine_hw hw = {.unlock = hw_unlock, .ctx = ed};
 	struct cw_engine *engine = NULL;
 	struct cw_engine_config ec;
@@ -487,6 +493,13 @@ static int start_all(struct edge *ed, struct cw_engine **enginep)
 	}
 	atomic_store(&ed->engine, engine);
 
+	rc = cw_kiosk_new(&ed->cfg.kiosk, engine, NULL, ed->cfg.data_dir, ed->cfg.chain_id,
+			  ed->cfg.device_id, &ed->kiosk);
+	if (rc) {
+		cw_error("edge.kiosk_failed", "err=%s", cw_errname(rc));
+		return rc;
+	}
+	hooks.kiosk = ed->kiosk;
 	rc = cw_api_new(ed->cfg.api_bind, ed->cfg.api_port, ed->cfg.admin_token, engine,
 			&hooks, &ed->api);
 	if (rc) {
@@ -653,6 +666,7 @@ int main(int argc, char **argv)
 		goto out;
 
 	next_tick = cw_mono_ms() + TICK_MS;
+	unsigned kiosk_ticks = 0;
 	for (;;) {
 		int64_t wait = next_tick - cw_mono_ms();
 		struct timespec ts;
@@ -666,6 +680,8 @@ int main(int argc, char **argv)
 			    restart_all(ed, &engine, next) != CW_OK && !engine)
 				goto out;
 			cw_engine_tick(engine);
+			if (ed->kiosk && ++kiosk_ticks % 60 == 0)
+				cw_kiosk_tick(ed->kiosk);
 			next_tick += TICK_MS;
 			/* after a long stall (suspend, debugger) do not burst */
 			if (next_tick < cw_mono_ms())
