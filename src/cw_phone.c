@@ -12,6 +12,19 @@
  * Communications' numbering plan). */
 #define IL_CC "972"
 
+/* out = "+" cc digits; lengths checked by the callers (at most 15 digits). */
+static int put(char out[CW_PHONE_E164_MAX], const char *cc, const char *digits)
+{
+	size_t a = strlen(cc), b = strlen(digits);
+
+	if (1 + a + b >= CW_PHONE_E164_MAX)
+		return CW_ERR_INVAL;
+	out[0] = '+';
+	memcpy(out + 1, cc, a);
+	memcpy(out + 1 + a, digits, b + 1);
+	return CW_OK;
+}
+
 static bool il_mobile(const char *national /* digits after 972 */)
 {
 	if (strlen(national) != 9 || national[0] != '5')
@@ -53,8 +66,7 @@ int cw_phone_normalize(const char *in, bool allow_international, char out[CW_PHO
 		/* national: drop the trunk 0 */
 		if (!il_mobile(d + 1))
 			return CW_ERR_INVAL;
-		snprintf(out, CW_PHONE_E164_MAX, "+" IL_CC "%s", d + 1);
-		return CW_OK;
+		return put(out, IL_CC, d + 1);
 	}
 	/* "972..." typed without '+' is common on Israeli forms. */
 	if (!plus && n == 12 && strncmp(d, IL_CC, 3) == 0)
@@ -68,13 +80,11 @@ int cw_phone_normalize(const char *in, bool allow_international, char out[CW_PHO
 			nat++;
 		if (!il_mobile(nat))
 			return CW_ERR_INVAL;
-		snprintf(out, CW_PHONE_E164_MAX, "+" IL_CC "%s", nat);
-		return CW_OK;
+		return put(out, IL_CC, nat);
 	}
 	if (!allow_international || n < 8 || n > 15 || d[0] == '0')
 		return CW_ERR_INVAL;
-	snprintf(out, CW_PHONE_E164_MAX, "+%s", d);
-	return CW_OK;
+	return put(out, "", d);
 }
 
 void cw_phone_mask(const char *e164, char *out, size_t cap)
