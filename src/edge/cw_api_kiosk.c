@@ -59,9 +59,13 @@ static enum MHD_Result send_why(struct MHD_Connection *c, struct req *r, int err
 		if (attempts_left >= 0)
 			cJSON_AddNumberToObject(e, "attempts_left", attempts_left);
 	}
-	snprintf(ra, sizeof(ra), "%d", retry_after_s);
-	return cwa_send_raw(c, r, status, root,
-			    retry_after_s >= 0 ? MHD_HTTP_HEADER_RETRY_AFTER : NULL, ra);
+	if (retry_after_s >= 0) {
+		snprintf(ra, sizeof(ra), "%d", retry_after_s);
+		return cwa_send_raw(c, r, status, root, MHD_HTTP_HEADER_RETRY_AFTER, ra);
+	}
+	if (status == MHD_HTTP_UNAUTHORIZED)
+		return cwa_send_raw(c, r, status, root, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+	return cwa_send_raw(c, r, status, root, NULL, NULL);
 }
 
 static const char *why_message(const char *reason)
