@@ -1,8 +1,10 @@
-/* cw_file.c - atomic replacement of a small file (see cw_file.h). */
+/* cw_file.c - atomic replacement of a small file, secrets read from a file
+ * (see cw_file.h). */
 #include "cw_file.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sodium.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +13,8 @@
 #include <unistd.h>
 
 #include "cw_error.h"
+#include "cw_jsoncfg.h"
+#include "cw_log.h"
 
 static int write_all(int fd, const char *buf, size_t len)
 {
@@ -70,5 +74,44 @@ out:
 	if (tmp_made)
 		unlink(tmp);
 	errno = saved;
+	return rc;
+}
+
+int cw_file_read_secret(const char *path, char *out, size_t cap)
+{
+	struct stat st;
+	char *buf = NULL;
+	size_t len = 0;
+	int rc;
+
+	if (!out || cap < 2)
+		return CW_ERR_INVAL;
+	out[0] = '\0';
+	/* the limit plus CRLF, so that a too long secret is told apart */
+	rc = cw_jsoncfg_read_file(path, cap + 1, &buf, &len, NULL, 0);
+	if (rc == CW_ERR_TOOBIG)
+		return CW_ERR_CONFIG;
+	if (rc != CW_OK)
+		return rc == CW_ERR_NOMEM ? rc : CW_ERR_IO;
+	if (stat(path, &st) == 0 && (st.st_mode & 077))
+		cw_warn("file.secret_permissions",
+			"path=%s mode=%03o msg=\"a secret file is readable by group or others; "
+			"chmod 600 it\"",
+			path, (unsigned)(st.st_mode & 0777));
+	if (len > 0 && buf[len - 1] == '\n')
+		buf[--len] = '\0';
+	if (len > 0 && buf[len - 1] == '\r')
+		buf[--len] = '\0';
+	rc = CW_ERR_CONFIG;
+	if (len < 1 || len >= cap)
+		goto out;
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)buf[i] <= 0x20 || (unsigned char)buf[i] >= 0x7f)
+			goto out;
+	memcpy(out, buf, len + 1);
+	rc = CW_OK;
+out:
+	sodium_memzero(buf, len);
+	free(buf);
 	return rc;
 }

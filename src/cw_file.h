@@ -12,4 +12,12 @@
  * behind on failure. */
 int cw_file_replace(const char *path, const void *data, size_t len);
 
+/* Reads a secret (a token, a password) from a file of one line into out:
+ * 1..cap-1 bytes of printable ASCII without spaces; one trailing newline
+ * (LF or CRLF) is dropped. The bytes read are zeroed before return. CW_OK,
+ * CW_ERR_IO (cannot read it: errno set), CW_ERR_CONFIG (empty, too long,
+ * or another character). Warns when group or others can read the file.
+ * The content is never logged. */
+int cw_file_read_secret(const char *path, char *out, size_t cap);
+
 #endif

@@ -201,8 +201,9 @@ static int map_curl(CURLcode cc)
 	}
 }
 
-int cw_https_request(struct cw_https *h, const char *method, const char *url, const char *bearer,
-		     const char *body, size_t body_len, struct cw_https_resp *resp)
+static int request(struct cw_https *h, const char *method, const char *url, const char *bearer,
+		   const char *content_type, const char *body, size_t body_len,
+		   struct cw_https_resp *resp)
 {
 	/* "Authorization: Bearer " + a token of at most CW_JWT_MAX_LEN */
 	char auth[CW_JWT_MAX_LEN + 32];
@@ -234,12 +235,16 @@ int cw_https_request(struct cw_https *h, const char *method, const char *url, co
 	curl_easy_reset(c); /* keeps the connection cache (keep-alive) */
 	h->errbuf[0] = '\0';
 
-	t = curl_slist_append(hdrs, "Accept: application/json");
+	t = curl_slist_append(hdrs, strcmp(content_type, "application/json") == 0
+					    ? "Accept: application/json"
+					    : "Accept: */*");
 	if (!t)
 		goto out;
 	hdrs = t;
 	if (post) {
-		if (!(t = curl_slist_append(hdrs, "Content-Type: application/json")))
+		char ct[128];
+		snprintf(ct, sizeof(ct), "Content-Type: %s", content_type);
+		if (!(t = curl_slist_append(hdrs, ct)))
 			goto out;
 		hdrs = t;
 		/* no "Expect: 100-continue" round trip before large batches */
@@ -313,4 +318,22 @@ out:
 	curl_slist_free_all(hdrs);
 	free(sink.buf);
 	return rc;
+}
+
+int cw_https_request(struct cw_https *h, const char *method, const char *url, const char *bearer,
+		     const char *body, size_t body_len, struct cw_https_resp *resp)
+{
+	return request(h, method, url, bearer, "application/json", body, body_len, resp);
+}
+
+int cw_https_post(struct cw_https *h, const char *url, const char *bearer,
+		  const char *content_type, const char *body, size_t body_len,
+		  struct cw_https_resp *resp)
+{
+	if (!content_type || strlen(content_type) > 100 || strpbrk(content_type, "\r\n")) {
+		if (resp)
+			memset(resp, 0, sizeof(*resp));
+		return CW_ERR_INVAL;
+	}
+	return request(h, "POST", url, bearer, content_type, body, body_len, resp);
 }

@@ -51,6 +51,12 @@ void cw_https_free(struct cw_https *h);
 int cw_https_request(struct cw_https *h, const char *method, const char *url, const char *bearer,
 		     const char *body, size_t body_len, struct cw_https_resp *resp);
 void cw_https_resp_clear(struct cw_https_resp *resp);
+/* POST with a body of another Content-Type ("application/x-www-form-urlencoded",
+ * at most 100 characters) and "Accept: * / *" (without the spaces); otherwise as
+ * cw_https_request. */
+int cw_https_post(struct cw_https *h, const char *url, const char *bearer,
+		  const char *content_type, const char *body, size_t body_len,
+		  struct cw_https_resp *resp);
 
 /* Callable from another thread while a request runs: shuts the request's
  * socket down so that it fails at once (CW_ERR_OFFLINE or, with cancel set,
