@@ -468,6 +468,7 @@ static void config_defaults(struct cw_edge_config *c)
 	snprintf(c->api_bind, sizeof(c->api_bind), "127.0.0.1");
 	c->api_port = 8080;
 	cw_rules_defaults(&c->rules);
+	cw_sms_config_defaults(&c->sms);
 	cloud_defaults(&c->cloud);
 	cw_kiosk_config_defaults(&c->kiosk);
 }
@@ -478,9 +479,9 @@ int cw_edge_config_parse(const char *json, size_t len, struct cw_edge_config *ou
 	static const char *const keys[] = {"chain_id", "branch_id", "device_id", "device_name",
 					   "data_dir", "log_level", "api",       "rules",
 					   "buses",    "carts",    "cloud",     "kiosk",
-					   NULL};
+					   "sms",      NULL};
 	struct cw_jsoncfg p;
-	const cJSON *api, *rules, *buses, *carts, *cloud, *kiosk, *it;
+	const cJSON *api, *rules, *buses, *carts, *cloud, *kiosk, *sms, *it;
 	cJSON *root = NULL;
 	enum cw_log_level lvl;
 	int rc, i;
@@ -532,6 +533,10 @@ int cw_edge_config_parse(const char *json, size_t len, struct cw_edge_config *ou
 		snprintf(out->cloud.firmware_version, sizeof(out->cloud.firmware_version), "%s",
 			 CW_VERSION);
 	}
+	/* the data_dir above: the default file of the "log" provider */
+	if ((rc = cw_jsoncfg_get_container(&p, root, "sms", false, false, &sms)) ||
+	    (rc = cw_sms_config_parse(&p, sms, out->data_dir, &out->sms)))
+		goto out;
 	if ((rc = cw_jsoncfg_get_container(&p, root, "buses", true, true, &buses)))
 		goto out;
 	out->nbuses = cJSON_GetArraySize(buses);

@@ -10,6 +10,7 @@
 #include "cw_engine.h"
 #include "cw_kiosk.h"
 #include "cw_lockbus.h"
+#include "cw_sms.h"
 #include "cw_sync.h"
 
 #define CW_MAX_BUSES 8
@@ -43,6 +44,9 @@ struct cw_edge_config {
 	struct cw_sync_config cloud;
 	/* the customer kiosk (docs/KIOSK.md); defaults when absent */
 	struct cw_kiosk_config kiosk;
+	/* "sms" (optional): text messages to customers, provider none by
+	 * default (src/edge/cw_sms.h) */
+	struct cw_sms_config sms;
 };
 
 /* Fills defaults, then parses. On error returns CW_ERR_CONFIG (or

@@ -27,6 +27,7 @@
 #include "cw_error.h"
 #include "cw_lockbus.h"
 #include "cw_log.h"
+#include "cw_sms.h"
 #include "cw_sync.h"
 #include "cw_version.h"
 
@@ -48,6 +49,9 @@ struct edge {
 	struct cw_bus *buses[CW_MAX_BUSES];
 	struct bus_ud ud[CW_MAX_BUSES];
 	struct cw_api *api;
+	/* text messages (one-time codes): a queue in the engine's database and
+	 * a sender thread; made after the engine, freed before it */
+	struct cw_sms *sms;
 	/* cloud link (issue 4): only with a "cloud" section in the config */
 	struct cw_edge_sync *sync_src;
 	struct cw_syncer *syncer;
@@ -364,6 +368,9 @@ static void shutdown_all(struct edge *ed, struct cw_engine *engine)
 {
 	cw_api_free(ed->api); /* waits for requests in flight */
 	ed->api = NULL;
+	/* after the API (its handlers queue messages), before the engine */
+	cw_sms_free(ed->sms);
+	ed->sms = NULL;
 	cw_kiosk_free(ed->kiosk);
 	ed->kiosk = NULL;
 	/* The syncer's thread runs commands on the engine and the buses: it
@@ -461,6 +468,16 @@ static int start_all(struct edge *ed, struct cw_engine **enginep)
 				cw_warn("edge.controller_info_failed", "bus=%s board=%d err=%s",
 					bc->name, bc->boards[j].address, cw_errname(rc));
 		}
+	}
+
+	/* Messages left queued by the previous run go out now. */
+	rc = cw_sms_new(&ed->cfg.sms, engine, &ed->sms);
+	if (rc == CW_OK)
+		rc = cw_sms_start(ed->sms);
+	if (rc) {
+		cw_error("edge.sms_failed", "provider=%s err=%s",
+			 cw_sms_provider_name(ed->cfg.sms.provider), cw_errname(rc));
+		return rc;
 	}
 
 	/* The cloud link: its own connection to the database, a syncer thread
@@ -617,10 +634,12 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (check_only) {
-		printf("config ok: %s branch=%s device=%s buses=%d carts=%d api=%s:%d cloud=%s\n",
+		printf("config ok: %s branch=%s device=%s buses=%d carts=%d api=%s:%d cloud=%s "
+		       "sms=%s\n",
 		       config_path, ed->cfg.branch_id, ed->cfg.device_id, ed->cfg.nbuses,
 		       ed->cfg.ncarts, ed->cfg.api_bind, ed->cfg.api_port,
-		       ed->cfg.cloud_enabled ? ed->cfg.cloud.url : "none");
+		       ed->cfg.cloud_enabled ? ed->cfg.cloud.url : "none",
+		       cw_sms_provider_name(ed->cfg.sms.provider));
 		return 0;
 	}
 	if (cw_log_level_parse(ed->cfg.log_level, &lvl) == CW_OK)
