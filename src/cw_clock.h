@@ -30,4 +30,9 @@ void cw_wall_format(int64_t wall_ms, char out[32]);
 
 void cw_sleep_ms(int64_t ms);
 
+struct timespec;
+/* *ts = CLOCK_MONOTONIC now + ms (ms <= 0: now), for pthread_cond_timedwait
+ * on a condition variable whose clock is CLOCK_MONOTONIC. */
+void cw_mono_deadline(int64_t ms, struct timespec *ts);
+
 #endif

@@ -839,13 +839,7 @@ static void *sender(void *arg)
 			wait = IDLE_WAIT_MS;
 		pthread_mutex_lock(&s->mu);
 		if (wait > 0 && !s->wake && !atomic_load(&s->stop)) {
-			clock_gettime(CLOCK_MONOTONIC, &ts);
-			ts.tv_sec += (time_t)(wait / 1000);
-			ts.tv_nsec += (long)(wait % 1000) * 1000000L;
-			if (ts.tv_nsec >= 1000000000L) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000L;
-			}
+			cw_mono_deadline(wait, &ts);
 			pthread_cond_timedwait(&s->wake_cv, &s->mu, &ts);
 		}
 		s->wake = false;
@@ -976,15 +970,7 @@ int cw_sms_wait(struct cw_sms *s, int64_t id, int timeout_ms, enum cw_sms_state 
 		return CW_ERR_INVAL;
 	*state = CW_SMS_QUEUED;
 	in_db = queued(s, id, &st);
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	if (timeout_ms > 0) {
-		ts.tv_sec += timeout_ms / 1000;
-		ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
-	}
+	cw_mono_deadline(timeout_ms, &ts);
 	pthread_mutex_lock(&s->mu);
 	for (;;) {
 		if (lookup(s, id, &st))
