@@ -54,7 +54,8 @@ struct cw_sms_config {
 /* provider none, production, timeout 5 s, the Inforu URL; no log file
  * (cw_sms_config_parse fills it from data_dir). */
 void cw_sms_config_defaults(struct cw_sms_config *c);
-/* Parses the "sms" object (sms may be NULL: defaults only). Strict: unknown
+/* Parses the "sms" object over c, which holds the defaults (sms may be NULL:
+ * only the log file's default is filled in). Strict: unknown
  * keys, wrong types and a provider without its section's required keys are
  * refused with the key path in the message, CW_ERR_CONFIG; a secret file
  * must be readable and hold one line (its content is never echoed). */
