@@ -392,6 +392,31 @@ static void shutdown_all(struct edge *ed, struct cw_engine *engine)
 	cw_engine_free(engine);
 }
 
+/* The kiosk's view of cw_sms (struct cw_kiosk_sms): queue durably, then
+ * wait a little for the first attempt so that the customer hears at once
+ * when the gateway is down. */
+static int kiosk_sms_send(void *ctx, const char *to, const char *text, int64_t expires_wall_ms,
+			  int wait_ms, const char **state)
+{
+	enum cw_sms_state st = CW_SMS_QUEUED;
+	int64_t id = 0;
+	int rc;
+
+	*state = "queued";
+	rc = cw_sms_enqueue(ctx, to, text, expires_wall_ms, &id);
+	if (rc)
+		return rc;
+	rc = cw_sms_wait(ctx, id, wait_ms, &st);
+	if (rc == CW_OK)
+		*state = cw_sms_state_name(st);
+	return CW_OK; /* queued whatever the wait saw */
+}
+
+static const char *kiosk_sms_health(void *ctx)
+{
+	return cw_sms_health(ctx);
+}
+
 /* Buses, engine, cloud link and API for ed->cfg: at start, and again when a
  * configuration from the cloud changes buses or carts (restart_all). On
  * failure the caller runs shutdown_all(ed, *enginep). */
@@ -403,6 +428,7 @@ static int start_all(struct edge *ed, struct cw_engine **enginep)
 				     .cloud_enroll = hook_cloud_enroll,
 				     .ctx = &g_edge};
 	const struct cw_engine_hw hw = {.unlock = hw_unlock, .ctx = ed};
+	struct cw_kiosk_sms ksms = {.send = kiosk_sms_send, .health = kiosk_sms_health};
 	struct cw_engine *engine = NULL;
 	struct cw_engine_config ec;
 	int rc;
@@ -510,8 +536,9 @@ static int start_all(struct edge *ed, struct cw_engine **enginep)
 	}
 	atomic_store(&ed->engine, engine);
 
-	rc = cw_kiosk_new(&ed->cfg.kiosk, engine, NULL, ed->cfg.data_dir, ed->cfg.chain_id,
-			  ed->cfg.device_id, &ed->kiosk);
+	ksms.ctx = ed->sms;
+	rc = cw_kiosk_new(&ed->cfg.kiosk, engine, ed->cfg.sms.provider == CW_SMS_NONE ? NULL : &ksms,
+			  ed->cfg.data_dir, ed->cfg.chain_id, ed->cfg.device_id, &ed->kiosk);
 	if (rc) {
 		cw_error("edge.kiosk_failed", "err=%s", cw_errname(rc));
 		return rc;
