@@ -133,6 +133,23 @@ void cw_mqtt_device_password(const unsigned char sk[crypto_sign_SECRETKEYBYTES],
 	sodium_memzero(h, sizeof(h));
 }
 
+void cw_customer_token_seed(const unsigned char sk[crypto_sign_SECRETKEYBYTES],
+			    const char *chain_id, unsigned char out[CW_CUSTOMER_SEED_BYTES])
+{
+	/* the label's own NUL separates it from the chain id */
+	static const char label[] = "cartwise customer-token v1";
+	unsigned char key[crypto_generichash_KEYBYTES];
+	crypto_generichash_state st;
+
+	crypto_kdf_derive_from_key(key, sizeof(key), 1, "cwcusttk", sk);
+	crypto_generichash_init(&st, key, sizeof(key), CW_CUSTOMER_SEED_BYTES);
+	crypto_generichash_update(&st, (const unsigned char *)label, sizeof(label));
+	crypto_generichash_update(&st, (const unsigned char *)chain_id, strlen(chain_id));
+	crypto_generichash_final(&st, out, CW_CUSTOMER_SEED_BYTES);
+	sodium_memzero(key, sizeof(key));
+	sodium_memzero(&st, sizeof(st));
+}
+
 int cw_key_load_file(const char *path, unsigned char sk[crypto_sign_SECRETKEYBYTES],
 		     unsigned char pk[crypto_sign_PUBLICKEYBYTES])
 {

@@ -27,6 +27,17 @@ int cw_key_load_file(const char *path, unsigned char sk[crypto_sign_SECRETKEYBYT
 void cw_mqtt_device_password(const unsigned char sk[crypto_sign_SECRETKEYBYTES],
 			     const char *device_id, char out[CW_MQTT_PASSWORD_LEN + 1]);
 
+/* The chain's customer-token key (docs/SYNC.md "The chain's customer-token
+ * key"): the Ed25519 seed every edge of the chain signs customer tokens
+ * with. Keyed BLAKE2b (32 bytes) of "cartwise customer-token v1\0" followed
+ * by chain_id, keyed with a subkey (KDF context "cwcusttk") of the signing
+ * key's seed. Derived, not stored: the same for every device of the chain
+ * and at every start, unguessable without the signing key. A rotation is a
+ * new context or message ("v2"). Never log it. */
+#define CW_CUSTOMER_SEED_BYTES 32
+void cw_customer_token_seed(const unsigned char sk[crypto_sign_SECRETKEYBYTES],
+			    const char *chain_id, unsigned char out[CW_CUSTOMER_SEED_BYTES]);
+
 /* Replaces path with len bytes of data, mode 0600: temp file in the same
  * directory, fsync, rename, fsync of the directory, so that a reader sees the
  * old or the new file, never half of one. CW_ERR_INVAL, CW_ERR_IO. */

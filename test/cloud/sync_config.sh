@@ -3,7 +3,8 @@
 # cloud_sync.sh (sourced after setup_world, so that it costs no second world):
 # PUT by a chain admin or platform admin, GET by the device and by staff,
 # ?have=N, the heartbeat's config_version, authorization, bad shapes,
-# oversize bodies.
+# oversize bodies; the chain's customer_token_key (in the device's own pull
+# only, one per chain, never PUT) and kiosk_staff (issue 5).
 CFG='{"rules":{"rental_minutes":90},"carts":[{"number":1,"bus":"bus0","board":1,"lock":0}],"revoked_tokens":["0190aaaa-0000-7000-8000-000000000001"]}'
 
 note "nothing configured: version 0, config null; heartbeat says 0"
@@ -27,8 +28,12 @@ api PUT "/api/devices/$DEV_B1/config" '{}'; expect_code 200
 note "GET by the device: newest version; ?have= current -> unchanged; older -> whole config"
 AUTH=$DTOK_A1
 api GET "/api/devices/$DEV_A1/config"; expect_code 200
-[ "$(jq -c . "$T/resp.json")" = '{"version":2,"config":{"rules":{"rental_minutes":60}}}' ] \
+[ "$(jq -c 'del(.config.customer_token_key)' "$T/resp.json")" = '{"version":2,"config":{"rules":{"rental_minutes":60}}}' ] \
 	|| fail "device GET: $(cat "$T/resp.json")"
+SEED_A1=$(jqr .config.customer_token_key.seed)
+[ "$(jq -c '.config.customer_token_key | keys' "$T/resp.json")" = '["seed"]' ] \
+	&& [ "$(printf '%s' "$SEED_A1" | basenc --base64url -d 2>/dev/null | wc -c)" = 32 ] \
+	&& [ "${#SEED_A1}" = 43 ] || fail "customer_token_key: not 32 bytes of unpadded base64url"
 api GET "/api/devices/$DEV_A1/config?have=2"; expect_code 200
 [ "$(jq -c . "$T/resp.json")" = '{"version":2,"unchanged":true}' ] || fail "have=2: $(cat "$T/resp.json")"
 api GET "/api/devices/$DEV_A1/config?have=1"; expect_code 200
@@ -39,14 +44,40 @@ api GET "/api/devices/$DEV_A1/config?hav=0"; expect_error 400
 api POST "/api/devices/$DEV_A1/heartbeat" '{"status":"online"}'; expect_code 200
 [ "$(jqr .config_version)" = 2 ] || fail "heartbeat config_version after PUT: $(cat "$T/resp.json")"
 
-note "GET by staff who see the branch; the stored body round-trips"
+note "customer_token_key: one seed per chain, the same at every pull"
+api GET "/api/devices/$DEV_A1/config?have=1"; expect_code 200
+[ "$(jqr .config.customer_token_key.seed)" = "$SEED_A1" ] || fail "seed changed between pulls"
+AUTH=$TOK_ADMIN_A; api PUT "/api/devices/$DEV_A9/config" '{}'; expect_code 200
+AUTH=$DTOK_A9; api GET "/api/devices/$DEV_A9/config"; expect_code 200
+[ "$(jqr .config.customer_token_key.seed)" = "$SEED_A1" ] || fail "two devices of chain A: other seeds"
+AUTH=$DTOK_B1; api GET "/api/devices/$DEV_B1/config"; expect_code 200
+SEED_B1=$(jqr .config.customer_token_key.seed)
+[ "${#SEED_B1}" = 43 ] && [ "$SEED_B1" != "$SEED_A1" ] || fail "chain B got chain A's seed or none"
+AUTH=$DTOK_A1; api GET "/api/devices/$DEV_A1/config?have=2"; expect_code 200
+[ "$(jq -c . "$T/resp.json")" = '{"version":2,"unchanged":true}' ] || fail "have=2 with the key: $(cat "$T/resp.json")"
+api POST "/api/devices/$DEV_A1/heartbeat" '{"status":"online"}'; expect_code 200
+[ "$(jqr .config_version)" = 2 ] || fail "the key changed the version: $(cat "$T/resp.json")"
+
+note "GET by staff who see the branch (never the chain's seed); the stored body round-trips"
 AUTH=$TOK_MGR_A1
 api GET "/api/devices/$DEV_A1/config"; expect_code 200
 [ "$(jqr .version)" = 2 ] || fail "manager GET: $(cat "$T/resp.json")"
+[ "$(jqr '.config | has("customer_token_key")')" = false ] || fail "staff GET carries the seed"
+AUTH=$TOK_PLATFORM; api GET "/api/devices/$DEV_A1/config"; expect_code 200
+[ "$(jqr '.config | has("customer_token_key")')" = false ] || fail "platform GET carries the seed"
 AUTH=$TOK_ADMIN_A
 api PUT "/api/devices/$DEV_A1/config" "$CFG"; expect_code 200; [ "$(jqr .version)" = 3 ] || fail v3
 api GET "/api/devices/$DEV_A1/config"; expect_code 200
 [ "$(jq -cS .config "$T/resp.json")" = "$(jq -cS . <<<"$CFG")" ] || fail "round trip: $(cat "$T/resp.json")"
+
+note "kiosk_staff: PUT like rules, delivered to the device as stored"
+H1='$argon2id$v=19$m=65536,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g'
+STAFF=$(jq -nc --arg h "$H1" '{kiosk_staff: [{id: "s-1", name: "דנה", pin_hash: $h}, {id: "s_2", name: "Avi", pin_hash: $h}]}')
+api PUT "/api/devices/$DEV_A1/config" "$STAFF"; expect_code 200; [ "$(jqr .version)" = 4 ] || fail v4
+AUTH=$DTOK_A1; api GET "/api/devices/$DEV_A1/config?have=3"; expect_code 200
+[ "$(jq -c .config.kiosk_staff "$T/resp.json")" = "$(jq -c .kiosk_staff <<<"$STAFF")" ] \
+	&& [ "$(jqr .config.customer_token_key.seed)" = "$SEED_A1" ] || fail "kiosk_staff pull: $(cat "$T/resp.json")"
+AUTH=$TOK_ADMIN_A
 
 note "authorization: other tenant, branch manager, another device, no token"
 AUTH=$TOK_ADMIN_B; api PUT "/api/devices/$DEV_A1/config" '{}'; expect_error 404
@@ -74,13 +105,25 @@ bad '{"revoked_tokens":["ok",""]}' 'revoked_tokens\[1\]'
 bad "{\"revoked_tokens\":[\"$(printf 'a%.0s' {1..65})\"]}" 'revoked_tokens\[0\]'
 bad '{"rules":{},"rules":{}}' 'twice'
 bad 'nope' 'not valid JSON'
+bad '{"customer_token_key":{"seed":"x"}}' 'customer_token_key: generated by the cloud'
+bad '{"kiosk_staff":{}}' 'kiosk_staff: expected an array'
+bad '{"kiosk_staff":[1]}' 'kiosk_staff\[0\]: expected an object'
+staff1() { jq -nc --arg h "$H1" "{kiosk_staff: [$1]}"; }
+bad "$(staff1 '{id: "a b", name: "x", pin_hash: $h}')" 'kiosk_staff\[0\].id'
+bad "$(staff1 '{id: "a", name: "", pin_hash: $h}')" 'kiosk_staff\[0\].name'
+bad "$(staff1 '{id: "a", name: ("n" * 64), pin_hash: $h}')" 'kiosk_staff\[0\].name'
+bad "$(staff1 '{id: "a", name: "x", pin_hash: "$argon2i$v=19$m=4096,t=3,p=1$abc"}')" 'kiosk_staff\[0\].pin_hash: expected an Argon2id'
+bad "$(staff1 '{id: "a", name: "x", pin_hash: ($h + ("x" * 64))}')" 'kiosk_staff\[0\].pin_hash'
+bad "$(staff1 '{id: "a", name: "x", pin_hash: $h, pin: "1234"}')" 'kiosk_staff\[0\].pin: unknown key'
+bad "$(staff1 '{id: "a", name: "x", pin_hash: $h}, {id: "a", name: "y", pin_hash: $h}')" 'kiosk_staff\[1\].id: the same id'
+bad "$(staff1 'range(0; 51) | {id: "s\(.)", name: "x", pin_hash: $h}')" 'kiosk_staff: at most 50'
 api PUT "/api/devices/$DEV_A1/config"; expect_error 400
 
 note "oversize: a body over 64 KiB is 413, nothing stored"
 jq -nc '{carts: [range(0; 3000) | {number: (. + 1), bus: "bus0", board: 1, lock: 0}]}' >"$T/big.json"
 [ "$(stat -c %s "$T/big.json")" -gt 65536 ] || fail "test body not big enough"
 api_file PUT "/api/devices/$DEV_A1/config" "$T/big.json"; expect_error 413
-AUTH=$DTOK_A1; api GET "/api/devices/$DEV_A1/config?have=3"; expect_code 200
+AUTH=$DTOK_A1; api GET "/api/devices/$DEV_A1/config?have=4"; expect_code 200
 [ "$(jqr .unchanged)" = true ] || fail "a refused PUT changed the version: $(cat "$T/resp.json")"
-[ "$(db_sql "SELECT count(*) FROM device_configs")" = 4 ] || fail "rows: $(db_sql "SELECT count(*) FROM device_configs")"
+[ "$(db_sql "SELECT count(*) FROM device_configs")" = 6 ] || fail "rows: $(db_sql "SELECT count(*) FROM device_configs")"
 AUTH=$TOK_PLATFORM
