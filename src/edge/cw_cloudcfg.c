@@ -17,15 +17,21 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "cw_error.h"
 #include "cw_file.h"
 #include "cw_jsoncfg.h"
 #include "cw_log.h"
 
-/* The sections the cloud may set; revoked_tokens is not a key of the edge's
- * config file and is handled here. A new section (the kiosk's) is added
- * here, in the cloud's list (cw_cloud_api.c) and in the file's parser. */
-static const char *const sections_allowed[] = {"buses", "carts", "rules", "revoked_tokens", NULL};
+/* The sections the cloud may set; revoked_tokens, kiosk_staff and
+ * customer_token_key are not keys of the edge's config file and are handled
+ * here. A new section is added here, in the cloud's list (cw_cloud_api.c)
+ * and in the file's parser. */
+static const char *const sections_allowed[] = {"buses",       "carts",
+					       "rules",       "revoked_tokens",
+					       "kiosk_staff", "customer_token_key",
+					       NULL};
 static const char *const sections_merged[] = {"buses", "carts", "rules", NULL};
 
 #define SAVED_MAX (1024 * 1024)
@@ -46,6 +52,15 @@ struct cw_cloudcfg {
 	bool restarting; /* pending taken for a restart: no offer until restarted */
 	int64_t rejected;
 	char rejected_msg[MSG_MAX];
+	struct cw_cloudcfg_kiosk kiosk; /* all NULL: no kiosk connected */
+};
+
+/* The kiosk's sections of one version, checked. */
+struct kiosk_part {
+	bool has_seed;
+	unsigned char seed[CW_CLOUDCFG_SEED_BYTES];
+	int nstaff;
+	struct cw_staff staff[CW_STAFF_MAX];
 };
 
 /* ---- merge ---- */
@@ -75,9 +90,45 @@ static int check_revoked(struct cw_jsoncfg *p, const cJSON *arr)
 	return CW_OK;
 }
 
+/* kiosk_staff and customer_token_key of sections (NULL: none) into *k
+ * (caller wipes it). Messages never show the seed. */
+static int kiosk_parse(struct cw_jsoncfg *p, const cJSON *sections, struct kiosk_part *k)
+{
+	static const char *const keys[] = {"seed", NULL};
+	const cJSON *staff = cJSON_GetObjectItemCaseSensitive(sections, "kiosk_staff");
+	const cJSON *key = cJSON_GetObjectItemCaseSensitive(sections, "customer_token_key");
+	const cJSON *seed;
+	const char *end = NULL;
+	size_t mark, binlen = 0;
+	int rc;
+
+	memset(k, 0, sizeof(*k));
+	if (staff && (rc = cw_staff_parse(p, "kiosk_staff", staff, k->staff, &k->nstaff)))
+		return rc;
+	if (!key)
+		return CW_OK;
+	mark = cw_jsoncfg_enter(p, "customer_token_key");
+	if (!cJSON_IsObject(key))
+		return cw_jsoncfg_fail(p, NULL, "expected an object {\"seed\"}");
+	if ((rc = cw_jsoncfg_check_keys(p, key, keys)))
+		return rc;
+	seed = cJSON_GetObjectItemCaseSensitive(key, "seed");
+	if (!cJSON_IsString(seed) ||
+	    sodium_base642bin(k->seed, sizeof(k->seed), seed->valuestring,
+			      strlen(seed->valuestring), NULL, &binlen, &end,
+			      sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+	    binlen != sizeof(k->seed) || *end != '\0')
+		return cw_jsoncfg_fail(p, "seed", "expected %d bytes in base64url without padding",
+				       CW_CLOUDCFG_SEED_BYTES);
+	cw_jsoncfg_pop(p, mark);
+	k->has_seed = true;
+	return CW_OK;
+}
+
 int cw_cloudcfg_merge(const char *file_json, size_t len, const cJSON *sections,
 		      struct cw_edge_config *out, char *err, size_t errlen)
 {
+	struct kiosk_part *kp;
 	struct cw_jsoncfg p;
 	cJSON *root = NULL;
 	char *text = NULL;
@@ -91,6 +142,14 @@ int cw_cloudcfg_merge(const char *file_json, size_t len, const cJSON *sections,
 		return rc;
 	rv = cJSON_GetObjectItemCaseSensitive(sections, "revoked_tokens");
 	if (rv && (rc = check_revoked(&p, rv)))
+		return rc;
+	kp = malloc(sizeof(*kp));
+	if (!kp)
+		return CW_ERR_NOMEM;
+	rc = kiosk_parse(&p, sections, kp);
+	sodium_memzero(kp, sizeof(*kp));
+	free(kp);
+	if (rc != CW_OK)
 		return rc;
 	/* the file was parsed at start; its text is parsed again as the base */
 	root = cJSON_ParseWithLength(file_json, len);
@@ -339,7 +398,36 @@ static int revoked_list(const cJSON *sections, const char ***out, int *n)
 	return CW_OK;
 }
 
-/* Rules and revoked tokens of (version, sections) into the engine. */
+/* The kiosk's sections of sections (NULL: version 0, none) to the kiosk's
+ * hooks, if one is connected. Mutex held. */
+static int apply_kiosk(struct cw_cloudcfg *c, const cJSON *sections)
+{
+	struct kiosk_part *k;
+	struct cw_jsoncfg p;
+	char err[MSG_MAX];
+	int rc;
+
+	if (!c->kiosk.chain_seed && !c->kiosk.staff)
+		return CW_OK;
+	k = malloc(sizeof(*k));
+	if (!k)
+		return CW_ERR_NOMEM;
+	cw_jsoncfg_init(&p, err, sizeof(err));
+	/* checked by the merge already; a failure here is a bug */
+	rc = kiosk_parse(&p, sections, k);
+	if (rc != CW_OK)
+		cw_error("edge.cloud_config_kiosk", "error=\"%s\"", err);
+	if (rc == CW_OK && c->kiosk.staff)
+		rc = c->kiosk.staff(c->kiosk.ctx, k->staff, k->nstaff);
+	if (rc == CW_OK && c->kiosk.chain_seed)
+		c->kiosk.chain_seed(c->kiosk.ctx, k->has_seed ? k->seed : NULL);
+	sodium_memzero(k, sizeof(*k));
+	free(k);
+	return rc;
+}
+
+/* Rules and revoked tokens of (version, sections) into the engine, then the
+ * kiosk's sections to the kiosk. */
 static int apply_live(struct cw_cloudcfg *c, int64_t version, const cJSON *sections,
 		      const struct cw_rules *rules)
 {
@@ -349,7 +437,25 @@ static int apply_live(struct cw_cloudcfg *c, int64_t version, const cJSON *secti
 	if (rc == CW_OK)
 		rc = cw_engine_apply_config(c->e, version, rules, ids, n);
 	free(ids);
+	if (rc == CW_OK)
+		rc = apply_kiosk(c, sections);
 	return rc;
+}
+
+void cw_cloudcfg_set_kiosk(struct cw_cloudcfg *c, const struct cw_cloudcfg_kiosk *k)
+{
+	int rc;
+
+	pthread_mutex_lock(&c->mu);
+	if (k)
+		c->kiosk = *k;
+	else
+		memset(&c->kiosk, 0, sizeof(c->kiosk));
+	rc = apply_kiosk(c, c->applied_sections);
+	if (rc != CW_OK)
+		cw_error("edge.cloud_config_kiosk", "version=%lld error=%s", (long long)c->applied,
+			 cw_errname(rc));
+	pthread_mutex_unlock(&c->mu);
 }
 
 int cw_cloudcfg_attach(struct cw_cloudcfg *c, struct cw_engine *e,

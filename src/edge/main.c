@@ -526,6 +526,16 @@ static int start_all(struct edge *ed, struct cw_engine **enginep)
 		}
 		cw_engine_set_outbox_hook(engine, on_outbox, ed->syncer);
 	}
+	/* Issue 5 (the lead's cw_kiosk): connect the kiosk to the cloud's
+	 * kiosk sections here, once the kiosk exists and before the attach:
+	 *   cw_cloudcfg_set_kiosk(ed->cloudcfg, &(struct cw_cloudcfg_kiosk){
+	 *       .chain_seed = <calls cw_kiosk_set_chain_seed>,
+	 *       .staff = <copies struct cw_staff into cw_kiosk_set_cloud_staff>,
+	 *       .ctx = ed->kiosk});
+	 * and cw_cloudcfg_set_kiosk(ed->cloudcfg, NULL) in shutdown_all before
+	 * the kiosk is freed. The running version's seed and staff reach it at
+	 * once (also those stored in cloud-config.json at start), then at every
+	 * change. */
 	/* before the syncer starts: it offers the cloud's versions to it */
 	if (ed->cloudcfg) {
 		rc = cw_cloudcfg_attach(ed->cloudcfg, engine, &ed->cfg);

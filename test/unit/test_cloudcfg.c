@@ -2,9 +2,12 @@
  * merge over the file, live application of rules and revoked tokens, refusal
  * of an invalid version (kept running on the last good one, remembered,
  * config.rejected in the outbox), buses/carts changes left for a restart,
- * a failed restart, no offer while a restart is under way, and
- * cloud-config.json across a restart. */
+ * a failed restart, no offer while a restart is under way,
+ * cloud-config.json across a restart, and the kiosk's sections
+ * (kiosk_staff, customer_token_key): checked, all or nothing with the rest,
+ * handed to the kiosk hooks live and at start. */
 #include <check.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +15,7 @@
 
 #include "cw_cloudcfg.h"
 #include "cw_error.h"
+#include "cw_jsoncfg.h"
 #include "cw_testutil.h"
 
 static char dir[256], path[400], saved[400], db[400];
@@ -351,6 +355,222 @@ START_TEST(saved_file_that_no_longer_fits)
 }
 END_TEST
 
+/* ---- the kiosk's sections (issue 5) ---- */
+
+#define HASH "$argon2id$v=19$m=65536,t=2,p=1$c2FsdA$aGFzaA"
+
+/* What the kiosk hooks were handed. */
+static struct {
+	int seed_calls, staff_calls, staff_rc;
+	bool has_seed;
+	unsigned char seed[CW_CLOUDCFG_SEED_BYTES];
+	int nstaff;
+	struct cw_staff staff[CW_STAFF_MAX];
+} got;
+
+static void on_seed(void *ctx, const unsigned char *seed)
+{
+	ck_assert_ptr_eq(ctx, &got);
+	got.seed_calls++;
+	got.has_seed = seed != NULL;
+	if (seed)
+		memcpy(got.seed, seed, sizeof(got.seed));
+}
+
+static int on_staff(void *ctx, const struct cw_staff *s, int n)
+{
+	ck_assert_ptr_eq(ctx, &got);
+	got.staff_calls++;
+	if (got.staff_rc != CW_OK)
+		return got.staff_rc;
+	got.nstaff = n;
+	memcpy(got.staff, s, (size_t)n * sizeof(*s));
+	return CW_OK;
+}
+
+static const struct cw_cloudcfg_kiosk hooks = {.chain_seed = on_seed, .staff = on_staff,
+					       .ctx = &got};
+
+/* The seed of bytes first, first+1, ... in base64url into b64 (44 bytes). */
+static void seed_b64(int first, char *b64, size_t cap)
+{
+	unsigned char s[CW_CLOUDCFG_SEED_BYTES];
+
+	for (int i = 0; i < (int)sizeof(s); i++)
+		s[i] = (unsigned char)(first + i);
+	sodium_bin2base64(b64, cap, s, sizeof(s), sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+}
+
+/* A merge of a kiosk section alone over the test's file: its rc, err. */
+static int merge_one(const char *json, char *err, size_t errlen)
+{
+	char *file = NULL;
+	size_t len = 0;
+	cJSON *s = jq(json);
+	int rc;
+
+	ck_assert_int_eq(cw_jsoncfg_read_file(path, 65536, &file, &len, NULL, 0), CW_OK);
+	rc = cw_cloudcfg_merge(file, len, s, &next, err, errlen);
+	cJSON_Delete(s);
+	free(file);
+	return rc;
+}
+
+static char last_err[256];
+
+static void refused(const char *json, const char *word)
+{
+	ck_assert_msg(merge_one(json, last_err, sizeof(last_err)) == CW_ERR_CONFIG, "accepted: %s",
+		      json);
+	ck_assert_msg(strstr(last_err, word), "'%s' not in '%s'", word, last_err);
+}
+
+START_TEST(kiosk_sections_checked)
+{
+	char b64[64], json[4096], err[256];
+	size_t n;
+
+	seed_b64(0, b64, sizeof(b64));
+	snprintf(json, sizeof(json), "{'customer_token_key':{'seed':'%s'},'kiosk_staff':[{'id':'s-1',"
+		 "'name':'Dana','pin_hash':'" HASH "'}]}", b64);
+	ck_assert_int_eq(merge_one(json, err, sizeof(err)), CW_OK);
+	ck_assert_int_eq(merge_one("{'kiosk_staff':[]}", err, sizeof(err)), CW_OK);
+
+	refused("{'kiosk_staff':{}}", "kiosk_staff: expected an array");
+	refused("{'kiosk_staff':[1]}", "kiosk_staff[0]: expected an object");
+	refused("{'kiosk_staff':[{'id':'a','name':'x'}]}", "kiosk_staff[0].pin_hash: missing");
+	refused("{'kiosk_staff':[{'id':'a b','name':'x','pin_hash':'" HASH "'}]}",
+		"kiosk_staff[0].id");
+	refused("{'kiosk_staff':[{'id':'a','name':'','pin_hash':'" HASH "'}]}",
+		"kiosk_staff[0].name");
+	refused("{'kiosk_staff':[{'id':'a','name':'x','pin_hash':'$argon2i$v=19$m=1,t=1,p=1$x$y'}]}",
+		"kiosk_staff[0].pin_hash: expected an Argon2id hash");
+	refused("{'kiosk_staff':[{'id':'a','name':'x','pin_hash':'" HASH "','pin':'1234'}]}",
+		"kiosk_staff[0].pin: unknown key");
+	refused("{'kiosk_staff':[{'id':'a','name':'x','pin_hash':'" HASH "'},"
+		"{'id':'a','name':'y','pin_hash':'" HASH "'}]}",
+		"kiosk_staff[1].id: the same id as kiosk_staff[0]");
+	n = (size_t)snprintf(json, sizeof(json), "{'kiosk_staff':[");
+	for (int i = 0; i <= CW_STAFF_MAX; i++)
+		n += (size_t)snprintf(json + n, sizeof(json) - n, "%s{'id':'s%d','name':'x',"
+				      "'pin_hash':'$argon2id$'}", i ? "," : "", i);
+	ck_assert_uint_lt(n + 3, sizeof(json));
+	snprintf(json + n, sizeof(json) - n, "]}");
+	refused(json, "kiosk_staff: at most 50");
+
+	refused("{'customer_token_key':'x'}", "customer_token_key: expected an object");
+	refused("{'customer_token_key':{}}", "customer_token_key.seed: expected 32 bytes");
+	refused("{'customer_token_key':{'seed':1}}", "customer_token_key.seed: expected 32 bytes");
+	/* 31 bytes, padding, standard alphabet, an extra key: refused, never echoed */
+	snprintf(json, sizeof(json), "{'customer_token_key':{'seed':'%.42s'}}", b64);
+	refused(json, "customer_token_key.seed: expected 32 bytes");
+	snprintf(json, sizeof(json), "{'customer_token_key':{'seed':'%s='}}", b64);
+	refused(json, "customer_token_key.seed");
+	ck_assert_ptr_null(strstr(last_err, b64));
+	refused("{'customer_token_key':{'seed':'AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh+/'}}",
+		"customer_token_key.seed");
+	snprintf(json, sizeof(json), "{'customer_token_key':{'seed':'%s','kid':1}}", b64);
+	refused(json, "customer_token_key.kid: unknown key");
+}
+END_TEST
+
+START_TEST(kiosk_sections_reach_the_kiosk)
+{
+	char b64[64], json[1024], err[256] = "", *text = NULL;
+	size_t len = 0;
+	struct stat st;
+
+	memset(&got, 0, sizeof(got));
+	/* connected at version 0: no chain key, no staff from the cloud */
+	cw_cloudcfg_set_kiosk(cc, &hooks);
+	ck_assert_int_eq(got.seed_calls, 1);
+	ck_assert(!got.has_seed);
+	ck_assert_int_eq(got.staff_calls, 1);
+	ck_assert_int_eq(got.nstaff, 0);
+
+	/* a version with both: live, with the rules */
+	seed_b64(7, b64, sizeof(b64));
+	snprintf(json, sizeof(json), "{'rules':{'rental_minutes':45},'customer_token_key':"
+		 "{'seed':'%s'},'kiosk_staff':[{'id':'s-1','name':'Dana','pin_hash':'" HASH "'},"
+		 "{'id':'s-2','name':'Avi','pin_hash':'" HASH "'}]}", b64);
+	ck_assert_int_eq(offer(1, json, err, sizeof(err)), CW_OK);
+	versions(1, 0);
+	ck_assert_int_eq(got.seed_calls, 2);
+	ck_assert(got.has_seed);
+	ck_assert_int_eq(got.seed[0], 7);
+	ck_assert_int_eq(got.seed[31], 38);
+	ck_assert_int_eq(got.nstaff, 2);
+	ck_assert_str_eq(got.staff[1].id, "s-2");
+	ck_assert_str_eq(got.staff[1].name, "Avi");
+	ck_assert_str_eq(got.staff[0].pin_hash, HASH);
+	/* kept in cloud-config.json, which only the daemon's user may read */
+	ck_assert_int_eq(stat(saved, &st), 0);
+	ck_assert_int_eq(st.st_mode & 0777, 0600);
+	ck_assert_int_eq(cw_jsoncfg_read_file(saved, 65536, &text, &len, NULL, 0), CW_OK);
+	ck_assert_ptr_nonnull(strstr(text, b64));
+	free(text);
+
+	/* all or nothing: good rules with a bad staff entry change nothing */
+	ck_assert_int_eq(offer(2, "{'rules':{'rental_minutes':30},'kiosk_staff':[{'id':'s-1',"
+				  "'name':'Dana','pin_hash':'plain-1234'}]}",
+			       err, sizeof(err)),
+			 CW_ERR_CONFIG);
+	ck_assert_ptr_nonnull(strstr(err, "kiosk_staff[0].pin_hash"));
+	versions(1, 2);
+	ck_assert_int_eq(got.seed_calls, 2);
+	ck_assert_int_eq(got.staff_calls, 2);
+
+	/* a version without them: the chain key is forgotten, no cloud staff */
+	ck_assert_int_eq(offer(3, "{'rules':{'rental_minutes':45}}", err, sizeof(err)), CW_OK);
+	ck_assert_int_eq(got.seed_calls, 3);
+	ck_assert(!got.has_seed);
+	ck_assert_int_eq(got.nstaff, 0);
+
+	/* at start, from the stored file (before and after the engine) */
+	ck_assert_int_eq(offer(4, json, err, sizeof(err)), CW_OK);
+	cw_cloudcfg_set_kiosk(cc, NULL);
+	stop_engine();
+	memset(&got, 0, sizeof(got));
+	start_engine();
+	ck_assert_int_eq(got.seed_calls, 0); /* not connected */
+	cw_cloudcfg_set_kiosk(cc, &hooks);
+	ck_assert_int_eq(got.seed_calls, 1);
+	ck_assert(got.has_seed);
+	ck_assert_int_eq(got.seed[0], 7);
+	ck_assert_int_eq(got.nstaff, 2);
+	ck_assert_int_eq(cw_cloudcfg_attach(cc, eng, &cfg), CW_OK);
+	ck_assert_int_eq(got.seed_calls, 2);
+	ck_assert_int_eq(got.nstaff, 2);
+
+	/* the kiosk could not take the staff list: saved, applied by a restart */
+	got.staff_rc = CW_ERR_NOMEM;
+	ck_assert_int_eq(offer(5, "{'kiosk_staff':[]}", err, sizeof(err)), CW_OK);
+	ck_assert_int_eq(health_num("config_pending_version"), 5);
+	got.staff_rc = CW_OK;
+	ck_assert(cw_cloudcfg_pending(cc, &next));
+	cw_cloudcfg_restarted(cc, true, NULL);
+	ck_assert_int_eq(cw_cloudcfg_attach(cc, eng, &cfg), CW_OK);
+	ck_assert_int_eq(got.nstaff, 0);
+	ck_assert(!got.has_seed);
+	versions(5, 2);
+
+	/* with a carts change: nothing reaches the kiosk before the restart */
+	got.seed_calls = 0;
+	ck_assert_int_eq(offer(6, "{'carts':[{'number':5,'bus':'bus0','board':2,'lock':3}],"
+				  "'kiosk_staff':[{'id':'s-9','name':'Noa','pin_hash':'" HASH "'}]}",
+			       err, sizeof(err)),
+			 CW_OK);
+	ck_assert_int_eq(got.seed_calls, 0);
+	ck_assert_int_eq(got.nstaff, 0);
+	ck_assert(cw_cloudcfg_pending(cc, &next));
+	cw_cloudcfg_restarted(cc, true, NULL);
+	ck_assert_int_eq(cw_cloudcfg_attach(cc, eng, &next), CW_OK);
+	ck_assert_int_eq(got.nstaff, 1);
+	ck_assert_str_eq(got.staff[0].id, "s-9");
+	cw_cloudcfg_set_kiosk(cc, NULL);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("cloudcfg");
@@ -365,6 +585,8 @@ int main(void)
 	tcase_add_test(tc, carts_change_waits_for_a_restart);
 	tcase_add_test(tc, no_offer_during_a_restart);
 	tcase_add_test(tc, saved_file_that_no_longer_fits);
+	tcase_add_test(tc, kiosk_sections_checked);
+	tcase_add_test(tc, kiosk_sections_reach_the_kiosk);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
