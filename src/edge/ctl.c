@@ -9,11 +9,14 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <sodium.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <termios.h>
+#include <unistd.h>
 
 #include "cw_version.h"
 
@@ -726,6 +729,76 @@ static int cmd_enroll(int argc, char **argv)
 	return 0;
 }
 
+/* One line of the standard input into buf without its line end; without
+ * echo when it is a terminal (prompt on stderr). false at end of input. */
+static bool read_secret(const char *prompt, char *buf, size_t cap)
+{
+	struct termios old, quiet;
+	bool tty = isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &old) == 0, ok;
+
+	if (tty) {
+		fputs(prompt, stderr);
+		quiet = old;
+		quiet.c_lflag &= ~(tcflag_t)ECHO;
+		tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+	}
+	ok = fgets(buf, (int)cap, stdin) != NULL;
+	if (tty) {
+		tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+		fputc('\n', stderr);
+	}
+	if (ok)
+		buf[strcspn(buf, "\r\n")] = '\0';
+	return ok;
+}
+
+/* A staff PIN's hash for the cloud's kiosk_staff (docs/OPERATIONS.md
+ * "Staff PINs"): Argon2id by crypto_pwhash_str_alg, printed on stdout. The
+ * PIN is read from the standard input (never the command line, which other
+ * users see), twice on a terminal. INTERACTIVE limits (64 MiB, 2 passes)
+ * because the Raspberry Pi verifies the hash at the kiosk while a customer
+ * waits, on a machine with 1-4 GiB and a slow core: MODERATE (256 MiB, about
+ * 1 s on a PC) would take seconds there and a large share of its memory. A
+ * 4-12 digit PIN cannot be made strong by any hash: the kiosk's limit on
+ * failed attempts protects it; the hash keeps the PIN itself out of the
+ * configuration. */
+static int cmd_pin_hash(int argc, char **argv)
+{
+	char pin[64] = "", again[64] = "", hash[crypto_pwhash_STRBYTES];
+	size_t n;
+	bool ok;
+
+	(void)argv;
+	if (argc != 1)
+		die(2, "usage: cartwisectl pin-hash  (the PIN is read from the standard input)");
+	if (sodium_init() < 0)
+		die(1, "libsodium could not be initialised");
+	if (!read_secret("Staff PIN (4-12 digits): ", pin, sizeof(pin)))
+		die(2, "no PIN on the standard input");
+	n = strlen(pin);
+	ok = n >= 4 && n <= 12 && strspn(pin, "0123456789") == n;
+	if (ok && isatty(STDIN_FILENO)) {
+		if (!read_secret("Again: ", again, sizeof(again)) || strcmp(pin, again) != 0) {
+			sodium_memzero(pin, sizeof(pin));
+			sodium_memzero(again, sizeof(again));
+			die(2, "the two PINs differ");
+		}
+	}
+	sodium_memzero(again, sizeof(again));
+	if (!ok) {
+		sodium_memzero(pin, sizeof(pin));
+		die(2, "a staff PIN is 4-12 digits");
+	}
+	ok = crypto_pwhash_str_alg(hash, pin, n, crypto_pwhash_OPSLIMIT_INTERACTIVE,
+				   crypto_pwhash_MEMLIMIT_INTERACTIVE,
+				   crypto_pwhash_ALG_ARGON2ID13) == 0;
+	sodium_memzero(pin, sizeof(pin));
+	if (!ok)
+		die(1, "could not hash the PIN (out of memory?)");
+	printf("%s\n", hash);
+	return 0;
+}
+
 static int cmd_scan(int argc, char **argv)
 {
 	const cJSON *res, *it;
@@ -852,6 +925,7 @@ static void usage(FILE *f)
 		"  return RENTAL_ID [--note T]     close a rental by hand\n"
 		"  enroll [--code CODE|-]          drop the cloud credentials, register again\n"
 		"  scan BUS [FIRST LAST]           list addresses answering on a bus\n"
+		"  pin-hash                        hash a staff PIN read from stdin (kiosk_staff)\n"
 		"\n"
 		"Token: --token, else $CARTWISE_TOKEN, else api.admin_token of --config.\n"
 		"Exit status: 0 ok, 1 refused or unreachable (message printed), 2 bad usage.\n");
@@ -884,6 +958,10 @@ static const struct command commands[] = {
 	{"scan", cmd_scan, "cartwisectl scan BUS [FIRST LAST]\nProbes addresses on a configured "
 			   "bus (default: the protocol's whole range) and flags garbled answers "
 			   "(two boards on one address?)."},
+	{"pin-hash", cmd_pin_hash, "cartwisectl pin-hash\nReads a staff PIN of 4-12 digits from "
+				   "the standard input (without echo, and twice, on a terminal) and "
+				   "prints its Argon2id hash ($argon2id$...) for the pin_hash of an "
+				   "entry of the cloud's kiosk_staff. Needs no running edge."},
 };
 
 int main(int argc, char **argv)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # cartwisectl against the running daemon: status, carts, rentals, unlock for
-# maintenance, maintenance on/off, a forced return and a bus scan.
+# maintenance, maintenance on/off, a forced return, a bus scan, and
+# pin-hash (no daemon needed).
 . "$(dirname "$0")/lib.sh"
 
 sim_start bus0 kerong --board 0:4 --board 1:4
@@ -55,6 +56,19 @@ out=$(ctl scan bus0 0 3) || fail "scan failed: $out"
 grep -E '^ *0 ' <<<"$out" | grep -q ok || fail "scan does not list board 0: $out"
 grep -E '^ *1 ' <<<"$out" | grep -qi garbled || fail "scan does not flag address 1: $out"
 sim bus0 fault dup 1 off >/dev/null
+
+note "pin-hash: Argon2id (interactive limits) of a PIN from stdin, fresh salt; bad PINs refused"
+h1=$(printf '2468\n' | "$CTL" pin-hash) || fail "pin-hash failed"
+h2=$(printf '2468' | "$CTL" pin-hash) || fail "pin-hash without a newline failed"
+grep -Eq '^\$argon2id\$v=19\$m=65536,t=2,p=1\$[A-Za-z0-9+/]{22}\$[A-Za-z0-9+/]{43}$' <<<"$h1" \
+	|| fail "not an Argon2id hash: $h1"
+[ "$h1" != "$h2" ] || fail "two hashes of one PIN are equal (no salt?)"
+for pin in 123 1234567890123 12a4 ''; do
+	if out=$(printf '%s\n' "$pin" | "$CTL" pin-hash 2>&1); then fail "PIN '$pin' accepted: $out"; fi
+	grep -q '4-12 digits' <<<"$out" || fail "no clear message for '$pin': $out"
+done
+"$CTL" pin-hash </dev/null 2>/dev/null && fail "pin-hash with no input succeeded"
+"$CTL" --help | grep -q pin-hash || fail "--help does not list pin-hash"
 
 check_logs
 edge_stop
