@@ -3,7 +3,9 @@
 # real processes: cartwise-cloud (sqlite | postgres, the first argument),
 # cartwise-simlock and cartwise-edge.
 #  1. new rules and revoked tokens from the cloud apply live: status shows the
-#     version, a new rental takes the new duration, the jti is stored;
+#     version, a new rental takes the new duration, the jti is stored; the
+#     kiosk's staff list and the chain's customer_token_key (the seed the
+#     cloud gives this device's token) are kept in cloud-config.json;
 #  2. an invalid version (a cart on a board that does not exist) is refused:
 #     the edge keeps running the last good one, status names the key, and the
 #     cloud's telemetry has config.rejected;
@@ -26,9 +28,16 @@ put_config() { capi PUT "/api/devices/$DEV/config" "$1"; cexpect 200; cjq .versi
 
 note "1. rules and a revoked token apply live"
 JTI=0190aaaa-0000-7000-8000-0000000000aa
-v=$(put_config "{\"rules\":{\"rental_minutes\":45,\"grace_minutes\":5},\"revoked_tokens\":[\"$JTI\"]}")
+STAFF='[{"id":"s-1","name":"Dana","pin_hash":"$argon2id$v=19$m=65536,t=2,p=1$c2FsdA$aGFzaA"}]'
+v=$(put_config "{\"rules\":{\"rental_minutes\":45,\"grace_minutes\":5},\"revoked_tokens\":[\"$JTI\"],\"kiosk_staff\":$STAFF}")
 [ "$v" = 1 ] || fail "first version $v"
 wait_until 15 cfg_is config_version 1 || fail "version 1 not applied: $(status | jq -c .cloud)"
+SEED=$(CTOK=$(jq -r .device_token "$T/data/cloud.json"); capi GET "/api/devices/$DEV/config"; cjq .config.customer_token_key.seed)
+[ "${#SEED}" = 43 ] || fail "the device's pull has no seed: $(cat "$T/cresp.json")"
+[ "$(jq -r .config.customer_token_key.seed "$T/data/cloud-config.json")" = "$SEED" ] &&
+	[ "$(jq -c .config.kiosk_staff "$T/data/cloud-config.json")" = "$(jq -c . <<<"$STAFF")" ] ||
+	fail "cloud-config.json lacks the kiosk's sections: $(jq -c '.config | keys' "$T/data/cloud-config.json")"
+! grep -qF "$SEED" "$T/edge.log" "$T/cloud.log" || fail "the seed is in a log"
 [ "$(cfg_field config_pending_version)" = null ] || fail "rules alone left a pending version"
 { [ "$EDGE_PID" = "$PID0" ] && kill -0 "$PID0"; } || fail "the daemon is not the same process"
 [ "$(edge_sql "SELECT jti || ',' || config_version FROM revoked_tokens")" = "$JTI,1" ] ||
