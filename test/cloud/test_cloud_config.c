@@ -1,4 +1,6 @@
-/* Tests of cw_cloud_config: defaults, every section, and refusals that name the key. */
+/* Tests of cw_cloud_config: defaults, every section, and refusals that name the key;
+ * and of the secrets derived from the signing key (MQTT passwords, the chains' customer-token
+ * seeds). */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -192,6 +194,37 @@ START_TEST(mqtt_passwords)
 }
 END_TEST
 
+START_TEST(customer_token_seed)
+{
+	/* computed independently (Python's hashlib.blake2b: the KDF subkey is
+	 * BLAKE2b-256 keyed with the seed, salt = subkey id 1 little-endian,
+	 * personal = "cwcusttk"; then BLAKE2b-256 keyed with the subkey over the
+	 * label, its NUL and the chain id). Pinned: a change of the derivation
+	 * would invalidate every customer token of every chain in the field. */
+	static const char want[] =
+		"e16f6c5ad933418d148450e0c17aa286606de1d837dab9097b3042c534d172f1";
+	unsigned char seed[crypto_sign_SEEDBYTES], sk[crypto_sign_SECRETKEYBYTES];
+	unsigned char pk[crypto_sign_PUBLICKEYBYTES], a[CW_CUSTOMER_SEED_BYTES];
+	unsigned char b[CW_CUSTOMER_SEED_BYTES];
+	char hex[2 * CW_CUSTOMER_SEED_BYTES + 1];
+
+	ck_assert_int_ge(sodium_init(), 0);
+	for (int i = 0; i < (int)sizeof(seed); i++)
+		seed[i] = (unsigned char)i;
+	crypto_sign_seed_keypair(pk, sk, seed);
+	cw_customer_token_seed(sk, "0190aaaa-0000-7000-8000-000000000001", a);
+	sodium_bin2hex(hex, sizeof(hex), a, sizeof(a));
+	ck_assert_str_eq(hex, want);
+	/* another chain, another key: another seed */
+	cw_customer_token_seed(sk, "0190aaaa-0000-7000-8000-000000000002", b);
+	ck_assert(memcmp(a, b, sizeof(a)) != 0);
+	seed[0] ^= 1;
+	crypto_sign_seed_keypair(pk, sk, seed);
+	cw_customer_token_seed(sk, "0190aaaa-0000-7000-8000-000000000001", b);
+	ck_assert(memcmp(a, b, sizeof(a)) != 0);
+}
+END_TEST
+
 START_TEST(trusted_proxies)
 {
 	unsigned char k[16];
@@ -297,6 +330,7 @@ int main(void)
 	tcase_add_test(tc, trusted_proxies);
 	tcase_add_test(tc, mqtt_section);
 	tcase_add_test(tc, mqtt_passwords);
+	tcase_add_test(tc, customer_token_seed);
 	tcase_add_test(tc, secrets_never_echoed);
 	tcase_add_test(tc, load_from_file);
 	tcase_add_test(tc, utf8_check);
