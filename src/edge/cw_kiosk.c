@@ -50,7 +50,7 @@ struct cw_kiosk {
 	unsigned char chain_pk[crypto_sign_PUBLICKEYBYTES];
 	unsigned char chain_sk[crypto_sign_SECRETKEYBYTES];
 	int ncloud_staff;
-	struct cw_kiosk_staff cloud_staff[CW_KIOSK_MAX_STAFF];
+	struct cw_staff cloud_staff[CW_STAFF_MAX];
 	/* one Argon2id check at a time: each takes 64 MiB (MEMLIMIT_INTERACTIVE) */
 	pthread_mutex_t pin_mu;
 };
@@ -72,49 +72,6 @@ void cw_kiosk_config_defaults(struct cw_kiosk_config *c)
 	c->max_requests_per_kiosk_hour = 60;
 	c->max_pin_failures = 5;
 	c->pin_window_s = 900;
-}
-
-static int parse_staff(struct cw_jsoncfg *p, const cJSON *arr, struct cw_kiosk_config *c)
-{
-	static const char *const keys[] = {"id", "name", "pin_hash", NULL};
-	const cJSON *it;
-	int rc = CW_OK;
-
-	c->nstaff = 0;
-	cJSON_ArrayForEach(it, arr) {
-		size_t mark = cw_jsoncfg_push(p, ".staff[%d]", c->nstaff);
-		struct cw_kiosk_staff *s;
-
-		if (c->nstaff == CW_KIOSK_MAX_STAFF) {
-			rc = cw_jsoncfg_fail(p, NULL, "at most %d staff PINs", CW_KIOSK_MAX_STAFF);
-			goto out;
-		}
-		s = &c->staff[c->nstaff];
-		if (!cJSON_IsObject(it)) {
-			rc = cw_jsoncfg_fail(p, NULL, "expected an object");
-			goto out;
-		}
-		if ((rc = cw_jsoncfg_check_keys(p, it, keys)) ||
-		    (rc = cw_jsoncfg_get_str(p, it, "id", CW_JSONCFG_REQUIRED | CW_JSONCFG_IDENT,
-					     s->id, sizeof(s->id))) ||
-		    (rc = cw_jsoncfg_get_str(p, it, "name", 0, s->name, sizeof(s->name))) ||
-		    (rc = cw_jsoncfg_get_str(p, it, "pin_hash", CW_JSONCFG_REQUIRED, s->pin_hash,
-					     sizeof(s->pin_hash))))
-			goto out;
-		if (strncmp(s->pin_hash, "$argon2id$", 10) != 0) {
-			rc = cw_jsoncfg_fail(p, "pin_hash",
-					     "expected an Argon2id hash (\"$argon2id$...\", made by "
-					     "`cartwisectl pin-hash`)");
-			goto out;
-		}
-		c->nstaff++;
-		cw_jsoncfg_pop(p, mark);
-		continue;
-out:
-		cw_jsoncfg_pop(p, mark);
-		return rc;
-	}
-	return CW_OK;
 }
 
 int cw_kiosk_config_parse(struct cw_jsoncfg *p, const cJSON *k, struct cw_kiosk_config *c)
@@ -173,7 +130,7 @@ int cw_kiosk_config_parse(struct cw_jsoncfg *p, const cJSON *k, struct cw_kiosk_
 		cw_jsoncfg_pop(p, m2);
 	}
 	if (staff)
-		rc = parse_staff(p, staff, c);
+		rc = cw_staff_parse(p, "staff", staff, c->staff, &c->nstaff);
 out:
 	cw_jsoncfg_pop(p, mark);
 	return rc;
@@ -225,9 +182,9 @@ void cw_kiosk_set_chain_seed(struct cw_kiosk *k, const unsigned char *seed)
 	pthread_mutex_unlock(&k->mu);
 }
 
-int cw_kiosk_set_cloud_staff(struct cw_kiosk *k, const struct cw_kiosk_staff *staff, int n)
+int cw_kiosk_set_cloud_staff(struct cw_kiosk *k, const struct cw_staff *staff, int n)
 {
-	if (n < 0 || n > CW_KIOSK_MAX_STAFF || (n && !staff))
+	if (n < 0 || n > CW_STAFF_MAX || (n && !staff))
 		return CW_ERR_INVAL;
 	pthread_mutex_lock(&k->mu);
 	if (n)
@@ -666,11 +623,11 @@ unlock:
 /* Finds the staff member whose PIN this is; id copied into staff_id. */
 static bool pin_match(struct cw_kiosk *k, const char *pin, char staff_id[64])
 {
-	struct cw_kiosk_staff *all;
+	struct cw_staff *all;
 	bool ok = false;
 	int n;
 
-	all = calloc(2 * CW_KIOSK_MAX_STAFF, sizeof(*all));
+	all = calloc(2 * CW_STAFF_MAX, sizeof(*all));
 	if (!all)
 		return false;
 	pthread_mutex_lock(&k->mu);
@@ -686,7 +643,7 @@ static bool pin_match(struct cw_kiosk *k, const char *pin, char staff_id[64])
 		}
 	}
 	pthread_mutex_unlock(&k->pin_mu);
-	sodium_memzero(all, 2 * CW_KIOSK_MAX_STAFF * sizeof(*all));
+	sodium_memzero(all, 2 * CW_STAFF_MAX * sizeof(*all));
 	free(all);
 	return ok;
 }

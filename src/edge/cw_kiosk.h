@@ -25,16 +25,10 @@
 #include "cw_engine.h"
 #include "cw_jsoncfg.h"
 #include "cw_phone.h"
+#include "cw_staff.h"
 
-#define CW_KIOSK_MAX_STAFF 50
 #define CW_KIOSK_CODE_LEN 6
 #define CW_KIOSK_ADDR_MAX 64
-
-struct cw_kiosk_staff {
-	char id[64];
-	char name[64];
-	char pin_hash[128]; /* crypto_pwhash_str (Argon2id) */
-};
 
 struct cw_kiosk_config {
 	char web_root[512];         /* the kiosk page's files */
@@ -51,7 +45,7 @@ struct cw_kiosk_config {
 	int max_pin_failures;       /* per kiosk per pin_window_s */
 	int pin_window_s;
 	int nstaff;
-	struct cw_kiosk_staff staff[CW_KIOSK_MAX_STAFF];
+	struct cw_staff staff[CW_STAFF_MAX]; /* kiosk.staff of the file */
 };
 
 void cw_kiosk_config_defaults(struct cw_kiosk_config *c);
@@ -84,7 +78,7 @@ const struct cw_kiosk_config *cw_kiosk_config(const struct cw_kiosk *k);
  * NULL forgets it (tokens are then signed with the device's own key). */
 void cw_kiosk_set_chain_seed(struct cw_kiosk *k, const unsigned char *seed);
 /* Staff PINs from the cloud, used besides the config file's kiosk.staff. */
-int cw_kiosk_set_cloud_staff(struct cw_kiosk *k, const struct cw_kiosk_staff *staff, int n);
+int cw_kiosk_set_cloud_staff(struct cw_kiosk *k, const struct cw_staff *staff, int n);
 
 /* Why a call failed, for the kiosk page: reason is a stable identifier
  * (invalid_phone, too_many_requests, too_many_attempts, sms_unreachable,

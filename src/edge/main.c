@@ -371,6 +371,8 @@ static void shutdown_all(struct edge *ed, struct cw_engine *engine)
 	/* after the API (its handlers queue messages), before the engine */
 	cw_sms_free(ed->sms);
 	ed->sms = NULL;
+	if (ed->cloudcfg)
+		cw_cloudcfg_set_kiosk(ed->cloudcfg, NULL);
 	cw_kiosk_free(ed->kiosk);
 	ed->kiosk = NULL;
 	/* The syncer's thread runs commands on the engine and the buses: it
@@ -415,6 +417,17 @@ static int kiosk_sms_send(void *ctx, const char *to, const char *text, int64_t e
 static const char *kiosk_sms_health(void *ctx)
 {
 	return cw_sms_health(ctx);
+}
+
+/* The cloud's kiosk sections (cw_cloudcfg_kiosk) into the kiosk. */
+static void kiosk_chain_seed(void *ctx, const unsigned char *seed)
+{
+	cw_kiosk_set_chain_seed(ctx, seed);
+}
+
+static int kiosk_staff(void *ctx, const struct cw_staff *s, int n)
+{
+	return cw_kiosk_set_cloud_staff(ctx, s, n);
 }
 
 /* Buses, engine, cloud link and API for ed->cfg: at start, and again when a
@@ -526,16 +539,21 @@ static int start_all(struct edge *ed, struct cw_engine **enginep)
 		}
 		cw_engine_set_outbox_hook(engine, on_outbox, ed->syncer);
 	}
-	/* Issue 5 (the lead's cw_kiosk): connect the kiosk to the cloud's
-	 * kiosk sections here, once the kiosk exists and before the attach:
-	 *   cw_cloudcfg_set_kiosk(ed->cloudcfg, &(struct cw_cloudcfg_kiosk){
-	 *       .chain_seed = <calls cw_kiosk_set_chain_seed>,
-	 *       .staff = <copies struct cw_staff into cw_kiosk_set_cloud_staff>,
-	 *       .ctx = ed->kiosk});
-	 * and cw_cloudcfg_set_kiosk(ed->cloudcfg, NULL) in shutdown_all before
-	 * the kiosk is freed. The running version's seed and staff reach it at
-	 * once (also those stored in cloud-config.json at start), then at every
-	 * change. */
+	/* The kiosk, before the attach below hands it the cloud's staff list
+	 * and chain key (also those stored in cloud-config.json). */
+	ksms.ctx = ed->sms;
+	rc = cw_kiosk_new(&ed->cfg.kiosk, engine, ed->cfg.sms.provider == CW_SMS_NONE ? NULL : &ksms,
+			  ed->cfg.data_dir, ed->cfg.chain_id, ed->cfg.device_id, &ed->kiosk);
+	if (rc) {
+		cw_error("edge.kiosk_failed", "err=%s", cw_errname(rc));
+		return rc;
+	}
+	hooks.kiosk = ed->kiosk;
+	if (ed->cloudcfg)
+		cw_cloudcfg_set_kiosk(ed->cloudcfg, &(struct cw_cloudcfg_kiosk){
+							    .chain_seed = kiosk_chain_seed,
+							    .staff = kiosk_staff,
+							    .ctx = ed->kiosk});
 	/* before the syncer starts: it offers the cloud's versions to it */
 	if (ed->cloudcfg) {
 		rc = cw_cloudcfg_attach(ed->cloudcfg, engine, &ed->cfg);
@@ -546,14 +564,6 @@ static int start_all(struct edge *ed, struct cw_engine **enginep)
 	}
 	atomic_store(&ed->engine, engine);
 
-	ksms.ctx = ed->sms;
-	rc = cw_kiosk_new(&ed->cfg.kiosk, engine, ed->cfg.sms.provider == CW_SMS_NONE ? NULL : &ksms,
-			  ed->cfg.data_dir, ed->cfg.chain_id, ed->cfg.device_id, &ed->kiosk);
-	if (rc) {
-		cw_error("edge.kiosk_failed", "err=%s", cw_errname(rc));
-		return rc;
-	}
-	hooks.kiosk = ed->kiosk;
 	rc = cw_api_new(ed->cfg.api_bind, ed->cfg.api_port, ed->cfg.admin_token, engine,
 			&hooks, &ed->api);
 	if (rc) {
