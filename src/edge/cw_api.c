@@ -8,6 +8,8 @@
  *   route (404) -> method (405) -> token (401) -> branch (404) ->
  *   body size (413) -> body / query shape (400) -> engine (mapped cw_err).
  * The first four are decided on MHD's first call, before any body is read.
+ * A path outside /api/ is the kiosk page: GET or HEAD from cw_static (else
+ * 405), no token, same log line.
  *
  * Errors are always {"error": {"code": cw_errname(err), "message": text}}.
  * One log line per request: method, path (no query string), status, ms.
@@ -29,6 +31,7 @@
 #include "cw_clock.h"
 #include "cw_error.h"
 #include "cw_log.h"
+#include "cw_static.h"
 #include "cw_sync.h"
 #include "cw_uuid.h"
 #include "cw_version.h"
@@ -76,6 +79,12 @@ static void log_safe(const char *in, char *out, size_t cap)
 	out[i] = '\0';
 }
 
+static void log_request(const struct req *r, int status)
+{
+	cw_info("api.request", "method=%s path=%s status=%d ms=%lld", r->method, r->logpath, status,
+		(long long)(cw_mono_ms() - r->t0));
+}
+
 enum MHD_Result cwa_send_raw(struct MHD_Connection *c, struct req *r, int status, cJSON *body,
 				const char *hname, const char *hval)
 {
@@ -104,9 +113,7 @@ enum MHD_Result cwa_send_raw(struct MHD_Connection *c, struct req *r, int status
 		MHD_add_response_header(resp, hname, hval);
 	ret = MHD_queue_response(c, (unsigned int)status, resp);
 	MHD_destroy_response(resp);
-
-	cw_info("api.request", "method=%s path=%s status=%d ms=%lld", r->method, r->logpath, status,
-		(long long)(cw_mono_ms() - r->t0));
+	log_request(r, status);
 	return ret;
 }
 
@@ -867,6 +874,27 @@ static bool content_length_ok(const char *s)
 	return true;
 }
 
+/* Anything not under /api/: the kiosk page's files (cw_static.h). */
+static enum MHD_Result send_static(struct cw_api *a, struct MHD_Connection *c, struct req *r,
+				   const char *url, const char *method)
+{
+	struct MHD_Response *resp;
+	unsigned status = 0;
+	enum MHD_Result ret;
+
+	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+		return cwa_send_err_h(c, r, MHD_HTTP_METHOD_NOT_ALLOWED, CW_ERR_INVAL,
+				      MHD_HTTP_HEADER_ALLOW, "GET, HEAD",
+				      "method not allowed here; use GET");
+	resp = cw_static_response(a->web_root, url, &status);
+	if (!resp)
+		return MHD_NO;
+	ret = MHD_queue_response(c, status, resp);
+	MHD_destroy_response(resp);
+	log_request(r, (int)status);
+	return ret;
+}
+
 /* First call of a request: everything decidable from the request line and
  * headers. Returns true when a response was queued. */
 static bool early_checks(struct cw_api *a, struct MHD_Connection *c, const char *url,
@@ -876,6 +904,10 @@ static bool early_checks(struct cw_api *a, struct MHD_Connection *c, const char 
 	const char *cl;
 	char allow[16] = "";
 
+	if (strncmp(url, "/api/", 5) != 0 && strcmp(url, "/api") != 0) {
+		*ret = send_static(a, c, r, url, method);
+		return true;
+	}
 	if (split_url(url, r)) {
 		/* The most literal pattern wins ("carts/assign" over "carts/{id}"),
 		 * whatever the method; then the method picks among equal ones. */
@@ -1033,6 +1065,13 @@ int cw_api_new(const char *bind_addr, int port, const char *admin_token, struct 
 	a->e = e;
 	if (hooks)
 		a->hooks = *hooks;
+	if ((size_t)snprintf(a->web_root, sizeof(a->web_root), "%s",
+			     a->hooks.web_root ? a->hooks.web_root
+			     : a->hooks.kiosk  ? cw_kiosk_config(a->hooks.kiosk)->web_root
+					       : CW_KIOSK_WEB_ROOT) >= sizeof(a->web_root)) {
+		rc = CW_ERR_INVAL;
+		goto out;
+	}
 	a->token_len = strlen(admin_token);
 	memcpy(a->token, admin_token, a->token_len + 1);
 	snprintf(a->branch, sizeof(a->branch), "%s", branch);

@@ -30,6 +30,11 @@ struct cw_api_hooks {
 	 * configured; CW_ERR_CONFIG: no code given and none configured. May be
 	 * NULL. */
 	int (*cloud_enroll)(void *ctx, const char *code);
+	/* Directory of the kiosk page, served for every GET / HEAD outside
+	 * /api/ (cw_static.h); NULL: the kiosk's config (kiosk.web_root), and
+	 * without a kiosk CW_KIOSK_WEB_ROOT (meson: <datadir>/cartwise/kiosk).
+	 * At most 511 bytes. */
+	const char *web_root;
 	void *ctx;
 	/* The customer kiosk (docs/KIOSK.md); NULL: its routes answer 503. */
 	struct cw_kiosk *kiosk;

@@ -28,6 +28,7 @@ struct cw_api {
 	char token[128];
 	size_t token_len;
 	char branch[64];
+	char web_root[512]; /* the kiosk page's files (cw_static) */
 	int port;
 };
 

@@ -106,6 +106,7 @@ static void setup(void)
 	 * override's warning can be asserted when run by hand too */
 	setenv("CW_CLOCK_TRUSTED", "1", 1);
 	ck_assert_int_eq(cw_test_tmpdir(dir, sizeof(dir)), CW_OK);
+	hooks.web_root = dir; /* the kiosk page's files: none until a test writes one */
 	/* the log goes to a file so tests can read what was logged */
 	snprintf(logpath, sizeof(logpath), "%s/log", dir);
 	ck_assert_ptr_nonnull(freopen(logpath, "w", stderr));
@@ -1028,6 +1029,41 @@ START_TEST(bind_errors)
 }
 END_TEST
 
+/* Outside /api/: the kiosk page from web_root (cw_static, test_static.c),
+ * without a token, GET and HEAD only, one log line like any request. */
+START_TEST(kiosk_page_outside_api)
+{
+	char path[512], *log;
+	struct resp r;
+	FILE *f;
+
+	r = http_x("GET", "/", NULL, 0, "", false);
+	ck_error(r, 404, "not_found");
+	resp_free(&r);
+	snprintf(path, sizeof(path), "%s/index.html", dir);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("<!doctype html><title>kiosk</title>", f);
+	fclose(f);
+	r = http_x("GET", "/", NULL, 0, "", false);
+	ck_assert_int_eq(r.status, 200);
+	ck_assert_str_eq(r.body, "<!doctype html><title>kiosk</title>");
+	resp_free(&r);
+	r = http_x("POST", "/index.html", "{}", 2, "", false);
+	ck_error(r, 405, "invalid");
+	ck_assert_str_eq(r.allow, "GET, HEAD");
+	resp_free(&r);
+	/* /api itself and anything under it stay API routes */
+	r = http("GET", "/api", NULL);
+	ck_error(r, 404, "not_found");
+	resp_free(&r);
+	log = read_log();
+	ck_assert_ptr_nonnull(strstr(log, "method=GET path=/ status=200"));
+	ck_assert_ptr_nonnull(strstr(log, "method=POST path=/index.html status=405"));
+	free(log);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("api");
@@ -1050,6 +1086,7 @@ int main(void)
 	tcase_add_test(tc, slow_unlock_does_not_stall_others);
 	tcase_add_test(tc, log_line_per_request_without_secrets);
 	tcase_add_test(tc, bind_errors);
+	tcase_add_test(tc, kiosk_page_outside_api);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
