@@ -665,7 +665,7 @@ int cw_kiosk_offline_signin(struct cw_kiosk *k, const char *phone, const char *p
 			    struct cw_kiosk_why *why)
 {
 	char p[CW_PHONE_E164_MAX], staff[64] = "", jti[CW_UUID_STRLEN];
-	int64_t now = cw_engine_now_wall(), n;
+	int64_t now = cw_engine_now_wall(), n = 0, slot = 0;
 	int rc, retry = 0;
 	bool ok;
 
@@ -675,23 +675,34 @@ int cw_kiosk_offline_signin(struct cw_kiosk *k, const char *phone, const char *p
 		why_set(why, "invalid_phone", -1, -1);
 		return CW_ERR_INVAL;
 	}
+	/* The attempt is counted as a failure before its PIN is checked, in
+	 * the transaction that checks the count: guesses sent at the same
+	 * time (a thread per connection) each take a place, so no more than
+	 * max_pin_failures PINs are ever tried per window. A right PIN gives
+	 * its place back. */
 	cw_engine_lock(k->e);
-	rc = count_events(k, "pin_fail_kiosk", kiosk_addr, now, (int64_t)k->cfg.pin_window_s * 1000,
-			  &n, &retry);
-	cw_engine_unlock(k->e);
-	if (rc)
-		return rc;
+	if ((rc = cw_edb_begin(cw_engine_edb(k->e))))
+		goto unlock;
+	if ((rc = count_events(k, "pin_fail_kiosk", kiosk_addr, now,
+			       (int64_t)k->cfg.pin_window_s * 1000, &n, &retry)))
+		goto rollback;
 	if (n >= k->cfg.max_pin_failures) {
+		cw_edb_rollback(cw_engine_edb(k->e));
+		cw_engine_unlock(k->e);
 		why_set(why, "too_many_attempts", retry, 0);
 		return CW_ERR_LIMIT;
 	}
+	if ((rc = add_event(k, "pin_fail_kiosk", kiosk_addr, now)) ||
+	    (rc = cw_eq_int(k->e, &slot, "SELECT last_insert_rowid()", "")) ||
+	    (rc = cw_edb_commit(cw_engine_edb(k->e))))
+		goto rollback;
+	cw_engine_unlock(k->e);
 	ok = pin_shape_ok(pin) && pin_match(k, pin, staff);
 	cw_engine_lock(k->e);
 	if ((rc = cw_edb_begin(cw_engine_edb(k->e))))
 		goto unlock;
 	if (!ok) {
-		if ((rc = add_event(k, "pin_fail_kiosk", kiosk_addr, now)) ||
-		    (rc = audit_locked(k, "offline_refused", p, kiosk_addr, NULL, NULL, NULL,
+		if ((rc = audit_locked(k, "offline_refused", p, kiosk_addr, NULL, NULL, NULL,
 				       "wrong_pin")) ||
 		    (rc = cw_edb_commit(cw_engine_edb(k->e))))
 			goto rollback;
@@ -699,7 +710,8 @@ int cw_kiosk_offline_signin(struct cw_kiosk *k, const char *phone, const char *p
 		why_set(why, "wrong_pin", -1, (int)(k->cfg.max_pin_failures - n - 1));
 		return CW_ERR_AUTH;
 	}
-	if ((rc = sign_token(k, p, "staff_pin", staff, (int64_t)k->cfg.offline_token_minutes * 60,
+	if ((rc = cw_eq_exec(k->e, "DELETE FROM kiosk_limits WHERE rowid = ?1", "i", slot)) ||
+	    (rc = sign_token(k, p, "staff_pin", staff, (int64_t)k->cfg.offline_token_minutes * 60,
 			     out, jti)) ||
 	    (rc = audit_locked(k, "offline_signin", p, kiosk_addr, staff, jti, NULL, NULL)) ||
 	    (rc = cw_edb_commit(cw_engine_edb(k->e))))
