@@ -11,6 +11,7 @@
  * Argon2id costs ~0.1 s a hash: the staff tests use few. */
 #include <check.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <sqlite3.h>
 #include <stdarg.h>
@@ -939,6 +940,71 @@ START_TEST(staff_pin_from_cloud)
 }
 END_TEST
 
+/* Guesses at one kiosk at the same time (the API has a thread per
+ * connection): each is counted before its PIN is checked, so no more than
+ * max_pin_failures wrong PINs are ever tried in a window. */
+#define NGUESS 6
+struct guess {
+	pthread_barrier_t *go;
+	int rc;
+};
+
+static void *guess_thread(void *arg)
+{
+	struct guess *g = arg;
+	struct cw_kiosk_signin s;
+	struct cw_kiosk_why why;
+
+	pthread_barrier_wait(g->go);
+	g->rc = cw_kiosk_offline_signin(d1.k, PHONE, "9999", KIOSK_A, &s, &why);
+	free(s.token);
+	return NULL;
+}
+
+START_TEST(concurrent_pin_guesses_limited)
+{
+	struct guess g[NGUESS];
+	pthread_t th[NGUESS];
+	pthread_barrier_t go;
+	struct cw_kiosk_signin s;
+	struct cw_kiosk_why why;
+	int wrong = 0, limited = 0;
+
+	kiosk_close(&d1);
+	kc.max_pin_failures = 2;
+	kc.nstaff = 1;
+	snprintf(kc.staff[0].id, sizeof(kc.staff[0].id), "s-17");
+	snprintf(kc.staff[0].pin_hash, sizeof(kc.staff[0].pin_hash), "%s", staff_hash);
+	kiosk_open(&d1, true);
+	pthread_barrier_init(&go, NULL, NGUESS);
+	for (int i = 0; i < NGUESS; i++) {
+		g[i].go = &go;
+		g[i].rc = -1;
+		ck_assert_int_eq(pthread_create(&th[i], NULL, guess_thread, &g[i]), 0);
+	}
+	for (int i = 0; i < NGUESS; i++) {
+		pthread_join(th[i], NULL);
+		wrong += g[i].rc == CW_ERR_AUTH;
+		limited += g[i].rc == CW_ERR_LIMIT;
+	}
+	pthread_barrier_destroy(&go);
+	ck_assert_int_eq(wrong + limited, NGUESS);
+	ck_assert_int_eq(wrong, 2);
+	ck_assert_int_eq(dbint(&d1, "SELECT count(*) FROM kiosk_limits WHERE kind = 'pin_fail_kiosk'"),
+			 2);
+	ck_assert_int_eq(dbint(&d1, "SELECT count(*) FROM kiosk_audit WHERE event = 'offline_refused'"),
+			 2);
+	/* the right PIN after the window: the success leaves no failure behind */
+	cw_engine_test_advance_clock(901 * 1000);
+	ck_assert_int_eq(offline(&d1, PHONE, STAFF_PIN, KIOSK_A, &s, &why), CW_OK);
+	free(s.token);
+	ck_assert_int_eq(dbint(&d1, "SELECT count(*) FROM kiosk_limits WHERE kind = 'pin_fail_kiosk' "
+				    "AND at_ms > %lld",
+			       (long long)cw_engine_now_wall() - 1000),
+			 0);
+}
+END_TEST
+
 /* ---- SMS trouble ---- */
 
 START_TEST(sms_failing_code_still_verifies)
@@ -1192,6 +1258,7 @@ int main(void)
 	tcase_add_test(tc, local_key_persists);
 	tcase_add_test(tc, staff_pin_signin);
 	tcase_add_test(tc, staff_pin_from_cloud);
+	tcase_add_test(tc, concurrent_pin_guesses_limited);
 	tcase_add_test(tc, sms_failing_code_still_verifies);
 	tcase_add_test(tc, no_sms);
 	tcase_add_test(tc, tick_prunes);
