@@ -1,0 +1,264 @@
+#!/usr/bin/env bash
+# The customer API of the kiosk (issue 5 item 1) against the real daemon, the
+# simulated lock boards and a fake SMS gateway (webhook provider): codes,
+# customer tokens, every limit, phone numbers, rent / return / history with a
+# customer token, a second person typing someone else's phone. The SMS-down
+# and offline (staff PIN) paths are in kiosk_offline.sh.
+#
+# Each part uses its own client address (127.0.0.x): the edge counts
+# requests per kiosk by client IP, so the parts do not share a kiosk budget.
+. "$(dirname "$0")/lib.sh"
+
+TTL=3       # kiosk.otp.ttl_s for the test (default 300)
+PER_KIOSK=8 # kiosk.otp.max_requests_per_kiosk_hour for the test (default 60)
+sms_start
+sim_start bus0 modbus --board 1:8
+kiosk_config "$T/edge.json" "[{\"name\":\"bus0\",\"port\":\"$T/bus0.tty\",\"protocol\":\"modbus\",
+  \"boards\":[{\"address\":1,\"locks\":8}]}]" "{\"kiosk\":{\"otp\":{\"ttl_s\":$TTL,
+  \"max_requests_per_kiosk_hour\":$PER_KIOSK}}}"
+edge_start
+wait_until 10 cart_is 8 available || fail "carts not ready"
+CODES=() # every code the gateway delivered: none may be in the log
+
+note "kiosk info: SMS ok, the code's length and lifetime"
+kapi GET /api/kiosk/info; expect 200
+[ "$(jqr .sms)" = ok ] || fail "info: sms is not ok: $(cat "$T/resp.json")"
+[ "$(jqr .code_length)" = 6 ] && [ "$(jqr .otp_ttl_s)" = $TTL ] || fail "info: $(cat "$T/resp.json")"
+[ "$(jqr .default_language)" = he ] && [ "$(jqr '.languages | join(",")')" = he,en ] ||
+	fail "info languages: $(cat "$T/resp.json")"
+[ "$(jqr '.offline_signin | index("staff_pin") != null')" = true ] || fail "info: no staff_pin"
+
+A=+972521234567 # the first customer
+note "a code: 202 with the E.164 phone, one SMS with 6 digits to the E.164 number"
+IPA=127.0.0.11
+otp_request "052-123 4567" $IPA; expect 202
+[ "$(jqr .phone)" = $A ] || fail "request answered phone $(jqr .phone)"
+[ "$(jqr .expires_in_s)" = $TTL ] || fail "expires_in_s $(jqr .expires_in_s)"
+[ "$(jqr .sms)" = sent ] || fail "sms state $(jqr .sms), not sent"
+[ "$(jqr 'keys | join(",")')" = "expires_in_s,phone,sms" ] || fail "202 body: $(cat "$T/resp.json")"
+code=$(sms_code $A 0); CODES+=("$code")
+[ "$(sms_count $A)" = 1 ] || fail "$(sms_count $A) messages for one request"
+[ "$(wc -l <"$SMS_OUT")" = 1 ] || fail "a message to another number: $(cat "$SMS_OUT")"
+[ "$(tail -n 1 "$T/sms-stats.txt" | jq .unauthorized)" = 0 ] || fail "the gateway saw requests without the bearer token"
+
+note "verify: any form of the phone, the code -> a customer JWT (EdDSA, 30 days)"
+otp_verify "+972 52-123-4567" "$code" $IPA; expect 200
+TA=$(jqr .token)
+[ "$(jqr .phone)" = $A ] && [ "$(jqr .method)" = otp ] || fail "verify body: $(cat "$T/resp.json")"
+exp_at=$(jqr .expires_at)
+[ "$(jwt_part "$TA" 1 | jq -r .alg)" = EdDSA ] || fail "header: $(jwt_part "$TA" 1)"
+jwt_claims "$TA" >"$T/claims.json"
+now=$(date +%s)
+jq -e --arg sub $A --argjson now "$now" --arg br "$BRANCH" '
+	.typ == "customer" and .sub == $sub and .iss == "cartwise-edge" and .aud == "chain-test"
+	and .amr == "otp" and .branch == $br and .dev == "rpi-test-1"
+	and (.jti | test("^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"))
+	and (.iat - $now | fabs) < 120 and (.exp - .iat) == 30 * 86400' "$T/claims.json" >/dev/null ||
+	fail "claims: $(cat "$T/claims.json")"
+# expires_at is the token's exp (RFC 3339, maybe with milliseconds)
+[ "$(jq -rn --arg t "$exp_at" '$t | sub("\\.[0-9]+"; "") | fromdateiso8601')" = "$(jq .exp "$T/claims.json")" ] ||
+	fail "expires_at $exp_at is not the token's exp $(jq .exp "$T/claims.json")"
+
+note "a used code is gone"
+otp_verify $A "$code" $IPA; expect 401 code_expired
+
+note "customer token: my rentals; missing, garbage, forged, re-signed-free tokens -> 401 signin_required"
+kapi -t "$TA" GET /api/me/rentals; expect 200
+[ "$(jqr .phone)" = $A ] && [ "$(jqr '.open | length')" = 0 ] || fail "me: $(cat "$T/resp.json")"
+# forged: one character of the signature changed (not the last one, whose low
+# bits base64url may ignore); a payload with another phone and the old signature
+IFS=. read -r h p s <<<"$TA"
+mid=$(( ${#s} / 2 )); ch=${s:$mid:1}; [ "$ch" = A ] && nch=B || nch=A
+forged_sig="$h.$p.${s:0:$mid}$nch${s:$((mid + 1))}"
+other=$(jq -c '.sub = "+972529999999"' "$T/claims.json" | basenc --base64url -w0 | tr -d =)
+forged_sub="$h.$other.$s"
+alg_none="$(printf '{"alg":"none","typ":"JWT"}' | basenc --base64url -w0 | tr -d =).$p."
+for bad in "" "garbage" "$forged_sig" "$forged_sub" "$alg_none"; do
+	kapi -t "$bad" GET /api/me/rentals; expect 401 signin_required
+	kapi -t "$bad" POST "$(branch /carts/assign)" '{}'; expect 401 signin_required
+done
+kapi -t "$TOKEN" GET /api/me/rentals; expect 401 signin_required # the admin is no customer
+
+note "the code expires after ttl_s ($TTL s)"
+Bp=+972531112222
+otp_request 0531112222 127.0.0.12; expect 202
+codeb=$(sms_code $Bp 0); CODES+=("$codeb")
+sleep $((TTL + 1))
+otp_verify $Bp "$codeb" 127.0.0.12; expect 401 code_expired
+
+wrong_of() { printf '%06d' $(( (10#$1 + 1) % 1000000 )); }
+note "5 wrong guesses kill a code: the right one is refused afterwards"
+C=+972541234567
+otp_request 0541234567 127.0.0.13; expect 202
+codec=$(sms_code $C 0); CODES+=("$codec")
+for left in 4 3 2 1 0; do
+	otp_verify $C "$(wrong_of "$codec")" 127.0.0.13; expect 401 wrong_code
+	[ "$(jqr .error.attempts_left)" = $left ] || fail "attempts_left $(jqr .error.attempts_left), want $left"
+done
+otp_verify $C "$codec" 127.0.0.13; expect 401 code_expired
+
+note "brute force: guessing in a loop, new codes requested, is stopped after <= 10 wrong guesses"
+D=+972551234567
+IPD=127.0.0.14
+tries=0 locked=0 requests=0 coded= iter=0
+while [ $iter -lt 60 ]; do
+	iter=$((iter + 1))
+	if [ -z "$coded" ]; then
+		n=$(sms_count $D)
+		otp_request $D $IPD
+		if [ "$CODE" = 429 ]; then locked=1; break; fi
+		expect 202; requests=$((requests + 1))
+		coded=$(sms_code $D "$n"); CODES+=("$coded")
+	fi
+	guess=$(printf '%06d' $((tries * 7919 % 1000000)))
+	[ "$guess" != "$coded" ] || guess=$(wrong_of "$coded")
+	otp_verify $D "$guess" $IPD
+	case $CODE/$(jqr .error.reason) in
+	401/wrong_code) tries=$((tries + 1)) ;;
+	401/code_expired) coded= ;;
+	429/too_many_attempts) locked=1; break ;;
+	*) fail "guess answered $CODE: $(cat "$T/resp.json")" ;;
+	esac
+done
+[ $locked = 1 ] || fail "$tries wrong guesses and still guessing"
+[ $tries -le 10 ] || fail "locked out only after $tries wrong guesses"
+note "locked after $tries wrong guesses ($requests codes requested)"
+[ "$(jqr '.error.retry_after_s // 0')" -gt 0 ] || fail "no retry_after_s: $(cat "$T/resp.json")"
+# the right code is refused now, also a fresh one (a new request never resets the count)
+if [ -n "$coded" ]; then
+	otp_verify $D "$coded" $IPD; expect 429 too_many_attempts
+fi
+n=$(sms_count $D)
+otp_request $D $IPD
+if [ "$CODE" = 202 ]; then
+	coded=$(sms_code $D "$n"); CODES+=("$coded")
+	otp_verify $D "$coded" $IPD; expect 429 too_many_attempts
+	[ "$(jqr .error.retry_after_s)" -gt 0 ] || fail "no retry_after_s"
+else
+	expect 429
+fi
+# and from another kiosk: the limit is the phone's
+otp_verify $D "${coded:-000000}" 127.0.0.15; expect 429 too_many_attempts
+
+note "requests per phone: 5 an hour, whichever kiosk"
+E=+972561234567
+for i in 1 2 3 4 5; do
+	otp_request 0561234567 "127.0.1.$i"; expect 202
+done
+otp_request 0561234567 127.0.1.6; expect 429 too_many_requests
+[ "$(jqr .error.retry_after_s)" -gt 0 ] || fail "no retry_after_s: $(cat "$T/resp.json")"
+wait_until 10 test "$(sms_count $E)" = 5 || fail "$(sms_count $E) messages for 5 accepted requests"
+while read -r t; do CODES+=("$(code_in "$t")"); done < <(jq -r --arg to $E 'select(.to == $to) | .text' "$SMS_OUT")
+
+note "requests per kiosk: $PER_KIOSK an hour (test config), whichever phone"
+K=127.0.2.1
+for i in $(seq $PER_KIOSK); do
+	otp_request "05700000$((10 + i))" $K; expect 202
+done
+otp_request 0570000099 $K; expect 429 too_many_requests
+[ "$(jqr .error.retry_after_s)" -gt 0 ] || fail "no retry_after_s: $(cat "$T/resp.json")"
+[ "$(sms_count +972570000099)" = 0 ] || fail "a refused request sent a text"
+otp_request 0570000099 127.0.2.2; expect 202 # another kiosk is not limited
+
+note "phones: refused forms are 400 invalid_phone, no text sent"
+n=$(wc -l <"$SMS_OUT")
+for bad in 031234567 +97231234567 0521234 05212345678 +14155550123 001415555012 abc "" \
+	"+972-52-123-456a" "0521234567890123456789012345678901234"; do
+	kapi -i 127.0.3.1 POST /api/auth/otp/request "{\"phone\":\"$bad\"}"; expect 400 invalid_phone
+done
+kapi -i 127.0.3.1 POST /api/auth/otp/request '{"phone":5}'; expect_code 400
+kapi -i 127.0.3.1 POST /api/auth/otp/request '{}'; expect_code 400
+kapi -i 127.0.3.1 POST /api/auth/otp/verify '{"phone":"abc","code":"123456"}'; expect 400 invalid_phone
+[ "$(wc -l <"$SMS_OUT")" = "$n" ] || fail "a refused phone got a text"
+
+note "rent with the customer token: 201, the lock opens; one open rental per phone"
+rented_before=$(edge_sql "SELECT count(*) FROM rentals")
+kapi -t "$TA" POST "$(branch /carts/assign)" '{}'; expect 201
+RA=$(jqr .rental_id); CA=$(jqr .cart_number)
+[ -n "$(jqr .expected_return)" ] || fail "assign: $(cat "$T/resp.json")"
+sim bus0 state 1 $((CA - 1)) | grep -q 'hook=open' || fail "the lock of cart $CA did not open"
+[ "$(edge_sql "SELECT user_phone FROM rentals WHERE id = '$RA'")" = $A ] || fail "rental not in the token's phone"
+kapi -t "$TA" POST "$(branch /carts/assign)" '{}'; expect 409 already_renting
+kapi -t "$TA" POST "$(branch /carts/assign)" '{"phone":"0521234567"}'; expect 409 already_renting
+kapi -t "$TA" POST "$(branch /carts/assign)" '{"phone":"0539998888"}' # not the token's phone
+[ "$CODE" -ge 400 ] && [ "$CODE" -lt 500 ] || fail "assign for another phone answered $CODE"
+[ "$(edge_sql "SELECT count(*) FROM rentals WHERE user_phone = '+972539998888'")" = 0 ] ||
+	fail "a token rented for another phone"
+sim bus0 take 1 $((CA - 1)) >/dev/null
+wait_until 5 cart_has "$CA" cart_present false || fail "cart $CA not taken"
+kapi GET "/api/kiosk/rentals/$RA"; expect 200
+[ "$(jqr .state)" = active ] && [ "$(jqr .cart_number)" = "$CA" ] && [ "$(jqr .ended_at)" = null ] ||
+	fail "rental: $(cat "$T/resp.json")"
+kapi -t "$TA" GET /api/me/rentals; expect 200
+[ "$(jqr '[.open[] | .id // .rental_id] | join(",")')" = "$RA" ] || fail "me: $(cat "$T/resp.json")"
+
+note "a second person types the first one's phone at the same kiosk: a code prompt, never a cart"
+nsms=$(sms_count $A)
+otp_request 0521234567 $IPA; expect 202
+[ "$(jqr 'keys | join(",")')" = "expires_in_s,phone,sms" ] || fail "202 body: $(cat "$T/resp.json")"
+wait_until 10 sms_more $A "$nsms" || fail "no code went to the phone's owner"
+CODES+=("$(code_in "$(sms_text $A)")")
+kapi -i $IPA POST "$(branch /carts/assign)" '{}'; expect 401 signin_required
+kapi -i $IPA POST "$(branch /carts/assign)" '{"phone":"0521234567"}'; expect 401 signin_required
+kapi -i $IPA GET /api/me/rentals; expect 401 signin_required
+otp_verify $A "$(wrong_of "$(code_in "$(sms_text $A)")")" $IPA; expect 401 wrong_code
+kapi -i $IPA POST /api/kiosk/return '{"phone":"0521234567"}'; expect 200 # harmless: sends a cart back
+[ "$(jqr .rental_id)" = "$RA" ] || fail "return named $(jqr .rental_id)"
+[ "$(edge_sql "SELECT count(*) FROM rentals")" = $((rented_before + 1)) ] || fail "a rental was made"
+
+note "overdue counts as open: still already_renting"
+edge_sql_w() { sqlite3 -cmd '.timeout 5000' "$T/data/edge.db" "$1" >/dev/null; }
+edge_sql_w "UPDATE rentals SET allowed_ms = 1, grace_ms = 0 WHERE id = '$RA'"
+rental_state() { kapi GET "/api/kiosk/rentals/$1"; [ "$(jqr .state)" = "$2" ]; }
+wait_until 10 rental_state "$RA" overdue || fail "rental never overdue: $(cat "$T/resp.json")"
+kapi -t "$TA" POST "$(branch /carts/assign)" '{}'; expect 409 already_renting
+
+note "return at the kiosk: phone in any form -> the same rental and slot; docking closes it"
+slot=
+for form in 0521234567 "052-123-4567" "+972 52 123 4567" 00972521234567 972521234567 "(052) 123.4567"; do
+	kapi -i 127.0.4.1 POST /api/kiosk/return "{\"phone\":\"$form\"}"; expect 200
+	[ "$(jqr .rental_id)" = "$RA" ] || fail "return of '$form' named $(jqr .rental_id)"
+	[ -z "$slot" ] || [ "$(jqr .slot_number)" = "$slot" ] || fail "'$form' moved the slot"
+	slot=$(jqr .slot_number)
+done
+kapi -i 127.0.4.2 POST /api/kiosk/return '{"phone":"0529876543"}'; expect 404 no_open_rental
+kapi -i 127.0.4.2 POST /api/kiosk/return '{"phone":"031234567"}'; expect 400 invalid_phone
+sim bus0 dock 1 $((slot - 1)) >/dev/null
+wait_until 10 rental_state "$RA" returned_late || fail "not returned_late: $(cat "$T/resp.json")"
+[ "$(jqr .ended_at)" != null ] && [ "$(jqr .duration_s)" -ge 0 ] || fail "receipt: $(cat "$T/resp.json")"
+grep -q 972 "$T/resp.json" && fail "the public rental view shows the phone: $(cat "$T/resp.json")"
+kapi GET /api/kiosk/rentals/00000000-0000-7000-8000-000000000000; expect_code 404
+kapi GET /api/kiosk/rentals/not-a-uuid; [ "$CODE" = 400 ] || [ "$CODE" = 404 ] || fail "bad id: $CODE"
+
+note "rent again, return, dock: returned with a duration; history newest first"
+kapi -t "$TA" POST "$(branch /carts/assign)" '{}'; expect 201
+RA2=$(jqr .rental_id); CA2=$(jqr .cart_number)
+sim bus0 take 1 $((CA2 - 1)) >/dev/null
+wait_until 5 cart_has "$CA2" cart_present false || fail "cart $CA2 not taken"
+sleep 1
+kapi -i 127.0.4.1 POST /api/kiosk/return '{"phone":"0521234567"}'; expect 200
+[ "$(jqr .rental_id)" = "$RA2" ] || fail "return named $(jqr .rental_id)"
+sim bus0 dock 1 $(($(jqr .slot_number) - 1)) >/dev/null
+wait_until 10 rental_state "$RA2" returned || fail "not returned: $(cat "$T/resp.json")"
+[ "$(jqr .duration_s)" -ge 1 ] && [ "$(jqr .cart_number)" = "$CA2" ] && [ "$(jqr .started_at)" != null ] ||
+	fail "receipt: $(cat "$T/resp.json")"
+kapi -t "$TA" GET /api/me/rentals; expect 200
+[ "$(jqr '.open | length')" = 0 ] || fail "me: open $(jqr .open)"
+[ "$(jqr '[.history[] | .id // .rental_id] | join(",")')" = "$RA2,$RA" ] || fail "me history: $(cat "$T/resp.json")"
+kapi -i 127.0.4.3 POST /api/kiosk/return '{"phone":"0521234567"}'; expect 404 no_open_rental
+
+note "no code is logged or kept in the database"
+[ ${#CODES[@]} -ge 10 ] || fail "only ${#CODES[@]} codes seen"
+for c in "${CODES[@]}"; do
+	[ ${#c} = 6 ] || fail "bad code '$c' collected"
+	! grep -qw -- "$c" "$T/edge.log" || fail "code $c is in the daemon's log: $(grep -w -- "$c" "$T/edge.log" | head -3)"
+done
+sqlite3 "$T/data/edge.db" .dump >"$T/dump.sql"
+for c in "${CODES[@]}"; do
+	! grep -qw -- "$c" "$T/dump.sql" || fail "code $c is in the database: $(grep -w -- "$c" "$T/dump.sql" | head -3)"
+done
+[ "$(jq -s 'map(.text | test("[0-9]{6}")) | all' "$SMS_OUT")" = true ] || fail "a text without a code"
+
+check_logs
+edge_stop
+note "ok"

@@ -1,0 +1,127 @@
+# shellcheck shell=bash
+# Helpers for the kiosk tests (issue 5): the integration helpers
+# (test/integration/lib.sh: simulator, edge, cleanup) plus a fake SMS gateway
+# (fake_sms.py), kiosk-style requests (no admin token, a chosen client
+# address: the edge counts requests per kiosk by client IP) and JWT decoding.
+# Sourced by test/kiosk/*.sh.
+. "$(dirname "${BASH_SOURCE[0]}")/../integration/lib.sh"
+
+KDIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+SMS_OUT=$T/sms.jsonl   # one JSON line per message the gateway accepted
+SMS_CTL=$T/sms.mode    # ok | fail | close | hang (fake_sms.py)
+SMS_TOKEN=sms-bearer-0123456789abcdef
+SMS_PORT=
+FREE_PORTS=()
+
+# sms_start: the fake gateway (bearer token required) on a port of its own
+# choosing; it also hands out 4 free ports for the edge (free_port below), so
+# a test starts Python once (slow on some machines).
+sms_start() {
+	command -v python3 >/dev/null || fail "python3 missing"
+	printf '%s\n' "$SMS_TOKEN" >"$T/sms.token"
+	chmod 600 "$T/sms.token"
+	python3 "$KDIR/fake_sms.py" --port 0 --out "$SMS_OUT" --token "$SMS_TOKEN" \
+		--control "$SMS_CTL" --free-ports 4 >"$T/sms.out" 2>"$T/sms-stats.txt" </dev/null &
+	PIDS+=($!)
+	wait_until 20 grep -q '^ready' "$T/sms.out" || fail "fake_sms.py did not start"
+	SMS_PORT=$(sed -n 's/^ready port=\([0-9]*\).*/\1/p' "$T/sms.out")
+	IFS=, read -r -a FREE_PORTS <<<"$(sed -n 's/.* free=\([0-9,]*\).*/\1/p' "$T/sms.out")"
+}
+sms_mode() { printf '%s\n' "$1" >"$SMS_CTL.tmp" && mv "$SMS_CTL.tmp" "$SMS_CTL"; }
+# replaces lib.sh's (one Python start per port): a port fake_sms.py found free
+free_port() {
+	[ ${#FREE_PORTS[@]} -gt 0 ] || fail "no free port left (sms_start first)"
+	echo "${FREE_PORTS[0]}"
+	FREE_PORTS=("${FREE_PORTS[@]:1}")
+}
+# (in a $(...) the pop is lost: kiosk_config pops for edge_config)
+
+# sms_count PHONE: how many messages the gateway accepted for PHONE (E.164)
+sms_count() { jq -r --arg to "$1" 'select(.to == $to) | .to' "$SMS_OUT" | wc -l; }
+# sms_text PHONE: the text of the newest message to PHONE
+sms_text() { jq -r --arg to "$1" 'select(.to == $to) | .text' "$SMS_OUT" | tail -n 1; }
+# sms_code PHONE [COUNT_BEFORE]: waits for message number COUNT_BEFORE+1 to
+# PHONE (default: any) and prints the one 6-digit code in its text.
+sms_code() {
+	local phone=$1 before=${2:-0} text
+	wait_until 10 sms_more "$phone" "$before" || fail "no SMS to $phone (had $before)"
+	text=$(sms_text "$phone")
+	code_in "$text" || fail "no single 6-digit code in the SMS to $phone: $text"
+}
+sms_more() { [ "$(sms_count "$1")" -gt "$2" ]; }
+# code_in TEXT: prints the only run of digits in TEXT, which must be 6 long
+code_in() {
+	local runs
+	runs=$(grep -oE '[0-9]+' <<<"$1" || true)
+	[ "$(wc -l <<<"$runs")" = 1 ] && [ ${#runs} = 6 ] || return 1
+	echo "$runs"
+}
+
+# kiosk_config FILE BUSES_JSON [extra JSON]: edge_config plus a kiosk section
+# and the webhook SMS provider pointed at the fake gateway. The extra JSON is
+# merged last (jq *), so a test can change any limit.
+kiosk_config() {
+	local file=$1 buses=$2 extra=${3:-'{}'} web ks
+	web=${CW_SOURCE_DIR:?}/web/kiosk
+	[ -d "$web" ] || { web=$T/web; mkdir -p "$web"; }
+	ks=$(jq -n --arg web "$web" --arg url "http://127.0.0.1:$SMS_PORT/sms/send" \
+		--arg tokfile "$T/sms.token" '{
+		kiosk: {web_root: $web},
+		sms: {provider: "webhook", timeout_s: 2,
+		      webhook: {url: $url, bearer_token_file: $tokfile}}}')
+	ks=$(jq -n --argjson a "$ks" --argjson b "$extra" '$a * $b')
+	edge_config "$file" "$buses" "$ks"
+	# edge_config's API_PORT=$(free_port) ran in a subshell: drop that port here
+	[ "$API_PORT" = "${FREE_PORTS[0]}" ] || fail "free port bookkeeping"
+	FREE_PORTS=("${FREE_PORTS[@]:1}")
+}
+
+# kapi [-i IP] [-t TOKEN] METHOD PATH [BODY]: a request as a kiosk makes it
+# (no admin token; TOKEN as a customer bearer token), from client address IP
+# (default 127.0.0.1; the edge listens on 127.0.0.1 and any 127.x address
+# reaches it, each one a different kiosk). Sets CODE, body in $T/resp.json.
+kapi() {
+	local ip=127.0.0.1 tok= args
+	while [ $# -gt 0 ]; do
+		case $1 in
+		-i) ip=$2; shift 2 ;;
+		-t) tok=$2; shift 2 ;;
+		*) break ;;
+		esac
+	done
+	args=(-s -o "$T/resp.json" -w '%{http_code}' --interface "$ip" -X "$1"
+		"http://127.0.0.1:$API_PORT$2")
+	[ -z "$tok" ] || args+=(-H "Authorization: Bearer $tok")
+	[ $# -lt 3 ] || args+=(-H 'Content-Type: application/json' --data-binary "$3")
+	CODE=$(curl "${args[@]}") || CODE=000
+}
+# expect CODE REASON: the last answer had this status and error.reason
+expect() {
+	expect_code "$1"
+	[ -z "${2:-}" ] || [ "$(jqr '.error.reason // empty')" = "$2" ] ||
+		fail "expected reason '$2' with HTTP $1, got: $(cat "$T/resp.json")"
+}
+
+# otp_request PHONE [IP]: 202 expected; prints nothing, sets CODE
+otp_request() { kapi -i "${2:-127.0.0.1}" POST /api/auth/otp/request "{\"phone\":\"$1\"}"; }
+otp_verify() { kapi -i "${3:-127.0.0.1}" POST /api/auth/otp/verify "{\"phone\":\"$1\",\"code\":\"$2\"}"; }
+
+# signin E164 [IP]: request a code, read it from the gateway, verify; sets CTOKEN
+CTOKEN=
+signin() {
+	local phone=$1 ip=${2:-127.0.0.1} n code
+	n=$(sms_count "$phone")
+	otp_request "$phone" "$ip"; expect 202
+	code=$(sms_code "$phone" "$n")
+	otp_verify "$phone" "$code" "$ip"; expect 200
+	CTOKEN=$(jqr .token)
+}
+
+# jwt_part TOKEN N: base64url-decoded part N (1 header, 2 claims) of a JWT
+jwt_part() {
+	local s
+	s=$(cut -d. -f"$2" <<<"$1" | tr '_-' '/+')
+	while [ $(( ${#s} % 4 )) -ne 0 ]; do s+='='; done
+	base64 -d <<<"$s"
+}
+jwt_claims() { jwt_part "$1" 2; }
