@@ -33,6 +33,7 @@ kapi -i 127.0.7.1 POST /api/auth/otp/request '{"phone":"+1234567"}'; expect 400 
 note "gateway down (503): otp/request 503 sms_unreachable, info says unreachable"
 kapi GET /api/kiosk/info; expect 200
 [ "$(jqr .sms)" = ok ] || fail "sms $(jqr .sms) before the failure"
+[ "$(jqr '.offline_signin | index("staff_pin") != null')" = true ] || fail "info: no staff_pin offered"
 F=+972501234567
 sms_mode fail
 kapi -i 127.0.7.2 POST /api/auth/otp/request '{"phone":"0501234567"}'; expect 503 sms_unreachable
@@ -42,12 +43,22 @@ note "gateway closes connections: the same"
 sms_mode close
 kapi -i 127.0.7.2 POST /api/auth/otp/request '{"phone":"0501234568"}'; expect 503 sms_unreachable
 [ "$(sms_count $F)" = 0 ] || fail "a text got through a failing gateway"
+note "gateway hangs: the kiosk still answers (sms.timeout_s 2 s; the edge waits <= 4 s for a first attempt)"
+sms_mode hang
+t0=$(date +%s%N)
+kapi -i 127.0.7.2 POST /api/auth/otp/request '{"phone":"0501234569"}'
+took=$((($(date +%s%N) - t0) / 1000000))
+[ "$CODE" = 503 ] || [ "$CODE" = 202 ] || fail "hung gateway: HTTP $CODE $(cat "$T/resp.json")"
+[ "$CODE" = 503 ] && [ "$(jqr .error.reason)" != sms_unreachable ] && fail "reason $(jqr .error.reason)"
+[ $took -lt 5500 ] || fail "the request took $took ms with a hung gateway"
+note "answered $CODE in $took ms"
 
 note "gateway back: the queued text goes out, its code works, info says ok"
 sms_mode ok
 codef=$(sms_code $F 0)
 kapi -i 127.0.7.2 POST /api/auth/otp/verify "{\"phone\":\"$F\",\"code\":\"$codef\"}"; expect 200
 wait_until 10 sms_more +972501234568 0 || fail "the second queued text never went out"
+wait_until 10 sms_more +972501234569 0 || fail "the text queued behind a hung gateway never went out"
 info_sms_ok() { kapi GET /api/kiosk/info; [ "$(jqr .sms)" = ok ]; }
 wait_until 10 info_sms_ok || fail "info: sms $(jqr .sms) after the gateway came back"
 
@@ -64,9 +75,13 @@ jti=$(jq -r .jti "$T/claims.json")
 note "audit row and telemetry kiosk.offline_signin {staff_id, phone, jti}"
 [ "$(edge_sql "SELECT count(*) FROM kiosk_audit WHERE staff_id = 'staff-7' AND phone = '$G'
 	AND token_id = '$jti'")" -ge 1 ] || fail "no audit row: $(edge_sql 'SELECT * FROM kiosk_audit')"
-edge_sql "SELECT payload FROM outbox WHERE kind = 'telemetry'" >"$T/telemetry.txt"
-grep 'kiosk.offline_signin' "$T/telemetry.txt" | grep "staff-7" | grep -- "$jti" | grep -q -- "$G" ||
-	fail "no telemetry kiosk.offline_signin: $(grep kiosk "$T/telemetry.txt")"
+edge_sql "SELECT event_data FROM telemetry WHERE event_type = 'kiosk.offline_signin'" >"$T/telemetry.txt"
+[ "$(jq -s --arg jti "$jti" --arg ph $G 'map(select(.staff_id == "staff-7" and .phone == $ph
+	and .jti == $jti)) | length' "$T/telemetry.txt")" = 1 ] ||
+	fail "no telemetry kiosk.offline_signin {staff_id, phone, jti}: $(cat "$T/telemetry.txt")"
+[ "$(edge_sql "SELECT count(*) FROM outbox WHERE kind = 'telemetry' AND
+	json_extract(payload, '$.telemetry.event_type') = 'kiosk.offline_signin'")" -ge 1 ] ||
+	fail "the offline sign-in is not in the outbox for the cloud"
 grep -q "$PIN" "$T/edge.log" && fail "the PIN is in the log"
 
 note "the offline token rents; one open rental per phone holds offline too"

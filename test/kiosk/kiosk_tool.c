@@ -3,10 +3,21 @@
  *   kiosk_tool pin-hash
  *       reads a PIN (one line) from stdin and prints its crypto_pwhash_str
  *       hash ("$argon2id$..."), for kiosk.staff[].pin_hash in a test config.
- *       Python's standard library has no Argon2id. */
+ *       Python's standard library has no Argon2id.
+ *   kiosk_tool local-key DATA_DIR
+ *       prints the edge's own customer-token signing key, derived from
+ *       DATA_DIR/kiosk.key as src/edge/cw_kiosk.c derives it, in the cloud's
+ *       key file format (base64url of the 64-byte secret key), so that
+ *       test/cloud/cw_jwt_tool can sign tokens the edge must refuse
+ *       (expired, another typ or audience) and one it must accept. */
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
+
+/* Must match src/edge/cw_kiosk.c (KDF_CTX, KDF_TOKEN): a test that signs a
+ * token the edge then accepts proves they do. */
+#define KIOSK_KDF_CTX "cwkiosk1"
+#define KIOSK_KDF_TOKEN 1
 
 static int pin_hash(void)
 {
@@ -34,12 +45,44 @@ static int pin_hash(void)
 	return 0;
 }
 
+static int local_key(const char *data_dir)
+{
+	unsigned char master[crypto_kdf_KEYBYTES], seed[crypto_sign_SEEDBYTES];
+	unsigned char pk[crypto_sign_PUBLICKEYBYTES], sk[crypto_sign_SECRETKEYBYTES];
+	char path[4096], b64[crypto_sign_SECRETKEYBYTES * 2];
+	size_t n;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/kiosk.key", data_dir);
+	f = fopen(path, "rb");
+	if (!f) {
+		perror(path);
+		return 1;
+	}
+	n = fread(master, 1, sizeof(master), f);
+	fclose(f);
+	if (n != sizeof(master)) {
+		fprintf(stderr, "%s: expected %zu bytes\n", path, sizeof(master));
+		return 1;
+	}
+	crypto_kdf_derive_from_key(seed, sizeof(seed), KIOSK_KDF_TOKEN, KIOSK_KDF_CTX, master);
+	crypto_sign_seed_keypair(pk, sk, seed);
+	sodium_bin2base64(b64, sizeof(b64), sk, sizeof(sk), sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	printf("%s\n", b64);
+	sodium_memzero(master, sizeof(master));
+	sodium_memzero(seed, sizeof(seed));
+	sodium_memzero(sk, sizeof(sk));
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (sodium_init() < 0)
 		return 2;
 	if (argc == 2 && strcmp(argv[1], "pin-hash") == 0)
 		return pin_hash();
-	fprintf(stderr, "usage: kiosk_tool pin-hash <PIN\n");
+	if (argc == 3 && strcmp(argv[1], "local-key") == 0)
+		return local_key(argv[2]);
+	fprintf(stderr, "usage: kiosk_tool pin-hash <PIN | kiosk_tool local-key DATA_DIR\n");
 	return 2;
 }

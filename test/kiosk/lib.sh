@@ -17,10 +17,13 @@ FREE_PORTS=()
 # choosing; it also hands out 4 free ports for the edge (free_port below), so
 # a test starts Python once (slow on some machines).
 sms_start() {
-	command -v python3 >/dev/null || fail "python3 missing"
+	# Debian's own interpreter when there is one: a pyenv shim in front of
+	# python3 costs seconds per start on some machines
+	local py=/usr/bin/python3
+	[ -x $py ] || py=$(command -v python3) || fail "python3 missing"
 	printf '%s\n' "$SMS_TOKEN" >"$T/sms.token"
 	chmod 600 "$T/sms.token"
-	python3 "$KDIR/fake_sms.py" --port 0 --out "$SMS_OUT" --token "$SMS_TOKEN" \
+	"$py" "$KDIR/fake_sms.py" --port 0 --out "$SMS_OUT" --token "$SMS_TOKEN" \
 		--control "$SMS_CTL" --free-ports 4 >"$T/sms.out" 2>"$T/sms-stats.txt" </dev/null &
 	PIDS+=($!)
 	wait_until 20 grep -q '^ready' "$T/sms.out" || fail "fake_sms.py did not start"
@@ -36,10 +39,26 @@ free_port() {
 }
 # (in a $(...) the pop is lost: kiosk_config pops for edge_config)
 
+# The helpers below avoid starting programs where bash can do the work:
+# these tests make hundreds of requests, and a jq per check adds seconds on
+# a loaded machine.
+
 # sms_count PHONE: how many messages the gateway accepted for PHONE (E.164)
-sms_count() { jq -r --arg to "$1" 'select(.to == $to) | .to' "$SMS_OUT" | wc -l; }
+sms_count() {
+	local n=0 l
+	while IFS= read -r l; do
+		[[ $l != *"\"to\": \"$1\""* ]] || n=$((n + 1))
+	done <"$SMS_OUT"
+	echo $n
+}
 # sms_text PHONE: the text of the newest message to PHONE
-sms_text() { jq -r --arg to "$1" 'select(.to == $to) | .text' "$SMS_OUT" | tail -n 1; }
+sms_text() {
+	local l t=
+	while IFS= read -r l; do
+		[[ $l == *"\"to\": \"$1\""* && $l =~ \"text\":\ \"([^\"]*)\" ]] && t=${BASH_REMATCH[1]}
+	done <"$SMS_OUT"
+	printf '%s\n' "$t"
+}
 # sms_code PHONE [COUNT_BEFORE]: waits for message number COUNT_BEFORE+1 to
 # PHONE (default: any) and prints the one 6-digit code in its text.
 sms_code() {
@@ -49,12 +68,21 @@ sms_code() {
 	code_in "$text" || fail "no single 6-digit code in the SMS to $phone: $text"
 }
 sms_more() { [ "$(sms_count "$1")" -gt "$2" ]; }
-# code_in TEXT: prints the only run of digits in TEXT, which must be 6 long
+# code_in TEXT: prints the one 6-digit number in TEXT (the text may hold
+# other numbers, such as the minutes it is valid, but no longer digit run)
 code_in() {
-	local runs
-	runs=$(grep -oE '[0-9]+' <<<"$1" || true)
-	[ "$(wc -l <<<"$runs")" = 1 ] && [ ${#runs} = 6 ] || return 1
-	echo "$runs"
+	local s=$1 run six= n=0
+	while [[ $s =~ [0-9]+ ]]; do
+		run=${BASH_REMATCH[0]}
+		s=${s#*"$run"}
+		if [ ${#run} = 6 ]; then
+			six=$run; n=$((n + 1))
+		elif [ ${#run} -gt 6 ]; then
+			return 1
+		fi
+	done
+	[ $n = 1 ] || return 1
+	echo "$six"
 }
 
 # kiosk_config FILE BUSES_JSON [extra JSON]: edge_config plus a kiosk section
@@ -79,7 +107,9 @@ kiosk_config() {
 # kapi [-i IP] [-t TOKEN] METHOD PATH [BODY]: a request as a kiosk makes it
 # (no admin token; TOKEN as a customer bearer token), from client address IP
 # (default 127.0.0.1; the edge listens on 127.0.0.1 and any 127.x address
-# reaches it, each one a different kiosk). Sets CODE, body in $T/resp.json.
+# reaches it, each one a different kiosk). Sets CODE and BODY (also in
+# $T/resp.json for jqr).
+BODY=
 kapi() {
 	local ip=127.0.0.1 tok= args
 	while [ $# -gt 0 ]; do
@@ -94,12 +124,18 @@ kapi() {
 	[ -z "$tok" ] || args+=(-H "Authorization: Bearer $tok")
 	[ $# -lt 3 ] || args+=(-H 'Content-Type: application/json' --data-binary "$3")
 	CODE=$(curl "${args[@]}") || CODE=000
+	BODY=
+	[ ! -f "$T/resp.json" ] || IFS= read -r -d '' BODY <"$T/resp.json" || true
 }
-# expect CODE REASON: the last answer had this status and error.reason
+# js KEY / jn KEY: a string / integer member of the last answer (flat JSON as
+# cJSON prints it; the first "KEY" anywhere); empty when absent
+js() { if [[ $BODY =~ \"$1\":\"([^\"]*)\" ]]; then echo "${BASH_REMATCH[1]}"; fi; }
+jn() { if [[ $BODY =~ \"$1\":(-?[0-9]+) ]]; then echo "${BASH_REMATCH[1]}"; fi; }
+# expect CODE [REASON]: the last answer had this status and error.reason
 expect() {
-	expect_code "$1"
-	[ -z "${2:-}" ] || [ "$(jqr '.error.reason // empty')" = "$2" ] ||
-		fail "expected reason '$2' with HTTP $1, got: $(cat "$T/resp.json")"
+	[ "$CODE" = "$1" ] || fail "expected HTTP $1, got $CODE: $BODY"
+	[ -z "${2:-}" ] || [ "$(js reason)" = "$2" ] ||
+		fail "expected reason '$2' with HTTP $1, got: $BODY"
 }
 
 # otp_request PHONE [IP]: 202 expected; prints nothing, sets CODE
@@ -114,7 +150,7 @@ signin() {
 	otp_request "$phone" "$ip"; expect 202
 	code=$(sms_code "$phone" "$n")
 	otp_verify "$phone" "$code" "$ip"; expect 200
-	CTOKEN=$(jqr .token)
+	CTOKEN=$(js token)
 }
 
 # jwt_part TOKEN N: base64url-decoded part N (1 header, 2 claims) of a JWT
