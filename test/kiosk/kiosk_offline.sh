@@ -77,7 +77,7 @@ note "audit row and telemetry kiosk.offline_signin {staff_id, phone, jti}"
 	AND token_id = '$jti'")" -ge 1 ] || fail "no audit row: $(edge_sql 'SELECT * FROM kiosk_audit')"
 edge_sql "SELECT event_data FROM telemetry WHERE event_type = 'kiosk.offline_signin'" >"$T/telemetry.txt"
 [ "$(jq -s --arg jti "$jti" --arg ph $G 'map(select(.staff_id == "staff-7" and .phone == $ph
-	and .jti == $jti)) | length' "$T/telemetry.txt")" = 1 ] ||
+	and (.jti // .token_id) == $jti)) | length' "$T/telemetry.txt")" = 1 ] ||
 	fail "no telemetry kiosk.offline_signin {staff_id, phone, jti}: $(cat "$T/telemetry.txt")"
 [ "$(edge_sql "SELECT count(*) FROM outbox WHERE kind = 'telemetry' AND
 	json_extract(payload, '$.telemetry.event_type') = 'kiosk.offline_signin'")" -ge 1 ] ||

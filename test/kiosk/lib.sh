@@ -108,8 +108,9 @@ kiosk_config() {
 # (no admin token; TOKEN as a customer bearer token), from client address IP
 # (default 127.0.0.1; the edge listens on 127.0.0.1 and any 127.x address
 # reaches it, each one a different kiosk). Sets CODE and BODY (also in
-# $T/resp.json for jqr).
+# $RESP, default $T/resp.json, which jqr reads).
 BODY=
+RESP=
 kapi() {
 	local ip=127.0.0.1 tok= args
 	while [ $# -gt 0 ]; do
@@ -119,13 +120,14 @@ kapi() {
 		*) break ;;
 		esac
 	done
-	args=(-s -o "$T/resp.json" -w '%{http_code}' --interface "$ip" -X "$1"
+	args=(-s -o "${RESP:-$T/resp.json}" -w '%{http_code}' --interface "$ip" -X "$1"
 		"http://127.0.0.1:$API_PORT$2")
 	[ -z "$tok" ] || args+=(-H "Authorization: Bearer $tok")
 	[ $# -lt 3 ] || args+=(-H 'Content-Type: application/json' --data-binary "$3")
+	: >"${RESP:-$T/resp.json}"
 	CODE=$(curl "${args[@]}") || CODE=000
 	BODY=
-	[ ! -f "$T/resp.json" ] || IFS= read -r -d '' BODY <"$T/resp.json" || true
+	[ ! -f "${RESP:-$T/resp.json}" ] || IFS= read -r -d '' BODY <"${RESP:-$T/resp.json}" || true
 }
 # js KEY / jn KEY: a string / integer member of the last answer (flat JSON as
 # cJSON prints it; the first "KEY" anywhere); empty when absent
