@@ -1,27 +1,27 @@
 #!/usr/bin/env bash
-# The customer API of the kiosk (issue 5 item 1) against the real daemon, the
-# simulated lock boards and a fake SMS gateway (webhook provider): codes,
-# customer tokens, every limit, phone numbers, rent / return / history with a
-# customer token, a second person typing someone else's phone. The SMS-down
-# and offline (staff PIN) paths are in kiosk_offline.sh.
+# The customer API of the kiosk (issue 5 item 1) against the real daemon and
+# a fake SMS gateway (webhook provider): the code (format, lifetime, one use,
+# attempts per code, failures per phone, brute force), the customer token
+# (claims; forged, expired, other type, revoked refused), request limits per
+# phone and per kiosk, no code in the log or the database. Phone numbers,
+# rent / return / history and a second person at the kiosk are in
+# kiosk_rent.sh; the SMS-down and offline (staff PIN) paths in
+# kiosk_offline.sh.
 #
 # Each part uses its own client address (127.0.0.x): the edge counts
 # requests per kiosk by client IP, so the parts do not share a kiosk budget.
 . "$(dirname "$0")/lib.sh"
 KTOOL=$B/test/kiosk/kiosk_tool
-JWTTOOL=$B/test/cloud/cw_jwt_tool
-[ -x "$KTOOL" ] && [ -x "$JWTTOOL" ] || fail "$KTOOL or $JWTTOOL was not built"
+[ -x "$KTOOL" ] || fail "$KTOOL was not built"
 
 TTL=5       # kiosk.otp.ttl_s for the test (default 300, least 5)
 PER_KIOSK=8 # kiosk.otp.max_requests_per_kiosk_hour for the test (default 60)
 sms_start
-sim_start bus0 modbus --board 1:8
+sim_start bus0 modbus --board 1:2
 kiosk_config "$T/edge.json" "[{\"name\":\"bus0\",\"port\":\"$T/bus0.tty\",\"protocol\":\"modbus\",
-  \"boards\":[{\"address\":1,\"locks\":8}]}]" "{\"kiosk\":{\"otp\":{\"ttl_s\":$TTL,
+  \"boards\":[{\"address\":1,\"locks\":2}]}]" "{\"kiosk\":{\"otp\":{\"ttl_s\":$TTL,
   \"max_requests_per_kiosk_hour\":$PER_KIOSK}}}"
 edge_start
-wait_until 10 cart_is 8 available || fail "carts not ready"
-CODES=() # every code the gateway delivered: none may be in the log
 
 note "kiosk info: SMS ok, the code's length and lifetime"
 kapi GET /api/kiosk/info; expect 200
@@ -87,19 +87,22 @@ done
 kapi -t "$TOKEN" GET /api/me/rentals; expect 401 signin_required # the admin is no customer
 
 note "tokens signed with the edge's own key: right claims accepted; expired, other typ/aud/iss, national sub, revoked refused"
-(umask 077 && "$KTOOL" local-key "$T/data" >"$T/local.key") || fail "kiosk_tool local-key"
-mint() { # mint JQ_EDIT: a token of the edge's own key, claims = the real token's, edited
-	"$JWTTOOL" sign "$T/local.key" "$(jq -c "$1" "$T/claims.json")" || fail "cw_jwt_tool sign"
-}
-kapi -t "$(mint '.jti = "0190a0b0-0000-7000-8000-000000000001"')" GET /api/me/rentals; expect 200
+# line 1: the real token's claims with another jti (accepted: the signing
+# key is the edge's); 2-9 each break one rule; 10: to be revoked
+jq -c '(now | floor) as $now
+	| (.jti = "0190a0b0-0000-7000-8000-000000000001"),
+	  (.exp = $now - 120 | .iat = $now - 3600), (.typ = "staff"), (.typ = "device"),
+	  (.aud = "chain-other"), (.iss = "cartwise-cloud"), (.sub = "0521234567"), del(.sub),
+	  (.iat = $now + 3600 | .exp = $now + 7200),
+	  (.jti = "0190a0b0-0000-7000-8000-0000000000ff")' "$T/claims.json" >"$T/mint.jsonl"
+mapfile -t MINTED < <("$KTOOL" sign "$T/data" <"$T/mint.jsonl")
+[ ${#MINTED[@]} = 10 ] || fail "kiosk_tool sign made ${#MINTED[@]} tokens"
+kapi -t "${MINTED[0]}" GET /api/me/rentals; expect 200
 [ "$(js phone)" = $A ] || fail "minted token: $BODY"
-for edit in '.exp = "@now-120" | .iat = "@now-3600"' '.typ = "staff"' '.typ = "device"' \
-	'.aud = "chain-other"' '.iss = "cartwise-cloud"' '.sub = "0521234567"' 'del(.sub)' \
-	'.iat = "@now+3600" | .exp = "@now+7200"'; do
-	kapi -t "$(mint "$edit")" GET /api/me/rentals; expect 401 signin_required
+for i in 1 2 3 4 5 6 7 8; do
+	kapi -t "${MINTED[$i]}" GET /api/me/rentals; expect 401 signin_required
 done
-edge_sql_w() { sqlite3 -cmd '.timeout 5000' "$T/data/edge.db" "$1" >/dev/null; }
-revoked=$(mint '.jti = "0190a0b0-0000-7000-8000-0000000000ff"')
+revoked=${MINTED[9]}
 kapi -t "$revoked" GET /api/me/rentals; expect 200
 edge_sql_w "INSERT INTO revoked_tokens(jti, config_version) VALUES ('0190a0b0-0000-7000-8000-0000000000ff', 1)"
 kapi -t "$revoked" GET /api/me/rentals; expect 401 signin_required
@@ -109,7 +112,6 @@ left_ms=$((TTL * 1000 + 300 - ($(date +%s%N) - t_b) / 1000000))
 [ $left_ms -le 0 ] || sleep "$(printf '%d.%03d' $((left_ms / 1000)) $((left_ms % 1000)))"
 otp_verify $Bp "$codeb" 127.0.0.12; expect 401 code_expired
 
-wrong_of() { printf '%06d' $(( (10#$1 + 1) % 1000000 )); }
 note "5 wrong guesses kill a code: the right one is refused afterwards"
 C=+972541234567
 otp_request 0541234567 127.0.0.13; expect 202
@@ -183,104 +185,9 @@ otp_request 0570000099 $K; expect 429 too_many_requests
 [ "$(sms_count +972570000099)" = 0 ] || fail "a refused request sent a text"
 otp_request 0570000099 127.0.2.2; expect 202 # another kiosk is not limited
 
-note "phones: refused forms are 400 invalid_phone, no text sent"
-n=$(wc -l <"$SMS_OUT")
-for bad in 031234567 +97231234567 0521234 05212345678 +14155550123 001415555012 abc "" \
-	"+972-52-123-456a" "0521234567890123456789012345678901234"; do
-	kapi -i 127.0.3.1 POST /api/auth/otp/request "{\"phone\":\"$bad\"}"; expect 400 invalid_phone
-done
-kapi -i 127.0.3.1 POST /api/auth/otp/request '{"phone":5}'; expect_code 400
-kapi -i 127.0.3.1 POST /api/auth/otp/request '{}'; expect_code 400
-kapi -i 127.0.3.1 POST /api/auth/otp/verify '{"phone":"abc","code":"123456"}'; expect 400 invalid_phone
-[ "$(wc -l <"$SMS_OUT")" = "$n" ] || fail "a refused phone got a text"
-
-note "rent with the customer token: 201, the lock opens; one open rental per phone"
-rented_before=$(edge_sql "SELECT count(*) FROM rentals")
-kapi -t "$TA" POST "$(branch /carts/assign)" '{}'; expect 201
-RA=$(js rental_id); CA=$(jn cart_number)
-[ -n "$(js expected_return)" ] || fail "assign: $BODY"
-sim bus0 state 1 $((CA - 1)) | grep -q 'hook=open' || fail "the lock of cart $CA did not open"
-[ "$(edge_sql "SELECT user_phone FROM rentals WHERE id = '$RA'")" = $A ] || fail "rental not in the token's phone"
-kapi -t "$TA" POST "$(branch /carts/assign)" '{}'; expect 409 already_renting
-kapi -t "$TA" POST "$(branch /carts/assign)" '{"phone":"0521234567"}'; expect 409 already_renting
-kapi -t "$TA" POST "$(branch /carts/assign)" '{"phone":"0539998888"}' # not the token's phone
-[ "$CODE" -ge 400 ] && [ "$CODE" -lt 500 ] || fail "assign for another phone answered $CODE"
-[ "$(edge_sql "SELECT count(*) FROM rentals WHERE user_phone = '+972539998888'")" = 0 ] ||
-	fail "a token rented for another phone"
-sim bus0 take 1 $((CA - 1)) >/dev/null
-wait_until 5 cart_has "$CA" cart_present false || fail "cart $CA not taken"
-kapi GET "/api/kiosk/rentals/$RA"; expect 200
-[ "$(js state)" = active ] && [ "$(jn cart_number)" = "$CA" ] && [[ $BODY == *'"ended_at":null'* ]] ||
-	fail "rental: $BODY"
-kapi -t "$TA" GET /api/me/rentals; expect 200
-[ "$(jqr '[.open[] | .id] | join(",")')" = "$RA" ] || fail "me: $BODY"
-
-note "a second person types the first one's phone at the same kiosk: a code prompt, never a cart"
-nsms=$(sms_count $A)
-otp_request 0521234567 $IPA; expect 202
-jq -e --arg p $A --argjson ttl $TTL '. == {phone: $p, expires_in_s: $ttl, sms: "sent"}' \
-	"$T/resp.json" >/dev/null || fail "202 body (nothing but these): $BODY"
-wait_until 10 sms_more $A "$nsms" || fail "no code went to the phone's owner"
-CODES+=("$(code_in "$(sms_text $A)")")
-kapi -i $IPA POST "$(branch /carts/assign)" '{}'; expect 401 signin_required
-kapi -i $IPA POST "$(branch /carts/assign)" '{"phone":"0521234567"}'; expect 401 signin_required
-kapi -i $IPA GET /api/me/rentals; expect 401 signin_required
-otp_verify $A "$(wrong_of "$(code_in "$(sms_text $A)")")" $IPA; expect 401 wrong_code
-kapi -i $IPA POST /api/kiosk/return '{"phone":"0521234567"}'; expect 200 # harmless: sends a cart back
-[ "$(js rental_id)" = "$RA" ] || fail "return named $(js rental_id)"
-[ "$(edge_sql "SELECT count(*) FROM rentals")" = $((rented_before + 1)) ] || fail "a rental was made"
-
-note "overdue counts as open: still already_renting"
-edge_sql_w "UPDATE rentals SET allowed_ms = 1, grace_ms = 0 WHERE id = '$RA'"
-rental_state() { kapi GET "/api/kiosk/rentals/$1"; [[ $(js state) =~ ^$2$ ]]; }
-wait_until 10 rental_state "$RA" overdue || fail "rental never overdue: $BODY"
-kapi -t "$TA" POST "$(branch /carts/assign)" '{}'; expect 409 already_renting
-
-note "return at the kiosk: phone in any form -> the same rental and slot; docking closes it"
-slot=
-for form in 0521234567 "052-123-4567" "+972 52 123 4567" 00972521234567 972521234567 "(052) 123.4567"; do
-	kapi -i 127.0.4.1 POST /api/kiosk/return "{\"phone\":\"$form\"}"; expect 200
-	[ "$(js rental_id)" = "$RA" ] || fail "return of '$form' named $(js rental_id)"
-	[ -z "$slot" ] || [ "$(jn slot_number)" = "$slot" ] || fail "'$form' moved the slot"
-	slot=$(jn slot_number)
-done
-kapi -i 127.0.4.2 POST /api/kiosk/return '{"phone":"0529876543"}'; expect 404 no_open_rental
-kapi -i 127.0.4.2 POST /api/kiosk/return '{"phone":"031234567"}'; expect 400 invalid_phone
-sim bus0 dock 1 $((slot - 1)) >/dev/null
-# KIOSK_DESIGN.md says "returned_late"; the engine's name is "returned-late"
-wait_until 10 rental_state "$RA" "returned[-_]late" || fail "not returned_late: $BODY"
-[ -n "$(js ended_at)" ] && [ "$(jn duration_s)" -ge 0 ] || fail "receipt: $BODY"
-grep -q 972 "$T/resp.json" && fail "the public rental view shows the phone: $BODY"
-kapi GET /api/kiosk/rentals/00000000-0000-7000-8000-000000000000; expect_code 404
-kapi GET /api/kiosk/rentals/not-a-uuid; [ "$CODE" = 400 ] || [ "$CODE" = 404 ] || fail "bad id: $CODE"
-
-note "rent again, return, dock: returned with a duration; history newest first"
-kapi -t "$TA" POST "$(branch /carts/assign)" '{}'; expect 201
-RA2=$(js rental_id); CA2=$(jn cart_number)
-sim bus0 take 1 $((CA2 - 1)) >/dev/null
-wait_until 5 cart_has "$CA2" cart_present false || fail "cart $CA2 not taken"
-sleep 1
-kapi -i 127.0.4.1 POST /api/kiosk/return '{"phone":"0521234567"}'; expect 200
-[ "$(js rental_id)" = "$RA2" ] || fail "return named $(js rental_id)"
-sim bus0 dock 1 $(($(jn slot_number) - 1)) >/dev/null
-wait_until 10 rental_state "$RA2" returned || fail "not returned: $BODY"
-[ "$(jn duration_s)" -ge 1 ] && [ "$(jn cart_number)" = "$CA2" ] && [ -n "$(js started_at)" ] ||
-	fail "receipt: $BODY"
-kapi -t "$TA" GET /api/me/rentals; expect 200
-[ "$(jqr '[(.open | length), (.history[] | .id)] | join(",")')" = "0,$RA2,$RA" ] ||
-	fail "me: open none, history newest first: $BODY"
-kapi -i 127.0.4.3 POST /api/kiosk/return '{"phone":"0521234567"}'; expect 404 no_open_rental
 
 note "no code is logged or kept in the database"
-[ ${#CODES[@]} -ge 10 ] || fail "only ${#CODES[@]} codes seen"
-for c in "${CODES[@]}"; do
-	[ ${#c} = 6 ] || fail "bad code '$c' collected"
-	! grep -qw -- "$c" "$T/edge.log" || fail "code $c is in the daemon's log: $(grep -w -- "$c" "$T/edge.log" | head -3)"
-done
-sqlite3 "$T/data/edge.db" .dump >"$T/dump.sql"
-for c in "${CODES[@]}"; do
-	! grep -qw -- "$c" "$T/dump.sql" || fail "code $c is in the database: $(grep -w -- "$c" "$T/dump.sql" | head -3)"
-done
+assert_codes_secret 10
 [ "$(jq -s 'map(.text | test("[0-9]{6}")) | all' "$SMS_OUT")" = true ] || fail "a text without a code"
 
 check_logs

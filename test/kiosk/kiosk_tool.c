@@ -4,15 +4,20 @@
  *       reads a PIN (one line) from stdin and prints its crypto_pwhash_str
  *       hash ("$argon2id$..."), for kiosk.staff[].pin_hash in a test config.
  *       Python's standard library has no Argon2id.
- *   kiosk_tool local-key DATA_DIR
- *       prints the edge's own customer-token signing key, derived from
- *       DATA_DIR/kiosk.key as src/edge/cw_kiosk.c derives it, in the cloud's
- *       key file format (base64url of the 64-byte secret key), so that
- *       test/cloud/cw_jwt_tool can sign tokens the edge must refuse
- *       (expired, another typ or audience) and one it must accept. */
+ *   kiosk_tool sign DATA_DIR
+ *       signs each line of stdin (a JSON object of claims) with the edge's
+ *       own customer-token key, derived from DATA_DIR/kiosk.key as
+ *       src/edge/cw_kiosk.c derives it, and prints one token per line: tokens
+ *       the edge must refuse (expired, another typ or audience) and one it
+ *       must accept (which proves the derivation matches), from one process. */
+#include <cjson/cJSON.h>
 #include <sodium.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "cw_error.h"
+#include "cw_jwt.h"
 
 /* Must match src/edge/cw_kiosk.c (KDF_CTX, KDF_TOKEN): a test that signs a
  * token the edge then accepts proves they do. */
@@ -45,11 +50,13 @@ static int pin_hash(void)
 	return 0;
 }
 
-static int local_key(const char *data_dir)
+static int sign_lines(const char *data_dir)
 {
 	unsigned char master[crypto_kdf_KEYBYTES], seed[crypto_sign_SEEDBYTES];
 	unsigned char pk[crypto_sign_PUBLICKEYBYTES], sk[crypto_sign_SECRETKEYBYTES];
-	char path[4096], b64[crypto_sign_SECRETKEYBYTES * 2];
+	static char line[16384];
+	char path[4096];
+	int rc = 0;
 	size_t n;
 	FILE *f;
 
@@ -67,12 +74,22 @@ static int local_key(const char *data_dir)
 	}
 	crypto_kdf_derive_from_key(seed, sizeof(seed), KIOSK_KDF_TOKEN, KIOSK_KDF_CTX, master);
 	crypto_sign_seed_keypair(pk, sk, seed);
-	sodium_bin2base64(b64, sizeof(b64), sk, sizeof(sk), sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-	printf("%s\n", b64);
+	while (rc == 0 && fgets(line, sizeof(line), stdin)) {
+		cJSON *claims = cJSON_Parse(line);
+		char *tok = NULL;
+		if (!claims || cw_jwt_sign(claims, sk, &tok) != CW_OK) {
+			fprintf(stderr, "kiosk_tool sign: cannot sign %s", line);
+			rc = 1;
+		} else {
+			printf("%s\n", tok);
+		}
+		free(tok);
+		cJSON_Delete(claims);
+	}
 	sodium_memzero(master, sizeof(master));
 	sodium_memzero(seed, sizeof(seed));
 	sodium_memzero(sk, sizeof(sk));
-	return 0;
+	return rc;
 }
 
 int main(int argc, char **argv)
@@ -81,8 +98,8 @@ int main(int argc, char **argv)
 		return 2;
 	if (argc == 2 && strcmp(argv[1], "pin-hash") == 0)
 		return pin_hash();
-	if (argc == 3 && strcmp(argv[1], "local-key") == 0)
-		return local_key(argv[2]);
-	fprintf(stderr, "usage: kiosk_tool pin-hash <PIN | kiosk_tool local-key DATA_DIR\n");
+	if (argc == 3 && strcmp(argv[1], "sign") == 0)
+		return sign_lines(argv[2]);
+	fprintf(stderr, "usage: kiosk_tool pin-hash <PIN | kiosk_tool sign DATA_DIR <CLAIMS_LINES\n");
 	return 2;
 }

@@ -155,6 +155,31 @@ signin() {
 	CTOKEN=$(js token)
 }
 
+# edge_sql_w SQL: a write into the running edge's database (to make a state
+# that would take long to reach, such as an overdue rental)
+edge_sql_w() { sqlite3 -cmd '.timeout 5000' "$T/data/edge.db" "$1" >/dev/null; }
+# wrong_of CODE: another 6-digit code
+wrong_of() { printf '%06d' $(( (10#$1 + 1) % 1000000 )); }
+# rental_state ID REGEX: the public view of the rental has a matching state
+rental_state() { kapi GET "/api/kiosk/rentals/$1"; [[ $(js state) =~ ^$2$ ]]; }
+
+# assert_codes_secret: none of the codes in CODES (every code a test saw in a
+# text) is in the daemon's log or in its database (stored as keyed hashes
+# only; the SMS queue row with the text is deleted once sent)
+CODES=()
+assert_codes_secret() {
+	local c
+	[ ${#CODES[@]} -ge "${1:-1}" ] || fail "only ${#CODES[@]} codes seen"
+	sqlite3 "$T/data/edge.db" .dump >"$T/dump.sql"
+	for c in "${CODES[@]}"; do
+		[ ${#c} = 6 ] || fail "bad code '$c' collected"
+		! grep -qw -- "$c" "$T/edge.log" ||
+			fail "code $c is in the daemon's log: $(grep -w -- "$c" "$T/edge.log" | head -3)"
+		! grep -qw -- "$c" "$T/dump.sql" ||
+			fail "code $c is in the database: $(grep -w -- "$c" "$T/dump.sql" | head -3)"
+	done
+}
+
 # jwt_part TOKEN N: base64url-decoded part N (1 header, 2 claims) of a JWT
 jwt_part() {
 	local s
