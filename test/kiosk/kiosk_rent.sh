@@ -9,9 +9,8 @@
 . "$(dirname "$0")/lib.sh"
 
 sms_start
-sim_start bus0 modbus --board 1:8
-kiosk_config "$T/edge.json" "[{\"name\":\"bus0\",\"port\":\"$T/bus0.tty\",\"protocol\":\"modbus\",
-  \"boards\":[{\"address\":1,\"locks\":8}]}]"
+kiosk_sim bus0 8
+kiosk_config "$T/edge.json" "[$(kiosk_bus bus0 8)]"
 edge_start
 wait_until 10 cart_is 8 available || fail "carts not ready"
 

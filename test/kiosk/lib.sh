@@ -85,6 +85,18 @@ code_in() {
 	echo "$six"
 }
 
+# kiosk_sim NAME LOCKS: a simulator with one Modbus board (address 1) of
+# LOCKS locks; kiosk_bus NAME LOCKS: the edge's bus for it. 115200 baud, a
+# 500 ms response timeout and 10 misses before the board counts as offline
+# (defaults 50 ms and 3): these tests are about the kiosk, not the bus's
+# fault detection (edge_faults.sh), and on a loaded 2-core machine the ASan
+# daemon and the simulator stall past 50 ms now and then.
+kiosk_sim() { sim_start "$1" modbus --board "1:$2" --baud 115200; }
+kiosk_bus() {
+	printf '{"name":"%s","port":"%s","protocol":"modbus","baud":115200,"response_timeout_ms":500,
+	  "offline_after":10,"boards":[{"address":1,"locks":%d}]}' "$1" "$T/$1.tty" "$2"
+}
+
 # kiosk_config FILE BUSES_JSON [extra JSON]: edge_config plus a kiosk section
 # and the webhook SMS provider pointed at the fake gateway. The extra JSON is
 # merged last (jq *), so a test can change any limit.
