@@ -183,7 +183,30 @@ done
 otp_request 0570000099 $K; expect 429 too_many_requests
 [ "$(jn retry_after_s)" -gt 0 ] || fail "no retry_after_s: $BODY"
 [ "$(sms_count +972570000099)" = 0 ] || fail "a refused request sent a text"
+# the kiosk is the connection's address, not a header the client chooses
+CODE=$(curl -s -o /dev/null -w '%{http_code}' --interface $K -H 'X-Forwarded-For: 10.9.8.7' \
+	-H 'X-Real-IP: 10.9.8.7' -H 'Content-Type: application/json' --data '{"phone":"0570000098"}' \
+	"http://127.0.0.1:$API_PORT/api/auth/otp/request") || true
+[ "$CODE" = 429 ] || fail "X-Forwarded-For got around the kiosk limit: HTTP $CODE"
 otp_request 0570000099 127.0.2.2; expect 202 # another kiosk is not limited
+
+note "parallel guessing: 20 wrong codes at once count one by one (5, then the code is dead)"
+P=+972591234567
+otp_request 0591234567 127.0.2.3; expect 202
+codep=$(sms_code $P 0); CODES+=("$codep")
+pids=()
+for i in $(seq 20); do
+	curl -s -o "$T/par$i.json" -w '%{http_code}\n' --interface 127.0.2.3 -H 'Content-Type: application/json' \
+		--data "{\"phone\":\"$P\",\"code\":\"$(wrong_of $((10#$codep + i)))\"}" \
+		"http://127.0.0.1:$API_PORT/api/auth/otp/verify" >"$T/par$i.code" &
+	pids+=($!)
+done
+wait "${pids[@]}" || fail "a parallel guess failed to connect"
+[ "$(grep -l '"reason":"wrong_code"' "$T"/par*.json | wc -l)" = 5 ] ||
+	fail "not exactly 5 wrong_code answers: $(cat "$T"/par*.json)"
+[ "$(grep -l '"reason":"code_expired"' "$T"/par*.json | wc -l)" = 15 ] ||
+	fail "the code did not die after 5: $(cat "$T"/par*.json)"
+otp_verify $P "$codep" 127.0.2.3; expect 401 code_expired
 
 
 note "no code is logged or kept in the database"

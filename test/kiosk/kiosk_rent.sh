@@ -21,6 +21,11 @@ otp_request 0521234567 $IPA; expect 202
 code=$(sms_code $A 0); CODES+=("$code")
 otp_verify 0521234567 "$code" $IPA; expect 200
 TA=$(js token)
+# a customer token is no staff token
+for req in "GET $(branch /carts)" "GET $(branch /rentals/history)" "POST $(branch /carts/return)" \
+	"POST /api/admin/carts/1/unlock"; do
+	kapi -t "$TA" ${req% *} "${req#* }" '{}'; expect 401
+done
 
 note "phones: refused forms are 400 invalid_phone, no text sent"
 n=$(wc -l <"$SMS_OUT")
