@@ -14,7 +14,7 @@
 KTOOL=$B/test/kiosk_tool
 [ -x "$KTOOL" ] || fail "$KTOOL was not built"
 
-TTL=5       # kiosk.otp.ttl_s for the test (default 300, least 5)
+TTL=8       # kiosk.otp.ttl_s for the test (default 300, least 5)
 PER_KIOSK=8 # kiosk.otp.max_requests_per_kiosk_hour for the test (default 60)
 sms_start
 kiosk_sim bus0 2
@@ -38,6 +38,7 @@ otp_request "052-123 4567" $IPA; expect 202
 jq -e --arg p $A --argjson ttl $TTL '. == {phone: $p, expires_in_s: $ttl, sms: "sent"}' \
 	"$T/resp.json" >/dev/null || fail "202 body (nothing but these): $BODY"
 code=$(sms_code $A 0); CODES+=("$code")
+[[ $(sms_text $A) == *"קוד"* ]] || fail "the default text is not Hebrew: $(sms_text $A)"
 [ "$(sms_count $A)" = 1 ] || fail "$(sms_count $A) messages for one request"
 [ "$(wc -l <"$SMS_OUT")" = 1 ] || fail "a message to another number: $(cat "$SMS_OUT")"
 [ "$(tail -n 1 "$T/sms-stats.txt" | jq .unauthorized)" = 0 ] || fail "the gateway saw requests without the bearer token"
@@ -107,11 +108,6 @@ kapi -t "$revoked" GET /api/me/rentals; expect 200
 edge_sql_w "INSERT INTO revoked_tokens(jti, config_version) VALUES ('0190a0b0-0000-7000-8000-0000000000ff', 1)"
 kapi -t "$revoked" GET /api/me/rentals; expect 401 signin_required
 
-note "the code expires after ttl_s ($TTL s)"
-left_ms=$((TTL * 1000 + 300 - ($(date +%s%N) - t_b) / 1000000))
-[ $left_ms -le 0 ] || sleep "$(printf '%d.%03d' $((left_ms / 1000)) $((left_ms % 1000)))"
-otp_verify $Bp "$codeb" 127.0.0.12; expect 401 code_expired
-
 note "5 wrong guesses kill a code: the right one is refused afterwards"
 C=+972541234567
 otp_request 0541234567 127.0.0.13; expect 202
@@ -165,9 +161,17 @@ fi
 # and from another kiosk: the limit is the phone's
 otp_verify $D "${coded:-000000}" 127.0.0.15; expect 429 too_many_attempts
 
+note "the code expires after ttl_s ($TTL s)"
+left_ms=$((TTL * 1000 + 300 - ($(date +%s%N) - t_b) / 1000000))
+[ $left_ms -le 0 ] || sleep "$(printf '%d.%03d' $((left_ms / 1000)) $((left_ms % 1000)))"
+otp_verify $Bp "$codeb" 127.0.0.12; expect 401 code_expired
+
 note "requests per phone: 5 an hour, whichever kiosk"
 E=+972561234567
-for i in 1 2 3 4 5; do
+kapi -i 127.0.1.1 POST /api/auth/otp/request '{"phone":"0561234567","lang":"en"}'; expect 202
+wait_until 10 sms_more $E 0 || fail "no text to $E"
+[[ $(sms_text $E) == "Your CartWise code is "* ]] || fail "lang en: text $(sms_text $E)"
+for i in 2 3 4 5; do
 	otp_request 0561234567 "127.0.1.$i"; expect 202
 done
 otp_request 0561234567 127.0.1.6; expect 429 too_many_requests
@@ -190,7 +194,7 @@ CODE=$(curl -s -o /dev/null -w '%{http_code}' --interface $K -H 'X-Forwarded-For
 [ "$CODE" = 429 ] || fail "X-Forwarded-For got around the kiosk limit: HTTP $CODE"
 otp_request 0570000099 127.0.2.2; expect 202 # another kiosk is not limited
 
-note "parallel guessing: 20 wrong codes at once count one by one (5, then the code is dead)"
+note "parallel guessing: 20 wrong codes at once count one by one (at most 5, then the code is dead)"
 P=+972591234567
 otp_request 0591234567 127.0.2.3; expect 202
 codep=$(sms_code $P 0); CODES+=("$codep")
@@ -202,10 +206,14 @@ for i in $(seq 20); do
 	pids+=($!)
 done
 wait "${pids[@]}" || fail "a parallel guess failed to connect"
-[ "$(grep -l '"reason":"wrong_code"' "$T"/par*.json | wc -l)" = 5 ] ||
-	fail "not exactly 5 wrong_code answers: $(cat "$T"/par*.json)"
-[ "$(grep -l '"reason":"code_expired"' "$T"/par*.json | wc -l)" = 15 ] ||
-	fail "the code did not die after 5: $(cat "$T"/par*.json)"
+# at most 5 guesses count (fewer if ttl_s ran out first on a loaded machine),
+# every one of them recorded as a failure of the phone, the rest refused
+nwrong=$(grep -l '"reason":"wrong_code"' "$T"/par*.json | wc -l)
+[ "$nwrong" -ge 1 ] && [ "$nwrong" -le 5 ] || fail "$nwrong wrong_code answers: $(cat "$T"/par*.json)"
+[ "$(grep -l '"reason":"code_expired"' "$T"/par*.json | wc -l)" = $((20 - nwrong)) ] ||
+	fail "answers other than wrong_code / code_expired: $(cat "$T"/par*.json)"
+[ "$(edge_sql "SELECT count(*) FROM kiosk_limits WHERE kind = 'otp_fail_phone' AND subject = '$P'")" = "$nwrong" ] ||
+	fail "failures recorded for $P: $(edge_sql "SELECT count(*) FROM kiosk_limits WHERE subject = '$P'"), answered $nwrong"
 otp_verify $P "$codep" 127.0.2.3; expect 401 code_expired
 
 
