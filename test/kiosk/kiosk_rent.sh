@@ -10,7 +10,9 @@
 
 sms_start
 kiosk_sim bus0 8
-kiosk_config "$T/edge.json" "[$(kiosk_bus bus0 8)]"
+PER_KIOSK=10 # kiosk.otp.max_requests_per_kiosk_hour (default 60): returns count too
+kiosk_config "$T/edge.json" "[$(kiosk_bus bus0 8)]" \
+	"{\"kiosk\":{\"otp\":{\"max_requests_per_kiosk_hour\":$PER_KIOSK}}}"
 edge_start
 wait_until 10 cart_is 8 available || fail "carts not ready"
 
@@ -113,6 +115,13 @@ kapi -t "$TA" GET /api/me/rentals; expect 200
 [ "$(jqr '[(.open | length), (.history[] | .id)] | join(",")')" = "0,$RA2,$RA" ] ||
 	fail "me: open none, history newest first: $BODY"
 kapi -i 127.0.4.3 POST /api/kiosk/return '{"phone":"0521234567"}'; expect 404 no_open_rental
+
+note "returns per kiosk: $PER_KIOSK an hour (test config), then 429 too_many_requests"
+for i in $(seq 2 $PER_KIOSK); do
+	kapi -i 127.0.4.3 POST /api/kiosk/return '{"phone":"0521234567"}'; expect 404 no_open_rental
+done
+kapi -i 127.0.4.3 POST /api/kiosk/return '{"phone":"0521234567"}'; expect 429 too_many_requests
+[ "$(jn retry_after_s)" -gt 0 ] || fail "no retry_after_s: $BODY"
 
 
 note "no code is logged or kept in the database"
