@@ -109,8 +109,8 @@
     return t('dur_hour', { h: Math.floor(m / 60), m: m % 60 });
   }
   function fmtPhone(p) {
-    /* +972521234567 -> 052-123-4567 for Israeli mobiles; else as given */
-    const m = /^\+972(5\d)(\d{3})(\d{4})$/.exec(p || '');
+    /* +972521234567 or 0521234567 -> 052-123-4567; else as given */
+    const m = /^(?:\+972|0)(5\d)-?(\d{3})-?(\d{4})$/.exec(p || '');
     return isolate(m ? '0' + m[1] + '-' + m[2] + '-' + m[3] : (p || ''));
   }
 
@@ -348,10 +348,12 @@
       if (back && !back.hidden) { ev.preventDefault(); back.click(); }
       return;
     }
-    if (!input || active === input) {
-      if (active === input && ev.key === 'Enter') { ev.preventDefault(); primary(); }
+    if (ev.key === 'Enter') {
+      /* on a button Enter presses it; elsewhere (the heading) the main action */
+      if (!active || active.tagName !== 'BUTTON') { ev.preventDefault(); primary(); }
       return;
     }
+    if (!input || active === input) return;
     if (/^[0-9]$/.test(ev.key) || (ev.key === '+' && input.id === 'phone')) {
       ev.preventDefault();
       if (input.value.length < input.maxLength) input.value += ev.key;
@@ -658,9 +660,6 @@
     });
     ['phone', 'code', 'pin'].forEach((id) => {
       $(id).addEventListener('input', (ev) => onField(ev.target));
-      $(id).addEventListener('keydown', (ev) => {
-        if (ev.key === 'Enter') { ev.preventDefault(); primary(); }
-      });
     });
     document.addEventListener('keydown', onKey);
     ['pointerdown', 'keydown', 'input'].forEach((ev) => document.addEventListener(ev, bump, true));

@@ -1,0 +1,241 @@
+// e2e.mjs - the kiosk page in headless chromium against the real
+// cartwise-edge and cartwise-simlock (started by e2e.sh, which passes their
+// addresses in the environment).
+//
+// Hebrew (touch: the on-screen keypads): rent -> take cart N -> the
+// simulator takes the cart out -> return -> push into slot S -> the
+// simulator docks it in S -> the receipt with the duration; my rentals
+// shows it. English (keyboard only, no mouse): the same round trip, a wrong
+// staff PIN and "already renting" on the way. RTL / LTR layout checked;
+// nothing stored by the browser; screenshots in SHOTS_DIR.
+import net from 'node:net';
+import {
+  assertNothingStored, check, closeSoon, errorReason, fail, kioskPage, launch, note, onScreen, screens,
+  tapDigits, xOf,
+} from './lib.mjs';
+
+const env = (k) => process.env[k] || fail(`${k} is not set (run through e2e.sh)`);
+const BASE = env('KIOSK_BASE');
+const SIM_SOCK = env('SIM_SOCK');
+const ADMIN = env('ADMIN_TOKEN');
+const BRANCH = env('BRANCH');
+const PIN = env('STAFF_PIN');
+const shot = screens(env('SHOTS_DIR'));
+const problems = [];
+
+// One command to the simulator's control socket; its one-line answer.
+function sim(cmd) {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(SIM_SOCK);
+    let buf = '';
+    s.on('connect', () => s.write(cmd + '\n'));
+    s.on('data', (d) => {
+      buf += d;
+      if (buf.includes('\n')) { s.end(); resolve(buf.split('\n')[0]); }
+    });
+    s.on('error', reject);
+  }).then((ans) => { check(ans.startsWith('ok'), `simulator: '${cmd}' answered '${ans}'`); return ans; });
+}
+// Carts 1-4 are locks 0-3 of board 1.
+const lockOf = (n) => `1 ${n - 1}`;
+async function cart(n) {
+  const r = await fetch(`${BASE}/api/branches/${BRANCH}/carts/${n}`, { headers: { Authorization: `Bearer ${ADMIN}` } });
+  check(r.ok, `GET cart ${n}: ${r.status}`);
+  return r.json();
+}
+async function until(what, fn, ms = 8000) {
+  const end = Date.now() + ms;
+  while (!(await fn())) {
+    if (Date.now() > end) fail('timed out waiting for ' + what);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+// The customer walks away with the cart: the simulator's slot empties.
+async function takeOut(n) {
+  await sim('take ' + lockOf(n));
+  await until(`cart ${n} taken`, async () => (await cart(n)).cart_present === false);
+}
+
+async function checkDirection(page, dir, lang) {
+  const d = await page.evaluate(() => ({ dir: document.dir, lang: document.documentElement.lang,
+    body: getComputedStyle(document.body).direction,
+    h1: getComputedStyle(document.querySelector('.screen:not([hidden]) h1')).direction }));
+  check(d.dir === dir && d.lang === lang && d.body === dir && d.h1 === dir,
+    `expected ${lang}/${dir}, got ${JSON.stringify(d)}`);
+}
+// Phone screen layout: the keypad reads 1 2 3 from the left in both
+// languages (as on every phone); the row of actions follows the language:
+// "back" (first) on the right in Hebrew, on the left in English.
+async function checkPhoneLayout(page, dir) {
+  const one = await xOf(page, '#s-phone .keypad [data-key="1"]');
+  const three = await xOf(page, '#s-phone .keypad [data-key="3"]');
+  check(one < three, `keypad: 1 at x=${one} is not left of 3 at x=${three}`);
+  const back = await xOf(page, '#s-phone .actions .back');
+  const next = await xOf(page, '#s-phone .actions:not([hidden]) #phone-staff');
+  check(dir === 'rtl' ? back > next : back < next,
+    `${dir}: back at x=${back}, staff sign-in at x=${next}`);
+  const inputDir = await page.evaluate(() => getComputedStyle(document.getElementById('phone')).direction);
+  check(inputDir === 'ltr', 'the phone number field is not left-to-right');
+}
+
+async function hebrewTouch(browser) {
+  const page = await kioskPage(browser, BASE, problems);
+  note('Hebrew: right to left by default');
+  await checkDirection(page, 'rtl', 'he');
+  check((await page.textContent('#go-rent')).includes('עגלה'), 'the rent button is not in Hebrew');
+  await shot(page, 'he-1-home');
+
+  note('Hebrew: rent with the staff PIN (no SMS provider on this edge)');
+  await page.click('#go-rent');
+  await onScreen(page, 's-phone');
+  await tapDigits(page, '0521234567');
+  check(await page.isHidden('#phone-next'), 'send-code offered although SMS is off');
+  check(await page.isVisible('#sms-note'), 'no note that SMS is off');
+  await checkPhoneLayout(page, 'rtl');
+  await shot(page, 'he-2-phone');
+  await page.click('#phone-staff');
+  await onScreen(page, 's-staff');
+  await tapDigits(page, PIN);
+  await page.click('#pin-next');
+  await onScreen(page, 's-take');
+  const n = Number(await page.getAttribute('#s-take', 'data-cart'));
+  check(n >= 1 && n <= 4, 'no cart number on the take screen');
+  check((await page.textContent('#h-take')).includes(`עגלה ${n}`), 'take screen heading: ' + await page.textContent('#h-take'));
+  check(!(await assertNothingStored(page)), 'the token outlived the finished rent');
+  await shot(page, 'he-3-take');
+  await takeOut(n);
+  await page.click('#s-take .finish');
+  await onScreen(page, 's-home');
+
+  note(`Hebrew: return cart ${n}`);
+  await page.click('#go-return');
+  await tapDigits(page, '0521234567');
+  await page.click('#phone-next');
+  await onScreen(page, 's-slot');
+  const slot = Number(await page.getAttribute('#s-slot', 'data-slot'));
+  check(slot >= 1 && slot <= 4, `slot ${slot} for cart ${n}`);
+  check((await page.textContent('#h-slot')).includes(String(slot)), 'slot number not shown');
+  await shot(page, 'he-4-slot');
+  await sim('dock ' + lockOf(slot));
+  await onScreen(page, 's-receipt');
+  check((await page.textContent('#r-cart')).trim() === String(n), 'receipt: wrong cart');
+  check(/דק׳|פחות מדקה/.test(await page.textContent('#r-duration')), 'receipt: no duration in Hebrew: ' + await page.textContent('#r-duration'));
+  await shot(page, 'he-5-receipt');
+  await page.click('#s-receipt .finish');
+  await onScreen(page, 's-home');
+
+  note('Hebrew: my rentals');
+  await page.click('#go-history');
+  await tapDigits(page, '0521234567');
+  await page.click('#phone-staff');
+  await tapDigits(page, PIN);
+  await page.click('#pin-next');
+  await onScreen(page, 's-mine');
+  const hist = await page.textContent('#mine-history');
+  check(hist.includes(`עגלה ${n}`) && hist.includes('הוחזרה'), 'history lacks the returned rental: ' + hist);
+  check(!(await assertNothingStored(page)), 'the token outlived my rentals');
+  await shot(page, 'he-6-mine');
+  await page.context().close();
+  return n;
+}
+
+// Presses Tab until the element matching selector has the focus.
+async function tabTo(page, selector) {
+  for (let i = 0; i < 40; i++) {
+    if (await page.evaluate((s) => document.activeElement && document.activeElement.matches(s), selector)) {
+      const ring = await page.evaluate(() => getComputedStyle(document.activeElement).outlineStyle);
+      check(ring !== 'none', `no visible focus on ${selector}`);
+      return;
+    }
+    await page.keyboard.press('Tab');
+  }
+  fail('Tab never reached ' + selector);
+}
+
+async function englishKeyboard(browser) {
+  const page = await kioskPage(browser, BASE, problems);
+  const kb = page.keyboard;
+  note('English: switched with the keyboard, left to right');
+  await tabTo(page, '#lang');
+  await kb.press('Enter');
+  await checkDirection(page, 'ltr', 'en');
+  await shot(page, 'en-1-home');
+
+  await tabTo(page, '#go-rent');
+  await kb.press('Enter');
+  await onScreen(page, 's-phone');
+  await kb.type('0527654321'); // typed digits go to the field
+  check(await page.inputValue('#phone') === '0527654321', 'typed digits did not reach the phone field');
+  await checkPhoneLayout(page, 'ltr');
+  await shot(page, 'en-2-phone');
+  await tabTo(page, '#phone-staff');
+  await kb.press('Enter');
+  await onScreen(page, 's-staff');
+
+  note('English: a wrong staff PIN, then the right one');
+  await kb.type('0000');
+  await kb.press('Enter');
+  const wrong = await errorReason(page, 'wrong_pin');
+  check(/staff PIN is not right/.test(wrong), 'wrong PIN message: ' + wrong);
+  await shot(page, 'en-3-wrong-pin');
+  await page.focus('#h-staff');
+  await kb.type(PIN);
+  await kb.press('Enter');
+  await onScreen(page, 's-take');
+  const n = Number(await page.getAttribute('#s-take', 'data-cart'));
+  check((await page.textContent('#h-take')).trim() === `Take cart ${n}`, 'take screen: ' + await page.textContent('#h-take'));
+  await shot(page, 'en-4-take');
+  await takeOut(n);
+  await kb.press('Escape'); // done
+  await onScreen(page, 's-home');
+  check(await page.evaluate(() => document.dir) === 'rtl', 'the reset did not go back to Hebrew');
+
+  note('English: already renting');
+  await tabTo(page, '#lang');
+  await kb.press('Enter');
+  await tabTo(page, '#go-rent');
+  await kb.press('Enter');
+  await kb.type('0527654321');
+  await tabTo(page, '#phone-staff');
+  await kb.press('Enter');
+  await kb.type(PIN);
+  await kb.press('Enter');
+  const already = await errorReason(page, 'already_renting');
+  check(/already have a cart/.test(already), 'already renting message: ' + already);
+  await shot(page, 'en-5-already-renting');
+
+  note(`English: return cart ${n} from the error's button`);
+  await tabTo(page, '#error-action');
+  await kb.press('Enter');
+  await onScreen(page, 's-phone');
+  check(await page.inputValue('#phone') === '0527654321', 'the return did not keep the phone');
+  await page.focus('#h-phone');
+  await kb.press('Enter');
+  await onScreen(page, 's-slot');
+  const slot = Number(await page.getAttribute('#s-slot', 'data-slot'));
+  check((await page.textContent('#h-slot')).trim() === `Push the cart into slot ${slot}`, 'slot heading');
+  await shot(page, 'en-6-slot');
+  await sim('dock ' + lockOf(slot));
+  await onScreen(page, 's-receipt');
+  check((await page.textContent('#r-cart')).trim() === String(n), 'receipt: wrong cart');
+  check(/min|less than a minute/.test(await page.textContent('#r-duration')), 'receipt duration');
+  await shot(page, 'en-7-receipt');
+  check(!(await assertNothingStored(page)), 'a token outlived the flows');
+  await page.context().close();
+}
+
+const browser = await launch();
+let rc = 1;
+try {
+  await hebrewTouch(browser);
+  await englishKeyboard(browser);
+  check(problems.length === 0, 'browser problems:\n' + problems.join('\n'));
+  note('ok');
+  rc = 0;
+} catch (e) {
+  console.error(e);
+} finally {
+  await closeSoon(browser);
+}
+process.exit(rc);

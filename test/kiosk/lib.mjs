@@ -1,0 +1,89 @@
+// lib.mjs - shared by the kiosk browser tests (e2e.mjs, page_flows.mjs):
+// headless Debian chromium through playwright-core, screenshots, asserts,
+// and what a customer does on the page.
+import fs from 'node:fs';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+export const CHROMIUM = process.env.CW_CHROMIUM || ['/usr/lib/chromium/chromium', '/usr/bin/chromium']
+  .find((p) => fs.existsSync(p));
+
+export function fail(msg) {
+  throw new Error(msg);
+}
+export function check(cond, msg) {
+  if (!cond) fail(msg);
+}
+const t0 = Date.now();
+export function note(msg) {
+  console.log(`-- [${((Date.now() - t0) / 1000).toFixed(1)}s] ${msg}`);
+}
+
+// Chromium without the network it would otherwise try (updates, DNS), no
+// sandbox (tests run as root in CI containers), no GPU.
+export async function launch() {
+  check(CHROMIUM, 'chromium is not installed (scripts/test installs the Debian package)');
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage',
+      '--disable-background-networking', '--disable-component-update', '--no-pings',
+      '--disable-domain-reliability', '--disable-breakpad', '--no-first-run'],
+    env: { ...process.env, DBUS_SESSION_BUS_ADDRESS: 'disabled:' },
+  });
+}
+
+// A graceful close may take many seconds on a loaded machine; after 2 s the
+// process exits and playwright kills the browser it launched.
+export async function closeSoon(browser) {
+  await Promise.race([browser.close(), new Promise((r) => setTimeout(r, 2000))]);
+}
+
+// A kiosk-sized page that fails the test on any page error, console error
+// (a CSP violation is one) or request to another origin.
+export async function kioskPage(browser, base, problems) {
+  const ctx = await browser.newContext({ viewport: { width: 1080, height: 1500 },
+    timezoneId: 'Asia/Jerusalem', locale: 'he-IL' });
+  const page = await ctx.newPage();
+  page.on('pageerror', (e) => problems.push('page error: ' + e.message));
+  page.on('console', (m) => {
+    if (m.type() === 'error' && !/status of (4\d\d|503)/.test(m.text())) problems.push('console: ' + m.text());
+  });
+  page.on('request', (r) => {
+    if (!r.url().startsWith(base) && !r.url().startsWith('data:')) problems.push('foreign request: ' + r.url());
+  });
+  await page.goto(base + '/');
+  await page.waitForFunction(() => window.CW_KIOSK && document.querySelector('.keypad .key'));
+  return page;
+}
+
+export function screens(dir) {
+  fs.mkdirSync(dir, { recursive: true });
+  return async (page, name) => page.screenshot({ path: path.join(dir, name + '.png'), fullPage: true });
+}
+
+export const visible = (page, id) => page.waitForSelector(`#${id}:not([hidden])`, { timeout: 15000 });
+export async function onScreen(page, id) {
+  await page.waitForFunction((s) => window.CW_KIOSK.screen() === s, id, { timeout: 15000 });
+}
+// Taps digits on the on-screen keypad of the visible screen.
+export async function tapDigits(page, digits) {
+  for (const d of digits) await page.click(`.screen:not([hidden]) .keypad [data-key="${d}"]`);
+}
+export async function errorReason(page, reason) {
+  await page.waitForFunction((r) => window.CW_KIOSK.reason() === r, reason, { timeout: 15000 })
+    .catch(async () => fail(`expected error ${reason}, page shows ${await page.evaluate(() => window.CW_KIOSK.reason())}: ${await page.textContent('#error-text')}`));
+  return (await page.textContent('#error-text')).trim();
+}
+// Nothing of the customer's sign-in is kept by the browser.
+export async function assertNothingStored(page) {
+  const s = await page.evaluate(() => ({ local: localStorage.length, session: sessionStorage.length,
+    cookie: document.cookie, token: window.CW_KIOSK.hasToken() }));
+  check(s.local === 0 && s.session === 0 && s.cookie === '', 'the browser stored something: ' + JSON.stringify(s));
+  return s.token;
+}
+// Left edges of two elements (layout direction checks).
+export async function xOf(page, selector) {
+  const b = await page.locator(selector).first().boundingBox();
+  check(b, selector + ' is not laid out');
+  return b.x;
+}
