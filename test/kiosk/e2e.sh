@@ -2,7 +2,7 @@
 # The kiosk page end to end in headless chromium (test/kiosk/e2e.mjs)
 # against the real cartwise-edge serving web/kiosk from the source tree and
 # cartwise-simlock (one Modbus board, 4 carts). Screenshots go to
-# <build>/meson-logs/kiosk-screens/ (docs/KIOSK.md).
+# <build>/meson-logs/kiosk-screens/e2e/ (docs/KIOSK.md).
 # Needs test/kiosk/node_modules: scripts/test runs `npm ci` there.
 . "$(dirname "$0")/../integration/lib.sh"
 K=$CW_SOURCE_DIR/test/kiosk
@@ -36,7 +36,7 @@ edge_config "$T/edge.json" "$buses" "$kiosk"
 edge_start
 wait_until 10 cart_is 4 available || fail "carts not ready"
 
-SHOTS=$B/meson-logs/kiosk-screens
+SHOTS=$B/meson-logs/kiosk-screens/e2e
 rm -rf "$SHOTS"
 note "chromium against http://127.0.0.1:$API_PORT/ (screenshots: $SHOTS)"
 KIOSK_BASE="http://127.0.0.1:$API_PORT" SIM_SOCK="$T/bus0.sock" ADMIN_TOKEN=$TOKEN \
