@@ -2,12 +2,14 @@
 // cartwise-edge and cartwise-simlock (started by e2e.sh, which passes their
 // addresses in the environment).
 //
-// Hebrew (touch: the on-screen keypads): rent -> take cart N -> the
-// simulator takes the cart out -> return -> push into slot S -> the
-// simulator docks it in S -> the receipt with the duration; my rentals
-// shows it. English (keyboard only, no mouse): the same round trip, a wrong
-// staff PIN and "already renting" on the way. RTL / LTR layout checked;
-// nothing stored by the browser; screenshots in SHOTS_DIR.
+// Hebrew (touch: the on-screen keypads): phone -> SMS code (read from the
+// "log" provider's file) -> take cart N -> the simulator takes the cart out
+// -> return -> push into slot S -> the simulator docks it in S -> the
+// receipt with the duration; my rentals shows it. English (keyboard only,
+// no mouse): a wrong code, then the staff-PIN sign-in (a wrong PIN first),
+// the same round trip, "already renting" on the way. RTL / LTR layout
+// checked; nothing stored by the browser; screenshots in SHOTS_DIR.
+import fs from 'node:fs';
 import net from 'node:net';
 import {
   assertNothingStored, check, closeSoon, errorReason, fail, kioskPage, launch, note, onScreen, screens,
@@ -20,6 +22,7 @@ const SIM_SOCK = env('SIM_SOCK');
 const ADMIN = env('ADMIN_TOKEN');
 const BRANCH = env('BRANCH');
 const PIN = env('STAFF_PIN');
+const SMS_LOG = env('SMS_LOG');
 const shot = screens(env('SHOTS_DIR'));
 const problems = [];
 
@@ -51,6 +54,19 @@ async function until(what, fn, ms = 8000) {
   }
 }
 
+// The newest code texted to phone (E.164) after `after` lines of the SMS log;
+// the text must be in the language the page asked for.
+const smsLines = () => (fs.existsSync(SMS_LOG) ? fs.readFileSync(SMS_LOG, 'utf8').split('\n').filter(Boolean) : []);
+async function smsCode(phone, after, lang) {
+  let line;
+  await until('the SMS to ' + phone, async () => {
+    line = smsLines().slice(after).reverse().find((l) => l.startsWith(phone + ' '));
+    return line;
+  });
+  check(lang === 'he' ? /קוד/.test(line) : /Your CartWise code/.test(line), `SMS not in ${lang}: ${line}`);
+  return line.match(/\b(\d{6})\b/)[1];
+}
+
 // The customer walks away with the cart: the simulator's slot empties.
 async function takeOut(n) {
   await sim('take ' + lockOf(n));
@@ -72,9 +88,8 @@ async function checkPhoneLayout(page, dir) {
   const three = await xOf(page, '#s-phone .keypad [data-key="3"]');
   check(one < three, `keypad: 1 at x=${one} is not left of 3 at x=${three}`);
   const back = await xOf(page, '#s-phone .actions .back');
-  const next = await xOf(page, '#s-phone .actions:not([hidden]) #phone-staff');
-  check(dir === 'rtl' ? back > next : back < next,
-    `${dir}: back at x=${back}, staff sign-in at x=${next}`);
+  const next = await xOf(page, '#phone-next');
+  check(dir === 'rtl' ? back > next : back < next, `${dir}: back at x=${back}, send code at x=${next}`);
   const inputDir = await page.evaluate(() => getComputedStyle(document.getElementById('phone')).direction);
   check(inputDir === 'ltr', 'the phone number field is not left-to-right');
 }
@@ -86,24 +101,24 @@ async function hebrewTouch(browser) {
   check((await page.textContent('#go-rent')).includes('עגלה'), 'the rent button is not in Hebrew');
   await shot(page, 'he-1-home');
 
-  note('Hebrew: rent with the staff PIN (no SMS provider on this edge)');
+  note('Hebrew: rent with a code by SMS');
   await page.click('#go-rent');
   await onScreen(page, 's-phone');
   await tapDigits(page, '0521234567');
-  check(await page.isHidden('#phone-next'), 'send-code offered although SMS is off');
-  check(await page.isVisible('#sms-note'), 'no note that SMS is off');
+  check(await page.isHidden('#phone-staff') && await page.isHidden('#sms-note'), 'SMS works, yet the page says it does not');
   await checkPhoneLayout(page, 'rtl');
   await shot(page, 'he-2-phone');
-  await page.click('#phone-staff');
-  await onScreen(page, 's-staff');
-  await tapDigits(page, PIN);
-  await page.click('#pin-next');
+  let seen = smsLines().length;
+  await page.click('#phone-next');
+  await onScreen(page, 's-code');
+  await shot(page, 'he-3-code');
+  await tapDigits(page, await smsCode('+972521234567', seen, 'he')); // the sixth digit sends it
   await onScreen(page, 's-take');
   const n = Number(await page.getAttribute('#s-take', 'data-cart'));
   check(n >= 1 && n <= 4, 'no cart number on the take screen');
   check((await page.textContent('#h-take')).includes(`עגלה ${n}`), 'take screen heading: ' + await page.textContent('#h-take'));
   check(!(await assertNothingStored(page)), 'the token outlived the finished rent');
-  await shot(page, 'he-3-take');
+  await shot(page, 'he-4-take');
   await takeOut(n);
   await page.click('#s-take .finish');
   await onScreen(page, 's-home');
@@ -116,26 +131,27 @@ async function hebrewTouch(browser) {
   const slot = Number(await page.getAttribute('#s-slot', 'data-slot'));
   check(slot >= 1 && slot <= 4, `slot ${slot} for cart ${n}`);
   check((await page.textContent('#h-slot')).includes(String(slot)), 'slot number not shown');
-  await shot(page, 'he-4-slot');
+  await shot(page, 'he-5-slot');
   await sim('dock ' + lockOf(slot));
   await onScreen(page, 's-receipt');
   check((await page.textContent('#r-cart')).trim() === String(n), 'receipt: wrong cart');
   check(/דק׳|פחות מדקה/.test(await page.textContent('#r-duration')), 'receipt: no duration in Hebrew: ' + await page.textContent('#r-duration'));
-  await shot(page, 'he-5-receipt');
+  await shot(page, 'he-6-receipt');
   await page.click('#s-receipt .finish');
   await onScreen(page, 's-home');
 
   note('Hebrew: my rentals');
   await page.click('#go-history');
   await tapDigits(page, '0521234567');
-  await page.click('#phone-staff');
-  await tapDigits(page, PIN);
-  await page.click('#pin-next');
+  seen = smsLines().length;
+  await page.click('#phone-next');
+  await onScreen(page, 's-code');
+  await tapDigits(page, await smsCode('+972521234567', seen, 'he'));
   await onScreen(page, 's-mine');
   const hist = await page.textContent('#mine-history');
   check(hist.includes(`עגלה ${n}`) && hist.includes('הוחזרה'), 'history lacks the returned rental: ' + hist);
   check(!(await assertNothingStored(page)), 'the token outlived my rentals');
-  await shot(page, 'he-6-mine');
+  await shot(page, 'he-7-mine');
   await page.context().close();
   return n;
 }
@@ -169,23 +185,30 @@ async function englishKeyboard(browser) {
   check(await page.inputValue('#phone') === '0527654321', 'typed digits did not reach the phone field');
   await checkPhoneLayout(page, 'ltr');
   await shot(page, 'en-2-phone');
-  await tabTo(page, '#phone-staff');
+  let seen = smsLines().length;
+  await kb.press('Enter'); // send code
+  await onScreen(page, 's-code');
+  const code = await smsCode('+972527654321', seen, 'en');
+
+  note('English: a wrong code, then the staff PIN (a wrong one first)');
+  await kb.type(code === '000000' ? '111111' : '000000');
+  check(/not right\. 4 tries left/.test(await errorReason(page, 'wrong_code')), 'wrong code message');
+  await shot(page, 'en-3-wrong-code');
+  await tabTo(page, '#code-staff');
   await kb.press('Enter');
   await onScreen(page, 's-staff');
-
-  note('English: a wrong staff PIN, then the right one');
   await kb.type('0000');
   await kb.press('Enter');
   const wrong = await errorReason(page, 'wrong_pin');
   check(/staff PIN is not right/.test(wrong), 'wrong PIN message: ' + wrong);
-  await shot(page, 'en-3-wrong-pin');
+  await shot(page, 'en-4-wrong-pin');
   await page.focus('#h-staff');
   await kb.type(PIN);
   await kb.press('Enter');
   await onScreen(page, 's-take');
   const n = Number(await page.getAttribute('#s-take', 'data-cart'));
   check((await page.textContent('#h-take')).trim() === `Take cart ${n}`, 'take screen: ' + await page.textContent('#h-take'));
-  await shot(page, 'en-4-take');
+  await shot(page, 'en-5-take');
   await takeOut(n);
   await kb.press('Escape'); // done
   await onScreen(page, 's-home');
@@ -197,13 +220,13 @@ async function englishKeyboard(browser) {
   await tabTo(page, '#go-rent');
   await kb.press('Enter');
   await kb.type('0527654321');
-  await tabTo(page, '#phone-staff');
+  seen = smsLines().length;
   await kb.press('Enter');
-  await kb.type(PIN);
-  await kb.press('Enter');
+  await onScreen(page, 's-code');
+  await kb.type(await smsCode('+972527654321', seen, 'en'));
   const already = await errorReason(page, 'already_renting');
   check(/already have a cart/.test(already), 'already renting message: ' + already);
-  await shot(page, 'en-5-already-renting');
+  await shot(page, 'en-6-already-renting');
 
   note(`English: return cart ${n} from the error's button`);
   await tabTo(page, '#error-action');
@@ -215,12 +238,12 @@ async function englishKeyboard(browser) {
   await onScreen(page, 's-slot');
   const slot = Number(await page.getAttribute('#s-slot', 'data-slot'));
   check((await page.textContent('#h-slot')).trim() === `Push the cart into slot ${slot}`, 'slot heading');
-  await shot(page, 'en-6-slot');
+  await shot(page, 'en-7-slot');
   await sim('dock ' + lockOf(slot));
   await onScreen(page, 's-receipt');
   check((await page.textContent('#r-cart')).trim() === String(n), 'receipt: wrong cart');
   check(/min|less than a minute/.test(await page.textContent('#r-duration')), 'receipt duration');
-  await shot(page, 'en-7-receipt');
+  await shot(page, 'en-8-receipt');
   check(!(await assertNothingStored(page)), 'a token outlived the flows');
   await page.context().close();
 }

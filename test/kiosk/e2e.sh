@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The kiosk page end to end in headless chromium (test/kiosk/e2e.mjs)
-# against the real cartwise-edge serving web/kiosk from the source tree and
-# cartwise-simlock (one Modbus board, 4 carts). Screenshots go to
+# against the real cartwise-edge serving web/kiosk from the source tree, its
+# SMS codes written to a file (the "log" provider), and cartwise-simlock (one
+# Modbus board, 4 carts). Screenshots go to
 # <build>/meson-logs/kiosk-screens/e2e/ (docs/KIOSK.md).
 # Needs test/kiosk/node_modules: scripts/test runs `npm ci` there.
 . "$(dirname "$0")/../integration/lib.sh"
@@ -30,8 +31,10 @@ PY
 sim_start bus0 modbus --board 1:4
 buses=$(jq -n --arg port "$T/bus0.tty" \
 	'[{name: "bus0", port: $port, protocol: "modbus", boards: [{address: 1, locks: 4}]}]')
-kiosk=$(jq -n --arg root "$CW_SOURCE_DIR/web/kiosk" --arg h "$PIN_HASH" \
-	'{kiosk: {web_root: $root, staff: [{id: "staff-1", name: "Test Staff", pin_hash: $h}]}}')
+# the page from the source tree; codes to a file (the "log" SMS provider)
+kiosk=$(jq -n --arg root "$CW_SOURCE_DIR/web/kiosk" --arg h "$PIN_HASH" --arg sms "$T/sms.log" \
+	'{kiosk: {web_root: $root, staff: [{id: "staff-1", name: "Test Staff", pin_hash: $h}]},
+	  sms: {provider: "log", production: false, log: {file: $sms}}}')
 edge_config "$T/edge.json" "$buses" "$kiosk"
 edge_start
 wait_until 10 cart_is 4 available || fail "carts not ready"
@@ -39,7 +42,7 @@ wait_until 10 cart_is 4 available || fail "carts not ready"
 SHOTS=$B/meson-logs/kiosk-screens/e2e
 rm -rf "$SHOTS"
 note "chromium against http://127.0.0.1:$API_PORT/ (screenshots: $SHOTS)"
-KIOSK_BASE="http://127.0.0.1:$API_PORT" SIM_SOCK="$T/bus0.sock" ADMIN_TOKEN=$TOKEN \
+KIOSK_BASE="http://127.0.0.1:$API_PORT" SIM_SOCK="$T/bus0.sock" ADMIN_TOKEN=$TOKEN SMS_LOG="$T/sms.log" \
 	BRANCH=$BRANCH STAFF_PIN=$PIN SHOTS_DIR=$SHOTS \
 	node "$K/e2e.mjs" || fail "the browser test failed (screenshots so far: $SHOTS)"
 
@@ -48,6 +51,9 @@ grep -q 'method=GET path=/ status=200' "$T/edge.log" || fail "no log line for th
 grep -q 'path=/kiosk.js status=200' "$T/edge.log" || fail "no log line for kiosk.js"
 ! grep -q "$PIN_HASH" "$T/edge.log" || fail "the PIN hash is in the log"
 ! grep -Eq 'eyJ[A-Za-z0-9_-]{10,}' "$T/edge.log" || fail "a token is in the log"
+for code in $(grep -oE '[0-9]{6}' "$T/sms.log" | sort -u); do
+	! grep -q "$code" "$T/edge.log" || fail "an SMS code is in the daemon log"
+done
 check_logs
 edge_stop
 note "ok"

@@ -425,7 +425,8 @@
       const n = Number(S.info.code_length) || 6;
       setT($('code-sent'), res.data && res.data.sms === 'queued' ? 'code_queued' : 'code_sent',
         { n, phone: fmtPhone(S.phone) });
-      $('code-staff').hidden = !staffOffered() || S.info.sms === 'ok';
+      /* no SMS on the phone (no signal, a slow carrier): staff can help */
+      $('code-staff').hidden = !staffOffered();
       show('s-code');
       return;
     }
