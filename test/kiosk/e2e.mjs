@@ -12,7 +12,7 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import {
-  assertNothingStored, check, closeSoon, errorReason, fail, kioskPage, launch, note, onScreen, screens,
+  assertNothingStored, check, errorReason, fail, kioskPage, note, onScreen, runInBrowser, screens,
   tapDigits, xOf,
 } from './lib.mjs';
 
@@ -24,7 +24,6 @@ const BRANCH = env('BRANCH');
 const PIN = env('STAFF_PIN');
 const SMS_LOG = env('SMS_LOG');
 const shot = screens(env('SHOTS_DIR'));
-const problems = [];
 
 // One command to the simulator's control socket; its one-line answer.
 function sim(cmd) {
@@ -94,8 +93,7 @@ async function checkPhoneLayout(page, dir) {
   check(inputDir === 'ltr', 'the phone number field is not left-to-right');
 }
 
-async function hebrewTouch(browser) {
-  const page = await kioskPage(browser, BASE, problems);
+async function hebrewTouch(page) {
   note('Hebrew: right to left by default');
   await checkDirection(page, 'rtl', 'he');
   check((await page.textContent('#go-rent')).includes('עגלה'), 'the rent button is not in Hebrew');
@@ -152,8 +150,8 @@ async function hebrewTouch(browser) {
   check(hist.includes(`עגלה ${n}`) && hist.includes('הוחזרה'), 'history lacks the returned rental: ' + hist);
   check(!(await assertNothingStored(page)), 'the token outlived my rentals');
   await shot(page, 'he-7-mine');
-  await page.context().close();
-  return n;
+  await page.keyboard.press('Escape'); // done: the next customer
+  await onScreen(page, 's-home');
 }
 
 // Presses Tab until the element matching selector has the focus.
@@ -169,8 +167,7 @@ async function tabTo(page, selector) {
   fail('Tab never reached ' + selector);
 }
 
-async function englishKeyboard(browser) {
-  const page = await kioskPage(browser, BASE, problems);
+async function englishKeyboard(page) {
   const kb = page.keyboard;
   note('English: switched with the keyboard, left to right');
   await tabTo(page, '#lang');
@@ -245,20 +242,10 @@ async function englishKeyboard(browser) {
   check(/min|less than a minute/.test(await page.textContent('#r-duration')), 'receipt duration');
   await shot(page, 'en-8-receipt');
   check(!(await assertNothingStored(page)), 'a token outlived the flows');
-  await page.context().close();
 }
 
-const browser = await launch();
-let rc = 1;
-try {
-  await hebrewTouch(browser);
-  await englishKeyboard(browser);
-  check(problems.length === 0, 'browser problems:\n' + problems.join('\n'));
-  note('ok');
-  rc = 0;
-} catch (e) {
-  console.error(e);
-} finally {
-  await closeSoon(browser);
-}
-process.exit(rc);
+await runInBrowser(async (browser, problems) => {
+  const page = await kioskPage(browser, BASE, problems); // one kiosk, customer after customer
+  await hebrewTouch(page);
+  await englishKeyboard(page);
+});

@@ -32,10 +32,26 @@ export async function launch() {
   });
 }
 
-// A graceful close may take many seconds on a loaded machine; after 2 s the
-// process exits and playwright kills the browser it launched.
-export async function closeSoon(browser) {
-  await Promise.race([browser.close(), new Promise((r) => setTimeout(r, 2000))]);
+// Runs body(browser, problems) in a fresh chromium, then fails when the
+// browser reported a problem (kioskPage collects them). Exits 0 when all
+// passed, else 1 after printing why. A graceful close may take many seconds
+// on a loaded machine: after 2 s the process exits and playwright kills the
+// browser it launched.
+export async function runInBrowser(body) {
+  const browser = await launch();
+  const problems = [];
+  let rc = 1;
+  try {
+    await body(browser, problems);
+    check(problems.length === 0, 'browser problems:\n' + problems.join('\n'));
+    note('ok');
+    rc = 0;
+  } catch (e) {
+    console.error(e);
+  } finally {
+    await Promise.race([browser.close(), new Promise((r) => setTimeout(r, 2000))]);
+  }
+  process.exit(rc);
 }
 
 // A kiosk-sized page that fails the test on any page error, console error
@@ -62,7 +78,7 @@ export async function kioskPage(browser, base, problems, opts = {}) {
 
 export function screens(dir) {
   fs.mkdirSync(dir, { recursive: true });
-  return async (page, name) => page.screenshot({ path: path.join(dir, name + '.png'), fullPage: true });
+  return async (page, name) => page.screenshot({ path: path.join(dir, name + '.png') }); // 1080x1500 holds every screen
 }
 
 export const visible = (page, id) => page.waitForSelector(`#${id}:not([hidden])`, { timeout: 15000 });

@@ -5,11 +5,10 @@
 // (names, touch target sizes, text contrast). Screenshots in SHOTS_DIR.
 import { createMock } from './mock_api.mjs';
 import {
-  assertNothingStored, check, closeSoon, errorReason, kioskPage, launch, note, onScreen, screens,
+  assertNothingStored, check, errorReason, kioskPage, note, onScreen, runInBrowser, screens,
 } from './lib.mjs';
 
 const shot = screens(process.env.SHOTS_DIR || 'kiosk-screens');
-const problems = [];
 const { server, state } = createMock();
 await new Promise((r) => server.listen(0, '127.0.0.1', r));
 const BASE = `http://127.0.0.1:${server.address().port}`;
@@ -72,9 +71,7 @@ async function a11y(page, where) {
   check(bad.length === 0, `${where}: ${bad.join('; ')}`);
 }
 
-const browser = await launch();
-let rc = 1;
-try {
+await runInBrowser(async (browser, problems) => {
   const page = await kioskPage(browser, BASE, problems, { clock: true });
   await a11y(page, 'home (he)');
 
@@ -216,13 +213,4 @@ try {
   await page.keyboard.press('Enter');
   check(/לא מצליח להתחבר/.test(await errorReason(page, 'network')), 'network message');
   await shot(page, 'flows-he-network');
-  check(problems.length === 0, 'browser problems:\n' + problems.join('\n'));
-  note('ok');
-  rc = 0;
-} catch (e) {
-  console.error(e);
-} finally {
-  await closeSoon(browser);
-  server.close();
-}
-process.exit(rc);
+});

@@ -219,8 +219,8 @@
     });
     if (on) { clearError(); setStatus(key); } else if (S.status && /^busy_/.test(S.status.key)) setStatus(null);
   }
-  /* Runs fn(gen) unless busy; its result is ignored when the session was
-   * reset in between (fn checks alive(gen) after each await). */
+  /* False once the session that started a call was reset or left: each
+   * flow checks it after every await and drops a late answer. */
   function alive(gen) { return gen === S.gen; }
 
   function countdown(seconds) {
