@@ -68,8 +68,9 @@ int cw_phone_normalize(const char *in, bool allow_international, char out[CW_PHO
 			return CW_ERR_INVAL;
 		return put(out, IL_CC, d + 1);
 	}
-	/* "972..." typed without '+' is common on Israeli forms. */
-	if (!plus && n == 12 && strncmp(d, IL_CC, 3) == 0)
+	/* "972..." typed without '+' is common on Israeli forms (sometimes
+	 * with the trunk 0 kept: "9720521234567"). */
+	if (!plus && strncmp(d, IL_CC, 3) == 0 && (n == 12 || (n == 13 && d[3] == '0')))
 		plus = true;
 	if (!plus)
 		return CW_ERR_INVAL;

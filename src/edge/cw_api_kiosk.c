@@ -271,7 +271,7 @@ enum MHD_Result cwa_kiosk_assign(struct cw_api *a, struct MHD_Connection *c, str
 {
 	static const char *const keys[] = {"phone", NULL};
 	struct cw_rent_result res;
-	char when[32], norm[CW_PHONE_E164_MAX];
+	char when[32], norm[CW_PHONE_E164_MAX], addr[CW_KIOSK_ADDR_MAX];
 	const char *p = NULL, *reason = NULL, *msg = NULL;
 	enum MHD_Result sent;
 	cJSON *body, *o;
@@ -315,7 +315,8 @@ enum MHD_Result cwa_kiosk_assign(struct cw_api *a, struct MHD_Connection *c, str
 	}
 	if (err)
 		return send_why(c, r, err, reason, -1, -1, msg);
-	cw_kiosk_audit(a->hooks.kiosk, "rent", r->cust_phone, r->cust_jti, res.rental_id, NULL);
+	client_addr(c, addr);
+	cw_kiosk_audit(a->hooks.kiosk, "rent", r->cust_phone, addr, r->cust_jti, res.rental_id, NULL);
 	o = cJSON_CreateObject();
 	if (o) {
 		cw_wall_format(res.expected_return_wall_ms, when);

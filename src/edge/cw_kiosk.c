@@ -306,13 +306,13 @@ static int audit_locked(struct cw_kiosk *k, const char *event, const char *phone
 			  rental_id, detail);
 }
 
-void cw_kiosk_audit(struct cw_kiosk *k, const char *event, const char *phone, const char *jti,
-		    const char *rental_id, const char *detail)
+void cw_kiosk_audit(struct cw_kiosk *k, const char *event, const char *phone, const char *kiosk_addr,
+		    const char *jti, const char *rental_id, const char *detail)
 {
 	int rc;
 
 	cw_engine_lock(k->e);
-	rc = audit_locked(k, event, phone, NULL, NULL, jti, rental_id, detail);
+	rc = audit_locked(k, event, phone, kiosk_addr, NULL, jti, rental_id, detail);
 	cw_engine_unlock(k->e);
 	if (rc)
 		cw_error("kiosk.audit", "event=%s err=%s", event, cw_errname(rc));

@@ -127,10 +127,11 @@ int cw_kiosk_token_check(struct cw_kiosk *k, const char *token, char phone[CW_PH
 /* Counts one kiosk action against max_requests_per_kiosk_hour (the return
  * flow, which needs no code). CW_OK or CW_ERR_LIMIT with why filled. */
 int cw_kiosk_count_kiosk(struct cw_kiosk *k, const char *kiosk_addr, struct cw_kiosk_why *why);
-/* Appends to the audit trail (kiosk_audit): event, and any of phone,
- * token id, rental id, detail (NULL = none). Failures are logged only. */
-void cw_kiosk_audit(struct cw_kiosk *k, const char *event, const char *phone, const char *jti,
-		    const char *rental_id, const char *detail);
+/* Appends to the audit trail (kiosk_audit): event, and any of phone, the
+ * kiosk's address, token id, rental id, detail (NULL = none). Failures are
+ * logged only. */
+void cw_kiosk_audit(struct cw_kiosk *k, const char *event, const char *phone, const char *kiosk_addr,
+		    const char *jti, const char *rental_id, const char *detail);
 /* {"default_language","languages","idle_seconds","sms","offline_signin",
  * "otp_ttl_s","code_length"} for GET /api/kiosk/info. */
 cJSON *cw_kiosk_info_json(struct cw_kiosk *k);
