@@ -53,8 +53,16 @@ trap 'exit 143' TERM INT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 note() { echo "-- [${SECONDS}s] $*"; }
 
+# free_port: a TCP port nothing listens on now, below Linux's ephemeral range
+# (32768..) where outgoing connections take their local ports (as
+# test/mqtt/broker.sh; no python3 start per port)
 free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+	local p
+	for _ in $(seq 50); do
+		p=$((20000 + RANDOM % 12000))
+		ss -Hltn "sport = :$p" | grep -q . || { echo "$p"; return 0; }
+	done
+	return 1
 }
 
 # wait_until SECONDS COMMAND...: retries every 50 ms.
