@@ -18,7 +18,7 @@ ALLOWED_ERRORS='^$'
 cloud_init "${1:?usage: $0 sqlite|postgres}"
 edge_with_cloud "http://127.0.0.1:$CLOUD_PORT" '{"mac_address":"02:e2:e0:00:00:02"}'
 PID0=$EDGE_PID
-status() { "$CTL" --config "$T/edge.json" --json status; }
+status() { edge_status; }
 cfg_field() { status | jq -r ".cloud.$1"; }
 cfg_is() { [ "$(cfg_field "$1" 2>/dev/null)" = "$2" ]; }
 wait_until 20 cfg_is state ok || fail "the edge did not enroll: $(status | jq -c .cloud)"

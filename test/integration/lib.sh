@@ -256,8 +256,15 @@ edge_with_cloud() {
 	wait_until 30 state_is ok || fail "the edge did not enroll: state $(cloud_state)"
 	DEV=$(jq -r .device_id "$T/data/cloud.json")
 }
-cloud_state() { "$CTL" --config "$T/edge.json" --json status | jq -r '.cloud.state'; }
-outbox_empty() { [ "$("$CTL" --config "$T/edge.json" --json status | jq -r '.cloud.outbox_depth')" = 0 ]; }
+# edge_status: the JSON of `cartwisectl --json status` (GET /api/admin/status)
+# read with curl: the predicates below are polled every 50 ms, and a
+# cartwisectl start under ASan costs about three times a curl's CPU
+# (ctl.sh tests cartwisectl status itself)
+edge_status() {
+	curl -sf -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$API_PORT/api/admin/status"
+}
+cloud_state() { edge_status | jq -r '.cloud.state'; }
+outbox_empty() { [ "$(edge_status | jq -r '.cloud.outbox_depth')" = 0 ]; }
 state_is() { [ "$(cloud_state)" = "$1" ]; }
 
 # outbox_fill N: at least N outbox entries, quickly: maintenance on/off of

@@ -73,7 +73,7 @@ edge_with_cloud "http://127.0.0.1:$CLOUD_PORT" '{"heartbeat_s": 3600}'
 TOPIC=$(jq -r .mqtt.topic "$T/data/cloud.json")
 DPW=$(jq -r .mqtt.password "$T/data/cloud.json")
 [ "$(jq -r .mqtt.username "$T/data/cloud.json")" = "$DEV" ] || fail "cloud.json mqtt: $(jq -c '.mqtt | del(.password)' "$T/data/cloud.json")"
-mqtt_state() { "$CTL" --config "$T/edge.json" --json status | jq -r '.cloud.mqtt'; }
+mqtt_state() { edge_status | jq -r '.cloud.mqtt'; }
 mqtt_is() { [ "$(mqtt_state)" = "$1" ]; }
 edge_logged() { grep -q -- "$1" "$T/edge.log"; }
 releases() { sim bus0 stats | sed -n 's/.* releases=\([0-9]*\).*/\1/p'; }
