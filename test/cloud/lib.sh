@@ -140,14 +140,9 @@ cloud_stop() {
 }
 
 # free_port: a TCP port nothing listens on now (for helpers such as socat)
-free_port() {
-	local p
-	for _ in $(seq 50); do
-		p=$((20000 + RANDOM % 40000))
-		ss -Hltn "sport = :$p" | grep -q . || { echo "$p"; return 0; }
-	done
-	return 1
-}
+# shellcheck source=../free_port.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../free_port.sh"
+free_port() { cw_free_port; }
 
 # mkuser EMAIL ROLE PASSWORD [--chain ID] [--branch ID]...: prints the user id
 mkuser() {

@@ -53,17 +53,9 @@ trap 'exit 143' TERM INT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 note() { echo "-- [${SECONDS}s] $*"; }
 
-# free_port: a TCP port nothing listens on now, below Linux's ephemeral range
-# (32768..) where outgoing connections take their local ports (as
-# test/mqtt/broker.sh; no python3 start per port)
-free_port() {
-	local p
-	for _ in $(seq 50); do
-		p=$((20000 + RANDOM % 12000))
-		ss -Hltn "sport = :$p" | grep -q . || { echo "$p"; return 0; }
-	done
-	return 1
-}
+# shellcheck source=../free_port.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../free_port.sh"
+free_port() { cw_free_port; }
 
 # wait_until SECONDS COMMAND...: retries every 50 ms.
 wait_until() {

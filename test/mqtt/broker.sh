@@ -13,16 +13,9 @@ command -v mosquitto >/dev/null || { echo "FAIL: mosquitto missing (scripts/test
 command -v mosquitto_passwd >/dev/null || { echo "FAIL: mosquitto_passwd missing"; exit 1; }
 
 BROKER_DIR=
-broker_free_port() {
-	local p
-	for _ in $(seq 50); do
-		# below Linux's ephemeral range (32768..), where outgoing
-		# connections take their local ports
-		p=$((20000 + RANDOM % 12000))
-		ss -Hltn "sport = :$p" | grep -q . || { echo "$p"; return 0; }
-	done
-	return 1
-}
+# shellcheck source=../free_port.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../free_port.sh"
+broker_free_port() { cw_free_port; }
 broker_user() {
 	[ -f "$BROKER_DIR/passwd" ] || : >"$BROKER_DIR/passwd"
 	mosquitto_passwd -b "$BROKER_DIR/passwd" "$1" "$2" 2>/dev/null
