@@ -88,6 +88,23 @@ int cw_phone_normalize(const char *in, bool allow_international, char out[CW_PHO
 	return put(out, "", d);
 }
 
+int cw_phone_canon(const char *in, char out[CW_PHONE_INPUT_MAX + 1])
+{
+	char e164[CW_PHONE_E164_MAX];
+	size_t n = in ? strnlen(in, CW_PHONE_INPUT_MAX + 1) : 0;
+
+	if (cw_phone_normalize(in, true, e164) == CW_OK) {
+		memcpy(out, e164, strlen(e164) + 1);
+		return CW_OK;
+	}
+	out[0] = '\0';
+	if (n > CW_PHONE_INPUT_MAX)
+		return CW_ERR_TOOBIG;
+	if (in)
+		memcpy(out, in, n + 1);
+	return CW_OK;
+}
+
 void cw_phone_mask(const char *e164, char *out, size_t cap)
 {
 	size_t n = e164 ? strlen(e164) : 0;

@@ -30,6 +30,13 @@
  * start with 0). out is "" on error. */
 int cw_phone_normalize(const char *in, bool allow_international, char out[CW_PHONE_E164_MAX]);
 
+/* The form a phone is stored and compared in, for paths that took phones
+ * before E.164 (the staff API, the cloud's cart commands): E.164 when in
+ * parses as a mobile number (any country), else in unchanged, so that the
+ * same customer typed two ways is one phone for "one open rental per
+ * phone". Returns CW_ERR_TOOBIG when in does not fit into out. */
+int cw_phone_canon(const char *in, char out[CW_PHONE_INPUT_MAX + 1]);
+
 /* Writes a masked form for logs and receipts: "+97252*****67". */
 void cw_phone_mask(const char *e164, char *out, size_t cap);
 

@@ -31,6 +31,7 @@
 #include "cw_clock.h"
 #include "cw_error.h"
 #include "cw_log.h"
+#include "cw_phone.h"
 #include "cw_static.h"
 #include "cw_sync.h"
 #include "cw_uuid.h"
@@ -417,6 +418,7 @@ static int phone_field(const cJSON *body, const char **phone)
 
 static enum MHD_Result h_assign(struct cw_api *a, struct MHD_Connection *c, struct req *r)
 {
+	char canon[CW_PHONE_INPUT_MAX + 1];
 	static const char *const keys[] = {"phone", NULL};
 	struct cw_rent_result res;
 	const char *phone = NULL;
@@ -435,7 +437,8 @@ static enum MHD_Result h_assign(struct cw_api *a, struct MHD_Connection *c, stru
 				CW_API_MAX_PHONE);
 	}
 	memset(&res, 0, sizeof(res));
-	err = cw_engine_rent(a->e, phone, &res);
+	cw_phone_canon(phone, canon); /* phone_field: at most CW_API_MAX_PHONE */
+	err = cw_engine_rent(a->e, canon, &res);
 	cJSON_Delete(body);
 	if (err == CW_ERR_FAULT)
 		return cwa_send_err(c, r, err, "assign: the lock did not open; no rental was started "
@@ -453,6 +456,7 @@ static enum MHD_Result h_assign(struct cw_api *a, struct MHD_Connection *c, stru
 
 static enum MHD_Result h_return(struct cw_api *a, struct MHD_Connection *c, struct req *r)
 {
+	char canon[CW_PHONE_INPUT_MAX + 1];
 	static const char *const keys[] = {"phone", NULL};
 	struct cw_return_result res;
 	const char *phone = NULL;
@@ -468,7 +472,8 @@ static enum MHD_Result h_return(struct cw_api *a, struct MHD_Connection *c, stru
 				CW_API_MAX_PHONE);
 	}
 	memset(&res, 0, sizeof(res));
-	err = cw_engine_return_begin(a->e, phone, &res);
+	cw_phone_canon(phone, canon);
+	err = cw_engine_return_begin(a->e, canon, &res);
 	cJSON_Delete(body);
 	if (err == CW_ERR_NOTFOUND)
 		return cwa_send_err(c, r, err, "return: no open rental for this phone");
@@ -491,6 +496,7 @@ static enum MHD_Result h_active(struct cw_api *a, struct MHD_Connection *c, stru
 
 static enum MHD_Result h_history(struct cw_api *a, struct MHD_Connection *c, struct req *r)
 {
+	char canon[CW_PHONE_INPUT_MAX + 1];
 	const char *ls, *cursor, *phone;
 	long limit = CW_API_HISTORY_DEFAULT;
 	int err = CW_OK;
@@ -508,7 +514,9 @@ static enum MHD_Result h_history(struct cw_api *a, struct MHD_Connection *c, str
 	if (phone && (!*phone || strlen(phone) > CW_API_MAX_PHONE))
 		return cwa_send_err(c, r, CW_ERR_INVAL, "phone: expected 1-%d characters",
 				CW_API_MAX_PHONE);
-	o = cw_engine_rentals_history_json_ex(a->e, (int)limit, cursor, phone, &err);
+	if (phone)
+		cw_phone_canon(phone, canon);
+	o = cw_engine_rentals_history_json_ex(a->e, (int)limit, cursor, phone ? canon : NULL, &err);
 	if (!o && err == CW_ERR_INVAL)
 		return cwa_send_err(c, r, err, "history: malformed cursor or phone filter");
 	if (!o)

@@ -17,6 +17,7 @@
  * Every outcome (done, failed, refused, expired) is written with its
  * command.result outbox entry in one transaction. */
 #include "cw_engine_int.h"
+#include "cw_phone.h"
 
 #include <cjson/cJSON.h>
 #include <stdarg.h>
@@ -379,11 +380,15 @@ static int run_lock_action(struct cw_engine *e, const struct stamp *now,
 			snprintf(msg, sizeof(msg), "cart %d is rented, awaiting a return or moving its "
 				 "lock", c.number);
 	} else if (arc == CW_OK) {
-		if (!cJSON_IsString(jphone) || !cwe_phone_valid(jphone->valuestring)) {
+		char canon[CW_PHONE_INPUT_MAX + 1];
+		/* stored as the kiosk stores it (E.164), so that one customer is
+		 * one phone for "one open rental per phone" */
+		if (!cJSON_IsString(jphone) || cw_phone_canon(jphone->valuestring, canon) != CW_OK ||
+		    !cwe_phone_valid(canon)) {
 			snprintf(msg, sizeof(msg), "args.phone: expected an optional '+' and 7-15 digits");
 			arc = CW_ERR_INVAL;
 		} else {
-			arc = cwe_rent_tx(e, now, jphone->valuestring, c.id, &picked, &rent);
+			arc = cwe_rent_tx(e, now, canon, c.id, &picked, &rent);
 			if (arc == CW_ERR_NOCART)
 				snprintf(msg, sizeof(msg), "cart %d is not available (state, sensors, "
 					 "board offline or its lock moving)", c.number);

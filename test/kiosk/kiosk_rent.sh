@@ -49,6 +49,11 @@ sim bus0 state 1 $((CA - 1)) | grep -q 'hook=open' || fail "the lock of cart $CA
 [ "$(edge_sql "SELECT user_phone FROM rentals WHERE id = '$RA'")" = $A ] || fail "rental not in the token's phone"
 kapi -t "$TA" POST "$(branch /carts/assign)" '{}'; expect 409 already_renting
 kapi -t "$TA" POST "$(branch /carts/assign)" '{"phone":"0521234567"}'; expect 409 already_renting
+# the staff routes store the same E.164: a staff rent for this customer, typed
+# the national way, is the same phone (one open rental per phone)
+api POST "$(branch /carts/assign)" '{"phone":"052-123-4567"}'; expect_code 409
+api GET "$(branch "/rentals/history?phone=0521234567")"; expect_code 200
+[ "$(jqr '[.rentals[] | .id] | join(",")')" = "$RA" ] || fail "staff history by national form: $(cat "$T/resp.json")"
 kapi -t "$TA" POST "$(branch /carts/assign)" '{"phone":"0539998888"}' # not the token's phone
 [ "$CODE" -ge 400 ] && [ "$CODE" -lt 500 ] || fail "assign for another phone answered $CODE"
 [ "$(edge_sql "SELECT count(*) FROM rentals WHERE user_phone = '+972539998888'")" = 0 ] ||
