@@ -145,10 +145,10 @@ export function createMock() {
   const control = (req, res, url, body) => {
     if (url.pathname === '/__mock/last_code') return send(res, 200, { code: st.last_code });
     if (url.pathname === '/__mock/requests') return send(res, 200, st.requests);
-    if (url.pathname === '/__mock/dock') { // the open rental's cart docks; late: returned_late
+    if (url.pathname === '/__mock/dock') { // the open rental's cart docks; late: returned-late
       const r = st.rentals.find((x) => x.slot && x.state === 'active');
       if (!r) return send(res, 409, { error: 'nothing to dock' });
-      r.state = body.late ? 'returned_late' : 'returned';
+      r.state = body.late ? 'returned-late' : 'returned';
       r.ended = new Date(Date.parse(r.started) + (body.minutes || 0) * 60e3 + 5e3).toISOString();
       return send(res, 200, pub(r));
     }

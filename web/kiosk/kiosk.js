@@ -19,7 +19,7 @@
   const RETURN_WAIT_S = 300;  /* return: give up waiting for the dock after */
   const REQUEST_TIMEOUT_MS = 20000;
   const INFO_RETRY_MS = 5000;
-  const DONE_STATES = ['returned', 'returned_late', 'cancelled'];
+  const DONE_STATES = ['returned', 'returned-late', 'cancelled']; // the engine's names
 
   const S = {
     info: { default_language: 'he', idle_seconds: 60, sms: 'ok', offline_signin: [],
@@ -631,7 +631,7 @@
     $('r-cart').textContent = String(d.cart_number);
     $('r-duration').textContent = fmtDuration(d.duration_s);
     $('r-ended').textContent = fmtTime(d.ended_at || d.actual_return);
-    $('r-late').hidden = (d.state || d.status) !== 'returned_late';
+    $('r-late').hidden = (d.state || d.status) !== 'returned-late';
   }
 
   /* ---- wiring ---- */
