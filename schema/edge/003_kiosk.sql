@@ -13,7 +13,7 @@ CREATE TABLE otp_codes (
 ) WITHOUT ROWID;
 
 -- One row per counted event for the sliding-window rate limits:
--- otp_request_phone / otp_request_kiosk / otp_fail_phone / pin_fail_kiosk /
+-- otp_request_phone / otp_request_kiosk / otp_fail_phone / otp_fail_kiosk / pin_fail_kiosk /
 -- kiosk_action (subject: the phone or the kiosk's address). Rows older than
 -- the longest window are pruned.
 CREATE TABLE kiosk_limits (

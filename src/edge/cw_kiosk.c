@@ -24,6 +24,9 @@
 #endif
 
 #define HOUR_MS (3600 * 1000LL)
+/* Wrong staff PINs per window for the whole device: this many times the
+ * per-kiosk limit. */
+#define PIN_DEVICE_FACTOR 2
 /* How long the OTP request waits for the first SMS attempt before it
  * answers "queued": the customer sees "sms unreachable" within seconds. */
 #define SMS_WAIT_MS 4000
@@ -70,6 +73,7 @@ void cw_kiosk_config_defaults(struct cw_kiosk_config *c)
 	c->max_failures_per_phone_hour = 10;
 	c->max_requests_per_phone_hour = 5;
 	c->max_requests_per_kiosk_hour = 60;
+	c->max_failures_per_kiosk_hour = 30;
 	c->max_pin_failures = 5;
 	c->pin_window_s = 900;
 }
@@ -84,6 +88,7 @@ int cw_kiosk_config_parse(struct cw_jsoncfg *p, const cJSON *k, struct cw_kiosk_
 					       "max_failures_per_phone_hour",
 					       "max_requests_per_phone_hour",
 					       "max_requests_per_kiosk_hour",
+					       "max_failures_per_kiosk_hour",
 					       "max_pin_failures",
 					       "pin_window_s",
 					       NULL};
@@ -120,6 +125,8 @@ int cw_kiosk_config_parse(struct cw_jsoncfg *p, const cJSON *k, struct cw_kiosk_
 					     &c->max_requests_per_phone_hour)) ||
 		    (rc = cw_jsoncfg_get_int(p, otp, "max_requests_per_kiosk_hour", 1, 10000, false,
 					     &c->max_requests_per_kiosk_hour)) ||
+		    (rc = cw_jsoncfg_get_int(p, otp, "max_failures_per_kiosk_hour", 1, 10000, false,
+					     &c->max_failures_per_kiosk_hour)) ||
 		    (rc = cw_jsoncfg_get_int(p, otp, "max_pin_failures", 1, 50, false,
 					     &c->max_pin_failures)) ||
 		    (rc = cw_jsoncfg_get_int(p, otp, "pin_window_s", 60, 86400, false,
@@ -270,14 +277,15 @@ static int count_events(struct cw_kiosk *k, const char *kind, const char *subjec
 	int64_t oldest = 0;
 	int rc;
 
+	/* subject NULL: every subject (the device as a whole) */
 	rc = cw_eq_int(k->e, n,
-		       "SELECT count(*) FROM kiosk_limits WHERE kind = ?1 AND subject = ?2 "
-		       "AND at_ms > ?3",
+		       "SELECT count(*) FROM kiosk_limits WHERE kind = ?1 AND "
+		       "(?2 IS NULL OR subject = ?2) AND at_ms > ?3",
 		       "tti", kind, subject, now - window_ms);
 	if (rc == CW_OK && retry_s) {
 		rc = cw_eq_int(k->e, &oldest,
 			       "SELECT min(at_ms) FROM kiosk_limits WHERE kind = ?1 AND "
-			       "subject = ?2 AND at_ms > ?3",
+			       "(?2 IS NULL OR subject = ?2) AND at_ms > ?3",
 			       "tti", kind, subject, now - window_ms);
 		*retry_s = (int)((oldest + window_ms - now + 999) / 1000);
 		if (*retry_s < 1)
@@ -538,7 +546,7 @@ int cw_kiosk_otp_verify(struct cw_kiosk *k, const char *phone, const char *code,
 			struct cw_kiosk_why *why)
 {
 	char p[CW_PHONE_E164_MAX], hex[65], jti[CW_UUID_STRLEN];
-	int64_t now = cw_engine_now_wall(), fails = 0, attempts;
+	int64_t now = cw_engine_now_wall(), fails = 0, kfails = 0, attempts;
 	sqlite3_stmt *st = NULL;
 	bool match = false, found = false;
 	int rc, retry = 0, left;
@@ -557,6 +565,14 @@ int cw_kiosk_otp_verify(struct cw_kiosk *k, const char *phone, const char *code,
 	cw_engine_lock(k->e);
 	if ((rc = cw_edb_begin(cw_engine_edb(k->e))))
 		goto unlock;
+	if ((rc = count_events(k, "otp_fail_kiosk", kiosk_addr, now, HOUR_MS, &kfails, &retry)))
+		goto rollback;
+	/* per kiosk too: 5 guesses on each of many phones add up */
+	if (kfails >= k->cfg.max_failures_per_kiosk_hour) {
+		why_set(why, "too_many_attempts", retry, 0);
+		rc = CW_ERR_LIMIT;
+		goto rollback;
+	}
 	if ((rc = count_events(k, "otp_fail_phone", p, now, HOUR_MS, &fails, &retry)))
 		goto rollback;
 	if (fails >= k->cfg.max_failures_per_phone_hour) {
@@ -584,6 +600,7 @@ int cw_kiosk_otp_verify(struct cw_kiosk *k, const char *phone, const char *code,
 	if (!match) {
 		attempts++;
 		if ((rc = add_event(k, "otp_fail_phone", p, now)) ||
+		    (rc = add_event(k, "otp_fail_kiosk", kiosk_addr, now)) ||
 		    (rc = cw_eq_exec(k->e,
 				     attempts >= k->cfg.max_attempts_per_code
 					     ? "DELETE FROM otp_codes WHERE phone = ?1"
@@ -665,7 +682,7 @@ int cw_kiosk_offline_signin(struct cw_kiosk *k, const char *phone, const char *p
 			    struct cw_kiosk_why *why)
 {
 	char p[CW_PHONE_E164_MAX], staff[64] = "", jti[CW_UUID_STRLEN];
-	int64_t now = cw_engine_now_wall(), n = 0, slot = 0;
+	int64_t now = cw_engine_now_wall(), n = 0, all = 0, slot = 0;
 	int rc, retry = 0;
 	bool ok;
 
@@ -686,7 +703,15 @@ int cw_kiosk_offline_signin(struct cw_kiosk *k, const char *phone, const char *p
 	if ((rc = count_events(k, "pin_fail_kiosk", kiosk_addr, now,
 			       (int64_t)k->cfg.pin_window_s * 1000, &n, &retry)))
 		goto rollback;
-	if (n >= k->cfg.max_pin_failures) {
+	if (n < k->cfg.max_pin_failures &&
+	    (rc = count_events(k, "pin_fail_kiosk", NULL, now, (int64_t)k->cfg.pin_window_s * 1000,
+			       &all, &retry)))
+		goto rollback;
+	/* Per kiosk, and for the device as a whole (PIN_DEVICE_FACTOR times
+	 * as many): more kiosk addresses (other hosts of the LAN, IPv6) buy a
+	 * guesser no more than that. */
+	if (n >= k->cfg.max_pin_failures ||
+	    all >= (int64_t)k->cfg.max_pin_failures * PIN_DEVICE_FACTOR) {
 		cw_edb_rollback(cw_engine_edb(k->e));
 		cw_engine_unlock(k->e);
 		why_set(why, "too_many_attempts", retry, 0);
@@ -707,6 +732,12 @@ int cw_kiosk_offline_signin(struct cw_kiosk *k, const char *phone, const char *p
 		    (rc = cw_edb_commit(cw_engine_edb(k->e))))
 			goto rollback;
 		cw_engine_unlock(k->e);
+		/* the chain sees guessing as it happens (no PIN in it) */
+		cJSON *d = cJSON_CreateObject();
+		if (d)
+			cJSON_AddStringToObject(d, "kiosk", kiosk_addr ? kiosk_addr : "");
+		if (cw_engine_event(k->e, "kiosk.pin_refused", d) != CW_OK)
+			cw_warn("kiosk.offline", "telemetry=0");
 		why_set(why, "wrong_pin", -1, (int)(k->cfg.max_pin_failures - n - 1));
 		return CW_ERR_AUTH;
 	}

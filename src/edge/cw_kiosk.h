@@ -42,6 +42,7 @@ struct cw_kiosk_config {
 	int max_failures_per_phone_hour;
 	int max_requests_per_phone_hour;
 	int max_requests_per_kiosk_hour;
+	int max_failures_per_kiosk_hour; /* wrong codes from one kiosk, any phone */
 	int max_pin_failures;       /* per kiosk per pin_window_s */
 	int pin_window_s;
 	int nstaff;

@@ -404,7 +404,7 @@ START_TEST(no_free_cart)
 	int64_t before;
 
 	for (int i = 0; i < 8; i++) {
-		snprintf(phone, sizeof(phone), "05000000%02d", i);
+		snprintf(phone, sizeof(phone), "05000000%02d", i % 100);
 		ck_assert_int_eq(cw_engine_rent(e, phone, &r), CW_OK);
 	}
 	before = q("SELECT count(*) FROM outbox");
@@ -820,7 +820,7 @@ START_TEST(reconcile_available_slot_empty)
 	/* not rentable: 7 rentals exhaust the carts */
 	for (int i = 0; i < 7; i++) {
 		char phone[16];
-		snprintf(phone, sizeof(phone), "05000000%02d", i);
+		snprintf(phone, sizeof(phone), "05000000%02d", i % 100);
 		ck_assert_int_eq(cw_engine_rent(e, phone, &r), CW_OK);
 		ck_assert_int_ne(r.cart_number, 2);
 	}
@@ -1058,7 +1058,7 @@ START_TEST(concurrent_rents_never_share_a_cart)
 	f.delay_ms = 5;
 	f.take_on_unlock = true;
 	for (int i = 0; i < N; i++) {
-		snprintf(t[i].phone, sizeof(t[i].phone), "05011111%02d", i);
+		snprintf(t[i].phone, sizeof(t[i].phone), "05011111%02d", i % 100);
 		ck_assert_int_eq(pthread_create(&th[i], NULL, rent_worker, &t[i]), 0);
 	}
 	for (int i = 0; i < N; i++)
@@ -1094,7 +1094,7 @@ START_TEST(read_side)
 	const char *next;
 
 	for (int i = 0; i < 5; i++) {
-		snprintf(phone, sizeof(phone), "05022222%02d", i);
+		snprintf(phone, sizeof(phone), "05022222%02d", i % 100);
 		rent_and_take(phone, &r[i]);
 		cw_engine_test_advance_clock(1000);
 	}

@@ -792,6 +792,37 @@ START_TEST(local_key_persists)
 }
 END_TEST
 
+
+/* Five guesses on each of many phones add up: the kiosk's own failure
+ * count stops them, while another kiosk is not affected. */
+START_TEST(failures_per_kiosk_across_phones)
+{
+	char code[CW_KIOSK_CODE_LEN + 1], wrong[CW_KIOSK_CODE_LEN + 1], phone[16];
+	struct cw_kiosk_signin s;
+	struct cw_kiosk_why why;
+
+	kiosk_close(&d1);
+	kc.max_failures_per_kiosk_hour = 4;
+	kc.max_requests_per_kiosk_hour = 100;
+	kiosk_open(&d1, true);
+	for (int i = 0; i < 4; i++) {
+		snprintf(phone, sizeof(phone), "05412345%02d", i);
+		request_ok(&d1, phone, code);
+		other_code(code, wrong);
+		ck_assert_int_eq(verify(&d1, phone, wrong, &why, NULL), CW_ERR_AUTH);
+		expect_why(&why, "wrong_code", 4);
+	}
+	/* a fifth phone: even its right code is refused from this kiosk */
+	request_ok(&d1, "0541234599", code);
+	ck_assert_int_eq(verify(&d1, "0541234599", code, &why, NULL), CW_ERR_LIMIT);
+	expect_why(&why, "too_many_attempts", 0);
+	ck_assert_int_gt(why.retry_after_s, 0);
+	/* from another kiosk it works */
+	ck_assert_int_eq(cw_kiosk_otp_verify(d1.k, "0541234599", code, KIOSK_B, &s, &why), CW_OK);
+	free(s.token);
+}
+END_TEST
+
 /* ---- the staff-PIN offline path ---- */
 
 /* The one Argon2id hash of the tests, of STAFF_PIN, made once in main(). */
@@ -897,6 +928,35 @@ START_TEST(staff_pin_signin)
 				    "json_extract(payload, '$.telemetry.event_type') = "
 				    "'kiosk.offline_signin'"),
 			 3);
+}
+END_TEST
+
+/* Many kiosk addresses buy a PIN guesser no more than twice the per-kiosk
+ * limit; every wrong PIN is reported to the cloud (kiosk.pin_refused). */
+START_TEST(pin_failures_device_wide)
+{
+	struct cw_kiosk_signin s;
+	struct cw_kiosk_why why;
+	char kiosk[32];
+
+	kiosk_close(&d1);
+	kc.max_pin_failures = 2;
+	kc.nstaff = 1;
+	snprintf(kc.staff[0].id, sizeof(kc.staff[0].id), "s-1");
+	snprintf(kc.staff[0].name, sizeof(kc.staff[0].name), "Dana");
+	snprintf(kc.staff[0].pin_hash, sizeof(kc.staff[0].pin_hash), "%s", staff_hash);
+	kiosk_open(&d1, true);
+	for (int i = 0; i < 4; i++) { /* 4 kiosks, one wrong PIN each: 4 = 2 x 2 */
+		snprintf(kiosk, sizeof(kiosk), "10.0.1.%d", i);
+		ck_assert_int_eq(offline(&d1, PHONE, "9999", kiosk, &s, &why), CW_ERR_AUTH);
+		expect_why(&why, "wrong_pin", 1);
+	}
+	ck_assert_int_eq(dbint(&d1, "SELECT count(*) FROM outbox WHERE kind = 'telemetry' AND "
+				    "json_extract(payload, '$.telemetry.event_type') = 'kiosk.pin_refused'"),
+			 4);
+	/* a fifth kiosk, even with the right PIN */
+	ck_assert_int_eq(offline(&d1, PHONE, STAFF_PIN, "10.0.1.9", &s, &why), CW_ERR_LIMIT);
+	expect_why(&why, "too_many_attempts", 0);
 }
 END_TEST
 
@@ -1209,11 +1269,12 @@ START_TEST(tick_prunes)
 	ck_assert_int_eq(verify(&d1, PHONE, wrong, &why, NULL), CW_ERR_AUTH);
 	ck_assert_int_eq(offline(&d1, PHONE, "12", KIOSK_A, &s, &why), CW_ERR_AUTH);
 	ck_assert_int_eq(cw_kiosk_count_kiosk(d1.k, KIOSK_A, &why), CW_OK);
-	ck_assert_int_eq(dbint(&d1, "SELECT count(*) FROM kiosk_limits"), 5);
+	/* a request (phone, kiosk), a wrong code (phone, kiosk), a PIN, a return */
+	ck_assert_int_eq(dbint(&d1, "SELECT count(*) FROM kiosk_limits"), 6);
 	ck_assert_int_eq(dbint(&d1, "SELECT count(*) FROM otp_codes"), 1);
 	/* nothing is old yet */
 	cw_kiosk_tick(d1.k);
-	ck_assert_int_eq(dbint(&d1, "SELECT count(*) FROM kiosk_limits"), 5);
+	ck_assert_int_eq(dbint(&d1, "SELECT count(*) FROM kiosk_limits"), 6);
 	ck_assert_int_eq(dbint(&d1, "SELECT count(*) FROM otp_codes"), 1);
 	/* the code expired; the counts still matter */
 	cw_engine_test_advance_clock((kc.otp_ttl_s + 1) * 1000LL);
@@ -1221,8 +1282,8 @@ START_TEST(tick_prunes)
 	cw_kiosk_tick(d1.k);
 	ck_assert_int_eq(dbint(&d1, "SELECT count(*) FROM otp_codes WHERE phone = '%s'", PHONE), 0);
 	ck_assert_int_eq(dbint(&d1, "SELECT count(*) FROM otp_codes"), 1);
-	ck_assert_int_eq(dbint(&d1, "SELECT count(*) FROM kiosk_limits"), 7);
-	/* an hour on, the first five rows are out of every window */
+	ck_assert_int_eq(dbint(&d1, "SELECT count(*) FROM kiosk_limits"), 8);
+	/* an hour on, the first six rows are out of every window */
 	cw_engine_test_advance_clock(3600 * 1000LL - (kc.otp_ttl_s + 1) * 1000LL + 1000);
 	cw_kiosk_tick(d1.k);
 	ck_assert_int_eq(dbint(&d1, "SELECT count(*) FROM kiosk_limits"), 2);
@@ -1249,6 +1310,7 @@ int main(void)
 	tcase_add_test(tc, code_in_text_only_hash_stored);
 	tcase_add_test(tc, wrong_code_counts_down);
 	tcase_add_test(tc, failures_per_phone_outlive_new_codes);
+	tcase_add_test(tc, failures_per_kiosk_across_phones);
 	tcase_add_test(tc, request_limits);
 	tcase_add_test(tc, invalid_phone_refused);
 	tcase_add_test(tc, code_expires);
@@ -1258,6 +1320,7 @@ int main(void)
 	tcase_add_test(tc, local_key_persists);
 	tcase_add_test(tc, staff_pin_signin);
 	tcase_add_test(tc, staff_pin_from_cloud);
+	tcase_add_test(tc, pin_failures_device_wide);
 	tcase_add_test(tc, concurrent_pin_guesses_limited);
 	tcase_add_test(tc, sms_failing_code_still_verifies);
 	tcase_add_test(tc, no_sms);
