@@ -26,7 +26,7 @@ sms_start() {
 	"$py" "$KDIR/fake_sms.py" --port 0 --out "$SMS_OUT" --token "$SMS_TOKEN" \
 		--control "$SMS_CTL" --free-ports 4 >"$T/sms.out" 2>"$T/sms-stats.txt" </dev/null &
 	PIDS+=($!)
-	wait_until 20 grep -q '^ready' "$T/sms.out" || fail "fake_sms.py did not start"
+	wait_until 20 grep -qs '^ready' "$T/sms.out" || fail "fake_sms.py did not start"
 	SMS_PORT=$(sed -n 's/^ready port=\([0-9]*\).*/\1/p' "$T/sms.out")
 	IFS=, read -r -a FREE_PORTS <<<"$(sed -n 's/.* free=\([0-9,]*\).*/\1/p' "$T/sms.out")"
 }
