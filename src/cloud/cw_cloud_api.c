@@ -3692,11 +3692,12 @@ out:
 	return ret;
 }
 
-/* Adds {"seed": base64url} of the device's chain's customer-token key to a
- * configuration pulled by the device. Derived at every pull, so it is part
- * of every version without changing what a version means: the edge applies
- * a version once, and the seed of one chain never changes. */
-static int add_customer_key(struct cw_cloud_api *a, const char *device_id, cJSON *cfg)
+/* Adds "customer_token_key": {"seed": base64url}, the device's chain's
+ * customer-token key, to the answer of a pull by the device itself: to
+ * every answer (a version, none, unchanged), so that a device nobody gave a
+ * configuration has it too. Derived at every pull and part of no version:
+ * the seed of one chain never changes. */
+static int add_customer_key(struct cw_cloud_api *a, const char *device_id, cJSON *answer)
 {
 	unsigned char seed[CW_CUSTOMER_SEED_BYTES];
 	char b64[sodium_base64_ENCODED_LEN(CW_CUSTOMER_SEED_BYTES, B64URL)];
@@ -3708,8 +3709,7 @@ static int add_customer_key(struct cw_cloud_api *a, const char *device_id, cJSON
 		return rc;
 	cw_customer_token_seed(a->sk, d.chain_id, seed);
 	sodium_bin2base64(b64, sizeof(b64), seed, sizeof(seed), B64URL);
-	cJSON_DeleteItemFromObjectCaseSensitive(cfg, CUSTOMER_KEY_SECTION);
-	k = cJSON_AddObjectToObject(cfg, CUSTOMER_KEY_SECTION);
+	k = cJSON_AddObjectToObject(answer, CUSTOMER_KEY_SECTION);
 	rc = k && cJSON_AddStringToObject(k, "seed", b64) ? CW_OK : CW_ERR_NOMEM;
 	sodium_memzero(seed, sizeof(seed));
 	sodium_memzero(b64, sizeof(b64));
@@ -3775,20 +3775,20 @@ static enum MHD_Result h_device_config(struct cw_cloud_api *a, struct MHD_Connec
 		cJSON_AddNullToObject(o, "config");
 	} else {
 		cfg = cJSON_Parse(text);
-		rc = cfg ? CW_OK : CW_ERR_INTERNAL;
-		/* the chain's signing seed goes to the device itself only: staff
-		 * who read the configuration must not be able to mint tokens */
-		if (rc == CW_OK && is_device)
-			rc = add_customer_key(a, seg[2], cfg);
-		if (rc != CW_OK) {
+		if (!cfg) {
 			free(text);
-			cJSON_Delete(cfg);
 			cJSON_Delete(o);
-			return send_store_err(c, r, rc, "configuration");
+			return send_store_err(c, r, CW_ERR_INTERNAL, "configuration");
 		}
 		cJSON_AddItemToObject(o, "config", cfg);
 	}
 	free(text);
+	/* the chain's signing seed goes to the device itself only: staff who
+	 * read the configuration must not be able to mint tokens */
+	if (is_device && (rc = add_customer_key(a, seg[2], o)) != CW_OK) {
+		cJSON_Delete(o);
+		return send_store_err(c, r, rc, "configuration");
+	}
 	return send_json(c, r, MHD_HTTP_OK, o);
 }
 

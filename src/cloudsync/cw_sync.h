@@ -95,6 +95,16 @@ struct cw_sync_source {
 	void (*config_versions)(void *ctx, int64_t *have, int64_t *rejected);
 	int (*config_apply)(void *ctx, int64_t version, const cJSON *config, char *err,
 			    size_t errlen);
+	/* The chain's customer-token key (docs/SYNC.md "The chain's
+	 * customer-token key"); optional, both or neither, with the two above.
+	 * chain_key_held: whether the edge holds one; while it does not, the
+	 * syncer pulls after every heartbeat whatever the version (the cloud's
+	 * answer carries the key with a version, with none and unchanged).
+	 * chain_key: the customer_token_key an answer carried (valid during the
+	 * call). CW_OK = held now; CW_ERR_CONFIG = malformed, refused with a
+	 * message in err that never shows it; anything else = not now. */
+	bool (*chain_key_held)(void *ctx);
+	int (*chain_key)(void *ctx, const cJSON *key, char *err, size_t errlen);
 };
 
 struct cw_sync_config {

@@ -112,6 +112,7 @@ struct cw_syncer {
 	int64_t next_tel_mono;    /* next telemetry on the link */
 	int64_t next_link_mono;   /* after cw_link_new failed */
 	int64_t cfg_failed; /* configuration version whose pull failed (logged once) */
+	bool key_refused;   /* the chain key was refused (logged once until taken) */
 };
 
 const char *cw_sync_state_name(enum cw_sync_state st)
@@ -727,21 +728,36 @@ static void run_commands(struct cw_syncer *s, const cJSON *arr)
 
 /* ---- configuration pull (docs/SYNC.md "Down: configuration") ---------- */
 
+/* The chain's customer-token key an answer to the pull carried, to the
+ * source (which ignores the one it holds already). Never logs the key. */
+static void take_chain_key(struct cw_syncer *s, const cJSON *key)
+{
+	char err[256] = "";
+	int rc = s->src.chain_key(s->src.ctx, key, err, sizeof(err));
+
+	if (rc != CW_OK && !s->key_refused)
+		cw_warn("cloud.chain_key", "error=%s reason=\"%s\"", cw_errname(rc),
+			rc == CW_ERR_CONFIG ? err : "not taken now; again at the next pull");
+	s->key_refused = rc != CW_OK;
+}
+
 /* The heartbeat said the cloud's newest configuration is version cv: pull it
- * unless the edge has it or refused it already. A failure is logged once per
- * version and tried again at the next heartbeat; it never holds up the
- * outbox. */
+ * unless the edge has it or refused it already, and whatever the version
+ * while the edge has no chain key (every answer carries it). A failure is
+ * logged once per version and tried again at the next heartbeat; it never
+ * holds up the outbox. */
 static void pull_config(struct cw_syncer *s, int64_t cv)
 {
 	char path[160], err[256] = "";
 	struct cw_https_resp resp;
 	int64_t have = 0, rejected = 0, version = 0;
-	const cJSON *cfg;
+	const cJSON *cfg, *key;
 	cJSON *j = NULL;
+	bool want_key = s->src.chain_key && !s->src.chain_key_held(s->src.ctx);
 	int rc;
 
 	s->src.config_versions(s->src.ctx, &have, &rejected);
-	if (cv == have || cv == rejected || cv < 1)
+	if ((cv == have || cv == rejected || cv < 1) && !want_key)
 		return;
 	snprintf(path, sizeof(path), "/api/devices/%s/config?have=%lld", s->cred.device_id,
 		 (long long)have);
@@ -753,9 +769,14 @@ static void pull_config(struct cw_syncer *s, int64_t cv)
 		s->cfg_failed = cv;
 		goto out;
 	}
+	key = cJSON_GetObjectItemCaseSensitive(j, "customer_token_key");
+	if (s->src.chain_key && key)
+		take_chain_key(s, key);
 	cfg = cJSON_GetObjectItemCaseSensitive(j, "config");
-	if (version == have || !cJSON_IsObject(cfg))
-		goto out; /* unchanged, or version 0: the edge keeps what it runs */
+	/* unchanged, version 0 (the edge keeps what it runs), or pulled for
+	 * the key only: a version the edge refused is not offered again */
+	if (version == have || version == rejected || !cJSON_IsObject(cfg))
+		goto out;
 	rc = s->src.config_apply(s->src.ctx, version, cfg, err, sizeof(err));
 	if (rc == CW_OK)
 		cw_info("cloud.config", "version=%lld", (long long)version);
@@ -1559,7 +1580,8 @@ int cw_syncer_new(const struct cw_sync_config *cfg, const struct cw_sync_source 
 	 * "The cloud ahead of the database") */
 	if (src->outbox_read && (!src->outbox_ack || !src->outbox_sent))
 		return CW_ERR_INVAL;
-	if (!src->config_apply != !src->config_versions)
+	if (!src->config_apply != !src->config_versions ||
+	    !src->chain_key != !src->chain_key_held || (src->chain_key && !src->config_apply))
 		return CW_ERR_INVAL;
 	if (sodium_init() < 0)
 		return CW_ERR_INTERNAL;

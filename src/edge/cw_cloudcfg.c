@@ -3,10 +3,11 @@
  *
  * <data_dir>/cloud-config.json:
  *   {"v": 1, "version": N, "config": {sections}, "rejected": null |
- *    {"version": M, "message": "..."}}
+ *    {"version": M, "message": "..."}, "customer_token_key"?: {"seed": "..."}}
  * version/config: the newest version accepted (running, or waiting for a
  * restart); rejected: the last version refused, so that a restarted edge does
- * not pull it again. */
+ * not pull it again; customer_token_key: the chain's key, which comes with
+ * every pull and is part of no version (absent until the first). */
 #include "cw_cloudcfg.h"
 
 #include <errno.h>
@@ -24,18 +25,17 @@
 #include "cw_jsoncfg.h"
 #include "cw_log.h"
 
-/* The sections the cloud may set; revoked_tokens, kiosk_staff and
- * customer_token_key are not keys of the edge's config file and are handled
- * here. A new section is added here, in the cloud's list (cw_cloud_api.c)
- * and in the file's parser. */
-static const char *const sections_allowed[] = {"buses",       "carts",
-					       "rules",       "revoked_tokens",
-					       "kiosk_staff", "customer_token_key",
-					       NULL};
+/* The sections the cloud may set; revoked_tokens and kiosk_staff are not
+ * keys of the edge's config file and are handled here. A new section is
+ * added here, in the cloud's list (cw_cloud_api.c) and in the file's parser. */
+static const char *const sections_allowed[] = {"buses",          "carts",       "rules",
+					       "revoked_tokens", "kiosk_staff", NULL};
 static const char *const sections_merged[] = {"buses", "carts", "rules", NULL};
 
 #define SAVED_MAX (1024 * 1024)
 #define MSG_MAX 256
+#define KEY_NAME "customer_token_key"
+#define B64URL sodium_base64_VARIANT_URLSAFE_NO_PADDING
 
 struct cw_cloudcfg {
 	pthread_mutex_t mu;
@@ -53,12 +53,12 @@ struct cw_cloudcfg {
 	int64_t rejected;
 	char rejected_msg[MSG_MAX];
 	struct cw_cloudcfg_kiosk kiosk; /* all NULL: no kiosk connected */
+	bool has_key;                   /* the chain's customer-token key, of no version */
+	unsigned char key[CW_CLOUDCFG_SEED_BYTES];
 };
 
-/* The kiosk's sections of one version, checked. */
+/* The kiosk's staff of one version, checked. */
 struct kiosk_part {
-	bool has_seed;
-	unsigned char seed[CW_CLOUDCFG_SEED_BYTES];
 	int nstaff;
 	struct cw_staff staff[CW_STAFF_MAX];
 };
@@ -90,38 +90,38 @@ static int check_revoked(struct cw_jsoncfg *p, const cJSON *arr)
 	return CW_OK;
 }
 
-/* kiosk_staff and customer_token_key of sections (NULL: none) into *k
- * (caller wipes it). Messages never show the seed. */
+/* kiosk_staff of sections (NULL: none) into *k. */
 static int kiosk_parse(struct cw_jsoncfg *p, const cJSON *sections, struct kiosk_part *k)
 {
-	static const char *const keys[] = {"seed", NULL};
 	const cJSON *staff = cJSON_GetObjectItemCaseSensitive(sections, "kiosk_staff");
-	const cJSON *key = cJSON_GetObjectItemCaseSensitive(sections, "customer_token_key");
-	const cJSON *seed;
-	const char *end = NULL;
-	size_t mark, binlen = 0;
-	int rc;
 
 	memset(k, 0, sizeof(*k));
-	if (staff && (rc = cw_staff_parse(p, "kiosk_staff", staff, k->staff, &k->nstaff)))
-		return rc;
-	if (!key)
-		return CW_OK;
-	mark = cw_jsoncfg_enter(p, "customer_token_key");
+	return staff ? cw_staff_parse(p, "kiosk_staff", staff, k->staff, &k->nstaff) : CW_OK;
+}
+
+/* The chain's customer-token key, exactly {"seed": 32 bytes in unpadded
+ * base64url}, into seed (caller wipes it). Messages never show it. */
+static int key_parse(struct cw_jsoncfg *p, const cJSON *key,
+		     unsigned char seed[CW_CLOUDCFG_SEED_BYTES])
+{
+	static const char *const keys[] = {"seed", NULL};
+	size_t mark = cw_jsoncfg_enter(p, KEY_NAME), binlen = 0;
+	const cJSON *s;
+	const char *end = NULL;
+	int rc;
+
 	if (!cJSON_IsObject(key))
 		return cw_jsoncfg_fail(p, NULL, "expected an object {\"seed\"}");
 	if ((rc = cw_jsoncfg_check_keys(p, key, keys)))
 		return rc;
-	seed = cJSON_GetObjectItemCaseSensitive(key, "seed");
-	if (!cJSON_IsString(seed) ||
-	    sodium_base642bin(k->seed, sizeof(k->seed), seed->valuestring,
-			      strlen(seed->valuestring), NULL, &binlen, &end,
-			      sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
-	    binlen != sizeof(k->seed) || *end != '\0')
+	s = cJSON_GetObjectItemCaseSensitive(key, "seed");
+	if (!cJSON_IsString(s) ||
+	    sodium_base642bin(seed, CW_CLOUDCFG_SEED_BYTES, s->valuestring, strlen(s->valuestring),
+			      NULL, &binlen, &end, B64URL) != 0 ||
+	    binlen != CW_CLOUDCFG_SEED_BYTES || *end != '\0')
 		return cw_jsoncfg_fail(p, "seed", "expected %d bytes in base64url without padding",
 				       CW_CLOUDCFG_SEED_BYTES);
 	cw_jsoncfg_pop(p, mark);
-	k->has_seed = true;
 	return CW_OK;
 }
 
@@ -186,13 +186,14 @@ out:
 
 /* ---- the saved file ---- */
 
-/* Writes the newest accepted version and the last refused one. Mutex held. */
+/* Writes the newest accepted version, the last refused one and the chain
+ * key. Mutex held. */
 static int save(struct cw_cloudcfg *c)
 {
 	int64_t v = c->pending ? c->pending : c->applied;
 	const cJSON *sec = c->pending ? c->pending_sections : c->applied_sections;
-	cJSON *o = cJSON_CreateObject(), *r;
-	char *text = NULL;
+	cJSON *o = cJSON_CreateObject(), *r, *seed = NULL;
+	char *text = NULL, b64[sodium_base64_ENCODED_LEN(CW_CLOUDCFG_SEED_BYTES, B64URL)];
 	int rc = CW_ERR_NOMEM;
 
 	if (!o)
@@ -210,6 +211,14 @@ static int save(struct cw_cloudcfg *c)
 	} else {
 		cJSON_AddNullToObject(o, "rejected");
 	}
+	if (c->has_key) {
+		sodium_bin2base64(b64, sizeof(b64), c->key, sizeof(c->key), B64URL);
+		r = cJSON_AddObjectToObject(o, KEY_NAME);
+		seed = r ? cJSON_AddStringToObject(r, "seed", b64) : NULL;
+		sodium_memzero(b64, sizeof(b64));
+		if (!seed)
+			goto out;
+	}
 	text = cJSON_Print(o);
 	if (!text)
 		goto out;
@@ -217,6 +226,11 @@ static int save(struct cw_cloudcfg *c)
 	if (rc != CW_OK)
 		cw_error("edge.cloud_config_save", "path=%s error=\"%s\"", c->path, strerror(errno));
 out:
+	/* the copies of the chain key */
+	if (text)
+		sodium_memzero(text, strlen(text));
+	if (seed)
+		sodium_memzero(seed->valuestring, strlen(seed->valuestring));
 	cJSON_free(text);
 	cJSON_Delete(o);
 	return rc;
@@ -226,11 +240,11 @@ out:
 static int load_saved(struct cw_cloudcfg *c, int64_t *version, cJSON **sections, char *err,
 		      size_t errlen)
 {
-	static const char *const keys[] = {"v", "version", "config", "rejected", NULL};
+	static const char *const keys[] = {"v", "version", "config", "rejected", KEY_NAME, NULL};
 	static const char *const rkeys[] = {"version", "message", NULL};
 	struct cw_jsoncfg p;
 	cJSON *root = NULL;
-	const cJSON *cfg, *rej;
+	const cJSON *cfg, *rej, *key;
 	char *buf = NULL;
 	size_t len = 0;
 	int v = 0, ver = 0, rver = 0, rc;
@@ -268,6 +282,12 @@ static int load_saved(struct cw_cloudcfg *c, int64_t *version, cJSON **sections,
 		cw_jsoncfg_pop(&p, mark);
 		c->rejected = rver;
 	}
+	key = cJSON_GetObjectItemCaseSensitive(root, KEY_NAME);
+	if (key) {
+		if ((rc = key_parse(&p, key, c->key)))
+			goto out;
+		c->has_key = true;
+	}
 	*version = ver;
 	if (ver > 0) {
 		*sections = cJSON_Duplicate(cfg, true);
@@ -278,6 +298,8 @@ out:
 	if (rc != CW_OK)
 		cw_jsoncfg_prefix(err, errlen, c->path);
 	cJSON_Delete(root);
+	if (buf)
+		sodium_memzero(buf, len);
 	free(buf);
 	return rc;
 }
@@ -328,6 +350,7 @@ void cw_cloudcfg_free(struct cw_cloudcfg *c)
 	cJSON_Delete(c->applied_sections);
 	cJSON_Delete(c->pending_sections);
 	pthread_mutex_destroy(&c->mu);
+	sodium_memzero(c->key, sizeof(c->key));
 	free(c);
 }
 
@@ -398,8 +421,8 @@ static int revoked_list(const cJSON *sections, const char ***out, int *n)
 	return CW_OK;
 }
 
-/* The kiosk's sections of sections (NULL: version 0, none) to the kiosk's
- * hooks, if one is connected. Mutex held. */
+/* The kiosk's staff of sections (NULL: version 0, none) and the chain key to
+ * the kiosk's hooks, if one is connected. Mutex held. */
 static int apply_kiosk(struct cw_cloudcfg *c, const cJSON *sections)
 {
 	struct kiosk_part *k;
@@ -420,7 +443,7 @@ static int apply_kiosk(struct cw_cloudcfg *c, const cJSON *sections)
 	if (rc == CW_OK && c->kiosk.staff)
 		rc = c->kiosk.staff(c->kiosk.ctx, k->staff, k->nstaff);
 	if (rc == CW_OK && c->kiosk.chain_seed)
-		c->kiosk.chain_seed(c->kiosk.ctx, k->has_seed ? k->seed : NULL);
+		c->kiosk.chain_seed(c->kiosk.ctx, c->has_key ? c->key : NULL);
 	sodium_memzero(k, sizeof(*k));
 	free(k);
 	return rc;
@@ -630,6 +653,54 @@ out:
 	cJSON_Delete(sections);
 	free(next);
 	return rc;
+}
+
+int cw_cloudcfg_offer_key(struct cw_cloudcfg *c, const cJSON *key, char *err, size_t errlen)
+{
+	unsigned char seed[CW_CLOUDCFG_SEED_BYTES], old[CW_CLOUDCFG_SEED_BYTES];
+	struct cw_jsoncfg p;
+	bool had;
+	int rc;
+
+	cw_jsoncfg_init(&p, err, errlen);
+	rc = key_parse(&p, key, seed);
+	if (rc != CW_OK)
+		goto out;
+	pthread_mutex_lock(&c->mu);
+	had = c->has_key;
+	if (had && sodium_memcmp(c->key, seed, sizeof(seed)) == 0) {
+		pthread_mutex_unlock(&c->mu);
+		goto out;
+	}
+	/* the file first (what a restart, also offline, hands the kiosk),
+	 * then the kiosk */
+	memcpy(old, c->key, sizeof(old));
+	memcpy(c->key, seed, sizeof(seed));
+	c->has_key = true;
+	rc = save(c);
+	if (rc != CW_OK) { /* not saved: nothing changed */
+		memcpy(c->key, old, sizeof(old));
+		c->has_key = had;
+	} else {
+		if (c->kiosk.chain_seed)
+			c->kiosk.chain_seed(c->kiosk.ctx, c->key);
+		cw_info("edge.chain_key", "action=%s", had ? "replaced" : "stored");
+	}
+	pthread_mutex_unlock(&c->mu);
+out:
+	sodium_memzero(seed, sizeof(seed));
+	sodium_memzero(old, sizeof(old));
+	return rc;
+}
+
+bool cw_cloudcfg_has_key(struct cw_cloudcfg *c)
+{
+	bool yes;
+
+	pthread_mutex_lock(&c->mu);
+	yes = c->has_key;
+	pthread_mutex_unlock(&c->mu);
+	return yes;
 }
 
 void cw_cloudcfg_versions(struct cw_cloudcfg *c, int64_t *have, int64_t *rejected)

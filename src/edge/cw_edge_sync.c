@@ -442,6 +442,20 @@ static int src_config_apply(void *ctx, int64_t version, const cJSON *config, cha
 	return cw_cloudcfg_offer(s->cloudcfg, version, config, err, errlen);
 }
 
+static bool src_chain_key_held(void *ctx)
+{
+	struct cw_edge_sync *s = ctx;
+
+	return cw_cloudcfg_has_key(s->cloudcfg);
+}
+
+static int src_chain_key(void *ctx, const cJSON *key, char *err, size_t errlen)
+{
+	struct cw_edge_sync *s = ctx;
+
+	return cw_cloudcfg_offer_key(s->cloudcfg, key, err, errlen);
+}
+
 void cw_edge_sync_source(struct cw_edge_sync *s, struct cw_sync_source *out)
 {
 	*out = (struct cw_sync_source){
@@ -456,5 +470,7 @@ void cw_edge_sync_source(struct cw_edge_sync *s, struct cw_sync_source *out)
 		.server_time = src_server_time,
 		.config_versions = s->cloudcfg ? src_config_versions : NULL,
 		.config_apply = s->cloudcfg ? src_config_apply : NULL,
+		.chain_key_held = s->cloudcfg ? src_chain_key_held : NULL,
+		.chain_key = s->cloudcfg ? src_chain_key : NULL,
 	};
 }

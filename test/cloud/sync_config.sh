@@ -3,14 +3,19 @@
 # cloud_sync.sh (sourced after setup_world, so that it costs no second world):
 # PUT by a chain admin or platform admin, GET by the device and by staff,
 # ?have=N, the heartbeat's config_version, authorization, bad shapes,
-# oversize bodies; the chain's customer_token_key (in the device's own pull
-# only, one per chain, never PUT) and kiosk_staff (issue 5).
+# oversize bodies; the chain's customer_token_key (in every answer to the
+# device's own pull, also with no version and unchanged; one per chain, never
+# PUT) and kiosk_staff (issue 5).
 CFG='{"rules":{"rental_minutes":90},"carts":[{"number":1,"bus":"bus0","board":1,"lock":0}],"revoked_tokens":["0190aaaa-0000-7000-8000-000000000001"]}'
 
-note "nothing configured: version 0, config null; heartbeat says 0"
+note "nothing configured: version 0, config null, the chain's key all the same; heartbeat says 0"
 AUTH=$DTOK_A1
 api GET "/api/devices/$DEV_A1/config"; expect_code 200
-[ "$(jq -c . "$T/resp.json")" = '{"version":0,"config":null}' ] || fail "empty: $(cat "$T/resp.json")"
+[ "$(jq -c 'del(.customer_token_key)' "$T/resp.json")" = '{"version":0,"config":null}' ] || fail "empty: $(cat "$T/resp.json")"
+SEED_A1=$(jqr .customer_token_key.seed)
+[ "$(jq -c '.customer_token_key | keys' "$T/resp.json")" = '["seed"]' ] \
+	&& [ "$(printf '%s' "$SEED_A1" | basenc --base64url -d 2>/dev/null | wc -c)" = 32 ] \
+	&& [ "${#SEED_A1}" = 43 ] || fail "customer_token_key: not 32 bytes of unpadded base64url"
 api POST "/api/devices/$DEV_A1/heartbeat" '{"status":"online"}'; expect_code 200
 [ "$(jqr .config_version)" = 0 ] || fail "heartbeat config_version: $(cat "$T/resp.json")"
 
@@ -28,14 +33,10 @@ api PUT "/api/devices/$DEV_B1/config" '{}'; expect_code 200
 note "GET by the device: newest version; ?have= current -> unchanged; older -> whole config"
 AUTH=$DTOK_A1
 api GET "/api/devices/$DEV_A1/config"; expect_code 200
-[ "$(jq -c 'del(.config.customer_token_key)' "$T/resp.json")" = '{"version":2,"config":{"rules":{"rental_minutes":60}}}' ] \
-	|| fail "device GET: $(cat "$T/resp.json")"
-SEED_A1=$(jqr .config.customer_token_key.seed)
-[ "$(jq -c '.config.customer_token_key | keys' "$T/resp.json")" = '["seed"]' ] \
-	&& [ "$(printf '%s' "$SEED_A1" | basenc --base64url -d 2>/dev/null | wc -c)" = 32 ] \
-	&& [ "${#SEED_A1}" = 43 ] || fail "customer_token_key: not 32 bytes of unpadded base64url"
+[ "$(jq -c 'del(.customer_token_key)' "$T/resp.json")" = '{"version":2,"config":{"rules":{"rental_minutes":60}}}' ] \
+	&& [ "$(jqr .customer_token_key.seed)" = "$SEED_A1" ] || fail "device GET: $(cat "$T/resp.json")"
 api GET "/api/devices/$DEV_A1/config?have=2"; expect_code 200
-[ "$(jq -c . "$T/resp.json")" = '{"version":2,"unchanged":true}' ] || fail "have=2: $(cat "$T/resp.json")"
+[ "$(jq -c 'del(.customer_token_key)' "$T/resp.json")" = '{"version":2,"unchanged":true}' ] || fail "have=2: $(cat "$T/resp.json")"
 api GET "/api/devices/$DEV_A1/config?have=1"; expect_code 200
 [ "$(jqr .version)" = 2 ] && [ "$(jqr .config.rules.rental_minutes)" = 60 ] || fail "have=1: $(cat "$T/resp.json")"
 api GET "/api/devices/$DEV_A1/config?have=-1"; expect_error 400
@@ -44,27 +45,28 @@ api GET "/api/devices/$DEV_A1/config?hav=0"; expect_error 400
 api POST "/api/devices/$DEV_A1/heartbeat" '{"status":"online"}'; expect_code 200
 [ "$(jqr .config_version)" = 2 ] || fail "heartbeat config_version after PUT: $(cat "$T/resp.json")"
 
-note "customer_token_key: one seed per chain, the same at every pull"
+note "customer_token_key: one seed per chain, the same at every pull, with or without a version"
 api GET "/api/devices/$DEV_A1/config?have=1"; expect_code 200
-[ "$(jqr .config.customer_token_key.seed)" = "$SEED_A1" ] || fail "seed changed between pulls"
-AUTH=$TOK_ADMIN_A; api PUT "/api/devices/$DEV_A9/config" '{}'; expect_code 200
-AUTH=$DTOK_A9; api GET "/api/devices/$DEV_A9/config"; expect_code 200
-[ "$(jqr .config.customer_token_key.seed)" = "$SEED_A1" ] || fail "two devices of chain A: other seeds"
+[ "$(jqr .customer_token_key.seed)" = "$SEED_A1" ] && [ "$(jqr '.config | has("customer_token_key")')" = false ] \
+	|| fail "seed changed between pulls, or inside the version: $(jq -c '.config | keys' "$T/resp.json")"
+# DEV_A9 has no configuration (nobody PUT one): the key all the same
+AUTH=$DTOK_A9; api GET "/api/devices/$DEV_A9/config?have=0"; expect_code 200
+[ "$(jq -c 'del(.customer_token_key)' "$T/resp.json")" = '{"version":0,"unchanged":true}' ] \
+	&& [ "$(jqr .customer_token_key.seed)" = "$SEED_A1" ] || fail "two devices of chain A: $(jq -c 'del(.customer_token_key)' "$T/resp.json")"
 AUTH=$DTOK_B1; api GET "/api/devices/$DEV_B1/config"; expect_code 200
-SEED_B1=$(jqr .config.customer_token_key.seed)
+SEED_B1=$(jqr .customer_token_key.seed)
 [ "${#SEED_B1}" = 43 ] && [ "$SEED_B1" != "$SEED_A1" ] || fail "chain B got chain A's seed or none"
-AUTH=$DTOK_A1; api GET "/api/devices/$DEV_A1/config?have=2"; expect_code 200
-[ "$(jq -c . "$T/resp.json")" = '{"version":2,"unchanged":true}' ] || fail "have=2 with the key: $(cat "$T/resp.json")"
-api POST "/api/devices/$DEV_A1/heartbeat" '{"status":"online"}'; expect_code 200
+AUTH=$DTOK_A1; api POST "/api/devices/$DEV_A1/heartbeat" '{"status":"online"}'; expect_code 200
 [ "$(jqr .config_version)" = 2 ] || fail "the key changed the version: $(cat "$T/resp.json")"
 
 note "GET by staff who see the branch (never the chain's seed); the stored body round-trips"
 AUTH=$TOK_MGR_A1
 api GET "/api/devices/$DEV_A1/config"; expect_code 200
 [ "$(jqr .version)" = 2 ] || fail "manager GET: $(cat "$T/resp.json")"
-[ "$(jqr '.config | has("customer_token_key")')" = false ] || fail "staff GET carries the seed"
+[ "$(jqr 'has("customer_token_key") or (.config | has("customer_token_key"))')" = false ] || fail "staff GET carries the seed"
 AUTH=$TOK_PLATFORM; api GET "/api/devices/$DEV_A1/config"; expect_code 200
-[ "$(jqr '.config | has("customer_token_key")')" = false ] || fail "platform GET carries the seed"
+[ "$(jqr 'has("customer_token_key") or (.config | has("customer_token_key"))')" = false ] || fail "platform GET carries the seed"
+assert_not_logged "$SEED_A1" "$SEED_B1"
 AUTH=$TOK_ADMIN_A
 api PUT "/api/devices/$DEV_A1/config" "$CFG"; expect_code 200; [ "$(jqr .version)" = 3 ] || fail v3
 api GET "/api/devices/$DEV_A1/config"; expect_code 200
@@ -76,7 +78,7 @@ STAFF=$(jq -nc --arg h "$H1" '{kiosk_staff: [{id: "s-1", name: "דנה", pin_has
 api PUT "/api/devices/$DEV_A1/config" "$STAFF"; expect_code 200; [ "$(jqr .version)" = 4 ] || fail v4
 AUTH=$DTOK_A1; api GET "/api/devices/$DEV_A1/config?have=3"; expect_code 200
 [ "$(jq -c .config.kiosk_staff "$T/resp.json")" = "$(jq -c .kiosk_staff <<<"$STAFF")" ] \
-	&& [ "$(jqr .config.customer_token_key.seed)" = "$SEED_A1" ] || fail "kiosk_staff pull: $(cat "$T/resp.json")"
+	&& [ "$(jqr .customer_token_key.seed)" = "$SEED_A1" ] || fail "kiosk_staff pull: $(cat "$T/resp.json")"
 AUTH=$TOK_ADMIN_A
 
 note "authorization: other tenant, branch manager, another device, no token"
@@ -125,5 +127,5 @@ jq -nc '{carts: [range(0; 3000) | {number: (. + 1), bus: "bus0", board: 1, lock:
 api_file PUT "/api/devices/$DEV_A1/config" "$T/big.json"; expect_error 413
 AUTH=$DTOK_A1; api GET "/api/devices/$DEV_A1/config?have=4"; expect_code 200
 [ "$(jqr .unchanged)" = true ] || fail "a refused PUT changed the version: $(cat "$T/resp.json")"
-[ "$(db_sql "SELECT count(*) FROM device_configs")" = 6 ] || fail "rows: $(db_sql "SELECT count(*) FROM device_configs")"
+[ "$(db_sql "SELECT count(*) FROM device_configs")" = 5 ] || fail "rows: $(db_sql "SELECT count(*) FROM device_configs")"
 AUTH=$TOK_PLATFORM

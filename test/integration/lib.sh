@@ -229,20 +229,20 @@ cloud_sql() { # SQL on the cloud database (read-only)
 	fi
 }
 
-# edge_with_cloud URL [extra cloud JSON] [extra bus JSON]: simulator bus0
-# (one Modbus board, 4 locks) and the edge with a cloud section at URL
-# (heartbeat every 5 s, enrollment with ECODE); waits for the carts and the
-# enrollment; sets DEV (the device id the cloud gave).
+# edge_with_cloud URL [extra cloud JSON] [extra bus JSON] [extra top-level
+# JSON]: simulator bus0 (one Modbus board, 4 locks) and the edge with a cloud
+# section at URL (heartbeat every 5 s, enrollment with ECODE); waits for the
+# carts and the enrollment; sets DEV (the device id the cloud gave).
 DEV=
 edge_with_cloud() {
-	local url=$1 cloud_extra=${2:-'{}'} bus_extra=${3:-'{}'} buses cloud
+	local url=$1 cloud_extra=${2:-'{}'} bus_extra=${3:-'{}'} extra=${4:-'{}'} buses cloud
 	sim_start bus0 modbus --board 1:4
 	buses=$(jq -n --arg port "$T/bus0.tty" --argjson extra "$bus_extra" \
 		'[{name: "bus0", port: $port, protocol: "modbus", boards: [{address: 1, locks: 4}]} * $extra]')
 	cloud=$(jq -n --arg url "$url" --arg code "$ECODE" --argjson extra "$cloud_extra" \
 		'{cloud: ({url: $url, insecure_http: true, branch_code: "E2E-1", enrollment_code: $code,
 		  heartbeat_s: 5, mac_address: "02:e2:e0:00:00:01"} * $extra)}')
-	edge_config "$T/edge.json" "$buses" "$cloud"
+	edge_config "$T/edge.json" "$buses" "$(jq -n --argjson a "$cloud" --argjson b "$extra" '$a * $b')"
 	edge_start
 	wait_until 10 cart_is 4 available || fail "carts not ready"
 	wait_until 30 state_is ok || fail "the edge did not enroll: state $(cloud_state)"

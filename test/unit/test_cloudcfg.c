@@ -3,15 +3,18 @@
  * of an invalid version (kept running on the last good one, remembered,
  * config.rejected in the outbox), buses/carts changes left for a restart,
  * a failed restart, no offer while a restart is under way,
- * cloud-config.json across a restart, and the kiosk's sections
- * (kiosk_staff, customer_token_key): checked, all or nothing with the rest,
- * handed to the kiosk hooks live and at start. */
+ * cloud-config.json across a restart, the kiosk's staff (kiosk_staff):
+ * checked, all or nothing with the rest, handed to the kiosk hooks live and
+ * at start; and the chain's customer-token key, part of no version: checked,
+ * kept in cloud-config.json with or without a version, handed to the kiosk
+ * at once and at every start. */
 #include <check.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cw_cloudcfg.h"
 #include "cw_error.h"
@@ -431,9 +434,9 @@ START_TEST(kiosk_sections_checked)
 	size_t n;
 
 	seed_b64(0, b64, sizeof(b64));
-	snprintf(json, sizeof(json), "{'customer_token_key':{'seed':'%s'},'kiosk_staff':[{'id':'s-1',"
-		 "'name':'Dana','pin_hash':'" HASH "'}]}", b64);
-	ck_assert_int_eq(merge_one(json, err, sizeof(err)), CW_OK);
+	ck_assert_int_eq(merge_one("{'kiosk_staff':[{'id':'s-1','name':'Dana','pin_hash':'" HASH
+				   "'}]}", err, sizeof(err)),
+			 CW_OK);
 	ck_assert_int_eq(merge_one("{'kiosk_staff':[]}", err, sizeof(err)), CW_OK);
 
 	refused("{'kiosk_staff':{}}", "kiosk_staff: expected an array");
@@ -458,19 +461,142 @@ START_TEST(kiosk_sections_checked)
 	snprintf(json + n, sizeof(json) - n, "]}");
 	refused(json, "kiosk_staff: at most 50");
 
-	refused("{'customer_token_key':'x'}", "customer_token_key: expected an object");
-	refused("{'customer_token_key':{}}", "customer_token_key.seed: expected 32 bytes");
-	refused("{'customer_token_key':{'seed':1}}", "customer_token_key.seed: expected 32 bytes");
-	/* 31 bytes, padding, standard alphabet, an extra key: refused, never echoed */
-	snprintf(json, sizeof(json), "{'customer_token_key':{'seed':'%.42s'}}", b64);
-	refused(json, "customer_token_key.seed: expected 32 bytes");
-	snprintf(json, sizeof(json), "{'customer_token_key':{'seed':'%s='}}", b64);
-	refused(json, "customer_token_key.seed");
+	/* the chain key is part of no version (cw_cloudcfg_offer_key) */
+	snprintf(json, sizeof(json), "{'customer_token_key':{'seed':'%s'}}", b64);
+	refused(json, "customer_token_key: unknown key");
 	ck_assert_ptr_null(strstr(last_err, b64));
-	refused("{'customer_token_key':{'seed':'AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh+/'}}",
-		"customer_token_key.seed");
-	snprintf(json, sizeof(json), "{'customer_token_key':{'seed':'%s','kid':1}}", b64);
-	refused(json, "customer_token_key.kid: unknown key");
+}
+END_TEST
+
+/* cw_cloudcfg_offer_key of json: its rc, err. */
+static int offer_key(const char *json, char *err, size_t errlen)
+{
+	cJSON *j = jq(json);
+	int rc = cw_cloudcfg_offer_key(cc, j, err, errlen);
+
+	cJSON_Delete(j);
+	return rc;
+}
+
+static void key_refused(const char *json, const char *word)
+{
+	ck_assert_msg(offer_key(json, last_err, sizeof(last_err)) == CW_ERR_CONFIG, "taken: %s",
+		      json);
+	ck_assert_msg(strstr(last_err, word), "'%s' not in '%s'", word, last_err);
+}
+
+/* cloud-config.json as text (caller frees). */
+static char *saved_text(void)
+{
+	char *text = NULL;
+	size_t len = 0;
+
+	ck_assert_int_eq(cw_jsoncfg_read_file(saved, 65536, &text, &len, NULL, 0), CW_OK);
+	return text;
+}
+
+START_TEST(chain_key_without_a_version)
+{
+	char b64[64], b64b[64], json[256], err[256] = "", *text;
+	struct stat st;
+	FILE *f;
+
+	memset(&got, 0, sizeof(got));
+	cw_cloudcfg_set_kiosk(cc, &hooks);
+	ck_assert_int_eq(got.seed_calls, 1);
+	ck_assert(!got.has_seed && !cw_cloudcfg_has_key(cc));
+
+	/* malformed: refused, never echoed, nothing held or written */
+	seed_b64(3, b64, sizeof(b64));
+	key_refused("'x'", "customer_token_key: expected an object");
+	key_refused("{}", "customer_token_key.seed: expected 32 bytes");
+	key_refused("{'seed':1}", "customer_token_key.seed: expected 32 bytes");
+	/* 31 bytes, padding, standard alphabet, an extra key */
+	snprintf(json, sizeof(json), "{'seed':'%.42s'}", b64);
+	key_refused(json, "customer_token_key.seed: expected 32 bytes");
+	snprintf(json, sizeof(json), "{'seed':'%s='}", b64);
+	key_refused(json, "customer_token_key.seed");
+	ck_assert_ptr_null(strstr(last_err, b64));
+	key_refused("{'seed':'AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh+/'}",
+		    "customer_token_key.seed");
+	snprintf(json, sizeof(json), "{'seed':'%s','kid':1}", b64);
+	key_refused(json, "customer_token_key.kid: unknown key");
+	ck_assert(!cw_cloudcfg_has_key(cc));
+	ck_assert_int_eq(got.seed_calls, 1);
+	ck_assert_int_ne(access(saved, F_OK), 0);
+
+	/* at version 0: saved (0600) and handed to the kiosk, no version invented */
+	snprintf(json, sizeof(json), "{'seed':'%s'}", b64);
+	ck_assert_int_eq(offer_key(json, err, sizeof(err)), CW_OK);
+	ck_assert(cw_cloudcfg_has_key(cc));
+	ck_assert_int_eq(got.seed_calls, 2);
+	ck_assert(got.has_seed);
+	ck_assert_int_eq(got.seed[0], 3);
+	ck_assert_int_eq(got.seed[31], 34);
+	versions(0, 0);
+	ck_assert_int_eq(health_num("config_version"), 0);
+	ck_assert_int_eq(stat(saved, &st), 0);
+	ck_assert_int_eq(st.st_mode & 0777, 0600);
+	text = saved_text();
+	ck_assert_ptr_nonnull(strstr(text, b64));
+	ck_assert_ptr_nonnull(strstr(text, "\"version\":\t0"));
+	ck_assert_ptr_nonnull(strstr(text, "\"config\":\tnull"));
+	free(text);
+	/* the same key again: nothing to do */
+	ck_assert_int_eq(offer_key(json, err, sizeof(err)), CW_OK);
+	ck_assert_int_eq(got.seed_calls, 2);
+
+	/* versions come and go, the key stays */
+	ck_assert_int_eq(offer(1, "{'rules':{'rental_minutes':45}}", err, sizeof(err)), CW_OK);
+	ck_assert_int_eq(got.seed_calls, 3);
+	ck_assert(got.has_seed);
+	ck_assert_int_eq(got.seed[0], 3);
+	text = saved_text();
+	ck_assert_ptr_nonnull(strstr(text, b64));
+	free(text);
+
+	/* at start, from the file, offline */
+	cw_cloudcfg_set_kiosk(cc, NULL);
+	stop_engine();
+	memset(&got, 0, sizeof(got));
+	start_engine();
+	ck_assert(cw_cloudcfg_has_key(cc));
+	cw_cloudcfg_set_kiosk(cc, &hooks);
+	ck_assert(got.has_seed);
+	ck_assert_int_eq(got.seed[0], 3);
+	versions(1, 0);
+
+	/* another key (a rotation) replaces it; a bad one then leaves it */
+	seed_b64(9, b64b, sizeof(b64b));
+	snprintf(json, sizeof(json), "{'seed':'%s'}", b64b);
+	ck_assert_int_eq(offer_key(json, err, sizeof(err)), CW_OK);
+	ck_assert_int_eq(got.seed[0], 9);
+	key_refused("{'seed':'x'}", "customer_token_key.seed");
+	ck_assert_int_eq(got.seed[0], 9);
+	text = saved_text();
+	ck_assert_ptr_nonnull(strstr(text, b64b));
+	ck_assert_ptr_null(strstr(text, b64));
+	free(text);
+	cw_cloudcfg_set_kiosk(cc, NULL);
+
+	/* a damaged key in the file stops the start, naming it (not showing it) */
+	stop_engine();
+	f = fopen(saved, "w");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f, "{\"v\":1,\"version\":0,\"config\":null,\"rejected\":null,"
+		   "\"customer_token_key\":{\"seed\":\"%.40s\"}}", b64b);
+	fclose(f);
+	ck_assert_int_eq(cw_edge_config_load(path, &cfg, err, sizeof(err)), CW_OK);
+	ck_assert_int_eq(cw_cloudcfg_new(path, dir, &cc), CW_OK);
+	ck_assert_int_eq(cw_cloudcfg_start(cc, &cfg, err, sizeof(err)), CW_ERR_CONFIG);
+	ck_assert_ptr_nonnull(strstr(err, "customer_token_key.seed"));
+	snprintf(json, sizeof(json), "%.40s", b64b);
+	ck_assert_ptr_null(strstr(err, json));
+	ck_assert(!cw_cloudcfg_has_key(cc));
+	/* teardown stops what start_engine started: start it again on a good file */
+	cw_cloudcfg_free(cc);
+	ck_assert_int_eq(unlink(saved), 0);
+	start_engine();
 }
 END_TEST
 
@@ -488,14 +614,18 @@ START_TEST(kiosk_sections_reach_the_kiosk)
 	ck_assert_int_eq(got.staff_calls, 1);
 	ck_assert_int_eq(got.nstaff, 0);
 
-	/* a version with both: live, with the rules */
+	/* the chain key, then a version with staff: live, with the rules */
 	seed_b64(7, b64, sizeof(b64));
-	snprintf(json, sizeof(json), "{'rules':{'rental_minutes':45},'customer_token_key':"
-		 "{'seed':'%s'},'kiosk_staff':[{'id':'s-1','name':'Dana','pin_hash':'" HASH "'},"
-		 "{'id':'s-2','name':'Avi','pin_hash':'" HASH "'}]}", b64);
+	snprintf(json, sizeof(json), "{'seed':'%s'}", b64);
+	ck_assert_int_eq(offer_key(json, err, sizeof(err)), CW_OK);
+	ck_assert_int_eq(got.seed_calls, 2);
+	ck_assert_int_eq(got.staff_calls, 1);
+	snprintf(json, sizeof(json), "{'rules':{'rental_minutes':45},'kiosk_staff':[{'id':'s-1',"
+		 "'name':'Dana','pin_hash':'" HASH "'},{'id':'s-2','name':'Avi','pin_hash':'" HASH
+		 "'}]}");
 	ck_assert_int_eq(offer(1, json, err, sizeof(err)), CW_OK);
 	versions(1, 0);
-	ck_assert_int_eq(got.seed_calls, 2);
+	ck_assert_int_eq(got.seed_calls, 3);
 	ck_assert(got.has_seed);
 	ck_assert_int_eq(got.seed[0], 7);
 	ck_assert_int_eq(got.seed[31], 38);
@@ -517,13 +647,13 @@ START_TEST(kiosk_sections_reach_the_kiosk)
 			 CW_ERR_CONFIG);
 	ck_assert_ptr_nonnull(strstr(err, "kiosk_staff[0].pin_hash"));
 	versions(1, 2);
-	ck_assert_int_eq(got.seed_calls, 2);
+	ck_assert_int_eq(got.seed_calls, 3);
 	ck_assert_int_eq(got.staff_calls, 2);
 
-	/* a version without them: the chain key is forgotten, no cloud staff */
+	/* a version without staff: no cloud staff; the chain key stays */
 	ck_assert_int_eq(offer(3, "{'rules':{'rental_minutes':45}}", err, sizeof(err)), CW_OK);
-	ck_assert_int_eq(got.seed_calls, 3);
-	ck_assert(!got.has_seed);
+	ck_assert_int_eq(got.seed_calls, 4);
+	ck_assert(got.has_seed);
 	ck_assert_int_eq(got.nstaff, 0);
 
 	/* at start, from the stored file (before and after the engine) */
@@ -551,7 +681,7 @@ START_TEST(kiosk_sections_reach_the_kiosk)
 	cw_cloudcfg_restarted(cc, true, NULL);
 	ck_assert_int_eq(cw_cloudcfg_attach(cc, eng, &cfg), CW_OK);
 	ck_assert_int_eq(got.nstaff, 0);
-	ck_assert(!got.has_seed);
+	ck_assert(got.has_seed);
 	versions(5, 2);
 
 	/* with a carts change: nothing reaches the kiosk before the restart */
@@ -587,6 +717,7 @@ int main(void)
 	tcase_add_test(tc, saved_file_that_no_longer_fits);
 	tcase_add_test(tc, kiosk_sections_checked);
 	tcase_add_test(tc, kiosk_sections_reach_the_kiosk);
+	tcase_add_test(tc, chain_key_without_a_version);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
