@@ -57,13 +57,17 @@ note() { echo "-- [${SECONDS}s] $*"; }
 . "$(dirname "${BASH_SOURCE[0]}")/../free_port.sh"
 free_port() { cw_free_port; }
 
-# wait_until SECONDS COMMAND...: retries every 50 ms.
+# wait_until SECONDS COMMAND...: retries every 50 ms, after 3 s every 0.25 s
+# (WAIT_LONG_PAUSE=S wait_until ...: every S seconds after 3 s).
 wait_until() {
 	local limit=$1; shift
-	local end=$((SECONDS + limit))
+	local start=$SECONDS pause=0.05
 	until "$@"; do
-		[ $SECONDS -lt $end ] || return 1
-		sleep 0.05
+		[ $SECONDS -lt $((start + limit)) ] || return 1
+		# a long wait polls less often: each try of a curl+jq predicate
+		# costs ~0.1 s of CPU, which the daemons under test need
+		[ $SECONDS -lt $((start + 3)) ] || pause=${WAIT_LONG_PAUSE:-0.25}
+		sleep "$pause"
 	done
 }
 
