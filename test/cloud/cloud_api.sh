@@ -41,7 +41,7 @@ note "health"
 AUTH=
 api GET /api/health
 expect_code 200
-[ "$(jqr .database)" = ok ] && [ "$(jqr .backend)" = "$BACKEND" ] || fail "health: $(cat "$T/resp.json")"
+[ "$(jqs .database .backend)" = "ok|$BACKEND" ] || fail "health: $(cat "$T/resp.json")"
 api POST /api/health '{}'
 expect_error 405 method_not_allowed
 api GET /api/nothing
@@ -52,7 +52,7 @@ expect_error 404
 note "login"
 api POST /api/auth/login "{\"email\":\"ADMIN@example.com\",\"password\":\"$PW\"}"
 expect_code 200
-[ "$(jqr .user.role)" = platform-admin ] && [ "$(jqr .token_type)" = Bearer ] || fail "login body"
+[ "$(jqs .user.role .token_type)" = "platform-admin|Bearer" ] || fail "login body"
 [ "$(jqr .user.chain_id)" = null ] || fail "platform admin has a chain"
 api POST /api/auth/login "{\"email\":\"admin-a@example.com\",\"password\":\"$PW\"}"
 expect_code 200
@@ -83,11 +83,11 @@ note "chains"
 AUTH=$TOK_PLATFORM
 api GET /api/chains
 expect_code 200
-[ "$(jqr '.items | length')" = 2 ] && [ "$(jqr .next_cursor)" = null ] || fail "chain list: $(cat "$T/resp.json")"
+[ "$(jqs '.items | length' .next_cursor)" = "2|null" ] || fail "chain list: $(cat "$T/resp.json")"
 api POST /api/chains '{"name":"Chain C","slug":"chain-c"}'
 expect_code 201
 CHAIN_C=$(jqr .id)
-[ "$(jqr .active)" = true ] && [ "$(jqr .slug)" = chain-c ] || fail "created chain"
+[ "$(jqs .active .slug)" = "true|chain-c" ] || fail "created chain"
 api POST /api/chains '{"name":"Dup","slug":"chain-c"}'
 expect_error 409 conflict
 api GET "/api/chains/$CHAIN_C"
@@ -95,7 +95,7 @@ expect_code 200
 [ "$(jqr .name)" = "Chain C" ] || fail "chain get"
 api PUT "/api/chains/$CHAIN_C" '{"name":"Chain C renamed","active":false}'
 expect_code 200
-[ "$(jqr .name)" = "Chain C renamed" ] && [ "$(jqr .active)" = false ] && [ "$(jqr .slug)" = chain-c ] \
+[ "$(jqs .name .active .slug)" = "Chain C renamed|false|chain-c" ] \
 	|| fail "chain update: $(cat "$T/resp.json")"
 api PUT "/api/chains/$CHAIN_C" '{"slug":"chain-a"}'
 expect_error 409
@@ -111,7 +111,7 @@ cur=$(jqr .next_cursor)
 [ "$cur" != null ] || fail "no next_cursor"
 api GET "/api/chains?limit=2&cursor=$cur"
 expect_code 200
-[ "$(jqr '.items | length')" = 1 ] && [ "$(jqr .next_cursor)" = null ] || fail "page 2"
+[ "$(jqs '.items | length' .next_cursor)" = "1|null" ] || fail "page 2"
 api GET '/api/chains?limit=0'
 expect_error 400
 api GET '/api/chains?limit=abc'
@@ -140,13 +140,13 @@ expect_code 200
 	|| fail "branch filter: $(cat "$T/resp.json")"
 [ "$(jqr '.items | length')" = 2 ] || fail "branch filter count"
 api GET "/api/branches?chain_id=$CHAIN_A&limit=1"
-[ "$(jqr '.items | length')" = 1 ] && [ "$(jqr .next_cursor)" != null ] || fail "branch page"
+[ "$(jqs '.items | length' '(.next_cursor) != null')" = "1|true" ] || fail "branch page"
 api GET '/api/branches?chain_id=bogus'
 expect_error 400
 api POST /api/branches "{\"chain_id\":\"$CHAIN_A\",\"code\":\"A-003\",\"name\":\"סניף תלפיות\",\"address\":\"Ha-Oman 1\",\"city\":\"Jerusalem\",\"latitude\":31.75,\"longitude\":35.21}"
 expect_code 201
 BR_A3=$(jqr .id)
-[ "$(jqr .name)" = "סניף תלפיות" ] && [ "$(jqr .latitude)" = 31.75 ] || fail "branch body: $(cat "$T/resp.json")"
+[ "$(jqs .name .latitude)" = "סניף תלפיות|31.75" ] || fail "branch body: $(cat "$T/resp.json")"
 api POST /api/branches "{\"chain_id\":\"$CHAIN_A\",\"code\":\"A-003\",\"name\":\"dup\"}"
 expect_error 409
 api POST /api/branches "{\"chain_id\":\"$CHAIN_A\",\"code\":\"A-004\",\"name\":\"x\",\"latitude\":1}"
@@ -158,7 +158,7 @@ expect_code 200
 [ "$(jqr .city)" = Jerusalem ] || fail "branch get"
 api GET "/api/branches/$BR_A1/stats"
 expect_code 200
-[ "$(jqr .devices.total)" = 1 ] && [ "$(jqr .devices.online)" = 0 ] && [ "$(jqr .carts.total)" = 0 ] \
+[ "$(jqs .devices.total .devices.online .carts.total)" = "1|0|0" ] \
 	|| fail "stats: $(cat "$T/resp.json")"
 api GET /api/branches/01890000-0000-7000-8000-000000000000/stats
 expect_error 404
@@ -169,7 +169,7 @@ note "enrollment codes and registration"
 api POST "/api/branches/$BR_A2/enrollment-codes" '{"uses":1,"expires_in_s":600}'
 expect_code 201
 CODE_A2=$(jqr .code)
-[ "$(jqr .branch_code)" = A-002 ] && [ "$(jqr .uses)" = 1 ] || fail "code body"
+[ "$(jqs .branch_code .uses)" = "A-002|1" ] || fail "code body"
 [ "${#CODE_A2}" -ge 16 ] || fail "enrollment code too short"
 api POST "/api/branches/$BR_A2/enrollment-codes" '{"uses":0}'
 expect_error 400
@@ -184,7 +184,7 @@ expect_error 403 enrollment_refused
 reg "{\"mac_address\":\"02:00:00:00:00:a2\",\"serial_number\":\"RPI-A2\",\"branch_code\":\"A-002\",\"enrollment_code\":\"$CODE_A2\",\"device_name\":\"kiosk pi\"}"
 expect_code 201
 DEV_A2=$(jqr .device_id)
-[ "$(jqr .branch_id)" = "$BR_A2" ] && [ "$(jqr .chain_id)" = "$CHAIN_A" ] || fail "register body"
+[ "$(jqs .branch_id .chain_id)" = "$BR_A2|$CHAIN_A" ] || fail "register body"
 [ "$(jqr .mqtt_config)" = null ] || fail "mqtt_config without a broker configured"
 pub=$(jqr .cloud_public_key)
 [ "${#pub}" = 43 ] || fail "cloud_public_key is not 32 bytes of base64url"
@@ -217,7 +217,7 @@ note "heartbeat"
 AUTH=$DTOK_A1
 api POST "/api/devices/$DEV_A1/heartbeat" '{"status":"online","firmware_version":"1.4.2","health":{"cpu_temp_c":51.5,"outbox_depth":0}}'
 expect_code 200
-[ "$(jqr .status)" = ok ] && [ "$(jqr '.commands | length')" = 0 ] || fail "heartbeat body"
+[ "$(jqs .status '.commands | length')" = "ok|0" ] || fail "heartbeat body"
 api POST "/api/devices/$DEV_A1/heartbeat"
 expect_code 200                                  # empty body: alive
 api POST "/api/devices/$DEV_A1/heartbeat" '{"status":"exploded"}'
@@ -237,21 +237,19 @@ else
 fi
 api POST "/api/devices/$DEV_A1/heartbeat" '{}'
 expect_code 200
-[ "$(jqr '.commands | length')" = 1 ] && [ "$(jqr '.commands[0].id')" = "$CMD" ] \
-	&& [ "$(jqr '.commands[0].args.cart')" = 7 ] || fail "pending command not returned: $(cat "$T/resp.json")"
+[ "$(jqs '.commands | length' '.commands[0].id' '.commands[0].args.cart')" = "1|$CMD|7" ] || fail "pending command not returned: $(cat "$T/resp.json")"
 
 note "devices and commands (staff)"
 AUTH=$TOK_PLATFORM
 api GET "/api/devices/$DEV_A1"
 expect_code 200
-[ "$(jqr .status)" = online ] && [ "$(jqr .firmware_version)" = 1.4.2 ] && [ "$(jqr .health.cpu_temp_c)" = 51.5 ] \
-	&& [ "$(jqr .mac_address)" = 02:00:00:00:00:A1 ] || fail "device: $(cat "$T/resp.json")"
+[ "$(jqs .status .firmware_version .health.cpu_temp_c .mac_address)" = "online|1.4.2|51.5|02:00:00:00:00:A1" ] || fail "device: $(cat "$T/resp.json")"
 api GET "/api/devices/$DEV_A1/status"
 expect_code 200
 [ "$(jqr .online)" = true ] || fail "device status"
 api GET "/api/devices/$DEV_A2/status"
 expect_code 200
-[ "$(jqr .status)" = offline ] && [ "$(jqr .online)" = false ] && [ "$(jqr .last_heartbeat)" = null ] \
+[ "$(jqs .status .online .last_heartbeat)" = "offline|false|null" ] \
 	|| fail "never-seen device is not offline"
 api GET /api/devices/01890000-0000-7000-8000-000000000000
 expect_error 404
@@ -268,8 +266,7 @@ sha=$(printf 'fw' | sha256sum | cut -d' ' -f1)
 api PUT "/api/devices/$DEV_A1/firmware" "{\"version\":\"2.0.0\",\"url\":\"https://fw.example.com/2.0.0.deb\",\"sha256\":\"$sha\"}"
 expect_code 202
 FW=$(jqr .id)
-[ "$(jqr .action)" = firmware_update ] && [ "$(jqr .state)" = pending ] && [ "$(jqr .args.version)" = 2.0.0 ] \
-	&& [ "$(jqr .args.sha256)" = "$sha" ] || fail "firmware command: $(cat "$T/resp.json")"
+[ "$(jqs .action .state .args.version .args.sha256)" = "firmware_update|pending|2.0.0|$sha" ] || fail "firmware command: $(cat "$T/resp.json")"
 api PUT "/api/devices/$DEV_A1/firmware" '{"url":"https://x"}'
 expect_error 400
 api PUT "/api/devices/$DEV_A1/firmware" '{"version":"2.0.0","url":"http://fw.example.com/x"}'
