@@ -140,7 +140,7 @@ static int parse_cloud(struct cw_jsoncfg *p, const cJSON *cl, struct cw_sync_con
 	static const char *const keys[] = {"url",        "branch_code",     "enrollment_code",
 					   "ca_file",    "heartbeat_s",     "batch_max_entries",
 					   "batch_max_bytes", "mac_address", "insecure_http",
-					   NULL};
+					   "backoff_max_ms", NULL};
 	size_t mark = cw_jsoncfg_push(p, "cloud");
 	int bytes = (int)out->batch_max_bytes;
 	int rc;
@@ -162,7 +162,9 @@ static int parse_cloud(struct cw_jsoncfg *p, const cJSON *cl, struct cw_sync_con
 				     &out->batch_max_entries)) ||
 	    (rc = cw_jsoncfg_get_int(p, cl, "batch_max_bytes", 4096, 1024 * 1024, false, &bytes)) ||
 	    (rc = cw_jsoncfg_get_str(p, cl, "mac_address", 0, out->mac_address,
-				     sizeof(out->mac_address))))
+				     sizeof(out->mac_address))) ||
+	    (rc = cw_jsoncfg_get_int(p, cl, "backoff_max_ms", 1000, 3600 * 1000, false,
+				     &out->backoff_cap_ms)))
 		goto out;
 	out->batch_max_bytes = (size_t)bytes;
 	if (out->ca_file[0] && out->ca_file[0] != '/') {

@@ -13,7 +13,9 @@ ENTRIES=${CW_SYNC_ENTRIES:-10000}
 ALLOWED_ERRORS='^$'
 
 cloud_init "${1:?usage: $0 sqlite|postgres}"
-edge_with_cloud "http://127.0.0.1:$CLOUD_PORT"
+# retries at most 3 s apart: the drain after the outage is measured, not a
+# random wait of up to a minute (cloud.backoff_max_ms)
+edge_with_cloud "http://127.0.0.1:$CLOUD_PORT" '{"backoff_max_ms": 3000}'
 
 note "1. enrollment, carts and a rental reach the cloud"
 [ "$(stat -c %a "$T/data/cloud.json")" = 600 ] || fail "cloud.json is not 0600"

@@ -43,7 +43,7 @@ note "fault proxy seed $SEED (CW_FAULT_SEED=$SEED replays its decisions)"
 
 # small batches: many exchanges for the proxy to break, many transactions to
 # kill; a long confirmation window: part 3 kills the edge inside it
-edge_with_cloud "http://127.0.0.1:$PROXY_PORT" '{"batch_max_entries": 100}' '{"confirm_timeout_ms": 10000}'
+edge_with_cloud "http://127.0.0.1:$PROXY_PORT" '{"batch_max_entries": 100, "backoff_max_ms": 3000}' '{"confirm_timeout_ms": 10000}'
 
 note "1. the proxy drops, resets and delays; the edge works on"
 t0=$SECONDS

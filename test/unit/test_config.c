@@ -398,6 +398,8 @@ static const struct bad_case bad_cases[] = {
 	 CW_ERR_CONFIG, "cloud.mqtt: unknown key"},
 	{"{" HEAD ",'buses':[" MB1 "],'cloud':{'url':'https://c','branch_code':'B','heartbeat_s':1}}",
 	 CW_ERR_CONFIG, "cloud.heartbeat_s: expected an integer 5..3600, got 1"},
+	{"{" HEAD ",'buses':[" MB1 "],'cloud':{'url':'https://c','branch_code':'B','backoff_max_ms':999}}",
+	 CW_ERR_CONFIG, "cloud.backoff_max_ms: expected an integer 1000..3600000, got 999"},
 	{"{" HEAD ",'buses':[" MB1 "],'cloud':{'url':'https://c','branch_code':'B',"
 	 "'batch_max_entries':1001}}",
 	 CW_ERR_CONFIG, "cloud.batch_max_entries: expected an integer 1..1000, got 1001"},
@@ -476,9 +478,10 @@ START_TEST(cloud_section)
 				 "'cloud':{'url':'http://127.0.0.1:8443','branch_code':'B',"
 				 "'insecure_http':true,'enrollment_code':'','ca_file':'/etc/ca.pem',"
 				 "'heartbeat_s':5,'batch_max_entries':1000,'batch_max_bytes':4096,"
-				 "'mac_address':'B8:27:eb:12:34:56'}}",
+				 "'mac_address':'B8:27:eb:12:34:56','backoff_max_ms':3000}}",
 				 err, sizeof(err)),
 			 CW_OK);
+	ck_assert_int_eq(cfg.cloud.backoff_cap_ms, 3000);
 	ck_assert_str_eq(cfg.cloud.url, "http://127.0.0.1:8443");
 	ck_assert(cfg.cloud.insecure_http);
 	ck_assert_str_eq(cfg.cloud.enrollment_code, "");
