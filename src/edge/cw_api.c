@@ -416,6 +416,21 @@ static int phone_field(const cJSON *body, const char **phone)
 	return CW_OK;
 }
 
+cJSON *cwa_rent_json(const struct cw_rent_result *res)
+{
+	cJSON *o = cJSON_CreateObject();
+	char when[32];
+
+	if (!o)
+		return NULL;
+	cw_wall_format(res->expected_return_wall_ms, when);
+	cJSON_AddStringToObject(o, "rental_id", res->rental_id);
+	cJSON_AddNumberToObject(o, "cart_number", res->cart_number);
+	cJSON_AddStringToObject(o, "expected_return", when);
+	cJSON_AddNumberToObject(o, "unlock_latency_ms", (double)res->unlock_latency_ms);
+	return o;
+}
+
 static enum MHD_Result h_assign(struct cw_api *a, struct MHD_Connection *c, struct req *r)
 {
 	char canon[CW_PHONE_INPUT_MAX + 1];
@@ -423,8 +438,7 @@ static enum MHD_Result h_assign(struct cw_api *a, struct MHD_Connection *c, stru
 	struct cw_rent_result res;
 	const char *phone = NULL;
 	enum MHD_Result sent;
-	char when[32];
-	cJSON *body, *o;
+	cJSON *body;
 	int err;
 
 	if (r->customer)
@@ -445,13 +459,7 @@ static enum MHD_Result h_assign(struct cw_api *a, struct MHD_Connection *c, stru
 					   "and the slot is marked faulty. Please try again");
 	if (err)
 		return cwa_send_engine_err(c, r, err, "assign");
-	o = cJSON_CreateObject();
-	cw_wall_format(res.expected_return_wall_ms, when);
-	cJSON_AddStringToObject(o, "rental_id", res.rental_id);
-	cJSON_AddNumberToObject(o, "cart_number", res.cart_number);
-	cJSON_AddStringToObject(o, "expected_return", when);
-	cJSON_AddNumberToObject(o, "unlock_latency_ms", (double)res.unlock_latency_ms);
-	return cwa_send_json(c, r, MHD_HTTP_CREATED, o);
+	return cwa_send_json(c, r, MHD_HTTP_CREATED, cwa_rent_json(&res));
 }
 
 static enum MHD_Result h_return(struct cw_api *a, struct MHD_Connection *c, struct req *r)

@@ -88,6 +88,9 @@ cJSON *cwa_body_object(struct MHD_Connection *c, struct req *r, const char *cons
  * CW_ERR_INVAL. */
 int cwa_opt_string(const cJSON *obj, const char *key, size_t max, const char **out);
 
+/* 201 body of a rent: {"rental_id","cart_number","expected_return","unlock_latency_ms"}. */
+cJSON *cwa_rent_json(const struct cw_rent_result *res);
+
 /* ---- cw_api_kiosk.c ---- */
 
 /* The kiosk's routes (public ones and those taking a customer token). */

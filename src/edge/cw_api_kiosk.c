@@ -201,13 +201,25 @@ static enum MHD_Result h_otp_request(struct cw_api *a, struct MHD_Connection *c,
 	return cwa_send_json(c, r, MHD_HTTP_ACCEPTED, o);
 }
 
-static enum MHD_Result h_otp_verify(struct cw_api *a, struct MHD_Connection *c, struct req *r)
+/* A sign-in: {"phone", <secret key>} checked by fn (the code or the staff
+ * PIN); a token on success. */
+struct signin_kind {
+	const char *secret;    /* the body's field */
+	size_t secret_max;
+	const char *bad_reason; /* the field missing or not a string */
+	const char *bad_msg;
+	int (*fn)(struct cw_kiosk *k, const char *phone, const char *secret, const char *kiosk_addr,
+		  struct cw_kiosk_signin *out, struct cw_kiosk_why *why);
+};
+
+static enum MHD_Result signin(struct cw_api *a, struct MHD_Connection *c, struct req *r,
+			      const struct signin_kind *kind)
 {
-	static const char *const keys[] = {"phone", "code", NULL};
+	const char *const keys[] = {"phone", kind->secret, NULL};
 	struct cw_kiosk_signin s;
 	struct cw_kiosk_why why;
 	char addr[CW_KIOSK_ADDR_MAX];
-	const char *p, *code;
+	const char *p, *secret;
 	enum MHD_Result sent;
 	cJSON *body;
 	int err;
@@ -217,15 +229,14 @@ static enum MHD_Result h_otp_verify(struct cw_api *a, struct MHD_Connection *c, 
 	if (!(body = cwa_body_object(c, r, keys, false, &sent)))
 		return sent;
 	p = req_string(body, "phone", CW_PHONE_INPUT_MAX);
-	code = req_string(body, "code", MAX_CODE);
-	if (!p || !code) {
+	secret = req_string(body, kind->secret, kind->secret_max);
+	if (!p || !secret) {
 		cJSON_Delete(body);
-		return send_why(c, r, CW_ERR_INVAL, p ? "wrong_code" : "invalid_phone", -1, -1,
-				p ? "code: expected the 6 digits from the SMS"
-				  : "phone: expected a string of 1-32 characters");
+		return send_why(c, r, CW_ERR_INVAL, p ? kind->bad_reason : "invalid_phone", -1, -1,
+				p ? kind->bad_msg : "phone: expected a string of 1-32 characters");
 	}
 	client_addr(c, addr);
-	err = cw_kiosk_otp_verify(a->hooks.kiosk, p, code, addr, &s, &why);
+	err = kind->fn(a->hooks.kiosk, p, secret, addr, &s, &why);
 	cJSON_Delete(body);
 	if (err)
 		return send_kiosk_err(c, r, err, &why);
@@ -234,47 +245,30 @@ static enum MHD_Result h_otp_verify(struct cw_api *a, struct MHD_Connection *c, 
 	return sent;
 }
 
+static enum MHD_Result h_otp_verify(struct cw_api *a, struct MHD_Connection *c, struct req *r)
+{
+	static const struct signin_kind otp = {"code", MAX_CODE, "wrong_code",
+					       "code: expected the 6 digits from the SMS",
+					       cw_kiosk_otp_verify};
+	return signin(a, c, r, &otp);
+}
+
 static enum MHD_Result h_offline(struct cw_api *a, struct MHD_Connection *c, struct req *r)
 {
-	static const char *const keys[] = {"phone", "staff_pin", NULL};
-	struct cw_kiosk_signin s;
-	struct cw_kiosk_why why;
-	char addr[CW_KIOSK_ADDR_MAX];
-	const char *p, *pin;
-	enum MHD_Result sent;
-	cJSON *body;
-	int err;
-
-	if (!a->hooks.kiosk)
-		return no_kiosk(c, r);
-	if (!(body = cwa_body_object(c, r, keys, false, &sent)))
-		return sent;
-	p = req_string(body, "phone", CW_PHONE_INPUT_MAX);
-	pin = req_string(body, "staff_pin", MAX_PIN);
-	if (!p || !pin) {
-		cJSON_Delete(body);
-		return send_why(c, r, CW_ERR_INVAL, p ? "wrong_pin" : "invalid_phone", -1, -1,
-				p ? "staff_pin: expected 4-12 digits"
-				  : "phone: expected a string of 1-32 characters");
-	}
-	client_addr(c, addr);
-	err = cw_kiosk_offline_signin(a->hooks.kiosk, p, pin, addr, &s, &why);
-	cJSON_Delete(body);
-	if (err)
-		return send_kiosk_err(c, r, err, &why);
-	sent = cwa_send_json(c, r, MHD_HTTP_OK, signin_json(&s));
-	free(s.token);
-	return sent;
+	static const struct signin_kind pin = {"staff_pin", MAX_PIN, "wrong_pin",
+					       "staff_pin: expected 4-12 digits",
+					       cw_kiosk_offline_signin};
+	return signin(a, c, r, &pin);
 }
 
 enum MHD_Result cwa_kiosk_assign(struct cw_api *a, struct MHD_Connection *c, struct req *r)
 {
 	static const char *const keys[] = {"phone", NULL};
 	struct cw_rent_result res;
-	char when[32], norm[CW_PHONE_E164_MAX], addr[CW_KIOSK_ADDR_MAX];
+	char norm[CW_PHONE_E164_MAX], addr[CW_KIOSK_ADDR_MAX];
 	const char *p = NULL, *reason = NULL, *msg = NULL;
 	enum MHD_Result sent;
-	cJSON *body, *o;
+	cJSON *body;
 	int err;
 
 	if (!(body = cwa_body_object(c, r, keys, true, &sent)))
@@ -317,15 +311,7 @@ enum MHD_Result cwa_kiosk_assign(struct cw_api *a, struct MHD_Connection *c, str
 		return send_why(c, r, err, reason, -1, -1, msg);
 	client_addr(c, addr);
 	cw_kiosk_audit(a->hooks.kiosk, "rent", r->cust_phone, addr, r->cust_jti, res.rental_id, NULL);
-	o = cJSON_CreateObject();
-	if (o) {
-		cw_wall_format(res.expected_return_wall_ms, when);
-		cJSON_AddStringToObject(o, "rental_id", res.rental_id);
-		cJSON_AddNumberToObject(o, "cart_number", res.cart_number);
-		cJSON_AddStringToObject(o, "expected_return", when);
-		cJSON_AddNumberToObject(o, "unlock_latency_ms", (double)res.unlock_latency_ms);
-	}
-	return cwa_send_json(c, r, MHD_HTTP_CREATED, o);
+	return cwa_send_json(c, r, MHD_HTTP_CREATED, cwa_rent_json(&res));
 }
 
 static enum MHD_Result h_me_rentals(struct cw_api *a, struct MHD_Connection *c, struct req *r)
