@@ -274,19 +274,31 @@ static void why_set(struct cw_kiosk_why *why, const char *reason, int retry_afte
 static int count_events(struct cw_kiosk *k, const char *kind, const char *subject,
 			int64_t now, int64_t window_ms, int64_t *n, int *retry_s)
 {
+	sqlite3_stmt *st = NULL;
 	int64_t oldest = 0;
 	int rc;
 
-	/* subject NULL: every subject (the device as a whole) */
-	rc = cw_eq_int(k->e, n,
-		       "SELECT count(*) FROM kiosk_limits WHERE kind = ?1 AND "
-		       "(?2 IS NULL OR subject = ?2) AND at_ms > ?3",
-		       "tti", kind, subject, now - window_ms);
+	/* One query for both figures, on the (kind, subject, at_ms) index;
+	 * subject NULL: every subject (the device as a whole). */
+	*n = 0;
+	if (subject)
+		rc = cw_eq_prepare(k->e, &st,
+				   "SELECT count(*), min(at_ms) FROM kiosk_limits WHERE kind = ?1 "
+				   "AND at_ms > ?2 AND subject = ?3",
+				   "tit", kind, now - window_ms, subject);
+	else
+		rc = cw_eq_prepare(k->e, &st,
+				   "SELECT count(*), min(at_ms) FROM kiosk_limits WHERE kind = ?1 "
+				   "AND at_ms > ?2",
+				   "ti", kind, now - window_ms);
+	if (rc == CW_OK && sqlite3_step(st) != SQLITE_ROW)
+		rc = CW_ERR_DB;
+	if (rc == CW_OK) {
+		*n = sqlite3_column_int64(st, 0);
+		oldest = sqlite3_column_int64(st, 1);
+	}
+	sqlite3_finalize(st);
 	if (rc == CW_OK && retry_s) {
-		rc = cw_eq_int(k->e, &oldest,
-			       "SELECT min(at_ms) FROM kiosk_limits WHERE kind = ?1 AND "
-			       "(?2 IS NULL OR subject = ?2) AND at_ms > ?3",
-			       "tti", kind, subject, now - window_ms);
 		*retry_s = (int)((oldest + window_ms - now + 999) / 1000);
 		if (*retry_s < 1)
 			*retry_s = 1;
