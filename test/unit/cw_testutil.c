@@ -289,3 +289,18 @@ long long cw_test_db_int(const char *path, const char *sql)
 	sqlite3_close(h);
 	return v;
 }
+
+cJSON *cw_test_json(const char *single_quoted)
+{
+	char *o = strdup(single_quoted);
+	cJSON *j;
+
+	if (!o)
+		return NULL;
+	for (char *c = o; *c; c++)
+		if (*c == '\'')
+			*c = '"';
+	j = cJSON_Parse(o);
+	free(o);
+	return j;
+}

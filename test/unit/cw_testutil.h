@@ -2,11 +2,15 @@
 #ifndef CW_TESTUTIL_H
 #define CW_TESTUTIL_H
 
+#include <cjson/cJSON.h>
 #include <stdbool.h>
 #include <stddef.h>
 
 /* Makes a fresh temporary directory; path written into out (cap bytes). */
 int cw_test_tmpdir(char *out, size_t cap);
+/* Parses test JSON written with ' for readability (no ' inside strings):
+ * the object (caller frees with cJSON_Delete), NULL if it does not parse. */
+cJSON *cw_test_json(const char *single_quoted);
 /* Removes a directory tree made by cw_test_tmpdir. */
 void cw_test_rmrf(const char *path);
 /* Path of a built program (CW_BUILD_DIR/<rel>), e.g. "src/simlock/cartwise-simlock". */

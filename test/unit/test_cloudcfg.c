@@ -29,15 +29,8 @@ static struct cw_cloudcfg *cc;
 /* Test JSON is written with ' for readability. */
 static cJSON *jq(const char *s)
 {
-	char *o = strdup(s);
-	cJSON *j;
+	cJSON *j = cw_test_json(s);
 
-	ck_assert_ptr_nonnull(o);
-	for (char *c = o; *c; c++)
-		if (*c == '\'')
-			*c = '"';
-	j = cJSON_Parse(o);
-	free(o);
 	ck_assert_ptr_nonnull(j);
 	return j;
 }

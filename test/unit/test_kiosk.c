@@ -1129,16 +1129,9 @@ END_TEST
 static int parse(const char *json, struct cw_kiosk_config *c, char *err, size_t cap)
 {
 	struct cw_jsoncfg p;
-	cJSON *j;
-	char *o = strdup(json);
+	cJSON *j = cw_test_json(json);
 	int rc;
 
-	ck_assert_ptr_nonnull(o);
-	for (char *x = o; *x; x++)
-		if (*x == '\'')
-			*x = '"';
-	j = cJSON_Parse(o);
-	free(o);
 	ck_assert_ptr_nonnull(j);
 	cw_kiosk_config_defaults(c);
 	cw_jsoncfg_init(&p, err, cap);
