@@ -59,16 +59,34 @@ check_commands() {
 	done
 }
 
-# ---- the programs and what their --help lists
-"$B/src/edge/cartwise-edge" --help >"$T/edge.help"
-"$B/src/edge/cartwisectl" --help >"$T/ctl.help"
-"$B/src/simlock/cartwise-simlock" --help >"$T/simlock.help"
 PAGES=("$MAN/cartwise-edge.8" "$MAN/cartwisectl.8" "$MAN/cartwise-simlock.1" "$MAN/cartwise-cloud.8")
+# What lintian's groff-message check runs (80 columns, UTF-8), for every
+# page at once in the background (a program under ASan and man each take a
+# good fraction of a second on a loaded machine); read at the end.
+MAN_JOBS=()
+for page in "${PAGES[@]}"; do
+	LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -E UTF-8 -l -Tutf8 -Z "$page" \
+		2>"$T/$(basename "$page").manwarn" >/dev/null &
+	MAN_JOBS+=($!)
+done
+
+# ---- the programs and what their --help lists (at once, too)
+HELP_JOBS=()
+"$B/src/edge/cartwise-edge" --help >"$T/edge.help" &
+HELP_JOBS+=($!)
+"$B/src/edge/cartwisectl" --help >"$T/ctl.help" &
+HELP_JOBS+=($!)
+"$B/src/simlock/cartwise-simlock" --help >"$T/simlock.help" &
+HELP_JOBS+=($!)
 CHECKS=(edge:cartwise-edge.8 ctl:cartwisectl.8 simlock:cartwise-simlock.1)
 if [ "$WITH_CLOUD" = cloud ]; then
-	"$B/src/cloud/cartwise-cloud" --help >"$T/cloud.help"
+	"$B/src/cloud/cartwise-cloud" --help >"$T/cloud.help" &
+	HELP_JOBS+=($!)
 	CHECKS+=(cloud:cartwise-cloud.8)
 fi
+for j in "${HELP_JOBS[@]}"; do
+	wait "$j" || fail "a program's --help failed (${CHECKS[*]})"
+done
 # cartwisectl's commands: the first word of each entry under "Commands:"
 mapfile -t CTL_CMDS < <(awk '/^Commands:/ { on = 1; next } on && /^$/ { on = 0 }
 	on && /^  [a-z]/ { print $1 }' "$T/ctl.help")
@@ -131,8 +149,11 @@ for page in "${PAGES[@]}"; do
 	done
 	w=$(cat "$T/$(basename "$page").warn")
 	[ -z "$w" ] || fail "$(basename "$page"): groff -man -ww warns: $w"
-	# what lintian's groff-message check runs (80 columns, UTF-8)
-	w=$(LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -E UTF-8 -l -Tutf8 -Z "$page" 2>&1 >/dev/null)
+done
+for i in "${!PAGES[@]}"; do
+	page=${PAGES[$i]}
+	wait "${MAN_JOBS[$i]}" || fail "$(basename "$page"): man failed"
+	w=$(cat "$T/$(basename "$page").manwarn")
 	[ -z "$w" ] || fail "$(basename "$page"): man --warnings warns: $w"
 done
 
