@@ -24,7 +24,8 @@ fail() { echo "FAIL: $*" >&2; FAILS=$((FAILS + 1)); }
 # split over two lines); each page is rendered once, with groff's warnings
 # (-ww) kept in $T/NAME.warn
 rendered() {
-	local base=$T/$(basename "$1")
+	local base
+	base=$T/$(basename "$1")
 	[ -f "$base.txt" ] || groff -man -ww -Tascii -rHY=0 -rLL=300n -P-cbou "$1" >"$base.txt" 2>"$base.warn"
 	cat "$base.txt"
 }
@@ -110,7 +111,7 @@ for c in "${CHECKS[@]}"; do
 	missing=$(check_options "$name" "$MAN/$page" "$T/$name.help")
 	n=$(long_options <"$T/$name.help" | wc -l)
 	if [ -n "$missing" ]; then
-		fail "$page lacks options of $name --help: $(echo $missing)"
+		fail "$page lacks options of $name --help: ${missing//$'\n'/ }"
 	elif [ "$n" -lt 2 ]; then
 		fail "$name --help: only $n long options found (parse broken?)"
 	else
@@ -121,7 +122,7 @@ done
 # ---- commands
 missing=$(check_commands ctl "$MAN/cartwisectl.8" "${CTL_CMDS[@]}")
 if [ -n "$missing" ]; then
-	fail "cartwisectl.8 has no COMMANDS entry for: $(echo $missing)"
+	fail "cartwisectl.8 has no COMMANDS entry for: ${missing//$'\n'/ }"
 else
 	echo "-- cartwisectl.8: all ${#CTL_CMDS[@]} commands present (${CTL_CMDS[*]})"
 fi
@@ -135,7 +136,7 @@ if [ "$WITH_CLOUD" = cloud ]; then
 	[ ${#CLOUD_CMDS[@]} -ge 6 ] || fail "cartwise-cloud --help: only ${#CLOUD_CMDS[@]} commands found: ${CLOUD_CMDS[*]}"
 	missing=$(check_commands cloud "$MAN/cartwise-cloud.8" "${CLOUD_CMDS[@]}")
 	if [ -n "$missing" ]; then
-		fail "cartwise-cloud.8 has no COMMANDS entry for: $(echo $missing)"
+		fail "cartwise-cloud.8 has no COMMANDS entry for: ${missing//$'\n'/ }"
 	else
 		echo "-- cartwise-cloud.8: all ${#CLOUD_CMDS[@]} commands present (${CLOUD_CMDS[*]})"
 	fi
