@@ -11,7 +11,7 @@ CW_PACKAGES=(
 	libcurl4-openssl-dev libpaho-mqtt-dev libpq-dev libssl-dev check
 	socat curl jq sqlite3 procps
 	postgresql postgresql-common openssl iproute2 coreutils mosquitto mosquitto-clients
-	groff-base man-db
+	groff-base
 )
 
 cw_say() { printf '==> %s\n' "$*" >&2; }

@@ -2,8 +2,9 @@
 # The manual pages (docs/man) against the programs: every long option that a
 # program's --help prints, every cartwisectl command and every cartwise-cloud
 # command appears in its page, and each page renders without a warning
-# (groff -ww, and man --warnings as lintian runs it). A self-check first
-# shows that a page missing an option is caught.
+# (groff -man -ww; lintian's groff-message check in the package test runs
+# man --warnings on the installed pages too). A self-check first shows that
+# a page missing an option or a command, or a roff mistake, is caught.
 # Argument: "cloud" (cartwise-cloud built: check its page against it too) or
 # "nocloud" (-Dcloud=false: its page is still rendered and linted).
 set -euo pipefail
@@ -12,22 +13,21 @@ B=${CW_BUILD_DIR:?run through meson test}
 S=${CW_SOURCE_DIR:?run through meson test}
 MAN=$S/docs/man
 WITH_CLOUD=${1:?cloud or nocloud}
-for prog in groff man; do
-	command -v "$prog" >/dev/null || { echo "FAIL: $prog missing (scripts/test installs groff-base, man-db)"; exit 1; }
-done
+command -v groff >/dev/null || { echo "FAIL: groff missing (scripts/test installs groff-base)"; exit 1; }
 T=$(mktemp -d "${TMPDIR:-/tmp}/cwman.XXXXXX")
 trap 'rm -rf "$T"' EXIT
 FAILS=0
 fail() { echo "FAIL: $*" >&2; FAILS=$((FAILS + 1)); }
 
-# rendered PAGE: plain text, no hyphenation, long lines (an option is never
-# split over two lines); each page is rendered once, with groff's warnings
-# (-ww) kept in $T/NAME.warn
+# rendered PAGE: plain text at man's usual 78 columns, without hyphenation
+# (the pages say .nh too; an option is never split over two lines); each
+# page is rendered once, with every groff warning (-ww: undefined macros,
+# bad escapes, lines that cannot be broken) kept in $T/NAME.warn
 rendered() {
 	local base
 	base=$T/$(basename "$1")
-	[ -f "$base.txt" ] || groff -man -ww -Tascii -rHY=0 -rLL=300n -P-cbou "$1" >"$base.txt" 2>"$base.warn"
-	cat "$base.txt"
+	[ -f "$base.txt" ] || groff -man -ww -Tascii -rHY=0 -P-cbou "$1" >"$base.txt" 2>"$base.warn"
+	printf '%s\n' "$(<"$base.txt")"
 }
 
 # long_options: the --options of a help text on stdin, one per line
@@ -56,22 +56,15 @@ check_commands() {
 	rendered "$page" >"$T/page.txt"
 	cmds=$'\n'$(section "$T/page.txt" COMMANDS)
 	for c in "$@"; do
-		[[ $cmds =~ $'\n'" "+$c( |$'\n') ]] || echo "$c"
+		# an adjusted line may widen the space in "admin create-user"
+		[[ $cmds =~ $'\n'" "+${c// / +}( |$'\n') ]] || echo "$c"
 	done
 }
 
 PAGES=("$MAN/cartwise-edge.8" "$MAN/cartwisectl.8" "$MAN/cartwise-simlock.1" "$MAN/cartwise-cloud.8")
-# What lintian's groff-message check runs (80 columns, UTF-8), for every
-# page at once in the background (a program under ASan and man each take a
-# good fraction of a second on a loaded machine); read at the end.
-MAN_JOBS=()
-for page in "${PAGES[@]}"; do
-	LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -E UTF-8 -l -Tutf8 -Z "$page" \
-		2>"$T/$(basename "$page").manwarn" >/dev/null &
-	MAN_JOBS+=($!)
-done
 
-# ---- the programs and what their --help lists (at once, too)
+# ---- the programs and what their --help lists (at once: a program under
+# ASan takes a good fraction of a second to start on a loaded machine)
 HELP_JOBS=()
 "$B/src/edge/cartwise-edge" --help >"$T/edge.help" &
 HELP_JOBS+=($!)
@@ -148,14 +141,8 @@ for page in "${PAGES[@]}"; do
 	for s in NAME SYNOPSIS DESCRIPTION OPTIONS FILES "EXIT STATUS" EXAMPLES "SEE ALSO"; do
 		grep -qx "$s" "$T/page.txt" || fail "$(basename "$page"): no $s section"
 	done
-	w=$(cat "$T/$(basename "$page").warn")
+	w=$(<"$T/$(basename "$page").warn")
 	[ -z "$w" ] || fail "$(basename "$page"): groff -man -ww warns: $w"
-done
-for i in "${!PAGES[@]}"; do
-	page=${PAGES[$i]}
-	wait "${MAN_JOBS[$i]}" || fail "$(basename "$page"): man failed"
-	w=$(cat "$T/$(basename "$page").manwarn")
-	[ -z "$w" ] || fail "$(basename "$page"): man --warnings warns: $w"
 done
 
 [ "$FAILS" -eq 0 ] || { echo "manpages: $FAILS failures"; exit 1; }
