@@ -13,5 +13,9 @@ broker_user cartwise-cloud cloud-pass-0123
 broker_user dev-a pass-a-0123
 broker_user dev-b pass-b-0123
 sleep 0.2 # the HUP reload
+# $1: the test_mqtt program (meson passes it). In a cross build meson test
+# sets MESON_EXE_WRAPPER to the cross file's exe_wrapper to run it with
+# (scripts/test-arm64: qemu-aarch64-static); unset natively.
+read -r -a wrap <<<"${MESON_EXE_WRAPPER:-}"
 CW_MQTT_PORT=$MQTT_PORT CW_MQTT_CONF=$BROKER_CONF CW_MQTT_PIDFILE=$T/mosquitto.pid \
-	"$B/test/test_mqtt" || { cat "$T/mosquitto.log"; exit 1; }
+	"${wrap[@]}" "${1:-$B/test/test_mqtt}" || { cat "$T/mosquitto.log"; exit 1; }

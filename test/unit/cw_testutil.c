@@ -78,11 +78,39 @@ static void *sim_drain(void *arg)
 	return NULL;
 }
 
+/* The words of MESON_EXE_WRAPPER, which meson test sets in a cross build
+ * to the cross file's exe_wrapper (scripts/test-arm64: qemu-aarch64-static),
+ * put first in argv: the simulator is built for the host machine too, and
+ * without binfmt_misc (containers) only the wrapper runs it. Words are split
+ * at spaces (meson quotes a word with spaces: refused). Unset: no words. */
+#define SIM_WRAP_MAX 8
+static int exe_wrapper(char *buf, size_t cap, const char **argv, int max, int *argc)
+{
+	const char *w = getenv("MESON_EXE_WRAPPER");
+	char *save = NULL, *tok;
+
+	if (!w || !*w)
+		return CW_OK;
+	if (strlen(w) >= cap || strpbrk(w, "'\"\\")) {
+		fprintf(stderr, "cw_test_sim_start: MESON_EXE_WRAPPER=%s: too long or quoted\n", w);
+		return CW_ERR_INVAL;
+	}
+	memcpy(buf, w, strlen(w) + 1);
+	for (tok = strtok_r(buf, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
+		if (*argc >= max) {
+			fprintf(stderr, "cw_test_sim_start: MESON_EXE_WRAPPER has over %d words\n", max);
+			return CW_ERR_TOOBIG;
+		}
+		argv[(*argc)++] = tok;
+	}
+	return CW_OK;
+}
+
 int cw_test_sim_start(const char *protocol, const char *const *args, struct cw_test_sim **out)
 {
 	struct cw_test_sim *s;
 	const char *argv[SIM_MAX_ARGS];
-	char prog[512], line[512];
+	char prog[512], line[512], wrap[512];
 	size_t len = 0;
 	int pfd[2] = {-1, -1}, argc = 0, rc;
 	int64_t end;
@@ -104,6 +132,9 @@ int cw_test_sim_start(const char *protocol, const char *const *args, struct cw_t
 		goto fail;
 	snprintf(s->link, sizeof(s->link), "%s/link", s->dir);
 	snprintf(s->sock, sizeof(s->sock), "%s/ctl", s->dir);
+	rc = exe_wrapper(wrap, sizeof(wrap), argv, SIM_WRAP_MAX, &argc);
+	if (rc < 0)
+		goto fail;
 	argv[argc++] = prog;
 	argv[argc++] = "--protocol";
 	argv[argc++] = protocol;
@@ -135,7 +166,7 @@ int cw_test_sim_start(const char *protocol, const char *const *args, struct cw_t
 		if (devnull >= 0)
 			dup2(devnull, STDIN_FILENO);
 		dup2(pfd[1], STDOUT_FILENO);
-		execv(prog, (char *const *)argv);
+		execv(argv[0], (char *const *)argv);
 		_exit(127);
 	}
 	close(pfd[1]);
