@@ -283,6 +283,45 @@ outbox_fill() {
 	echo $((after - before))
 }
 
+# outbox_fill_sql N: N more telemetry events and their outbox entries in one
+# SQLite transaction beside the running edge (WAL; both sides wait for the
+# other's lock), each a copy of the edge's last telemetry event: the rows the
+# engine writes (cwe_telemetry's telemetry row and its outbox snapshot, built
+# by the same json_object), without N requests of the daemon under ASan,
+# each its own fsync'd transaction (~3 ms of wall time an entry). Needs one
+# telemetry entry of the edge's own in the outbox (outbox_fill writes some).
+# For a test whose point is the drain, not the writing (sync_e2e.sh).
+outbox_fill_sql() {
+	local n=$1 before after
+	before=$(edge_sql "SELECT coalesce(max(seq), 0) FROM outbox")
+	sqlite3 "$T/data/edge.db" ".timeout 10000" "
+		BEGIN IMMEDIATE;
+		CREATE TEMP TABLE tpl AS SELECT t.id AS tid,
+			json_extract(o.payload, '\$.chain_id') AS chain_id,
+			json_extract(o.payload, '\$.branch_id') AS branch_id,
+			json_extract(o.payload, '\$.device_id') AS device_id
+			FROM outbox o JOIN telemetry t ON t.id = CAST(o.entity_id AS INTEGER)
+			WHERE o.kind = 'telemetry' ORDER BY o.seq DESC LIMIT 1;
+		CREATE TEMP TABLE first AS SELECT coalesce(max(id), 0) + 1 AS id FROM telemetry;
+		WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < $n)
+		INSERT INTO telemetry(event_type, cart_id, rental_id, event_data, wall_ms, clock_trusted)
+			SELECT t.event_type, t.cart_id, t.rental_id, t.event_data, t.wall_ms + k.i, t.clock_trusted
+			FROM k, telemetry t JOIN tpl ON t.id = tpl.tid ORDER BY k.i;
+		INSERT INTO outbox(kind, entity_type, entity_id, payload, created_wall_ms, clock_trusted)
+			SELECT 'telemetry', 'telemetry', CAST(t.id AS TEXT),
+			json_object('v', 1, 'event', 'telemetry', 'chain_id', p.chain_id,
+			'branch_id', p.branch_id, 'device_id', p.device_id, 'at', t.wall_ms,
+			'clock_trusted', json(CASE WHEN t.clock_trusted THEN 'true' ELSE 'false' END),
+			'telemetry', json_object('id', t.id, 'event_type', t.event_type,
+			'cart_id', t.cart_id, 'rental_id', t.rental_id, 'event_data', json(t.event_data),
+			'wall_ms', t.wall_ms, 'clock_trusted', t.clock_trusted)), t.wall_ms, t.clock_trusted
+			FROM telemetry t, tpl p WHERE t.id >= (SELECT id FROM first) ORDER BY t.id;
+		COMMIT;" || fail "the outbox could not be filled"
+	after=$(edge_sql "SELECT max(seq) FROM outbox")
+	[ $((after - before)) -ge "$n" ] || fail "only $((after - before)) outbox entries were written"
+	echo $((after - before))
+}
+
 # assert_synced: the cloud's high-water mark reaches the edge's last seq (the
 # edge may still write: board events), and up to that mark the cloud's rows
 # equal the edge's: telemetry none lost, none duplicated, none above the mark.

@@ -3,8 +3,9 @@
 # first argument), cartwise-simlock and cartwise-edge with a cloud section.
 #  1. the edge enrolls itself, its carts and a whole rental reach the cloud;
 #  2. the cloud goes away while the edge keeps working (CW_SYNC_ENTRIES
-#     outbox entries, default 10000); when it is back, the cloud's rows equal
-#     the edge's: zero lost, zero duplicated;
+#     outbox entries, default 10000: 400 from requests to the edge, the rest
+#     copies of its telemetry written by SQL, see outbox_fill_sql); when it
+#     is back, the cloud's rows equal the edge's: zero lost, zero duplicated;
 #  3. a manager's "unlock cart" on the cloud API reaches the lock through the
 #     heartbeat, the lock opens once, and the command reads "succeeded".
 . "$(dirname "$0")/lib.sh"
@@ -28,7 +29,12 @@ assert_cloud_rental_returned
 note "2. the cloud goes away; the edge keeps working ($ENTRIES outbox entries)"
 cloud_stop
 t0=$SECONDS
-written=$(outbox_fill "$ENTRIES")
+# the edge writes some itself (cart snapshots and telemetry); the backlog's
+# bulk is copies of its telemetry, written by SQL in one transaction: 10,000
+# requests to the daemon took ~30 s of CPU, and the point here is the drain
+real=$((ENTRIES < 400 ? ENTRIES : 400))
+written=$(outbox_fill "$real")
+[ "$written" -ge "$ENTRIES" ] || written=$((written + $(outbox_fill_sql $((ENTRIES - written)))))
 note "   $written entries in $((SECONDS - t0)) s while the cloud was down"
 api POST "$(branch /carts/assign)" '{"phone":"0549876543"}'; expect_code 201 # rentals go on
 RID2=$(jqr .rental_id)
