@@ -20,7 +20,8 @@ DRIVER=$B/test/cloudsync/sync_driver
 STUB=$S/test/cloudsync/sync_stub.py
 [ -x "$DRIVER" ] || { echo "FAIL: $DRIVER not built"; exit 1; }
 command -v jq >/dev/null || { echo "FAIL: jq missing"; exit 1; }
-command -v python3 >/dev/null || { echo "FAIL: python3 missing"; exit 1; }
+# shellcheck source=../cw_python.sh
+. "$S/test/cw_python.sh"
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/cwsyncstub.XXXXXX")
 STUB_PID=
@@ -58,7 +59,7 @@ wait_until() {
 stub_start() {
 	local name=$1; shift
 	: >"$T/$name-stub.out"
-	python3 "$STUB" "$@" >"$T/$name-stub.out" 2>"$T/$name-stub.log" &
+	"$CW_PYTHON" "$STUB" "$@" >"$T/$name-stub.out" 2>"$T/$name-stub.log" &
 	STUB_PID=$!
 	wait_until 10 grep -q '^PORT=' "$T/$name-stub.out" || fail "stub did not start"
 	PORT=$(sed -n 's/^PORT=//p' "$T/$name-stub.out")
@@ -451,7 +452,7 @@ phase_mqtt() {
 	pub -m '{"id": "m-unsigned", "action": "unlock", "args": {}}'
 	pub -m 'not json {'
 	pub -m '[1, 2]'
-	python3 -c 'print("{\"id\": \"m-big\", \"pad\": \"" + "a" * 17000 + "\"}")' >"$T/big.json"
+	"$CW_PYTHON" -c 'print("{\"id\": \"m-big\", \"pad\": \"" + "a" * 17000 + "\"}")' >"$T/big.json"
 	pub -f "$T/big.json"
 	wait_until 5 logged 'reason=oversize' || fail "oversize not refused"
 	wait_until 5 logged 'command=m-unsigned reason=unsigned via=mqtt' || fail "unsigned not refused"

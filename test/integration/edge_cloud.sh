@@ -57,7 +57,7 @@ edge_stop
 note "a cloud that refuses an entry (400 naming it): status shows the queue waiting there"
 # test/cloudsync's stub refuses the edge's first entry (its payload is not the
 # stub's test pattern): entries[0] -> the edge's seq 1, code invalid
-python3 "${CW_SOURCE_DIR:?}/test/cloudsync/sync_stub.py" --port "$CLOUD_PORT" \
+"$CW_PYTHON" "${CW_SOURCE_DIR:?}/test/cloudsync/sync_stub.py" --port "$CLOUD_PORT" \
 	>"$T/stub.out" 2>"$T/stub.log" &
 PIDS+=($!)
 wait_until 10 grep -q '^PORT=' "$T/stub.out" || fail "stub did not start"

@@ -56,6 +56,8 @@ note() { echo "-- [${SECONDS}s] $*"; }
 # shellcheck source=../free_port.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../free_port.sh"
 free_port() { cw_free_port; }
+# shellcheck source=../cw_python.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../cw_python.sh"
 
 # wait_until SECONDS COMMAND...: retries every 50 ms, after 3 s every 0.25 s
 # (WAIT_LONG_PAUSE=S wait_until ...: every S seconds after 3 s).

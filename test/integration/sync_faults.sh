@@ -32,7 +32,7 @@ SEED=${CW_FAULT_SEED:-$((RANDOM * 32768 + RANDOM))}
 proxy_mode() { printf '%s\n' "$1" >"$T/proxy.mode.tmp" && mv "$T/proxy.mode.tmp" "$T/proxy.mode"; }
 proxy_stat() { jq -r ".$1" "$T/proxy.stats"; }
 proxy_mode pass
-python3 "$(dirname "$0")/faultproxy.py" --upstream "127.0.0.1:$CLOUD_PORT" \
+"$CW_PYTHON" "$(dirname "$0")/faultproxy.py" --upstream "127.0.0.1:$CLOUD_PORT" \
 	--seed "$SEED" --control "$T/proxy.mode" --stats "$T/proxy.stats" \
 	--p-drop 0.1 --p-reset-request 0.1 --p-reset-response 0.1 --p-delay 0.1 --max-delay-ms 300 \
 	>"$T/proxy.out" 2>"$T/proxy.log" </dev/null &

@@ -13,7 +13,7 @@ command -v node >/dev/null || fail "node missing (scripts/test installs nodejs)"
 PIN=2468
 # The staff PIN's Argon2id hash, as cartwisectl pin-hash makes it (libsodium's
 # crypto_pwhash_str; the smallest cost: this is a test).
-PIN_HASH=$(python3 - "$PIN" <<'PY'
+PIN_HASH=$("$CW_PYTHON" - "$PIN" <<'PY'
 import ctypes, ctypes.util, sys
 so = ctypes.CDLL(ctypes.util.find_library('sodium') or 'libsodium.so.23')
 assert so.sodium_init() >= 0

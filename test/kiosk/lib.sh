@@ -17,13 +17,9 @@ FREE_PORTS=()
 # choosing; it also hands out 4 free ports for the edge (free_port below), so
 # a test starts Python once (slow on some machines).
 sms_start() {
-	# Debian's own interpreter when there is one: a pyenv shim in front of
-	# python3 costs seconds per start on some machines
-	local py=/usr/bin/python3
-	[ -x $py ] || py=$(command -v python3) || fail "python3 missing"
 	printf '%s\n' "$SMS_TOKEN" >"$T/sms.token"
 	chmod 600 "$T/sms.token"
-	"$py" "$KDIR/fake_sms.py" --port 0 --out "$SMS_OUT" --token "$SMS_TOKEN" \
+	"$CW_PYTHON" "$KDIR/fake_sms.py" --port 0 --out "$SMS_OUT" --token "$SMS_TOKEN" \
 		--control "$SMS_CTL" --free-ports 4 >"$T/sms.out" 2>"$T/sms-stats.txt" </dev/null &
 	PIDS+=($!)
 	wait_until 20 grep -qs '^ready' "$T/sms.out" || fail "fake_sms.py did not start"
