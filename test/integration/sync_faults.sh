@@ -8,7 +8,8 @@
 #     (default 1000) and a customer rents and returns a cart; once the proxy
 #     passes everything, the cloud's rows equal the edge's: zero lost, zero
 #     duplicated; the proxy's counters show it did drop and reset;
-#  2. with a backlog (CW_FAULT_BACKLOG entries, default 1000) draining,
+#  2. with a backlog (CW_FAULT_BACKLOG entries, default 1000, copies of the
+#     edge's telemetry written by SQL: outbox_fill_sql) draining,
 #     cartwise-cloud is killed (SIGKILL) three times at random moments, each
 #     while its high-water mark is at least two batches below the backlog's
 #     last seq, and restarted on the same database: rows equal, none
@@ -80,7 +81,9 @@ first=$(($(edge_seq) + 1))
 # the proxy holds the link: the syncer waits on one request instead of
 # backing off, and the backlog drains at once when it lets go
 proxy_mode hold
-written=$(outbox_fill "$BACKLOG")
+# by SQL in one transaction (part 1 had the edge write its own while syncing;
+# here the point is the cloud killed while it applies): 500 requests fewer
+written=$(outbox_fill_sql "$BACKLOG")
 last=$(edge_seq)
 # each batch held 150 ms on its way: the kills land inside the drain also on
 # a quiet machine, which applies a batch of 100 in about 25 ms
