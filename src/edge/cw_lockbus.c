@@ -24,6 +24,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,8 +38,9 @@
 /* A relay that did not take its "off" command is retried this many times,
  * a response timeout apart, before giving up with an error log. */
 #define PULSE_END_TRIES 3
-/* Upper bound of an idle wait, so a wrong clock never hangs the worker. */
-#define IDLE_WAIT_MAX_MS 1000
+/* Upper bound of an idle wait, so a wrong clock never hangs the worker and
+ * cw_bus_alive_ms advances while it sleeps (cw_lockbus.h). */
+#define IDLE_WAIT_MAX_MS CW_BUS_ALIVE_PERIOD_MS
 
 enum op_kind { OP_NONE, OP_CONFIRM, OP_SCAN, OP_POLL };
 enum job_kind { JOB_UNLOCK, JOB_SCAN };
@@ -102,6 +104,8 @@ struct cw_bus {
 	bool round_had_work;
 	int64_t next_round_ms;
 	enum op_kind last_op;
+	/* written by the worker at every turn of its loop, read by anyone */
+	_Atomic int64_t alive_ms;
 };
 
 /* ---- configuration ---- */
@@ -769,6 +773,9 @@ static void *worker(void *arg)
 		int64_t next;
 		bool stop;
 
+		/* a turn of the loop: the last step (one transaction at most)
+		 * or idle wait is over (cw_bus_alive_ms) */
+		atomic_store(&bus->alive_ms, cw_mono_ms());
 		pthread_mutex_lock(&bus->mu);
 		stop = bus->stopping;
 		pthread_mutex_unlock(&bus->mu);
@@ -858,6 +865,7 @@ int cw_bus_new_with_driver(const struct cw_bus_config *cfg, const struct cw_lock
 		bus->drv = NULL;
 		goto out;
 	}
+	atomic_store(&bus->alive_ms, cw_mono_ms());
 	if (pthread_create(&bus->thread, NULL, worker, bus) != 0) {
 		rc = CW_ERR_INTERNAL;
 		goto out;
@@ -915,6 +923,11 @@ void cw_bus_free(struct cw_bus *bus)
 const struct cw_bus_config *cw_bus_config_of(const struct cw_bus *bus)
 {
 	return &bus->cfg;
+}
+
+int64_t cw_bus_alive_ms(struct cw_bus *bus)
+{
+	return atomic_load(&bus->alive_ms);
 }
 
 /* Queues j and blocks until the worker finished it. */

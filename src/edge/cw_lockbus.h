@@ -118,6 +118,18 @@ int cw_bus_new_with_driver(const struct cw_bus_config *cfg, const struct cw_lock
 void cw_bus_free(struct cw_bus *bus);
 const struct cw_bus_config *cw_bus_config_of(const struct cw_bus *bus);
 
+/* Liveness of the worker thread (the daemon's systemd watchdog,
+ * docs/ARCHITECTURE.md): the monotonic time (cw_mono_ms) when its loop last
+ * turned, i.e. finished one unit of work (one transaction at most: a poll,
+ * a probe of an offline board, a step of a release or scan) or woke from an
+ * idle wait. A running worker sleeps at most CW_BUS_ALIVE_PERIOD_MS at a
+ * time, also while every board is offline in a long re-probe backoff, so the
+ * value only falls behind by more than that plus one transaction when the
+ * thread is stuck (a serial call or an event callback that does not return).
+ * Any thread. */
+#define CW_BUS_ALIVE_PERIOD_MS 1000
+int64_t cw_bus_alive_ms(struct cw_bus *bus);
+
 /* Releases one lock and waits for the sensors to confirm (hook reported open,
  * or cart reported gone) within cfg.confirm_timeout_ms. Jumps ahead of polls.
  * Blocks the caller (not the bus). Returns:

@@ -41,6 +41,8 @@ static struct {
 	enum fop log_op[MAX_LOG];
 	int log_board[MAX_LOG];
 	int open_rc;
+	bool hang;    /* board 3's read_status blocks while set (a stuck serial call) */
+	bool in_hang; /* the worker is blocked in it */
 } F = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 /* Board i answers on address i + 1. */
@@ -63,6 +65,8 @@ static void fake_reset(void)
 	F.release_seq = -1;
 	memset(F.probe, 0, sizeof(F.probe));
 	F.open_rc = CW_OK;
+	F.hang = false;
+	F.in_hang = false;
 	pthread_mutex_unlock(&F.mu);
 }
 
@@ -111,6 +115,13 @@ static int f_read(struct cw_lockdrv *d, const struct cw_board_config *b, struct 
 	int bi = bidx(b), rc;
 	(void)d;
 	pthread_mutex_lock(&F.mu);
+	while (F.hang && bi == 2) {
+		F.in_hang = true;
+		pthread_mutex_unlock(&F.mu);
+		cw_sleep_ms(5);
+		pthread_mutex_lock(&F.mu);
+	}
+	F.in_hang = false;
 	log_op(F_READ, bi);
 	if (F.b[bi].nread_ms < MAX_LOG)
 		F.b[bi].read_ms[F.b[bi].nread_ms++] = cw_mono_ms();
@@ -860,6 +871,67 @@ START_TEST(relays_switched_off_at_first_contact_and_online)
 }
 END_TEST
 
+/* How old cw_bus_alive_ms is now. */
+static int64_t alive_age(struct cw_bus *bus)
+{
+	return cw_mono_ms() - cw_bus_alive_ms(bus);
+}
+
+/* The daemon's watchdog (cw_bus_alive_ms): a worker that sleeps through a
+ * long offline backoff is alive, one stuck in a driver call is not. Two
+ * buses side by side: one whose boards (1, 2) are all offline in a 1 h
+ * backoff, one whose board (3) never returns from its read. */
+START_TEST(alive_in_backoff_not_when_stuck)
+{
+	struct cw_bus_config c, ch;
+	struct cw_bus *bus, *hung;
+	int64_t end, worst = 0;
+	bool stuck = false;
+	int n0;
+
+	make_cfg(&c, 2, 16);
+	c.offline_backoff_max_ms = 3600 * 1000;
+	F.b[0].silent = F.b[1].silent = true;
+	make_cfg(&ch, 1, 16);
+	snprintf(ch.name, sizeof(ch.name), "hungbus");
+	ch.boards[0].address = 3;
+	F.hang = true;
+	bus = start_bus(&c);
+	hung = start_bus(&ch);
+	ck_assert(wait_event(&E.offline[0], 1, 2000));
+	ck_assert(wait_event(&E.offline[1], 1, 2000));
+	/* re-probes 250, 500, 1000, 2000 ms apart: the worker mostly sleeps,
+	 * more than CW_BUS_ALIVE_PERIOD_MS at a time from 1.75 s on */
+	pthread_mutex_lock(&F.mu);
+	n0 = F.b[0].nread_ms + F.b[1].nread_ms;
+	stuck = F.in_hang;
+	pthread_mutex_unlock(&F.mu);
+	ck_assert(stuck);
+	end = cw_mono_ms() + 3100;
+	while (cw_mono_ms() < end) {
+		int64_t age = alive_age(bus);
+		if (age > worst)
+			worst = age;
+		cw_sleep_ms(20);
+	}
+	pthread_mutex_lock(&F.mu);
+	ck_assert_int_le(F.b[0].nread_ms + F.b[1].nread_ms - n0, 2 * 3);
+	pthread_mutex_unlock(&F.mu);
+	ck_assert_int_le(worst, CW_BUS_ALIVE_PERIOD_MS + 150);
+	/* the hung one: no turn since its first read began */
+	ck_assert_int_ge(alive_age(hung), 3000);
+	pthread_mutex_lock(&F.mu);
+	F.hang = false;
+	pthread_mutex_unlock(&F.mu);
+	ck_assert(wait_event(&E.status[0], 1, 1000)); /* board index 0 of its bus */
+	cw_sleep_ms(50);
+	ck_assert_int_le(alive_age(hung), 200);
+	cw_bus_free(hung);
+	cw_bus_free(bus);
+	no_error_logged();
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("lockbus");
@@ -883,6 +955,7 @@ int main(void)
 	tcase_add_test(tc, shutdown_wakes_blocked_caller);
 	tcase_add_test(tc, second_unlock_during_pulse);
 	tcase_add_test(tc, relays_switched_off_at_first_contact_and_online);
+	tcase_add_test(tc, alive_in_backoff_not_when_stuck);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
