@@ -8,7 +8,7 @@ CW_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 CW_PACKAGES=(
 	build-essential pkg-config meson ninja-build python3
 	libsqlite3-dev libsodium-dev libcjson-dev libmodbus-dev libmicrohttpd-dev
-	libcurl4-openssl-dev libpaho-mqtt-dev libpq-dev libssl-dev check
+	libcurl4-openssl-dev libpaho-mqtt-dev libpq-dev libssl-dev check libsystemd-dev
 	socat curl jq sqlite3 procps
 	postgresql postgresql-common openssl iproute2 coreutils mosquitto mosquitto-clients
 	groff-base
