@@ -27,6 +27,7 @@
 #include "cw_error.h"
 #include "cw_lockbus.h"
 #include "cw_log.h"
+#include "cw_service.h"
 #include "cw_sms.h"
 #include "cw_sync.h"
 #include "cw_version.h"
@@ -61,6 +62,11 @@ struct edge {
 	/* the customer kiosk's sign-in (docs/KIOSK.md); restarts with the
 	 * engine whose database it uses */
 	struct cw_kiosk *kiosk;
+	/* systemd's watchdog (docs/ARCHITECTURE.md): fed by the main thread
+	 * while every bus worker is alive; starved_bus: the bus it was last
+	 * withheld for (logged once), -1 while fed */
+	struct cw_watchdog wd;
+	int starved_bus;
 };
 
 /* Big (carts and buses arrays): static, not on the stack. */
@@ -571,10 +577,16 @@ static int start_all(struct edge *ed, struct cw_engine **enginep)
 			 ed->cfg.api_port, cw_errname(rc));
 		return rc;
 	}
-	cw_info("edge.ready", "api=http://%s%s%s:%d carts=%d buses=%d",
-		strchr(ed->cfg.api_bind, ':') ? "[" : "", ed->cfg.api_bind,
-		strchr(ed->cfg.api_bind, ':') ? "]" : "", cw_api_port(ed->api), ed->cfg.ncarts,
-		ed->cfg.nbuses);
+	{
+		char status[sizeof(ed->cfg.api_bind) + 64];
+		bool v6 = strchr(ed->cfg.api_bind, ':') != NULL;
+
+		snprintf(status, sizeof(status), "api=http://%s%s%s:%d carts=%d buses=%d",
+			 v6 ? "[" : "", ed->cfg.api_bind, v6 ? "]" : "", cw_api_port(ed->api),
+			 ed->cfg.ncarts, ed->cfg.nbuses);
+		cw_info("edge.ready", "%s", status);
+		cw_service_ready(status);
+	}
 	if (ed->syncer) {
 		rc = cw_syncer_start(ed->syncer);
 		if (rc) {
@@ -587,6 +599,45 @@ static int start_all(struct edge *ed, struct cw_engine **enginep)
 	}
 
 	return CW_OK;
+}
+
+/* systemd's watchdog: WATCHDOG=1 when due, but only while every bus worker
+ * is alive, i.e. its loop turned (a transaction or an idle wake-up,
+ * cw_bus_alive_ms) within half the watchdog interval. A worker stuck in a
+ * serial call stops the feed and systemd restarts the daemon; one sleeping
+ * through an offline board's backoff wakes every CW_BUS_ALIVE_PERIOD_MS and
+ * stays healthy. Between the buses of restart_all (none running) nothing is
+ * stuck. Called by the main loop and between the steps of restart_all. */
+static void watchdog_feed(struct edge *ed)
+{
+	int64_t limit = ed->wd.interval_ms / 2, now = cw_mono_ms();
+
+	if (!cw_watchdog_due(&ed->wd))
+		return;
+	/* a worker sleeps up to CW_BUS_ALIVE_PERIOD_MS, then one transaction */
+	if (limit < 2 * CW_BUS_ALIVE_PERIOD_MS)
+		limit = 2 * CW_BUS_ALIVE_PERIOD_MS;
+	for (int i = 0; i < ed->cfg.nbuses; i++) {
+		int64_t age;
+
+		if (!ed->buses[i])
+			continue;
+		age = now - cw_bus_alive_ms(ed->buses[i]);
+		if (age <= limit)
+			continue;
+		if (ed->starved_bus != i)
+			cw_error("edge.watchdog_starved",
+				 "bus=%s age_ms=%lld limit_ms=%lld action=\"watchdog not fed: "
+				 "systemd restarts the daemon\"",
+				 ed->cfg.buses[i].name, (long long)age, (long long)limit);
+		ed->starved_bus = i;
+		cw_watchdog_withhold(&ed->wd);
+		return;
+	}
+	if (ed->starved_bus >= 0)
+		cw_info("edge.watchdog_fed", "reason=\"every bus worker is alive again\"");
+	ed->starved_bus = -1;
+	cw_watchdog_feed(&ed->wd);
 }
 
 /* A configuration from the cloud changed buses or carts: everything but the
@@ -605,10 +656,13 @@ static int restart_all(struct edge *ed, struct cw_engine **enginep,
 		return CW_ERR_NOMEM; /* tried again at the next tick */
 	*prev = ed->cfg;
 	cw_info("edge.restarting", "reason=\"configuration from the cloud changed buses or carts\"");
+	cw_service_status("restarting with a new configuration from the cloud");
 	shutdown_all(ed, *enginep);
 	*enginep = NULL;
+	watchdog_feed(ed); /* progress: stopped */
 	ed->cfg = *next;
 	rc = start_all(ed, enginep);
+	watchdog_feed(ed);
 	if (rc == CW_OK) {
 		cw_cloudcfg_restarted(ed->cloudcfg, true, NULL);
 		/* the revoked tokens of the version now running */
@@ -620,6 +674,7 @@ static int restart_all(struct edge *ed, struct cw_engine **enginep,
 		 cw_errname(rc));
 	shutdown_all(ed, *enginep);
 	*enginep = NULL;
+	watchdog_feed(ed);
 	ed->cfg = *prev;
 	free(prev);
 	rc = start_all(ed, enginep);
@@ -728,6 +783,8 @@ int main(int argc, char **argv)
 			goto out;
 	}
 
+	cw_watchdog_init(&ed->wd);
+	ed->starved_bus = -1;
 	if (start_all(ed, &engine) != CW_OK)
 		goto out;
 
@@ -738,7 +795,9 @@ int main(int argc, char **argv)
 		struct timespec ts;
 		int sig;
 
-		if (wait <= 0) {
+		watchdog_feed(ed);
+		wait = cw_watchdog_wait_ms(&ed->wd, wait);
+		if (next_tick - cw_mono_ms() <= 0) {
 			/* a configuration waiting for a restart, at a safe point */
 			/* releasing first: pending holds offers until restarted */
 			if (next && !cw_engine_releasing(engine) &&
@@ -759,6 +818,7 @@ int main(int argc, char **argv)
 		sig = sigtimedwait(&sigs, NULL, &ts);
 		if (sig == SIGTERM || sig == SIGINT) {
 			cw_info("edge.stopping", "signal=%s", sig == SIGTERM ? "TERM" : "INT");
+			cw_service_stopping();
 			break;
 		}
 	}
