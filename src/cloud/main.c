@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sodium.h>
+#include <time.h>
 
 #include "cw_clock.h"
 #include "cw_cloud_api.h"
@@ -26,6 +27,7 @@
 #include "cw_cloud_mqtt.h"
 #include "cw_error.h"
 #include "cw_log.h"
+#include "cw_service.h"
 #include "cw_store.h"
 #include "cw_uuid.h"
 #include "cw_version.h"
@@ -37,6 +39,10 @@
 #define MAX_BRANCHES 64
 #define TLS_FILE_MAX (256 * 1024)
 #define DB_RETRY_MS 2000
+/* While the database is down at start, systemd is told to wait this much
+ * more each round (EXTEND_TIMEOUT_USEC): a retry pause plus an attempt
+ * (libpq's connect_timeout is 3 s per address of the host), with room. */
+#define DB_WAIT_EXTEND_MS 15000
 
 static void usage(FILE *f)
 {
@@ -275,6 +281,34 @@ static int cmd_mqtt_acl(const struct cw_cloud_config *cfg, const char *out)
 	return EXIT_SUCCESS;
 }
 
+/* Waits up to ms (< 0: for ever) for SIGTERM/SIGINT in set, feeding
+ * systemd's watchdog meanwhile. Returns the signal, or 0 after ms. */
+static int wait_signal(const sigset_t *set, struct cw_watchdog *wd, int64_t ms)
+{
+	int64_t end = cw_mono_ms() + ms;
+
+	for (;;) {
+		int64_t left = ms < 0 ? INT64_MAX : end - cw_mono_ms();
+		struct timespec ts;
+		int sig;
+
+		if (cw_watchdog_due(wd))
+			cw_watchdog_feed(wd);
+		if (left <= 0)
+			return 0;
+		left = cw_watchdog_wait_ms(wd, left);
+		if (left == INT64_MAX) {
+			sig = sigwaitinfo(set, NULL);
+		} else {
+			ts.tv_sec = (time_t)(left / 1000);
+			ts.tv_nsec = (long)(left % 1000) * 1000000L;
+			sig = sigtimedwait(set, NULL, &ts);
+		}
+		if (sig > 0)
+			return sig;
+	}
+}
+
 static int serve(const struct cw_cloud_config *cfg)
 {
 	unsigned char sk[crypto_sign_SECRETKEYBYTES], pk[crypto_sign_PUBLICKEYBYTES];
@@ -283,7 +317,7 @@ static int serve(const struct cw_cloud_config *cfg)
 	struct cw_store *s = NULL;
 	struct cw_cloud_api *api = NULL;
 	struct cw_cloud_mqtt *mqtt = NULL;
-	struct timespec ts = {.tv_sec = DB_RETRY_MS / 1000, .tv_nsec = (DB_RETRY_MS % 1000) * 1000000L};
+	struct cw_watchdog wd;
 	sigset_t set;
 	int sig, rc, status = EXIT_FAILURE;
 
@@ -307,10 +341,19 @@ static int serve(const struct cw_cloud_config *cfg)
 	sigaddset(&set, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	/* A database that is down at start is waited for, not fatal. */
+	/* systemd's watchdog (Type=notify, docs/CLOUD.md): fed from here on by
+	 * the waits of this thread, whose only work is waiting */
+	cw_watchdog_init(&wd);
+	/* A database that is down at start is waited for, not fatal; systemd
+	 * is told so, or its start timeout would kill us meanwhile. */
 	while ((rc = open_store(cfg, &s)) == CW_ERR_OFFLINE) {
 		cw_warn("cloud.database_wait", "retry_ms=%d", DB_RETRY_MS);
-		if (sigtimedwait(&set, NULL, &ts) > 0) {
+		cw_service_status("waiting for the database");
+		cw_service_extend_timeout(DB_WAIT_EXTEND_MS);
+		sig = wait_signal(&set, &wd, DB_RETRY_MS);
+		if (sig > 0) {
+			cw_info("cloud.stopping", "signal=%d", sig);
+			cw_service_stopping();
 			status = EXIT_SUCCESS;
 			goto out;
 		}
@@ -333,13 +376,18 @@ static int serve(const struct cw_cloud_config *cfg)
 	}
 	if (rc != CW_OK)
 		goto out;
-	cw_info("cloud.ready", "version=%s port=%d backend=%s tls=%s", CW_VERSION,
-		cw_cloud_api_port(api), cfg->db_backend == CW_BACKEND_SQLITE ? "sqlite" : "postgres",
-		cert ? "on" : "off");
-	do {
-		rc = sigwait(&set, &sig);
-	} while (rc == EINTR);
+	{
+		char ready[128];
+
+		snprintf(ready, sizeof(ready), "port=%d backend=%s tls=%s", cw_cloud_api_port(api),
+			 cfg->db_backend == CW_BACKEND_SQLITE ? "sqlite" : "postgres",
+			 cert ? "on" : "off");
+		cw_info("cloud.ready", "version=%s %s", CW_VERSION, ready);
+		cw_service_ready(ready);
+	}
+	sig = wait_signal(&set, &wd, -1);
 	cw_info("cloud.stopping", "signal=%d", sig);
+	cw_service_stopping();
 	status = EXIT_SUCCESS;
 out:
 	cw_cloud_api_free(api);
