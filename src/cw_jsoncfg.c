@@ -231,26 +231,81 @@ int cw_jsoncfg_get_container(struct cw_jsoncfg *c, const cJSON *obj, const char 
 	return CW_OK;
 }
 
-/* 1-based line and column of byte offset off, for "not valid JSON" messages. */
-static void line_col_of(const char *s, size_t off, int *line, int *col)
+/* Where byte offset off of s is, for "not valid JSON" messages: "line L
+ * column C (byte B)" (1-based) if line_col, else "byte B". */
+static const char *where(const char *s, size_t off, bool line_col, char *buf, size_t cap)
 {
-	*line = 1;
-	*col = 1;
+	int line = 1, col = 1;
+
+	if (!line_col) {
+		snprintf(buf, cap, "byte %zu", off);
+		return buf;
+	}
 	for (size_t i = 0; i < off; i++) {
 		if (s[i] == '\n') {
-			(*line)++;
-			*col = 1;
+			line++;
+			col = 1;
 		} else {
-			(*col)++;
+			col++;
 		}
 	}
+	snprintf(buf, cap, "line %d column %d (byte %zu)", line, col, off);
+	return buf;
 }
 
-int cw_jsoncfg_parse(struct cw_jsoncfg *c, const char *json, size_t len, size_t max, bool line_col,
-		     cJSON **root)
+/* Blanks `//` and block comments outside strings to spaces in place; the
+ * newlines inside stay, so every line, column and byte cJSON reports is
+ * still the one in the file (cJSON_Minify would delete them and move every
+ * position after the first comment). CW_ERR_CONFIG for a block comment that
+ * is never closed. A '/' starting nothing, or a string left open, is left
+ * for cJSON to refuse. */
+static int blank_comments(struct cw_jsoncfg *c, char *s, size_t len, bool line_col)
 {
+	size_t i = 0, open;
+	char pos[80];
+
+	while (i < len) {
+		if (s[i] == '"') {
+			/* a string: to its closing quote, stepping over escapes */
+			for (i++; i < len && s[i] != '"'; i++)
+				if (s[i] == '\\')
+					i++;
+			i++;
+			continue;
+		}
+		if (s[i] != '/' || i + 1 >= len || (s[i + 1] != '/' && s[i + 1] != '*')) {
+			i++;
+			continue;
+		}
+		if (s[i + 1] == '/') {
+			for (; i < len && s[i] != '\n'; i++)
+				s[i] = ' ';
+			continue;
+		}
+		open = i;
+		s[i] = s[i + 1] = ' ';
+		for (i += 2; i < len && !(s[i] == '*' && i + 1 < len && s[i + 1] == '/'); i++)
+			if (s[i] != '\n')
+				s[i] = ' ';
+		if (i >= len)
+			return cw_jsoncfg_fail(c, NULL,
+					       "config is not valid JSON: the comment opened at %s "
+					       "is never closed (no */)",
+					       where(s, open, line_col, pos, sizeof(pos)));
+		s[i] = s[i + 1] = ' ';
+		i += 2;
+	}
+	return CW_OK;
+}
+
+int cw_jsoncfg_parse(struct cw_jsoncfg *c, const char *json, size_t len, size_t max,
+		     unsigned flags, cJSON **root)
+{
+	bool line_col = flags & CW_JSONCFG_PARSE_LINE_COL;
 	const char *end = NULL;
-	int line, col, rc;
+	char *copy = NULL, pos[80];
+	size_t off;
+	int rc;
 
 	*root = NULL;
 	if (!json || len == 0)
@@ -259,51 +314,53 @@ int cw_jsoncfg_parse(struct cw_jsoncfg *c, const char *json, size_t len, size_t 
 		cw_jsoncfg_fail(c, NULL, "config is %zu bytes, more than the limit of %zu", len, max);
 		return CW_ERR_TOOBIG;
 	}
+	if (flags & CW_JSONCFG_PARSE_COMMENTS) {
+		/* the caller's text is const: blank a copy of the same length */
+		copy = malloc(len);
+		if (!copy)
+			return CW_ERR_NOMEM;
+		memcpy(copy, json, len);
+		if ((rc = blank_comments(c, copy, len, line_col)))
+			goto out;
+		json = copy;
+	}
 	*root = cJSON_ParseWithLengthOpts(json, len, &end, 0);
-	if (*root && end) {
+	if (!*root) {
+		off = end && end >= json ? (size_t)(end - json) : 0;
+		if (off > len)
+			off = len;
+		rc = cw_jsoncfg_fail(c, NULL, "config is not valid JSON: error near %s%s",
+				     where(json, off, line_col, pos, sizeof(pos)),
+				     line_col && off + 1 >= len
+					     ? " (file ends too early: half-written?)"
+					     : "");
+		goto out;
+	}
+	if (end) {
 		/* cJSON stops after the first value; trailing text is an error too
 		 * (e.g. two configs pasted into one file). */
 		while ((size_t)(end - json) < len && strchr(" \t\r\n", *end))
 			end++;
 		if ((size_t)(end - json) < len) {
-			size_t off = (size_t)(end - json);
-			if (line_col) {
-				line_col_of(json, off, &line, &col);
-				rc = cw_jsoncfg_fail(c, NULL,
-						     "config is not valid JSON: unexpected text after "
-						     "the top-level object at line %d column %d (byte %zu)",
-						     line, col, off);
-			} else {
-				rc = cw_jsoncfg_fail(c, NULL,
-						     "config is not valid JSON: unexpected text after "
-						     "the top-level object at byte %zu",
-						     off);
-			}
-			goto fail;
+			rc = cw_jsoncfg_fail(c, NULL,
+					     "config is not valid JSON: unexpected text after the "
+					     "top-level object at %s",
+					     where(json, (size_t)(end - json), line_col, pos,
+						   sizeof(pos)));
+			goto out;
 		}
-	}
-	if (!*root) {
-		size_t off = end && end >= json ? (size_t)(end - json) : 0;
-		if (off > len)
-			off = len;
-		if (!line_col)
-			return cw_jsoncfg_fail(c, NULL, "config is not valid JSON: error near byte %zu",
-					       off);
-		line_col_of(json, off, &line, &col);
-		return cw_jsoncfg_fail(c, NULL,
-				       "config is not valid JSON: error near line %d column %d "
-				       "(byte %zu)%s",
-				       line, col, off,
-				       off + 1 >= len ? " (file ends too early: half-written?)" : "");
 	}
 	if (!cJSON_IsObject(*root)) {
 		rc = cw_jsoncfg_fail(c, NULL, "config must be a JSON object at the top level");
-		goto fail;
+		goto out;
 	}
-	return CW_OK;
-fail:
-	cJSON_Delete(*root);
-	*root = NULL;
+	rc = CW_OK;
+out:
+	if (rc != CW_OK) {
+		cJSON_Delete(*root);
+		*root = NULL;
+	}
+	free(copy);
 	return rc;
 }
 

@@ -65,12 +65,24 @@ int cw_jsoncfg_get_str(struct cw_jsoncfg *c, const cJSON *obj, const char *key, 
 int cw_jsoncfg_get_container(struct cw_jsoncfg *c, const cJSON *obj, const char *key, bool array,
 			     bool required, const cJSON **out);
 
+/* Flags for cw_jsoncfg_parse. */
+enum {
+	/* positions in "not valid JSON" messages are "line L column C (byte B)"
+	 * instead of "byte B" */
+	CW_JSONCFG_PARSE_LINE_COL = 1 << 0,
+	/* a config file an operator edits: `// to end of line` and block
+	 * comments outside strings are allowed (blanked to spaces, newlines
+	 * kept, so positions stay right). Never for what programs write or send
+	 * (saved state, HTTP bodies): those stay strict JSON. */
+	CW_JSONCFG_PARSE_COMMENTS = 1 << 1,
+};
+
 /* Parses len bytes (at most max) that must hold exactly one JSON object.
- * Positions in "not valid JSON" messages are "line L column C (byte B)" if
- * line_col, else "byte B". On CW_OK *root is the object (caller frees with
- * cJSON_Delete); otherwise NULL, with CW_ERR_CONFIG, or CW_ERR_TOOBIG past max. */
-int cw_jsoncfg_parse(struct cw_jsoncfg *c, const char *json, size_t len, size_t max, bool line_col,
-		     cJSON **root);
+ * flags: CW_JSONCFG_PARSE_*. On CW_OK *root is the object (caller frees with
+ * cJSON_Delete); otherwise NULL, with CW_ERR_CONFIG (also for a comment left
+ * open), CW_ERR_TOOBIG past max, or CW_ERR_NOMEM. */
+int cw_jsoncfg_parse(struct cw_jsoncfg *c, const char *json, size_t len, size_t max,
+		     unsigned flags, cJSON **root);
 
 /* Reads a regular file of at most max bytes into *out (NUL-terminated,
  * caller frees). Returns CW_OK, CW_ERR_IO, CW_ERR_TOOBIG or CW_ERR_NOMEM;

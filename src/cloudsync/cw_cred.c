@@ -246,7 +246,8 @@ int cw_cred_load(const char *path, struct cw_cred *out, char *err, size_t errlen
 	if (rc != CW_OK)
 		goto out;
 	cw_jsoncfg_init(&jc, err, errlen);
-	rc = cw_jsoncfg_parse(&jc, text, len, CW_CRED_FILE_MAX, true, &root);
+	rc = cw_jsoncfg_parse(&jc, text, len, CW_CRED_FILE_MAX, CW_JSONCFG_PARSE_LINE_COL,
+			      &root);
 	if (rc == CW_OK)
 		rc = cw_jsoncfg_check_keys(&jc, root, keys);
 	if (rc == CW_OK)

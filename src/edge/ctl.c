@@ -18,6 +18,8 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "cw_error.h"
+#include "cw_jsoncfg.h"
 #include "cw_version.h"
 
 #define MAX_RESPONSE (8 * 1024 * 1024)
@@ -852,25 +854,19 @@ static int cmd_scan(int argc, char **argv)
 static void from_config(const char *path, bool url_given)
 {
 	const cJSON *api, *bind, *port, *tok, *br;
-	char *text = NULL;
+	struct cw_jsoncfg jc;
+	char *text = NULL, err[512];
 	size_t n = 0;
 	cJSON *root;
-	FILE *f;
 
-	f = fopen(path, "r");
-	if (!f)
-		die(2, "%s: %s", path, strerror(errno));
-	text = malloc(MAX_CONFIG + 1);
-	if (!text)
-		die(1, "out of memory");
-	n = fread(text, 1, MAX_CONFIG + 1, f);
-	fclose(f);
-	if (n > MAX_CONFIG)
-		die(2, "%s: larger than %d bytes", path, MAX_CONFIG);
-	root = cJSON_ParseWithLength(text, n);
+	/* read as the daemon reads it: comments allowed */
+	if (cw_jsoncfg_read_file(path, MAX_CONFIG, &text, &n, err, sizeof(err)) != CW_OK)
+		die(2, "%s", err);
+	cw_jsoncfg_init(&jc, err, sizeof(err));
+	if (cw_jsoncfg_parse(&jc, text, n, MAX_CONFIG,
+			     CW_JSONCFG_PARSE_LINE_COL | CW_JSONCFG_PARSE_COMMENTS, &root) != CW_OK)
+		die(2, "%s: %s (check it with cartwise-edge --check-config)", path, err);
 	free(text);
-	if (!cJSON_IsObject(root))
-		die(2, "%s: not a JSON object (check it with cartwise-edge --check-config)", path);
 	api = cJSON_GetObjectItemCaseSensitive(root, "api");
 	bind = cJSON_GetObjectItemCaseSensitive(api, "bind");
 	port = cJSON_GetObjectItemCaseSensitive(api, "port");

@@ -151,12 +151,10 @@ int cw_cloudcfg_merge(const char *file_json, size_t len, const cJSON *sections,
 	free(kp);
 	if (rc != CW_OK)
 		return rc;
-	/* the file was parsed at start; its text is parsed again as the base */
-	root = cJSON_ParseWithLength(file_json, len);
-	if (!cJSON_IsObject(root)) {
-		rc = cw_jsoncfg_fail(&p, NULL, "the config file is no longer a JSON object");
+	/* the file was parsed at start (its size limited when read); its text,
+	 * comments and all, is parsed again as the base */
+	if ((rc = cw_jsoncfg_parse(&p, file_json, len, len, CW_JSONCFG_PARSE_COMMENTS, &root)))
 		goto out;
-	}
 	for (const char *const *k = sections_merged; *k; k++) {
 		const cJSON *s = cJSON_GetObjectItemCaseSensitive(sections, *k);
 		cJSON *copy;
@@ -257,7 +255,7 @@ static int load_saved(struct cw_cloudcfg *c, int64_t *version, cJSON **sections,
 	if (rc != CW_OK)
 		return rc;
 	cw_jsoncfg_init(&p, err, errlen);
-	if ((rc = cw_jsoncfg_parse(&p, buf, len, SAVED_MAX, true, &root)) ||
+	if ((rc = cw_jsoncfg_parse(&p, buf, len, SAVED_MAX, CW_JSONCFG_PARSE_LINE_COL, &root)) ||
 	    (rc = cw_jsoncfg_check_keys(&p, root, keys)) ||
 	    (rc = cw_jsoncfg_get_int(&p, root, "v", 1, 1, true, &v)) ||
 	    (rc = cw_jsoncfg_get_int(&p, root, "version", 0, INT_MAX, true, &ver)))

@@ -490,7 +490,8 @@ int cw_edge_config_parse(const char *json, size_t len, struct cw_edge_config *ou
 
 	cw_jsoncfg_init(&p, errbuf, errlen);
 	config_defaults(out);
-	if ((rc = cw_jsoncfg_parse(&p, json, len, CW_CONFIG_MAX_BYTES, true, &root)))
+	if ((rc = cw_jsoncfg_parse(&p, json, len, CW_CONFIG_MAX_BYTES,
+				    CW_JSONCFG_PARSE_LINE_COL | CW_JSONCFG_PARSE_COMMENTS, &root)))
 		goto out;
 	if ((rc = cw_jsoncfg_check_keys(&p, root, keys)) ||
 	    (rc = cw_jsoncfg_get_str(&p, root, "chain_id", CW_JSONCFG_IDENT | CW_JSONCFG_REQUIRED,

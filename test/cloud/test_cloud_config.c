@@ -55,6 +55,17 @@ START_TEST(minimal_and_defaults)
 }
 END_TEST
 
+START_TEST(comments_allowed)
+{
+	/* an operator's file may hold // and block comments (docs/CLOUD.md) */
+	ck_assert_int_eq(parse("// cartwise-cloud\n{ /* the key */ " MIN_SQLITE ",\n"
+			       "  \"log_level\": \"debug\" // or info\n}"),
+			 CW_OK);
+	ck_assert_str_eq(cfg.log_level, "debug");
+	refused("{" MIN_SQLITE " /* open", "the comment opened at byte ");
+}
+END_TEST
+
 START_TEST(full_config)
 {
 	const char *j =
@@ -334,6 +345,7 @@ int main(void)
 	tcase_add_test(tc, secrets_never_echoed);
 	tcase_add_test(tc, load_from_file);
 	tcase_add_test(tc, utf8_check);
+	tcase_add_test(tc, comments_allowed);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

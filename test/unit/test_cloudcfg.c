@@ -135,11 +135,13 @@ static long long health_num(const char *key)
 
 START_TEST(merge_sections_over_the_file)
 {
+	/* with an operator's comments: parsed again as the base */
 	static const char base[] =
-		"{\"chain_id\":\"c1\",\"branch_id\":\"b1\",\"device_id\":\"d1\",\"data_dir\":\"/x\","
-		"\"api\":{\"admin_token\":\"0123456789abcdef\"},\"rules\":{\"rental_minutes\":120,"
-		"\"grace_minutes\":3},\"buses\":[{\"name\":\"bus0\",\"port\":\"/dev/null\","
-		"\"protocol\":\"modbus\",\"boards\":[{\"address\":1,\"locks\":4}]}]}";
+		"// branch b1\n{\"chain_id\":\"c1\",\"branch_id\":\"b1\",\"device_id\":\"d1\","
+		"\"data_dir\":\"/x\", /* the API */ \"api\":{\"admin_token\":\"0123456789abcdef\"},"
+		"\"rules\":{\"rental_minutes\":120,\"grace_minutes\":3},"
+		"\"buses\":[{\"name\":\"bus0\",\"port\":\"/dev/null\",\"protocol\":\"modbus\","
+		"\"boards\":[{\"address\":1,\"locks\":4}]}]}";
 	char err[256];
 	cJSON *s;
 

@@ -11,12 +11,15 @@
 static char err[512];
 static struct cw_jsoncfg ctx;
 
+#define LC CW_JSONCFG_PARSE_LINE_COL
+#define COMMENTS (CW_JSONCFG_PARSE_LINE_COL | CW_JSONCFG_PARSE_COMMENTS)
+
 static cJSON *parse_ok(const char *json)
 {
 	cJSON *root = NULL;
 
 	cw_jsoncfg_init(&ctx, err, sizeof(err));
-	ck_assert_int_eq(cw_jsoncfg_parse(&ctx, json, strlen(json), 4096, true, &root), CW_OK);
+	ck_assert_int_eq(cw_jsoncfg_parse(&ctx, json, strlen(json), 4096, LC, &root), CW_OK);
 	ck_assert_ptr_nonnull(root);
 	return root;
 }
@@ -170,23 +173,90 @@ START_TEST(invalid_json_position)
 	cJSON *root = (cJSON *)1;
 
 	cw_jsoncfg_init(&ctx, err, sizeof(err));
-	ck_assert_int_eq(cw_jsoncfg_parse(&ctx, bad, strlen(bad), 4096, true, &root), CW_ERR_CONFIG);
+	ck_assert_int_eq(cw_jsoncfg_parse(&ctx, bad, strlen(bad), 4096, LC, &root), CW_ERR_CONFIG);
 	ck_assert_ptr_null(root);
 	ck_assert_str_eq(err, "config is not valid JSON: error near line 2 column 6 (byte 14)");
-	ck_assert_int_eq(cw_jsoncfg_parse(&ctx, bad, strlen(bad), 4096, false, &root), CW_ERR_CONFIG);
+	ck_assert_int_eq(cw_jsoncfg_parse(&ctx, bad, strlen(bad), 4096, 0, &root), CW_ERR_CONFIG);
 	ck_assert_str_eq(err, "config is not valid JSON: error near byte 14");
-	ck_assert_int_eq(cw_jsoncfg_parse(&ctx, "{} {}", 5, 4096, true, &root), CW_ERR_CONFIG);
+	ck_assert_int_eq(cw_jsoncfg_parse(&ctx, "{} {}", 5, 4096, LC, &root), CW_ERR_CONFIG);
 	ck_assert_ptr_null(root);
 	ck_assert_str_eq(err, "config is not valid JSON: unexpected text after the top-level "
 			      "object at line 1 column 4 (byte 3)");
-	ck_assert_int_eq(cw_jsoncfg_parse(&ctx, "{\"a\":", 5, 4096, true, &root), CW_ERR_CONFIG);
+	ck_assert_int_eq(cw_jsoncfg_parse(&ctx, "{\"a\":", 5, 4096, LC, &root), CW_ERR_CONFIG);
 	ck_assert_ptr_nonnull(strstr(err, "(file ends too early: half-written?)"));
-	ck_assert_int_eq(cw_jsoncfg_parse(&ctx, "[]", 2, 4096, true, &root), CW_ERR_CONFIG);
+	ck_assert_int_eq(cw_jsoncfg_parse(&ctx, "[]", 2, 4096, LC, &root), CW_ERR_CONFIG);
 	ck_assert_str_eq(err, "config must be a JSON object at the top level");
-	ck_assert_int_eq(cw_jsoncfg_parse(&ctx, "", 0, 4096, true, &root), CW_ERR_CONFIG);
+	ck_assert_int_eq(cw_jsoncfg_parse(&ctx, "", 0, 4096, LC, &root), CW_ERR_CONFIG);
 	ck_assert_str_eq(err, "config is empty (expected a JSON object)");
-	ck_assert_int_eq(cw_jsoncfg_parse(&ctx, "{}      ", 8, 4, true, &root), CW_ERR_TOOBIG);
+	ck_assert_int_eq(cw_jsoncfg_parse(&ctx, "{}      ", 8, 4, LC, &root), CW_ERR_TOOBIG);
 	ck_assert_str_eq(err, "config is 8 bytes, more than the limit of 4");
+}
+END_TEST
+
+START_TEST(comments_blanked)
+{
+	/* a // or a block comment opener inside a string is text, also after an
+	 * escaped quote */
+	const char *json = "// head\n"
+			   "{ /* block\n spanning */ \"a\": \"a//b\", // tail\n"
+			   "  \"b\": \"\\\"//\", \"c\": \"/*x*/\", \"d\": 1 /**/ } // end";
+	cJSON *root = NULL;
+
+	cw_jsoncfg_init(&ctx, err, sizeof(err));
+	ck_assert_int_eq(cw_jsoncfg_parse(&ctx, json, strlen(json), 4096, COMMENTS, &root), CW_OK);
+	ck_assert_str_eq(cJSON_GetObjectItem(root, "a")->valuestring, "a//b");
+	ck_assert_str_eq(cJSON_GetObjectItem(root, "b")->valuestring, "\"//");
+	ck_assert_str_eq(cJSON_GetObjectItem(root, "c")->valuestring, "/*x*/");
+	ck_assert_int_eq(cJSON_GetObjectItem(root, "d")->valueint, 1);
+	cJSON_Delete(root);
+	/* the caller's text is left as it was */
+	ck_assert_ptr_nonnull(strstr(json, "// head"));
+	/* a comment at the end without a newline, and a string ending in \\ */
+	json = "{\"e\": \"x\\\\\"} /* fin */ // eof";
+	ck_assert_int_eq(cw_jsoncfg_parse(&ctx, json, strlen(json), 4096, COMMENTS, &root), CW_OK);
+	ck_assert_str_eq(cJSON_GetObjectItem(root, "e")->valuestring, "x\\");
+	cJSON_Delete(root);
+	/* without the flag, comments stay an error (saved files, bodies) */
+	ck_assert_int_eq(cw_jsoncfg_parse(&ctx, "{} // x", 7, 4096, LC, &root), CW_ERR_CONFIG);
+	ck_assert_ptr_null(root);
+	ck_assert_int_eq(cw_jsoncfg_parse(&ctx, "{/**/}", 6, 4096, LC, &root), CW_ERR_CONFIG);
+}
+END_TEST
+
+START_TEST(comments_positions)
+{
+	/* error positions after comments are the file's own */
+	const char *json = "{ /* one\n two */ \"a\": 1, // x\n  \"b\" 2}";
+	cJSON *root = (cJSON *)1;
+
+	cw_jsoncfg_init(&ctx, err, sizeof(err));
+	ck_assert_int_eq(cw_jsoncfg_parse(&ctx, json, strlen(json), 4096, COMMENTS, &root),
+			 CW_ERR_CONFIG);
+	ck_assert_ptr_null(root);
+	ck_assert_str_eq(err, "config is not valid JSON: error near line 3 column 7 (byte 36)");
+	json = "{\"a\": 1}\n/* done */ {\"b\": 2}";
+	ck_assert_int_eq(cw_jsoncfg_parse(&ctx, json, strlen(json), 4096, COMMENTS, &root),
+			 CW_ERR_CONFIG);
+	ck_assert_str_eq(err, "config is not valid JSON: unexpected text after the top-level "
+			      "object at line 2 column 12 (byte 20)");
+	/* a block comment left open names where it starts */
+	json = "{\"a\": 1,\n  /* \"b\": 2\n}\n";
+	ck_assert_int_eq(cw_jsoncfg_parse(&ctx, json, strlen(json), 4096, COMMENTS, &root),
+			 CW_ERR_CONFIG);
+	ck_assert_ptr_null(root);
+	ck_assert_str_eq(err, "config is not valid JSON: the comment opened at line 2 column 3 "
+			      "(byte 11) is never closed (no */)");
+	ck_assert_int_eq(cw_jsoncfg_parse(&ctx, "{}/*/", 5, 4096, CW_JSONCFG_PARSE_COMMENTS, &root),
+			 CW_ERR_CONFIG);
+	ck_assert_str_eq(err, "config is not valid JSON: the comment opened at byte 2 is never "
+			      "closed (no */)");
+	/* a lone slash is cJSON's to refuse */
+	ck_assert_int_eq(cw_jsoncfg_parse(&ctx, "{} /", 4, 4096, COMMENTS, &root), CW_ERR_CONFIG);
+	ck_assert_str_eq(err, "config is not valid JSON: unexpected text after the top-level "
+			      "object at line 1 column 4 (byte 3)");
+	/* only comments: nothing to parse */
+	ck_assert_int_eq(cw_jsoncfg_parse(&ctx, "// x\n", 5, 4096, COMMENTS, &root), CW_ERR_CONFIG);
+	ck_assert_ptr_null(root);
 }
 END_TEST
 
@@ -234,6 +304,8 @@ int main(void)
 	tcase_add_test(tc, strings);
 	tcase_add_test(tc, unknown_and_duplicate_keys);
 	tcase_add_test(tc, invalid_json_position);
+	tcase_add_test(tc, comments_blanked);
+	tcase_add_test(tc, comments_positions);
 	tcase_add_test(tc, file_limits);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
