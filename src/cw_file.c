@@ -77,6 +77,15 @@ out:
 	return rc;
 }
 
+/* A token travels in an HTTP header: printable ASCII without spaces. */
+static bool token_chars_ok(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f)
+			return false;
+	return true;
+}
+
 int cw_file_read_secret(const char *path, char *out, size_t cap)
 {
 	struct stat st;
@@ -103,12 +112,65 @@ int cw_file_read_secret(const char *path, char *out, size_t cap)
 	if (len > 0 && buf[len - 1] == '\r')
 		buf[--len] = '\0';
 	rc = CW_ERR_CONFIG;
-	if (len < 1 || len >= cap)
+	if (len < 1 || len >= cap || !token_chars_ok(buf, len))
 		goto out;
-	for (size_t i = 0; i < len; i++)
-		if ((unsigned char)buf[i] <= 0x20 || (unsigned char)buf[i] >= 0x7f)
-			goto out;
 	memcpy(out, buf, len + 1);
+	rc = CW_OK;
+out:
+	sodium_memzero(buf, len);
+	free(buf);
+	return rc;
+}
+
+int cw_file_read_token(const char *path, size_t min, char *out, size_t cap, char *err,
+		       size_t errlen)
+{
+	struct stat st;
+	char *buf = NULL, *nl;
+	size_t len = 0, n;
+	int rc, saved;
+
+	if (!err)
+		errlen = 0;
+	if (!out || cap < 2 || min < 1 || min >= cap)
+		return CW_ERR_INVAL;
+	out[0] = '\0';
+	rc = cw_jsoncfg_read_file(path, CW_FILE_TOKEN_MAX, &buf, &len, err, errlen);
+	if (rc != CW_OK) {
+		saved = errno;
+		if (rc == CW_ERR_NOMEM && errlen)
+			snprintf(err, errlen, "%s: out of memory", path);
+		errno = saved;
+		return rc;
+	}
+	if (stat(path, &st) == 0 && (st.st_mode & 007))
+		cw_warn("file.token_permissions",
+			"path=%s mode=%03o msg=\"others can read this token; chmod o-rwx it (the "
+			"package installs it root:cartwise 0640)\"",
+			path, (unsigned)(st.st_mode & 0777));
+	nl = memchr(buf, '\n', len);
+	n = nl ? (size_t)(nl - buf) : len;
+	if (n > 0 && buf[n - 1] == '\r')
+		n--;
+	rc = CW_ERR_CONFIG;
+	if (n < min || n >= cap) {
+		if (errlen)
+			snprintf(err, errlen,
+				 "%s: expected a first line of %zu-%zu characters (the token), got "
+				 "%zu",
+				 path, min, cap - 1, n);
+		goto out;
+	}
+	if (!token_chars_ok(buf, n)) {
+		if (errlen)
+			snprintf(err, errlen,
+				 "%s: the first line (the token) may hold only printable ASCII "
+				 "characters without spaces",
+				 path);
+		goto out;
+	}
+	memcpy(out, buf, n);
+	out[n] = '\0';
 	rc = CW_OK;
 out:
 	sodium_memzero(buf, len);

@@ -20,4 +20,22 @@ int cw_file_replace(const char *path, const void *data, size_t len);
  * The content is never logged. */
 int cw_file_read_secret(const char *path, char *out, size_t cap);
 
+/* Largest token file cw_file_read_token reads. */
+#define CW_FILE_TOKEN_MAX 4096
+/* The edge's admin token is 16-127 characters (api.admin_token or the first
+ * line of api.admin_token_file); here so that cartwisectl, which links only
+ * this library, checks it as the daemon does. */
+#define CW_ADMIN_TOKEN_MIN 16
+
+/* Reads a token (the edge's admin token) from the first line of a file of
+ * at most CW_FILE_TOKEN_MAX bytes into out: min..cap-1 bytes of printable
+ * ASCII without spaces; the line's LF or CRLF is dropped and what follows it
+ * ignored. Warns when others can read the file (the group may: the package
+ * installs it root:cartwise 0640 for the daemon and cartwisectl). On error
+ * err gets "<path>: <reason>", never the token's bytes. CW_OK, CW_ERR_IO
+ * (cannot read it: errno set, e.g. EACCES), CW_ERR_TOOBIG, CW_ERR_CONFIG
+ * (a bad first line), CW_ERR_NOMEM. */
+int cw_file_read_token(const char *path, size_t min, char *out, size_t cap, char *err,
+		       size_t errlen);
+
 #endif

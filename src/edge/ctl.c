@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "cw_error.h"
+#include "cw_file.h"
 #include "cw_jsoncfg.h"
 #include "cw_version.h"
 
@@ -851,9 +852,25 @@ static int cmd_scan(int argc, char **argv)
 
 /* ---- configuration from the edge config file ---- */
 
+/* The admin token from api.admin_token_file of the config at path, read as
+ * the daemon reads it. The packaged file is root:cartwise 0640. */
+static void token_from_file(const char *file, const char *path)
+{
+	char why[700];
+	int rc = cw_file_read_token(file, CW_ADMIN_TOKEN_MIN, g.token, sizeof(g.token), why,
+				    sizeof(why));
+
+	if (rc == CW_ERR_IO && (errno == EACCES || errno == EPERM))
+		die(2, "cannot read the admin token file %s (api.admin_token_file of %s): permission "
+		       "denied; run cartwisectl as root or as a member of group cartwise",
+		    file, path);
+	if (rc != CW_OK)
+		die(2, "%s: api.admin_token_file: %s", path, why);
+}
+
 static void from_config(const char *path, bool url_given)
 {
-	const cJSON *api, *bind, *port, *tok, *br;
+	const cJSON *api, *bind, *port, *tok, *tokfile, *br;
 	struct cw_jsoncfg jc;
 	char *text = NULL, err[512];
 	size_t n = 0;
@@ -871,6 +888,7 @@ static void from_config(const char *path, bool url_given)
 	bind = cJSON_GetObjectItemCaseSensitive(api, "bind");
 	port = cJSON_GetObjectItemCaseSensitive(api, "port");
 	tok = cJSON_GetObjectItemCaseSensitive(api, "admin_token");
+	tokfile = cJSON_GetObjectItemCaseSensitive(api, "admin_token_file");
 	br = cJSON_GetObjectItemCaseSensitive(root, "branch_id");
 	if (!url_given) {
 		const char *host = cJSON_IsString(bind) ? bind->valuestring : "127.0.0.1";
@@ -891,6 +909,8 @@ static void from_config(const char *path, bool url_given)
 	}
 	if (!g.token[0] && cJSON_IsString(tok))
 		copy(g.token, sizeof(g.token), tok->valuestring, "api.admin_token");
+	if (!g.token[0] && cJSON_IsString(tokfile))
+		token_from_file(tokfile->valuestring, path);
 	if (cJSON_IsString(br))
 		copy(g.branch, sizeof(g.branch), br->valuestring, "branch_id");
 	cJSON_Delete(root);
@@ -923,7 +943,8 @@ static void usage(FILE *f)
 		"  scan BUS [FIRST LAST]           list addresses answering on a bus\n"
 		"  pin-hash                        hash a staff PIN read from stdin (kiosk_staff)\n"
 		"\n"
-		"Token: --token, else $CARTWISE_TOKEN, else api.admin_token of --config.\n"
+		"Token: --token, else $CARTWISE_TOKEN, else api.admin_token of --config (or the\n"
+		"first line of its api.admin_token_file: root or group cartwise can read it).\n"
 		"Exit status: 0 ok, 1 refused or unreachable (message printed), 2 bad usage.\n");
 }
 

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "cw_error.h"
+#include "cw_file.h"
 #include "cw_jsoncfg.h"
 #include "cw_log.h"
 #include "cw_version.h"
@@ -24,12 +25,64 @@
 
 /* ---- sections ---- */
 
+/* The admin token: inline (api.admin_token) or the first line of a file
+ * (api.admin_token_file), exactly one of them. Checked by hand: no message
+ * may echo the token. */
+static int parse_admin_token(struct cw_jsoncfg *p, const cJSON *api, struct cw_edge_config *c)
+{
+	const cJSON *tok = cJSON_GetObjectItemCaseSensitive(api, "admin_token");
+	bool from_file = cJSON_HasObjectItem(api, "admin_token_file");
+	size_t cap = sizeof(c->admin_token), n;
+	char why[700];
+	int rc;
+
+	if (tok && from_file)
+		return cw_jsoncfg_fail(p, NULL,
+				       "admin_token and admin_token_file are both given; keep one");
+	if (from_file) {
+		if ((rc = cw_jsoncfg_get_str(p, api, "admin_token_file", CW_JSONCFG_REQUIRED,
+					     c->admin_token_file, sizeof(c->admin_token_file))))
+			return rc;
+		if (cw_file_read_token(c->admin_token_file, CW_ADMIN_TOKEN_MIN, c->admin_token, cap,
+				       why, sizeof(why)) != CW_OK)
+			return cw_jsoncfg_fail(p, "admin_token_file", "%s", why);
+		return CW_OK;
+	}
+	if (!tok)
+		return cw_jsoncfg_fail(p, "admin_token",
+				       "missing (expected a secret string of %d-%zu characters, or "
+				       "admin_token_file: the path of a file holding it)",
+				       CW_ADMIN_TOKEN_MIN, cap - 1);
+	if (!cJSON_IsString(tok) || !tok->valuestring) {
+		char got[64];
+		return cw_jsoncfg_fail(p, "admin_token",
+				       "expected a secret string of %d-%zu characters, got %s",
+				       CW_ADMIN_TOKEN_MIN, cap - 1,
+				       cw_jsoncfg_describe(tok, got, sizeof(got)));
+	}
+	n = strlen(tok->valuestring);
+	if (n < CW_ADMIN_TOKEN_MIN || n >= cap)
+		return cw_jsoncfg_fail(
+			p, "admin_token",
+			"expected a secret string of %d-%zu characters, got %zu characters",
+			CW_ADMIN_TOKEN_MIN, cap - 1, n);
+	/* It travels in an HTTP header: printable ASCII without spaces. */
+	for (const unsigned char *s = (const unsigned char *)tok->valuestring; *s; s++) {
+		if (*s <= 0x20 || *s >= 0x7f)
+			return cw_jsoncfg_fail(p, "admin_token",
+					       "only printable ASCII characters without spaces "
+					       "are allowed");
+	}
+	memcpy(c->admin_token, tok->valuestring, n + 1);
+	return CW_OK;
+}
+
 static int parse_api(struct cw_jsoncfg *p, const cJSON *api, struct cw_edge_config *c)
 {
-	static const char *const keys[] = {"bind", "port", "admin_token", NULL};
+	static const char *const keys[] = {"bind", "port", "admin_token", "admin_token_file",
+					   NULL};
 	unsigned char addr[sizeof(struct in6_addr)];
 	size_t mark = cw_jsoncfg_push(p, "api");
-	const cJSON *tok;
 	int rc;
 
 	if ((rc = cw_jsoncfg_check_keys(p, api, keys)))
@@ -44,42 +97,7 @@ static int parse_api(struct cw_jsoncfg *p, const cJSON *api, struct cw_edge_conf
 	}
 	if ((rc = cw_jsoncfg_get_int(p, api, "port", 0, 65535, false, &c->api_port)))
 		goto out;
-	/* Checked by hand: the message must never echo the token. */
-	tok = cJSON_GetObjectItemCaseSensitive(api, "admin_token");
-	if (!tok) {
-		rc = cw_jsoncfg_fail(p, "admin_token",
-				     "missing (expected a secret string of 16-%zu characters)",
-				     sizeof(c->admin_token) - 1);
-		goto out;
-	}
-	if (!cJSON_IsString(tok) || !tok->valuestring) {
-		char got[64];
-		rc = cw_jsoncfg_fail(
-			p, "admin_token", "expected a secret string of 16-%zu characters, got %s",
-			sizeof(c->admin_token) - 1, cw_jsoncfg_describe(tok, got, sizeof(got)));
-		goto out;
-	}
-	{
-		size_t n = strlen(tok->valuestring);
-		if (n < 16 || n >= sizeof(c->admin_token)) {
-			rc = cw_jsoncfg_fail(
-				p, "admin_token",
-				"expected a secret string of 16-%zu characters, got %zu characters",
-				sizeof(c->admin_token) - 1, n);
-			goto out;
-		}
-		/* It travels in an HTTP header: printable ASCII without spaces. */
-		for (const unsigned char *s = (const unsigned char *)tok->valuestring; *s; s++) {
-			if (*s <= 0x20 || *s >= 0x7f) {
-				rc = cw_jsoncfg_fail(p, "admin_token",
-						     "only printable ASCII characters without "
-						     "spaces are allowed");
-				goto out;
-			}
-		}
-		memcpy(c->admin_token, tok->valuestring, n + 1);
-	}
-	rc = CW_OK;
+	rc = parse_admin_token(p, api, c);
 out:
 	cw_jsoncfg_pop(p, mark);
 	return rc;

@@ -37,6 +37,9 @@ struct cw_edge_config {
 	char api_bind[64];  /* default "127.0.0.1" */
 	int api_port;       /* default 8080; 0 = any free port */
 	char admin_token[128];
+	/* api.admin_token_file, "" when the token is given inline: the token
+	 * is the file's first line, read at every load (docs/OPERATIONS.md) */
+	char admin_token_file[512];
 	/* optional "cloud" section (docs/SYNC.md "Identity and enrollment"):
 	 * without it the device runs alone. cloud.data_dir, device_name and
 	 * firmware_version are filled from the rest of the config. */

@@ -1,12 +1,27 @@
 #!/usr/bin/env bash
 # cartwisectl against the running daemon: status, carts, rentals, unlock for
 # maintenance, maintenance on/off, a forced return, a bus scan, and
-# pin-hash (no daemon needed).
+# pin-hash (no daemon needed); the config as packaged (comments, the token in
+# api.admin_token_file) and a token file cartwisectl cannot read.
 . "$(dirname "$0")/lib.sh"
 
 sim_start bus0 kerong --board 0:4 --board 1:4
 edge_config "$T/edge.json" "[{\"name\":\"bus0\",\"port\":\"$T/bus0.tty\",\"protocol\":\"kerong\",
   \"boards\":[{\"address\":0,\"locks\":4},{\"address\":1,\"locks\":4}]}]"
+# As packaged: comments in the config, no secret in it (the token is the first
+# line of api.admin_token_file, 0640), read by the daemon and by cartwisectl.
+printf '%s\nnot part of the token\n' "$TOKEN" >"$T/edge-admin.token"
+chmod 0640 "$T/edge-admin.token"
+{
+	printf '// cartwise-edge, test/integration/ctl.sh\n/* the token is not in here */\n'
+	jq --arg f "$T/edge-admin.token" '.api |= (del(.admin_token) + {admin_token_file: $f})' \
+		"$T/edge.json"
+} >"$T/edge.json.new"
+mv "$T/edge.json.new" "$T/edge.json"
+grep -q "$TOKEN" "$T/edge.json" && fail "the token is still in the config"
+out=$("$EDGE" --config "$T/edge.json" --check-config 2>&1) || fail "--check-config: $out"
+grep -q '^config ok: ' <<<"$out" || fail "--check-config: $out"
+grep -q "$TOKEN" <<<"$out" && fail "--check-config prints the token: $out"
 edge_start
 wait_until 10 cart_is 8 available || fail "carts not ready"
 ctl() { "$CTL" --config "$T/edge.json" "$@"; }
@@ -69,6 +84,23 @@ for pin in 123 1234567890123 12a4 ''; do
 done
 "$CTL" pin-hash </dev/null 2>/dev/null && fail "pin-hash with no input succeeded"
 "$CTL" --help | grep -q pin-hash || fail "--help does not list pin-hash"
+
+note "a token file cartwisectl cannot read: one line saying what to do"
+# as nobody, with the config and a copy of the program where nobody can reach them
+chmod 711 "$T"
+mkdir -m 755 "$T/pub"
+cp "$CTL" "$T/pub/cartwisectl"
+printf '%s\n' "$TOKEN" >"$T/pub/root.token"
+chmod 0640 "$T/pub/root.token"
+sed "s|$T/edge-admin.token|$T/pub/root.token|" "$T/edge.json" >"$T/pub/edge.json"
+chmod 644 "$T/pub/edge.json"
+if out=$(setpriv --reuid=65534 --regid=65534 --clear-groups \
+	"$T/pub/cartwisectl" --config "$T/pub/edge.json" status 2>&1); then
+	fail "status ran without the token: $out"
+fi
+[ "$(wc -l <<<"$out")" = 1 ] || fail "more than one line: $out"
+grep -q "$T/pub/root.token" <<<"$out" && grep -q 'as root or as a member of group cartwise' <<<"$out" \
+	|| fail "no clear message: $out"
 
 check_logs
 edge_stop

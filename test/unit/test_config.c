@@ -1,12 +1,16 @@
 /* test_config.c - the edge configuration: defaults, auto-numbered carts, the
  * documented example, and every class of bad input naming its key. */
 #include <check.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cw_config.h"
 #include "cw_error.h"
+#include "cw_file.h"
 #include "cw_testutil.h"
 
 /* Test JSON is written with ' for readability; q() turns it into real JSON. */
@@ -447,6 +451,123 @@ START_TEST(token_never_in_message)
 }
 END_TEST
 
+/* Writes text to dir/name with mode; path written into out. */
+static void write_file(const char *dir, const char *name, const char *text, mode_t mode,
+		       char *out, size_t cap)
+{
+	FILE *f;
+
+	snprintf(out, cap, "%s/%s", dir, name);
+	f = fopen(out, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs(text, f);
+	fclose(f);
+	ck_assert_int_eq(chmod(out, mode), 0);
+}
+
+/* Parses HEAD with api {'admin_token_file': tokfile} plus extra api keys. */
+static int parse_token_file(const char *tokfile, const char *extra, char *err, size_t errlen)
+{
+	char json[1024];
+
+	snprintf(json, sizeof(json),
+		 "{'chain_id':'c','branch_id':'b','device_id':'d','data_dir':'/x',"
+		 "'api':{'admin_token_file':'%s'%s},'buses':[" MB1 "]}",
+		 tokfile, extra);
+	return parse_q(json, err, errlen);
+}
+
+START_TEST(admin_token_file)
+{
+	char dir[256], tok[512], big[CW_FILE_TOKEN_MAX + 2], err[1024], logpath[512],
+		logbuf[4096] = "";
+	int saved, fd;
+	ssize_t n;
+
+	ck_assert_int_eq(cw_test_tmpdir(dir, sizeof(dir)), CW_OK);
+	/* the first line, CRLF dropped, the rest ignored */
+	write_file(dir, "ok.token", "Tok3n-0123456789abc\r\nsecond line\n", 0640, tok, sizeof(tok));
+	ck_assert_msg(parse_token_file(tok, "", err, sizeof(err)) == CW_OK, "%s", err);
+	ck_assert_str_eq(cfg.admin_token, "Tok3n-0123456789abc");
+	ck_assert_str_eq(cfg.admin_token_file, tok);
+	/* and through a config file with comments, as the package ships it */
+	{
+		char conf[512], text[1024];
+		snprintf(text, sizeof(text),
+			 "// edge\n{\"chain_id\":\"c\",\"branch_id\":\"b\",\"device_id\":\"d\","
+			 "\"data_dir\":\"/x\", /* no secret here */\n\"api\": {\"admin_token_file\": "
+			 "\"%s\"},\n\"buses\": [{\"name\":\"bus0\",\"port\":\"/dev/ttyUSB0\","
+			 "\"protocol\":\"modbus\",\"boards\":[{\"address\":1,\"locks\":2}]}]}\n",
+			 tok);
+		write_file(dir, "edge.json", text, 0644, conf, sizeof(conf));
+		ck_assert_msg(cw_edge_config_load(conf, &cfg, err, sizeof(err)) == CW_OK, "%s", err);
+		ck_assert_str_eq(cfg.admin_token, "Tok3n-0123456789abc");
+	}
+
+	/* exactly one of the two keys */
+	ck_assert_int_eq(parse_token_file(tok, ",'admin_token':'0123456789abcdef'", err,
+					  sizeof(err)),
+			 CW_ERR_CONFIG);
+	ck_assert_str_eq(err, "api: admin_token and admin_token_file are both given; keep one");
+
+	/* refusals name the key and the file, never the token */
+	write_file(dir, "short.token", "SeCrEt\n", 0600, tok, sizeof(tok));
+	ck_assert_int_eq(parse_token_file(tok, "", err, sizeof(err)), CW_ERR_CONFIG);
+	ck_assert_msg(strstr(err, "api.admin_token_file: ") && strstr(err, tok) &&
+			      strstr(err, "got 6"),
+		      "%s", err);
+	ck_assert_ptr_null(strstr(err, "SeCrEt"));
+	write_file(dir, "space.token", "SeCrEt SeCrEt SeCrEt\n", 0600, tok, sizeof(tok));
+	ck_assert_int_eq(parse_token_file(tok, "", err, sizeof(err)), CW_ERR_CONFIG);
+	ck_assert_msg(strstr(err, "api.admin_token_file: ") && strstr(err, "without spaces"), "%s",
+		      err);
+	ck_assert_ptr_null(strstr(err, "SeCrEt"));
+	write_file(dir, "empty.token", "\nSeCrEt-SeCrEt-SeCrEt\n", 0600, tok, sizeof(tok));
+	ck_assert_int_eq(parse_token_file(tok, "", err, sizeof(err)), CW_ERR_CONFIG);
+	ck_assert_msg(strstr(err, "got 0"), "%s", err);
+	memset(big, 'a', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	write_file(dir, "big.token", big, 0600, tok, sizeof(tok));
+	ck_assert_int_eq(parse_token_file(tok, "", err, sizeof(err)), CW_ERR_CONFIG);
+	ck_assert_msg(strstr(err, "api.admin_token_file: ") && strstr(err, "more than the limit"),
+		      "%s", err);
+	snprintf(tok, sizeof(tok), "%s/missing.token", dir);
+	ck_assert_int_eq(parse_token_file(tok, "", err, sizeof(err)), CW_ERR_CONFIG);
+	ck_assert_msg(strstr(err, "api.admin_token_file: ") && strstr(err, tok) &&
+			      strstr(err, "No such file"),
+		      "%s", err);
+	ck_assert_int_eq(parse_token_file("", "", err, sizeof(err)), CW_ERR_CONFIG);
+	ck_assert_msg(strstr(err, "api.admin_token_file: expected a non-empty string"), "%s", err);
+
+	/* readable by others: loaded, with a warning naming the file (not the
+	 * token); readable by the group (0640, as packaged): no warning */
+	snprintf(logpath, sizeof(logpath), "%s/stderr.log", dir);
+	fflush(stderr);
+	saved = dup(2);
+	fd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	ck_assert_int_ge(fd, 0);
+	dup2(fd, 2);
+	close(fd);
+	write_file(dir, "group.token", "Tok3n-0123456789abc\n", 0640, tok, sizeof(tok));
+	ck_assert_int_eq(parse_token_file(tok, "", err, sizeof(err)), CW_OK);
+	write_file(dir, "world.token", "Tok3n-0123456789abc\n", 0644, tok, sizeof(tok));
+	ck_assert_int_eq(parse_token_file(tok, "", err, sizeof(err)), CW_OK);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	fd = open(logpath, O_RDONLY);
+	ck_assert_int_ge(fd, 0);
+	n = read(fd, logbuf, sizeof(logbuf) - 1);
+	close(fd);
+	ck_assert_int_ge(n, 0);
+	logbuf[n] = '\0';
+	ck_assert_msg(strstr(logbuf, "event=file.token_permissions") && strstr(logbuf, tok) &&
+			      !strstr(logbuf, "group.token") && !strstr(logbuf, "Tok3n"),
+		      "%s", logbuf);
+	cw_test_rmrf(dir);
+}
+END_TEST
+
 START_TEST(cloud_section)
 {
 	char err[512];
@@ -590,6 +711,7 @@ int main(void)
 	tcase_add_loop_test(tc, bad_input_names_the_key, 0,
 			    (int)(sizeof(bad_cases) / sizeof(bad_cases[0])));
 	tcase_add_test(tc, token_never_in_message);
+	tcase_add_test(tc, admin_token_file);
 	tcase_add_test(tc, cloud_section);
 	tcase_add_test(tc, too_many_locks_for_auto_numbering);
 	tcase_add_test(tc, load_file_errors);
