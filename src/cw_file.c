@@ -30,14 +30,16 @@ static int write_all(int fd, const char *buf, size_t len)
 	return CW_OK;
 }
 
-int cw_file_replace(const char *path, const void *data, size_t len)
+/* fsync of the directory holding path, so that a rename into it lasts. */
+static int fsync_dir_of(const char *path)
 {
-	char tmp[1100], dir[1024], *slash;
-	int fd = -1, dfd = -1, rc = CW_ERR_IO, saved;
-	bool tmp_made = false;
+	char dir[1024], *slash;
+	int dfd, rc = CW_ERR_IO, saved;
 
-	if (!path || !*path || strlen(path) >= sizeof(dir))
-		return CW_ERR_INVAL;
+	if (strlen(path) >= sizeof(dir)) {
+		errno = ENAMETOOLONG;
+		return CW_ERR_IO;
+	}
 	snprintf(dir, sizeof(dir), "%s", path);
 	slash = strrchr(dir, '/');
 	if (slash == dir)
@@ -46,6 +48,42 @@ int cw_file_replace(const char *path, const void *data, size_t len)
 		*slash = '\0';
 	else
 		snprintf(dir, sizeof(dir), ".");
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0 && fsync(dfd) == 0)
+		rc = CW_OK;
+	saved = errno;
+	if (dfd >= 0)
+		close(dfd);
+	errno = saved;
+	return rc;
+}
+
+int cw_file_commit(const char *tmp, const char *path)
+{
+	int fd = open(tmp, O_RDONLY | O_CLOEXEC), saved;
+
+	if (fd < 0)
+		return CW_ERR_IO;
+	if (fsync(fd) != 0) {
+		saved = errno;
+		close(fd);
+		errno = saved;
+		return CW_ERR_IO;
+	}
+	close(fd);
+	if (rename(tmp, path) != 0)
+		return CW_ERR_IO;
+	return fsync_dir_of(path);
+}
+
+int cw_file_replace(const char *path, const void *data, size_t len)
+{
+	char tmp[1100];
+	int fd = -1, rc = CW_ERR_IO, saved;
+	bool tmp_made = false;
+
+	if (!path || !*path || strlen(path) >= 1024)
+		return CW_ERR_INVAL;
 	snprintf(tmp, sizeof(tmp), "%s.tmp-XXXXXX", path);
 	fd = mkstemp(tmp); /* 0600, in the same directory: rename stays atomic */
 	if (fd < 0)
@@ -61,16 +99,11 @@ int cw_file_replace(const char *path, const void *data, size_t len)
 	if (rename(tmp, path) != 0)
 		goto out;
 	tmp_made = false;
-	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0 || fsync(dfd) != 0)
-		goto out;
-	rc = CW_OK;
+	rc = fsync_dir_of(path);
 out:
 	saved = errno;
 	if (fd >= 0)
 		close(fd);
-	if (dfd >= 0)
-		close(dfd);
 	if (tmp_made)
 		unlink(tmp);
 	errno = saved;

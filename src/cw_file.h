@@ -12,6 +12,12 @@
  * behind on failure. */
 int cw_file_replace(const char *path, const void *data, size_t len);
 
+/* The end of a replacement whose temporary file (in path's directory) was
+ * written by someone else (SQLite's backup): fsync of tmp, rename over path,
+ * fsync of the directory. CW_OK, or CW_ERR_IO with errno set (tmp is then
+ * left for the caller to remove). */
+int cw_file_commit(const char *tmp, const char *path);
+
 /* Reads a secret (a token, a password) from a file of one line into out:
  * 1..cap-1 bytes of printable ASCII without spaces; one trailing newline
  * (LF or CRLF) is dropped. The bytes read are zeroed before return. CW_OK,

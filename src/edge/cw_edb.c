@@ -5,11 +5,15 @@
  * from schema/edge/NNN_*.sql compiled in by scripts/embed_sql.py. */
 #include "cw_edb.h"
 
+#include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cw_error.h"
+#include "cw_file.h"
 #include "cw_log.h"
 #include "cw_migration.h"
 
@@ -90,6 +94,73 @@ fail:
 	return CW_ERR_DB;
 }
 
+/* Before migrating a database of schema from (0 < from < to): an online copy
+ * with SQLite's backup API to <path>.pre-v<from> (<data_dir>/edge.db.pre-vN),
+ * so an upgrade that goes wrong can be undone (docs/OPERATIONS.md
+ * "Recover"). Written to a temporary file, synced, renamed over an older
+ * copy of the same from, directory synced. CW_ERR_DB (logged) when it cannot
+ * be made, e.g. the disk is full: the caller then does not migrate. */
+static int snapshot(sqlite3 *h, const char *path, int from, int to)
+{
+	char snap[1100], tmp[1200];
+	sqlite3 *dst = NULL;
+	sqlite3_backup *b;
+	const char *why = NULL;
+	int fd, rc = SQLITE_OK;
+	bool made = false;
+
+	if (snprintf(snap, sizeof(snap), "%s.pre-v%d", path, from) >= (int)sizeof(snap) ||
+	    snprintf(tmp, sizeof(tmp), "%s.tmp-XXXXXX", snap) >= (int)sizeof(tmp)) {
+		cw_error("edb.snapshot_failed", "path=%s msg=\"path too long\"", path);
+		return CW_ERR_DB;
+	}
+	fd = mkstemp(tmp); /* 0600: the copy holds what the database holds */
+	if (fd < 0) {
+		why = strerror(errno);
+		goto fail;
+	}
+	close(fd);
+	made = true;
+	rc = sqlite3_open_v2(tmp, &dst, SQLITE_OPEN_READWRITE, NULL);
+	if (rc == SQLITE_OK) {
+		b = sqlite3_backup_init(dst, "main", h, "main");
+		if (!b) {
+			rc = sqlite3_errcode(dst);
+		} else {
+			rc = sqlite3_backup_step(b, -1);
+			if (rc == SQLITE_DONE)
+				rc = SQLITE_OK;
+			if (sqlite3_backup_finish(b) != SQLITE_OK && rc == SQLITE_OK)
+				rc = sqlite3_errcode(dst);
+		}
+	}
+	if (rc != SQLITE_OK) {
+		why = sqlite3_errstr(rc);
+		goto fail;
+	}
+	if (sqlite3_close(dst) != SQLITE_OK) {
+		why = sqlite3_errmsg(dst);
+		goto fail;
+	}
+	dst = NULL;
+	if (cw_file_commit(tmp, snap) != CW_OK) {
+		why = strerror(errno);
+		goto fail;
+	}
+	cw_info("edb.snapshot", "path=%s from=%d to=%d", snap, from, to);
+	return CW_OK;
+fail:
+	cw_error("edb.snapshot_failed",
+		 "path=%s from=%d to=%d error=\"%s\" msg=\"no copy of the database could be made "
+		 "before migrating it, so it is left at schema %d, unchanged; fix the cause (often a full "
+		 "disk) and start again\"",
+		 snap, from, to, why ? why : "unknown", from);
+	sqlite3_close(dst);
+	if (made)
+		unlink(tmp);
+	return CW_ERR_DB;
+}
+
 static int migrate(sqlite3 *h, const char *path)
 {
 	int cur = 0;
@@ -114,6 +185,8 @@ static int migrate(sqlite3 *h, const char *path)
 			 path, cur, latest);
 		return CW_ERR_DB;
 	}
+	if (cur > 0 && cur < latest && snapshot(h, path, cur, latest) != CW_OK)
+		return CW_ERR_DB;
 	for (int i = cur; i < latest; i++) {
 		if (apply_one(h, &cw_edge_migrations[i]) != CW_OK)
 			return CW_ERR_DB;

@@ -11,7 +11,10 @@
 
 struct cw_edb;
 
-/* Opens (creating if needed) and migrates the database at path.
+/* Opens (creating if needed) and migrates the database at path. Before
+ * migrating one of an older schema N (N > 0), copies it online to
+ * <path>.pre-vN (an older copy of the same N replaced; log edb.snapshot);
+ * if that copy cannot be made, nothing is migrated and the open fails.
  * Returns CW_ERR_DB with a logged message on failure. */
 int cw_edb_open(const char *path, struct cw_edb **out);
 void cw_edb_free(struct cw_edb *db); /* NULL ok */

@@ -1,14 +1,18 @@
 /* test_edb.c - the edge database: pragmas, migrations, refusal of a newer
  * schema, transactions, integrity check, schema constraints. */
 #include <check.h>
+#include <glob.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cw_edb.h"
 #include "cw_error.h"
 #include "cw_log.h"
+#include "cw_migration.h"
 #include "cw_testutil.h"
 
 static char dir[256];
@@ -133,6 +137,102 @@ START_TEST(bad_path_refused)
 }
 END_TEST
 
+/* A database left at schema 2 by an older cartwise-edge: the first two
+ * compiled-in migrations, applied as cw_edb applied them then. */
+extern const struct cw_migration cw_edge_migrations[];
+
+static void make_old_db(int version)
+{
+	sqlite3 *raw = NULL;
+	char sql[64];
+
+	ck_assert_int_eq(sqlite3_open(path, &raw), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_exec(raw, "PRAGMA journal_mode=WAL", NULL, NULL, NULL), SQLITE_OK);
+	for (int i = 0; i < version; i++)
+		ck_assert_int_eq(sqlite3_exec(raw, cw_edge_migrations[i].sql, NULL, NULL, NULL),
+				 SQLITE_OK);
+	snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", version);
+	ck_assert_int_eq(sqlite3_exec(raw, sql, NULL, NULL, NULL), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_exec(raw,
+				      "INSERT INTO settings(key, value) VALUES ('k', 'v');"
+				      "INSERT INTO revoked_tokens(jti, config_version) VALUES ('j', 1)",
+				      NULL, NULL, NULL),
+			 SQLITE_OK);
+	/* left in the WAL, as a daemon killed before a checkpoint leaves it:
+	 * the copy must hold it too */
+	ck_assert_int_eq(sqlite3_db_config(raw, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL),
+			 SQLITE_OK);
+	ck_assert_int_eq(sqlite3_close(raw), SQLITE_OK);
+}
+
+START_TEST(snapshot_before_migrating)
+{
+	struct cw_edb *db = NULL;
+	char snap[400], old[400];
+	struct stat st;
+	FILE *f;
+
+	ck_assert_int_ge(cw_edb_latest_version(), 3);
+	make_old_db(2);
+	snprintf(old, sizeof(old), "%s-wal", path);
+	ck_assert_int_eq(stat(old, &st), 0);
+	ck_assert_int_gt(st.st_size, 0);
+	/* an older snapshot of the same version is replaced */
+	snprintf(snap, sizeof(snap), "%s.pre-v2", path);
+	f = fopen(snap, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("stale", f);
+	fclose(f);
+
+	ck_assert_int_eq(cw_edb_open(path, &db), CW_OK);
+	ck_assert_int_eq(cw_edb_schema_version(db), cw_edb_latest_version());
+	ck_assert_int_eq(q1(db, "SELECT count(*) FROM settings WHERE key = 'k'"), 1);
+	cw_edb_free(db);
+
+	/* the copy: schema 2, the rows, nothing of what came after */
+	ck_assert_int_eq(stat(snap, &st), 0);
+	ck_assert_int_eq(st.st_mode & 0777, 0600);
+	ck_assert_int_eq(cw_test_db_int(snap, "PRAGMA user_version"), 2);
+	ck_assert_int_eq(cw_test_db_int(snap, "SELECT count(*) FROM settings WHERE value = 'v'"), 1);
+	ck_assert_int_eq(cw_test_db_int(snap, "SELECT count(*) FROM revoked_tokens"), 1);
+	ck_assert_int_eq(cw_test_db_int(snap, "SELECT count(*) FROM sqlite_master WHERE "
+					      "name = 'otp_codes'"),
+			 0);
+
+	/* no snapshot for a new database nor for one already at the latest */
+	ck_assert_int_eq(cw_edb_open(path, &db), CW_OK);
+	cw_edb_free(db);
+	snprintf(old, sizeof(old), "%s.pre-v%d", path, cw_edb_latest_version());
+	ck_assert_int_ne(access(old, F_OK), 0);
+	snprintf(old, sizeof(old), "%s/new.db.pre-v0", dir);
+	ck_assert_int_ne(access(old, F_OK), 0);
+}
+END_TEST
+
+START_TEST(no_migration_without_a_snapshot)
+{
+	struct cw_edb *db = (struct cw_edb *)1;
+	char snap[400];
+	unsigned long errs;
+	glob_t g;
+
+	make_old_db(2);
+	/* a directory where the copy goes: it cannot be made (as a full disk) */
+	snprintf(snap, sizeof(snap), "%s.pre-v2", path);
+	ck_assert_int_eq(mkdir(snap, 0700), 0);
+	ck_assert_int_eq(mkdir(strcat(snap, "/x"), 0700), 0);
+	errs = cw_log_error_count();
+	ck_assert_int_eq(cw_edb_open(path, &db), CW_ERR_DB);
+	ck_assert_ptr_null(db);
+	ck_assert_uint_gt(cw_log_error_count(), errs);
+	/* not migrated, and no temporary file left behind */
+	ck_assert_int_eq(cw_test_db_int(path, "PRAGMA user_version"), 2);
+	ck_assert_int_eq(cw_test_db_int(path, "SELECT count(*) FROM settings"), 1);
+	snprintf(snap, sizeof(snap), "%s.pre-v2.tmp-*", path);
+	ck_assert_int_eq(glob(snap, 0, NULL, &g), GLOB_NOMATCH);
+}
+END_TEST
+
 START_TEST(transactions)
 {
 	struct cw_edb *db = NULL;
@@ -220,6 +320,8 @@ int main(void)
 	tcase_add_test(tc, migrations_idempotent);
 	tcase_add_test(tc, newer_schema_refused);
 	tcase_add_test(tc, bad_path_refused);
+	tcase_add_test(tc, snapshot_before_migrating);
+	tcase_add_test(tc, no_migration_without_a_snapshot);
 	tcase_add_test(tc, transactions);
 	tcase_add_test(tc, schema_constraints);
 	suite_add_tcase(s, tc);
