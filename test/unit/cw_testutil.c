@@ -35,6 +35,48 @@ static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW 
 	return remove(path);
 }
 
+int cw_test_stderr_to(const char *path)
+{
+	int saved, fd;
+
+	fflush(stderr);
+	saved = dup(2);
+	if (saved < 0)
+		return -1;
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0 || dup2(fd, 2) < 0) {
+		if (fd >= 0)
+			close(fd);
+		close(saved);
+		return -1;
+	}
+	close(fd);
+	return saved;
+}
+
+long cw_test_stderr_back(int saved, const char *path, char *buf, size_t cap)
+{
+	ssize_t n;
+	int fd;
+
+	fflush(stderr);
+	if (saved < 0 || dup2(saved, 2) < 0)
+		return -1;
+	close(saved);
+	if (!buf || cap == 0)
+		return 0;
+	buf[0] = '\0';
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, cap - 1);
+	close(fd);
+	if (n < 0)
+		return -1;
+	buf[n] = '\0';
+	return (long)n;
+}
+
 void cw_test_rmrf(const char *path)
 {
 	nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);

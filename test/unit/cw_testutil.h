@@ -13,6 +13,12 @@ int cw_test_tmpdir(char *out, size_t cap);
 cJSON *cw_test_json(const char *single_quoted);
 /* Removes a directory tree made by cw_test_tmpdir. */
 void cw_test_rmrf(const char *path);
+/* Sends stderr (the log) to a new file at path, mode 0600, until
+ * cw_test_stderr_back; returns the saved stderr to give it (-1: failed). */
+int cw_test_stderr_to(const char *path);
+/* Puts stderr back; with buf (cap bytes), reads the file into it
+ * (NUL-terminated) and returns the bytes read, -1 if it cannot; 0 without. */
+long cw_test_stderr_back(int saved, const char *path, char *buf, size_t cap);
 /* Path of a built program (CW_BUILD_DIR/<rel>), e.g. "src/simlock/cartwise-simlock". */
 int cw_test_build_path(const char *rel, char *out, size_t cap);
 

@@ -1,7 +1,6 @@
 /* test_config.c - the edge configuration: defaults, auto-numbered carts, the
  * documented example, and every class of bad input naming its key. */
 #include <check.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -481,8 +480,7 @@ START_TEST(admin_token_file)
 {
 	char dir[256], tok[512], big[CW_FILE_TOKEN_MAX + 2], err[1024], logpath[512],
 		logbuf[4096] = "";
-	int saved, fd;
-	ssize_t n;
+	int saved;
 
 	ck_assert_int_eq(cw_test_tmpdir(dir, sizeof(dir)), CW_OK);
 	/* the first line, CRLF dropped, the rest ignored */
@@ -542,25 +540,13 @@ START_TEST(admin_token_file)
 	/* readable by others: loaded, with a warning naming the file (not the
 	 * token); readable by the group (0640, as packaged): no warning */
 	snprintf(logpath, sizeof(logpath), "%s/stderr.log", dir);
-	fflush(stderr);
-	saved = dup(2);
-	fd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	ck_assert_int_ge(fd, 0);
-	dup2(fd, 2);
-	close(fd);
+	saved = cw_test_stderr_to(logpath);
+	ck_assert_int_ge(saved, 0);
 	write_file(dir, "group.token", "Tok3n-0123456789abc\n", 0640, tok, sizeof(tok));
 	ck_assert_int_eq(parse_token_file(tok, "", err, sizeof(err)), CW_OK);
 	write_file(dir, "world.token", "Tok3n-0123456789abc\n", 0644, tok, sizeof(tok));
 	ck_assert_int_eq(parse_token_file(tok, "", err, sizeof(err)), CW_OK);
-	fflush(stderr);
-	dup2(saved, 2);
-	close(saved);
-	fd = open(logpath, O_RDONLY);
-	ck_assert_int_ge(fd, 0);
-	n = read(fd, logbuf, sizeof(logbuf) - 1);
-	close(fd);
-	ck_assert_int_ge(n, 0);
-	logbuf[n] = '\0';
+	ck_assert_int_gt(cw_test_stderr_back(saved, logpath, logbuf, sizeof(logbuf)), 0);
 	ck_assert_msg(strstr(logbuf, "event=file.token_permissions") && strstr(logbuf, tok) &&
 			      !strstr(logbuf, "group.token") && !strstr(logbuf, "Tok3n"),
 		      "%s", logbuf);

@@ -349,18 +349,14 @@ START_TEST(code_in_text_only_hash_stored)
 	const char *state = NULL;
 	struct cw_kiosk_why why;
 	int64_t now;
-	int saved, fd;
+	int saved;
 	bool in_db[2];
 
 	/* the log goes to a file for this test: the code must not be in it */
 	snprintf(logpath, sizeof(logpath), "%s/stderr.log", d1.dir);
 	cw_log_set_level(CW_LOG_DEBUG);
-	fflush(stderr);
-	saved = dup(2);
-	fd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_ge(dup2(fd, 2), 0);
-	close(fd);
+	saved = cw_test_stderr_to(logpath);
+	ck_assert_int_ge(saved, 0);
 
 	/* Hebrew (the default language) */
 	now = cw_engine_now_wall();
@@ -406,9 +402,7 @@ START_TEST(code_in_text_only_hash_stored)
 
 	/* something that does log (a refused token), so the capture is seen to work */
 	ck_assert(!token_ok(&d1, "x.y.z"));
-	fflush(stderr);
-	ck_assert_int_ge(dup2(saved, 2), 0);
-	close(saved);
+	ck_assert_int_eq(cw_test_stderr_back(saved, logpath, NULL, 0), 0);
 	ck_assert_msg(!file_has(logpath, code[0]) || !file_has(logpath, code[1]),
 		      "the codes are in the log");
 	/* the log did record the requests (so the check above saw something) */

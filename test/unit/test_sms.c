@@ -440,20 +440,15 @@ START_TEST(webhook_body_and_bearer)
 	enum cw_sms_state st;
 	cJSON *body;
 	char logpath[320], logbuf[8192] = "";
-	int saved, fd;
+	int saved;
 	int64_t id;
-	ssize_t n;
 
 	gw_start(0, GW_OK);
 	webhook_cfg(&c, gw.port);
 	/* the log of this test, to check what it says and what it never says */
 	snprintf(logpath, sizeof(logpath), "%s/stderr.log", dir);
-	fflush(stderr);
-	saved = dup(2);
-	fd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	ck_assert_int_ge(fd, 0);
-	dup2(fd, 2);
-	close(fd);
+	saved = cw_test_stderr_to(logpath);
+	ck_assert_int_ge(saved, 0);
 
 	start(&c);
 	ck_assert_str_eq(cw_sms_health(sms), "ok");
@@ -462,9 +457,7 @@ START_TEST(webhook_body_and_bearer)
 	ck_assert_int_eq(st, CW_SMS_SENT);
 	ck_assert(drained(2000));
 
-	fflush(stderr);
-	dup2(saved, 2);
-	close(saved);
+	ck_assert_int_gt(cw_test_stderr_back(saved, logpath, logbuf, sizeof(logbuf)), 0);
 
 	ck_assert_int_eq(gw_hits(), 1);
 	ck_assert_str_eq(gw.path, "POST /hook");
@@ -482,12 +475,6 @@ START_TEST(webhook_body_and_bearer)
 	ck_assert_int_eq(st, CW_SMS_SENT);
 	ck_assert_int_eq(cw_sms_wait(sms, id + 100, 0, &st), CW_ERR_NOTFOUND);
 
-	fd = open(logpath, O_RDONLY);
-	ck_assert_int_ge(fd, 0);
-	n = read(fd, logbuf, sizeof(logbuf) - 1);
-	close(fd);
-	ck_assert_int_gt(n, 0);
-	logbuf[n] = '\0';
 	fputs(logbuf, stderr);
 	ck_assert_msg(strstr(logbuf, "to=+972*******67 state=sent attempt=1"), "%s", logbuf);
 	ck_assert(!strstr(logbuf, "482913"));
