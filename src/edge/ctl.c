@@ -861,8 +861,9 @@ static void token_from_file(const char *file, const char *path)
 				    sizeof(why));
 
 	if (rc == CW_ERR_IO && (errno == EACCES || errno == EPERM))
-		die(2, "cannot read the admin token file %s (api.admin_token_file of %s): permission "
-		       "denied; run cartwisectl as root or as a member of group cartwise",
+		die(2,
+		    "cannot read the admin token file %s (api.admin_token_file of %s): "
+		    "permission denied; run cartwisectl as root or as a member of group cartwise",
 		    file, path);
 	if (rc != CW_OK)
 		die(2, "%s: api.admin_token_file: %s", path, why);

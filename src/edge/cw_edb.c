@@ -151,9 +151,9 @@ static int snapshot(sqlite3 *h, const char *path, int from, int to)
 	return CW_OK;
 fail:
 	cw_error("edb.snapshot_failed",
-		 "path=%s from=%d to=%d error=\"%s\" msg=\"no copy of the database could be made "
-		 "before migrating it, so it is left at schema %d, unchanged; fix the cause (often a full "
-		 "disk) and start again\"",
+		 "path=%s from=%d to=%d error=\"%s\" msg=\"no copy of the database could be "
+		 "made before migrating it, so it is left at schema %d, unchanged; fix the "
+		 "cause (often a full disk) and start again\"",
 		 snap, from, to, why ? why : "unknown", from);
 	sqlite3_close(dst);
 	if (made)

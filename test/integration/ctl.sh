@@ -99,7 +99,8 @@ if out=$(setpriv --reuid=65534 --regid=65534 --clear-groups \
 	fail "status ran without the token: $out"
 fi
 [ "$(wc -l <<<"$out")" = 1 ] || fail "more than one line: $out"
-grep -q "$T/pub/root.token" <<<"$out" && grep -q 'as root or as a member of group cartwise' <<<"$out" \
+grep -q "$T/pub/root.token" <<<"$out" \
+	&& grep -q 'as root or as a member of group cartwise' <<<"$out" \
 	|| fail "no clear message: $out"
 
 check_logs

@@ -493,12 +493,14 @@ START_TEST(admin_token_file)
 		char conf[512], text[1024];
 		snprintf(text, sizeof(text),
 			 "// edge\n{\"chain_id\":\"c\",\"branch_id\":\"b\",\"device_id\":\"d\","
-			 "\"data_dir\":\"/x\", /* no secret here */\n\"api\": {\"admin_token_file\": "
-			 "\"%s\"},\n\"buses\": [{\"name\":\"bus0\",\"port\":\"/dev/ttyUSB0\","
+			 "\"data_dir\":\"/x\", /* no secret here */\n"
+			 "\"api\": {\"admin_token_file\": \"%s\"},\n"
+			 "\"buses\": [{\"name\":\"bus0\",\"port\":\"/dev/ttyUSB0\","
 			 "\"protocol\":\"modbus\",\"boards\":[{\"address\":1,\"locks\":2}]}]}\n",
 			 tok);
 		write_file(dir, "edge.json", text, 0644, conf, sizeof(conf));
-		ck_assert_msg(cw_edge_config_load(conf, &cfg, err, sizeof(err)) == CW_OK, "%s", err);
+		ck_assert_msg(cw_edge_config_load(conf, &cfg, err, sizeof(err)) == CW_OK, "%s",
+			      err);
 		ck_assert_str_eq(cfg.admin_token, "Tok3n-0123456789abc");
 	}
 

@@ -155,7 +155,8 @@ static void make_old_db(int version)
 	ck_assert_int_eq(sqlite3_exec(raw, sql, NULL, NULL, NULL), SQLITE_OK);
 	ck_assert_int_eq(sqlite3_exec(raw,
 				      "INSERT INTO settings(key, value) VALUES ('k', 'v');"
-				      "INSERT INTO revoked_tokens(jti, config_version) VALUES ('j', 1)",
+				      "INSERT INTO revoked_tokens(jti, config_version) "
+				      "VALUES ('j', 1)",
 				      NULL, NULL, NULL),
 			 SQLITE_OK);
 	/* left in the WAL, as a daemon killed before a checkpoint leaves it:
@@ -193,7 +194,8 @@ START_TEST(snapshot_before_migrating)
 	ck_assert_int_eq(stat(snap, &st), 0);
 	ck_assert_int_eq(st.st_mode & 0777, 0600);
 	ck_assert_int_eq(cw_test_db_int(snap, "PRAGMA user_version"), 2);
-	ck_assert_int_eq(cw_test_db_int(snap, "SELECT count(*) FROM settings WHERE value = 'v'"), 1);
+	ck_assert_int_eq(cw_test_db_int(snap, "SELECT count(*) FROM settings WHERE value = 'v'"),
+			 1);
 	ck_assert_int_eq(cw_test_db_int(snap, "SELECT count(*) FROM revoked_tokens"), 1);
 	ck_assert_int_eq(cw_test_db_int(snap, "SELECT count(*) FROM sqlite_master WHERE "
 					      "name = 'otp_codes'"),
