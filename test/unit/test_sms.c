@@ -456,6 +456,18 @@ START_TEST(webhook_body_and_bearer)
 	ck_assert_int_eq(cw_sms_wait(sms, id, 3000, &st), CW_OK);
 	ck_assert_int_eq(st, CW_SMS_SENT);
 	ck_assert(drained(2000));
+	/* the sender logs "sent" just after it deletes the row: wait for the
+	 * line before stderr goes back (a busy machine showed the race) */
+	for (int64_t end = cw_mono_ms() + 2000; cw_mono_ms() < end; usleep(20000)) {
+		FILE *f = fopen(logpath, "r");
+		size_t n = f ? fread(logbuf, 1, sizeof(logbuf) - 1, f) : 0;
+
+		if (f)
+			fclose(f);
+		logbuf[n] = '\0';
+		if (strstr(logbuf, "state=sent"))
+			break;
+	}
 
 	ck_assert_int_gt(cw_test_stderr_back(saved, logpath, logbuf, sizeof(logbuf)), 0);
 
