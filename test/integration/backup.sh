@@ -4,7 +4,7 @@
 # on, the documented `sqlite3 ... ".backup ..."` command (taken from the doc
 # itself, paths moved into the test's directory) makes a copy that passes
 # PRAGMA integrity_check and holds the rental; the daemon is stopped, the
-# copy restored as documented into a fresh data directory (0640, no stale
+# copy restored as documented into a fresh data directory (0600, no stale
 # -wal/-shm, kiosk.key beside it), and the daemon started on it still has
 # the rental active and the cart rented.
 . "$(dirname "$0")/lib.sh"
@@ -64,7 +64,7 @@ expect_code 200 # the daemon answered throughout
 note "restore into a fresh data directory, as documented"
 edge_stop
 mkdir -m 0750 "$T/data2"
-install -m 0640 "$COPY" "$T/data2/edge.db"
+install -m 0600 "$COPY" "$T/data2/edge.db"
 install -m 0600 "$T/data/kiosk.key" "$T/data2/kiosk.key"
 rm -f "$T/data2/edge.db-wal" "$T/data2/edge.db-shm"
 [ "$(sqlite3 "$T/data2/edge.db" 'PRAGMA integrity_check')" = ok ] || fail "integrity_check after restore"
