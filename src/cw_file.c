@@ -2,6 +2,7 @@
  * (see cw_file.h). */
 #include "cw_file.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sodium.h>
@@ -30,24 +31,35 @@ static int write_all(int fd, const char *buf, size_t len)
 	return CW_OK;
 }
 
-/* fsync of the directory holding path, so that a rename into it lasts. */
-static int fsync_dir_of(const char *path)
+/* The directory holding path into dir ("." for a bare name). CW_OK, or
+ * CW_ERR_IO with errno ENAMETOOLONG. */
+static int dir_of(const char *path, char *dir, size_t cap)
 {
-	char dir[1024], *slash;
-	int dfd, rc = CW_ERR_IO, saved;
+	char *slash;
 
-	if (strlen(path) >= sizeof(dir)) {
+	if (strlen(path) >= cap) {
 		errno = ENAMETOOLONG;
 		return CW_ERR_IO;
 	}
-	snprintf(dir, sizeof(dir), "%s", path);
+	snprintf(dir, cap, "%s", path);
 	slash = strrchr(dir, '/');
 	if (slash == dir)
 		dir[1] = '\0';
 	else if (slash)
 		*slash = '\0';
 	else
-		snprintf(dir, sizeof(dir), ".");
+		snprintf(dir, cap, ".");
+	return CW_OK;
+}
+
+/* fsync of the directory holding path, so that a rename into it lasts. */
+static int fsync_dir_of(const char *path)
+{
+	char dir[1024];
+	int dfd, rc = CW_ERR_IO, saved;
+
+	if (dir_of(path, dir, sizeof(dir)) != CW_OK)
+		return CW_ERR_IO;
 	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd >= 0 && fsync(dfd) == 0)
 		rc = CW_OK;
@@ -74,6 +86,41 @@ int cw_file_commit(const char *tmp, const char *path)
 	if (rename(tmp, path) != 0)
 		return CW_ERR_IO;
 	return fsync_dir_of(path);
+}
+
+int cw_file_remove_stale_tmp(const char *path)
+{
+	char dir[1024], prefix[300];
+	const char *base = strrchr(path, '/');
+	struct dirent *e;
+	DIR *d;
+	int n = 0;
+
+	base = base ? base + 1 : path;
+	if (dir_of(path, dir, sizeof(dir)) != CW_OK ||
+	    snprintf(prefix, sizeof(prefix), "%s.tmp-", base) >= (int)sizeof(prefix)) {
+		errno = ENAMETOOLONG;
+		return CW_ERR_IO;
+	}
+	d = opendir(dir);
+	if (!d)
+		return CW_ERR_IO;
+	while ((e = readdir(d))) {
+		if (strncmp(e->d_name, prefix, strlen(prefix)) != 0)
+			continue;
+		if (unlinkat(dirfd(d), e->d_name, 0) != 0) {
+			if (errno != ENOENT)
+				cw_warn("file.stale_tmp",
+					"dir=%s name=%s error=\"%s\" msg=\"cannot remove a temporary "
+					"file left by an interrupted write\"",
+					dir, e->d_name, strerror(errno));
+			continue;
+		}
+		cw_info("file.stale_tmp_removed", "dir=%s name=%s", dir, e->d_name);
+		n++;
+	}
+	closedir(d);
+	return n;
 }
 
 int cw_file_replace(const char *path, const void *data, size_t len)

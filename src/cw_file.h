@@ -18,6 +18,15 @@ int cw_file_replace(const char *path, const void *data, size_t len);
  * left for the caller to remove). */
 int cw_file_commit(const char *tmp, const char *path);
 
+/* Removes what an interrupted replacement of path left in its directory:
+ * every "<basename(path)>.tmp-*" (the mkstemp file and, for a copy SQLite
+ * wrote, its "-journal"/"-wal" beside it). Only for a path this process
+ * alone writes (another writer's temporary file would be removed under it).
+ * Returns the number removed (each logged), or CW_ERR_IO with errno set
+ * when the directory cannot be read; a file that cannot be removed is
+ * warned about and skipped. */
+int cw_file_remove_stale_tmp(const char *path);
+
 /* Reads a secret (a token, a password) from a file of one line into out:
  * 1..cap-1 bytes of printable ASCII without spaces; one trailing newline
  * (LF or CRLF) is dropped. The bytes read are zeroed before return. CW_OK,

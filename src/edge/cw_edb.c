@@ -97,9 +97,10 @@ fail:
 /* Before migrating a database of schema from (0 < from < to): an online copy
  * with SQLite's backup API to <path>.pre-v<from> (<data_dir>/edge.db.pre-vN),
  * so an upgrade that goes wrong can be undone (docs/OPERATIONS.md
- * "Recover"). Written to a temporary file, synced, renamed over an older
- * copy of the same from, directory synced. CW_ERR_DB (logged) when it cannot
- * be made, e.g. the disk is full: the caller then does not migrate. */
+ * "Recover"). Written to a temporary file (those left by an interrupted
+ * copy removed first), synced, renamed over an older copy of the same from,
+ * directory synced. CW_ERR_DB (logged) when it cannot be made, e.g. the
+ * disk is full: the caller then does not migrate. */
 static int snapshot(sqlite3 *h, const char *path, int from, int to)
 {
 	char snap[1100], tmp[1200];
@@ -114,6 +115,10 @@ static int snapshot(sqlite3 *h, const char *path, int from, int to)
 		cw_error("edb.snapshot_failed", "path=%s msg=\"path too long\"", path);
 		return CW_ERR_DB;
 	}
+	/* A copy interrupted by a kill (power cut, start timeout, OOM) left its
+	 * full-size temporary file and journal; each start would add one more.
+	 * Only this process writes them: the database is opened by it alone. */
+	cw_file_remove_stale_tmp(snap);
 	fd = mkstemp(tmp); /* 0600: the copy holds what the database holds */
 	if (fd < 0) {
 		why = strerror(errno);

@@ -235,6 +235,40 @@ START_TEST(no_migration_without_a_snapshot)
 }
 END_TEST
 
+/* A copy killed half-way left its temporary file and journal: the next start
+ * removes them and makes the copy; files of another snapshot name stay. */
+START_TEST(stale_snapshot_tmp_removed)
+{
+	struct cw_edb *db = NULL;
+	char name[400], snap[400];
+	const char *stale[] = {".pre-v2.tmp-AbC123", ".pre-v2.tmp-AbC123-journal",
+			       ".pre-v2.tmp-zzzzzz-wal"};
+	glob_t g;
+	FILE *f;
+
+	make_old_db(2);
+	for (size_t i = 0; i < sizeof(stale) / sizeof(stale[0]); i++) {
+		snprintf(name, sizeof(name), "%s%s", path, stale[i]);
+		f = fopen(name, "w");
+		ck_assert_ptr_nonnull(f);
+		fputs("half a copy", f);
+		fclose(f);
+	}
+	snprintf(name, sizeof(name), "%s.pre-v1.tmp-keepme", path);
+	f = fopen(name, "w");
+	ck_assert_ptr_nonnull(f);
+	fclose(f);
+
+	ck_assert_int_eq(cw_edb_open(path, &db), CW_OK);
+	cw_edb_free(db);
+	snprintf(snap, sizeof(snap), "%s.pre-v2.tmp-*", path);
+	ck_assert_int_eq(glob(snap, 0, NULL, &g), GLOB_NOMATCH);
+	snprintf(snap, sizeof(snap), "%s.pre-v2", path);
+	ck_assert_int_eq(cw_test_db_int(snap, "PRAGMA user_version"), 2);
+	ck_assert_int_eq(access(name, F_OK), 0);
+}
+END_TEST
+
 START_TEST(transactions)
 {
 	struct cw_edb *db = NULL;
@@ -324,6 +358,7 @@ int main(void)
 	tcase_add_test(tc, bad_path_refused);
 	tcase_add_test(tc, snapshot_before_migrating);
 	tcase_add_test(tc, no_migration_without_a_snapshot);
+	tcase_add_test(tc, stale_snapshot_tmp_removed);
 	tcase_add_test(tc, transactions);
 	tcase_add_test(tc, schema_constraints);
 	suite_add_tcase(s, tc);
