@@ -177,12 +177,12 @@ int cw_file_read_secret(const char *path, char *out, size_t cap)
 		return CW_ERR_INVAL;
 	out[0] = '\0';
 	/* the limit plus CRLF, so that a too long secret is told apart */
-	rc = cw_jsoncfg_read_file(path, cap + 1, &buf, &len, NULL, 0);
+	rc = cw_jsoncfg_read_file_stat(path, cap + 1, &buf, &len, &st, NULL, 0);
 	if (rc == CW_ERR_TOOBIG)
 		return CW_ERR_CONFIG;
 	if (rc != CW_OK)
 		return rc == CW_ERR_NOMEM ? rc : CW_ERR_IO;
-	if (stat(path, &st) == 0 && (st.st_mode & 077))
+	if (st.st_mode & 077)
 		cw_warn("file.secret_permissions",
 			"path=%s mode=%03o msg=\"a secret file is readable by group or others; "
 			"chmod 600 it\"",
@@ -215,7 +215,7 @@ int cw_file_read_token(const char *path, size_t min, char *out, size_t cap, char
 	if (!out || cap < 2 || min < 1 || min >= cap)
 		return CW_ERR_INVAL;
 	out[0] = '\0';
-	rc = cw_jsoncfg_read_file(path, CW_FILE_TOKEN_MAX, &buf, &len, err, errlen);
+	rc = cw_jsoncfg_read_file_stat(path, CW_FILE_TOKEN_MAX, &buf, &len, &st, err, errlen);
 	if (rc != CW_OK) {
 		saved = errno;
 		if (rc == CW_ERR_NOMEM && errlen)
@@ -223,11 +223,16 @@ int cw_file_read_token(const char *path, size_t min, char *out, size_t cap, char
 		errno = saved;
 		return rc;
 	}
-	if (stat(path, &st) == 0 && (st.st_mode & 007))
+	/* st is the inode just read, not whatever path names now */
+	if (st.st_mode & (S_IWGRP | S_IRWXO))
 		cw_warn("file.token_permissions",
-			"path=%s mode=%03o msg=\"others can read this token; chmod o-rwx it (the "
-			"package installs it root:cartwise 0640)\"",
-			path, (unsigned)(st.st_mode & 0777));
+			"path=%s mode=%03o msg=\"%s (the package installs it root:cartwise "
+			"0640)\"",
+			path, (unsigned)(st.st_mode & 0777),
+			st.st_mode & (S_IWGRP | S_IWOTH)
+				? "group or others can write this token, so they could set the "
+				  "admin token; chmod g-w,o-rwx it"
+				: "others can read this token; chmod o-rwx it");
 	nl = memchr(buf, '\n', len);
 	n = nl ? (size_t)(nl - buf) : len;
 	if (n > 0 && buf[n - 1] == '\r')

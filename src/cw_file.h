@@ -45,8 +45,10 @@ int cw_file_read_secret(const char *path, char *out, size_t cap);
 /* Reads a token (the edge's admin token) from the first line of a file of
  * at most CW_FILE_TOKEN_MAX bytes into out: min..cap-1 bytes of printable
  * ASCII without spaces; the line's LF or CRLF is dropped and what follows it
- * ignored. Warns when others can read the file (the group may: the package
- * installs it root:cartwise 0640 for the daemon and cartwisectl). On error
+ * ignored. A FIFO or device at path is refused at once (never waited on).
+ * Warns when others can read the file or group or others can write it (they
+ * could set the token); the group may read: the package installs it
+ * root:cartwise 0640 for the daemon and cartwisectl. On error
  * err gets "<path>: <reason>", never the token's bytes. CW_OK, CW_ERR_IO
  * (cannot read it: errno set, e.g. EACCES), CW_ERR_TOOBIG, CW_ERR_CONFIG
  * (a bad first line), CW_ERR_NOMEM. */

@@ -364,8 +364,8 @@ out:
 	return rc;
 }
 
-int cw_jsoncfg_read_file(const char *path, size_t max, char **out, size_t *len, char *err,
-			 size_t errlen)
+int cw_jsoncfg_read_file_stat(const char *path, size_t max, char **out, size_t *len,
+			      struct stat *stp, char *err, size_t errlen)
 {
 	struct stat st;
 	char *buf = NULL;
@@ -376,13 +376,19 @@ int cw_jsoncfg_read_file(const char *path, size_t max, char **out, size_t *len, 
 	*len = 0;
 	if (!err)
 		errlen = 0;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO (or a device) at path must not hang the open until
+	 * a writer comes; it is refused below. No effect on a regular file.
+	 * O_NOCTTY: a terminal never becomes ours. */
+	fd = open(path, O_RDONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0) {
 		if (errlen)
 			snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
 		return CW_ERR_IO;
 	}
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+	rc = fstat(fd, &st);
+	if (rc != 0 || !S_ISREG(st.st_mode)) {
+		if (rc == 0)
+			errno = EINVAL; /* not a stale EACCES a caller would report */
 		if (errlen)
 			snprintf(err, errlen, "%s: not a regular file", path);
 		rc = CW_ERR_IO;
@@ -426,11 +432,19 @@ int cw_jsoncfg_read_file(const char *path, size_t max, char **out, size_t *len, 
 	*out = buf;
 	*len = n;
 	buf = NULL;
+	if (stp)
+		*stp = st;
 	rc = CW_OK;
 out:
 	close(fd);
 	free(buf);
 	return rc;
+}
+
+int cw_jsoncfg_read_file(const char *path, size_t max, char **out, size_t *len, char *err,
+			 size_t errlen)
+{
+	return cw_jsoncfg_read_file_stat(path, max, out, len, NULL, err, errlen);
 }
 
 void cw_jsoncfg_prefix(char *err, size_t errlen, const char *path)

@@ -11,6 +11,7 @@
 #include <cjson/cJSON.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/stat.h>
 
 /* One parse in progress. Small and public so callers keep it on the stack;
  * set it up with cw_jsoncfg_init. */
@@ -85,10 +86,17 @@ int cw_jsoncfg_parse(struct cw_jsoncfg *c, const char *json, size_t len, size_t 
 		     unsigned flags, cJSON **root);
 
 /* Reads a regular file of at most max bytes into *out (NUL-terminated,
- * caller frees). Returns CW_OK, CW_ERR_IO, CW_ERR_TOOBIG or CW_ERR_NOMEM;
- * on error writes "<path>: <reason>" to err if err is not NULL. */
+ * caller frees). Anything else (a FIFO, a device, a directory) is refused
+ * at once, without waiting for a writer. Returns CW_OK, CW_ERR_IO,
+ * CW_ERR_TOOBIG or CW_ERR_NOMEM; on error writes "<path>: <reason>" to err
+ * if err is not NULL. */
 int cw_jsoncfg_read_file(const char *path, size_t max, char **out, size_t *len, char *err,
 			 size_t errlen);
+/* The same, and on CW_OK *st (if not NULL) = fstat of the file read, for
+ * checks on the same inode (its permissions) instead of a stat(path) that
+ * may see another file. */
+int cw_jsoncfg_read_file_stat(const char *path, size_t max, char **out, size_t *len,
+			      struct stat *st, char *err, size_t errlen);
 
 /* Rewrites err as "<path>: <err>", so the operator knows which file. */
 void cw_jsoncfg_prefix(char *err, size_t errlen, const char *path);

@@ -556,6 +556,38 @@ START_TEST(admin_token_file)
 }
 END_TEST
 
+/* A FIFO named as the token file is refused at once (an open without
+ * O_NONBLOCK would wait for a writer forever); a token file the group can
+ * write loads with a warning: the group could set the admin token. */
+START_TEST(admin_token_file_fifo_and_group_write)
+{
+	char dir[256], tok[512], err[1024], logpath[512], logbuf[4096] = "";
+	int saved;
+
+	ck_assert_int_eq(cw_test_tmpdir(dir, sizeof(dir)), CW_OK);
+	snprintf(tok, sizeof(tok), "%s/fifo.token", dir);
+	ck_assert_int_eq(mkfifo(tok, 0600), 0);
+	alarm(5); /* a hang fails the test instead of stalling the suite */
+	ck_assert_int_eq(parse_token_file(tok, "", err, sizeof(err)), CW_ERR_CONFIG);
+	alarm(0);
+	ck_assert_msg(strstr(err, "api.admin_token_file: ") && strstr(err, tok) &&
+			      strstr(err, "not a regular file"),
+		      "%s", err);
+
+	snprintf(logpath, sizeof(logpath), "%s/stderr.log", dir);
+	saved = cw_test_stderr_to(logpath);
+	ck_assert_int_ge(saved, 0);
+	write_file(dir, "gw.token", "Tok3n-0123456789abc\n", 0660, tok, sizeof(tok));
+	ck_assert_int_eq(parse_token_file(tok, "", err, sizeof(err)), CW_OK);
+	ck_assert_int_gt(cw_test_stderr_back(saved, logpath, logbuf, sizeof(logbuf)), 0);
+	ck_assert_msg(strstr(logbuf, "event=file.token_permissions") && strstr(logbuf, tok) &&
+			      strstr(logbuf, "mode=660") && strstr(logbuf, "can write") &&
+			      !strstr(logbuf, "Tok3n"),
+		      "%s", logbuf);
+	cw_test_rmrf(dir);
+}
+END_TEST
+
 START_TEST(cloud_section)
 {
 	char err[512];
@@ -700,6 +732,7 @@ int main(void)
 			    (int)(sizeof(bad_cases) / sizeof(bad_cases[0])));
 	tcase_add_test(tc, token_never_in_message);
 	tcase_add_test(tc, admin_token_file);
+	tcase_add_test(tc, admin_token_file_fifo_and_group_write);
 	tcase_add_test(tc, cloud_section);
 	tcase_add_test(tc, too_many_locks_for_auto_numbering);
 	tcase_add_test(tc, load_file_errors);
