@@ -287,8 +287,9 @@ int cw_cloud_config_parse(const char *json, size_t len, struct cw_cloud_config *
 
 	cw_jsoncfg_init(&p, errbuf, errlen);
 	defaults(out);
+	/* an operator's file: positions by line and column, as the edge's */
 	if ((rc = cw_jsoncfg_parse(&p, json, len, CW_CLOUD_CONFIG_MAX_BYTES,
-				    CW_JSONCFG_PARSE_COMMENTS, &root)))
+				    CW_JSONCFG_PARSE_LINE_COL | CW_JSONCFG_PARSE_COMMENTS, &root)))
 		goto out;
 	if ((rc = cw_jsoncfg_check_keys(&p, root, keys)) ||
 	    (rc = cw_jsoncfg_get_str(&p, root, "signing_key_file",

@@ -62,7 +62,10 @@ START_TEST(comments_allowed)
 			       "  \"log_level\": \"debug\" // or info\n}"),
 			 CW_OK);
 	ck_assert_str_eq(cfg.log_level, "debug");
-	refused("{" MIN_SQLITE " /* open", "the comment opened at byte ");
+	/* named by line, as the edge does: the file is an operator's */
+	refused("{" MIN_SQLITE ",\n\n  /* open", "the comment opened at line 3 column 3 (byte ");
+	refused("{" MIN_SQLITE ",\n  \"log_level\" \"info\"}",
+		"not valid JSON: error near line 2 column 15");
 }
 END_TEST
 
