@@ -930,6 +930,14 @@ int64_t cw_bus_alive_ms(struct cw_bus *bus)
 	return atomic_load(&bus->alive_ms);
 }
 
+int64_t cw_bus_step_max_ms(const struct cw_bus_config *c)
+{
+	/* see step(): one unit of work per turn; the cost of each in the header */
+	int64_t requests = 2 * (1 + (int64_t)c->retries) + 1;
+
+	return requests * ((int64_t)c->response_timeout_ms + c->inter_frame_gap_ms);
+}
+
 /* Queues j and blocks until the worker finished it. */
 static int run_job(struct cw_bus *bus, struct job *j)
 {

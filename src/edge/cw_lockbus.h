@@ -130,6 +130,19 @@ const struct cw_bus_config *cw_bus_config_of(const struct cw_bus *bus);
 #define CW_BUS_ALIVE_PERIOD_MS 1000
 int64_t cw_bus_alive_ms(struct cw_bus *bus);
 
+/* The longest one turn of the worker's loop may legitimately block on the
+ * wire with configuration c (a silent or slow board answering at the end of
+ * its window): the watchdog's allowance for it (cartwise-edge main.c). The
+ * worst turn is a status read: 1 + retries attempts, each of up to two
+ * requests (a board whose hook and present inputs are far apart in the
+ * Modbus map), and after a late answer one more request to verify it; a
+ * release start is 1 + retries requests, a scan step one probe listening a
+ * response timeout more. Each request costs at most response_timeout_ms
+ * plus inter_frame_gap_ms: (2 * (1 + retries) + 1) * (response_timeout_ms
+ * + inter_frame_gap_ms). Frame times on the wire and the event callback are
+ * not counted: the caller adds a margin. */
+int64_t cw_bus_step_max_ms(const struct cw_bus_config *c);
+
 /* Releases one lock and waits for the sensors to confirm (hook reported open,
  * or cart reported gone) within cfg.confirm_timeout_ms. Jumps ahead of polls.
  * Blocks the caller (not the bus). Returns:

@@ -436,6 +436,44 @@ static int kiosk_staff(void *ctx, const struct cw_staff *s, int n)
 	return cw_kiosk_set_cloud_staff(ctx, s, n);
 }
 
+/* How long bus i's worker may go without a turn of its loop and still be
+ * alive: half the watchdog interval, but never less than an idle wait
+ * (CW_BUS_ALIVE_PERIOD_MS) plus the longest turn its configuration allows
+ * (cw_bus_step_max_ms: a silent board with a long response timeout and
+ * retries) plus 1 s for frame times and the event callback. */
+static int64_t bus_alive_limit_ms(const struct edge *ed, int i)
+{
+	int64_t limit = ed->wd.interval_ms / 2;
+	int64_t need = CW_BUS_ALIVE_PERIOD_MS + cw_bus_step_max_ms(&ed->cfg.buses[i]) + 1000;
+
+	return limit > need ? limit : need;
+}
+
+/* At every start: a bus whose turns may outlast the watchdog interval makes
+ * a stuck worker be noticed only after that long, and a stop of its worker
+ * (cw_bus_free in a configuration restart) may block the main loop past the
+ * interval, so systemd would kill a healthy daemon: say which WatchdogSec it
+ * needs. */
+static void watchdog_check_limits(const struct edge *ed)
+{
+	if (ed->wd.interval_ms <= 0)
+		return;
+	for (int i = 0; i < ed->cfg.nbuses; i++) {
+		int64_t need = bus_alive_limit_ms(ed, i);
+
+		if (need <= ed->wd.interval_ms)
+			continue;
+		cw_warn("edge.watchdog_too_short",
+			"bus=%s need_ms=%lld watchdog_ms=%lld msg=\"one poll step of this bus may "
+			"block up to (2*(1+retries)+1)*(response_timeout_ms+inter_frame_gap_ms); "
+			"raise WatchdogSec to at least %llds with a drop-in (systemctl edit "
+			"cartwise-edge: [Service] WatchdogSec=%lld) or lower the bus's "
+			"response_timeout_ms or retries\"",
+			ed->cfg.buses[i].name, (long long)need, (long long)ed->wd.interval_ms,
+			(long long)((need + 999) / 1000), (long long)((need + 999) / 1000));
+	}
+}
+
 /* Buses, engine, cloud link and API for ed->cfg: at start, and again when a
  * configuration from the cloud changes buses or carts (restart_all). On
  * failure the caller runs shutdown_all(ed, *enginep). */
@@ -477,6 +515,7 @@ static int start_all(struct edge *ed, struct cw_engine **enginep)
 			return rc;
 		}
 	}
+	watchdog_check_limits(ed);
 
 	memset(&ec, 0, sizeof(ec));
 	if (snprintf(ec.db_path, sizeof(ec.db_path), "%s/edge.db", ed->cfg.data_dir) >=
@@ -603,25 +642,23 @@ static int start_all(struct edge *ed, struct cw_engine **enginep)
 
 /* systemd's watchdog: WATCHDOG=1 when due, but only while every bus worker
  * is alive, i.e. its loop turned (a transaction or an idle wake-up,
- * cw_bus_alive_ms) within half the watchdog interval. A worker stuck in a
- * serial call stops the feed and systemd restarts the daemon; one sleeping
+ * cw_bus_alive_ms) within its limit (bus_alive_limit_ms). A worker stuck in
+ * a serial call stops the feed and systemd restarts the daemon; one sleeping
  * through an offline board's backoff wakes every CW_BUS_ALIVE_PERIOD_MS and
  * stays healthy. Between the buses of restart_all (none running) nothing is
  * stuck. Called by the main loop and between the steps of restart_all. */
 static void watchdog_feed(struct edge *ed)
 {
-	int64_t limit = ed->wd.interval_ms / 2, now = cw_mono_ms();
+	int64_t now = cw_mono_ms();
 
 	if (!cw_watchdog_due(&ed->wd))
 		return;
-	/* a worker sleeps up to CW_BUS_ALIVE_PERIOD_MS, then one transaction */
-	if (limit < 2 * CW_BUS_ALIVE_PERIOD_MS)
-		limit = 2 * CW_BUS_ALIVE_PERIOD_MS;
 	for (int i = 0; i < ed->cfg.nbuses; i++) {
-		int64_t age;
+		int64_t age, limit;
 
 		if (!ed->buses[i])
 			continue;
+		limit = bus_alive_limit_ms(ed, i);
 		age = now - cw_bus_alive_ms(ed->buses[i]);
 		if (age <= limit)
 			continue;

@@ -127,6 +127,10 @@ awk -v g="$gap" 'BEGIN { exit !(g > 0 && g <= 1.0) }' ||
 grep -q 'event=bus.board_offline bus=bus1' "$T/edge.log" || fail "edge: bus1's board not offline"
 ! grep -q 'event=edge.watchdog_starved' "$T/edge.log" ||
 	fail "edge: watchdog starved: $(grep watchdog_starved "$T/edge.log")"
+# WatchdogSec 1.5 s is shorter than a bus may block (an idle second, bus0's
+# worst step (2*2+1)*(50+2) ms, 1 s of margin): said once per bus at start
+grep -q 'level=warn event=edge.watchdog_too_short bus=bus0 need_ms=2260 watchdog_ms=1500 ' \
+	"$T/edge.log" || fail "edge: no edge.watchdog_too_short for bus0: $(grep watchdog_too "$T/edge.log")"
 
 n=$(count cloud 'WATCHDOG=1' "$(first_at cloud 'READY=1')")
 [ "$n" -ge 6 ] || fail "cloud: $n WATCHDOG=1 in the seconds after READY=1 (expected ~10)"

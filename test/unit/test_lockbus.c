@@ -932,6 +932,45 @@ START_TEST(alive_in_backoff_not_when_stuck)
 }
 END_TEST
 
+/* The watchdog's allowance for one turn of the worker (cw_bus_step_max_ms):
+ * a silent board still online costs 1 + retries timeouts in one turn, and
+ * the worker's turns stay within the allowance. */
+START_TEST(step_max_covers_a_silent_board)
+{
+	struct cw_bus_config c;
+	struct cw_bus *bus;
+	int64_t end, worst = 0;
+
+	cw_bus_config_defaults(&c);
+	ck_assert_int_eq(cw_bus_step_max_ms(&c), 5 * (50 + 2));
+	c.response_timeout_ms = 10000; /* the config's maxima */
+	c.retries = 10;
+	c.inter_frame_gap_ms = 1000;
+	ck_assert_int_eq(cw_bus_step_max_ms(&c), 23 * 11000);
+
+	make_cfg(&c, 1, 4);
+	c.response_timeout_ms = 100;
+	c.retries = 2;
+	c.offline_after = 1000; /* stays online: every poll retries */
+	pthread_mutex_lock(&F.mu);
+	F.timeout_us = 100 * 1000;
+	F.b[0].silent = true;
+	pthread_mutex_unlock(&F.mu);
+	bus = start_bus(&c);
+	end = cw_mono_ms() + 1200;
+	while (cw_mono_ms() < end) {
+		int64_t age = cw_mono_ms() - cw_bus_alive_ms(bus);
+		if (age > worst)
+			worst = age;
+		cw_sleep_ms(10);
+	}
+	cw_bus_free(bus);
+	/* one turn really is three timeouts long, and it is allowed for */
+	ck_assert_int_ge(worst, 250);
+	ck_assert_int_le(worst, cw_bus_step_max_ms(&c));
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("lockbus");
@@ -956,6 +995,7 @@ int main(void)
 	tcase_add_test(tc, second_unlock_during_pulse);
 	tcase_add_test(tc, relays_switched_off_at_first_contact_and_online);
 	tcase_add_test(tc, alive_in_backoff_not_when_stuck);
+	tcase_add_test(tc, step_max_covers_a_silent_board);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
