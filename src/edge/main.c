@@ -67,6 +67,14 @@ struct edge {
 	 * withheld for (logged once), -1 while fed */
 	struct cw_watchdog wd;
 	int starved_bus;
+	/* API bus scans in flight (hook_scan), and the gate that refuses new
+	 * ones while restart_all waits for them: a scan holds its HTTP request,
+	 * and cw_api_free waits for requests, so a restart that began under a
+	 * scan would stop feeding the watchdog for the rest of it (247
+	 * addresses at a response timeout each). */
+	atomic_int scans;
+	atomic_bool scans_closed;
+	bool restart_waits; /* edge.restart_waiting logged (once per wait) */
 };
 
 /* Big (carts and buses arrays): static, not on the stack. */
@@ -308,8 +316,16 @@ static int hook_scan(void *ctx, const char *name, int first, int last, cJSON **o
 	}
 	if (first < lo || last > hi || first > last)
 		return CW_ERR_INVAL;
+	/* counted before the gate is read, the gate closed before restart_all
+	 * reads the count (both seq_cst): a scan either is seen or refused */
+	atomic_fetch_add(&ed->scans, 1);
+	if (atomic_load(&ed->scans_closed)) {
+		atomic_fetch_sub(&ed->scans, 1);
+		return CW_ERR_STATE; /* restarting with a new configuration */
+	}
 	cw_info("edge.scan", "bus=%s first=%d last=%d", bc->name, first, last);
 	n = cw_bus_scan(ed->buses[i], first, last, res, SCAN_MAX);
+	atomic_fetch_sub(&ed->scans, 1);
 	if (n < 0)
 		return n;
 	arr = cJSON_CreateArray();
@@ -678,24 +694,42 @@ static void watchdog_feed(struct edge *ed)
 }
 
 /* A configuration from the cloud changed buses or carts: everything but the
- * process restarts with it at this safe point (no release in flight; the API
- * is closed first and waits for its requests). If it cannot start (a port
- * that vanished meanwhile), the previous configuration runs again and the
- * version counts as refused (docs/ARCHITECTURE.md). No newer version is
- * accepted from cw_cloudcfg_pending until cw_cloudcfg_restarted. */
+ * process restarts with it at this safe point (no release in flight, no bus
+ * scan: the API is closed first and waits for its requests, and a scan's
+ * request lasts the whole scan, during which the watchdog would not be fed).
+ * While a scan runs it returns CW_ERR_AGAIN having stopped nothing (tried
+ * again at the next tick). If it cannot start (a port that vanished
+ * meanwhile), the previous configuration runs again and the version counts
+ * as refused (docs/ARCHITECTURE.md). No newer version is accepted from
+ * cw_cloudcfg_pending until cw_cloudcfg_restarted. */
 static int restart_all(struct edge *ed, struct cw_engine **enginep,
 		       const struct cw_edge_config *next)
 {
-	struct cw_edge_config *prev = malloc(sizeof(*prev));
+	struct cw_edge_config *prev;
 	int rc;
 
-	if (!prev)
+	/* the gate first, then the count (see hook_scan) */
+	atomic_store(&ed->scans_closed, true);
+	if (atomic_load(&ed->scans) > 0) {
+		atomic_store(&ed->scans_closed, false);
+		if (!ed->restart_waits)
+			cw_info("edge.restart_waiting", "reason=\"a bus scan is running\"");
+		ed->restart_waits = true;
+		return CW_ERR_AGAIN;
+	}
+	ed->restart_waits = false;
+	prev = malloc(sizeof(*prev));
+	if (!prev) {
+		atomic_store(&ed->scans_closed, false);
 		return CW_ERR_NOMEM; /* tried again at the next tick */
+	}
 	*prev = ed->cfg;
 	cw_info("edge.restarting", "reason=\"configuration from the cloud changed buses or carts\"");
 	cw_service_status("restarting with a new configuration from the cloud");
 	shutdown_all(ed, *enginep);
 	*enginep = NULL;
+	/* the old API is gone: the next one's scans may run */
+	atomic_store(&ed->scans_closed, false);
 	watchdog_feed(ed); /* progress: stopped */
 	ed->cfg = *next;
 	rc = start_all(ed, enginep);
@@ -836,7 +870,8 @@ int main(int argc, char **argv)
 		wait = cw_watchdog_wait_ms(&ed->wd, wait);
 		if (next_tick - cw_mono_ms() <= 0) {
 			/* a configuration waiting for a restart, at a safe point */
-			/* releasing first: pending holds offers until restarted */
+			/* releasing first: pending holds offers until restarted
+			 * (restart_all gives up, stopping nothing, under a scan) */
 			if (next && !cw_engine_releasing(engine) &&
 			    cw_cloudcfg_pending(ed->cloudcfg, next) &&
 			    restart_all(ed, &engine, next) != CW_OK && !engine)
