@@ -52,7 +52,7 @@
 
 /* Prometheus metrics (text format 0.0.4), counted in on_completed. */
 #define METRIC_ROUTES 48 /* >= number of routes + 1 (unmatched) */
-static const int metric_status[] = {200, 201, 202, 400, 401, 403, 404, 405,
+static const int metric_status[] = {200, 201, 202, 204, 400, 401, 403, 404, 405,
 				    409, 413, 414, 429, 500, 503};
 #define METRIC_NSTATUS (sizeof(metric_status) / sizeof(metric_status[0]) + 1) /* + other */
 static const double metric_le[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
@@ -619,6 +619,7 @@ static cJSON *device_json(const struct cw_cloud_api *a, const struct cw_device *
 	cJSON_AddStringToObject(o, "mac_address", d->mac_address);
 	add_opt_str(o, "serial_number", d->serial_number);
 	cJSON_AddStringToObject(o, "status", device_status(a, d));
+	cJSON_AddBoolToObject(o, "online", strcmp(device_status(a, d), "offline") != 0);
 	add_time(o, "last_heartbeat", d->last_heartbeat_ms);
 	add_opt_str(o, "firmware_version", d->firmware_version);
 	add_health(o, d->health);
@@ -1070,6 +1071,75 @@ static enum MHD_Result load_branch(struct cw_cloud_api *a, struct MHD_Connection
 	return MHD_YES;
 }
 
+/* A field of a PUT that may be given as null to clear it: 1 present (value
+ * or null: *null says which), 0 absent. */
+static int field_given(const cJSON *o, const char *key, bool *null)
+{
+	const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);
+
+	*null = it && cJSON_IsNull(it);
+	return it ? 1 : 0;
+}
+
+/* PUT /api/branches/{id}: platform admins, and a chain admin for its chain's
+ * branches: {code?, name?, address?, city?, latitude?, longitude?, active?};
+ * address and city null clear them, latitude and longitude go together (both
+ * null clear the location). active false deactivates the branch: it stays
+ * listed (active: false) and its devices keep syncing, but its enrollment
+ * codes no longer register devices. 409 when the code is taken in the chain. */
+static enum MHD_Result branch_put(struct cw_cloud_api *a, struct MHD_Connection *c,
+				  struct req *r, const struct principal *p, struct cw_branch *b)
+{
+	static const char *const keys[] = {"code",     "name",	    "address", "city",
+					   "latitude", "longitude", "active",  NULL};
+	bool null_code, null_name, null_addr, null_city, null_lat, null_lon;
+	int has_lat, has_lon, rc;
+	cJSON *body;
+
+	if (!admins_chain(p, b->chain_id))
+		return forbidden(c, r);
+	body = body_object(r, keys);
+	if (!body)
+		return bad_request(c, r);
+	has_lat = field_given(body, "latitude", &null_lat);
+	has_lon = field_given(body, "longitude", &null_lon);
+	if ((field_given(body, "code", &null_code) && null_code) ||
+	    (field_given(body, "name", &null_name) && null_name)) {
+		snprintf(r->err, sizeof(r->err), "%s: expected a string", null_code ? "code" : "name");
+		goto bad;
+	}
+	if (has_lat != has_lon || null_lat != null_lon) {
+		snprintf(r->err, sizeof(r->err), "latitude and longitude go together");
+		goto bad;
+	}
+	if (field_given(body, "address", &null_addr) && null_addr)
+		b->address[0] = '\0';
+	if (field_given(body, "city", &null_city) && null_city)
+		b->city[0] = '\0';
+	if (field_str(r, body, "code", false, 1, S_CODE, b->code, sizeof(b->code)) < 0 ||
+	    field_str(r, body, "name", false, 1, S_TEXT, b->name, sizeof(b->name)) < 0 ||
+	    field_str(r, body, "address", false, 0, S_TEXT, b->address, sizeof(b->address)) < 0 ||
+	    field_str(r, body, "city", false, 0, S_TEXT, b->city, sizeof(b->city)) < 0 ||
+	    field_real(r, body, "latitude", -90, 90, &b->latitude) < 0 ||
+	    field_real(r, body, "longitude", -180, 180, &b->longitude) < 0 ||
+	    field_bool(r, body, "active", &b->active) < 0)
+		goto bad;
+	if (has_lat)
+		b->has_location = !null_lat;
+	cJSON_Delete(body);
+	rc = cw_store_branch_update(a->store, b, cw_wall_ms());
+	if (rc == CW_OK)
+		rc = cw_store_branch_get(a->store, b->id, b);
+	if (rc != CW_OK)
+		return send_store_err(c, r, rc, "branch");
+	cw_info("branch.updated", "branch=%s chain=%s active=%d by=%s", b->id, b->chain_id,
+		b->active ? 1 : 0, p->u.id);
+	return send_json(c, r, MHD_HTTP_OK, branch_json(b));
+bad:
+	cJSON_Delete(body);
+	return bad_request(c, r);
+}
+
 static enum MHD_Result h_branch(struct cw_cloud_api *a, struct MHD_Connection *c, struct req *r,
 				const char *method, char **seg, int nseg)
 {
@@ -1083,6 +1153,8 @@ static enum MHD_Result h_branch(struct cw_cloud_api *a, struct MHD_Connection *c
 	ret = load_branch(a, c, r, &p, seg[2], &b, &ok);
 	if (!ok)
 		return ret;
+	if (strcmp(method, "PUT") == 0)
+		return branch_put(a, c, r, &p, &b);
 	return send_json(c, r, MHD_HTTP_OK, branch_json(&b));
 }
 
@@ -1136,6 +1208,56 @@ void cw_enroll_hash(const unsigned char key[crypto_generichash_KEYBYTES], const 
 	sodium_bin2hex(out, 65, h, sizeof(h));
 }
 
+/* An enrollment code as listed: never the code (only its hash is stored,
+ * and that is not shown either). active: it would still register a device. */
+static cJSON *enrollment_json(const struct cw_enrollment_row *x, int64_t now)
+{
+	cJSON *o = cJSON_CreateObject();
+
+	cJSON_AddStringToObject(o, "id", x->e.id);
+	cJSON_AddStringToObject(o, "branch_id", x->e.branch_id);
+	add_time(o, "created_at", x->e.created_ms);
+	add_time(o, "expires_at", x->e.expires_ms);
+	cJSON_AddNumberToObject(o, "uses_left", x->e.uses_left);
+	add_opt_str(o, "created_by", x->e.created_by);
+	cJSON_AddBoolToObject(o, "active", x->e.uses_left > 0 && x->e.expires_ms > now);
+	return o;
+}
+
+static int only_args(struct MHD_Connection *c, struct req *r, const char *const *allowed);
+
+/* GET /api/branches/{id}/enrollment-codes (the caller admins the chain). */
+static enum MHD_Result enrollment_list(struct cw_cloud_api *a, struct MHD_Connection *c,
+				       struct req *r, const struct cw_branch *b)
+{
+	static const char *const qargs[] = {"limit", "cursor", NULL};
+	struct cw_enrollment_row *rows;
+	struct cw_page pg;
+	char cursor[CW_UUID_STRLEN];
+	int64_t now = cw_wall_ms();
+	cJSON *items;
+	int n = 0, rc;
+	bool more = false;
+	enum MHD_Result ret;
+
+	if (only_args(c, r, qargs) < 0 || page_args(c, r, &pg, cursor) < 0)
+		return bad_request(c, r);
+	rows = calloc((size_t)pg.limit, sizeof(*rows));
+	if (!rows)
+		return send_store_err(c, r, CW_ERR_NOMEM, "enrollment codes");
+	rc = cw_store_enrollment_list(a->store, b->id, &pg, rows, &n, &more);
+	if (rc != CW_OK) {
+		free(rows);
+		return send_store_err(c, r, rc, "enrollment codes");
+	}
+	items = cJSON_CreateArray();
+	for (int i = 0; i < n; i++)
+		cJSON_AddItemToArray(items, enrollment_json(&rows[i], now));
+	ret = send_json(c, r, MHD_HTTP_OK, page_json(items, more, n ? rows[n - 1].e.id : NULL));
+	free(rows);
+	return ret;
+}
+
 static enum MHD_Result h_enrollment_codes(struct cw_cloud_api *a, struct MHD_Connection *c,
 					  struct req *r, const char *method, char **seg, int nseg)
 {
@@ -1158,6 +1280,8 @@ static enum MHD_Result h_enrollment_codes(struct cw_cloud_api *a, struct MHD_Con
 		return ret;
 	if (!admins_chain(&p, b.chain_id))
 		return forbidden(c, r);
+	if (strcmp(method, "GET") == 0)
+		return enrollment_list(a, c, r, &b);
 	/* an empty body takes the defaults */
 	if (r->len) {
 		body = body_object(r, keys);
@@ -1941,6 +2065,19 @@ static cJSON *cart_json(const struct cw_cart *x)
 	add_time(o, "last_used", x->last_used_ms);
 	add_opt_str(o, "maintenance_notes", x->maintenance_notes);
 	add_time(o, "updated_at", x->updated_ms);
+	/* the board of the cart grid (device_id -> bus_index, board) */
+	if (x->bus_index >= 0)
+		cJSON_AddNumberToObject(o, "bus_index", (double)x->bus_index);
+	else
+		cJSON_AddNullToObject(o, "bus_index");
+	if (x->board >= 0)
+		cJSON_AddNumberToObject(o, "board", (double)x->board);
+	else
+		cJSON_AddNullToObject(o, "board");
+	if (x->board_online >= 0)
+		cJSON_AddBoolToObject(o, "board_online", x->board_online == 1);
+	else
+		cJSON_AddNullToObject(o, "board_online");
 	return o;
 }
 
@@ -3903,6 +4040,255 @@ out:
 	return ret;
 }
 
+/* ---- dashboards (issue 7): device list, enrollment code revocation,
+ * branch comparison, the caller ---- */
+
+/* GET /api/devices?chain_id=&branch_id=: the devices the caller sees (a
+ * manager: of its branches), filtered in SQL. */
+static enum MHD_Result h_devices(struct cw_cloud_api *a, struct MHD_Connection *c, struct req *r,
+				 const char *method, char **seg, int nseg)
+{
+	static const char *const qargs[] = {"chain_id", "branch_id", "limit", "cursor", NULL};
+	const char *chain, *branch;
+	struct cw_scope sc;
+	struct cw_branch b;
+	struct cw_device *rows;
+	struct principal p;
+	struct cw_page pg;
+	char cursor[CW_UUID_STRLEN];
+	cJSON *items;
+	int n = 0, rc = CW_OK;
+	bool ok, more = false;
+	enum MHD_Result ret = staff(a, c, r, &p, &ok);
+
+	(void)method;
+	(void)seg;
+	(void)nseg;
+	if (!ok)
+		return ret;
+	if (only_args(c, r, qargs) < 0 || page_args(c, r, &pg, cursor) < 0)
+		return bad_request(c, r);
+	sc = scope_of(&p);
+	chain = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "chain_id");
+	branch = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "branch_id");
+	if ((chain && *chain && !kind_ok(chain, S_UUID)) ||
+	    (branch && *branch && !kind_ok(branch, S_UUID))) {
+		snprintf(r->err, sizeof(r->err), "%s: expected a lower-case UUID",
+			 chain && *chain && !kind_ok(chain, S_UUID) ? "chain_id" : "branch_id");
+		return bad_request(c, r);
+	}
+	if (chain && *chain) {
+		if (!sees_chain(&p, chain))
+			return not_found(c, r, "chain");
+		sc.chain_id = chain;
+	}
+	if (branch && *branch) {
+		/* the branch is authorised itself (404 for one the caller does not see) */
+		ret = load_branch(a, c, r, &p, branch, &b, &ok);
+		if (!ok)
+			return ret;
+	}
+	rows = calloc((size_t)pg.limit, sizeof(*rows));
+	if (!rows)
+		return send_store_err(c, r, CW_ERR_NOMEM, "devices");
+	/* a branch of another chain than chain_id: no device is both */
+	if (!(branch && *branch && chain && *chain && strcmp(b.chain_id, chain) != 0))
+		rc = cw_store_device_list(a->store, &sc, branch && *branch ? b.id : NULL, &pg, rows,
+					  &n, &more);
+	if (rc != CW_OK) {
+		free(rows);
+		return send_store_err(c, r, rc, "devices");
+	}
+	items = cJSON_CreateArray();
+	for (int i = 0; i < n; i++)
+		cJSON_AddItemToArray(items, device_json(a, &rows[i]));
+	ret = send_json(c, r, MHD_HTTP_OK, page_json(items, more, n ? rows[n - 1].id : NULL));
+	free(rows);
+	return ret;
+}
+
+static enum MHD_Result send_no_content(struct MHD_Connection *c, struct req *r)
+{
+	struct MHD_Response *resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+	enum MHD_Result ret;
+
+	if (!resp)
+		return MHD_NO;
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	r->status = MHD_HTTP_NO_CONTENT;
+	ret = MHD_queue_response(c, MHD_HTTP_NO_CONTENT, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+/* DELETE /api/enrollment-codes/{id}: revokes the code (no use left), like
+ * creating one: platform admins, a chain admin of its branch's chain; 404 for
+ * a code of a branch the caller does not see, 403 for a manager who does. */
+static enum MHD_Result h_enrollment_code(struct cw_cloud_api *a, struct MHD_Connection *c,
+					 struct req *r, const char *method, char **seg, int nseg)
+{
+	struct cw_enrollment_row e;
+	struct principal p;
+	int rc, err = CW_OK;
+	bool ok;
+	enum MHD_Result ret = staff(a, c, r, &p, &ok);
+
+	(void)method;
+	(void)nseg;
+	if (!ok)
+		return ret;
+	if (!kind_ok(seg[2], S_UUID))
+		return not_found(c, r, "enrollment code");
+	rc = cw_store_enrollment_get(a->store, seg[2], &e);
+	if (rc != CW_OK)
+		return send_store_err(c, r, rc, "enrollment code");
+	if (!sees_branch(a, &p, e.e.branch_id, e.chain_id, &err))
+		return err != CW_OK ? send_store_err(c, r, err, "enrollment code")
+				    : not_found(c, r, "enrollment code");
+	if (!admins_chain(&p, e.chain_id))
+		return forbidden(c, r);
+	rc = cw_store_enrollment_revoke(a->store, e.e.id);
+	if (rc != CW_OK)
+		return send_store_err(c, r, rc, "enrollment code");
+	cw_info("enrollment.revoked", "id=%s branch=%s by=%s", e.e.id, e.e.branch_id, p.u.id);
+	return send_no_content(c, r);
+}
+
+struct compare_items {
+	cJSON *items;
+};
+
+static int compare_row(void *ctx, const struct cw_branch_compare *x)
+{
+	struct compare_items *ci = ctx;
+	cJSON *o = cJSON_CreateObject();
+
+	if (!o)
+		return CW_ERR_NOMEM;
+	cJSON_AddStringToObject(o, "branch_id", x->branch_id);
+	cJSON_AddStringToObject(o, "code", x->code);
+	cJSON_AddStringToObject(o, "name", x->name);
+	cJSON_AddBoolToObject(o, "active", x->active);
+	cJSON_AddNumberToObject(o, "rentals", (double)x->rentals);
+	cJSON_AddNumberToObject(o, "open", (double)x->open);
+	/* as the branch's rental stats: (overdue + returned late) / (all but
+	 * cancelled); the average over returned ones */
+	if (x->rentals - x->cancelled > 0)
+		cJSON_AddNumberToObject(o, "overdue_rate",
+					(double)(x->overdue + x->returned_late) /
+						(double)(x->rentals - x->cancelled));
+	else
+		cJSON_AddNullToObject(o, "overdue_rate");
+	if (x->finished > 0)
+		cJSON_AddNumberToObject(o, "average_duration_minutes",
+					(double)x->avg_duration_ms / 60000.0);
+	else
+		cJSON_AddNullToObject(o, "average_duration_minutes");
+	cJSON_AddNumberToObject(o, "carts", (double)x->carts);
+	cJSON_AddNumberToObject(o, "devices", (double)x->devices);
+	cJSON_AddNumberToObject(o, "devices_online", (double)x->devices_online);
+	cJSON_AddItemToArray(ci->items, o);
+	return CW_OK;
+}
+
+/* GET /api/chains/{id}/branch-stats?from=&to=: every branch of the chain side
+ * by side (a manager: its branches), rentals started in [from, to) with the
+ * branch rental stats' defaults and limit, carts and devices now. */
+static enum MHD_Result h_chain_branch_stats(struct cw_cloud_api *a, struct MHD_Connection *c,
+					    struct req *r, const char *method, char **seg,
+					    int nseg)
+{
+	static const char *const qargs[] = {"from", "to", NULL};
+	struct compare_items ci = {NULL};
+	struct principal p;
+	struct cw_chain ch;
+	int64_t now = cw_wall_ms(), from, to;
+	int64_t today = now - now % 86400000LL;
+	cJSON *o;
+	int rc;
+	bool ok;
+	enum MHD_Result ret = staff(a, c, r, &p, &ok);
+
+	(void)method;
+	(void)nseg;
+	if (!ok)
+		return ret;
+	if (!kind_ok(seg[2], S_UUID) || !sees_chain(&p, seg[2]))
+		return not_found(c, r, "chain");
+	rc = cw_store_chain_get(a->store, seg[2], &ch);
+	if (rc != CW_OK)
+		return send_store_err(c, r, rc, "chain");
+	if (only_args(c, r, qargs) < 0 ||
+	    range_args(c, r, today - 29 * 86400000LL, today + 86400000LL, &from, &to) < 0)
+		return bad_request(c, r);
+	if (to - from > (int64_t)STATS_DAYS_MAX * 86400000LL) {
+		snprintf(r->err, sizeof(r->err), "from, to: at most %d days apart", STATS_DAYS_MAX);
+		return bad_request(c, r);
+	}
+	o = cJSON_CreateObject();
+	ci.items = cJSON_CreateArray();
+	if (!o || !ci.items) {
+		cJSON_Delete(o);
+		cJSON_Delete(ci.items);
+		return send_store_err(c, r, CW_ERR_NOMEM, "branch stats");
+	}
+	cJSON_AddStringToObject(o, "chain_id", ch.id);
+	add_time(o, "from", from);
+	add_time(o, "to", to);
+	cJSON_AddItemToObject(o, "items", ci.items);
+	rc = cw_store_chain_branch_compare(a->store, ch.id,
+					   p.u.role == CW_ROLE_BRANCH_MANAGER ? p.u.id : NULL, from,
+					   to, now, now - (int64_t)a->cfg.offline_after_s * 1000,
+					   compare_row, &ci);
+	if (rc != CW_OK) {
+		cJSON_Delete(o);
+		return send_store_err(c, r, rc, "branch stats");
+	}
+	return send_json(c, r, MHD_HTTP_OK, o);
+}
+
+/* GET /api/auth/me: the caller as the token names it, with the branches a
+ * manager manages (read now) and the token's expiry. */
+static enum MHD_Result h_auth_me(struct cw_cloud_api *a, struct MHD_Connection *c, struct req *r,
+				 const char *method, char **seg, int nseg)
+{
+	struct cw_user_branches br = {.n = 0};
+	struct principal p;
+	cJSON *claims = NULL, *o, *u, *ids;
+	const cJSON *exp;
+	int rc;
+	bool ok;
+	enum MHD_Result ret = staff(a, c, r, &p, &ok);
+
+	(void)method;
+	(void)seg;
+	(void)nseg;
+	if (!ok)
+		return ret;
+	if (p.u.role == CW_ROLE_BRANCH_MANAGER) {
+		rc = cw_store_user_branches(a->store, p.u.id, &br);
+		if (rc != CW_OK)
+			return send_store_err(c, r, rc, "user");
+	}
+	/* verified again (staff() keeps no claims): the expiry is the token's */
+	if (verify_token(a, c, CW_JWT_TYP_STAFF, &claims) != CW_OK)
+		return send_error(c, r, MHD_HTTP_UNAUTHORIZED, "unauthorized",
+				  "a valid staff token is required");
+	exp = cJSON_GetObjectItemCaseSensitive(claims, "exp");
+	o = cJSON_CreateObject();
+	u = cJSON_AddObjectToObject(o, "user");
+	cJSON_AddStringToObject(u, "id", p.u.id);
+	cJSON_AddStringToObject(u, "email", p.u.email);
+	cJSON_AddStringToObject(u, "role", cw_role_name(p.u.role));
+	add_opt_str(u, "chain_id", p.u.chain_id);
+	ids = cJSON_AddArrayToObject(u, "branch_ids");
+	for (int i = 0; i < br.n; i++)
+		cJSON_AddItemToArray(ids, cJSON_CreateString(br.ids[i]));
+	add_time(o, "expires_at", cJSON_IsNumber(exp) ? (int64_t)exp->valuedouble * 1000 : 0);
+	cJSON_Delete(claims);
+	return send_json(c, r, MHD_HTTP_OK, o);
+}
+
 /* ---- routing ---- */
 
 struct route {
@@ -3921,10 +4307,10 @@ static const struct route routes[] = {
 	{"/api/chains/{id}", {"api", "chains", "*"}, 3, "GET PUT DELETE", h_chain},
 	{"/api/chains/{id}/stats", {"api", "chains", "*", "stats"}, 4, "GET", h_chain_stats},
 	{"/api/branches", {"api", "branches"}, 2, "GET POST", h_branches},
-	{"/api/branches/{id}", {"api", "branches", "*"}, 3, "GET", h_branch},
+	{"/api/branches/{id}", {"api", "branches", "*"}, 3, "GET PUT", h_branch},
 	{"/api/branches/{id}/stats", {"api", "branches", "*", "stats"}, 4, "GET", h_branch_stats},
 	{"/api/branches/{id}/enrollment-codes", {"api", "branches", "*", "enrollment-codes"}, 4,
-	 "POST", h_enrollment_codes},
+	 "GET POST", h_enrollment_codes},
 	{"/api/devices/register", {"api", "devices", "register"}, 3, "POST", h_register},
 	{"/api/devices/{id}", {"api", "devices", "*"}, 3, "GET", h_device},
 	{"/api/devices/{id}/status", {"api", "devices", "*", "status"}, 4, "GET", h_device},
@@ -3964,6 +4350,13 @@ static const struct route routes[] = {
 	 h_sync_reset},
 	{"/api/branches/{branch_id}/carts/{id}/unlock",
 	 {"api", "branches", "*", "carts", "*", "unlock"}, 6, "POST", h_cart_unlock},
+	/* dashboards (issue 7) */
+	{"/api/auth/me", {"api", "auth", "me"}, 3, "GET", h_auth_me},
+	{"/api/devices", {"api", "devices"}, 2, "GET", h_devices},
+	{"/api/enrollment-codes/{id}", {"api", "enrollment-codes", "*"}, 3, "DELETE",
+	 h_enrollment_code},
+	{"/api/chains/{id}/branch-stats", {"api", "chains", "*", "branch-stats"}, 4, "GET",
+	 h_chain_branch_stats},
 };
 
 _Static_assert(sizeof(routes) / sizeof(routes[0]) < METRIC_ROUTES, "raise METRIC_ROUTES");

@@ -900,7 +900,7 @@ static int read_cart(int ncols, const char *const *c, void *out)
 	struct cw_cart *x = out;
 	int rc;
 
-	if (ncols != 12)
+	if (ncols != 15)
 		return CW_ERR_INTERNAL;
 	if ((rc = col_str(c[0], x->id, sizeof(x->id))) ||
 	    (rc = col_str(c[1], x->branch_id, sizeof(x->branch_id))) ||
@@ -915,6 +915,11 @@ static int read_cart(int ncols, const char *const *c, void *out)
 	x->last_used_ms = col_int(c[9]);
 	col_str_cut(c[10], x->maintenance_notes, sizeof(x->maintenance_notes));
 	x->updated_ms = col_int(c[11]);
+	/* its controller (LEFT JOIN: NULL when none) */
+	x->bus_index = c[12] ? col_int(c[12]) : -1;
+	x->board = c[13] ? col_int(c[13]) : -1;
+	x->board_online = !c[14] ? -1 : strcmp(c[14], "online") == 0 ? 1
+				     : strcmp(c[14], "offline") == 0 ? 0 : -1;
 	return CW_OK;
 }
 
@@ -1736,4 +1741,163 @@ int cw_store_device_config_version(struct cw_store *s, const char *device_id, in
 	if (!id_ok(device_id))
 		return CW_ERR_NOTFOUND;
 	return run(s, CW_SQL_DEVICE_CONFIG_VERSION, p, NP(p), hw_cb, version, NULL);
+}
+
+/* ---- dashboards (issue 7) ---- */
+
+int cw_store_device_list(struct cw_store *s, const struct cw_scope *scope, const char *branch_id,
+			 const struct cw_page *page, struct cw_device *out, int *n, bool *more)
+{
+	*n = 0;
+	*more = false;
+	if (scope && scope->manager_id && !id_ok(scope->manager_id))
+		return CW_ERR_INVAL;
+	if (branch_id) {
+		/* 1 branch, 2 after, 3 limit */
+		struct cw_param p[] = {P_TEXT(branch_id), P_OPT(page ? page->after : NULL), P_NULL};
+		if (!id_ok(branch_id))
+			return CW_OK;
+		return list(s, CW_SQL_DEVICE_LIST_BRANCH, p, NP(p), 2, page, read_device, out,
+			    sizeof(*out), n, more);
+	}
+	{
+		/* 1 after, 2 chain filter, 3 manager filter, 4 limit */
+		struct cw_param p[] = {P_OPT(page ? page->after : NULL),
+				       P_OPT(scope ? scope->chain_id : NULL),
+				       P_OPT(scope ? scope->manager_id : NULL), P_NULL};
+		if (scope && scope->chain_id && *scope->chain_id && !id_ok(scope->chain_id))
+			return CW_OK; /* no device belongs to a chain that cannot exist */
+		return list(s, CW_SQL_DEVICE_LIST, p, NP(p), 3, page, read_device, out,
+			    sizeof(*out), n, more);
+	}
+}
+
+int cw_store_branch_update(struct cw_store *s, const struct cw_branch *b, int64_t now_ms)
+{
+	/* 1 id, 2 code, 3 name, 4 address, 5 city, 6 lat, 7 lon, 8 active, 9 now */
+	struct cw_param p[] = {P_TEXT(b->id),
+			       P_TEXT(b->code),
+			       P_TEXT(b->name),
+			       P_OPT(b->address),
+			       P_OPT(b->city),
+			       b->has_location ? P_REAL(b->latitude) : P_NULL,
+			       b->has_location ? P_REAL(b->longitude) : P_NULL,
+			       P_BOOL(b->active),
+			       P_INT(now_ms)};
+	int64_t changes = 0;
+	int rc;
+
+	if (!id_ok(b->id))
+		return CW_ERR_NOTFOUND;
+	rc = run(s, CW_SQL_BRANCH_UPDATE, p, NP(p), NULL, NULL, &changes);
+	if (rc == CW_OK && changes == 0)
+		rc = CW_ERR_NOTFOUND;
+	return rc;
+}
+
+static int read_enrollment(int ncols, const char *const *c, void *out)
+{
+	struct cw_enrollment_row *x = out;
+	int rc;
+
+	if (ncols != 7)
+		return CW_ERR_INTERNAL;
+	memset(x, 0, sizeof(*x));
+	if ((rc = col_str(c[0], x->e.id, sizeof(x->e.id))) ||
+	    (rc = col_str(c[1], x->e.branch_id, sizeof(x->e.branch_id))) ||
+	    (rc = col_str(c[2], x->chain_id, sizeof(x->chain_id))) ||
+	    (rc = col_str(c[3], x->e.created_by, sizeof(x->e.created_by))))
+		return rc;
+	x->e.created_ms = col_int(c[4]);
+	x->e.expires_ms = col_int(c[5]);
+	x->e.uses_left = (int)col_int(c[6]);
+	return CW_OK;
+}
+
+int cw_store_enrollment_list(struct cw_store *s, const char *branch_id, const struct cw_page *page,
+			     struct cw_enrollment_row *out, int *n, bool *more)
+{
+	/* 1 branch, 2 after, 3 limit */
+	struct cw_param p[] = {P_TEXT(branch_id), P_OPT(page ? page->after : NULL), P_NULL};
+
+	*n = 0;
+	*more = false;
+	if (!id_ok(branch_id))
+		return CW_OK;
+	return list(s, CW_SQL_ENROLL_LIST, p, NP(p), 2, page, read_enrollment, out, sizeof(*out),
+		    n, more);
+}
+
+int cw_store_enrollment_get(struct cw_store *s, const char *id, struct cw_enrollment_row *out)
+{
+	if (!id_ok(id))
+		return CW_ERR_NOTFOUND;
+	return get_one(s, CW_SQL_ENROLL_GET, id, read_enrollment, out, sizeof(*out));
+}
+
+int cw_store_enrollment_revoke(struct cw_store *s, const char *id)
+{
+	struct cw_param p[] = {P_TEXT(id)};
+	int64_t changes = 0;
+	int rc;
+
+	if (!id_ok(id))
+		return CW_ERR_NOTFOUND;
+	rc = run(s, CW_SQL_ENROLL_REVOKE, p, NP(p), NULL, NULL, &changes);
+	if (rc == CW_OK && changes == 0)
+		rc = CW_ERR_NOTFOUND;
+	return rc;
+}
+
+struct branch_compare {
+	cw_branch_compare_fn fn;
+	void *ctx;
+};
+
+static int branch_compare_cb(void *ctx, int ncols, const char *const *c)
+{
+	struct branch_compare *bc = ctx;
+	struct cw_branch_compare x;
+	int rc;
+
+	if (ncols != 14)
+		return CW_ERR_INTERNAL;
+	memset(&x, 0, sizeof(x));
+	if ((rc = col_str(c[0], x.branch_id, sizeof(x.branch_id))) ||
+	    (rc = col_str(c[1], x.code, sizeof(x.code))) ||
+	    (rc = col_str(c[2], x.name, sizeof(x.name))))
+		return rc;
+	x.active = col_bool(c[3]);
+	x.rentals = col_int(c[4]);
+	x.open = col_int(c[5]);
+	x.overdue = col_int(c[6]);
+	x.returned_late = col_int(c[7]);
+	x.cancelled = col_int(c[8]);
+	x.finished = col_int(c[9]);
+	x.avg_duration_ms = col_int(c[10]);
+	x.carts = col_int(c[11]);
+	x.devices = col_int(c[12]);
+	x.devices_online = col_int(c[13]);
+	return bc->fn(bc->ctx, &x);
+}
+
+int cw_store_chain_branch_compare(struct cw_store *s, const char *chain_id, const char *manager_id,
+				  int64_t from_ms, int64_t to_ms, int64_t now_ms,
+				  int64_t online_after_ms, cw_branch_compare_fn fn, void *ctx)
+{
+	/* 1 chain, 2 from, 3 to, 4 now, 5 online after, 6 manager (the
+	 * _MANAGER statement only) */
+	struct cw_param p[] = {P_TEXT(chain_id), P_INT(from_ms),	  P_INT(to_ms),
+			       P_INT(now_ms),	 P_INT(online_after_ms), P_OPT(manager_id)};
+	struct branch_compare bc = {.fn = fn, .ctx = ctx};
+
+	if (!fn || !range_ok(from_ms, to_ms) || (manager_id && !id_ok(manager_id)))
+		return CW_ERR_INVAL;
+	if (!id_ok(chain_id))
+		return CW_OK;
+	/* two statements, not "(?6 IS NULL OR ...)": see cw_store_pg.c */
+	if (manager_id)
+		return run(s, CW_SQL_BRANCH_COMPARE_MANAGER, p, NP(p), branch_compare_cb, &bc,
+			   NULL);
+	return run(s, CW_SQL_BRANCH_COMPARE, p, NP(p) - 1, branch_compare_cb, &bc, NULL);
 }

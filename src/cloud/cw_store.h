@@ -283,6 +283,11 @@ struct cw_cart {
 	int64_t last_used_ms; /* 0 = never */
 	char maintenance_notes[CW_NOTES_MAX];
 	int64_t updated_ms;
+	/* its controller's board (issue 7's cart grid): -1 = none (no
+	 * controller, or one made by hand without a bus) */
+	int64_t bus_index, board;
+	int board_online; /* 1 online, 0 offline, -1 unknown (no controller, or
+			   * one no device has reported: status 'inactive') */
 };
 
 /* Carts of one branch in cart_number order; status NULL = any. The cursor
@@ -510,5 +515,50 @@ int cw_store_device_config_get(struct cw_store *s, const char *device_id, int64_
 			       char **body);
 /* Only the newest version number (0 when none): the heartbeat's. */
 int cw_store_device_config_version(struct cw_store *s, const char *device_id, int64_t *version);
+
+/* ---- dashboards (issue 7): lists and edits the web app needs ---- */
+
+/* Devices by id. branch_id set: that branch's devices only (the caller has
+ * authorised the branch); else the scope's (everything, one chain, or the
+ * branches manager_id manages). */
+int cw_store_device_list(struct cw_store *s, const struct cw_scope *scope, const char *branch_id,
+			 const struct cw_page *page, struct cw_device *out, int *n, bool *more);
+
+/* Changes code, name, address, city, location and active of branch b->id
+ * (its chain never changes). CW_ERR_NOTFOUND; CW_ERR_CONFLICT: the code is
+ * taken in the chain. */
+int cw_store_branch_update(struct cw_store *s, const struct cw_branch *b, int64_t now_ms);
+
+/* Enrollment codes of a branch by id (never the code: only its hash is
+ * stored, and that is not returned either: code_hash is ""). chain_id of
+ * cw_enrollment_row is the branch's. */
+struct cw_enrollment_row {
+	struct cw_enrollment e;
+	char chain_id[CW_UUID_STRLEN];
+};
+int cw_store_enrollment_list(struct cw_store *s, const char *branch_id, const struct cw_page *page,
+			     struct cw_enrollment_row *out, int *n, bool *more);
+int cw_store_enrollment_get(struct cw_store *s, const char *id, struct cw_enrollment_row *out);
+/* Revokes a code: no use left (idempotent). CW_ERR_NOTFOUND. */
+int cw_store_enrollment_revoke(struct cw_store *s, const char *id);
+
+/* One branch of a chain's comparison: rentals started in [from, to) counted
+ * like cw_store_rental_stats (an active rental past its expected return at
+ * now counts as overdue), and the branch's carts and devices now. */
+struct cw_branch_compare {
+	char branch_id[CW_UUID_STRLEN];
+	char code[CW_CODE_MAX];
+	char name[CW_NAME_MAX];
+	bool active;
+	int64_t rentals, open, overdue, returned_late, cancelled, finished, avg_duration_ms;
+	int64_t carts, devices, devices_online; /* online: heartbeat at or after online_after_ms */
+};
+/* Called once per branch, by code; non-zero stops with that error. */
+typedef int (*cw_branch_compare_fn)(void *ctx, const struct cw_branch_compare *row);
+/* Every branch of the chain (only those manager_id manages when it is not
+ * NULL) in one statement (one snapshot), so the rows compare. */
+int cw_store_chain_branch_compare(struct cw_store *s, const char *chain_id, const char *manager_id,
+				  int64_t from_ms, int64_t to_ms, int64_t now_ms,
+				  int64_t online_after_ms, cw_branch_compare_fn fn, void *ctx);
 
 #endif

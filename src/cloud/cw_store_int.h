@@ -106,6 +106,17 @@ enum cw_sql {
 	CW_SQL_DEVICE_CONFIG_INSERT,
 	CW_SQL_DEVICE_CONFIG_GET,
 	CW_SQL_DEVICE_CONFIG_VERSION,
+	/* dashboards (issue 7): lists and edits of the web app */
+	CW_SQL_DEVICE_LIST,        /* scope: chain and manager optional */
+	CW_SQL_DEVICE_LIST_BRANCH, /* one branch (authorised by the caller) */
+	CW_SQL_BRANCH_UPDATE,
+	CW_SQL_ENROLL_LIST,
+	CW_SQL_ENROLL_GET,
+	CW_SQL_ENROLL_REVOKE,
+	/* a chain's branches compared; two statements, not "($6 IS NULL OR
+	 * ...)", like CW_SQL_CHAIN_EVENT_COUNTS */
+	CW_SQL_BRANCH_COMPARE,
+	CW_SQL_BRANCH_COMPARE_MANAGER,
 	CW_SQL_COUNT /* keep last */
 };
 

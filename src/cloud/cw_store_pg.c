@@ -52,11 +52,14 @@ extern const int cw_cloud_pg_migrations_count;
 #define COMMAND_COLS                                                                      \
 	"c.id, c.device_id, c.branch_id, b.chain_id, c.action, c.args::text, c.state, "   \
 	"c.created_by, " MS("c.created_at") ", " MS("c.expires_at") ", c.result::text"
+#define ENROLL_COLS                                                                       \
+	"e.id, e.branch_id, b.chain_id, e.created_by, " MS("e.created_at") ", "            \
+	MS("e.expires_at") ", e.uses_left"
 
 #define CART_COLS                                                                          \
 	"c.id, c.branch_id, b.chain_id, ctl.device_id, c.controller_id, c.cart_number, "   \
 	"c.locker_id, c.status, c.is_locked, " MS("c.last_used") ", c.maintenance_notes, " \
-	MS("c.updated_at")
+	MS("c.updated_at") ", ctl.bus_index, ctl.controller_address, ctl.status"
 #define CART_FROM                                                                          \
 	" FROM carts c JOIN branches b ON b.id = c.branch_id "                             \
 	"LEFT JOIN controllers ctl ON ctl.id = c.controller_id "
@@ -119,6 +122,32 @@ extern const int cw_cloud_pg_migrations_count;
 	"AND d.day < $7::int " daily_filter "UNION ALL "                                    \
 	CHAIN_STATS_PARTIAL("$2", "$3", tel_filter) " UNION ALL "                          \
 	CHAIN_STATS_PARTIAL("$4", "$5", tel_filter) ") x GROUP BY 1, 2 ORDER BY 1, 2"
+
+/* A chain's branches compared (GET /api/chains/{id}/branch-stats): 1 chain,
+ * 2..3 rental start range (ms), 4 now (overdue), 5 online after, 6 manager
+ * (the _MANAGER statement only: in a generic plan "($6 IS NULL OR ...)"
+ * would not fold away, see CHAIN_STATS_MANAGER). One statement: each branch
+ * of the chain, and LATERAL over its rentals_branch_start range
+ * (index-only), its carts and its devices. */
+#define COMPARE_MANAGER \
+	"AND b.id IN (SELECT branch_id FROM user_branches WHERE user_id = $6::uuid) "
+#define BRANCH_COMPARE_SQL(filter)                                                         \
+	"SELECT b.id, b.code, b.name, b.active, r.n, r.open, r.overdue, r.late, "           \
+	"r.cancelled, r.finished, coalesce(r.avg_ms, 0), c.n, d.n, d.online "              \
+	"FROM branches b CROSS JOIN LATERAL (SELECT count(*) AS n, "                        \
+	"count(*) FILTER (WHERE r.status IN ('active', 'overdue')) AS open, "              \
+	"count(*) FILTER (WHERE r.status = 'overdue' OR (r.status = 'active' "             \
+	"AND r.expected_return < " TS("$4") ")) AS overdue, "                              \
+	"count(*) FILTER (WHERE r.status = 'returned-late') AS late, "                     \
+	"count(*) FILTER (WHERE r.status = 'cancelled') AS cancelled, "                    \
+	"count(*) FILTER (WHERE " FINISHED ") AS finished, "                               \
+	AVG_DURATION_MS "::bigint AS avg_ms FROM rentals r WHERE r.branch_id = b.id "     \
+	"AND r.start_time >= " TS("$2") " AND r.start_time < " TS("$3") ") r "             \
+	"CROSS JOIN LATERAL (SELECT count(*) AS n FROM carts WHERE branch_id = b.id) c "  \
+	"CROSS JOIN LATERAL (SELECT count(*) AS n, count(*) FILTER (WHERE last_heartbeat " \
+	">= " TS("$5") " AND status <> 'offline') AS online FROM devices "                 \
+	"WHERE branch_id = b.id) d WHERE b.chain_id = $1::uuid " filter                    \
+	"ORDER BY b.code, b.id"
 
 /* Same statements, same parameter numbers as cw_store_sqlite.c. Every
  * parameter has an explicit type so that the server never has to guess. */
@@ -393,6 +422,33 @@ static const char *const pg_sql[CW_SQL_COUNT] = {
 					 "WHERE device_id = $1::uuid",
 	[CW_SQL_COMMANDS_ANY_OPEN] = "SELECT 1 FROM commands WHERE device_id = $1::uuid "
 				     "AND state IN ('pending', 'delivered') LIMIT 1",
+	/* dashboards (issue 7): parameter numbers in cw_store.c */
+	[CW_SQL_DEVICE_LIST] =
+		"SELECT " DEVICE_COLS " FROM devices d JOIN branches b ON b.id = d.branch_id "
+		"WHERE ($1::uuid IS NULL OR d.id > $1::uuid) "
+		"AND ($2::uuid IS NULL OR b.chain_id = $2::uuid) "
+		"AND ($3::uuid IS NULL OR EXISTS (SELECT 1 FROM user_branches ub "
+		"WHERE ub.user_id = $3::uuid AND ub.branch_id = d.branch_id)) "
+		"ORDER BY d.id LIMIT $4::bigint",
+	/* a branch's devices: devices_branch (branch_id, id) in id order */
+	[CW_SQL_DEVICE_LIST_BRANCH] =
+		"SELECT " DEVICE_COLS " FROM devices d JOIN branches b ON b.id = d.branch_id "
+		"WHERE d.branch_id = $1::uuid AND ($2::uuid IS NULL OR d.id > $2::uuid) "
+		"ORDER BY d.id LIMIT $3::bigint",
+	[CW_SQL_BRANCH_UPDATE] =
+		"UPDATE branches SET code = $2::text, name = $3::text, address = $4::text, "
+		"city = $5::text, latitude = $6::numeric, longitude = $7::numeric, "
+		"active = $8::boolean, updated_at = " TS("$9") " WHERE id = $1::uuid",
+	[CW_SQL_ENROLL_LIST] =
+		"SELECT " ENROLL_COLS " FROM enrollment_codes e JOIN branches b ON b.id = e.branch_id "
+		"WHERE e.branch_id = $1::uuid AND ($2::uuid IS NULL OR e.id > $2::uuid) "
+		"ORDER BY e.id LIMIT $3::bigint",
+	[CW_SQL_ENROLL_GET] =
+		"SELECT " ENROLL_COLS " FROM enrollment_codes e JOIN branches b ON b.id = e.branch_id "
+		"WHERE e.id = $1::uuid",
+	[CW_SQL_ENROLL_REVOKE] = "UPDATE enrollment_codes SET uses_left = 0 WHERE id = $1::uuid",
+	[CW_SQL_BRANCH_COMPARE] = BRANCH_COMPARE_SQL(""),
+	[CW_SQL_BRANCH_COMPARE_MANAGER] = BRANCH_COMPARE_SQL(COMPARE_MANAGER),
 };
 
 struct pg_conn {

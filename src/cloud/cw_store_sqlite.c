@@ -54,11 +54,13 @@ extern const int cw_cloud_sqlite_migrations_count;
 #define COMMAND_COLS                                                                       \
 	"c.id, c.device_id, c.branch_id, b.chain_id, c.action, c.args, c.state, "          \
 	"c.created_by, c.created_ms, c.expires_ms, c.result"
+#define ENROLL_COLS \
+	"e.id, e.branch_id, b.chain_id, e.created_by, e.created_ms, e.expires_ms, e.uses_left"
 
 #define CART_COLS                                                                          \
 	"c.id, c.branch_id, b.chain_id, ctl.device_id, c.controller_id, c.cart_number, "   \
 	"c.locker_id, c.status, c.is_locked, c.last_used_ms, c.maintenance_notes, "        \
-	"c.updated_ms"
+	"c.updated_ms, ctl.bus_index, ctl.controller_address, ctl.status"
 #define CART_FROM                                                                          \
 	" FROM carts c JOIN branches b ON b.id = c.branch_id "                             \
 	"LEFT JOIN controllers ctl ON ctl.id = c.controller_id "
@@ -109,6 +111,34 @@ extern const int cw_cloud_sqlite_migrations_count;
 	"WHERE d.chain_id = ?1 AND d.day >= ?6 AND d.day < ?7 " daily_filter "UNION ALL "  \
 	CHAIN_STATS_PARTIAL("?2", "?3", tel_filter) " UNION ALL "                          \
 	CHAIN_STATS_PARTIAL("?4", "?5", tel_filter) ") x GROUP BY 1, 2 ORDER BY 1, 2"
+
+/* A chain's branches compared (GET /api/chains/{id}/branch-stats): 1 chain,
+ * 2..3 rental start range, 4 now (overdue), 5 online after, 6 manager (the
+ * _MANAGER statement only). The rentals of the chain's branches are counted
+ * in one pass over rentals_branch_start (a range per branch, covering),
+ * grouped by branch; carts and devices by their branch indexes. */
+#define COMPARE_MANAGER(col) \
+	"AND " col " IN (SELECT branch_id FROM user_branches WHERE user_id = ?6) "
+#define BRANCH_COMPARE_SQL(filter_b, filter_r)                                             \
+	"SELECT b.id, b.code, b.name, b.active, coalesce(r.n, 0), coalesce(r.open, 0), "    \
+	"coalesce(r.overdue, 0), coalesce(r.late, 0), coalesce(r.cancelled, 0), "          \
+	"coalesce(r.finished, 0), coalesce(r.avg_ms, 0), "                                 \
+	"(SELECT count(*) FROM carts c WHERE c.branch_id = b.id), "                        \
+	"(SELECT count(*) FROM devices d WHERE d.branch_id = b.id), "                      \
+	"(SELECT count(*) FROM devices d WHERE d.branch_id = b.id "                        \
+	"AND d.last_heartbeat_ms >= ?5 AND d.status <> 'offline') "                        \
+	"FROM branches b LEFT JOIN (SELECT r.branch_id AS branch_id, count(*) AS n, "      \
+	"count(*) FILTER (WHERE r.status IN ('active', 'overdue')) AS open, "              \
+	"count(*) FILTER (WHERE r.status = 'overdue' OR "                                  \
+	"(r.status = 'active' AND r.expected_return_ms < ?4)) AS overdue, "                \
+	"count(*) FILTER (WHERE r.status = 'returned-late') AS late, "                     \
+	"count(*) FILTER (WHERE r.status = 'cancelled') AS cancelled, "                    \
+	"count(*) FILTER (WHERE " FINISHED ") AS finished, "                               \
+	"CAST(avg(r.actual_return_ms - r.start_ms) FILTER (WHERE " FINISHED ") "           \
+	"AS INTEGER) AS avg_ms FROM rentals r WHERE r.branch_id IN (SELECT id FROM "       \
+	"branches WHERE chain_id = ?1 " filter_r ") AND r.start_ms >= ?2 "                 \
+	"AND r.start_ms < ?3 GROUP BY r.branch_id) r ON r.branch_id = b.id "               \
+	"WHERE b.chain_id = ?1 " filter_b "ORDER BY b.code, b.id"
 
 static const char *const sq_sql[CW_SQL_COUNT] = {
 	[CW_SQL_BEGIN] = "BEGIN IMMEDIATE",
@@ -348,6 +378,28 @@ static const char *const sq_sql[CW_SQL_COUNT] = {
 					 "WHERE device_id = ?1",
 	[CW_SQL_COMMANDS_ANY_OPEN] = "SELECT 1 FROM commands WHERE device_id = ?1 "
 				     "AND state IN ('pending', 'delivered') LIMIT 1",
+	/* dashboards (issue 7): parameter numbers in cw_store.c */
+	[CW_SQL_DEVICE_LIST] =
+		"SELECT " DEVICE_COLS " FROM devices d JOIN branches b ON b.id = d.branch_id "
+		"WHERE (?1 IS NULL OR d.id > ?1) AND (?2 IS NULL OR b.chain_id = ?2) "
+		"AND (?3 IS NULL OR EXISTS (SELECT 1 FROM user_branches ub "
+		"WHERE ub.user_id = ?3 AND ub.branch_id = d.branch_id)) ORDER BY d.id LIMIT ?4",
+	[CW_SQL_DEVICE_LIST_BRANCH] =
+		"SELECT " DEVICE_COLS " FROM devices d JOIN branches b ON b.id = d.branch_id "
+		"WHERE d.branch_id = ?1 AND (?2 IS NULL OR d.id > ?2) ORDER BY d.id LIMIT ?3",
+	[CW_SQL_BRANCH_UPDATE] =
+		"UPDATE branches SET code = ?2, name = ?3, address = ?4, city = ?5, latitude = ?6, "
+		"longitude = ?7, active = ?8, updated_ms = ?9 WHERE id = ?1",
+	[CW_SQL_ENROLL_LIST] =
+		"SELECT " ENROLL_COLS " FROM enrollment_codes e JOIN branches b ON b.id = e.branch_id "
+		"WHERE e.branch_id = ?1 AND (?2 IS NULL OR e.id > ?2) ORDER BY e.id LIMIT ?3",
+	[CW_SQL_ENROLL_GET] =
+		"SELECT " ENROLL_COLS " FROM enrollment_codes e JOIN branches b ON b.id = e.branch_id "
+		"WHERE e.id = ?1",
+	[CW_SQL_ENROLL_REVOKE] = "UPDATE enrollment_codes SET uses_left = 0 WHERE id = ?1",
+	[CW_SQL_BRANCH_COMPARE] = BRANCH_COMPARE_SQL("", ""),
+	[CW_SQL_BRANCH_COMPARE_MANAGER] =
+		BRANCH_COMPARE_SQL(COMPARE_MANAGER("b.id"), COMPARE_MANAGER("id")),
 };
 
 /* What SQLite said of a statement's text the first time a connection

@@ -317,9 +317,146 @@ note "revoking a device's tokens"
 api POST "/api/devices/$DEV_A2/revoke-tokens" '{}'
 expect_code 200
 
+note "dashboards: the caller (auth/me)"
+me_check() { # TOKEN ROLE CHAIN|null BRANCH_IDS(json): and expires_at is the token's exp
+	local saved=$AUTH payload exp
+	AUTH=$1
+	api GET /api/auth/me
+	AUTH=$saved
+	expect_code 200
+	[ "$(jqs .user.role .user.chain_id '.user.branch_ids | tojson' '.user | keys | join(",")')" = \
+		"$2|$3|$4|branch_ids,chain_id,email,id,role" ] || fail "auth/me: $(cat "$T/resp.json")"
+	payload=${1#*.}; payload=${payload%%.*}; payload=$(tr '_-' '/+' <<<"$payload")
+	while [ $((${#payload} % 4)) != 0 ]; do payload+='='; done
+	exp=$(base64 -d <<<"$payload" | jq -r .exp)
+	[ "$(date -u -d "$(jqr .expires_at)" +%s)" = "$exp" ] || fail "auth/me expires_at is not the token's exp $exp: $(jqr .expires_at)"
+}
+me_check "$TOK_PLATFORM" platform-admin null '[]'
+me_check "$TOK_ADMIN_A" chain-admin "$CHAIN_A" '[]'
+me_check "$TOK_MGR_A1" branch-manager "$CHAIN_A" "[\"$BR_A1\"]"
+[ "$(jqr .user.email)" = mgr-a1@example.com ] || fail "auth/me email"
+AUTH=; api GET /api/auth/me; expect_error 401 unauthorized
+AUTH=$DTOK_A1; api GET /api/auth/me; expect_error 401     # a device token is not staff
+AUTH=$TOK_PLATFORM; api POST /api/auth/me '{}'; expect_error 405
+
+note "dashboards: device list (tenancy, filters, pages)"
+api GET /api/devices
+expect_code 200
+[ "$(jqr '[.items[].id] | sort | join(" ")')" = "$(printf '%s\n' "$DEV_A1" "$DEV_A2" "$DEV_B1" | sort | paste -sd' ')" ] \
+	|| fail "device list: $(cat "$T/resp.json")"
+[ "$(jqr "[.items[] | select(.id == \"$DEV_A1\") | .online, .status, .health.cpu_temp_c, .firmware_version] | map(tostring) | join(\" \")")" = \
+	"true online 51.5 1.4.2" ] || fail "device list item: $(cat "$T/resp.json")"
+[ "$(jqr "[.items[] | select(.id == \"$DEV_A2\") | .online, .last_heartbeat] | map(tostring) | join(\" \")")" = \
+	"false null" ] || fail "never-seen device in the list: $(cat "$T/resp.json")"
+api GET "/api/devices/$DEV_A1"
+[ "$(jqr .online)" = true ] || fail "GET /api/devices/{id} carries online"
+api GET "/api/devices?chain_id=$CHAIN_A&limit=1"
+expect_code 200
+[ "$(jqr '.items | length')" = 1 ] && cur=$(jqr .next_cursor) && [ "$cur" != null ] || fail "device page 1: $(cat "$T/resp.json")"
+first=$(jqr '.items[0].id')
+api GET "/api/devices?chain_id=$CHAIN_A&limit=1&cursor=$cur"
+[ "$(jqs '.items | length' '.items[0].chain_id' .next_cursor)" = "1|$CHAIN_A|null" ] && [ "$(jqr '.items[0].id')" != "$first" ] \
+	|| fail "device page 2: $(cat "$T/resp.json")"
+api GET "/api/devices?branch_id=$BR_A2"
+[ "$(jqr '[.items[].id] | join(" ")')" = "$DEV_A2" ] || fail "devices of a branch: $(cat "$T/resp.json")"
+api GET "/api/devices?chain_id=$CHAIN_B&branch_id=$BR_A2"
+expect_code 200
+[ "$(jqs '.items | length' .next_cursor)" = "0|null" ] || fail "a branch of another chain than chain_id"
+api GET "/api/devices?branch_id=01890000-0000-7000-8000-000000000000"; expect_error 404 not_found
+api GET "/api/devices?chain_id=01890000-0000-7000-8000-000000000000"
+expect_code 200; [ "$(jqr '.items | length')" = 0 ] || fail "devices of an unknown chain"
+api GET '/api/devices?branch_id=bogus'; expect_error 400 invalid
+api GET '/api/devices?chain_id=A'; expect_error 400 invalid
+api GET '/api/devices?status=online'; expect_error 400 invalid
+[ "$(jqr .error.message)" = "unknown query parameter 'status'" ] || fail "unknown device list parameter not named"
+api GET '/api/devices?limit=201'; expect_error 400
+api POST /api/devices '{}'; expect_error 405
+
+note "dashboards: editing and deactivating a branch"
+api POST "/api/branches/$BR_A3/enrollment-codes" '{"uses":3}'; expect_code 201
+CODE_A3=$(jqr .code)
+api PUT "/api/branches/$BR_A3" '{"name":"Talpiot","city":null,"latitude":null,"longitude":null,"address":"Ha-Oman 2"}'
+expect_code 200
+[ "$(jqs .name .city .latitude .longitude .address .code .active)" = "Talpiot|null|null|null|Ha-Oman 2|A-003|true" ] \
+	|| fail "branch PUT: $(cat "$T/resp.json")"
+api PUT "/api/branches/$BR_A3" '{"code":"A-003b","latitude":32.1,"longitude":34.8}'
+expect_code 200
+[ "$(jqs .code .name .latitude .longitude)" = "A-003b|Talpiot|32.1|34.8" ] || fail "branch PUT code, location: $(cat "$T/resp.json")"
+api PUT "/api/branches/$BR_A3" '{"code":"A-001"}'
+expect_error 409 conflict                          # taken in the chain
+api PUT "/api/branches/$BR_A3" '{"code":"B-001"}'
+expect_code 200                                    # another chain's code is free here
+api PUT "/api/branches/$BR_A3" '{"active":false}'
+expect_code 200
+[ "$(jqs .active .code .name)" = "false|B-001|Talpiot" ] || fail "deactivated: $(cat "$T/resp.json")"
+api GET "/api/branches?chain_id=$CHAIN_A&limit=200"
+[ "$(jqr ".items[] | select(.id == \"$BR_A3\") | .active")" = false ] || fail "an inactive branch is listed active:false"
+api GET "/api/branches/$BR_A3"
+[ "$(jqr .active)" = false ] || fail "inactive branch get"
+AUTH=
+reg "{\"mac_address\":\"02:00:00:00:00:a6\",\"branch_code\":\"B-001\",\"enrollment_code\":\"$CODE_A3\"}"
+expect_error 403 enrollment_refused                # an inactive branch registers nothing
+AUTH=$TOK_PLATFORM
+api PUT "/api/branches/$BR_A3" '{"active":true,"code":"A-003"}'
+expect_code 200
+AUTH=
+reg "{\"mac_address\":\"02:00:00:00:00:a6\",\"branch_code\":\"A-003\",\"enrollment_code\":\"$CODE_A3\"}"
+expect_code 201                                    # active again: the code works (nothing was consumed)
+AUTH=$TOK_PLATFORM
+for body in '{"latitude":1}' '{"latitude":null,"longitude":1}' '{"name":null}' '{"code":null}' \
+	'{"code":"a b"}' '{"name":""}' '{"active":"no"}' '{"chain_id":"x"}' '{"colour":"red"}' \
+	'{"name":"x","name":"y"}' '[]' 'not json' '{"latitude":91,"longitude":0}'; do
+	api PUT "/api/branches/$BR_A3" "$body"
+	expect_error 400 invalid
+done
+api PUT "/api/branches/$BR_A3"
+expect_error 400 invalid
+api GET "/api/branches/$BR_A3"
+[ "$(jqs .code .name .active .latitude)" = "A-003|Talpiot|true|32.1" ] || fail "a refused PUT changed the branch: $(cat "$T/resp.json")"
+api PUT /api/branches/01890000-0000-7000-8000-000000000000 '{"name":"x"}'
+expect_error 404
+
+note "dashboards: enrollment codes listed (never the code) and revoked"
+api GET "/api/branches/$BR_A2/enrollment-codes"
+expect_code 200
+[ "$(jqr '[.items[] | keys | join(",")] | unique | join(" ")')" = "active,branch_id,created_at,created_by,expires_at,id,uses_left" ] \
+	|| fail "enrollment code fields: $(cat "$T/resp.json")"
+grep -q "$CODE_A2\|$CODE_X" "$T/resp.json" && fail "a code is listed"
+[ "$(jqr "[.items[] | select(.id == \"$CODE_X_ID\") | .uses_left, .active] | map(tostring) | join(\" \")")" = "3 false" ] \
+	|| fail "an expired code is not inactive: $(cat "$T/resp.json")"
+[ "$(jqr '[.items[] | select(.uses_left == 0) | .active] | map(tostring) | join(" ")')" = false ] \
+	|| fail "a used-up code: $(cat "$T/resp.json")"
+[ "$(jqr '[.items[].branch_id] | unique | join(" ")')" = "$BR_A2" ] || fail "codes of another branch listed"
+api POST "/api/branches/$BR_A2/enrollment-codes" '{"uses":2}'; expect_code 201
+CODE_R=$(jqr .code); CODE_R_ID=$(jqr .id)
+api GET "/api/branches/$BR_A2/enrollment-codes?limit=200"
+[ "$(jqr ".items[-1] | [.id, .uses_left, .active, .created_by == null] | map(tostring) | join(\" \")")" = "$CODE_R_ID 2 true false" ] \
+	|| fail "a new code, last (creation order): $(cat "$T/resp.json")"
+api GET "/api/branches/$BR_A2/enrollment-codes?limit=1"
+[ "$(jqs '.items | length' '.next_cursor != null')" = "1|true" ] || fail "enrollment code page: $(cat "$T/resp.json")"
+api GET "/api/branches/$BR_A2/enrollment-codes?uses=1"; expect_error 400 invalid
+api DELETE "/api/enrollment-codes/$CODE_R_ID"
+expect_code 204
+[ ! -s "$T/resp.json" ] || fail "204 with a body"
+api GET "/api/branches/$BR_A2/enrollment-codes?limit=200"
+[ "$(jqr ".items[] | select(.id == \"$CODE_R_ID\") | [.uses_left, .active] | map(tostring) | join(\" \")")" = "0 false" ] \
+	|| fail "a revoked code: $(cat "$T/resp.json")"
+AUTH=
+reg "{\"mac_address\":\"02:00:00:00:00:a7\",\"branch_code\":\"A-002\",\"enrollment_code\":\"$CODE_R\"}"
+expect_error 403 enrollment_refused                # revoked: refused at registration
+AUTH=$TOK_PLATFORM
+api DELETE "/api/enrollment-codes/$CODE_R_ID"; expect_code 204          # again: still revoked
+api DELETE /api/enrollment-codes/01890000-0000-7000-8000-000000000000; expect_error 404 not_found
+api DELETE /api/enrollment-codes/nonsense; expect_error 404
+api GET "/api/enrollment-codes/$CODE_R_ID"; expect_error 405
+api GET /api/branches/01890000-0000-7000-8000-000000000000/enrollment-codes; expect_error 404
+got=$(curl -s "http://127.0.0.1:$PORT/metrics" |
+	grep -F 'cartwise_http_requests_total{route="/api/enrollment-codes/{id}",status="204"}' | awk '{print $NF}')
+[ "$got" = 2 ] || fail "204 not counted in the metrics: $got"
+
 note "stop"
 cloud_stop
 check_logs
-assert_not_logged "$PW" "$CODE_A1" "$CODE_A2" "$CODE_B1" "$DTOK_A1" "$TOK_PLATFORM" \
+assert_not_logged "$PW" "$CODE_A1" "$CODE_A2" "$CODE_B1" "$CODE_A3" "$CODE_R" "$DTOK_A1" "$TOK_PLATFORM" \
 	"$(tr -d '\n' <"$T/signing.key")"
 echo "ok"
