@@ -127,6 +127,41 @@ AUTH=$TOK_PLATFORM
 api GET '/api/chains?limit=200'; expect_code 200
 [ "$(jqr '.items | length')" = 3 ] || fail "platform admin sees every chain"
 
+note "dashboards (issue 7): branch edit, enrollment codes, devices, branch comparison, the caller"
+AUTH=$TOK_PLATFORM
+api POST "/api/branches/$BR_A1/enrollment-codes" '{}'; expect_code 201; EC_A1=$(jqr .id)
+#                                                     platform admin_a admin_b mgr_a1 mgr_b1
+row "PUT /api/branches/$BR_A1 {\"name\":\"A one\"}"     200 200 404 403 404
+row "PUT /api/branches/$BR_A2 {\"active\":true}"        200 200 404 404 404
+row "GET /api/branches/$BR_A1/enrollment-codes"       200 200 404 403 404
+row "GET /api/branches/$BR_A2/enrollment-codes"       200 200 404 404 404
+row "DELETE /api/enrollment-codes/$EC_A1"             204 204 404 403 404
+row "GET /api/chains/$CHAIN_A/branch-stats"           200 200 404 200 404
+row "GET /api/devices?chain_id=$CHAIN_A"              200 200 404 200 404
+row "GET /api/devices?branch_id=$BR_A1"               200 200 404 200 404
+row "GET /api/devices?branch_id=$BR_A2"               200 200 404 404 404
+# the lists and the comparison carry only what the caller sees
+AUTH=$TOK_ADMIN_A
+api GET '/api/devices?limit=200'; [ "$(ids)" = "$DEV_A1" ] || fail "admin A's devices: $(ids)"
+api GET "/api/devices?cursor=$DEV_B1&limit=200"; expect_code 200
+jqr '.items[].chain_id' | grep -qv "$CHAIN_A" && fail "a device cursor leaked another chain"
+api GET "/api/chains/$CHAIN_A/branch-stats"
+[ "$(jqr '[.items[].code] | join(" ")')" = "A-001 A-002 NEW-1 NEW-2" ] || fail "admin A's branch comparison: $(cat "$T/resp.json")"
+api GET "/api/branches/$BR_A1/enrollment-codes?limit=200"
+[ "$(jqr '[.items[].branch_id] | unique | join(" ")')" = "$BR_A1" ] || fail "codes of another branch listed"
+AUTH=$TOK_MGR_A1
+api GET /api/devices; [ "$(ids)" = "$DEV_A1" ] || fail "manager A1's devices: $(ids)"
+api GET "/api/chains/$CHAIN_A/branch-stats"
+[ "$(jqr '[.items[].branch_id] | join(" ")')" = "$BR_A1" ] || fail "manager A1's branch comparison: $(cat "$T/resp.json")"
+api GET /api/auth/me
+[ "$(jqs .user.role '.user.branch_ids | join(" ")')" = "branch-manager|$BR_A1" ] || fail "manager A1's auth/me: $(cat "$T/resp.json")"
+AUTH=$TOK_MGR_B1
+api GET /api/devices; [ "$(ids)" = "$DEV_B1" ] || fail "manager B1's devices: $(ids)"
+AUTH=$TOK_PLATFORM
+api GET /api/devices; [ "$(ids)" = "$(sorted "$DEV_A1" "$DEV_B1")" ] || fail "platform admin's devices: $(ids)"
+api GET "/api/chains/$CHAIN_B/branch-stats"
+[ "$(jqr '[.items[].branch_id] | join(" ")')" = "$BR_B1" ] || fail "chain B's branch comparison: $(cat "$T/resp.json")"
+
 note "a deactivated user's token stops working"
 db_sql "UPDATE staff_users SET active = $( [ "$BACKEND" = postgres ] && echo false || echo 0) WHERE email = 'mgr-a1@example.com'"
 AUTH=$TOK_MGR_A1

@@ -289,6 +289,38 @@ expect_error 400                                   # over 366 days
 api GET "/api/branches/$BR_A1/rentals/stats?phone=1"
 expect_error 400
 
+note "a chain's branches compared (branch-stats), cart board fields of hand-made controllers"
+AUTH=$DTOK_A1; api POST "/api/devices/$DEV_A1/heartbeat" '{}'; expect_code 200   # A1's device online
+AUTH=$TOK_PLATFORM
+CMP='[.items[] | [.code, .active, .rentals, .open, .overdue_rate, .average_duration_minutes, .carts, .devices, .devices_online] | map(tostring) | join(",")] | join(" ")'
+api GET "/api/chains/$CHAIN_A/branch-stats"
+expect_code 200
+# A1 as its rental stats above (6 started, 3 open, 0.6, 90 min), 3 carts; A2: one overdue rental, a device never seen
+[ "$(jqr "$CMP")" = "A-001,true,6,3,0.6,90,3,1,1 A-002,true,1,1,1,null,1,1,0" ] || fail "branch-stats: $(cat "$T/resp.json")"
+[ "$(jqs .chain_id '.items[0].branch_id' '.items[0].name' '[.to, .from] | map(sub("\\.000Z$"; "Z") | fromdate) | .[0] - .[1]')" = "$CHAIN_A|$BR_A1|A one|$((30 * 86400))" ] \
+	|| fail "branch-stats body: $(cat "$T/resp.json")"
+# the range counts by start time: the last 2 hours hold A1's on-time rental and A2's
+api GET "/api/chains/$CHAIN_A/branch-stats?from=$(date -u -d @$(((NOW - 2 * HOUR) / 1000)) +%FT%TZ)&to=$(date -u -d @$(((NOW + HOUR) / 1000)) +%FT%TZ)"
+expect_code 200
+[ "$(jqr "$CMP")" = "A-001,true,1,1,0,null,3,1,1 A-002,true,1,1,1,null,1,1,0" ] || fail "branch-stats of 2 hours: $(cat "$T/resp.json")"
+api GET "/api/chains/$CHAIN_A/branch-stats?from=2020-01-01T00:00:00Z&to=2020-02-01T00:00:00Z"
+[ "$(jqr "$CMP")" = "A-001,true,0,0,null,null,3,1,1 A-002,true,0,0,null,null,1,1,0" ] || fail "branch-stats of an empty range: $(cat "$T/resp.json")"
+AUTH=$TOK_MGR_A1
+api GET "/api/chains/$CHAIN_A/branch-stats"
+[ "$(jqr "$CMP")" = "A-001,true,6,3,0.6,90,3,1,1" ] || fail "a manager's branch-stats: $(cat "$T/resp.json")"
+AUTH=$TOK_PLATFORM
+for q in "from=2020-01-01T00:00:00Z&to=2022-01-01T00:00:00Z" "from=yesterday" "branch_id=$BR_A1" "limit=5"; do
+	api GET "/api/chains/$CHAIN_A/branch-stats?$q"
+	expect_error 400 invalid
+done
+api GET /api/chains/01890000-0000-7000-8000-000000000000/branch-stats; expect_error 404
+api POST "/api/chains/$CHAIN_A/branch-stats" '{}'; expect_error 405
+# carts of controllers made by hand: a board without a bus, never reported; no controller: all null
+api GET "/api/branches/$BR_A1/carts/$CART_A1_1"
+[ "$(jqs .bus_index .board .board_online)" = "null|1|null" ] || fail "cart of a hand-made controller: $(cat "$T/resp.json")"
+api GET "/api/branches/$BR_A2/carts"
+[ "$(jqs .items[0].bus_index .items[0].board .items[0].board_online)" = "null|null|null" ] || fail "cart without a controller: $(cat "$T/resp.json")"
+
 note "telemetry: device, branch, chain; filters; pages"
 TN='[.items[].event_data.n] | join(" ")'
 tn() { jqr "$TN"; }

@@ -208,6 +208,27 @@ api_file POST "/api/devices/$DEV_A9/sync" "$T/r2.json"; expect_code 200
 	|| fail "the old rows above the mark are not kept detached"
 AUTH=$TOK_PLATFORM; reset '{"high_water":25}'; expect_code 200 # platform admin; the same mark is allowed
 
+note "carts carry their board (bus, board, board_online from the sync); a board reported offline reads false"
+AUTH=$TOK_MGR_A1
+api GET "/api/branches/$BR_A1/carts"
+[ "$(jqr '[.items[] | [.cart_number, .bus_index, .board, .board_online] | map(tostring) | join(":")] | join(" ")')" = \
+	"1:0:1:true 2:0:1:true" ] || fail "cart board fields: $(cat "$T/resp.json")"
+# cart 2 now on board 2 of bus 0 (the edge's configuration changed), that board offline
+sync "$DEV_A1" "$DTOK_A1" "$(cart_e $((HW + 1)) cart.sensors "$C2" 2 available 2 1 '' 0 | batch)"
+expect_code 200; HW=$((HW + 1))
+api GET "/api/branches/$BR_A1/carts/$C2"
+[ "$(jqs .bus_index .board .board_online .device_id)" = "0|2|false|$DEV_A1" ] || fail "board offline: $(cat "$T/resp.json")"
+api GET "/api/branches/$BR_A1/carts?limit=1"
+[ "$(jqr .items[0].board_online)" = true ] || fail "another board's cart changed: $(cat "$T/resp.json")"
+sync "$DEV_A1" "$DTOK_A1" "$(cart_e $((HW + 1)) cart.sensors "$C2" 2 available 2 1 | batch)"
+expect_code 200; HW=$((HW + 1))
+api GET "/api/branches/$BR_A1/carts/$C2"
+[ "$(jqr .board_online)" = true ] || fail "board back online: $(cat "$T/resp.json")"
+# the device list shows the edge's health (outbox_depth) and only the branch's devices
+api GET "/api/devices?branch_id=$BR_A1"
+[ "$(jqr "[.items[].id] == ([\"$DEV_A1\", \"$DEV_A9\"] | sort) and (.items[] | select(.id == \"$DEV_A1\") | .health.outbox_depth == 3)")" = true ] \
+	|| fail "device list of A1: $(cat "$T/resp.json")"
+
 check_logs
 assert_not_logged "$DTOK_A1" "$DTOK_A9" "$TOKEN"
 note "ok"

@@ -29,15 +29,16 @@ entry_jq() {
 entry() { # SEQ KIND ENTITY_TYPE ENTITY_ID PAYLOAD (JSON)
 	entry_jq "$1" "$2" "$3" "$4" '$pl' --argjson pl "$5"
 }
-cart_e() { # SEQ KIND CART NUMBER STATUS BOARD LOCK [NOTES]
+cart_e() { # SEQ KIND CART NUMBER STATUS BOARD LOCK [NOTES] [BOARD_ONLINE (1)]
 	entry_jq "$1" "$2" cart "$3" '{v: 1, event: "x", chain_id: "ignored", branch_id: "ignored",
 		  device_id: "ignored", at: $now, clock_trusted: true,
-		  cart: {id: $eid, cart_number: $n, status: $st, board_online: 1, cart_present: 1,
+		  cart: {id: $eid, cart_number: $n, status: $st, board_online: $bo, cart_present: 1,
 		  hook_closed: 1, is_locked: 1, bus_index: 0, board_index: $board, lock_index: $lock,
 		  removed: 0, fault_reason: null,
 		  maintenance_notes: (if $notes == "" then null else $notes end),
 		  reserved_for_rental: null, last_used: null, updated: $now}}' \
-		--argjson n "$4" --arg st "$5" --argjson board "$6" --argjson lock "$7" --arg notes "${8:-}"
+		--argjson n "$4" --arg st "$5" --argjson board "$6" --argjson lock "$7" --arg notes "${8:-}" \
+		--argjson bo "${9:-1}"
 }
 rental_e() { # SEQ KIND RENTAL CART STATUS PHONE [ACTUAL] [NOTES]
 	entry_jq "$1" "$2" rental "$3" '
