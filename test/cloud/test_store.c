@@ -1570,6 +1570,168 @@ static void drop_databases(void)
 	pg_admin("DROP DATABASE IF EXISTS ", name, " WITH (FORCE)");
 }
 
+/* ---- dashboards (issue 7): device list, branch update, enrollment codes,
+ * branch comparison ---- */
+
+static int compare_collect(void *ctx, const struct cw_branch_compare *row)
+{
+	struct cw_branch_compare *rows = ctx;
+	int i = 0;
+
+	while (i < 4 && rows[i].branch_id[0])
+		i++;
+	ck_assert_int_lt(i, 4);
+	rows[i] = *row;
+	return CW_OK;
+}
+
+START_TEST(dashboard_reads_and_edits)
+{
+	struct cw_store *s = open_store();
+	struct cw_chain a, b;
+	struct cw_branch a1, a2, b1, got;
+	struct cw_user mgr;
+	struct cw_device da1, da2, db1, rows[4], d;
+	struct cw_enrollment_row codes[4], e;
+	struct cw_branch_compare cmp[4];
+	struct cw_scope all = {NULL, NULL}, chain_a = {NULL, NULL}, manager = {NULL, NULL};
+	struct cw_page page = {.limit = 4}, one = {.limit = 1};
+	struct cw_heartbeat hb = {.status = "online", .now_ms = NOW + 1000};
+	char h1[65], h2[65], hb1[65], mac[18], jti[CW_UUID_STRLEN], after[CW_UUID_STRLEN];
+	char code_a[32], code_a2[32], code_b[32];
+	int n;
+	bool more;
+
+	make_chain(s, &a, "A");
+	make_chain(s, &b, "B");
+	/* codes of this test only (registration names the code) */
+	snprintf(code_a, sizeof(code_a), "DA-%.8s", a.id + 28);
+	snprintf(code_a2, sizeof(code_a2), "DA2-%.8s", a.id + 28);
+	snprintf(code_b, sizeof(code_b), "DB-%.8s", b.id + 28);
+	make_branch(s, &a1, a.id, code_a);
+	make_branch(s, &a2, a.id, code_a2);
+	make_branch(s, &b1, b.id, code_b);
+	make_user(s, &mgr, CW_ROLE_BRANCH_MANAGER, a.id);
+	ck_assert_int_eq(cw_store_user_add_branch(s, mgr.id, a1.id), CW_OK);
+	fake_hash(h1);
+	fake_hash(h2);
+	fake_hash(hb1);
+	make_code(s, a1.id, h1, 5, NOW + 3600000);
+	make_code(s, a2.id, h2, 5, NOW + 3600000);
+	make_code(s, b1.id, hb1, 5, NOW + 3600000);
+	fake_mac(mac);
+	ck_assert_int_eq(reg(s, code_a, h1, mac, NOW, &da1, jti), CW_OK);
+	fake_mac(mac);
+	ck_assert_int_eq(reg(s, code_a2, h2, mac, NOW, &da2, jti), CW_OK);
+	fake_mac(mac);
+	ck_assert_int_eq(reg(s, code_b, hb1, mac, NOW, &db1, jti), CW_OK);
+	ck_assert_int_eq(cw_store_device_heartbeat(s, da1.id, &hb), CW_OK);
+
+	/* devices: by branch, by chain, a manager's; pages; never another tenant's */
+	ck_assert_int_eq(cw_store_device_list(s, &all, a2.id, &page, rows, &n, &more), CW_OK);
+	ck_assert_int_eq(n, 1);
+	ck_assert_str_eq(rows[0].id, da2.id);
+	ck_assert_str_eq(rows[0].chain_id, a.id);
+	chain_a.chain_id = a.id;
+	ck_assert_int_eq(cw_store_device_list(s, &chain_a, NULL, &page, rows, &n, &more), CW_OK);
+	ck_assert_int_eq(n, 2);
+	ck_assert(!more);
+	for (int i = 0; i < n; i++)
+		ck_assert_str_eq(rows[i].chain_id, a.id);
+	ck_assert_int_lt(strcmp(rows[0].id, rows[1].id), 0); /* id order */
+	ck_assert_int_eq(cw_store_device_list(s, &chain_a, NULL, &one, rows, &n, &more), CW_OK);
+	ck_assert(n == 1 && more);
+	snprintf(after, sizeof(after), "%s", rows[0].id);
+	one.after = after;
+	ck_assert_int_eq(cw_store_device_list(s, &chain_a, NULL, &one, rows, &n, &more), CW_OK);
+	ck_assert(n == 1 && !more);
+	one.after = db1.id; /* a cursor of another chain positions, but shows none of it */
+	ck_assert_int_eq(cw_store_device_list(s, &chain_a, NULL, &one, rows, &n, &more), CW_OK);
+	for (int i = 0; i < n; i++)
+		ck_assert_str_eq(rows[i].chain_id, a.id);
+	manager.chain_id = a.id;
+	manager.manager_id = mgr.id;
+	ck_assert_int_eq(cw_store_device_list(s, &manager, NULL, &page, rows, &n, &more), CW_OK);
+	ck_assert_int_eq(n, 1);
+	ck_assert_str_eq(rows[0].id, da1.id);
+	ck_assert_int_eq(rows[0].last_heartbeat_ms, NOW + 1000);
+	one.after = "not-a-uuid";
+	ck_assert_int_eq(cw_store_device_list(s, &all, NULL, &one, rows, &n, &more), CW_ERR_INVAL);
+
+	/* enrollment codes: listed per branch, read with the chain, revoked */
+	ck_assert_int_eq(cw_store_enrollment_list(s, a1.id, &page, codes, &n, &more), CW_OK);
+	ck_assert_int_eq(n, 1);
+	ck_assert_str_eq(codes[0].e.branch_id, a1.id);
+	ck_assert_str_eq(codes[0].chain_id, a.id);
+	ck_assert_str_eq(codes[0].e.code_hash, ""); /* never read back */
+	ck_assert_int_eq(codes[0].e.uses_left, 4);
+	ck_assert_int_eq(codes[0].e.expires_ms, NOW + 3600000);
+	ck_assert_int_eq(cw_store_enrollment_get(s, codes[0].e.id, &e), CW_OK);
+	ck_assert_str_eq(e.chain_id, a.id);
+	ck_assert_int_eq(cw_store_enrollment_revoke(s, e.e.id), CW_OK);
+	ck_assert_int_eq(cw_store_enrollment_revoke(s, e.e.id), CW_OK); /* idempotent */
+	ck_assert_int_eq(cw_store_enrollment_get(s, e.e.id, &e), CW_OK);
+	ck_assert_int_eq(e.e.uses_left, 0);
+	fake_mac(mac);
+	ck_assert_int_eq(reg(s, code_a, h1, mac, NOW, &d, jti), CW_ERR_AUTH);
+	new_id(jti);
+	ck_assert_int_eq(cw_store_enrollment_revoke(s, jti), CW_ERR_NOTFOUND);
+	ck_assert_int_eq(cw_store_enrollment_get(s, jti, &e), CW_ERR_NOTFOUND);
+
+	/* branches: edited, a taken code refused, deactivated (registration refused) */
+	got = a2;
+	snprintf(got.name, sizeof(got.name), "Renamed");
+	snprintf(got.city, sizeof(got.city), "Haifa");
+	got.has_location = true;
+	got.latitude = 32.8;
+	got.longitude = 35.0;
+	got.active = false;
+	ck_assert_int_eq(cw_store_branch_update(s, &got, NOW + 5), CW_OK);
+	ck_assert_int_eq(cw_store_branch_get(s, a2.id, &got), CW_OK);
+	ck_assert_str_eq(got.name, "Renamed");
+	ck_assert_str_eq(got.city, "Haifa");
+	ck_assert(got.has_location && !got.active);
+	ck_assert_int_eq(got.updated_ms, NOW + 5);
+	fake_mac(mac);
+	ck_assert_int_eq(reg(s, code_a2, h2, mac, NOW, &d, jti), CW_ERR_AUTH);
+	snprintf(got.code, sizeof(got.code), "%s", code_a);
+	ck_assert_int_eq(cw_store_branch_update(s, &got, NOW + 6), CW_ERR_CONFLICT);
+	snprintf(got.code, sizeof(got.code), "%s", code_b); /* another chain's code is free */
+	ck_assert_int_eq(cw_store_branch_update(s, &got, NOW + 6), CW_OK);
+	new_id(got.id);
+	ck_assert_int_eq(cw_store_branch_update(s, &got, NOW + 7), CW_ERR_NOTFOUND);
+
+	/* the comparison: every branch of the chain by code, a manager's only */
+	memset(cmp, 0, sizeof(cmp));
+	ck_assert_int_eq(cw_store_chain_branch_compare(s, a.id, NULL, NOW - 86400000, NOW + 86400000,
+						       NOW + 1000, NOW, compare_collect, cmp),
+			 CW_OK);
+	/* by code: a1 (DA-...), then a2, now coded like chain B's branch (not listed) */
+	ck_assert_str_eq(cmp[0].branch_id, a1.id);
+	ck_assert_str_eq(cmp[1].branch_id, a2.id);
+	ck_assert_str_eq(cmp[1].code, code_b);
+	ck_assert_str_eq(cmp[1].name, "Renamed");
+	ck_assert(cmp[0].active && !cmp[1].active);
+	ck_assert_str_eq(cmp[2].branch_id, "");
+	ck_assert_int_eq(cmp[0].devices, 1);
+	ck_assert_int_eq(cmp[0].devices_online, 1);
+	ck_assert_int_eq(cmp[1].devices, 1);
+	ck_assert_int_eq(cmp[1].devices_online, 0);
+	ck_assert_int_eq(cmp[0].rentals + cmp[0].carts + cmp[0].open, 0);
+	memset(cmp, 0, sizeof(cmp));
+	ck_assert_int_eq(cw_store_chain_branch_compare(s, a.id, mgr.id, NOW - 86400000,
+						       NOW + 86400000, NOW, NOW, compare_collect, cmp),
+			 CW_OK);
+	ck_assert_str_eq(cmp[0].branch_id, a1.id);
+	ck_assert_str_eq(cmp[1].branch_id, "");
+	ck_assert_int_eq(cw_store_chain_branch_compare(s, a.id, NULL, NOW, NOW - 1, NOW, NOW,
+						       compare_collect, cmp),
+			 CW_ERR_INVAL);
+	cw_store_free(s);
+	no_errors_logged();
+}
+END_TEST
+
 int main(int argc, char **argv)
 {
 	Suite *su;
@@ -1626,6 +1788,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, sqlite_in_memory_has_one_connection);
 	tcase_add_test(tc, bad_config);
 	tcase_add_test(tc, sync_batches);
+	tcase_add_test(tc, dashboard_reads_and_edits);
 	suite_add_tcase(su, tc);
 	sr = srunner_create(su);
 	srunner_run_all(sr, CK_NORMAL);
