@@ -2627,6 +2627,42 @@ static int chain_stats_row(void *ctx, int64_t day, const char *event_type, int64
 	return CW_OK;
 }
 
+/* Loads the chain of the path for a caller who sees it (like load_branch):
+ * MHD_YES with *ok, or the queued 404/503. */
+static enum MHD_Result load_chain(struct cw_cloud_api *a, struct MHD_Connection *c, struct req *r,
+				  const struct principal *p, const char *id, struct cw_chain *ch,
+				  bool *ok)
+{
+	int rc;
+
+	*ok = false;
+	if (!kind_ok(id, S_UUID) || !sees_chain(p, id))
+		return not_found(c, r, "chain");
+	rc = cw_store_chain_get(a->store, id, ch);
+	if (rc != CW_OK)
+		return send_store_err(c, r, rc, "chain");
+	*ok = true;
+	return MHD_YES;
+}
+
+/* from / to of a stats route (nothing else in the query): default the last
+ * 30 UTC days, today included; at most STATS_DAYS_MAX days. -1 with r->err. */
+static int stats_range(struct MHD_Connection *c, struct req *r, int64_t now, int64_t *from,
+		       int64_t *to)
+{
+	static const char *const qargs[] = {"from", "to", NULL};
+	int64_t today = now - now % 86400000LL;
+
+	if (only_args(c, r, qargs) < 0 ||
+	    range_args(c, r, today - 29 * 86400000LL, today + 86400000LL, from, to) < 0)
+		return -1;
+	if (*to - *from > (int64_t)STATS_DAYS_MAX * 86400000LL) {
+		snprintf(r->err, sizeof(r->err), "from, to: at most %d days apart", STATS_DAYS_MAX);
+		return -1;
+	}
+	return 0;
+}
+
 /* GET /api/chains/{id}/stats: telemetry events of the chain by type and UTC
  * day over [from, to) (default: the last 30 UTC days, today included; at most
  * STATS_DAYS_MAX days, like the rental stats). Authorised like
@@ -2638,12 +2674,10 @@ static int chain_stats_row(void *ctx, int64_t day, const char *event_type, int64
 static enum MHD_Result h_chain_stats(struct cw_cloud_api *a, struct MHD_Connection *c,
 				     struct req *r, const char *method, char **seg, int nseg)
 {
-	static const char *const qargs[] = {"from", "to", NULL};
 	struct chain_stats st = {.day_no = 0};
 	struct principal p;
 	struct cw_chain ch;
-	int64_t now = cw_wall_ms(), from, to;
-	int64_t today = now - now % 86400000LL;
+	int64_t from, to;
 	cJSON *o = NULL, *tel;
 	int rc;
 	bool ok;
@@ -2653,18 +2687,11 @@ static enum MHD_Result h_chain_stats(struct cw_cloud_api *a, struct MHD_Connecti
 	(void)nseg;
 	if (!ok)
 		return ret;
-	if (!kind_ok(seg[2], S_UUID) || !sees_chain(&p, seg[2]))
-		return not_found(c, r, "chain");
-	rc = cw_store_chain_get(a->store, seg[2], &ch);
-	if (rc != CW_OK)
-		return send_store_err(c, r, rc, "chain");
-	if (only_args(c, r, qargs) < 0 ||
-	    range_args(c, r, today - 29 * 86400000LL, today + 86400000LL, &from, &to) < 0)
+	ret = load_chain(a, c, r, &p, seg[2], &ch, &ok);
+	if (!ok)
+		return ret;
+	if (stats_range(c, r, cw_wall_ms(), &from, &to) < 0)
 		return bad_request(c, r);
-	if (to - from > (int64_t)STATS_DAYS_MAX * 86400000LL) {
-		snprintf(r->err, sizeof(r->err), "from, to: at most %d days apart", STATS_DAYS_MAX);
-		return bad_request(c, r);
-	}
 	o = cJSON_CreateObject();
 	if (!o)
 		return send_store_err(c, r, CW_ERR_NOMEM, "chain stats");
@@ -4198,12 +4225,10 @@ static enum MHD_Result h_chain_branch_stats(struct cw_cloud_api *a, struct MHD_C
 					    struct req *r, const char *method, char **seg,
 					    int nseg)
 {
-	static const char *const qargs[] = {"from", "to", NULL};
 	struct compare_items ci = {NULL};
 	struct principal p;
 	struct cw_chain ch;
 	int64_t now = cw_wall_ms(), from, to;
-	int64_t today = now - now % 86400000LL;
 	cJSON *o;
 	int rc;
 	bool ok;
@@ -4213,18 +4238,11 @@ static enum MHD_Result h_chain_branch_stats(struct cw_cloud_api *a, struct MHD_C
 	(void)nseg;
 	if (!ok)
 		return ret;
-	if (!kind_ok(seg[2], S_UUID) || !sees_chain(&p, seg[2]))
-		return not_found(c, r, "chain");
-	rc = cw_store_chain_get(a->store, seg[2], &ch);
-	if (rc != CW_OK)
-		return send_store_err(c, r, rc, "chain");
-	if (only_args(c, r, qargs) < 0 ||
-	    range_args(c, r, today - 29 * 86400000LL, today + 86400000LL, &from, &to) < 0)
+	ret = load_chain(a, c, r, &p, seg[2], &ch, &ok);
+	if (!ok)
+		return ret;
+	if (stats_range(c, r, now, &from, &to) < 0)
 		return bad_request(c, r);
-	if (to - from > (int64_t)STATS_DAYS_MAX * 86400000LL) {
-		snprintf(r->err, sizeof(r->err), "from, to: at most %d days apart", STATS_DAYS_MAX);
-		return bad_request(c, r);
-	}
 	o = cJSON_CreateObject();
 	ci.items = cJSON_CreateArray();
 	if (!o || !ci.items) {
