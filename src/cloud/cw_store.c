@@ -1901,3 +1901,123 @@ int cw_store_chain_branch_compare(struct cw_store *s, const char *chain_id, cons
 			   NULL);
 	return run(s, CW_SQL_BRANCH_COMPARE, p, NP(p) - 1, branch_compare_cb, &bc, NULL);
 }
+
+/* ---- branch analytics (issue 7: the branch dashboard) ---- */
+
+struct hours {
+	struct cw_rental_hour *out;
+	int cap, n;
+};
+
+static int hours_cb(void *ctx, int ncols, const char *const *cols)
+{
+	struct hours *h = ctx;
+
+	if (ncols != 2)
+		return CW_ERR_INTERNAL;
+	if (h->n < h->cap) {
+		h->out[h->n].hour = col_int(cols[0]);
+		h->out[h->n].started = col_int(cols[1]);
+	}
+	h->n++;
+	return CW_OK;
+}
+
+int cw_store_rental_analytics(struct cw_store *s, const char *branch_id, int64_t from_ms,
+			      int64_t to_ms, int64_t now_ms, struct cw_rental_analytics *out,
+			      struct cw_rental_hour *hours, int cap, int *nhours)
+{
+	static const int64_t edges_min[CW_DURATION_BUCKETS] = CW_DURATION_EDGES_MIN;
+	/* the range up to now: no rental is out after now yet */
+	int64_t end_ms = to_ms < now_ms ? to_ms : now_ms;
+	struct hours h = {.out = hours, .cap = cap};
+	struct counts dur = {.n = 0}, rented = {.n = 0}, carts = {.n = 0};
+	void *conn = NULL;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	*nhours = 0;
+	if (!range_ok(from_ms, to_ms) || cap < 0)
+		return CW_ERR_INVAL;
+	if (end_ms < from_ms)
+		end_ms = from_ms;
+	out->range_ms = end_ms - from_ms;
+	if (!id_ok(branch_id))
+		return CW_OK;
+	{
+		/* hours: 1 branch, 2 from, 3 to; durations: and 4..8 the bucket
+		 * edges after the first (ms); rented time: 1 branch, 2 from,
+		 * 3 end of the range (min(to, now)), 4 now; carts: 1 branch */
+		struct cw_param p[] = {P_TEXT(branch_id),
+				       P_INT(from_ms),
+				       P_INT(to_ms),
+				       P_INT(edges_min[1] * 60000),
+				       P_INT(edges_min[2] * 60000),
+				       P_INT(edges_min[3] * 60000),
+				       P_INT(edges_min[4] * 60000),
+				       P_INT(edges_min[5] * 60000)};
+		struct cw_param pr[] = {P_TEXT(branch_id), P_INT(from_ms), P_INT(end_ms),
+					P_INT(now_ms)};
+		_Static_assert(CW_DURATION_BUCKETS == 6, "CW_SQL_RENTAL_DURATIONS has six counts");
+
+		/* one snapshot: the hours, durations and rented time see the same rows */
+		rc = tx_begin(s, CW_CONN_READ, &conn);
+		if (rc != CW_OK)
+			return rc;
+		if ((rc = s->be->exec(conn, CW_SQL_RENTAL_STATS_HOURS, p, 3, hours_cb, &h, NULL)) ||
+		    (rc = s->be->exec(conn, CW_SQL_RENTAL_DURATIONS, p, NP(p), counts_cb, &dur,
+				      NULL)) ||
+		    (rc = s->be->exec(conn, CW_SQL_RENTAL_RENTED_MS, pr, NP(pr), counts_cb, &rented,
+				      NULL)) ||
+		    (rc = s->be->exec(conn, CW_SQL_BRANCH_CARTS_IN_USE, p, 1, counts_cb, &carts,
+				      NULL)))
+			goto out;
+	}
+	if (dur.n != CW_DURATION_BUCKETS || rented.n != 1 || carts.n != 1) {
+		rc = CW_ERR_INTERNAL;
+		goto out;
+	}
+	memcpy(out->durations, dur.v, sizeof(out->durations));
+	out->rented_ms = rented.v[0];
+	out->carts = carts.v[0];
+	if (h.n > cap)
+		rc = CW_ERR_TOOBIG;
+	else
+		*nhours = h.n;
+out:
+	return tx_end(s, conn, rc);
+}
+
+static int read_cart_faults(int ncols, const char *const *c, void *out)
+{
+	struct cw_cart_faults *x = out;
+	int rc;
+
+	if (ncols != 4)
+		return CW_ERR_INTERNAL;
+	if ((rc = col_str(c[0], x->cart_id, sizeof(x->cart_id))))
+		return rc;
+	x->cart_number = col_int(c[1]);
+	x->lock_fault = col_int(c[2]);
+	x->lock_offline = col_int(c[3]);
+	return CW_OK;
+}
+
+int cw_store_branch_faults(struct cw_store *s, const char *branch_id, int64_t from_ms,
+			   int64_t to_ms, struct cw_cart_faults *out, int cap, int *n)
+{
+	/* 1 branch, 2 from, 3 to, 4 limit */
+	struct cw_param p[] = {P_TEXT(branch_id), P_INT(from_ms), P_INT(to_ms), P_INT(cap)};
+	struct rows r = {.read = read_cart_faults, .out = out, .elem = sizeof(*out), .cap = cap};
+	int rc;
+
+	*n = 0;
+	if (!range_ok(from_ms, to_ms) || cap < 1)
+		return CW_ERR_INVAL;
+	if (!id_ok(branch_id))
+		return CW_OK;
+	rc = run(s, CW_SQL_BRANCH_FAULTS, p, NP(p), rows_cb, &r, NULL);
+	if (rc == CW_OK)
+		*n = r.n < cap ? r.n : cap;
+	return rc;
+}

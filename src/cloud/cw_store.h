@@ -561,4 +561,45 @@ int cw_store_chain_branch_compare(struct cw_store *s, const char *chain_id, cons
 				  int64_t from_ms, int64_t to_ms, int64_t now_ms,
 				  int64_t online_after_ms, cw_branch_compare_fn fn, void *ctx);
 
+/* ---- branch analytics (issue 7: the branch dashboard) ---- */
+
+/* Lower edges, in minutes, of the rental duration buckets; the last bucket
+ * has no upper edge. A bucket holds [edge, next edge). */
+#define CW_DURATION_BUCKETS 6
+#define CW_DURATION_EDGES_MIN {0, 15, 30, 60, 120, 240}
+
+struct cw_rental_hour {
+	int64_t hour;    /* UTC hours since the epoch */
+	int64_t started; /* rentals started in that hour */
+};
+struct cw_rental_analytics {
+	/* finished rentals (returned, returned late; with a return time) by
+	 * duration (return - start; a negative one counts in the first) */
+	int64_t durations[CW_DURATION_BUCKETS];
+	int64_t carts;     /* carts of the branch now, except removed ones (status offline) */
+	int64_t rented_ms; /* the time rentals overlapped [from, min(to, now)): an open
+			    * one up to now, a cancelled one not at all */
+	int64_t range_ms;  /* min(to, now) - from, 0 when the range starts after now */
+};
+/* Rentals of a branch, in one read-only transaction: started per UTC hour
+ * in [from, to) (hours with rentals only, oldest first, at most cap; more is
+ * CW_ERR_TOOBIG), durations of those started in the range, and the rented
+ * time within the range of every rental that overlaps it, whenever it
+ * started. */
+int cw_store_rental_analytics(struct cw_store *s, const char *branch_id, int64_t from_ms,
+			      int64_t to_ms, int64_t now_ms, struct cw_rental_analytics *out,
+			      struct cw_rental_hour *hours, int cap, int *nhours);
+
+struct cw_cart_faults {
+	char cart_id[CW_UUID_STRLEN];
+	int64_t cart_number;
+	int64_t lock_fault, lock_offline;
+};
+/* Telemetry lock.fault and lock.offline events of a branch with event time
+ * in [from, to), counted per cart (the cart_id of the row's event_data; rows
+ * naming no cart of this branch are left out), most events first (then
+ * cart number), at most cap carts. */
+int cw_store_branch_faults(struct cw_store *s, const char *branch_id, int64_t from_ms,
+			   int64_t to_ms, struct cw_cart_faults *out, int cap, int *n);
+
 #endif

@@ -117,6 +117,13 @@ enum cw_sql {
 	 * ...)", like CW_SQL_CHAIN_EVENT_COUNTS */
 	CW_SQL_BRANCH_COMPARE,
 	CW_SQL_BRANCH_COMPARE_MANAGER,
+
+	/* branch analytics (issue 7: the branch dashboard) */
+	CW_SQL_RENTAL_STATS_HOURS,
+	CW_SQL_RENTAL_DURATIONS,
+	CW_SQL_RENTAL_RENTED_MS,
+	CW_SQL_BRANCH_CARTS_IN_USE,
+	CW_SQL_BRANCH_FAULTS,
 	CW_SQL_COUNT /* keep last */
 };
 
@@ -168,6 +175,40 @@ struct cw_store_backend {
 	/* Connections in total and taken right now (for /metrics). */
 	void (*pool_stats)(void *be, int *total, int *in_use);
 };
+
+/* SQL shared by both backends' statement tables (each passes its own column
+ * names and parameter spellings). Branch analytics (issue 7):
+ *
+ * The (s, e) = (start, end) of every rental of branch that may overlap
+ * [from, end): started in it (an open one ends at now), started before and
+ * returned after from, or started before and still open; never a cancelled
+ * one (its cart did not leave). Three disjoint parts, each an index range of
+ * its own (started in the range and started before: rentals_branch_start;
+ * the open ones: rentals_branch_status), so the open ones need no walk of
+ * the branch's history. */
+#define CW_RENTED_SPANS(branch, start, ret, from, end, now)                                \
+	"SELECT " start " AS s, coalesce(" ret ", " now ") AS e FROM rentals r "           \
+	"WHERE r.branch_id = " branch " AND " start " >= " from " AND " start " < " end " " \
+	"AND r.status <> 'cancelled' AND (" ret " IS NOT NULL OR r.status IN ('active', "  \
+	"'overdue')) UNION ALL SELECT " start ", " ret " FROM rentals r "                   \
+	"WHERE r.branch_id = " branch " AND " start " < " from " AND " ret " > " from " "   \
+	"AND r.status <> 'cancelled' UNION ALL SELECT " start ", " now " FROM rentals r "  \
+	"WHERE r.branch_id = " branch " AND r.status IN ('active', 'overdue') "            \
+	"AND " start " < " from " AND " ret " IS NULL"
+/* Six counts of rentals by duration dur (ms), at the edges e1..e5 (ms: the
+ * parameters carry cw_store.h's CW_DURATION_EDGES_MIN): [0, e1), [e1, e2),
+ * ..., [e5, inf); a negative duration (a clock set back) counts in the first. */
+#define CW_DUR_IN(dur, lo, hi) "count(*) FILTER (WHERE " dur " >= " lo " AND " dur " < " hi ")"
+#define CW_DURATION_COUNTS(dur, e1, e2, e3, e4, e5)                                         \
+	"count(*) FILTER (WHERE " dur " < " e1 "), " CW_DUR_IN(dur, e1, e2) ", "              \
+	CW_DUR_IN(dur, e2, e3) ", " CW_DUR_IN(dur, e3, e4) ", " CW_DUR_IN(dur, e4, e5) ", " \
+	"count(*) FILTER (WHERE " dur " >= " e5 ")"
+/* Telemetry lock.fault / lock.offline (an index range each of the
+ * (branch_id, event_type, time) index of migration 002) counted apart. */
+#define CW_FAULT_TYPES "t.event_type IN ('lock.fault', 'lock.offline')"
+#define CW_FAULT_COUNTS                                                                    \
+	"count(*) FILTER (WHERE t.event_type = 'lock.fault') AS f, "                       \
+	"count(*) FILTER (WHERE t.event_type = 'lock.offline') AS o"
 
 extern const struct cw_store_backend cw_store_sqlite_backend;
 extern const struct cw_store_backend cw_store_pg_backend;

@@ -449,6 +449,35 @@ static const char *const pg_sql[CW_SQL_COUNT] = {
 	[CW_SQL_ENROLL_REVOKE] = "UPDATE enrollment_codes SET uses_left = 0 WHERE id = $1::uuid",
 	[CW_SQL_BRANCH_COMPARE] = BRANCH_COMPARE_SQL(""),
 	[CW_SQL_BRANCH_COMPARE_MANAGER] = BRANCH_COMPARE_SQL(COMPARE_MANAGER),
+
+	/* branch analytics (issue 7): parameter numbers in cw_store.c */
+	[CW_SQL_RENTAL_STATS_HOURS] =
+		"SELECT floor(date_part('epoch', r.start_time) / 3600)::bigint, count(*) "
+		"FROM rentals r WHERE r.branch_id = $1::uuid AND r.start_time >= " TS("$2") " "
+		"AND r.start_time < " TS("$3") " GROUP BY 1 ORDER BY 1",
+	[CW_SQL_RENTAL_DURATIONS] =
+		"SELECT " CW_DURATION_COUNTS("(" DURATION_MS ")", "$4::bigint", "$5::bigint",
+					     "$6::bigint", "$7::bigint", "$8::bigint") " "
+		"FROM rentals r WHERE r.branch_id = $1::uuid AND r.start_time >= " TS("$2") " "
+		"AND r.start_time < " TS("$3") " AND " FINISHED,
+	/* the sum of the intervals, exact (microseconds), in ms at the end */
+	[CW_SQL_RENTAL_RENTED_MS] =
+		"SELECT coalesce(round(date_part('epoch', sum(least(x.e, " TS("$3") ") - "
+		"greatest(x.s, " TS("$2") "))) * 1000)::bigint, 0) FROM (" CW_RENTED_SPANS(
+			"$1::uuid", "r.start_time", "r.actual_return", TS("$2"), TS("$3"), TS("$4"))
+		") x WHERE least(x.e, " TS("$3") ") > greatest(x.s, " TS("$2") ")",
+	[CW_SQL_BRANCH_CARTS_IN_USE] =
+		"SELECT count(*) FROM carts WHERE branch_id = $1::uuid AND status <> 'offline'",
+	/* ->> is NULL for an event_data that is not an object; the cart's id is
+	 * compared as text, so a cart_id that is no UUID matches nothing
+	 * instead of failing the cast */
+	[CW_SQL_BRANCH_FAULTS] =
+		"SELECT c.id, c.cart_number, x.f, x.o FROM (SELECT "
+		"t.event_data->>'cart_id' AS cart_id, " CW_FAULT_COUNTS " "
+		"FROM telemetry t WHERE t.branch_id = $1::uuid AND " CW_FAULT_TYPES " "
+		"AND t.\"timestamp\" >= " TS("$2") " AND t.\"timestamp\" < " TS("$3") " GROUP BY 1) x "
+		"JOIN carts c ON c.branch_id = $1::uuid AND c.id::text = x.cart_id "
+		"ORDER BY x.f + x.o DESC, c.cart_number, c.id LIMIT $4::bigint",
 };
 
 struct pg_conn {

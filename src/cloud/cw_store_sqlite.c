@@ -400,6 +400,28 @@ static const char *const sq_sql[CW_SQL_COUNT] = {
 	[CW_SQL_BRANCH_COMPARE] = BRANCH_COMPARE_SQL("", ""),
 	[CW_SQL_BRANCH_COMPARE_MANAGER] =
 		BRANCH_COMPARE_SQL(COMPARE_MANAGER("b.id"), COMPARE_MANAGER("id")),
+
+	/* branch analytics (issue 7): parameter numbers in cw_store.c */
+	[CW_SQL_RENTAL_STATS_HOURS] =
+		"SELECT r.start_ms / 3600000, count(*) FROM rentals r WHERE r.branch_id = ?1 "
+		"AND r.start_ms >= ?2 AND r.start_ms < ?3 GROUP BY 1 ORDER BY 1",
+	[CW_SQL_RENTAL_DURATIONS] =
+		"SELECT " CW_DURATION_COUNTS("(r.actual_return_ms - r.start_ms)", "?4", "?5", "?6",
+					     "?7", "?8") " FROM rentals r WHERE r.branch_id = ?1 "
+		"AND r.start_ms >= ?2 AND r.start_ms < ?3 AND " FINISHED,
+	[CW_SQL_RENTAL_RENTED_MS] =
+		"SELECT coalesce(sum(min(x.e, ?3) - max(x.s, ?2)), 0) FROM (" CW_RENTED_SPANS(
+			"?1", "r.start_ms", "r.actual_return_ms", "?2", "?3", "?4") ") x "
+		"WHERE min(x.e, ?3) > max(x.s, ?2)",
+	[CW_SQL_BRANCH_CARTS_IN_USE] =
+		"SELECT count(*) FROM carts WHERE branch_id = ?1 AND status <> 'offline'",
+	[CW_SQL_BRANCH_FAULTS] =
+		"SELECT c.id, c.cart_number, x.f, x.o FROM (SELECT "
+		"json_extract(t.event_data, '$.cart_id') AS cart_id, " CW_FAULT_COUNTS " "
+		"FROM telemetry t WHERE t.branch_id = ?1 AND " CW_FAULT_TYPES " "
+		"AND t.ts_ms >= ?2 AND t.ts_ms < ?3 GROUP BY 1) x "
+		"JOIN carts c ON c.id = x.cart_id AND c.branch_id = ?1 "
+		"ORDER BY x.f + x.o DESC, c.cart_number, c.id LIMIT ?4",
 };
 
 /* What SQLite said of a statement's text the first time a connection
