@@ -252,6 +252,42 @@ static int parse_small(struct cw_jsoncfg *p, const cJSON *root, struct cw_cloud_
 	return CW_OK;
 }
 
+/* privacy.phone_visible_roles: an array of distinct role names (may be
+ * empty: nobody sees phones in full) */
+static int parse_privacy(struct cw_jsoncfg *p, const cJSON *root, struct cw_cloud_config *c)
+{
+	static const char *const keys[] = {"phone_visible_roles", NULL};
+	const cJSON *o, *arr, *it;
+	unsigned roles = 0;
+	size_t mark;
+	int rc, i = 0;
+
+	if ((rc = cw_jsoncfg_get_container(p, root, "privacy", false, false, &o)) || !o)
+		return rc;
+	mark = cw_jsoncfg_enter(p, "privacy");
+	if ((rc = cw_jsoncfg_check_keys(p, o, keys)) ||
+	    (rc = cw_jsoncfg_get_container(p, o, "phone_visible_roles", true, false, &arr)) || !arr)
+		goto out;
+	cJSON_ArrayForEach(it, arr) {
+		enum cw_role role;
+		size_t item = cw_jsoncfg_push(p, ".phone_visible_roles[%d]", i++);
+		if (!cJSON_IsString(it) || cw_role_parse(it->valuestring, &role) != CW_OK)
+			rc = cw_jsoncfg_fail(p, NULL, "expected \"platform-admin\", \"chain-admin\" "
+						      "or \"branch-manager\"");
+		else if (roles & (1u << role))
+			rc = cw_jsoncfg_fail(p, NULL, "a role given twice");
+		else
+			roles |= 1u << role;
+		cw_jsoncfg_pop(p, item);
+		if (rc)
+			goto out;
+	}
+	c->phone_visible_roles = roles;
+out:
+	cw_jsoncfg_pop(p, mark);
+	return rc;
+}
+
 static void defaults(struct cw_cloud_config *c)
 {
 	memset(c, 0, sizeof(*c));
@@ -271,6 +307,7 @@ static void defaults(struct cw_cloud_config *c)
 	c->mqtt_tls = true;
 	snprintf(c->mqtt_username, sizeof(c->mqtt_username), "cartwise-cloud");
 	snprintf(c->log_level, sizeof(c->log_level), "info");
+	c->phone_visible_roles = 1u << CW_ROLE_CHAIN_ADMIN;
 }
 
 int cw_cloud_config_parse(const char *json, size_t len, struct cw_cloud_config *out, char *errbuf,
@@ -278,7 +315,7 @@ int cw_cloud_config_parse(const char *json, size_t len, struct cw_cloud_config *
 {
 	static const char *const keys[] = {"listen", "database", "signing_key_file", "tokens",
 					   "login",  "devices",  "mqtt",	     "tls",
-					   "log_level", NULL};
+					   "log_level", "privacy", NULL};
 	struct cw_jsoncfg p;
 	const cJSON *o;
 	cJSON *root = NULL;
@@ -312,7 +349,9 @@ int cw_cloud_config_parse(const char *json, size_t len, struct cw_cloud_config *
 	if ((rc = cw_jsoncfg_get_container(&p, root, "tokens", false, false, &o)) ||
 	    (o && (rc = parse_tokens(&p, o, out))))
 		goto out;
-	rc = parse_small(&p, root, out);
+	if ((rc = parse_small(&p, root, out)))
+		goto out;
+	rc = parse_privacy(&p, root, out);
 out:
 	cJSON_Delete(root);
 	return rc;

@@ -57,6 +57,9 @@ struct cw_cloud_config {
 	char tls_cert_file[512];
 	char tls_key_file[512];
 	char log_level[8];       /* debug|info|warn|error, default info */
+	/* privacy: the roles that see customers' phone numbers in full, one
+	 * bit (1u << enum cw_role) each; default chain-admin only */
+	unsigned phone_visible_roles;
 };
 
 /* Fills defaults, then parses. On error returns CW_ERR_CONFIG (or CW_ERR_IO /

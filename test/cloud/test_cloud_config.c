@@ -263,6 +263,32 @@ START_TEST(trusted_proxies)
 }
 END_TEST
 
+START_TEST(privacy_phone_roles)
+{
+	ck_assert_int_eq(parse("{" MIN_SQLITE "}"), CW_OK);
+	ck_assert_uint_eq(cfg.phone_visible_roles, 1u << CW_ROLE_CHAIN_ADMIN);
+	ck_assert_int_eq(parse("{" MIN_SQLITE ",\"privacy\":{\"phone_visible_roles\":"
+			       "[\"branch-manager\",\"platform-admin\"]}}"), CW_OK);
+	ck_assert_uint_eq(cfg.phone_visible_roles,
+			  (1u << CW_ROLE_BRANCH_MANAGER) | (1u << CW_ROLE_PLATFORM_ADMIN));
+	ck_assert_int_eq(parse("{" MIN_SQLITE ",\"privacy\":{\"phone_visible_roles\":[]}}"),
+			 CW_OK);
+	ck_assert_uint_eq(cfg.phone_visible_roles, 0);
+	ck_assert_int_eq(parse("{" MIN_SQLITE ",\"privacy\":{}}"), CW_OK);
+	ck_assert_uint_eq(cfg.phone_visible_roles, 1u << CW_ROLE_CHAIN_ADMIN);
+	refused("{" MIN_SQLITE ",\"privacy\":{\"phone_visible_roles\":[\"chain-admin\",\"cashier\"]}}",
+		"privacy.phone_visible_roles[1]: expected \"platform-admin\"");
+	refused("{" MIN_SQLITE ",\"privacy\":{\"phone_visible_roles\":[\"chain-admin\",\"chain-admin\"]}}",
+		"privacy.phone_visible_roles[1]: a role given twice");
+	refused("{" MIN_SQLITE ",\"privacy\":{\"phone_visible_roles\":[1]}}",
+		"privacy.phone_visible_roles[0]: expected");
+	refused("{" MIN_SQLITE ",\"privacy\":{\"phone_visible_roles\":\"chain-admin\"}}",
+		"privacy.phone_visible_roles: expected an array");
+	refused("{" MIN_SQLITE ",\"privacy\":{\"phone_roles\":[]}}", "privacy.phone_roles: unknown key");
+	refused("{" MIN_SQLITE ",\"privacy\":[]}", "privacy: expected an object");
+}
+END_TEST
+
 START_TEST(secrets_never_echoed)
 {
 	/* a conninfo with a password that is too long: the message says how
@@ -349,6 +375,7 @@ int main(void)
 	tcase_add_test(tc, load_from_file);
 	tcase_add_test(tc, utf8_check);
 	tcase_add_test(tc, comments_allowed);
+	tcase_add_test(tc, privacy_phone_roles);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
