@@ -49,6 +49,7 @@
 #define CART_COMMAND_TTL_MIN_S 10
 #define CART_COMMAND_TTL_MAX_S 3600
 #define STATS_DAYS_MAX 366
+#define STATS_HOURS_MAX (STATS_DAYS_MAX * 24 + 2) /* a range not on whole hours touches one more */
 
 /* Prometheus metrics (text format 0.0.4), counted in on_completed. */
 #define METRIC_ROUTES 48 /* >= number of routes + 1 (unmatched) */
@@ -1833,6 +1834,63 @@ out:
 	return ret;
 }
 
+/* privacy.phone_visible_roles: whether the caller's role sees customers'
+ * phone numbers in full (docs/CLOUD.md "Decisions": chain admins only, by
+ * default). */
+static bool sees_phones(const struct cw_cloud_api *a, const struct principal *p)
+{
+	return (a->cfg.phone_visible_roles >> p->u.role) & 1u;
+}
+
+/* A phone as other roles see it: the leading '+' and the last 3 digits
+ * kept, every other character '*' ("+972501234567" -> "+*********567"). */
+static void phone_mask(const char *in, char out[CW_PHONE_MAX])
+{
+	size_t n = strnlen(in, CW_PHONE_MAX - 1);
+	int keep = 3;
+
+	for (size_t i = n; i-- > 0;) {
+		if (i == 0 && in[i] == '+') {
+			out[i] = '+';
+		} else if (keep > 0 && in[i] >= '0' && in[i] <= '9') {
+			out[i] = in[i];
+			keep--;
+		} else {
+			out[i] = '*';
+		}
+	}
+	out[n] = '\0';
+}
+
+/* "phone" in full or masked, and "phone_masked" saying which. */
+static void add_phone(cJSON *o, const char *phone, bool mask)
+{
+	char m[CW_PHONE_MAX];
+
+	if (mask)
+		phone_mask(phone, m);
+	cJSON_AddStringToObject(o, "phone", mask ? m : phone);
+	cJSON_AddBoolToObject(o, "phone_masked", mask);
+}
+
+/* A command as a staff member reads it: a cart_assign's phone masked as in
+ * rentals for the roles that do not see phones. */
+static cJSON *command_json_for(const struct cw_cloud_api *a, const struct principal *p,
+			       const struct cw_command *x)
+{
+	cJSON *o = command_json(x);
+	cJSON *args = cJSON_GetObjectItemCaseSensitive(o, "args");
+	cJSON *phone = cJSON_GetObjectItemCaseSensitive(args, "phone");
+	char *v;
+
+	if (!cJSON_IsString(phone) || sees_phones(a, p))
+		return o;
+	v = cJSON_DetachItemViaPointer(args, phone)->valuestring;
+	add_phone(args, v, true);
+	cJSON_Delete(phone);
+	return o;
+}
+
 static enum MHD_Result h_command(struct cw_cloud_api *a, struct MHD_Connection *c, struct req *r,
 				 const char *method, char **seg, int nseg)
 {
@@ -1855,7 +1913,7 @@ static enum MHD_Result h_command(struct cw_cloud_api *a, struct MHD_Connection *
 	else if (!sees_branch(a, &p, cmd->branch_id, cmd->chain_id, &err))
 		ret = err != CW_OK ? send_store_err(c, r, err, "command") : not_found(c, r, "command");
 	else
-		ret = send_json(c, r, MHD_HTTP_OK, command_json(cmd));
+		ret = send_json(c, r, MHD_HTTP_OK, command_json_for(a, &p, cmd));
 	free(cmd);
 	return ret;
 }
@@ -2262,7 +2320,7 @@ out:
 
 /* ---- rentals (branch-scoped) ---- */
 
-static cJSON *rental_json(const struct cw_rental *x, int64_t now)
+static cJSON *rental_json(const struct cw_rental *x, int64_t now, bool mask_phone)
 {
 	cJSON *o = cJSON_CreateObject();
 	/* an active rental past its expected return is overdue (BRIEF.md §4),
@@ -2275,7 +2333,7 @@ static cJSON *rental_json(const struct cw_rental *x, int64_t now)
 	cJSON_AddStringToObject(o, "cart_id", x->cart_id);
 	cJSON_AddNumberToObject(o, "cart_number", (double)x->cart_number);
 	add_opt_str(o, "device_id", x->device_id);
-	cJSON_AddStringToObject(o, "phone", x->user_phone);
+	add_phone(o, x->user_phone, mask_phone);
 	cJSON_AddStringToObject(o, "status", overdue ? "overdue" : x->status);
 	cJSON_AddBoolToObject(o, "overdue", overdue);
 	add_time(o, "start_time", x->start_ms);
@@ -2351,7 +2409,7 @@ static enum MHD_Result h_rentals(struct cw_cloud_api *a, struct MHD_Connection *
 	}
 	items = cJSON_CreateArray();
 	for (int i = 0; i < n; i++)
-		cJSON_AddItemToArray(items, rental_json(&rows[i], now));
+		cJSON_AddItemToArray(items, rental_json(&rows[i], now, !sees_phones(a, &p)));
 	ret = send_json(c, r, MHD_HTTP_OK, page_json(items, more, n ? rows[n - 1].id : NULL));
 	free(rows);
 	return ret;
@@ -2366,17 +2424,83 @@ static void add_day(cJSON *o, const char *key, int64_t day)
 	cJSON_AddStringToObject(o, key, buf);
 }
 
+/* The range of the branch analytics: from / to of the query, default the
+ * last 30 UTC days (today included), at most STATS_DAYS_MAX days. */
+static int stats_range_args(struct MHD_Connection *c, struct req *r, int64_t now, int64_t *from,
+			    int64_t *to)
+{
+	int64_t today = now - now % 86400000LL;
+
+	if (range_args(c, r, today - 29 * 86400000LL, today + 86400000LL, from, to) < 0)
+		return -1;
+	if (*to - *from > (int64_t)STATS_DAYS_MAX * 86400000LL) {
+		snprintf(r->err, sizeof(r->err), "from, to: at most %d days apart", STATS_DAYS_MAX);
+		return -1;
+	}
+	return 0;
+}
+
+/* An hour as "2026-11-28T08:00:00Z". */
+static void add_hour(cJSON *o, const char *key, int64_t hour)
+{
+	char buf[32];
+
+	cw_wall_format(hour * 3600000LL, buf);
+	snprintf(buf + 19, sizeof(buf) - 19, "Z"); /* no ".000" */
+	cJSON_AddStringToObject(o, key, buf);
+}
+
+/* per_hour, durations and utilisation of the rental stats (issue 7). */
+static void add_analytics(cJSON *o, const struct cw_rental_analytics *an,
+			  const struct cw_rental_hour *hours, int nhours)
+{
+	static const int edges[CW_DURATION_BUCKETS] = CW_DURATION_EDGES_MIN;
+	cJSON *arr = cJSON_AddArrayToObject(o, "per_hour"), *x;
+	double capacity_ms = (double)an->carts * (double)an->range_ms;
+
+	for (int i = 0; i < nhours; i++) {
+		cJSON *h = cJSON_CreateObject();
+		add_hour(h, "hour", hours[i].hour);
+		cJSON_AddNumberToObject(h, "count", (double)hours[i].started);
+		cJSON_AddItemToArray(arr, h);
+	}
+	arr = cJSON_AddArrayToObject(cJSON_AddObjectToObject(o, "durations"), "buckets");
+	for (int i = 0; i < CW_DURATION_BUCKETS; i++) {
+		cJSON *b = cJSON_CreateObject();
+		cJSON_AddNumberToObject(b, "min_minutes", edges[i]);
+		if (i + 1 < CW_DURATION_BUCKETS)
+			cJSON_AddNumberToObject(b, "max_minutes", edges[i + 1]);
+		else
+			cJSON_AddNullToObject(b, "max_minutes");
+		cJSON_AddNumberToObject(b, "count", (double)an->durations[i]);
+		cJSON_AddItemToArray(arr, b);
+	}
+	/* the share of the carts' time in the range (up to now) spent rented */
+	x = cJSON_AddObjectToObject(o, "utilisation");
+	cJSON_AddNumberToObject(x, "carts", (double)an->carts);
+	cJSON_AddNumberToObject(x, "rented_seconds", (double)an->rented_ms / 1000.0);
+	cJSON_AddNumberToObject(x, "range_seconds", (double)an->range_ms / 1000.0);
+	if (capacity_ms > 0)
+		/* at most 1: rentals of one cart that overlap (clocks set back) */
+		cJSON_AddNumberToObject(x, "ratio", (double)an->rented_ms < capacity_ms
+							    ? (double)an->rented_ms / capacity_ms
+							    : 1.0);
+	else
+		cJSON_AddNullToObject(x, "ratio");
+}
+
 static enum MHD_Result h_rental_stats(struct cw_cloud_api *a, struct MHD_Connection *c,
 				      struct req *r, const char *method, char **seg, int nseg)
 {
 	static const char *const qargs[] = {"from", "to", NULL};
 	struct cw_rental_stats st;
 	struct cw_rental_day *days = NULL;
+	struct cw_rental_analytics an;
+	struct cw_rental_hour *hours = NULL;
 	struct cw_branch b;
 	struct principal p;
 	int64_t now = cw_wall_ms(), from, to;
-	int64_t today = now - now % 86400000LL;
-	int ndays = 0, rc;
+	int ndays = 0, nhours = 0, rc;
 	cJSON *o, *x, *arr;
 	bool ok;
 	enum MHD_Result ret = staff(a, c, r, &p, &ok);
@@ -2386,21 +2510,23 @@ static enum MHD_Result h_rental_stats(struct cw_cloud_api *a, struct MHD_Connect
 	ret = load_branch(a, c, r, &p, seg[2], &b, &ok);
 	if (!ok)
 		return ret;
-	/* default: the last 30 UTC days, today included */
-	if (only_args(c, r, qargs) < 0 ||
-	    range_args(c, r, today - 29 * 86400000LL, today + 86400000LL, &from, &to) < 0)
+	if (only_args(c, r, qargs) < 0 || stats_range_args(c, r, now, &from, &to) < 0)
 		return bad_request(c, r);
-	if (to - from > (int64_t)STATS_DAYS_MAX * 86400000LL) {
-		snprintf(r->err, sizeof(r->err), "from, to: at most %d days apart", STATS_DAYS_MAX);
-		return bad_request(c, r);
-	}
 	days = calloc(STATS_DAYS_MAX + 1, sizeof(*days));
-	if (!days)
+	hours = calloc(STATS_HOURS_MAX, sizeof(*hours));
+	if (!days || !hours) {
+		free(days);
+		free(hours);
 		return send_store_err(c, r, CW_ERR_NOMEM, "rentals");
+	}
 	rc = cw_store_rental_stats(a->store, b.id, from, to, now, &st, days, STATS_DAYS_MAX + 1,
 				   &ndays);
+	if (rc == CW_OK)
+		rc = cw_store_rental_analytics(a->store, b.id, from, to, now, &an, hours,
+					       STATS_HOURS_MAX, &nhours);
 	if (rc != CW_OK) {
 		free(days);
+		free(hours);
 		return send_store_err(c, r, rc, "rentals");
 	}
 	o = cJSON_CreateObject();
@@ -2443,6 +2569,58 @@ static enum MHD_Result h_rental_stats(struct cw_cloud_api *a, struct MHD_Connect
 		cJSON_AddItemToArray(arr, d);
 	}
 	free(days);
+	add_analytics(o, &an, hours, nhours);
+	free(hours);
+	return send_json(c, r, MHD_HTTP_OK, o);
+}
+
+#define FAULT_CARTS_MAX 1000
+
+/* GET /api/branches/{id}/faults?from=&to=: lock.fault and lock.offline
+ * telemetry per cart in the range (the stats' defaults and limit), most
+ * first; carts without any are not listed. */
+static enum MHD_Result h_branch_faults(struct cw_cloud_api *a, struct MHD_Connection *c,
+				       struct req *r, const char *method, char **seg, int nseg)
+{
+	static const char *const qargs[] = {"from", "to", NULL};
+	struct cw_cart_faults *rows;
+	struct cw_branch b;
+	struct principal p;
+	int64_t from, to;
+	cJSON *o, *items;
+	int n = 0, rc;
+	bool ok;
+	enum MHD_Result ret = staff(a, c, r, &p, &ok);
+
+	if (!ok)
+		return ret;
+	ret = load_branch(a, c, r, &p, seg[2], &b, &ok);
+	if (!ok)
+		return ret;
+	if (only_args(c, r, qargs) < 0 || stats_range_args(c, r, cw_wall_ms(), &from, &to) < 0)
+		return bad_request(c, r);
+	rows = calloc(FAULT_CARTS_MAX, sizeof(*rows));
+	if (!rows)
+		return send_store_err(c, r, CW_ERR_NOMEM, "telemetry");
+	rc = cw_store_branch_faults(a->store, b.id, from, to, rows, FAULT_CARTS_MAX, &n);
+	if (rc != CW_OK) {
+		free(rows);
+		return send_store_err(c, r, rc, "telemetry");
+	}
+	o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "branch_id", b.id);
+	add_time(o, "from", from);
+	add_time(o, "to", to);
+	items = cJSON_AddArrayToObject(o, "items");
+	for (int i = 0; i < n; i++) {
+		cJSON *x = cJSON_CreateObject();
+		cJSON_AddStringToObject(x, "cart_id", rows[i].cart_id);
+		cJSON_AddNumberToObject(x, "cart_number", (double)rows[i].cart_number);
+		cJSON_AddNumberToObject(x, "lock_fault", (double)rows[i].lock_fault);
+		cJSON_AddNumberToObject(x, "lock_offline", (double)rows[i].lock_offline);
+		cJSON_AddItemToArray(items, x);
+	}
+	free(rows);
 	return send_json(c, r, MHD_HTTP_OK, o);
 }
 
@@ -3984,13 +4162,34 @@ out:
 	return tok;
 }
 
+#define MAINT_NOTE_MAX 200
+
+/* The maintenance body's on (required) and note (optional, may be ""). */
+static int maint_fields(struct req *r, const cJSON *body, bool *on, char *note, size_t cap)
+{
+	int got = field_bool(r, body, "on", on);
+
+	if (got == 0)
+		snprintf(r->err, sizeof(r->err), "on: missing");
+	if (got <= 0)
+		return -1;
+	return field_str(r, body, "note", false, 0, S_TEXT, note, cap) < 0 ? -1 : 0;
+}
+
 /* POST /api/branches/{branch_id}/carts/{id}/unlock: a staff release of one
  * cart (the same as `cartwisectl unlock` at the branch), as a command to the
- * cart's device. Authorised like cart assign: staff who see the branch. */
+ * cart's device. Authorised like cart assign: staff who see the branch.
+ * POST .../carts/{id}/maintenance {on, note?, expires_in_s?}: the same path
+ * with a set_maintenance command (docs/RENTALS.md "Commands": the cart's
+ * maintenance state on, or off, which also clears a fault). */
 static enum MHD_Result h_cart_unlock(struct cw_cloud_api *a, struct MHD_Connection *c,
 				     struct req *r, const char *method, char **seg, int nseg)
 {
 	static const char *const keys[] = {"expires_in_s", NULL};
+	static const char *const maint_keys[] = {"on", "note", "expires_in_s", NULL};
+	bool maint = strcmp(seg[5], "maintenance") == 0, on = false;
+	const char *action = maint ? "set_maintenance" : "unlock";
+	char note[MAINT_NOTE_MAX + 1] = "";
 	struct cw_command *cmd = NULL;
 	struct cw_cart *cart = NULL;
 	struct cw_branch b;
@@ -4007,12 +4206,13 @@ static enum MHD_Result h_cart_unlock(struct cw_cloud_api *a, struct MHD_Connecti
 	ret = load_branch(a, c, r, &p, seg[2], &b, &ok);
 	if (!ok)
 		return ret;
-	if (r->len) {
-		body = body_object(r, keys);
+	if (r->len || maint) {
+		body = body_object(r, maint ? maint_keys : keys);
 		if (!body)
 			return bad_request(c, r);
 		if (field_int(r, body, "expires_in_s", CART_COMMAND_TTL_MIN_S,
-			      CART_COMMAND_TTL_MAX_S, &ttl) < 0) {
+			      CART_COMMAND_TTL_MAX_S, &ttl) < 0 ||
+		    (maint && maint_fields(r, body, &on, note, sizeof(note)) < 0)) {
 			ret = bad_request(c, r);
 			goto out;
 		}
@@ -4034,7 +4234,13 @@ static enum MHD_Result h_cart_unlock(struct cw_cloud_api *a, struct MHD_Connecti
 	args = cJSON_CreateObject();
 	cJSON_AddStringToObject(args, "cart_id", cart->id);
 	cJSON_AddNumberToObject(args, "cart_number", (double)cart->cart_number);
-	cJSON_AddNumberToObject(args, "locker_id", (double)cart->locker_id);
+	if (!maint) {
+		cJSON_AddNumberToObject(args, "locker_id", (double)cart->locker_id);
+	} else {
+		cJSON_AddBoolToObject(args, "on", on);
+		if (note[0])
+			cJSON_AddStringToObject(args, "note", note);
+	}
 	args_text = cJSON_PrintUnformatted(args);
 	if (!args_text || strlen(args_text) > CW_JSON_IN_MAX) {
 		ret = send_store_err(c, r, CW_ERR_NOMEM, "command");
@@ -4042,7 +4248,7 @@ static enum MHD_Result h_cart_unlock(struct cw_cloud_api *a, struct MHD_Connecti
 	}
 	cw_uuid_v7(cmd->id);
 	memcpy(cmd->device_id, cart->device_id, sizeof(cmd->device_id));
-	snprintf(cmd->action, sizeof(cmd->action), "unlock");
+	snprintf(cmd->action, sizeof(cmd->action), "%s", action);
 	memcpy(cmd->args, args_text, strlen(args_text) + 1);
 	memcpy(cmd->created_by, p.u.id, sizeof(cmd->created_by));
 	cmd->created_ms = cw_wall_ms();
@@ -4054,8 +4260,8 @@ static enum MHD_Result h_cart_unlock(struct cw_cloud_api *a, struct MHD_Connecti
 		ret = send_store_err(c, r, rc, "command");
 		goto out;
 	}
-	cw_info("command.created", "command=%s device=%s action=unlock cart=%s by=%s", cmd->id,
-		cmd->device_id, cart->id, p.u.id);
+	cw_info("command.created", "command=%s device=%s action=%s cart=%s by=%s", cmd->id,
+		cmd->device_id, action, cart->id, p.u.id);
 	publish_command(a, cmd);
 	ret = send_json(c, r, MHD_HTTP_ACCEPTED, command_json(cmd));
 out:
@@ -4375,6 +4581,10 @@ static const struct route routes[] = {
 	 h_enrollment_code},
 	{"/api/chains/{id}/branch-stats", {"api", "chains", "*", "branch-stats"}, 4, "GET",
 	 h_chain_branch_stats},
+
+	{"/api/branches/{branch_id}/carts/{id}/maintenance",
+	 {"api", "branches", "*", "carts", "*", "maintenance"}, 6, "POST", h_cart_unlock},
+	{"/api/branches/{id}/faults", {"api", "branches", "*", "faults"}, 4, "GET", h_branch_faults},
 };
 
 _Static_assert(sizeof(routes) / sizeof(routes[0]) < METRIC_ROUTES, "raise METRIC_ROUTES");

@@ -225,7 +225,8 @@ expect_code 200
 IFS='|' read -r st ov body < <(jqs '[.items[].status] | join(" ")' '[.items[].overdue] | join(" ")' \
 	'[.items[2] | .phone, .cart_number, .actual_return] | map(tostring) | join(" ")')
 [ "$st $ov" = "overdue overdue active true true false" ] || fail "overdue flags: $(cat "$T/resp.json")"
-[ "$body" = "+972501111111 2 null" ] || fail "rental body: $(jqr '.items[2]')"
+# a platform admin sees phones masked (privacy.phone_visible_roles: chain admins)
+[ "$body" = "+*********111 2 null" ] || fail "rental body: $(jqr '.items[2]')"
 api GET "/api/branches/$BR_A1/rentals/active?limit=2"
 [ "$(jqs "$IDS" .next_cursor)" = "$R_OVER $R_PAST|$R_PAST" ] || fail "active page 1"
 api GET "/api/branches/$BR_A1/rentals/active?limit=2&cursor=$R_PAST"
@@ -444,7 +445,195 @@ api GET "/api/branches/$BR_A1/rentals/history?limit=200&phone=%2B972501111111"
 api GET "/api/branches/$BR_A1/rentals/stats"
 [ "$(jqr .counts.total)" = 6 ] || fail "stats counted another branch's rentals"
 
+note "rentals: stats per hour, durations, utilisation on known data (branch A3)"
+AUTH=$TOK_PLATFORM
+api POST /api/branches "{\"chain_id\":\"$CHAIN_A\",\"code\":\"A-003\",\"name\":\"A three\"}"
+expect_code 201; BR_A3=$(jqr .id)
+FIX=
+T0=$(($(date -u -d 2025-03-10T00:00:00Z +%s) * 1000))
+at() { echo $((T0 + $1)); } # at MS-after-midnight
+hm() { echo $((${1%:*} * HOUR + 10#${1#*:} * MIN)); } # hm 8:40 -> ms
+K1=$(new_uuid); K2=$(new_uuid); K3=$(new_uuid); K4=$(new_uuid); K5=$(new_uuid)
+for k in "1 $K1" "2 $K2" "3 $K3" "4 $K4"; do ins_cart "${k#* }" "$BR_A3" "${k%% *}" null available; done
+ins_cart "$K5" "$BR_A3" 5 null offline # removed: not counted among the carts
+# rental CART START EXPECTED ACTUAL|- STATUS (times of 2025-03-10, UTC)
+rent() {
+	local act=null
+	[ "$4" = - ] || act=$(at "$(hm "$4")")
+	ins_rental "$(new_uuid)" "$1" "$BR_A3" "+972540000000" "$(at "$(hm "$2")")" "$(at "$(hm "$3")")" "$act" "$5"
+}
+# the range is [08:00, 12:00): 4 carts x 4 h = 57600 cart-seconds
+rent "$K4" 7:00 8:00 8:00 returned         # ends at the range's start: 0 s
+rent "$K2" 7:30 9:00 8:30 returned         # started before: 1800 s in the range
+rent "$K1" 8:10 9:00 8:20 returned         # 10 min [0,15); 600 s
+rent "$K2" 8:40 9:00 9:25 returned-late    # 45 min [30,60); 2700 s
+rent "$K1" 9:00 12:00 11:30 returned       # 150 min [120,240); 9000 s
+rent "$K2" 10:00 11:00 10:20 returned      # 20 min [15,30); 1200 s
+rent "$K2" 10:30 11:00 10:45 returned      # 15 min exactly: [15,30); 900 s
+rent "$K2" 11:00 12:00 16:00 returned-late # 300 min [240,inf); 3600 s (to 12:00)
+rent "$K1" 11:45 12:00 - cancelled         # counted per hour, never rented time
+rent "$K4" 11:50 12:30 - active            # open (overdue by now): 600 s (to 12:00)
+rent "$K1" 12:00 12:30 12:30 returned      # starts at the range's end: outside
+# open since the day before (status overdue): the whole range, 14400 s
+ins_rental "$(new_uuid)" "$K3" "$BR_A3" "+972540000000" $((T0 - 4 * HOUR)) $((T0 - 2 * HOUR)) null overdue
+db_sql "$FIX" >/dev/null
+api GET "/api/branches/$BR_A3/rentals/stats?from=2025-03-10T08:00:00Z&to=2025-03-10T12:00:00Z"
+expect_code 200
+IFS='|' read -r counts hours buckets edges util < <(jqs \
+	'.counts | [.total, .active, .overdue, .returned, ."returned-late", .cancelled] | join(" ")' \
+	'[.per_hour[] | "\(.hour)=\(.count)"] | join(" ")' '[.durations.buckets[].count] | join(" ")' \
+	'[.durations.buckets[] | "\(.min_minutes)-\(.max_minutes)"] | join(" ")' \
+	'.utilisation | "\(.carts) \(.rented_seconds) \(.range_seconds) \((.ratio - 34800 / 57600) | fabs < 1e-12)"')
+[ "$counts" = "8 0 1 4 2 1" ] || fail "A3 counts: $(cat "$T/resp.json")"
+[ "$hours" = "2025-03-10T08:00:00Z=2 2025-03-10T09:00:00Z=1 2025-03-10T10:00:00Z=2 2025-03-10T11:00:00Z=3" ] \
+	|| fail "per_hour: $hours"
+[ "$buckets" = "1 2 1 0 1 1" ] || fail "duration buckets: $buckets"
+[ "$edges" = "0-15 15-30 30-60 60-120 120-240 240-null" ] || fail "bucket edges: $edges"
+[ "$util" = "4 34800 14400 true" ] || fail "utilisation: $(jq -c .utilisation "$T/resp.json")"
+[ "$(jqr .average_duration_minutes)" = 90 ] || fail "average of the six finished: $(jqr .average_duration_minutes)"
+# one hour inside a rental of the day before and one open since: 2 of 4 carts
+api GET "/api/branches/$BR_A3/rentals/stats?from=2025-03-10T09:30:00Z&to=2025-03-10T10:30:00Z"
+[ "$(jqs '.utilisation | "\(.rented_seconds) \(.range_seconds) \(.ratio)"' '.per_hour | length')" = "8400 3600 0.5833333333333334|1" ] \
+	|| fail "utilisation of 09:30-10:30: $(cat "$T/resp.json")"
+# a range that starts after now: nothing rented yet, no ratio
+api GET "/api/branches/$BR_A3/rentals/stats?from=9000-01-01T00:00:00Z&to=9000-01-02T00:00:00Z"
+[ "$(jqs '.utilisation | "\(.carts) \(.rented_seconds) \(.range_seconds) \(.ratio)"' '.per_hour | length' \
+	'[.durations.buckets[].count] | add')" = "4 0 0 null|0|0" ] || fail "future range: $(cat "$T/resp.json")"
+# the default range runs up to now: today's part only, A1's open rentals rented till now
+api GET "/api/branches/$BR_A1/rentals/stats"
+expect_code 200
+IFS='|' read -r ok1 hsum < <(jqs '.utilisation | .carts == 3 and .rented_seconds > 0 and .ratio > 0
+	and .ratio <= 1 and .range_seconds >= 29 * 86400 and .range_seconds <= 30 * 86400' '[.per_hour[].count] | add')
+[ "$ok1" = true ] || fail "default range utilisation: $(jq -c .utilisation "$T/resp.json")"
+[ "$hsum" = 6 ] || fail "per_hour of A1 adds up to $hsum, not 6"
+
+note "faults per cart (telemetry lock.fault / lock.offline, cart from event_data)"
+FIX=
+fault() { ins_tel "$DEV_A1" "$BR_A1" "$CHAIN_A" "$1" "$2" "$3"; }
+cj() { echo "{\"cart_id\": \"$1\", \"rental_id\": null}"; }
+for i in 1 2 3; do fault lock.fault $((NOW - i * MIN)) "$(cj "$CART_A1_2")"; done
+fault lock.offline $((NOW - 5 * MIN)) "$(cj "$CART_A1_2")"
+fault lock.offline $((NOW - 6 * MIN)) "$(cj "$CART_A1_3")"
+fault lock.offline $((NOW - 7 * MIN)) "$(cj "$CART_A1_3")"
+fault lock.fault $((NOW - 8 * MIN)) "$(cj "$CART_A1_1")"
+fault lock.fault $((NOW - 40 * DAY)) "$(cj "$CART_A1_1")"     # outside the default range
+fault device.health $((NOW - 9 * MIN)) "$(cj "$CART_A1_1")"   # another type
+fault lock.fault $((NOW - 9 * MIN)) "$(cj "$CART_B1_1")"      # not a cart of this branch
+fault lock.fault $((NOW - 9 * MIN)) "$(cj not-a-uuid)"        # nothing to join (no cast error)
+fault lock.fault $((NOW - 9 * MIN)) '{"cart_id": 7}'
+fault lock.offline $((NOW - 9 * MIN)) '[1, 2]'
+ins_tel "$DEV_B1" "$BR_B1" "$CHAIN_B" lock.fault $((NOW - 9 * MIN)) "$(cj "$CART_B1_1")"
+db_sql "$FIX" >/dev/null
+FT='[.items[] | "\(.cart_number):\(.lock_fault):\(.lock_offline)"] | join(" ")'
+api GET "/api/branches/$BR_A1/faults"
+expect_code 200
+[ "$(jqr "$FT")" = "2:3:1 3:0:2 1:1:0" ] || fail "faults of A1: $(cat "$T/resp.json")"
+[ "$(jqs '.items[0].cart_id' .branch_id '.from < .to')" = "$CART_A1_2|$BR_A1|true" ] || fail "faults body: $(cat "$T/resp.json")"
+from=$(date -u -d "@$(((NOW - 41 * DAY) / 1000))" +%Y-%m-%dT%H:%M:%SZ)
+to=$(date -u -d "@$(((NOW - 6 * MIN) / 1000))" +%Y-%m-%dT%H:%M:%SZ)
+api GET "/api/branches/$BR_A1/faults?from=$from&to=$to"
+[ "$(jqr "$FT")" = "1:2:0 3:0:1" ] || fail "faults in a range: $(jqr "$FT")"
+api GET "/api/branches/$BR_A3/faults"
+[ "$(jqr '.items | length')" = 0 ] || fail "faults of A3"
+api GET "/api/branches/$BR_B1/faults"
+[ "$(jqr "$FT")" = "1:1:0" ] || fail "faults of B1: $(jqr "$FT")"
+for q in "from=2020-01-01T00:00:00Z&to=2022-01-01T00:00:00Z" "cart_id=$CART_A1_1"; do
+	api GET "/api/branches/$BR_A1/faults?$q"
+	expect_error 400
+done
+api POST "/api/branches/$BR_A1/faults" '{}'
+expect_error 405
+#                                                         platform admin_a admin_b mgr_a1 mgr_b1
+row "GET /api/branches/$BR_A1/faults"               200 200 404 200 404
+row "GET /api/branches/$BR_A2/faults"               200 200 404 404 404
+row "GET /api/branches/$BR_B1/faults"               200 404 200 404 200
+AUTH=$TOK_PLATFORM
+
+note "maintenance commands: 202 set_maintenance, args, 404/409, bad input"
+api POST "/api/branches/$BR_A1/carts/$CART_A1_1/maintenance" '{"on":true,"note":"wheel wobbles"}'
+expect_code 202
+# args with sorted keys (PostgreSQL's jsonb orders them its own way)
+ARGS='.args | to_entries | sort_by(.key) | from_entries | tojson'
+IFS='|' read -r C_MAINT got < <(jqs .id "[.action, .state, .device_id, ($ARGS)] | join(\" \")")
+[ "$got" = "set_maintenance pending $DEV_A1 {\"cart_id\":\"$CART_A1_1\",\"cart_number\":1,\"note\":\"wheel wobbles\",\"on\":true}" ] \
+	|| fail "maintenance command: $(cat "$T/resp.json")"
+api POST "/api/branches/$BR_A1/carts/$CART_A1_3/maintenance" '{"on":false,"expires_in_s":600}'
+expect_code 202
+[ "$(jqs "$ARGS" '[.expires_at, .created_at] | map(sub("\\.[0-9]+Z$"; "Z") | fromdate) | .[0] - .[1]')" = \
+	"{\"cart_id\":\"$CART_A1_3\",\"cart_number\":3,\"on\":false}|600" ] || fail "maintenance off: $(cat "$T/resp.json")"
+C_MAINT_OFF=$(jqr .id)
+AUTH=$DTOK_A1
+api POST "/api/devices/$DEV_A1/heartbeat" '{}'
+[ "$(jqr "[.commands[] | select(.id == \"$C_MAINT\" or .id == \"$C_MAINT_OFF\") | .action] | join(\" \")")" = \
+	"set_maintenance set_maintenance" ] || fail "maintenance commands not handed out: $(cat "$T/resp.json")"
+AUTH=$TOK_MGR_A1
+api POST "/api/branches/$BR_A1/carts/$CART_A1_2/maintenance" '{"on":true}'
+expect_code 202                                    # managers too
+AUTH=$TOK_PLATFORM
+api POST "/api/branches/$BR_A2/carts/$CART_A2_1/maintenance" '{"on":true}'
+expect_error 409 conflict                          # no device
+api POST "/api/branches/$BR_A1/carts/$CART_B1_1/maintenance" '{"on":true}'
+expect_error 404
+api POST "/api/branches/$BR_A1/carts/01890000-0000-7000-8000-000000000000/maintenance" '{"on":true}'
+expect_error 404
+api GET "/api/branches/$BR_A1/carts/$CART_A1_1/maintenance"
+expect_error 405
+before=$(ncmd)
+long=$(head -c 201 /dev/zero | tr '\0' n)
+for body in '' '{"note":"x"}' '{"on":"yes"}' "{\"on\":true,\"note\":\"$long\"}" \
+	'{"on":true,"note":"a\u0001b"}' '{"on":true,"expires_in_s":5}' '{"on":true,"cart_id":"x"}' \
+	"{\"on\":true,\"note\":$sq} x"; do
+	api POST "/api/branches/$BR_A1/carts/$CART_A1_1/maintenance" "$body"
+	expect_error 400
+done
+[ "$(ncmd)" = "$before" ] || fail "bad maintenance input created commands"
+M='{"on":false}'
+row "POST /api/branches/$BR_A1/carts/$CART_A1_1/maintenance $M"  202 202 404 202 404
+row "POST /api/branches/$BR_A2/carts/$CART_A2_1/maintenance $M"  409 409 404 404 404
+row "POST /api/branches/$BR_B1/carts/$CART_B1_1/maintenance $M"  202 404 202 404 202
+AUTH=$TOK_PLATFORM
+api POST "/api/branches/$BR_A1/carts/$CART_A1_1/maintenance" "{\"on\":true,\"note\":\"$(head -c 200 /dev/zero | tr '\0' n)\"}"
+expect_code 202                                    # 200 bytes is the limit
+
+note "phone masking by role (privacy.phone_visible_roles, default chain admins)"
+phones() { jqr '[.items[] | "\(.phone):\(.phone_masked)"] | join(" ")'; }
+AUTH=$TOK_ADMIN_A
+api GET "/api/branches/$BR_A1/rentals/active"
+[ "$(phones)" = "+972503333333:false +972502222222:false +972501111111:false" ] || fail "chain admin: $(phones)"
+api GET "/api/commands/$C_ASSIGN"
+[ "$(jqs .args.phone .args.phone_masked)" = "+972501234567|null" ] || fail "chain admin's command: $(jq -c .args "$T/resp.json")"
+AUTH=$TOK_MGR_A1
+api GET "/api/branches/$BR_A1/rentals/active"
+[ "$(phones)" = "+*********333:true +*********222:true +*********111:true" ] || fail "masked: $(phones)"
+# search by the exact phone still works
+api GET "/api/branches/$BR_A1/rentals/history?phone=%2B972501111111"
+[ "$(jqs "$IDS" '[.items[].phone] | unique | join(" ")')" = \
+	"$R_ONTIME $R_RET|+*********111" ] || fail "search by phone, masked: $(cat "$T/resp.json")"
+api GET "/api/branches/$BR_A1/rentals/history?phone=0501234567&status=cancelled"
+[ "$(phones)" = "*******567:true" ] || fail "a phone without +: $(phones)"
+api GET "/api/commands/$C_ASSIGN"
+[ "$(jqs .args.phone .args.phone_masked .args.cart_id)" = "+*********567|true|$CART_A1_1" ] \
+	|| fail "a manager's view of a cart_assign: $(jq -c .args "$T/resp.json")"
+# a platform admin is not the chain's data controller (docs/CLOUD.md)
+AUTH=$TOK_PLATFORM
+api GET "/api/branches/$BR_A1/rentals/history?phone=%2B972501111111"
+[ "$(phones)" = "+*********111:true +*********111:true" ] || fail "platform admin: $(phones)"
 cloud_stop
+cloud_config "$T/cloud.json" '{"privacy": {"phone_visible_roles": ["branch-manager"]}}'
+cloud_start
+AUTH=$TOK_MGR_A1
+api GET "/api/branches/$BR_A1/rentals/history?phone=%2B972501111111"
+[ "$(phones)" = "+972501111111:false +972501111111:false" ] || fail "manager allowed by config: $(phones)"
+AUTH=$TOK_ADMIN_A
+api GET "/api/branches/$BR_A1/rentals/active"
+[ "$(phones)" = "+*********333:true +*********222:true +*********111:true" ] || fail "chain admin not allowed: $(phones)"
+cloud_stop
+cloud_config "$T/cloud.json" '{"privacy": {"phone_visible_roles": "chain-admin"}}'
+if timeout 10 "$CLOUD" --config "$T/cloud.json" >"$T/bad-config.out" 2>&1; then
+	fail "a bad privacy config was accepted"
+fi
+grep -q 'privacy.phone_visible_roles: expected an array' "$T/bad-config.out" || fail "bad privacy config: $(cat "$T/bad-config.out")"
+
 check_logs
 assert_not_logged "+972501234567" "+972509999999"
 echo "ok"

@@ -28,7 +28,7 @@ expect_code 200
 api GET "/api/branches/$BR_A1/rentals/active"
 expect_code 200
 [ "$(jqr '[.items[] | "\(.id):\(.cart_id):\(.phone):\(.status)"] | join(" ")')" = \
-	"$R1:$C1:+972501111111:active" ] || fail "synced rental: $(cat "$T/resp.json")"
+	"$R1:$C1:+*********111:active" ] || fail "synced rental (a manager sees the phone masked): $(cat "$T/resp.json")"
 api GET "/api/telemetry/devices/$DEV_A1"
 expect_code 200
 [ "$(jqr '[.items[] | "\(.event_type):\(.seq)"] | sort | join(" ")')" = "device.health:6 lock.fault:5" ] \

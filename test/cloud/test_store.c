@@ -1016,8 +1016,11 @@ START_TEST(data_reads_refuse_bad_arguments)
 	struct cw_telemetry_query q = {.key = CW_TELEMETRY_CHAIN, .limit = 10, .to_ms = CW_TIME_MAX_MS};
 	struct cw_telemetry *t = calloc(10, sizeof(*t));
 	struct cw_cart c;
+	struct cw_rental_analytics an;
+	struct cw_rental_hour hours[4];
+	struct cw_cart_faults cf[4];
 	char id[CW_UUID_STRLEN];
-	int n, nd;
+	int n, nd, nh;
 	bool more;
 
 	ck_assert_ptr_nonnull(t);
@@ -1046,6 +1049,22 @@ START_TEST(data_reads_refuse_bad_arguments)
 	ck_assert_int_eq(n, 0);
 	ck_assert_int_eq(cw_store_cart_get(s, id, &c), CW_ERR_NOTFOUND);
 	ck_assert_int_eq(cw_store_cart_get(s, "' OR 1=1 --", &c), CW_ERR_NOTFOUND);
+	/* branch analytics and faults (issue 7): the same rules; an unknown
+	 * branch runs every statement and finds nothing */
+	ck_assert_int_eq(cw_store_rental_analytics(s, id, 10, 5, NOW, &an, hours, 4, &nh),
+			 CW_ERR_INVAL);
+	ck_assert_int_eq(cw_store_branch_faults(s, id, 0, CW_TIME_MAX_MS + 1, cf, 4, &n),
+			 CW_ERR_INVAL);
+	ck_assert_int_eq(cw_store_branch_faults(s, id, 0, 10, cf, 0, &n), CW_ERR_INVAL);
+	ck_assert_int_eq(cw_store_rental_analytics(s, id, NOW - 1000, NOW + 5000, NOW, &an, hours,
+						   4, &nh), CW_OK);
+	ck_assert_int_eq(nh, 0);
+	ck_assert_int_eq(an.carts, 0);
+	ck_assert_int_eq(an.rented_ms, 0);
+	ck_assert_int_eq(an.range_ms, 1000); /* up to now only */
+	ck_assert_int_eq(an.durations[0] + an.durations[5], 0);
+	ck_assert_int_eq(cw_store_branch_faults(s, id, 0, CW_TIME_MAX_MS, cf, 4, &n), CW_OK);
+	ck_assert_int_eq(n, 0);
 	free(t);
 	cw_store_free(s);
 	no_errors_logged();
