@@ -9,7 +9,8 @@
 #  b. with a one-hour heartbeat, a manager's unlock on the cloud API opens the
 #     lock within seconds (only MQTT can have carried it), once, and the
 #     command reads succeeded; the cloud's cart assign (a customer's rental
-#     of cart 4: its lock opens) and cart return (the rental closed) the same;
+#     of cart 4: its lock opens) and cart return (the rental closed) the same,
+#     and its maintenance off / on of cart 1 (set_maintenance, with a note);
 #  c. refused, no lock moves: a forged token (payload altered, signature
 #     kept), a replay of b, another device's genuine command;
 #  f. the edge killed with SIGKILL: its Last Will turns it offline in the
@@ -132,6 +133,25 @@ wait_until 20 cmd_state_is succeeded || fail "cart return reads $(cmd_state), no
 edge_logged "event=cloud.command command=$CMD_RETURN action=cart_return via=mqtt" || fail "the cart return did not come by MQTT"
 [ "$(open_rentals_of 541112233)" = 0 ] || fail "the rental of cart 4 is still open on the edge"
 [ "$(releases)" = $((rel0 + 1)) ] || fail "the cart return released a lock"
+
+note "b3. the cloud's maintenance off and on (set_maintenance) arrive by MQTT and change cart 1"
+# b's staff unlock put the available cart 1 in maintenance (docs/RENTALS.md)
+cart_is 1 maintenance || fail "cart 1 is $(cart_field 1 status) after the staff unlock, not maintenance"
+CART1=$(cart_cloud_id 1)
+maint() { # BODY: a maintenance command for cart 1 that succeeds, by MQTT
+	capi POST "/api/branches/$CBRANCH/carts/$CART1/maintenance" "$1"; cexpect 202
+	CMD=$(cjq .id)
+	wait_until 20 cmd_state_is succeeded || fail "set_maintenance $1 reads $(cmd_state), not succeeded"
+	edge_logged "event=cloud.command command=$CMD action=set_maintenance via=mqtt" ||
+		fail "set_maintenance did not come by MQTT"
+}
+maint '{"on":false}'
+cart_is 1 available || fail "maintenance off left cart 1 $(cart_field 1 status)"
+maint '{"on":true,"note":"wheel wobbles"}'
+[ "$(cjq .result.maintenance)" = true ] || fail "set_maintenance result: $(cat "$T/cresp.json")"
+cart_is 1 maintenance || fail "maintenance on left cart 1 $(cart_field 1 status)"
+[ "$(edge_sql "SELECT maintenance_notes FROM carts WHERE cart_number = 1")" = "wheel wobbles" ] ||
+	fail "the note did not reach the edge"
 
 # refused_ok ID REASON_RE: the edge logged a refusal of command ID (matching
 # REASON_RE), nothing ran: no command_log row, no lock released, cart 3 closed
