@@ -183,9 +183,9 @@ struct cw_store_backend {
  * [from, end): started in it (an open one ends at now), started before and
  * returned after from, or started before and still open; never a cancelled
  * one (its cart did not leave). Three disjoint parts, each an index range of
- * its own (started in the range and started before: rentals_branch_start;
- * the open ones: rentals_branch_status), so the open ones need no walk of
- * the branch's history. */
+ * its own (started in the range: rentals_branch_start; returned after from:
+ * rentals_branch_return of migration 007; still open: that index's NULLs or
+ * rentals_branch_status), so that none walks the branch's history. */
 #define CW_RENTED_SPANS(branch, start, ret, from, end, now)                                \
 	"SELECT " start " AS s, coalesce(" ret ", " now ") AS e FROM rentals r "           \
 	"WHERE r.branch_id = " branch " AND " start " >= " from " AND " start " < " end " " \

@@ -212,15 +212,16 @@ note "migration 005 backfills the rollup from existing telemetry"
 cloud_stop
 want=$(db_sql "SELECT chain_id || ' ' || branch_id || ' ' || day || ' ' || event_type || ' ' || n FROM telemetry_daily ORDER BY 1" | sort)
 [ -n "$want" ] || fail "rollup empty"
-# back to version 4: 005 and every later migration (006 device_configs) are
-# undone and run again at the start
+# back to version 4: 005 and every later migration (006 device_configs, 007
+# rentals_branch_return) are undone and run again at the start
 if [ "$BACKEND" = postgres ]; then
 	db_sql "SET client_min_messages = warning; DROP TABLE telemetry_daily; DROP FUNCTION cw_telemetry_daily_ins, cw_telemetry_daily_del,
 		cw_telemetry_daily_upd, cw_telemetry_daily_truncate CASCADE; DROP TABLE device_configs;
-		DELETE FROM cw_schema_migrations WHERE version >= 5"
+		DROP INDEX rentals_branch_return; DELETE FROM cw_schema_migrations WHERE version >= 5"
 else
 	db_sql "DROP TABLE telemetry_daily; DROP TRIGGER telemetry_daily_ins; DROP TRIGGER telemetry_daily_del;
-		DROP TRIGGER telemetry_daily_upd; DROP TABLE device_configs; PRAGMA user_version = 4"
+		DROP TRIGGER telemetry_daily_upd; DROP TABLE device_configs; DROP INDEX rentals_branch_return;
+		PRAGMA user_version = 4"
 fi
 cloud_start
 got=$(db_sql "SELECT chain_id || ' ' || branch_id || ' ' || day || ' ' || event_type || ' ' || n FROM telemetry_daily ORDER BY 1" | sort)
