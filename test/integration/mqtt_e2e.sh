@@ -136,7 +136,13 @@ edge_logged "event=cloud.command command=$CMD_RETURN action=cart_return via=mqtt
 
 note "b3. the cloud's maintenance off and on (set_maintenance) arrive by MQTT and change cart 1"
 # b's staff unlock put the available cart 1 in maintenance (docs/RENTALS.md)
+# and left its hook open: taken out and docked again it is locked, so that
+# maintenance off leaves an available cart (not "hook open without rental")
 cart_is 1 maintenance || fail "cart 1 is $(cart_field 1 status) after the staff unlock, not maintenance"
+sim bus0 take 1 0 >/dev/null
+wait_until 5 cart_has 1 cart_present false || fail "cart 1 not taken"
+sim bus0 dock 1 0 >/dev/null
+wait_until 5 cart_has 1 hook_closed true || fail "cart 1 not docked"
 CART1=$(cart_cloud_id 1)
 maint() { # BODY: a maintenance command for cart 1 that succeeds, by MQTT
 	capi POST "/api/branches/$CBRANCH/carts/$CART1/maintenance" "$1"; cexpect 202
