@@ -2424,14 +2424,16 @@ static void add_day(cJSON *o, const char *key, int64_t day)
 	cJSON_AddStringToObject(o, key, buf);
 }
 
-/* The range of the branch analytics: from / to of the query, default the
- * last 30 UTC days (today included), at most STATS_DAYS_MAX days. */
-static int stats_range_args(struct MHD_Connection *c, struct req *r, int64_t now, int64_t *from,
-			    int64_t *to)
+/* from / to of a stats route (nothing else in the query): default the last
+ * 30 UTC days, today included; at most STATS_DAYS_MAX days. -1 with r->err. */
+static int stats_range(struct MHD_Connection *c, struct req *r, int64_t now, int64_t *from,
+		       int64_t *to)
 {
+	static const char *const qargs[] = {"from", "to", NULL};
 	int64_t today = now - now % 86400000LL;
 
-	if (range_args(c, r, today - 29 * 86400000LL, today + 86400000LL, from, to) < 0)
+	if (only_args(c, r, qargs) < 0 ||
+	    range_args(c, r, today - 29 * 86400000LL, today + 86400000LL, from, to) < 0)
 		return -1;
 	if (*to - *from > (int64_t)STATS_DAYS_MAX * 86400000LL) {
 		snprintf(r->err, sizeof(r->err), "from, to: at most %d days apart", STATS_DAYS_MAX);
@@ -2492,7 +2494,6 @@ static void add_analytics(cJSON *o, const struct cw_rental_analytics *an,
 static enum MHD_Result h_rental_stats(struct cw_cloud_api *a, struct MHD_Connection *c,
 				      struct req *r, const char *method, char **seg, int nseg)
 {
-	static const char *const qargs[] = {"from", "to", NULL};
 	struct cw_rental_stats st;
 	struct cw_rental_day *days = NULL;
 	struct cw_rental_analytics an;
@@ -2510,7 +2511,7 @@ static enum MHD_Result h_rental_stats(struct cw_cloud_api *a, struct MHD_Connect
 	ret = load_branch(a, c, r, &p, seg[2], &b, &ok);
 	if (!ok)
 		return ret;
-	if (only_args(c, r, qargs) < 0 || stats_range_args(c, r, now, &from, &to) < 0)
+	if (stats_range(c, r, now, &from, &to) < 0)
 		return bad_request(c, r);
 	days = calloc(STATS_DAYS_MAX + 1, sizeof(*days));
 	hours = calloc(STATS_HOURS_MAX, sizeof(*hours));
@@ -2582,7 +2583,6 @@ static enum MHD_Result h_rental_stats(struct cw_cloud_api *a, struct MHD_Connect
 static enum MHD_Result h_branch_faults(struct cw_cloud_api *a, struct MHD_Connection *c,
 				       struct req *r, const char *method, char **seg, int nseg)
 {
-	static const char *const qargs[] = {"from", "to", NULL};
 	struct cw_cart_faults *rows;
 	struct cw_branch b;
 	struct principal p;
@@ -2597,7 +2597,7 @@ static enum MHD_Result h_branch_faults(struct cw_cloud_api *a, struct MHD_Connec
 	ret = load_branch(a, c, r, &p, seg[2], &b, &ok);
 	if (!ok)
 		return ret;
-	if (only_args(c, r, qargs) < 0 || stats_range_args(c, r, cw_wall_ms(), &from, &to) < 0)
+	if (stats_range(c, r, cw_wall_ms(), &from, &to) < 0)
 		return bad_request(c, r);
 	rows = calloc(FAULT_CARTS_MAX, sizeof(*rows));
 	if (!rows)
@@ -2821,24 +2821,6 @@ static enum MHD_Result load_chain(struct cw_cloud_api *a, struct MHD_Connection 
 		return send_store_err(c, r, rc, "chain");
 	*ok = true;
 	return MHD_YES;
-}
-
-/* from / to of a stats route (nothing else in the query): default the last
- * 30 UTC days, today included; at most STATS_DAYS_MAX days. -1 with r->err. */
-static int stats_range(struct MHD_Connection *c, struct req *r, int64_t now, int64_t *from,
-		       int64_t *to)
-{
-	static const char *const qargs[] = {"from", "to", NULL};
-	int64_t today = now - now % 86400000LL;
-
-	if (only_args(c, r, qargs) < 0 ||
-	    range_args(c, r, today - 29 * 86400000LL, today + 86400000LL, from, to) < 0)
-		return -1;
-	if (*to - *from > (int64_t)STATS_DAYS_MAX * 86400000LL) {
-		snprintf(r->err, sizeof(r->err), "from, to: at most %d days apart", STATS_DAYS_MAX);
-		return -1;
-	}
-	return 0;
 }
 
 /* GET /api/chains/{id}/stats: telemetry events of the chain by type and UTC
