@@ -1,0 +1,13 @@
+// Placeholder: f-chain replaces this page (docs/DASHBOARD.md "Chain view").
+import type { RouteProps } from '../router';
+import { useT } from '../context';
+
+export function ChainDevicesPage(_props: RouteProps) {
+  const t = useT();
+  return (
+    <section className="page">
+      <h1>{t('chain.devices.title')}</h1>
+      <p>{t('chain.placeholder')}</p>
+    </section>
+  );
+}
