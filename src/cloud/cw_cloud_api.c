@@ -24,6 +24,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "cw_clock.h"
@@ -32,6 +33,7 @@
 #include "cw_jwt.h"
 #include "cw_log.h"
 #include "cw_staff.h"
+#include "cw_static.h"
 #include "cw_uuid.h"
 
 #define PAGE_DEFAULT 50
@@ -4602,11 +4604,41 @@ static bool method_in(const char *methods, const char *m)
 	return false;
 }
 
+/* Anything outside /api/ and /metrics: the web dashboard's files from
+ * web.dashboard_dir (cw_static.h; docs/DASHBOARD.md "Serving"). */
+static enum MHD_Result send_dashboard(struct cw_cloud_api *a, struct MHD_Connection *c,
+				      struct req *r, const char *url, const char *method)
+{
+	const struct cw_static_site site = {
+		.root = a->cfg.dashboard_dir,
+		.csp = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+		.html_cache = "no-cache",
+	};
+	struct MHD_Response *resp;
+	unsigned status = 0;
+	enum MHD_Result ret;
+
+	r->route = "dashboard";
+	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+		return send_error(c, r, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
+				  "the dashboard allows GET HEAD");
+	resp = cw_static_site_response(&site, url, &status);
+	if (!resp)
+		return MHD_NO;
+	r->status = (int)status;
+	ret = MHD_queue_response(c, status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
 static enum MHD_Result dispatch(struct cw_cloud_api *a, struct MHD_Connection *c, struct req *r,
 				const char *url, const char *method)
 {
 	char path[512], *seg[MAX_SEGS + 1], *save = NULL, *tok;
 	int nseg = 0;
+
+	if (strncmp(url, "/api/", 5) != 0 && strcmp(url, "/api") != 0 && strcmp(url, "/metrics") != 0)
+		return send_dashboard(a, c, r, url, method);
 
 	if (strlen(url) >= sizeof(path))
 		return send_error(c, r, MHD_HTTP_URI_TOO_LONG, "too_big", "path too long");
@@ -4944,6 +4976,12 @@ int cw_cloud_api_new(const struct cw_cloud_api_params *p, struct cw_cloud_api **
 	}
 	di = MHD_get_daemon_info(a->d, MHD_DAEMON_INFO_BIND_PORT);
 	a->port = di ? di->port : a->cfg.listen_port;
+	if (a->cfg.dashboard_dir[0]) {
+		struct stat st;
+		if (stat(a->cfg.dashboard_dir, &st) != 0 || !S_ISDIR(st.st_mode))
+			cw_warn("dashboard.missing", "dir=%s msg=\"web.dashboard_dir is not a "
+				"directory: the dashboard answers 404\"", a->cfg.dashboard_dir);
+	}
 	*out = a;
 	return CW_OK;
 fail:

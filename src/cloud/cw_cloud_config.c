@@ -203,6 +203,7 @@ static int parse_small(struct cw_jsoncfg *p, const cJSON *root, struct cw_cloud_
 	static const char *const login_keys[] = {"max_attempts", "window_s", NULL};
 	static const char *const dev_keys[] = {"offline_after_s", NULL};
 	static const char *const tls_keys[] = {"cert_file", "key_file", NULL};
+	static const char *const web_keys[] = {"dashboard_dir", NULL};
 	const cJSON *o;
 	size_t mark;
 	int rc;
@@ -245,6 +246,18 @@ static int parse_small(struct cw_jsoncfg *p, const cJSON *root, struct cw_cloud_
 			rc = cw_jsoncfg_get_str(p, o, "key_file",
 						CW_JSONCFG_REQUIRED | CW_JSONCFG_CLOUD_WORDING,
 						c->tls_key_file, sizeof(c->tls_key_file));
+		cw_jsoncfg_pop(p, mark);
+		if (rc)
+			return rc;
+	}
+	if ((rc = cw_jsoncfg_get_container(p, root, "web", false, false, &o)))
+		return rc;
+	if (o) {
+		mark = cw_jsoncfg_enter(p, "web");
+		if (!(rc = cw_jsoncfg_check_keys(p, o, web_keys)))
+			rc = cw_jsoncfg_get_str(p, o, "dashboard_dir",
+						CW_JSONCFG_CLOUD_WORDING | CW_JSONCFG_EMPTY_OK,
+						c->dashboard_dir, sizeof(c->dashboard_dir));
 		cw_jsoncfg_pop(p, mark);
 		if (rc)
 			return rc;
@@ -308,6 +321,7 @@ static void defaults(struct cw_cloud_config *c)
 	snprintf(c->mqtt_username, sizeof(c->mqtt_username), "cartwise-cloud");
 	snprintf(c->log_level, sizeof(c->log_level), "info");
 	c->phone_visible_roles = 1u << CW_ROLE_CHAIN_ADMIN;
+	snprintf(c->dashboard_dir, sizeof(c->dashboard_dir), "%s", CW_DASHBOARD_DIR);
 }
 
 int cw_cloud_config_parse(const char *json, size_t len, struct cw_cloud_config *out, char *errbuf,
@@ -315,7 +329,7 @@ int cw_cloud_config_parse(const char *json, size_t len, struct cw_cloud_config *
 {
 	static const char *const keys[] = {"listen", "database", "signing_key_file", "tokens",
 					   "login",  "devices",  "mqtt",	     "tls",
-					   "log_level", "privacy", NULL};
+					   "log_level", "web", "privacy", NULL};
 	struct cw_jsoncfg p;
 	const cJSON *o;
 	cJSON *root = NULL;

@@ -60,6 +60,10 @@ struct cw_cloud_config {
 	/* privacy: the roles that see customers' phone numbers in full, one
 	 * bit (1u << enum cw_role) each; default chain-admin only */
 	unsigned phone_visible_roles;
+
+	/* web.dashboard_dir: the dashboard's files (issue 7); default the install
+	 * dir CW_DASHBOARD_DIR; "" = not served */
+	char dashboard_dir[512];
 };
 
 /* Fills defaults, then parses. On error returns CW_ERR_CONFIG (or CW_ERR_IO /

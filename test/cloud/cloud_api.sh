@@ -35,7 +35,12 @@ rc=0; "$CLOUD" --config "$T/cloud.json" admin create-user --email file@example.c
 	--role platform-admin --password-file "$T/pw" >/dev/null 2>&1 || rc=$?
 [ $rc -eq 1 ] || fail "duplicate email accepted ($rc)"
 
-SETUP_WITH_CLI=1 setup_world
+# the dashboard's files (web.dashboard_dir, docs/DASHBOARD.md "Serving")
+mkdir -p "$T/dash/sub"
+printf '<!doctype html><title>dash</title>\n' >"$T/dash/index.html"
+printf 'console.log(1);\n' >"$T/dash/app.js"
+printf 'x\n' >"$T/dash/.hidden.js"
+SETUP_WITH_CLI=1 setup_world "{\"web\":{\"dashboard_dir\":\"$T/dash\"}}"
 
 note "health"
 AUTH=
@@ -48,6 +53,37 @@ api GET /api/nothing
 expect_error 404 not_found
 api GET /api/chains/x/y/z/w/v/u
 expect_error 404
+
+note "dashboard files"
+dash() { # dash PATH [curl args]: status in CODE, headers in $T/dash.hdr, body in $T/dash.body
+	local p=$1; shift
+	CODE=$(curl -s --path-as-is -D "$T/dash.hdr" -o "$T/dash.body" -w '%{http_code}' "$@" \
+		"http://127.0.0.1:$PORT$p") || CODE=000
+}
+hdr() { grep -i "^$1: " "$T/dash.hdr" | head -1 | cut -d' ' -f2- | tr -d '\r'; }
+for p in / /index.html '/?next=x'; do
+	dash "$p"
+	[ "$CODE" = 200 ] || fail "GET $p: $CODE"
+	cmp -s "$T/dash.body" "$T/dash/index.html" || fail "GET $p: not index.html"
+	[ "$(hdr content-type)" = 'text/html; charset=utf-8' ] || fail "GET $p: content type"
+	[ "$(hdr content-security-policy)" = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'" ] \
+		|| fail "GET $p: CSP $(hdr content-security-policy)"
+	[ "$(hdr x-content-type-options)" = nosniff ] || fail "GET $p: nosniff"
+	[ "$(hdr cache-control)" = no-cache ] || fail "GET $p: cache-control $(hdr cache-control)"
+done
+dash /app.js
+[ "$CODE" = 200 ] && [ "$(hdr content-type)" = 'text/javascript; charset=utf-8' ] || fail "app.js: $CODE"
+[ "$(hdr cache-control)" = no-cache ] || fail "app.js: cache-control"
+dash / -I
+[ "$CODE" = 200 ] && ! grep -q doctype "$T/dash.body" || fail "HEAD /: $CODE"
+for p in /../signing.key /%2e%2e/cloud.json /sub/../../cloud.json /.hidden.js /nothing.js /sub/ /x.exe; do
+	dash "$p"
+	[ "$CODE" = 404 ] || fail "GET $p: $CODE, want 404"
+	[ "$(hdr content-security-policy)" = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'" ] \
+		|| fail "GET $p: no CSP on the 404"
+done
+dash / -X POST --data-binary '{}'
+[ "$CODE" = 405 ] || fail "POST /: $CODE"
 
 note "login"
 api POST /api/auth/login "{\"email\":\"ADMIN@example.com\",\"password\":\"$PW\"}"

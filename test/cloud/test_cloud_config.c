@@ -55,6 +55,28 @@ START_TEST(minimal_and_defaults)
 }
 END_TEST
 
+START_TEST(web_section)
+{
+	const char *suffix = "/cartwise-cloud/dashboard";
+	size_t n;
+
+	/* default: the install dir compiled in (<prefix>/<datadir>/cartwise-cloud/dashboard) */
+	ck_assert_int_eq(parse("{" MIN_SQLITE "}"), CW_OK);
+	n = strlen(cfg.dashboard_dir);
+	ck_assert(cfg.dashboard_dir[0] == '/' && n > strlen(suffix));
+	ck_assert_str_eq(cfg.dashboard_dir + n - strlen(suffix), suffix);
+	ck_assert_int_eq(parse("{" MIN_SQLITE ",\"web\":{\"dashboard_dir\":\"/srv/dash\"}}"), CW_OK);
+	ck_assert_str_eq(cfg.dashboard_dir, "/srv/dash");
+	/* "" turns the dashboard off */
+	ck_assert_int_eq(parse("{" MIN_SQLITE ",\"web\":{\"dashboard_dir\":\"\"}}"), CW_OK);
+	ck_assert_str_eq(cfg.dashboard_dir, "");
+	ck_assert_int_eq(parse("{" MIN_SQLITE ",\"web\":{}}"), CW_OK);
+	refused("{" MIN_SQLITE ",\"web\":{\"dashboard_dir\":1}}", "web.dashboard_dir");
+	refused("{" MIN_SQLITE ",\"web\":{\"dashboard\":\"/x\"}}", "web.dashboard");
+	refused("{" MIN_SQLITE ",\"web\":\"/x\"}", "web");
+}
+END_TEST
+
 START_TEST(comments_allowed)
 {
 	/* an operator's file may hold // and block comments (docs/CLOUD.md) */
@@ -376,6 +398,8 @@ int main(void)
 	tcase_add_test(tc, utf8_check);
 	tcase_add_test(tc, comments_allowed);
 	tcase_add_test(tc, privacy_phone_roles);
+
+	tcase_add_test(tc, web_section);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

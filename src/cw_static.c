@@ -1,4 +1,4 @@
-/* cw_static.c - the kiosk page's files (see cw_static.h).
+/* cw_static.c - a directory of web files (see cw_static.h).
  *
  * The path is checked by name before anything touches the file system: a
  * percent-encoded "..", "%2f" or NUL is already decoded by libmicrohttpd, so
@@ -51,17 +51,16 @@ const char *cw_static_type(const char *name)
 	return NULL;
 }
 
-static void add_security_headers(struct MHD_Response *resp)
+static void add_security_headers(struct MHD_Response *resp, const struct cw_static_site *site)
 {
-	MHD_add_response_header(resp, "Content-Security-Policy",
-				"default-src 'self'; img-src 'self' data:");
+	MHD_add_response_header(resp, "Content-Security-Policy", site->csp);
 	MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
 	MHD_add_response_header(resp, "X-Frame-Options", "DENY");
 	MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
 }
 
-static struct MHD_Response *error_response(unsigned *status, unsigned code, int err,
-					   const char *msg)
+static struct MHD_Response *error_response(const struct cw_static_site *site, unsigned *status,
+					   unsigned code, int err, const char *msg)
 {
 	cJSON *root = cJSON_CreateObject(), *e;
 	struct MHD_Response *resp = NULL;
@@ -81,7 +80,7 @@ static struct MHD_Response *error_response(unsigned *status, unsigned code, int 
 	}
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-	add_security_headers(resp);
+	add_security_headers(resp, site);
 	*status = code;
 	return resp;
 }
@@ -120,8 +119,10 @@ static bool rel_path(const char *url, char *rel, size_t cap)
 	return true;
 }
 
-struct MHD_Response *cw_static_response(const char *root, const char *url, unsigned *status)
+struct MHD_Response *cw_static_site_response(const struct cw_static_site *site, const char *url,
+					     unsigned *status)
 {
+	const char *root = site->root;
 	char rel[CW_STATIC_MAX_NAME], path[PATH_MAX];
 	struct MHD_Response *resp;
 	const char *type;
@@ -129,24 +130,24 @@ struct MHD_Response *cw_static_response(const char *root, const char *url, unsig
 	int fd;
 
 	if (!root || !*root || !rel_path(url, rel, sizeof(rel)) || !(type = cw_static_type(rel)))
-		return error_response(status, MHD_HTTP_NOT_FOUND, CW_ERR_NOTFOUND, "no such page");
+		return error_response(site, status, MHD_HTTP_NOT_FOUND, CW_ERR_NOTFOUND, "no such page");
 	if ((size_t)snprintf(path, sizeof(path), "%s/%s", root, rel) >= sizeof(path))
-		return error_response(status, MHD_HTTP_NOT_FOUND, CW_ERR_NOTFOUND, "no such page");
+		return error_response(site, status, MHD_HTTP_NOT_FOUND, CW_ERR_NOTFOUND, "no such page");
 	fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0) {
 		if (errno != ENOENT && errno != ENOTDIR && errno != ELOOP)
 			cw_warn("static.open_failed", "file=%s errno=%d", rel, errno);
-		return error_response(status, MHD_HTTP_NOT_FOUND, CW_ERR_NOTFOUND, "no such page");
+		return error_response(site, status, MHD_HTTP_NOT_FOUND, CW_ERR_NOTFOUND, "no such page");
 	}
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
 		close(fd);
-		return error_response(status, MHD_HTTP_NOT_FOUND, CW_ERR_NOTFOUND, "no such page");
+		return error_response(site, status, MHD_HTTP_NOT_FOUND, CW_ERR_NOTFOUND, "no such page");
 	}
 	if (st.st_size > CW_STATIC_MAX_FILE) {
 		close(fd);
 		cw_warn("static.too_big", "file=%s size=%lld max=%d", rel, (long long)st.st_size,
 			CW_STATIC_MAX_FILE);
-		return error_response(status, MHD_HTTP_INTERNAL_SERVER_ERROR, CW_ERR_TOOBIG,
+		return error_response(site, status, MHD_HTTP_INTERNAL_SERVER_ERROR, CW_ERR_TOOBIG,
 				      "file too large to serve");
 	}
 	resp = MHD_create_response_from_fd((uint64_t)st.st_size, fd);
@@ -156,8 +157,19 @@ struct MHD_Response *cw_static_response(const char *root, const char *url, unsig
 	}
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL,
-				strcmp(type, types[0].type) == 0 ? "no-store" : "no-cache");
-	add_security_headers(resp);
+				strcmp(type, types[0].type) == 0 ? site->html_cache : "no-cache");
+	add_security_headers(resp, site);
 	*status = MHD_HTTP_OK;
 	return resp;
+}
+
+struct MHD_Response *cw_static_response(const char *root, const char *url, unsigned *status)
+{
+	const struct cw_static_site kiosk = {
+		.root = root,
+		.csp = "default-src 'self'; img-src 'self' data:",
+		.html_cache = "no-store",
+	};
+
+	return cw_static_site_response(&kiosk, url, status);
 }
