@@ -5,8 +5,10 @@ export function fmtDateTime(iso: string | null | undefined, lang: Lang, timeZone
   if (!iso) return '—';
   const d = new Date(iso);
   if (Number.isNaN(d.getTime())) return iso;
+  // the year only when it is not this year's: dates stay short in tables
+  const sameYear = d.getFullYear() === new Date().getFullYear();
   return new Intl.DateTimeFormat(locale(lang), {
-    year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', timeZone,
+    year: sameYear ? undefined : 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', timeZone,
   }).format(d);
 }
 

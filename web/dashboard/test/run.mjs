@@ -1,6 +1,8 @@
 // The dashboard's unit tests (docs/DASHBOARD.md "Tests"): the type check (tsc --noEmit,
 // strict) and test/*.test.ts bundled by esbuild for node, run by `node --test`.
-// Exit status non-zero when either fails. Usage: node test/run.mjs
+// Tests run with TZ=Asia/Jerusalem (a zone with summer time, so local-time code is
+// exercised off UTC). Exit status non-zero when either fails.
+// Usage: node test/run.mjs [name-filter...] (a filter skips the type check)
 import * as esbuild from 'esbuild';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
@@ -39,7 +41,7 @@ try {
     logLevel: 'warning',
   });
   const files = readdirSync(out).filter((f) => f.endsWith('.mjs')).map((f) => join(out, f));
-  const r = spawnSync(process.execPath, ['--test', ...files], { stdio: 'inherit', env: { ...process.env, TZ: 'UTC' } });
+  const r = spawnSync(process.execPath, ['--test', ...files], { stdio: 'inherit', env: { ...process.env, TZ: 'Asia/Jerusalem' } });
   if (r.status !== 0) failed = true;
 } finally {
   rmSync(out, { recursive: true, force: true });
