@@ -38,9 +38,9 @@ export function startLive(o: LiveOptions): () => void {
   let mode: LiveMode | null = null;
   let attempt = 0;
   let ctrl: AbortController | null = null;
-  let pollTimer: number | undefined;
-  let reconnectTimer: number | undefined;
-  let silenceTimer: number | undefined;
+  let pollTimer: ReturnType<typeof setInterval> | undefined;
+  let reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  let silenceTimer: ReturnType<typeof setTimeout> | undefined;
   let inFlight = false;
 
   const setMode = (m: LiveMode) => {
@@ -65,24 +65,24 @@ export function startLive(o: LiveOptions): () => void {
 
   const startPolling = () => {
     if (pollTimer !== undefined || stopped) return;
-    pollTimer = window.setInterval(() => void refetch([...ALL_KINDS]), pollMs);
+    pollTimer = globalThis.setInterval(() => void refetch([...ALL_KINDS]), pollMs);
   };
   const stopPolling = () => {
-    if (pollTimer !== undefined) window.clearInterval(pollTimer);
+    if (pollTimer !== undefined) globalThis.clearInterval(pollTimer);
     pollTimer = undefined;
   };
 
   const armSilence = () => {
-    if (silenceTimer !== undefined) window.clearTimeout(silenceTimer);
-    silenceTimer = window.setTimeout(() => ctrl?.abort(), silenceMs);
+    if (silenceTimer !== undefined) globalThis.clearTimeout(silenceTimer);
+    silenceTimer = globalThis.setTimeout(() => ctrl?.abort(), silenceMs);
   };
 
   const fallBack = (delay: number) => {
     if (stopped) return;
     if (mode !== 'offline') setMode('polling');
     startPolling();
-    if (reconnectTimer !== undefined) window.clearTimeout(reconnectTimer);
-    reconnectTimer = window.setTimeout(connect, delay);
+    if (reconnectTimer !== undefined) globalThis.clearTimeout(reconnectTimer);
+    reconnectTimer = globalThis.setTimeout(connect, delay);
   };
 
   async function connect() {
@@ -136,13 +136,13 @@ export function startLive(o: LiveOptions): () => void {
     } catch {
       /* aborted or network: reconnect below */
     } finally {
-      if (silenceTimer !== undefined) window.clearTimeout(silenceTimer);
+      if (silenceTimer !== undefined) globalThis.clearTimeout(silenceTimer);
       silenceTimer = undefined;
     }
     if (!stopped) fallBack(backoffMs(attempt++));
   }
 
-  const fullTimer = window.setInterval(() => void refetch([...ALL_KINDS]), fullMs);
+  const fullTimer = globalThis.setInterval(() => void refetch([...ALL_KINDS]), fullMs);
   void refetch([...ALL_KINDS]); // the first load does not wait for the stream
   void connect();
 
@@ -150,8 +150,8 @@ export function startLive(o: LiveOptions): () => void {
     stopped = true;
     ctrl?.abort();
     stopPolling();
-    window.clearInterval(fullTimer);
-    if (reconnectTimer !== undefined) window.clearTimeout(reconnectTimer);
-    if (silenceTimer !== undefined) window.clearTimeout(silenceTimer);
+    globalThis.clearInterval(fullTimer);
+    if (reconnectTimer !== undefined) globalThis.clearTimeout(reconnectTimer);
+    if (silenceTimer !== undefined) globalThis.clearTimeout(silenceTimer);
   };
 }
