@@ -154,7 +154,10 @@ function App() {
 }
 
 function Redirect({ to, query }: { to: string; query?: Record<string, string | undefined> }) {
-  useEffect(() => go(to, query, true), [to, query]);
+  useEffect(() => {
+    // already there (sign-out moved the hash before this render saw it): keep that URL
+    if (parseHash(window.location.hash).path !== to) go(to, query, true);
+  }, [to, query]);
   return null;
 }
 
