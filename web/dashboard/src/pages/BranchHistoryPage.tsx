@@ -7,6 +7,7 @@ import { useState, type FormEvent } from 'react';
 import { api, getAll, qs, type Page } from '../api';
 import { ErrorBox, Loading, useLoad } from '../components/common';
 import { useApp, useT } from '../context';
+import { RentalHead } from '../components/RentalHead';
 import { buildCsv, csvFileName } from '../csv';
 import { dayRange, isDate, lastDays } from '../dates';
 import { downloadText } from '../download';
@@ -124,17 +125,7 @@ function HistoryBody({ branch, query }: { branch: Branch; query: Record<string, 
           {masked && <p className="muted small">{t('rentals.masked')}</p>}
           <div className="table-wrap">
             <table className="data" data-testid="rentals-history">
-              <thead>
-                <tr>
-                  <th>{t('rentals.cart')}</th>
-                  <th>{t('rentals.phone')}</th>
-                  <th>{t('rentals.status')}</th>
-                  <th>{t('rentals.start')}</th>
-                  <th>{t('rentals.expected')}</th>
-                  <th>{t('rentals.returned')}</th>
-                  <th>{t('rentals.duration')}</th>
-                </tr>
-              </thead>
+              <RentalHead history />
               <tbody>
                 {items.length === 0 && <tr><td colSpan={7} className="empty">{t('history.empty')}</td></tr>}
                 {items.map((r) => (

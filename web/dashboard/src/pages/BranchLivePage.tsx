@@ -3,6 +3,7 @@
 // overdue ones first, and the cart panel (unlock, maintenance) on a tile's click.
 import { useEffect, useMemo, useState } from 'react';
 import { useApp, useT } from '../context';
+import { RentalHead } from '../components/RentalHead';
 import { ErrorBox, isNotFound, Loading, NotFound } from '../components/common';
 import { fmtDateTime, fmtTime } from '../format';
 import type { Key } from '../i18n';
@@ -171,15 +172,7 @@ function ActiveRentals({ rentals, now }: { rentals: Rental[]; now: number }) {
       {masked && <p className="muted small">{t('rentals.masked')}</p>}
       <div className="table-wrap">
         <table className="data" data-testid="rentals-active">
-          <thead>
-            <tr>
-              <th>{t('rentals.cart')}</th>
-              <th>{t('rentals.phone')}</th>
-              <th>{t('rentals.status')}</th>
-              <th>{t('rentals.start')}</th>
-              <th>{t('rentals.expected')}</th>
-            </tr>
-          </thead>
+          <RentalHead />
           <tbody>
             {sorted.length === 0 && (
               <tr><td colSpan={5} className="empty">{t('rentals.active.empty')}</td></tr>
