@@ -12,6 +12,9 @@ CW_PACKAGES=(
 	socat curl jq sqlite3 procps
 	postgresql postgresql-common openssl iproute2 coreutils mosquitto mosquitto-clients
 	groff-base
+	# node + npm: the web dashboard's build (web/dashboard, with the cloud);
+	# Debian's npm only when node came without one (NodeSource's carries its own)
+	nodejs $(command -v npm >/dev/null || echo npm)
 )
 
 # The arm64 cross build (scripts/test-arm64, scripts/package): the cross
