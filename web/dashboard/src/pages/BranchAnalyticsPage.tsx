@@ -137,7 +137,7 @@ function AnalyticsView({ stats, faults, lang }: { stats: RentalStats; faults: Fa
             <>
               <Chart testId="chart-faults" type="bar" label={t('analytics.faults')}
                 data={{
-                  labels: faults.items.map((f) => String(f.cart_number)),
+                  labels: faults.items.map((f) => t('cart.title', { number: f.cart_number })),
                   datasets: [
                     { label: t('analytics.faults.fault'), data: faults.items.map((f) => f.lock_fault), backgroundColor: COLORS.fault },
                     { label: t('analytics.faults.offline'), data: faults.items.map((f) => f.lock_offline), backgroundColor: COLORS['board-offline'] },
