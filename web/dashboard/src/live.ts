@@ -51,15 +51,16 @@ export function startLive(o: LiveOptions): () => void {
   };
 
   const refetch = async (kinds: Kind[]) => {
-    if (inFlight && kinds.length === ALL_KINDS.length) return; // a full refetch is running
-    inFlight = kinds.length === ALL_KINDS.length;
+    const full = kinds.length === ALL_KINDS.length;
+    if (full && inFlight) return; // a full refetch is running: polls do not pile up
+    if (full) inFlight = true;
     try {
       await o.refetch(kinds);
       if (mode === 'offline') setMode('polling');
     } catch {
       if (mode !== 'live') setMode('offline');
     } finally {
-      if (kinds.length === ALL_KINDS.length) inFlight = false;
+      if (full) inFlight = false;
     }
   };
 

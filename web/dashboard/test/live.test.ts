@@ -106,3 +106,24 @@ test('a silent stream is dropped and reopened', async () => {
   await until(() => opened >= 2, 3000);
   stop();
 });
+
+test('polls do not pile up while a full refetch is slow', async () => {
+  fakeFetch(() => new Response('', { status: 404 }));
+  let running = 0;
+  let most = 0;
+  let release!: () => void;
+  const gate = new Promise<void>((r) => { release = r; });
+  const stop = startLive({
+    branchId: 'b', onMode: () => {}, pollMs: 5, fullMs: 100000,
+    refetch: async () => {
+      running++;
+      most = Math.max(most, running);
+      await gate;
+      running--;
+    },
+  });
+  await wait(60);
+  assert.equal(most, 1, 'one full refetch at a time');
+  release();
+  stop();
+});
