@@ -1,13 +1,8 @@
-// Placeholder: f-chain replaces this page (docs/DASHBOARD.md "Chain view").
-import type { RouteProps } from '../router';
-import { useT } from '../context';
+// #/users — every staff user (platform admin); the list of src/chain/ChainUsersPage.tsx
+// without a chain, with a chain filter.
+import type { RouteProps } from './shell';
+import { UsersList } from './ChainUsersPage';
 
 export function AllUsersPage(_props: RouteProps) {
-  const t = useT();
-  return (
-    <section className="page">
-      <h1>{t('chain.users.title')}</h1>
-      <p>{t('chain.placeholder')}</p>
-    </section>
-  );
+  return <UsersList chainId={null} />;
 }
