@@ -175,6 +175,9 @@ CLOUD_PORT=
 CLOUD_BACKEND=
 PGDB=
 CTOK=
+# the platform admin cloud_init creates (the dashboard's tests sign in as it)
+CLOUD_ADMIN_EMAIL=admin@e2e.example
+CLOUD_ADMIN_PW='e2e admin password 0123'
 cloud_init() {
 	CLOUD_BACKEND=$1
 	local extra=${2:-'{}'}
@@ -195,11 +198,10 @@ cloud_init() {
 	jq -n --argjson db "$db_json" --arg key "$T/cloud.key" --argjson port "$CLOUD_PORT" \
 		--argjson extra "$extra" '{listen: {address: "127.0.0.1", port: $port}, database: $db,
 		signing_key_file: $key} * $extra' >"$T/cloud.json"
-	local pw='e2e admin password 0123'
-	printf '%s\n' "$pw" | "$CLOUD" --config "$T/cloud.json" admin create-user \
-		--email admin@e2e.example --role platform-admin >/dev/null 2>>"$T/admin.log"
+	printf '%s\n' "$CLOUD_ADMIN_PW" | "$CLOUD" --config "$T/cloud.json" admin create-user \
+		--email "$CLOUD_ADMIN_EMAIL" --role platform-admin >/dev/null 2>>"$T/admin.log"
 	cloud_start
-	capi POST /api/auth/login "{\"email\":\"admin@e2e.example\",\"password\":\"$pw\"}"; cexpect 200
+	capi POST /api/auth/login "{\"email\":\"$CLOUD_ADMIN_EMAIL\",\"password\":\"$CLOUD_ADMIN_PW\"}"; cexpect 200
 	CTOK=$(cjq .token)
 	capi POST /api/chains '{"name":"E2E","slug":"e2e"}'; cexpect 201
 	local chain; chain=$(cjq .id)
