@@ -68,7 +68,10 @@ async function branchManager(page) {
   await attrIs(page, 'live-status', 'data-state', 'live');
   for (let n = 1; n <= 4; n++) await shown(page, `cart-${n}`);
   await shown(page, `device-${DEV}`);
-  check(await page.locator(`[data-testid^="board-${DEV}-"]`).count() === 1, 'not one board group of the device');
+  // one bus (index 0), one board; the cloud's `board` is the edge's board
+  // index on its bus (controllers.controller_address, docs/SYNC.md), not the
+  // Modbus address
+  check(await page.locator(`[data-testid^="board-${DEV}-0-"]`).count() === 1, 'not one board group board-<device>-0-*');
   const avail = [1, 2, 3, 4].map((n) => tileStatus(page, n));
   check((await Promise.all(avail)).every((s) => s === 'available'), `carts not all available: ${await Promise.all(avail)}`);
   check((await page.textContent(tid('user-name'))).trim() !== '', 'no user name in the shell');
@@ -141,7 +144,7 @@ async function branchManager(page) {
   await markPage(page);
   const b0 = Date.now();
   await sim(SIM_SOCK, 'fault silent 1 on');
-  const board = await page.locator(`[data-testid^="board-${DEV}-"]`).first().getAttribute('data-testid');
+  const board = await page.locator(`[data-testid^="board-${DEV}-0-"]`).first().getAttribute('data-testid');
   await attrIs(page, board, 'data-online', 'false', 15000);
   for (let n = 1; n <= 4; n++) await attrIs(page, `cart-${n}`, 'data-status', 'board-offline', LIVE_MS);
   note(`   ${board} offline and its carts board-offline ${Date.now() - b0} ms after the board fell silent`);
@@ -229,7 +232,7 @@ async function chainAdmin(page) {
   await go(page, `#/chains/${CHAIN}/users`);
   await shown(page, 'users-table');
   await shown(page, 'user-create');
-  check((await page.textContent(tid('users-table'))).includes(MANAGER[0]), 'the manager is not in the users table');
+  await until('the manager in the users table', async () => (await page.textContent(tid('users-table'))).includes(MANAGER[0]));
   await shot(page, 'en-chain-users');
   await go(page, `#/chains/${CHAIN}/analytics`);
   await page.waitForSelector(`${tid('chart-branch-compare')} canvas`, { timeout: 10000 })
