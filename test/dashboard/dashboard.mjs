@@ -25,9 +25,12 @@
 // SHOTS_DIR, kept after the run.
 import {
   attrIs, attrOf, check, env, fail, go, htmlLang, http, note, routeIs, runInBrowser, screens, shown,
-  signIn, signOut, sim, tid, until,
+  signIn, signOut, sim, tid, until, launch, waitConfig,
 } from './lib.mjs';
 
+// chromium starts while dashboard.sh starts the daemons
+const browser = await launch();
+await waitConfig();
 const BASE = env('CLOUD_BASE');
 const EDGE = env('EDGE_BASE');
 const EDGE_TOKEN = env('EDGE_TOKEN');
@@ -259,7 +262,7 @@ async function platformAdmin(page) {
   await signOut(page);
 }
 
-await runInBrowser(BASE, shot, async (page) => {
+await runInBrowser(browser, BASE, shot, async (page) => {
   await branchManager(page);
   await otherBranch(page);
   await sessionExpired(page);

@@ -24,6 +24,13 @@ rm -rf "$SHOTS"
 # The board made silent logs at warning level; nothing is expected at error.
 ALLOWED_ERRORS='^$'
 
+# chromium starts now, beside the daemons' start; it waits for $T/dash.json
+# (the addresses and users), written below once everything is up
+note "chromium (screenshots: $SHOTS)"
+CW_DASH_CONFIG=$T/dash.json node "$DASH/dashboard.mjs" </dev/null &
+NODE_PID=$!
+PIDS+=("$NODE_PID")
+
 note "cloud ($BACKEND) with the dashboard and MQTT, Mosquitto, simulator, edge"
 BROKER_DIR=$T/broker
 mkdir -p "$BROKER_DIR"
@@ -62,13 +69,18 @@ capi POST /api/users "$(jq -nc --arg pw "$CHAIN_ADMIN_PW" --arg c "$CHAIN" \
 	'{email: "chain@e2e.example", password: $pw, role: "chain-admin", chain_id: $c}')"
 cexpect 201
 
-note "chromium against http://127.0.0.1:$CLOUD_PORT/ (screenshots: $SHOTS)"
-CLOUD_BASE="http://127.0.0.1:$CLOUD_PORT" EDGE_BASE="http://127.0.0.1:$API_PORT" EDGE_TOKEN=$TOKEN \
-	EDGE_BRANCH=$BRANCH SIM_SOCK="$T/bus0.sock" BRANCH_A=$CBRANCH BRANCH_B=$BRANCH_B CHAIN_ID=$CHAIN \
-	DEVICE_ID=$DEV MANAGER_EMAIL=manager@e2e.example MANAGER_PW=$MANAGER_PW \
-	CHAIN_ADMIN_EMAIL=chain@e2e.example CHAIN_ADMIN_PW=$CHAIN_ADMIN_PW \
-	ADMIN_EMAIL=$CLOUD_ADMIN_EMAIL ADMIN_PW=$CLOUD_ADMIN_PW SHOTS_DIR=$SHOTS \
-	node "$DASH/dashboard.mjs" || fail "the browser test failed (screenshots so far: $SHOTS)"
+note "the browser against http://127.0.0.1:$CLOUD_PORT/"
+(umask 077; jq -n --arg cloud "http://127.0.0.1:$CLOUD_PORT" --arg edge "http://127.0.0.1:$API_PORT" \
+	--arg etok "$TOKEN" --arg ebr "$BRANCH" --arg sock "$T/bus0.sock" --arg a "$CBRANCH" \
+	--arg b "$BRANCH_B" --arg chain "$CHAIN" --arg dev "$DEV" --arg mpw "$MANAGER_PW" \
+	--arg cpw "$CHAIN_ADMIN_PW" --arg aemail "$CLOUD_ADMIN_EMAIL" --arg apw "$CLOUD_ADMIN_PW" \
+	--arg shots "$SHOTS" '{CLOUD_BASE: $cloud, EDGE_BASE: $edge, EDGE_TOKEN: $etok,
+	EDGE_BRANCH: $ebr, SIM_SOCK: $sock, BRANCH_A: $a, BRANCH_B: $b, CHAIN_ID: $chain,
+	DEVICE_ID: $dev, MANAGER_EMAIL: "manager@e2e.example", MANAGER_PW: $mpw,
+	CHAIN_ADMIN_EMAIL: "chain@e2e.example", CHAIN_ADMIN_PW: $cpw, ADMIN_EMAIL: $aemail,
+	ADMIN_PW: $apw, SHOTS_DIR: $shots}' >"$T/dash.json.tmp")
+mv "$T/dash.json.tmp" "$T/dash.json"
+wait "$NODE_PID" || fail "the browser test failed (screenshots so far: $SHOTS)"
 note "screenshots kept: $SHOTS ($(find "$SHOTS" -name '*.png' | wc -l) views)"
 
 note "the cloud served the page with its headers and logged no secret"

@@ -21,7 +21,17 @@ const t0 = Date.now();
 export function note(msg) {
   console.log(`-- [${((Date.now() - t0) / 1000).toFixed(1)}s] ${msg}`);
 }
-export const env = (k) => process.env[k] || fail(`${k} is not set (run through dashboard.sh)`);
+// The test's addresses and users: the environment, and the JSON object in
+// the file CW_DASH_CONFIG names once it exists (dashboard.sh starts chromium
+// first and writes the file when the daemons are up).
+let config = process.env;
+export async function waitConfig(ms = 240000) {
+  const f = process.env.CW_DASH_CONFIG;
+  if (!f) return;
+  await until('the test config ' + f, () => fs.existsSync(f), ms);
+  config = { ...process.env, ...JSON.parse(fs.readFileSync(f, 'utf8')) };
+}
+export const env = (k) => config[k] || fail(`${k} is not set (run through dashboard.sh)`);
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // Waits until fn() is truthy (every 100 ms); fails with what(), the last
@@ -38,7 +48,7 @@ export async function until(what, fn, ms = 10000) {
 
 // Chromium without the network it would otherwise try (updates, DNS), no
 // sandbox (tests run as root in CI containers), no GPU: as test/kiosk does.
-async function launch() {
+export async function launch() {
   check(CHROMIUM, 'chromium is not installed (scripts/test installs the Debian package)');
   return chromium.launch({
     executablePath: CHROMIUM,
@@ -49,12 +59,11 @@ async function launch() {
   });
 }
 
-// Runs body(page) in one fresh chromium page (a tablet in landscape, English
-// by default), then fails when the browser reported a problem. Exits 0 when
-// all passed, else 1 after printing why (and a screenshot of the page then,
-// "failed.png").
-export async function runInBrowser(base, shots, body) {
-  const browser = await launch();
+// Runs body(page) in one fresh page of browser (launch(); a tablet in
+// landscape, English by default), then fails when the browser reported a
+// problem. Exits 0 when all passed, else 1 after printing why (and a
+// screenshot of the page then, "failed.png").
+export async function runInBrowser(browser, base, shots, body) {
   const problems = [];
   let rc = 1;
   let page;
