@@ -49,6 +49,7 @@
  * releases a cart long after the manager gave up on it (BRIEF.md §5). */
 #define CART_COMMAND_TTL_S 60
 #define CART_COMMAND_TTL_MIN_S 10
+#define EVENTS_SHUTDOWN_MS 1000
 #define CART_COMMAND_TTL_MAX_S 3600
 #define STATS_DAYS_MAX 366
 #define STATS_HOURS_MAX (STATS_DAYS_MAX * 24 + 2) /* a range not on whole hours touches one more */
@@ -77,6 +78,7 @@ struct cw_cloud_api {
 	struct cw_cloud_config cfg;
 	struct cw_store *store;
 	struct cw_cloud_mqtt *mqtt; /* may be NULL */
+	struct cw_events *events;   /* may be NULL */
 	unsigned char sk[crypto_sign_SECRETKEYBYTES];
 	unsigned char pk[crypto_sign_PUBLICKEYBYTES];
 	unsigned char enroll_key[crypto_generichash_KEYBYTES];
@@ -1518,12 +1520,14 @@ static cJSON *command_element(struct cw_cloud_api *a, const struct cw_command *x
 }
 
 /* A new command goes out on MQTT at once when the link is up; the heartbeat
- * keeps offering it until a result arrives or it expires. */
+ * keeps offering it until a result arrives or it expires. The branch's live
+ * streams hear of it either way. */
 static void publish_command(struct cw_cloud_api *a, const struct cw_command *x)
 {
 	cJSON *cj;
 	char *text;
 
+	cw_events_publish(a->events, x->branch_id, CW_EVENT_COMMANDS);
 	if (!a->mqtt || !(cj = command_element(a, x)))
 		return;
 	text = cJSON_PrintUnformatted(cj);
@@ -1537,6 +1541,8 @@ static enum MHD_Result h_heartbeat(struct cw_cloud_api *a, struct MHD_Connection
 {
 	static const char *const keys[] = {"status", "firmware_version", "health", NULL};
 	char status[CW_STATUS_MAX] = "online", fw[CW_FIRMWARE_MAX] = "", *health = NULL;
+	char branch[CW_UUID_STRLEN] = "";
+	unsigned kinds = 0; /* what the branch's live streams hear of */
 	struct cw_command *cmds = NULL;
 	struct cw_heartbeat hb;
 	const cJSON *h;
@@ -1584,11 +1590,12 @@ static enum MHD_Result h_heartbeat(struct cw_cloud_api *a, struct MHD_Connection
 	}
 	hb = (struct cw_heartbeat){.status = status, .firmware = fw[0] ? fw : NULL,
 				   .health = health, .now_ms = cw_wall_ms()};
-	rc = cw_store_device_heartbeat(a->store, seg[2], &hb);
+	rc = cw_store_device_heartbeat(a->store, seg[2], &hb, branch);
 	if (rc != CW_OK) {
 		ret = send_store_err(c, r, rc, "device");
 		goto out;
 	}
+	kinds = CW_EVENT_DEVICES;
 	cmds = calloc(HEARTBEAT_COMMANDS_MAX, sizeof(*cmds));
 	if (!cmds) {
 		ret = send_store_err(c, r, CW_ERR_NOMEM, "commands");
@@ -1600,6 +1607,8 @@ static enum MHD_Result h_heartbeat(struct cw_cloud_api *a, struct MHD_Connection
 		ret = send_store_err(c, r, rc, "commands");
 		goto out;
 	}
+	if (n > 0) /* handed out: pending -> delivered */
+		kinds |= CW_EVENT_COMMANDS;
 	/* the newest configuration version: the edge pulls when it differs
 	 * from the one it runs (docs/SYNC.md "Down: configuration") */
 	rc = cw_store_device_config_version(a->store, seg[2], &cfg_version);
@@ -1619,6 +1628,8 @@ static enum MHD_Result h_heartbeat(struct cw_cloud_api *a, struct MHD_Connection
 	}
 	ret = send_json(c, r, MHD_HTTP_OK, o);
 out:
+	if (kinds)
+		cw_events_publish(a->events, branch, kinds);
 	free(cmds);
 	cJSON_free(health);
 	cJSON_Delete(body);
@@ -3719,6 +3730,34 @@ static int sync_entry(struct sv *v, const cJSON *e, int i, int64_t prev_seq,
 	return rc == CW_OK ? 0 : rc == CW_ERR_NOMEM ? sv_fail(v, NULL, "out of memory") : -1;
 }
 
+/* What a batch changes, for the live streams (docs/CLOUD.md "Live updates"):
+ * a rental also changes its cart's state on the board. */
+static unsigned sync_kinds(const struct cw_sync_item *it, int n)
+{
+	unsigned kinds = 0;
+
+	for (int i = 0; i < n; i++) {
+		switch (it[i].op) {
+		case CW_SYNC_RENTAL:
+			kinds |= CW_EVENT_RENTALS | CW_EVENT_CARTS;
+			break;
+		case CW_SYNC_CART:
+			kinds |= CW_EVENT_CARTS;
+			break;
+		case CW_SYNC_TELEMETRY:
+			kinds |= CW_EVENT_TELEMETRY;
+			break;
+		case CW_SYNC_HEALTH:
+			kinds |= CW_EVENT_TELEMETRY | CW_EVENT_DEVICES;
+			break;
+		case CW_SYNC_COMMAND_RESULT:
+			kinds |= CW_EVENT_COMMANDS;
+			break;
+		}
+	}
+	return kinds;
+}
+
 static enum MHD_Result h_sync(struct cw_cloud_api *a, struct MHD_Connection *c, struct req *r,
 			      const char *method, char **seg, int nseg)
 {
@@ -3808,6 +3847,8 @@ static enum MHD_Result h_sync(struct cw_cloud_api *a, struct MHD_Connection *c, 
 	}
 	cw_info("sync.applied", "device=%s applied=%d skipped=%d ignored=%d high_water=%lld",
 		seg[2], res.applied, res.skipped, res.ignored, (long long)res.high_water);
+	if (res.applied > 0) /* committed: the branch's live streams refetch */
+		cw_events_publish(a->events, res.branch_id, sync_kinds(items, n));
 	o = cJSON_CreateObject();
 	cJSON_AddNumberToObject(o, "high_water", (double)res.high_water);
 	cJSON_AddNumberToObject(o, "applied", res.applied);
@@ -4497,6 +4538,104 @@ static enum MHD_Result h_auth_me(struct cw_cloud_api *a, struct MHD_Connection *
 	return send_json(c, r, MHD_HTTP_OK, o);
 }
 
+/* ---- live events: GET /api/branches/{id}/events (cw_cloud_events.h) ---- */
+
+/* What a stream's keepalive checks (docs/CLOUD.md "Live updates"). */
+struct events_check {
+	struct cw_cloud_api *a;
+	char user_id[CW_UUID_STRLEN];
+	char branch_id[CW_UUID_STRLEN];
+	char chain_id[CW_UUID_STRLEN];
+	int64_t exp_s; /* the staff token's expiry */
+};
+
+/* The token has not expired, and its user is still active and still sees
+ * the branch; false ends the stream. A database that does not answer ends
+ * nothing (the next keepalive asks again). */
+static bool events_check(void *ctx)
+{
+	struct events_check *k = ctx;
+	struct principal p;
+	int rc, err = CW_OK;
+
+	if (cw_wall_ms() / 1000 >= k->exp_s) {
+		cw_info("events.end", "branch=%s user=%s reason=token_expired", k->branch_id,
+			k->user_id);
+		return false;
+	}
+	rc = cw_store_user_get(k->a->store, k->user_id, &p.u);
+	if (rc == CW_ERR_OFFLINE)
+		return true;
+	if (rc == CW_OK && p.u.active && sees_branch(k->a, &p, k->branch_id, k->chain_id, &err))
+		return true;
+	if (rc == CW_OK && err == CW_ERR_OFFLINE)
+		return true;
+	cw_info("events.end", "branch=%s user=%s reason=access", k->branch_id, k->user_id);
+	return false;
+}
+
+static enum MHD_Result h_events(struct cw_cloud_api *a, struct MHD_Connection *c, struct req *r,
+				const char *method, char **seg, int nseg)
+{
+	struct cw_branch b;
+	struct principal p;
+	struct events_check *k;
+	struct cw_event_stream *st;
+	struct MHD_Response *resp;
+	const cJSON *exp;
+	cJSON *claims = NULL;
+	bool ok;
+	int rc;
+	enum MHD_Result ret = staff(a, c, r, &p, &ok);
+
+	if (!ok)
+		return ret;
+	ret = load_branch(a, c, r, &p, seg[2], &b, &ok);
+	if (!ok)
+		return ret;
+	if (only_args(c, r, (const char *const[]){NULL}) < 0)
+		return bad_request(c, r);
+	if (!a->events)
+		return send_error(c, r, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable",
+				  "live events are off on this instance");
+	/* staff() checked the token; its expiry is what the keepalive checks */
+	if (verify_token(a, c, CW_JWT_TYP_STAFF, &claims) != CW_OK)
+		return send_error(c, r, MHD_HTTP_UNAUTHORIZED, "unauthorized",
+				  "a valid staff token is required");
+	exp = cJSON_GetObjectItemCaseSensitive(claims, "exp");
+	k = calloc(1, sizeof(*k));
+	if (!k) {
+		cJSON_Delete(claims);
+		return send_store_err(c, r, CW_ERR_NOMEM, "stream");
+	}
+	k->a = a;
+	k->exp_s = cJSON_IsNumber(exp) ? (int64_t)exp->valuedouble : 0;
+	cJSON_Delete(claims);
+	snprintf(k->user_id, sizeof(k->user_id), "%s", p.u.id);
+	snprintf(k->branch_id, sizeof(k->branch_id), "%s", b.id);
+	snprintf(k->chain_id, sizeof(k->chain_id), "%s", b.chain_id);
+	rc = cw_events_open(a->events, b.id, events_check, k, free, &st);
+	if (rc == CW_ERR_LIMIT) {
+		cw_warn("events.limit", "max=%d msg=\"listen.max_event_streams reached\"",
+			a->cfg.max_event_streams);
+		return send_error(c, r, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable",
+				  "too many live event streams on this instance; retry later");
+	}
+	if (rc == CW_ERR_STATE)
+		return send_error(c, r, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable",
+				  "the server is stopping");
+	if (rc != CW_OK)
+		return send_store_err(c, r, rc, "stream");
+	resp = cw_events_response(st, c); /* owns st from here on */
+	if (!resp)
+		return MHD_NO;
+	r->status = MHD_HTTP_OK;
+	ret = MHD_queue_response(c, MHD_HTTP_OK, resp);
+	MHD_destroy_response(resp);
+	cw_info("events.open", "branch=%s user=%s", b.id, p.u.id);
+	return ret;
+}
+
 /* ---- routing ---- */
 
 struct route {
@@ -4558,6 +4697,7 @@ static const struct route routes[] = {
 	 h_sync_reset},
 	{"/api/branches/{branch_id}/carts/{id}/unlock",
 	 {"api", "branches", "*", "carts", "*", "unlock"}, 6, "POST", h_cart_unlock},
+	{"/api/branches/{id}/events", {"api", "branches", "*", "events"}, 4, "GET", h_events},
 	/* dashboards (issue 7) */
 	{"/api/auth/me", {"api", "auth", "me"}, 3, "GET", h_auth_me},
 	{"/api/devices", {"api", "devices"}, 2, "GET", h_devices},
@@ -4565,7 +4705,6 @@ static const struct route routes[] = {
 	 h_enrollment_code},
 	{"/api/chains/{id}/branch-stats", {"api", "chains", "*", "branch-stats"}, 4, "GET",
 	 h_chain_branch_stats},
-
 	{"/api/branches/{branch_id}/carts/{id}/maintenance",
 	 {"api", "branches", "*", "carts", "*", "maintenance"}, 6, "POST", h_cart_unlock},
 	{"/api/branches/{id}/faults", {"api", "branches", "*", "faults"}, 4, "GET", h_branch_faults},
@@ -4906,6 +5045,10 @@ int cw_cloud_api_new(const struct cw_cloud_api_params *p, struct cw_cloud_api **
 	/* MHD_USE_AUTO: epoll on Linux, so the number of connections is not
 	 * bounded by select()'s FD_SETSIZE (a thousand devices, issue 4) */
 	unsigned int flags = MHD_USE_AUTO | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+	/* live event streams sleep as suspended connections (cw_cloud_events.h);
+	 * this also sets MHD_USE_ITC, so that a resume from another thread wakes
+	 * the pool thread's poll at once */
+	flags |= MHD_ALLOW_SUSPEND_RESUME;
 	const union MHD_DaemonInfo *di;
 	char pw[32];
 	int rc = CW_ERR_IO;
@@ -4917,6 +5060,7 @@ int cw_cloud_api_new(const struct cw_cloud_api_params *p, struct cw_cloud_api **
 	a->cfg = *p->cfg;
 	a->store = p->store;
 	a->mqtt = p->mqtt;
+	a->events = p->events;
 	memcpy(a->sk, p->sk, sizeof(a->sk));
 	crypto_sign_ed25519_sk_to_pk(a->pk, a->sk);
 	sodium_bin2base64(a->pk_b64, sizeof(a->pk_b64), a->pk, sizeof(a->pk), B64URL);
@@ -4998,6 +5142,10 @@ void cw_cloud_api_free(struct cw_cloud_api *a)
 {
 	if (!a)
 		return;
+	/* MHD_stop_daemon must not meet a suspended connection: the streams
+	 * end first (a second at most: each only has its last chunk to write) */
+	if (a->d)
+		cw_events_shutdown(a->events, EVENTS_SHUTDOWN_MS);
 	if (a->d)
 		MHD_stop_daemon(a->d);
 	sodium_memzero(a->sk, sizeof(a->sk));

@@ -10,6 +10,7 @@
 #include <stdio.h>
 
 #include "cw_cloud_config.h"
+#include "cw_cloud_events.h"
 #include "cw_cloud_mqtt.h"
 #include "cw_store.h"
 
@@ -26,13 +27,17 @@ struct cw_cloud_api_params {
 	const unsigned char *sk;                       /* crypto_sign_SECRETKEYBYTES, copied */
 	const char *tls_cert_pem, *tls_key_pem;        /* NULL = plain HTTP; copied */
 	struct cw_cloud_mqtt *mqtt;                    /* NULL = no broker link; borrowed */
+	struct cw_events *events;                      /* live event hub; NULL = the
+							* events route answers 503; borrowed:
+							* outlives the API */
 };
 
 /* Starts serving. CW_ERR_IO when the address cannot be bound. */
 int cw_cloud_api_new(const struct cw_cloud_api_params *p, struct cw_cloud_api **out);
 /* The port actually bound (useful with port 0). */
 int cw_cloud_api_port(const struct cw_cloud_api *a);
-/* Stops serving (waits for requests in progress) and frees. NULL ok. */
+/* Stops serving (ends the live event streams, waits for requests in
+ * progress) and frees. NULL ok. */
 void cw_cloud_api_free(struct cw_cloud_api *a);
 
 /* Writes every route as "METHOD /path/{id}" lines (what docs/openapi.json

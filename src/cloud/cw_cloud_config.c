@@ -60,7 +60,8 @@ static int parse_proxies(struct cw_jsoncfg *p, const cJSON *o, struct cw_cloud_c
 
 static int parse_listen(struct cw_jsoncfg *p, const cJSON *o, struct cw_cloud_config *c)
 {
-	static const char *const keys[] = {"address", "port", "threads", "trusted_proxies", NULL};
+	static const char *const keys[] = {"address", "port", "threads", "trusted_proxies",
+					   "max_event_streams", NULL};
 	unsigned char addr[sizeof(struct in6_addr)];
 	size_t mark = cw_jsoncfg_enter(p, "listen");
 	int rc;
@@ -70,6 +71,8 @@ static int parse_listen(struct cw_jsoncfg *p, const cJSON *o, struct cw_cloud_co
 				     sizeof(c->listen_address))) ||
 	    (rc = cw_jsoncfg_get_int(p, o, "port", 0, 65535, false, &c->listen_port)) ||
 	    (rc = cw_jsoncfg_get_int(p, o, "threads", 1, 64, false, &c->threads)) ||
+	    (rc = cw_jsoncfg_get_int(p, o, "max_event_streams", 0, 4096, false,
+				     &c->max_event_streams)) ||
 	    (rc = parse_proxies(p, o, c)))
 		goto out;
 	if (inet_pton(AF_INET, c->listen_address, addr) != 1 &&
@@ -307,6 +310,7 @@ static void defaults(struct cw_cloud_config *c)
 	snprintf(c->listen_address, sizeof(c->listen_address), "127.0.0.1");
 	c->listen_port = 8000;
 	c->threads = 4;
+	c->max_event_streams = 256;
 	c->db_pool_size = 4;
 	c->migrate_on_start = true;
 	snprintf(c->issuer, sizeof(c->issuer), "cartwise-cloud");

@@ -20,6 +20,7 @@ struct cw_cloud_config {
 	char listen_address[64]; /* default "127.0.0.1" */
 	int listen_port;         /* default 8000; 0 = any free port */
 	int threads;             /* HTTP thread pool, default 4 */
+	int max_event_streams;   /* live event streams (SSE) open at once, default 256, 0..4096 */
 	/* reverse proxies whose X-Forwarded-For is believed (16-byte form,
 	 * IPv4 as ::ffff:a.b.c.d; see cw_cloud_addr_key) */
 	int n_trusted_proxies;

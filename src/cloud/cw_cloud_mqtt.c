@@ -212,6 +212,7 @@ int cw_cloud_mqtt_write_acl(const struct cw_cloud_config *cfg, const char *path)
 struct cw_cloud_mqtt {
 	struct cw_cloud_config cfg;
 	struct cw_store *store;
+	struct cw_events *events; /* may be NULL */
 	unsigned char sk[crypto_sign_SECRETKEYBYTES];
 	char password[CW_CLOUD_MQTT_PASSWORD_MAX + 1];
 	struct cw_mqtt *m;
@@ -373,15 +374,18 @@ static void on_status(struct cw_cloud_mqtt *m, const struct cw_device *d, const 
 			    ? d->status
 			    : st->valuestring;
 	hb.firmware = fw && online ? fw->valuestring : NULL;
-	rc = cw_store_device_heartbeat(m->store, device, &hb);
-	if (rc != CW_OK)
+	rc = cw_store_device_heartbeat(m->store, device, &hb, NULL);
+	if (rc != CW_OK) {
 		refuse(m, device, "status", "store_error", cw_errname(rc));
-	else
-		cw_debug("mqtt.status", "device=%s status=%s", device, hb.status);
+		return;
+	}
+	cw_debug("mqtt.status", "device=%s status=%s", device, hb.status);
+	cw_events_publish(m->events, d->branch_id, CW_EVENT_DEVICES);
 }
 
-static void on_telemetry(struct cw_cloud_mqtt *m, const char *device, const cJSON *o)
+static void on_telemetry(struct cw_cloud_mqtt *m, const struct cw_device *d, const cJSON *o)
 {
+	const char *device = d->id;
 	static const char *const keys[] = {"v", "at", "health", NULL};
 	const cJSON *h = cJSON_GetObjectItemCaseSensitive(o, "health");
 	const char *bad = check_common(o, keys);
@@ -399,6 +403,8 @@ static void on_telemetry(struct cw_cloud_mqtt *m, const char *device, const cJSO
 	rc = cw_store_device_health(m->store, device, text, cw_wall_ms());
 	if (rc != CW_OK)
 		refuse(m, device, "telemetry", "store_error", cw_errname(rc));
+	else
+		cw_events_publish(m->events, d->branch_id, CW_EVENT_DEVICES);
 out:
 	cJSON_free(text);
 }
@@ -457,7 +463,7 @@ static void on_msg(void *ctx, const char *topic, const void *payload, size_t len
 	if (strcmp(kind, "status") == 0)
 		on_status(m, d, o);
 	else
-		on_telemetry(m, device, o);
+		on_telemetry(m, d, o);
 out:
 	cJSON_Delete(o);
 	free(d);
@@ -477,7 +483,8 @@ static void on_state(void *ctx, bool connected)
 }
 
 int cw_cloud_mqtt_new(const struct cw_cloud_config *cfg, struct cw_store *s,
-		      const unsigned char sk[crypto_sign_SECRETKEYBYTES], struct cw_cloud_mqtt **out)
+		      const unsigned char sk[crypto_sign_SECRETKEYBYTES], struct cw_events *events,
+		      struct cw_cloud_mqtt **out)
 {
 	struct cw_mqtt_config mc = {.tls = cfg->mqtt_tls};
 	struct cw_cloud_mqtt *m;
@@ -498,6 +505,7 @@ int cw_cloud_mqtt_new(const struct cw_cloud_config *cfg, struct cw_store *s,
 	pthread_mutex_init(&m->pw_mu, NULL);
 	m->cfg = *cfg;
 	m->store = s;
+	m->events = events;
 	m->warned_since_ms = cw_mono_ms();
 	memcpy(m->sk, sk, sizeof(m->sk));
 	rc = cw_cloud_mqtt_password(cfg, m->password);

@@ -20,6 +20,7 @@
 #include <sodium.h>
 
 #include "cw_cloud_config.h"
+#include "cw_cloud_events.h"
 #include "cw_store.h"
 
 /* Largest status or telemetry payload accepted from a device. */
@@ -51,9 +52,12 @@ struct cw_cloud_mqtt;
 
 /* Starts the client when cfg has an mqtt host and password_file (else *out
  * = NULL and CW_OK: the cloud then does not connect). Writes passwd_out once
- * when it is set. The store is borrowed and must outlive the object. */
+ * when it is set. The store and the event hub (may be NULL; status and
+ * telemetry messages publish "devices" to the device's branch) are borrowed
+ * and must outlive the object. */
 int cw_cloud_mqtt_new(const struct cw_cloud_config *cfg, struct cw_store *s,
-		      const unsigned char sk[crypto_sign_SECRETKEYBYTES], struct cw_cloud_mqtt **out);
+		      const unsigned char sk[crypto_sign_SECRETKEYBYTES], struct cw_events *events,
+		      struct cw_cloud_mqtt **out);
 void cw_cloud_mqtt_free(struct cw_cloud_mqtt *m); /* NULL ok */
 
 /* Publishes a new command (element = the heartbeat's JSON element of it,

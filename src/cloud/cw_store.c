@@ -372,6 +372,7 @@ void cw_store_free(struct cw_store *s)
 {
 	if (!s)
 		return;
+	cw_store_unlisten(s);
 	s->be->close(s->impl);
 	free(s);
 }
@@ -683,21 +684,25 @@ int cw_store_device_get(struct cw_store *s, const char *id, struct cw_device *ou
 	return get_one(s, CW_SQL_DEVICE_GET, id, read_device, out, sizeof(*out));
 }
 
-int cw_store_device_heartbeat(struct cw_store *s, const char *id, const struct cw_heartbeat *h)
+int cw_store_device_heartbeat(struct cw_store *s, const char *id, const struct cw_heartbeat *h,
+			      char branch_out[CW_UUID_STRLEN])
 {
 	/* 1 id, 2 status, 3 firmware, 4 health, 5 now */
 	struct cw_param p[] = {P_TEXT(id), P_TEXT(h->status), P_OPT(h->firmware), P_OPT(h->health),
 			       P_INT(h->now_ms)};
-	int64_t changes = 0;
+	struct first f = {.found = false};
 	int rc;
 
 	if (!id_ok(id))
 		return CW_ERR_NOTFOUND;
 	if (!h->status || (h->health && strlen(h->health) > CW_JSON_IN_MAX))
 		return CW_ERR_INVAL;
-	rc = run(s, CW_SQL_DEVICE_HEARTBEAT, p, NP(p), NULL, NULL, &changes);
-	if (rc == CW_OK && changes == 0)
+	/* RETURNING branch_id: the live streams of that branch hear of it */
+	rc = run(s, CW_SQL_DEVICE_HEARTBEAT, p, NP(p), first_cb, &f, NULL);
+	if (rc == CW_OK && !f.found)
 		rc = CW_ERR_NOTFOUND;
+	if (rc == CW_OK && branch_out)
+		memcpy(branch_out, f.v, CW_UUID_STRLEN);
 	return rc;
 }
 
@@ -876,6 +881,24 @@ int cw_store_devices_mqtt(struct cw_store *s, int64_t now_ms, cw_device_id_fn fn
 void cw_store_pool_stats(struct cw_store *s, int *total, int *in_use)
 {
 	s->be->pool_stats(s->impl, total, in_use);
+}
+
+int cw_store_notify(struct cw_store *s, const char *payload)
+{
+	if (strlen(payload) > CW_STORE_NOTIFY_MAX)
+		return CW_ERR_TOOBIG;
+	return s->be->notify ? s->be->notify(s->impl, payload) : CW_OK;
+}
+
+int cw_store_listen(struct cw_store *s, cw_store_notify_fn fn, void *ctx)
+{
+	return s->be->listen ? s->be->listen(s->impl, fn, ctx) : CW_OK;
+}
+
+void cw_store_unlisten(struct cw_store *s)
+{
+	if (s->be->unlisten)
+		s->be->unlisten(s->impl);
 }
 
 /* ---- carts, rentals, telemetry ---- */
@@ -1554,6 +1577,7 @@ int cw_store_sync_apply(struct cw_store *s, const char *device_id, const struct 
 		rc = CW_ERR_NOTFOUND;
 		goto out;
 	}
+	memcpy(res->branch_id, d->branch_id, sizeof(res->branch_id));
 	if ((rc = s->be->exec(conn, CW_SQL_SYNC_HW_LOCK, pl, NP(pl), hw_cb, &hw, NULL)))
 		goto out;
 	if (hw < 0) {

@@ -226,7 +226,9 @@ int cw_store_enrollment_create(struct cw_store *s, const struct cw_enrollment *e
 int cw_store_device_register(struct cw_store *s, const struct cw_register_req *r,
 			     struct cw_device *out);
 int cw_store_device_get(struct cw_store *s, const char *id, struct cw_device *out);
-int cw_store_device_heartbeat(struct cw_store *s, const char *id, const struct cw_heartbeat *h);
+/* branch_out (may be NULL) gets the device's branch id. */
+int cw_store_device_heartbeat(struct cw_store *s, const char *id, const struct cw_heartbeat *h,
+			      char branch_out[CW_UUID_STRLEN]);
 /* CW_OK when jti is a known, unrevoked token of device_id; else CW_ERR_AUTH. */
 int cw_store_device_token_check(struct cw_store *s, const char *jti, const char *device_id);
 /* Token rotation, one transaction: old_jti (a live token of the device) is
@@ -260,6 +262,28 @@ typedef int (*cw_device_id_fn)(void *ctx, const char *device_id);
 int cw_store_devices_mqtt(struct cw_store *s, int64_t now_ms, cw_device_id_fn fn, void *ctx);
 /* Database connections in total and in use right now. */
 void cw_store_pool_stats(struct cw_store *s, int *total, int *in_use);
+
+/* ---- change notifications between instances (docs/CLOUD.md "Live updates") ---- */
+
+/* Longest payload (PostgreSQL allows 8000 bytes; ours are about 80). */
+#define CW_STORE_NOTIFY_MAX 256
+/* A payload another instance sent; NULL: the listening connection was lost
+ * and is back, so anything sent meanwhile was missed. */
+typedef void (*cw_store_notify_fn)(void *ctx, const char *payload);
+/* Sends payload to every instance listening on this database, after the
+ * caller's commit (PostgreSQL: pg_notify('cartwise_events', payload) on a
+ * pool connection). SQLite: nothing (one instance). CW_ERR_TOOBIG,
+ * CW_ERR_OFFLINE. */
+int cw_store_notify(struct cw_store *s, const char *payload);
+/* Starts listening (PostgreSQL: one dedicated connection with the pool's
+ * parameters, LISTEN cartwise_events, on its own thread, reconnecting with
+ * backoff): fn runs on that thread for every payload sent by another
+ * instance (not those of this store's own connections), and with NULL after
+ * each reconnect. SQLite: CW_OK and nothing. CW_ERR_STATE when already
+ * listening. */
+int cw_store_listen(struct cw_store *s, cw_store_notify_fn fn, void *ctx);
+/* Stops listening and joins the thread (also done by cw_store_free). */
+void cw_store_unlisten(struct cw_store *s);
 
 /* ---- carts, rentals, telemetry (rows arrive by the edge sync, issue 4) ---- */
 
@@ -473,6 +497,7 @@ struct cw_sync_result {
 	int bad;             /* CW_ERR_INVAL: index of the refused entry */
 	const char *why;     /* static text: why it was refused */
 	int ignored;         /* command results for unknown or another device's commands */
+	char branch_id[CW_UUID_STRLEN]; /* the device's branch ("" when not found) */
 };
 
 /* Applies a batch of one device in one transaction with its device_sync row

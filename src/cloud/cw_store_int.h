@@ -174,6 +174,11 @@ struct cw_store_backend {
 		    void *ctx, int64_t *changes);
 	/* Connections in total and taken right now (for /metrics). */
 	void (*pool_stats)(void *be, int *total, int *in_use);
+	/* Change notifications between instances (cw_store_notify,
+	 * cw_store_listen): NULL when the backend has one instance only. */
+	int (*notify)(void *be, const char *payload);
+	int (*listen)(void *be, cw_store_notify_fn fn, void *ctx);
+	void (*unlisten)(void *be);
 };
 
 /* SQL shared by both backends' statement tables (each passes its own column

@@ -13,13 +13,16 @@
  * cw_schema_migrations. Times are timestamptz in the database and
  * milliseconds since the epoch in the code (converted in the SQL). */
 #include <errno.h>
+#include <fcntl.h>
 #include <libpq-fe.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cw_clock.h"
 #include "cw_error.h"
@@ -33,6 +36,11 @@ extern const int cw_cloud_pg_migrations_count;
 #define PG_POOL_MAX 64
 #define PG_CONNECT_TIMEOUT_S "3"
 #define PG_DEFAULT_ACQUIRE_MS 5000
+/* The channel of change notifications between instances (docs/CLOUD.md
+ * "Live updates"), and the listener's reconnect backoff. */
+#define PG_CHANNEL "cartwise_events"
+#define PG_LISTEN_BACKOFF_MIN_MS 250
+#define PG_LISTEN_BACKOFF_MAX_MS 10000
 /* Arbitrary but fixed: the advisory lock key of our migrations ("CWMG"). */
 #define PG_MIGRATE_LOCK_KEY "1129793351"
 
@@ -228,7 +236,7 @@ static const char *const pg_sql[CW_SQL_COUNT] = {
 		"UPDATE devices SET status = $2::text, "
 		"firmware_version = coalesce($3::text, firmware_version), "
 		"health = coalesce($4::jsonb, health), last_heartbeat = " TS("$5") ", "
-		"updated_at = " TS("$5") " WHERE id = $1::uuid",
+		"updated_at = " TS("$5") " WHERE id = $1::uuid RETURNING branch_id",
 	[CW_SQL_TOKENS_REVOKE] = "UPDATE device_tokens SET revoked = true, revoked_at = " TS("$2") " "
 				 "WHERE device_id = $1::uuid AND NOT revoked",
 	[CW_SQL_TOKEN_INSERT] = "INSERT INTO device_tokens (jti, device_id, issued_at, expires_at) "
@@ -485,6 +493,7 @@ struct pg_conn {
 	bool busy;   /* taken from the pool */
 	bool broken; /* reconnect before the next use */
 	bool prepared[CW_SQL_COUNT];
+	int pid; /* the server process: our own notifications are not news */
 };
 
 struct pg_store {
@@ -494,6 +503,12 @@ struct pg_store {
 	int acquire_ms;
 	char *conninfo;
 	struct pg_conn conns[PG_POOL_MAX];
+	/* the LISTEN connection's thread (cw_store_listen) */
+	pthread_t listener;
+	bool listening;
+	int stop_pipe[2];
+	cw_store_notify_fn listen_fn;
+	void *listen_ctx;
 };
 
 static int pg_latest_version(void)
@@ -579,10 +594,14 @@ static int pg_connect(struct pg_store *s, struct pg_conn *pc)
 		PQfinish(pc->c);
 		pc->c = NULL;
 		pc->broken = true;
+		pc->pid = 0;
 		return CW_ERR_OFFLINE;
 	}
 	memset(pc->prepared, 0, sizeof(pc->prepared));
 	pc->broken = false;
+	pthread_mutex_lock(&s->lock);
+	pc->pid = PQbackendPID(pc->c);
+	pthread_mutex_unlock(&s->lock);
 	return CW_OK;
 }
 
@@ -900,6 +919,159 @@ static void pg_pool_stats(void *be, int *total, int *in_use)
 	*in_use = n;
 }
 
+/* ---- change notifications between instances ---- */
+
+static int pg_notify(void *be, const char *payload)
+{
+	const char *vals[] = {payload};
+	struct pg_conn *pc;
+	PGresult *r;
+	void *conn;
+	int rc = pg_conn_get(be, CW_CONN_WRITE, &conn);
+
+	if (rc != CW_OK)
+		return rc;
+	pc = conn;
+	r = PQexecParams(pc->c, "SELECT pg_notify('" PG_CHANNEL "', $1::text)", 1, NULL, vals,
+			 NULL, NULL, 0);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+		rc = PQstatus(pc->c) == CONNECTION_OK ? CW_ERR_DB : CW_ERR_OFFLINE;
+		if (rc == CW_ERR_OFFLINE)
+			pc->broken = true;
+	}
+	PQclear(r);
+	pg_conn_put(be, conn);
+	return rc;
+}
+
+/* Whether pid is the server process of one of our pool's connections. */
+static bool pg_own_pid(struct pg_store *s, int pid)
+{
+	bool own = false;
+
+	pthread_mutex_lock(&s->lock);
+	for (int i = 0; i < s->n && !own; i++)
+		own = s->conns[i].pid == pid;
+	pthread_mutex_unlock(&s->lock);
+	return own;
+}
+
+/* Sleeps ms or until unlisten: true when told to stop. */
+static bool pg_listen_wait(struct pg_store *s, int ms)
+{
+	struct pollfd pf = {.fd = s->stop_pipe[0], .events = POLLIN};
+
+	return poll(&pf, 1, ms) != 0;
+}
+
+/* The listener: LISTEN on its own connection, then wait on its socket (and
+ * the stop pipe) with poll; PQconsumeInput + PQnotifies hand each
+ * notification to listen_fn. A lost connection is reconnected with backoff,
+ * and listen_fn(NULL) says that notifications may have been missed. */
+static void *pg_listen_main(void *arg)
+{
+	struct pg_store *s = arg;
+	struct pg_conn lc;
+	int backoff = PG_LISTEN_BACKOFF_MIN_MS;
+	bool had_one = false, stop = false;
+
+	memset(&lc, 0, sizeof(lc));
+	while (!stop) {
+		PGresult *r;
+		bool ok;
+
+		if (pg_connect(s, &lc) != CW_OK) {
+			stop = pg_listen_wait(s, backoff);
+			backoff = backoff * 2 > PG_LISTEN_BACKOFF_MAX_MS ? PG_LISTEN_BACKOFF_MAX_MS
+									  : backoff * 2;
+			continue;
+		}
+		r = PQexec(lc.c, "LISTEN " PG_CHANNEL);
+		ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+		PQclear(r);
+		if (!ok) {
+			char msg[256];
+			one_line(msg, sizeof(msg), PQerrorMessage(lc.c));
+			cw_warn("store.listen", "backend=postgres msg=\"%s\"", msg);
+			PQfinish(lc.c);
+			lc.c = NULL;
+			stop = pg_listen_wait(s, backoff);
+			continue;
+		}
+		backoff = PG_LISTEN_BACKOFF_MIN_MS;
+		cw_info("store.listening", "backend=postgres channel=" PG_CHANNEL " reconnect=%s",
+			had_one ? "yes" : "no");
+		if (had_one)
+			s->listen_fn(s->listen_ctx, NULL);
+		had_one = true;
+		while (!stop) {
+			struct pollfd pf[2] = {{.fd = PQsocket(lc.c), .events = POLLIN},
+					       {.fd = s->stop_pipe[0], .events = POLLIN}};
+			PGnotify *n;
+			if (poll(pf, 2, -1) < 0) {
+				if (errno == EINTR)
+					continue;
+				break;
+			}
+			if (pf[1].revents) {
+				stop = true;
+				break;
+			}
+			if (!PQconsumeInput(lc.c))
+				break;
+			while ((n = PQnotifies(lc.c))) {
+				if (!pg_own_pid(s, n->be_pid))
+					s->listen_fn(s->listen_ctx, n->extra);
+				PQfreemem(n);
+			}
+			if (PQstatus(lc.c) != CONNECTION_OK)
+				break;
+		}
+		if (!stop)
+			cw_warn("store.listen_lost", "backend=postgres msg=\"reconnecting; every live "
+				"stream gets a full refresh\"");
+		PQfinish(lc.c);
+		lc.c = NULL;
+		if (!stop)
+			stop = pg_listen_wait(s, PG_LISTEN_BACKOFF_MIN_MS);
+	}
+	return NULL;
+}
+
+static int pg_listen(void *be, cw_store_notify_fn fn, void *ctx)
+{
+	struct pg_store *s = be;
+
+	if (s->listening)
+		return CW_ERR_STATE;
+	if (pipe2(s->stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
+		return CW_ERR_IO;
+	s->listen_fn = fn;
+	s->listen_ctx = ctx;
+	if (pthread_create(&s->listener, NULL, pg_listen_main, s) != 0) {
+		close(s->stop_pipe[0]);
+		close(s->stop_pipe[1]);
+		return CW_ERR_NOMEM;
+	}
+	s->listening = true;
+	return CW_OK;
+}
+
+static void pg_unlisten(void *be)
+{
+	struct pg_store *s = be;
+	ssize_t w;
+
+	if (!s->listening)
+		return;
+	w = write(s->stop_pipe[1], "x", 1);
+	(void)w; /* a full pipe already says stop */
+	pthread_join(s->listener, NULL);
+	close(s->stop_pipe[0]);
+	close(s->stop_pipe[1]);
+	s->listening = false;
+}
+
 const struct cw_store_backend cw_store_pg_backend = {
 	.name = "postgres",
 	.open = pg_open,
@@ -910,4 +1082,7 @@ const struct cw_store_backend cw_store_pg_backend = {
 	.conn_put = pg_conn_put,
 	.exec = pg_exec,
 	.pool_stats = pg_pool_stats,
+	.notify = pg_notify,
+	.listen = pg_listen,
+	.unlisten = pg_unlisten,
 };

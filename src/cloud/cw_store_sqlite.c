@@ -206,7 +206,7 @@ static const char *const sq_sql[CW_SQL_COUNT] = {
 	[CW_SQL_DEVICE_HEARTBEAT] =
 		"UPDATE devices SET status = ?2, firmware_version = coalesce(?3, firmware_version), "
 		"health = coalesce(?4, health), last_heartbeat_ms = ?5, updated_ms = ?5 "
-		"WHERE id = ?1",
+		"WHERE id = ?1 RETURNING branch_id",
 	[CW_SQL_TOKENS_REVOKE] = "UPDATE device_tokens SET revoked = 1, revoked_ms = ?2 "
 				 "WHERE device_id = ?1 AND revoked = 0",
 	[CW_SQL_TOKEN_INSERT] = "INSERT INTO device_tokens (jti, device_id, issued_ms, expires_ms) "

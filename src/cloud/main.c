@@ -23,6 +23,7 @@
 #include "cw_clock.h"
 #include "cw_cloud_api.h"
 #include "cw_cloud_config.h"
+#include "cw_cloud_events.h"
 #include "cw_cloud_keys.h"
 #include "cw_cloud_mqtt.h"
 #include "cw_error.h"
@@ -309,6 +310,17 @@ static int wait_signal(const sigset_t *set, struct cw_watchdog *wd, int64_t ms)
 	}
 }
 
+/* The hub's forward function: a change goes to the other instances after
+ * the caller's commit, best effort (a lost one costs a stream at most a
+ * refresh; the client refetches everything every 30 s anyway). */
+static void forward_event(void *ctx, const char *payload)
+{
+	int rc = cw_store_notify(ctx, payload);
+
+	if (rc != CW_OK)
+		cw_debug("events.notify_failed", "err=%s", cw_errname(rc));
+}
+
 static int serve(const struct cw_cloud_config *cfg)
 {
 	unsigned char sk[crypto_sign_SECRETKEYBYTES], pk[crypto_sign_PUBLICKEYBYTES];
@@ -317,6 +329,7 @@ static int serve(const struct cw_cloud_config *cfg)
 	struct cw_store *s = NULL;
 	struct cw_cloud_api *api = NULL;
 	struct cw_cloud_mqtt *mqtt = NULL;
+	struct cw_events *events = NULL;
 	struct cw_watchdog wd;
 	sigset_t set;
 	int sig, rc, status = EXIT_FAILURE;
@@ -362,8 +375,23 @@ static int serve(const struct cw_cloud_config *cfg)
 		cw_error("cloud.database", "msg=\"%s\"", cw_strerror(rc));
 		goto out;
 	}
+	/* the live event hub: its publishes also go to the other instances
+	 * through the database, and theirs come back (PostgreSQL LISTEN/NOTIFY;
+	 * nothing on SQLite, which has one instance) */
+	{
+		struct cw_events_params ep = {.max_streams = cfg->max_event_streams,
+					      .forward = forward_event, .forward_ctx = s};
+		rc = cw_events_new(&ep, &events);
+		if (rc == CW_OK)
+			rc = cw_store_listen(s, cw_events_remote, events);
+	}
+	if (rc != CW_OK) {
+		cw_error("cloud.events", "msg=\"cannot start the live event hub (%s)\"",
+			 cw_strerror(rc));
+		goto out;
+	}
 	/* the broker link never holds up the start: it connects in the background */
-	rc = cw_cloud_mqtt_new(cfg, s, sk, &mqtt);
+	rc = cw_cloud_mqtt_new(cfg, s, sk, events, &mqtt);
 	if (rc != CW_OK) {
 		cw_error("cloud.mqtt", "msg=\"cannot start the MQTT client (%s)\"", cw_strerror(rc));
 		goto out;
@@ -371,7 +399,7 @@ static int serve(const struct cw_cloud_config *cfg)
 	{
 		struct cw_cloud_api_params p = {.cfg = cfg, .store = s, .sk = sk,
 						.tls_cert_pem = cert, .tls_key_pem = key,
-						.mqtt = mqtt};
+						.mqtt = mqtt, .events = events};
 		rc = cw_cloud_api_new(&p, &api);
 	}
 	if (rc != CW_OK)
@@ -390,8 +418,13 @@ static int serve(const struct cw_cloud_config *cfg)
 	cw_service_stopping();
 	status = EXIT_SUCCESS;
 out:
+	/* the API ends its live streams; then nothing publishes any more and
+	 * the listener, the hub's other feeder, stops before the hub goes */
 	cw_cloud_api_free(api);
 	cw_cloud_mqtt_free(mqtt);
+	if (s)
+		cw_store_unlisten(s);
+	cw_events_free(events);
 	cw_store_free(s);
 	sodium_memzero(sk, sizeof(sk));
 	if (key) {

@@ -3,7 +3,7 @@
 # after lib.sh: a second device in branch A1 (DEV_A9, DTOK_A9), the cloud's
 # public key as a device receives it (PK), and outbox entries in the edge's
 # format.
-setup_world
+setup_world "${SYNC_WORLD_EXTRA:-}"
 NOW=$(date +%s%3N)
 MIN=60000
 

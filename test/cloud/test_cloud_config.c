@@ -40,6 +40,7 @@ START_TEST(minimal_and_defaults)
 	ck_assert_str_eq(cfg.listen_address, "127.0.0.1");
 	ck_assert_int_eq(cfg.listen_port, 8000);
 	ck_assert_int_eq(cfg.threads, 4);
+	ck_assert_int_eq(cfg.max_event_streams, 256);
 	ck_assert_int_eq(cfg.db_pool_size, 4);
 	ck_assert(cfg.migrate_on_start);
 	ck_assert_str_eq(cfg.issuer, "cartwise-cloud");
@@ -94,7 +95,7 @@ END_TEST
 START_TEST(full_config)
 {
 	const char *j =
-		"{\"listen\":{\"address\":\"0.0.0.0\",\"port\":0,\"threads\":8},"
+		"{\"listen\":{\"address\":\"0.0.0.0\",\"port\":0,\"threads\":8,\"max_event_streams\":0},"
 		"\"database\":{\"backend\":\"postgres\",\"conninfo\":\"\",\"pool_size\":16,"
 		"\"migrate_on_start\":false},"
 		"\"signing_key_file\":\"/etc/cartwise/cloud.key\","
@@ -112,6 +113,7 @@ START_TEST(full_config)
 	ck_assert(!cfg.migrate_on_start);
 	ck_assert_int_eq(cfg.listen_port, 0);
 	ck_assert_int_eq(cfg.threads, 8);
+	ck_assert_int_eq(cfg.max_event_streams, 0);
 	ck_assert_str_eq(cfg.issuer, "i");
 	ck_assert_int_eq(cfg.staff_token_ttl_s, 600);
 	ck_assert_int_eq(cfg.device_token_ttl_s, 7200);
@@ -132,6 +134,7 @@ START_TEST(refusals_name_the_key)
 	refused("{" MIN_SQLITE ",\"listen\":{\"port\":80.5}}", "listen.port");
 	refused("{" MIN_SQLITE ",\"listen\":{\"address\":\"localhost\"}}", "listen.address");
 	refused("{" MIN_SQLITE ",\"listen\":{\"threads\":0}}", "listen.threads");
+	refused("{" MIN_SQLITE ",\"listen\":{\"max_event_streams\":4097}}", "listen.max_event_streams");
 	refused("{\"signing_key_file\":\"/k\"}", "database: missing");
 	refused("{\"database\":{\"backend\":\"sqlite\",\"path\":\"/x\"}}", "signing_key_file: missing");
 	refused("{\"signing_key_file\":\"/k\",\"database\":{\"backend\":\"mysql\"}}", "database.backend");

@@ -673,7 +673,7 @@ START_TEST(heartbeat_and_stats)
 	struct cw_branch a1;
 	struct cw_device d, got;
 	struct cw_branch_stats st;
-	char h[65], mac[18], jti[CW_UUID_STRLEN];
+	char h[65], mac[18], jti[CW_UUID_STRLEN], hb_branch[CW_UUID_STRLEN];
 	struct cw_heartbeat hb = {.status = "online", .firmware = "1.2.3",
 				  .health = "{\"cpu_temp\": 51.5, \"disk\": \"ok\"}", .now_ms = NOW + 1000};
 
@@ -687,7 +687,8 @@ START_TEST(heartbeat_and_stats)
 	make_code(s, a1.id, h, 1, NOW + 3600000);
 	ck_assert_int_eq(reg(s, "HB", h, mac, NOW, &d, jti), CW_OK);
 
-	ck_assert_int_eq(cw_store_device_heartbeat(s, d.id, &hb), CW_OK);
+	ck_assert_int_eq(cw_store_device_heartbeat(s, d.id, &hb, hb_branch), CW_OK);
+	ck_assert_str_eq(hb_branch, a1.id); /* for the live streams of the branch */
 	ck_assert_int_eq(cw_store_device_get(s, d.id, &got), CW_OK);
 	ck_assert_str_eq(got.status, "online");
 	ck_assert_str_eq(got.firmware_version, "1.2.3");
@@ -698,23 +699,23 @@ START_TEST(heartbeat_and_stats)
 	hb.health = NULL;
 	hb.status = "degraded";
 	hb.now_ms = NOW + 31000;
-	ck_assert_int_eq(cw_store_device_heartbeat(s, d.id, &hb), CW_OK);
+	ck_assert_int_eq(cw_store_device_heartbeat(s, d.id, &hb, NULL), CW_OK);
 	ck_assert_int_eq(cw_store_device_get(s, d.id, &got), CW_OK);
 	ck_assert_str_eq(got.status, "degraded");
 	ck_assert_str_eq(got.firmware_version, "1.2.3");
 	ck_assert_ptr_nonnull(strstr(got.health, "cpu_temp"));
 	/* the schema refuses an unknown status and invalid JSON */
 	hb.status = "exploded";
-	ck_assert_int_eq(cw_store_device_heartbeat(s, d.id, &hb), CW_ERR_INVAL);
+	ck_assert_int_eq(cw_store_device_heartbeat(s, d.id, &hb, NULL), CW_ERR_INVAL);
 	hb.status = "online";
 	hb.health = "{not json";
-	ck_assert_int_eq(cw_store_device_heartbeat(s, d.id, &hb), CW_ERR_INVAL);
+	ck_assert_int_eq(cw_store_device_heartbeat(s, d.id, &hb, NULL), CW_ERR_INVAL);
 	hb.health = NULL;
 	/* unknown device */
 	{
 		char other[CW_UUID_STRLEN];
 		new_id(other);
-		ck_assert_int_eq(cw_store_device_heartbeat(s, other, &hb), CW_ERR_NOTFOUND);
+		ck_assert_int_eq(cw_store_device_heartbeat(s, other, &hb, NULL), CW_ERR_NOTFOUND);
 		ck_assert_int_eq(cw_store_device_get(s, other, &got), CW_ERR_NOTFOUND);
 	}
 	/* stats: one device, online when its heartbeat is recent enough */
@@ -861,6 +862,7 @@ START_TEST(sync_batches)
 	ck_assert_int_eq(res.high_water, 3);
 	ck_assert_int_eq(res.applied, 3);
 	ck_assert_int_eq(res.skipped, 0);
+	ck_assert_str_eq(res.branch_id, a1.id); /* for the live streams of the branch */
 	ck_assert_int_eq(cw_store_cart_get(s, cart_id, &cart), CW_OK);
 	ck_assert_str_eq(cart.device_id, d.id);
 	ck_assert_str_eq(cart.branch_id, a1.id);
@@ -1168,7 +1170,7 @@ START_TEST(read_after_write_is_visible)
 	 * show the previous value) */
 	for (int i = 1; i <= 200; i++) {
 		hb.now_ms = NOW + i;
-		ck_assert_int_eq(cw_store_device_heartbeat(s, d.id, &hb), CW_OK);
+		ck_assert_int_eq(cw_store_device_heartbeat(s, d.id, &hb, NULL), CW_OK);
 		ck_assert_int_eq(cw_store_device_get(s, d.id, &got), CW_OK);
 		ck_assert_int_eq(got.last_heartbeat_ms, NOW + i);
 		/* and a read-only transaction too */
@@ -1218,7 +1220,7 @@ static void *blocked_heartbeat(void *arg)
 	struct blocked_write *w = arg;
 	struct cw_heartbeat hb = {.status = "online", .now_ms = w->now_ms};
 
-	w->rc = cw_store_device_heartbeat(w->s, w->device_id, &hb);
+	w->rc = cw_store_device_heartbeat(w->s, w->device_id, &hb, NULL);
 	atomic_store(&w->done, true);
 	return NULL;
 }
@@ -1282,7 +1284,7 @@ START_TEST(reads_go_on_during_a_write)
 	ck_assert_int_eq(reg(s, "CR", h, mac, NOW, &d, jti), CW_OK);
 	{
 		struct cw_heartbeat hb = {.status = "online", .now_ms = NOW};
-		ck_assert_int_eq(cw_store_device_heartbeat(s, d.id, &hb), CW_OK);
+		ck_assert_int_eq(cw_store_device_heartbeat(s, d.id, &hb, NULL), CW_OK);
 	}
 	warm_reads(s, &d, jti, a1.id);
 	w.device_id = d.id;
@@ -1751,6 +1753,78 @@ START_TEST(dashboard_reads_and_edits)
 }
 END_TEST
 
+/* What a listener heard (cw_store_listen's callback runs on its thread). */
+struct heard {
+	pthread_mutex_t mu;
+	int n, nulls;
+	char last[CW_STORE_NOTIFY_MAX + 1];
+};
+
+static void heard_cb(void *ctx, const char *payload)
+{
+	struct heard *h = ctx;
+
+	pthread_mutex_lock(&h->mu);
+	if (payload) {
+		h->n++;
+		snprintf(h->last, sizeof(h->last), "%s", payload);
+	} else {
+		h->nulls++;
+	}
+	pthread_mutex_unlock(&h->mu);
+}
+
+static int heard_n(struct heard *h)
+{
+	int n;
+
+	pthread_mutex_lock(&h->mu);
+	n = h->n;
+	pthread_mutex_unlock(&h->mu);
+	return n;
+}
+
+/* Change notifications between instances: on PostgreSQL a second store
+ * hears what the first sends, and a store never hears its own; SQLite has
+ * one instance and does nothing (without error). */
+START_TEST(notify_and_listen)
+{
+	struct cw_store *a = open_store(), *b = open_store();
+	struct heard ha = {.n = 0}, hb = {.n = 0};
+	char big[CW_STORE_NOTIFY_MAX + 2];
+
+	pthread_mutex_init(&ha.mu, NULL);
+	pthread_mutex_init(&hb.mu, NULL);
+	ck_assert_int_eq(cw_store_listen(a, heard_cb, &ha), CW_OK);
+	ck_assert_int_eq(cw_store_listen(b, heard_cb, &hb), CW_OK);
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	ck_assert_int_eq(cw_store_notify(a, big), CW_ERR_TOOBIG);
+	if (backend == CW_BACKEND_POSTGRES) {
+		ck_assert_int_eq(cw_store_listen(a, heard_cb, &ha), CW_ERR_STATE);
+		/* the listener may still be connecting: send until b hears */
+		for (int i = 0; i < 100 && heard_n(&hb) == 0; i++) {
+			ck_assert_int_eq(cw_store_notify(a, "branch:carts,rentals"), CW_OK);
+			usleep(50 * 1000);
+		}
+		ck_assert_int_ge(heard_n(&hb), 1);
+		ck_assert_str_eq(hb.last, "branch:carts,rentals");
+		usleep(200 * 1000);
+		ck_assert_int_eq(heard_n(&ha), 0); /* its own */
+		ck_assert_int_eq(hb.nulls, 0);     /* no reconnect */
+	} else {
+		ck_assert_int_eq(cw_store_notify(a, "branch:carts"), CW_OK);
+		ck_assert_int_eq(heard_n(&hb), 0);
+	}
+	cw_store_unlisten(a);
+	cw_store_unlisten(a); /* idempotent */
+	cw_store_free(a);
+	cw_store_free(b); /* stops b's listener */
+	pthread_mutex_destroy(&ha.mu);
+	pthread_mutex_destroy(&hb.mu);
+}
+END_TEST
+
 int main(int argc, char **argv)
 {
 	Suite *su;
@@ -1807,6 +1881,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, sqlite_in_memory_has_one_connection);
 	tcase_add_test(tc, bad_config);
 	tcase_add_test(tc, sync_batches);
+	tcase_add_test(tc, notify_and_listen);
 	tcase_add_test(tc, dashboard_reads_and_edits);
 	suite_add_tcase(su, tc);
 	sr = srunner_create(su);
