@@ -22,6 +22,7 @@
 
 #include <errno.h>
 #include <microhttpd.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +51,7 @@ struct cw_event_stream {
 	struct cw_event_stream *prev, *next; /* the hub's list */
 	struct cw_event_stream *wake_next;   /* owned by the waker that took it */
 	struct MHD_Connection *c;            /* NULL: not bound (tests) */
+	int fd;                              /* c's socket, -1 = unknown */
 	char branch_id[CW_UUID_STRLEN];
 	enum st_state state;
 	unsigned pending;
@@ -203,8 +205,23 @@ void cw_events_remote(void *ctx, const char *payload)
 	cw_events_deliver(h, branch, kinds);
 }
 
+/* Under the lock, for a SUSPENDED stream: whether its client has gone.
+ * libmicrohttpd does not watch a suspended connection's socket, so without
+ * this a closed client would hold its place (listen.max_event_streams)
+ * until a write failed, a keepalive or two later. The socket stays open
+ * while the connection is suspended, so the fd is valid here; a zero-time
+ * poll only reads its state. */
+static bool client_gone_locked(const struct cw_event_stream *st)
+{
+	struct pollfd pf = {.fd = st->fd, .events = POLLRDHUP};
+
+	return st->fd >= 0 && poll(&pf, 1, 0) > 0 &&
+	       (pf.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
+}
+
 /* The keepalive thread: once a second, wakes the sleeping streams whose
- * keepalive is due (the reader then runs the check and writes it). */
+ * keepalive is due (the reader then runs the check and writes it) or whose
+ * client has gone (the reader ends them). */
 static void *tick_main(void *arg)
 {
 	struct cw_events *h = arg;
@@ -216,7 +233,9 @@ static void *tick_main(void *arg)
 		int64_t now = cw_mono_ms();
 		for (struct cw_event_stream *st = h->head; st; st = st->next) {
 			struct cw_event_stream *w;
-			if (now - st->last_write_ms < h->keepalive_ms)
+			if (st->state == ST_SUSPENDED && client_gone_locked(st))
+				st->ended = true;
+			else if (now - st->last_write_ms < h->keepalive_ms)
 				continue;
 			if ((w = wake_locked(st))) {
 				w->wake_next = wake;
@@ -295,6 +314,7 @@ int cw_events_open(struct cw_events *h, const char *branch_id, cw_events_check_f
 		return CW_ERR_NOMEM;
 	}
 	st->h = h;
+	st->fd = -1;
 	snprintf(st->branch_id, sizeof(st->branch_id), "%s", branch_id);
 	st->check = check;
 	st->check_ctx = check_ctx;
@@ -477,8 +497,11 @@ static void mhd_free(void *cls)
 struct MHD_Response *cw_events_response(struct cw_event_stream *st, void *connection)
 {
 	struct MHD_Response *resp;
+	const union MHD_ConnectionInfo *ci;
 
 	st->c = connection;
+	ci = MHD_get_connection_info(st->c, MHD_CONNECTION_INFO_CONNECTION_FD);
+	st->fd = ci ? ci->connect_fd : -1;
 	resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, OUT_MAX, mhd_reader, st,
 						 mhd_free);
 	if (!resp) {

@@ -3,9 +3,10 @@
 # updates"): hello at once; a sync batch of the branch's device gives a
 # change with its kinds within 2 s, another branch's gives none; a heartbeat
 # gives "devices"; 401 without a token, 404 for a manager of another branch,
-# 503 past listen.max_event_streams (1 here); SIGTERM with a stream open
-# stops at once. PostgreSQL: a second instance on the same database hears a
-# change applied through the first (LISTEN/NOTIFY).
+# 503 past listen.max_event_streams (1 here); a client that leaves frees its
+# place; SIGTERM with a stream open stops at once. PostgreSQL: a second
+# instance on the same database hears a change applied through the first
+# (LISTEN/NOTIFY).
 SYNC_WORLD_EXTRA='{"listen":{"max_event_streams":1}}'
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -97,6 +98,18 @@ if [ "$BACKEND" = postgres ]; then
 	wait "$PID_B" || fail "the second instance exited $? on SIGTERM"
 	[ $((SECONDS - t0)) -le 2 ] || fail "the second instance took $((SECONDS - t0)) s to stop"
 fi
+
+note "a client that leaves frees its place within a couple of seconds"
+kill "$S1_PID"; wait "$S1_PID" 2>/dev/null || true
+reopened() {
+	stream_open s3 "$TOK_MGR_A1" "$URL_A1"
+	wait_until 1 has_hello s3 && return 0
+	kill "$STREAM_PID" 2>/dev/null || true
+	wait "$STREAM_PID" 2>/dev/null || true
+	return 1
+}
+wait_until 4 reopened || fail "the place of a closed stream was not freed"
+S1_PID=$STREAM_PID
 
 note "SIGTERM with a stream open: the stream ends and the cloud stops at once"
 t0=$SECONDS
