@@ -6,7 +6,8 @@
 # 503 past listen.max_event_streams (1 here); a client that leaves frees its
 # place; SIGTERM with a stream open stops at once. PostgreSQL: a second
 # instance on the same database hears a change applied through the first
-# (LISTEN/NOTIFY).
+# (LISTEN/NOTIFY), and a killed LISTEN connection comes back with a full
+# refresh of the streams.
 SYNC_WORLD_EXTRA='{"listen":{"max_event_streams":1}}'
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -25,10 +26,12 @@ stream_open() {
 }
 has_hello() { grep -q '^event: hello$' "$T/$1.sse"; }
 changes() { grep -c '^event: change$' "$T/$1.sse" || true; }
+# has_changes NAME N: the stream got N change events or more
+has_changes() { [ "$(changes "$1")" -ge "$2" ]; }
 # wait_change NAME N: the stream got its Nth change event within 2 s
 wait_change() {
 	local t0=$EPOCHREALTIME
-	wait_until 2 test "$(changes "$1")" -ge "$2" || fail "no change event $2 on $1 within 2 s"
+	wait_until 2 has_changes "$1" "$2" || fail "no change event $2 on $1 within 2 s"
 	CHANGE_MS=$(( (${EPOCHREALTIME/./} - ${t0/./}) / 1000 ))
 }
 last_kinds() { grep '^data: {"kinds"' "$T/$1.sse" | tail -1 | sed 's/^data: //' | jq -c .kinds; }
@@ -93,6 +96,14 @@ if [ "$BACKEND" = postgres ]; then
 	wait_change s1 3
 	sleep 0.3
 	[ "$(changes s1)" = 3 ] || fail "A delivered its own notification twice: $(cat "$T/s1.sse")"
+	note "the LISTEN connections are killed: they reconnect, and the streams get every kind"
+	n2=$(changes s2)
+	db_sql "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE datname = current_database() AND query = 'LISTEN cartwise_events'" >/dev/null
+	wait_until 5 has_changes s2 $((n2 + 1)) || fail "no full refresh after the reconnect"
+	[ "$(last_kinds s2)" = '["carts","rentals","devices","commands","telemetry"]' ] ||
+		fail "kinds after the reconnect: $(cat "$T/s2.sse")"
+	grep -q 'event=store.listening .*reconnect=yes' "$T/cloud2.log" || fail "B did not log its reconnect"
 	kill -TERM "$PID_B"
 	t0=$SECONDS
 	wait "$PID_B" || fail "the second instance exited $? on SIGTERM"
