@@ -8,7 +8,9 @@
 # instance on the same database hears a change applied through the first
 # (LISTEN/NOTIFY), and a killed LISTEN connection comes back with a full
 # refresh of the streams.
-SYNC_WORLD_EXTRA='{"listen":{"max_event_streams":1}}'
+# One HTTP thread: every request below is served while a stream is open, so
+# a stream that held its thread instead of suspending would hang the test.
+SYNC_WORLD_EXTRA='{"listen":{"max_event_streams":1,"threads":1}}'
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 # shellcheck source=sync_lib.sh
@@ -78,7 +80,7 @@ wait_change s1 2
 if [ "$BACKEND" = postgres ]; then
 	note "a second instance on the same database: a change applied through A reaches B"
 	PORT_A=$PORT PID_A=$CLOUD_PID
-	cloud_config "$T/cloud2.json" '{"listen":{"max_event_streams":1}}'
+	cloud_config "$T/cloud2.json" '{"listen":{"max_event_streams":1,"threads":1}}'
 	"$CLOUD" --config "$T/cloud2.json" >>"$T/cloud2.log" 2>&1 </dev/null &
 	PID_B=$!; PIDS+=("$PID_B")
 	ready_b() { PORT_B=$(sed -n 's/.*event=cloud.ready .*port=\([0-9]*\).*/\1/p' "$T/cloud2.log" | head -1); [ -n "$PORT_B" ]; }
