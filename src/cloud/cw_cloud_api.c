@@ -49,10 +49,14 @@
  * releases a cart long after the manager gave up on it (BRIEF.md §5). */
 #define CART_COMMAND_TTL_S 60
 #define CART_COMMAND_TTL_MIN_S 10
-#define EVENTS_SHUTDOWN_MS 1000
 #define CART_COMMAND_TTL_MAX_S 3600
 #define STATS_DAYS_MAX 366
 #define STATS_HOURS_MAX (STATS_DAYS_MAX * 24 + 2) /* a range not on whole hours touches one more */
+/* How long a stop waits for the live streams to end by themselves (each
+ * writes its last chunk on a pool thread: milliseconds for hundreds, unless
+ * the machine is starved or a client does not read); MHD_stop_daemon then
+ * closes the rest, which is slower than letting them end. */
+#define EVENTS_SHUTDOWN_MS 5000
 
 /* Prometheus metrics (text format 0.0.4), counted in on_completed. */
 #define METRIC_ROUTES 48 /* >= number of routes + 1 (unmatched) */
@@ -5143,7 +5147,7 @@ void cw_cloud_api_free(struct cw_cloud_api *a)
 	if (!a)
 		return;
 	/* MHD_stop_daemon must not meet a suspended connection: the streams
-	 * end first (a second at most: each only has its last chunk to write) */
+	 * end first (each only has its last chunk to write) */
 	if (a->d)
 		cw_events_shutdown(a->events, EVENTS_SHUTDOWN_MS);
 	if (a->d)

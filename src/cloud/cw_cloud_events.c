@@ -521,12 +521,14 @@ void cw_events_shutdown(struct cw_events *h, int wait_ms)
 {
 	struct cw_event_stream *wake = NULL;
 	struct timespec ts;
-	int left;
+	int64_t t0 = cw_mono_ms();
+	int n0, left;
 
 	if (!h)
 		return;
 	pthread_mutex_lock(&h->mu);
 	h->closing = true;
+	n0 = h->n;
 	for (struct cw_event_stream *st = h->head; st; st = st->next) {
 		struct cw_event_stream *w;
 		st->ended = true;
@@ -546,8 +548,11 @@ void cw_events_shutdown(struct cw_events *h, int wait_ms)
 	left = h->n;
 	pthread_mutex_unlock(&h->mu);
 	if (left)
-		cw_warn("events.shutdown", "streams=%d msg=\"still writing to clients that do not "
-			"read; the HTTP server closes them\"", left);
+		cw_warn("events.shutdown", "streams=%d left=%d ms=%lld msg=\"streams still "
+			"writing (clients that do not read, or a starved machine); the HTTP server "
+			"closes them\"", n0, left, (long long)(cw_mono_ms() - t0));
+	else if (n0)
+		cw_info("events.shutdown", "streams=%d ms=%lld", n0, (long long)(cw_mono_ms() - t0));
 }
 
 int cw_events_count(struct cw_events *h)
