@@ -5047,12 +5047,12 @@ int cw_cloud_api_new(const struct cw_cloud_api_params *p, struct cw_cloud_api **
 	struct cw_cloud_api *a;
 	struct sockaddr_storage ss;
 	/* MHD_USE_AUTO: epoll on Linux, so the number of connections is not
-	 * bounded by select()'s FD_SETSIZE (a thousand devices, issue 4) */
-	unsigned int flags = MHD_USE_AUTO | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
-	/* live event streams sleep as suspended connections (cw_cloud_events.h);
-	 * this also sets MHD_USE_ITC, so that a resume from another thread wakes
-	 * the pool thread's poll at once */
-	flags |= MHD_ALLOW_SUSPEND_RESUME;
+	 * bounded by select()'s FD_SETSIZE (a thousand devices, issue 4).
+	 * MHD_ALLOW_SUSPEND_RESUME: live event streams sleep as suspended
+	 * connections (cw_cloud_events.h); it also sets MHD_USE_ITC, so that a
+	 * resume from another thread wakes the pool thread's poll at once. */
+	unsigned int flags = MHD_USE_AUTO | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG |
+			     MHD_ALLOW_SUSPEND_RESUME;
 	const union MHD_DaemonInfo *di;
 	char pw[32];
 	int rc = CW_ERR_IO;

@@ -438,7 +438,7 @@ static ssize_t read_stream(struct cw_event_stream *st, char *buf, size_t max, bo
 			pthread_mutex_lock(&h->mu);
 			st->ended = true;
 			pthread_mutex_unlock(&h->mu);
-			cw_info("events.ended", "branch=%s reason=check", st->branch_id);
+			cw_debug("events.ended", "branch=%s reason=check", st->branch_id);
 			return -1;
 		}
 		checked = true;
