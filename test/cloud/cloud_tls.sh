@@ -17,7 +17,30 @@ body=$(curl -s --cacert "$T/tls.crt" "https://127.0.0.1:$PORT/api/health")
 # plain HTTP on the TLS port gets no API answer
 code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://127.0.0.1:$PORT/api/health" || true)
 [ "$code" != 200 ] || fail "plain HTTP answered on the TLS port"
+
+note "a live event stream over TLS: hello, a change after a heartbeat (the connection suspended"
+note "and resumed in between), and its end at SIGTERM"
+S=(curl -sS --cacert "$T/tls.crt" -H 'Content-Type: application/json')
+U=https://127.0.0.1:$PORT
+mkuser admin@example.com platform-admin "$PW" >/dev/null
+tok=$("${S[@]}" "$U/api/auth/login" -d "{\"email\":\"admin@example.com\",\"password\":\"$PW\"}" | jq -r .token)
+chain=$("${S[@]}" -H "Authorization: Bearer $tok" "$U/api/chains" -d '{"name":"C","slug":"c"}' | jq -r .id)
+branch=$("${S[@]}" -H "Authorization: Bearer $tok" "$U/api/branches" \
+	-d "{\"chain_id\":\"$chain\",\"code\":\"B-1\",\"name\":\"B\"}" | jq -r .id)
+code=$("${S[@]}" -H "Authorization: Bearer $tok" "$U/api/branches/$branch/enrollment-codes" -d '{}' | jq -r .code)
+read -r dev dtok < <("${S[@]}" "$U/api/devices/register" -d "{\"mac_address\":\"02:00:00:00:00:01\",\"branch_code\":\"B-1\",\"enrollment_code\":\"$code\"}" |
+	jq -r '"\(.device_id) \(.device_token)"')
+[ -n "$dev" ] && [ "$dev" != null ] || fail "registration over TLS failed"
+"${S[@]}" -N --max-time 20 -H "Authorization: Bearer $tok" "$U/api/branches/$branch/events" >"$T/tls.sse" &
+sse=$!; PIDS+=("$sse")
+tls_hello() { grep -q '^event: hello$' "$T/tls.sse"; }
+wait_until 3 tls_hello || fail "no hello over TLS: $(cat "$T/tls.sse")"
+sleep 0.3 # the stream is suspended now
+"${S[@]}" -o /dev/null -H "Authorization: Bearer $dtok" "$U/api/devices/$dev/heartbeat" -d '{}'
+tls_change() { grep -q '^data: {"kinds":\["devices"\]}$' "$T/tls.sse"; }
+wait_until 2 tls_change || fail "no change over TLS: $(cat "$T/tls.sse")"
 cloud_stop
+wait_until 2 eval '! kill -0 '"$sse"' 2>/dev/null' || fail "the TLS stream did not end with the server"
 
 note "a missing certificate file is refused at start"
 cloud_config "$T/bad.json" "{\"tls\":{\"cert_file\":\"$T/none.crt\",\"key_file\":\"$T/tls.key\"}}"
