@@ -1646,7 +1646,7 @@ START_TEST(dashboard_reads_and_edits)
 	ck_assert_int_eq(reg(s, code_a2, h2, mac, NOW, &da2, jti), CW_OK);
 	fake_mac(mac);
 	ck_assert_int_eq(reg(s, code_b, hb1, mac, NOW, &db1, jti), CW_OK);
-	ck_assert_int_eq(cw_store_device_heartbeat(s, da1.id, &hb), CW_OK);
+	ck_assert_int_eq(cw_store_device_heartbeat(s, da1.id, &hb, NULL), CW_OK);
 
 	/* devices: by branch, by chain, a manager's; pages; never another tenant's */
 	ck_assert_int_eq(cw_store_device_list(s, &all, a2.id, &page, rows, &n, &more), CW_OK);
