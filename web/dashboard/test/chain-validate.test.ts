@@ -36,6 +36,16 @@ test('branch body: create sends the filled fields, edit only the changed ones', 
   assert.deepEqual(branchBody({ ...before, name: 'TLV Center', address: '' }, before), { name: 'TLV Center', address: '' });
 });
 
+test('branch body: emptying both coordinates of a located branch clears the location (both null)', () => {
+  const before = branchToForm({ code: 'TLV', name: 'Tel Aviv', address: null, city: null, latitude: 32.08, longitude: 34.78 });
+  assert.deepEqual(branchBody({ ...before, latitude: ' ', longitude: '' }, before), { latitude: null, longitude: null });
+  assert.deepEqual(branchBody({ ...before, latitude: '32.1' }, before), { latitude: 32.1, longitude: 34.78 });
+  // nothing to clear: a branch without a location, or a new one, sends no coordinates
+  const none = { ...before, latitude: '', longitude: '' };
+  assert.deepEqual(branchBody(none, none), {});
+  assert.deepEqual(branchBody({ ...emptyBranchForm, code: 'A', name: 'A' }), { code: 'A', name: 'A' });
+});
+
 test('chain: slug rules; slugify', () => {
   assert.deepEqual(validateChain({ name: 'Shufersal', slug: 'shufersal' }), {});
   assert.equal(validateChain({ name: 'x', slug: 'Big Chain' }).slug, 'chain.err.slug');

@@ -85,7 +85,9 @@ export function validateBranch(f: BranchForm): Errors {
 
 // The body of POST /api/branches (with chain_id) or PUT /api/branches/{id}.
 // On an edit, only the fields that differ from `before` are sent; a cleared
-// optional text is sent as "" (the server stores "" as none).
+// optional text is sent as "" (the server stores "" as none), and emptying both
+// coordinates of a branch that had a location sends both null (the server's way
+// to clear it).
 export function branchBody(f: BranchForm, before?: BranchForm): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   const str = (k: 'code' | 'name' | 'address' | 'city') => {
@@ -101,6 +103,9 @@ export function branchBody(f: BranchForm, before?: BranchForm): Record<string, u
   if (changed && lat !== '' && lon !== '') {
     out.latitude = Number(lat);
     out.longitude = Number(lon);
+  } else if (changed && before && lat === '' && lon === '') {
+    out.latitude = null;
+    out.longitude = null;
   }
   return out;
 }
