@@ -4,6 +4,7 @@
 // (src/cloud/cw_store.h, cw_cloud_api.c); the server checks again.
 
 import type { ChainKey } from './i18n';
+import { utf8Bytes } from '../text';
 
 export type Errors = Partial<Record<string, ChainKey>>;
 
@@ -21,10 +22,6 @@ export const LIMITS = {
   expiresMinS: 60,
   expiresMaxS: 90 * 86400,
 };
-
-export function utf8Bytes(s: string): number {
-  return new TextEncoder().encode(s).length;
-}
 
 // no C0/C1 control characters (the server refuses them in text fields)
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;

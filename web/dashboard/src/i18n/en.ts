@@ -109,6 +109,7 @@ export const en = {
   'cart.maint_on': 'Maintenance on',
   'cart.maint_off': 'Maintenance off',
   'cart.maint_note': 'Note (optional)',
+  'cart.maint_note_long': 'The note is too long: at most {max} bytes (about half as many Hebrew letters).',
   'cart.no_device': 'This cart has no device: commands cannot reach it.',
   'cart.command': 'Command',
   'cart.confirm_unlock': 'Unlock cart {number}?',

@@ -109,6 +109,7 @@ export const he: Record<EnKey, string> = {
   'cart.maint_on': 'העברה לתחזוקה',
   'cart.maint_off': 'סיום תחזוקה',
   'cart.maint_note': 'הערה (לא חובה)',
+  'cart.maint_note_long': 'ההערה ארוכה מדי: עד {max} בתים (כמחצית מזה באותיות עבריות).',
   'cart.no_device': 'לעגלה זו אין מכשיר: פקודות לא יגיעו אליה.',
   'cart.command': 'פקודה',
   'cart.confirm_unlock': 'לשחרר את עגלה {number}?',

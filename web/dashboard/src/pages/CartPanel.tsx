@@ -6,6 +6,7 @@ import { useEffect, useRef, useState } from 'react';
 import { api, ApiError } from '../api';
 import { useApp, useT } from '../context';
 import { fmtDateTime } from '../format';
+import { MAINT_NOTE_MAX_BYTES, maintNoteTooLong } from '../text';
 import type { Key } from '../i18n';
 import type { TileStatus } from '../status';
 import type { Cart, Command, CommandState, Device, Rental } from '../types';
@@ -82,6 +83,8 @@ export function CartPanel({ branchId, cart, status, rental, device, commandsTick
   }
 
   const state = sent?.command?.state;
+  // the server counts the note in bytes of UTF-8 (maxLength counts characters)
+  const noteLong = maintNoteTooLong(note);
   return (
     <div className="overlay" onClick={onClose}>
       <aside className="panel card" data-testid="cart-panel" role="dialog" aria-modal="true"
@@ -115,11 +118,14 @@ export function CartPanel({ branchId, cart, status, rental, device, commandsTick
             onClick={() => void send('cart.unlock', '/unlock', {})}>{t('cart.unlock')}</button>
           <label className="note">
             <span>{t('cart.maint_note')}</span>
-            <input type="text" maxLength={200} value={note} onChange={(e) => setNote(e.target.value)} />
+            <input type="text" value={note} aria-invalid={noteLong || undefined}
+              onChange={(e) => setNote(e.target.value)} />
           </label>
+          {noteLong && <p className="notice error" data-testid="cart-maint-note-error" role="alert">
+            {t('cart.maint_note_long', { max: MAINT_NOTE_MAX_BYTES })}</p>}
           <div className="row">
             <button type="button" className={'btn ' + (status === 'maintenance' ? '' : 'btn-maint')} data-testid="cart-maint-on"
-              disabled={busy} onClick={() => void send('cart.maint_on', '/maintenance', note.trim() ? { on: true, note: note.trim() } : { on: true })}>
+              disabled={busy || noteLong} onClick={() => void send('cart.maint_on', '/maintenance', note.trim() ? { on: true, note: note.trim() } : { on: true })}>
               {t('cart.maint_on')}
             </button>
             <button type="button" className={'btn ' + (status === 'maintenance' ? 'btn-maint' : '')} data-testid="cart-maint-off"
