@@ -1,9 +1,11 @@
-// #/branches/{id}/history?from=&to=&phone=: rentals started in the local days from..to
-// (both included), optionally of one phone (exact, as the customer gave it), newest first,
+// #/branches/{id}/history?from=&to=: rentals started in the local days from..to
+// (both included), optionally of one phone (exact, as the customer gave it; kept in the
+// page's state, never in the URL: not in the browser's history, nor in a sign-in's
+// `next`), newest first,
 // a page at a time; CSV export of the whole search (all pages, at most 10 000 rows),
 // built here in the browser. Phones are shown as the server sends them: masked for the
 // roles that may not see them (docs/CLOUD.md "Phone masking").
-import { useState, type FormEvent } from 'react';
+import { useEffect, useState, type FormEvent } from 'react';
 import { api, getAll, qs, type Page } from '../api';
 import { ErrorBox, Loading, useLoad } from '../components/common';
 import { useApp, useT } from '../context';
@@ -33,10 +35,15 @@ function HistoryBody({ branch, query }: { branch: Branch; query: Record<string, 
   const def = lastDays(7);
   const from = isDate(query.from) ? query.from : def.from;
   const to = isDate(query.to) ? query.to : def.to;
-  const phone = query.phone ?? '';
+  // a phone in the URL (a link from before it was kept out) is taken once and removed
+  const [phone, setSearchPhone] = useState(() => (query.phone ?? '').trim());
   const [fFrom, setFrom] = useState(from);
   const [fTo, setTo] = useState(to);
   const [fPhone, setPhone] = useState(phone);
+  const urlPhone = query.phone !== undefined;
+  useEffect(() => {
+    if (urlPhone) navigate(branchPath(branch.id, 'history'), { from: query.from, to: query.to }, true);
+  }, [urlPhone, navigate, branch.id, query.from, query.to]);
   const [formError, setFormError] = useState<string | null>(null);
   const [extra, setExtra] = useState<{ items: Rental[]; next: string | null } | null>(null);
   const [more, setMore] = useState(false);
@@ -45,7 +52,7 @@ function HistoryBody({ branch, query }: { branch: Branch; query: Record<string, 
 
   const base = '/api/branches/' + encodeURIComponent(branch.id) + '/rentals/history';
   const range = from <= to ? dayRange(from, to) : null;
-  const params = range ? { from: range.from, to: range.to, phone: phone.trim() || undefined } : null;
+  const params = range ? { from: range.from, to: range.to, phone: phone || undefined } : null;
   const l = useLoad(async () => {
     setExtra(null);
     if (!params) return { items: [], next_cursor: null } as Page<Rental>;
@@ -60,9 +67,10 @@ function HistoryBody({ branch, query }: { branch: Branch; query: Record<string, 
     }
     setFormError(null);
     setExportMsg(null);
-    const q = { from: fFrom, to: fTo, phone: fPhone.trim() || undefined };
-    if (q.from === from && q.to === to && (q.phone ?? '') === phone) l.reload();
-    else navigate(branchPath(branch.id, 'history'), q, true);
+    const p = fPhone.trim();
+    if (fFrom === from && fTo === to && p === phone) l.reload();
+    setSearchPhone(p);
+    if (fFrom !== from || fTo !== to) navigate(branchPath(branch.id, 'history'), { from: fFrom, to: fTo }, true);
   }
 
   const items = [...(l.data?.items ?? []), ...(extra?.items ?? [])];
