@@ -10,10 +10,10 @@ import { Loading, NotFound } from './components/common';
 import { Login } from './pages/Login';
 import { routes } from './routes';
 import {
-  formatHash, landingPath, matchPattern, parseHash, routeString, safeNext, type Location,
+  formatHash, landingPath, matchPattern, parseHash, routeString, type Location,
 } from './router';
 import {
-  clearSession, loadSession, markExpired, msLeft, takeExpiredFlag, type Session,
+  clearSession, loadSession, markExpired, msLeft, nextAfterSignIn, saveSession, withCurrentUser, type Session,
 } from './session';
 import type { Branch } from './types';
 
@@ -71,6 +71,9 @@ function App() {
   const loc = useLocation();
   const [lang, setLangState] = useState<Lang>(readLang);
   const [session, setSession] = useState<Session | null>(() => loadSession());
+  // A session stored before this page load is asked for again (GET /api/auth/me):
+  // role, chain and branches may have changed since sign-in. Pages wait for it.
+  const [checked, setChecked] = useState(() => session === null);
   const locRef = useRef(loc);
   locRef.current = loc;
 
@@ -100,6 +103,31 @@ function App() {
     configureApi({ token: () => loadSession()?.token ?? null, onUnauthorized: expire });
   }, [expire]);
 
+  useEffect(() => {
+    if (checked) return undefined;
+    let cancelled = false;
+    (async () => {
+      try {
+        const me = await api.get<unknown>('/api/auth/me');
+        const cur = loadSession();
+        const fresh = cur && withCurrentUser(cur, me);
+        if (!cancelled && fresh) {
+          saveSession(fresh);
+          setSession(fresh);
+        }
+      } catch {
+        /* a 401 went the expired path; else (network) the cached user stays */
+      } finally {
+        if (!cancelled) setChecked(true);
+      }
+    })();
+    return () => {
+      cancelled = true;
+    };
+    // once, at start
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, []);
+
   // Expiry timer: leave at expires_at even when nothing is being fetched.
   useEffect(() => {
     if (!session) return undefined;
@@ -121,10 +149,10 @@ function App() {
   let body: JSX.Element;
   if (loc.path === '/login') {
     body = (
-      <Login next={loc.query.next} onSignedIn={(s) => {
-        takeExpiredFlag();
+      <Login onSignedIn={(s, expiredUser) => {
         setSession(s);
-        const n = safeNext(loc.query.next);
+        setChecked(true);
+        const n = nextAfterSignIn(loc.query.next, expiredUser, s.user);
         if (n) {
           const nl = parseHash(n);
           go(nl.path, nl.query, true);
@@ -135,6 +163,8 @@ function App() {
     );
   } else if (!session) {
     body = <Redirect to="/login" query={{ next: loc.path === '/' ? undefined : routeString(loc) }} />;
+  } else if (!checked) {
+    body = <Loading />;
   } else if (loc.path === '/') {
     body = <Landing session={session} />;
   } else {

@@ -1,6 +1,8 @@
 // The signed-in staff member (docs/DASHBOARD.md "Session"): token and expires_at in
 // sessionStorage (gone when the tab closes), never in a URL or localStorage.
 
+import { safeNext } from './router';
+
 export type Role = 'platform-admin' | 'chain-admin' | 'branch-manager';
 
 export interface SessionUser {
@@ -56,7 +58,10 @@ function valid(x: unknown): x is Session {
     !!u && typeof u.id === 'string' && typeof u.email === 'string' && typeof u.role === 'string';
 }
 
-/** The stored session, or null when none, unreadable or expired (an expired one is removed). */
+/**
+ * The stored session, or null when none, unreadable or expired (an expired one is
+ * removed, and its expiry remembered with its user as markExpired does).
+ */
 export function loadSession(nowMs = Date.now(), store: KV | null = defaultStore()): Session | null {
   if (!store) return null;
   const raw = store.getItem(KEY);
@@ -68,11 +73,47 @@ export function loadSession(nowMs = Date.now(), store: KV | null = defaultStore(
     store.removeItem(KEY);
     return null;
   }
-  if (!valid(s) || isExpired(s, nowMs)) {
+  if (!valid(s)) {
     store.removeItem(KEY);
     return null;
   }
+  if (isExpired(s, nowMs)) {
+    markExpired(store);
+    return null;
+  }
   return s;
+}
+
+/** The user id of the stored session, expired or not (null when none or unreadable). */
+function storedUserId(store: KV): string | null {
+  try {
+    const s: unknown = JSON.parse(store.getItem(KEY) ?? 'null');
+    return valid(s) ? s.user.id : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The session with the user as GET /api/auth/me answers now (role, chain, branches
+ * may have changed since sign-in); the token and its expiry stay. Null when the answer
+ * is not a user, or names another user than the session's.
+ */
+export function withCurrentUser(s: Session, me: unknown): Session | null {
+  const u = (me as { user?: unknown } | null)?.user as Record<string, unknown> | undefined;
+  if (!u || typeof u !== 'object' || typeof u.id !== 'string' || typeof u.email !== 'string' ||
+      typeof u.role !== 'string' || u.id !== s.user.id) return null;
+  const ids = Array.isArray(u.branch_ids) ? u.branch_ids.filter((x): x is string => typeof x === 'string') : [];
+  return {
+    ...s,
+    user: {
+      id: u.id,
+      email: u.email,
+      role: u.role as Role,
+      chain_id: typeof u.chain_id === 'string' ? u.chain_id : null,
+      branch_ids: ids,
+    },
+  };
 }
 
 export function saveSession(s: Session, store: KV | null = defaultStore()): void {
@@ -84,19 +125,36 @@ export function clearSession(store: KV | null = defaultStore()): void {
   store?.removeItem(KEY);
 }
 
-/** Marks that the sign-in page should say "session expired" (read once). */
+/**
+ * Ends the session and marks that the sign-in page should say "session expired",
+ * remembering whose session it was (the stored session's user; kept from an earlier
+ * mark when the session is already gone; "" when unknown).
+ */
 export function markExpired(store: KV | null = defaultStore()): void {
-  store?.removeItem(KEY);
-  store?.setItem(EXPIRED_KEY, '1');
+  if (!store) return;
+  const id = storedUserId(store) ?? store.getItem(EXPIRED_KEY) ?? '';
+  store.removeItem(KEY);
+  store.setItem(EXPIRED_KEY, id);
 }
 
-export function takeExpiredFlag(store: KV | null = defaultStore()): boolean {
-  if (!store) return false;
-  const v = store.getItem(EXPIRED_KEY) === '1';
-  if (v) store.removeItem(EXPIRED_KEY);
+/** Whose session expired ("" when unknown), or null when none did; the mark is removed. */
+export function takeExpiredUser(store: KV | null = defaultStore()): string | null {
+  if (!store) return null;
+  const v = store.getItem(EXPIRED_KEY);
+  if (v !== null) store.removeItem(EXPIRED_KEY);
   return v;
 }
 
 export function peekExpiredFlag(store: KV | null = defaultStore()): boolean {
-  return !!store && store.getItem(EXPIRED_KEY) === '1';
+  return !!store && store.getItem(EXPIRED_KEY) !== null;
+}
+
+/**
+ * Where sign-in goes on: `next` (when one of our routes) only if no session expired in
+ * this tab or it was the same user's; another user starts at its role's landing page
+ * (null), so that it never sees the route, or the search, of the one before.
+ */
+export function nextAfterSignIn(next: string | undefined, expiredUser: string | null, user: Pick<SessionUser, 'id'>): string | null {
+  if (expiredUser !== null && expiredUser !== user.id) return null;
+  return safeNext(next);
 }

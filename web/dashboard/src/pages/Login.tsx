@@ -1,9 +1,10 @@
 // Sign-in (#/login?next=<route>): POST /api/auth/login, keep the token, go on to `next`
-// or the role's landing page.
+// (only for the user whose session expired in this tab, or when none did) or the role's
+// landing page.
 import { useState, type FormEvent } from 'react';
 import { api, ApiError } from '../api';
 import { useApp, useT } from '../context';
-import { peekExpiredFlag, saveSession, type Session, type SessionUser } from '../session';
+import { peekExpiredFlag, saveSession, takeExpiredUser, type Session, type SessionUser } from '../session';
 
 interface LoginResponse {
   token: string;
@@ -11,7 +12,10 @@ interface LoginResponse {
   user: SessionUser;
 }
 
-export function Login({ next, onSignedIn }: { next?: string; onSignedIn: (s: Session, next?: string) => void }) {
+export function Login({ onSignedIn }: {
+  /** expiredUser: whose session expired in this tab (takeExpiredUser), null when none */
+  onSignedIn: (s: Session, expiredUser: string | null) => void;
+}) {
   const t = useT();
   const { lang, setLang } = useApp();
   const [email, setEmail] = useState('');
@@ -27,9 +31,10 @@ export function Login({ next, onSignedIn }: { next?: string; onSignedIn: (s: Ses
     try {
       const r = await api.post<LoginResponse>('/api/auth/login', { email: email.trim(), password });
       const s: Session = { token: r.token, expires_at: r.expires_at, user: r.user };
+      const expiredUser = takeExpiredUser();
       saveSession(s);
       setPassword('');
-      onSignedIn(s, next);
+      onSignedIn(s, expiredUser);
     } catch (err) {
       if (err instanceof ApiError && err.status === 429) setError(t('login.rate_limited', { message: err.message }));
       else if (err instanceof ApiError && (err.status === 401 || err.status === 400)) setError(t('login.error'));
