@@ -6,6 +6,7 @@ import { FormEvent, useEffect, useMemo, useState } from 'react';
 import { Branch, Device, Key, NotFound, Page, RouteProps, api, isNotFound, useActor, useLoad, useT } from './shell';
 import { TelemetryFilter, TelemetryRow, appendPage, preview, telemetryPath } from './telemetry';
 import { ChainHeader, ErrorLine, listAll, useChain, useFmtTime } from './ui';
+import { Ltr } from '../components/common';
 
 const KNOWN_TYPES = ['rental.started', 'rental.returned', 'lock.fault', 'lock.offline', 'device.health'];
 
@@ -113,7 +114,7 @@ export function ChainTelemetryPage({ params, query }: RouteProps) {
                     {!r.clock_trusted ? <span className="badge cwc-warn" title={t('chain.telemetry.clockHint')}>{t('chain.telemetry.clock')}</span> : null}
                   </td>
                   <td dir="ltr" className="cwc-start">{brCode.get(r.branch_id) ?? ''}</td>
-                  <td>{devName.get(r.device_id) ?? r.device_id.slice(0, 8)}</td>
+                  <td>{devName.get(r.device_id) ?? <Ltr>{r.device_id.slice(0, 8)}</Ltr>}</td>
                   <td dir="ltr" className="cwc-start cwc-mono">{r.event_type}</td>
                   <td className="cwc-data">
                     <button type="button" className="cwc-link" aria-expanded={open === r.id}

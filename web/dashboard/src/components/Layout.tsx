@@ -3,6 +3,7 @@
 import type { ReactNode } from 'react';
 import { useApp, useT } from '../context';
 import type { Key } from '../i18n';
+import { Ltr } from './common';
 
 export function Layout({ path, children }: { path: string; children: ReactNode }) {
   const t = useT();
@@ -33,7 +34,7 @@ export function Layout({ path, children }: { path: string; children: ReactNode }
         <div className="topbar-end">
           {session && (
             <span className="user">
-              <span data-testid="user-name" className="user-name">{session.user.email}</span>
+              <Ltr testId="user-name" className="user-name">{session.user.email}</Ltr>
               <span className="user-role">{t(('role.' + session.user.role) as Key)}</span>
             </span>
           )}

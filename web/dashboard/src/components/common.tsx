@@ -1,7 +1,16 @@
 // Small shared pieces: loading, error, not found, and a hook to load API data.
-import { useCallback, useEffect, useRef, useState } from 'react';
+import { useCallback, useEffect, useRef, useState, type ReactNode } from 'react';
 import { ApiError } from '../api';
 import { useApp, useT } from '../context';
+
+/**
+ * A left-to-right token (phone, masked phone, id, code, MAC, e-mail) kept whole and in
+ * order inside right-to-left text: `<bdi dir="ltr">`, so that Hebrew pages do not show
+ * `+972***567` as `567***972+` (the attribute holds without CSS, and in a copy).
+ */
+export function Ltr({ children, className, testId }: { children: ReactNode; className?: string; testId?: string }) {
+  return <bdi dir="ltr" className={className} data-testid={testId}>{children}</bdi>;
+}
 
 export function Loading() {
   const t = useT();

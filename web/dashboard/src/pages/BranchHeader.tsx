@@ -2,7 +2,7 @@
 // renders the not-found page when it is not the user's.
 import type { ReactNode } from 'react';
 import { api } from '../api';
-import { Show, useLoad } from '../components/common';
+import { Ltr, Show, useLoad } from '../components/common';
 import { useT } from '../context';
 import { branchPath } from '../router';
 import type { Branch } from '../types';
@@ -19,7 +19,7 @@ export function BranchFrame({ id, tab, extra, children }: {
       {(b) => (
         <section className="page branch-page">
           <div className="page-head">
-            <h1><span className="branch-code">{b.code}</span> {b.name}</h1>
+            <h1><Ltr className="branch-code">{b.code}</Ltr> {b.name}</h1>
             {extra}
           </div>
           <nav className="tabs" role="tablist">

@@ -7,7 +7,7 @@
 // roles that may not see them (docs/CLOUD.md "Phone masking").
 import { useEffect, useState, type FormEvent } from 'react';
 import { api, getAll, qs, type Page } from '../api';
-import { ErrorBox, Loading, useLoad } from '../components/common';
+import { ErrorBox, Loading, Ltr, useLoad } from '../components/common';
 import { useApp, useT } from '../context';
 import { RentalHead } from '../components/RentalHead';
 import { buildCsv, csvFileName } from '../csv';
@@ -139,7 +139,7 @@ function HistoryBody({ branch, query }: { branch: Branch; query: Record<string, 
                 {items.map((r) => (
                   <tr key={r.id} data-testid={'history-' + r.id} className={r.status === 'overdue' ? 'overdue' : undefined}>
                     <td className="num strong">{r.cart_number}</td>
-                    <td><span className="phone">{r.phone}</span></td>
+                    <td><Ltr className="phone">{r.phone}</Ltr></td>
                     <td><span className={'pill rs-' + r.status}>{t(('rental.status.' + r.status) as Key)}</span></td>
                     <td>{fmtDateTime(r.start_time, lang)}</td>
                     <td>{fmtDateTime(r.expected_return, lang)}</td>

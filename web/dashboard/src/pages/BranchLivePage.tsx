@@ -4,7 +4,7 @@
 import { useEffect, useMemo, useState } from 'react';
 import { useApp, useT } from '../context';
 import { RentalHead } from '../components/RentalHead';
-import { ErrorBox, isNotFound, Loading, NotFound } from '../components/common';
+import { ErrorBox, isNotFound, Loading, Ltr, NotFound } from '../components/common';
 import { fmtDateTime, fmtTime } from '../format';
 import type { Key } from '../i18n';
 import { startLive, type LiveMode } from '../live';
@@ -183,7 +183,7 @@ function ActiveRentals({ rentals, now }: { rentals: Rental[]; now: number }) {
               return (
                 <tr key={r.id} data-testid={'rental-' + r.id} data-overdue={String(late)} className={late ? 'overdue' : undefined}>
                   <td className="num strong">{r.cart_number}</td>
-                  <td><span className="phone">{r.phone}</span></td>
+                  <td><Ltr className="phone">{r.phone}</Ltr></td>
                   <td>
                     <span className={'pill ' + (late ? 'pill-bad' : 'pill-info')}>
                       {late ? t('rental.status.overdue') : t('rental.status.active')}

@@ -1,6 +1,6 @@
 // #/branches: the branches the user sees (a manager: its own), each a link to its live view.
 import { getAll } from '../api';
-import { Show, useLoad } from '../components/common';
+import { Ltr, Show, useLoad } from '../components/common';
 import { useT } from '../context';
 import { branchPath, type RouteProps } from '../router';
 import type { Branch } from '../types';
@@ -18,7 +18,7 @@ export function BranchesPage(_props: RouteProps) {
               <li key={b.id}>
                 <a className={'card branch-card' + (b.active ? '' : ' inactive')} href={'#' + branchPath(b.id)}
                   data-testid={'branch-link-' + b.code}>
-                  <span className="branch-code">{b.code}</span>
+                  <Ltr className="branch-code">{b.code}</Ltr>
                   <span className="branch-name">{b.name}</span>
                   {b.city && <span className="branch-city">{b.city}</span>}
                   {!b.active && <span className="badge">{t('branches.inactive')}</span>}

@@ -5,6 +5,7 @@
 import { useEffect, useRef, useState } from 'react';
 import { api, ApiError } from '../api';
 import { useApp, useT } from '../context';
+import { Ltr } from '../components/common';
 import { fmtDateTime } from '../format';
 import { MAINT_NOTE_MAX_BYTES, maintNoteTooLong } from '../text';
 import type { Key } from '../i18n';
@@ -97,9 +98,10 @@ export function CartPanel({ branchId, cart, status, rental, device, commandsTick
           <button ref={closeRef} type="button" className="btn btn-ghost" onClick={onClose} aria-label={t('app.close')}>✕</button>
         </header>
         <dl className="facts">
-          <dt>{t('cart.locker')}</dt><dd>{cart.locker_id}</dd>
+          <dt>{t('cart.locker')}</dt><dd><Ltr>{cart.locker_id}</Ltr></dd>
           <dt>{t('cart.locked')}</dt><dd>{cart.is_locked ? t('app.yes') : t('app.no')}</dd>
-          <dt>{t('cart.device')}</dt><dd>{device?.device_name || device?.mac_address || cart.device_id || t('app.none')}</dd>
+          <dt>{t('cart.device')}</dt><dd>{device?.device_name || (device?.mac_address || cart.device_id
+            ? <Ltr>{device?.mac_address || cart.device_id}</Ltr> : t('app.none'))}</dd>
           {(cart.bus_index !== undefined || cart.board !== undefined) && (
             <><dt>{t('cart.board')}</dt><dd>{cart.bus_index ?? '—'} / {cart.board ?? '—'}</dd></>
           )}
@@ -108,7 +110,7 @@ export function CartPanel({ branchId, cart, status, rental, device, commandsTick
           {rental && (
             <>
               <dt>{t('cart.rental')}</dt>
-              <dd><span className="phone">{rental.phone}</span> · {t('rentals.expected')} {fmtDateTime(rental.expected_return, lang)}</dd>
+              <dd><Ltr className="phone">{rental.phone}</Ltr> · {t('rentals.expected')} {fmtDateTime(rental.expected_return, lang)}</dd>
             </>
           )}
         </dl>
