@@ -16,7 +16,9 @@
 //     #/branches/<B> typed in the URL shows not-found;
 //  3. a session whose token no longer works (corrupted in sessionStorage)
 //     is sent to sign-in with "session expired", and back to the same route
-//     after signing in again;
+//     after signing in again (a phone searched there is never in the URL);
+//     after a second expiry another user (the chain admin) signing in lands
+//     on its own start page, not on the manager's route;
 //  4. a chain admin creates a branch and an enrollment code in the UI; the
 //     code shown registers a device through the API (it is real); the
 //     chain's devices, users, analytics and telemetry render;
@@ -176,12 +178,9 @@ async function otherBranch(page) {
   await shot(page, 'en-not-found');
 }
 
-async function sessionExpired(page) {
-  note('3. a token that no longer works: sign-in with "session expired", then the same route');
-  const route = `#/branches/${A}/history`;
-  await go(page, route);
-  await routeIs(page, route);
-  const changed = await page.evaluate(() => {
+// Replaces the staff token in sessionStorage by one signed with another key; the count.
+function corruptToken(page) {
+  return page.evaluate(() => {
     let n = 0;
     for (let i = 0; i < sessionStorage.length; i++) {
       const k = sessionStorage.key(i);
@@ -192,6 +191,20 @@ async function sessionExpired(page) {
     }
     return n;
   });
+}
+
+async function sessionExpired(page) {
+  note('3. a token that no longer works: sign-in with "session expired", then the same route');
+  const route = `#/branches/${A}/history`;
+  await go(page, route);
+  await routeIs(page, route);
+  // a phone search stays out of the URL (and so out of next= and the browser history)
+  await page.fill(tid('history-phone'), '0521234567');
+  await page.click(tid('history-search'));
+  await shown(page, 'rentals-history');
+  const searched = await page.evaluate(() => location.hash);
+  check(!searched.includes('phone') && !searched.includes('521234567'), 'the phone searched is in the URL: ' + searched);
+  const changed = await corruptToken(page);
   check(changed > 0, 'no token in sessionStorage (contract: the session is kept there)');
   // the app may hold the token in memory too: a reload reads it again
   await page.reload();
@@ -202,6 +215,12 @@ async function sessionExpired(page) {
   await shot(page, 'en-login-expired');
   await signIn(page, ...MANAGER);
   await routeIs(page, route);
+  // another user signing in after an expiry starts at its own page, not at next=
+  check(await corruptToken(page) > 0, 'no token in sessionStorage the second time');
+  await page.reload();
+  await shown(page, 'login-expired');
+  await signIn(page, ...CHAIN_ADMIN);
+  await routeIs(page, `#/chains/${CHAIN}`);
   await signOut(page);
 }
 
