@@ -204,6 +204,14 @@ async function sessionExpired(page) {
   await shown(page, 'rentals-history');
   const searched = await page.evaluate(() => location.hash);
   check(!searched.includes('phone') && !searched.includes('521234567'), 'the phone searched is in the URL: ' + searched);
+  // a reload with a working session asks GET /api/auth/me for the user again, and stays
+  const [me] = await Promise.all([
+    page.waitForResponse((r) => new URL(r.url()).pathname === '/api/auth/me'),
+    page.reload(),
+  ]);
+  check(me.status() === 200, 'GET /api/auth/me at start answered ' + me.status());
+  await routeIs(page, route);
+  await shown(page, 'rentals-history');
   const changed = await corruptToken(page);
   check(changed > 0, 'no token in sessionStorage (contract: the session is kept there)');
   // the app may hold the token in memory too: a reload reads it again
