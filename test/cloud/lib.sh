@@ -32,6 +32,12 @@ postgres)
 esac
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/cwcloud.XXXXXX")
+# shellcheck source=../cw_python.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../cw_python.sh"
+# shellcheck source=../cw_psql.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../cw_psql.sh"
+# shellcheck source=../cw_http.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../cw_http.sh"
 CLOUD_PID=
 PORT=
 PGDB=
@@ -43,9 +49,10 @@ cw_cleanup() {
 	for p in "${PIDS[@]}"; do
 		kill "$p" 2>/dev/null || true
 	done
+	cw_http_stop
 	wait 2>/dev/null || true
 	if [ -n "$PGDB" ]; then
-		psql -X -q -d postgres -c "DROP DATABASE IF EXISTS \"$PGDB\" WITH (FORCE)" >/dev/null 2>&1 || true
+		"$PSQL" -X -q -d postgres -c "DROP DATABASE IF EXISTS \"$PGDB\" WITH (FORCE)" >/dev/null 2>&1 || true
 	fi
 	if [ $rc -ne 0 ] || [ -n "${CW_KEEP:-}" ]; then
 		if [ -n "${CW_TEST_ARTIFACTS:-}" ]; then
@@ -83,7 +90,7 @@ wait_until() {
 # The database of this test: a file, or a fresh PostgreSQL database.
 if [ "$BACKEND" = postgres ]; then
 	PGDB="cwit_$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-	psql -X -q -d postgres -c "CREATE DATABASE \"$PGDB\"" >/dev/null || fail "cannot create database"
+	"$PSQL" -X -q -d postgres -c "CREATE DATABASE \"$PGDB\"" >/dev/null || fail "cannot create database"
 	DB_JSON="{\"backend\":\"postgres\",\"conninfo\":\"dbname=$PGDB\",\"pool_size\":4}"
 else
 	DB_JSON="{\"backend\":\"sqlite\",\"path\":\"$T/cloud.db\"}"
@@ -92,7 +99,7 @@ fi
 # db_sql SQL: runs SQL on the test's database and prints rows (| separated).
 db_sql() {
 	if [ "$BACKEND" = postgres ]; then
-		psql -X -q -tA -d "$PGDB" -v ON_ERROR_STOP=1 -c "$1"
+		"$PSQL" -X -q -tA -d "$PGDB" -v ON_ERROR_STOP=1 -c "$1"
 	else
 		sqlite3 "$T/cloud.db" "$1"
 	fi
@@ -158,21 +165,21 @@ mkuser() {
 # writes the body to $T/resp.json.
 AUTH=
 CODE=
+# (test/cw_http.sh: one Python process makes the requests, not a curl each)
 api() {
-	local method=$1 path=$2 body=${3-}
-	local args=(-s -o "$T/resp.json" -w '%{http_code}' -X "$method")
-	[ -z "$AUTH" ] || args+=(-H "Authorization: Bearer $AUTH")
+	local url=http://127.0.0.1:$PORT$2
 	if [ $# -ge 3 ]; then
-		args+=(-H 'Content-Type: application/json' --data-binary "$body")
+		cw_http "$1" "$url" "$T/resp.json" "$AUTH" "$3"
+	else
+		cw_http "$1" "$url" "$T/resp.json" "$AUTH"
 	fi
-	CODE=$(curl "${args[@]}" "http://127.0.0.1:$PORT$path") || CODE=000
 }
 # api_file METHOD PATH FILE: the body from a file (large bodies)
 api_file() {
 	CODE=$(curl -s -o "$T/resp.json" -w '%{http_code}' -X "$1" ${AUTH:+-H "Authorization: Bearer $AUTH"} \
 		-H 'Content-Type: application/json' --data-binary "@$3" "http://127.0.0.1:$PORT$2") || CODE=000
 }
-jqr() { jq -r "$1" "$T/resp.json"; }
+jqr() { cw_jq "$1" "$T/resp.json"; }
 # jqs FILTER...: the filters' values (each one value) joined by "|", from
 # one jq process: [ "$(jqs .a .b)" = "1|x" ] checks two fields at once
 jqs() {
@@ -251,16 +258,29 @@ new_uuid() {
 		"${r:4:3}" "${r:7:12}"
 }
 
-# mkuser_sql EMAIL ROLE CHAIN [BRANCH]: a user with admin@example.com's password
+# PW's Argon2id hash at libsodium's least cost (t=1, 8 KiB; made once with
+# crypto_pwhash_str_alg(..., crypto_pwhash_argon2id_OPSLIMIT_MIN,
+# crypto_pwhash_argon2id_MEMLIMIT_MIN, crypto_pwhash_ALG_ARGON2ID13)). The
+# cloud verifies a hash with the cost written in it: a sign-in of such a user
+# takes the same code path as any other, without the ~0.3 s of CPU the
+# product's cost (MEMLIMIT_INTERACTIVE) takes, and setup_world signs in four
+# of them per test. The product's cost is what every hash the cloud makes
+# has (admin create-user, POST /api/users: the platform admin here and the
+# users of cloud_users).
+# shellcheck disable=SC2016  # a literal hash
+PW_HASH_CHEAP='$argon2id$v=19$m=8,t=1,p=1$ZPH/hpVmeU09n9Kjn0jBBQ$WETGX+wwF8gJ2EjEdXKJcv5Dzb7Q945tn1eme4QACj0'
+
+# mkuser_sql EMAIL ROLE CHAIN [BRANCH]: a user with the password PW (its
+# hash PW_HASH_CHEAP), written straight into the database
 mkuser_sql() {
 	local id
 	id=$(new_uuid)
 	if [ "$BACKEND" = postgres ]; then
 		db_sql "INSERT INTO staff_users (id, email, password_hash, role, chain_id)
-			SELECT '$id', '$1', password_hash, '$2', '$3' FROM staff_users WHERE email = 'admin@example.com'"
+			VALUES ('$id', '$1', '$PW_HASH_CHEAP', '$2', '$3')"
 	else
 		db_sql "INSERT INTO staff_users (id, email, password_hash, role, chain_id, active, created_ms, updated_ms)
-			SELECT '$id', '$1', password_hash, '$2', '$3', 1, 0, 0 FROM staff_users WHERE email = 'admin@example.com'"
+			VALUES ('$id', '$1', '$PW_HASH_CHEAP', '$2', '$3', 1, 0, 0)"
 	fi
 	[ -z "${4:-}" ] || db_sql "INSERT INTO user_branches (user_id, branch_id) VALUES ('$id', '$4')"
 }
@@ -287,9 +307,9 @@ setup_world() {
 	expect_code 201; BR_A2=$(jqr .id)
 	api POST /api/branches "{\"chain_id\":\"$CHAIN_B\",\"code\":\"B-001\",\"name\":\"B one\"}"
 	expect_code 201; BR_B1=$(jqr .id)
-	# same password: copying the admin's Argon2id hash saves hashing it
-	# again (Argon2id is slow on purpose); with SETUP_WITH_CLI one user of
-	# each chain role goes through `admin create-user --chain --branch`
+	# same password, in the database at the least Argon2id cost (mkuser_sql,
+	# PW_HASH_CHEAP); with SETUP_WITH_CLI one user of each chain role goes
+	# through `admin create-user --chain --branch`
 	if [ -n "${SETUP_WITH_CLI:-}" ]; then
 		mkuser admin-a@example.com chain-admin "$PW" --chain "$CHAIN_A" >/dev/null
 		mkuser mgr-a1@example.com branch-manager "$PW" --chain "$CHAIN_A" --branch "$BR_A1" >/dev/null

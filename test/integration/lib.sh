@@ -28,9 +28,10 @@ cw_cleanup() {
 	for p in "${PIDS[@]}" $EDGE_PID; do
 		kill "$p" 2>/dev/null || true
 	done
+	! declare -F cw_http_stop >/dev/null || cw_http_stop
 	wait 2>/dev/null || true
 	if [ -n "${PGDB:-}" ]; then # cloud_init's PostgreSQL database
-		psql -X -q -d postgres -c "DROP DATABASE IF EXISTS \"$PGDB\" WITH (FORCE)" >/dev/null 2>&1 || true
+		"$PSQL" -X -q -d postgres -c "DROP DATABASE IF EXISTS \"$PGDB\" WITH (FORCE)" >/dev/null 2>&1 || true
 	fi
 	if [ $rc -ne 0 ] || [ -n "${CW_KEEP:-}" ]; then
 		if [ -n "${CW_TEST_ARTIFACTS:-}" ]; then
@@ -58,6 +59,10 @@ note() { echo "-- [${SECONDS}s] $*"; }
 free_port() { cw_free_port; }
 # shellcheck source=../cw_python.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../cw_python.sh"
+# shellcheck source=../cw_psql.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../cw_psql.sh"
+# shellcheck source=../cw_http.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../cw_http.sh"
 
 # wait_until SECONDS COMMAND...: retries every 50 ms, after 3 s every 0.25 s
 # (WAIT_LONG_PAUSE=S wait_until ...: every S seconds after 3 s).
@@ -112,7 +117,7 @@ edge_start() {
 	local cfg=${1:-$T/edge.json}
 	"$EDGE" --config "$cfg" >>"$T/edge.log" 2>&1 </dev/null &
 	EDGE_PID=$!
-	wait_until 20 curl -sf "http://127.0.0.1:$API_PORT/api/health" -o /dev/null \
+	wait_until 20 cw_http_ok "http://127.0.0.1:$API_PORT/api/health" \
 		|| fail "cartwise-edge did not answer /api/health"
 }
 
@@ -126,18 +131,17 @@ edge_stop() {
 }
 
 # api METHOD PATH [BODY]: sets CODE and writes the body to $T/resp.json
+# (an empty BODY: none; test/cw_http.sh makes the request)
 CODE=
 api() {
-	local method=$1 path=$2 body=${3:-}
-	local args=(-s -o "$T/resp.json" -w '%{http_code}' -X "$method"
-		-H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$API_PORT$path")
-	if [ -n "$body" ]; then
-		args+=(-H 'Content-Type: application/json' --data-binary "$body")
+	if [ -n "${3:-}" ]; then
+		cw_http "$1" "http://127.0.0.1:$API_PORT$2" "$T/resp.json" "$TOKEN" "$3"
+	else
+		cw_http "$1" "http://127.0.0.1:$API_PORT$2" "$T/resp.json" "$TOKEN"
 	fi
-	CODE=$(curl "${args[@]}") || CODE=000
 }
 # jqr FILTER: reads the last response
-jqr() { jq -r "$1" "$T/resp.json"; }
+jqr() { cw_jq "$1" "$T/resp.json"; }
 expect_code() {
 	[ "$CODE" = "$1" ] || fail "expected HTTP $1, got $CODE: $(cat "$T/resp.json" 2>/dev/null)"
 }
@@ -188,7 +192,7 @@ cloud_init() {
 	postgres)
 		[ -n "${PGHOST:-}${PGPORT:-}" ] || { echo "SKIP: no PG* variables (run under pg_virtualenv)"; exit 77; }
 		PGDB="cwe2e_$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-		psql -X -q -d postgres -c "CREATE DATABASE \"$PGDB\"" >/dev/null # cw_cleanup drops it
+		"$PSQL" -X -q -d postgres -c "CREATE DATABASE \"$PGDB\"" >/dev/null # cw_cleanup drops it
 		db_json="{\"backend\":\"postgres\",\"conninfo\":\"dbname=$PGDB\",\"pool_size\":4}"
 		;;
 	*) fail "backend must be sqlite or postgres" ;;
@@ -214,7 +218,7 @@ cloud_start() {
 	"$CLOUD" --config "$T/cloud.json" >>"$T/cloud.log" 2>&1 </dev/null &
 	CLOUD_PID=$!
 	PIDS+=("$CLOUD_PID")
-	wait_until 20 curl -sf "http://127.0.0.1:$CLOUD_PORT/api/health" -o /dev/null ||
+	wait_until 20 cw_http_ok "http://127.0.0.1:$CLOUD_PORT/api/health" ||
 		fail "cartwise-cloud did not start"
 }
 cloud_stop() {
@@ -222,18 +226,19 @@ cloud_stop() {
 	wait "$CLOUD_PID" || fail "cartwise-cloud exited badly on SIGTERM"
 }
 capi() { # METHOD PATH [BODY]: sets CODE, body in $T/cresp.json
-	local args=(-s -o "$T/cresp.json" -w '%{http_code}' -X "$1")
-	[ -z "$CTOK" ] || args+=(-H "Authorization: Bearer $CTOK")
-	[ $# -lt 3 ] || args+=(-H 'Content-Type: application/json' --data-binary "$3")
-	CODE=$(curl "${args[@]}" "http://127.0.0.1:$CLOUD_PORT$2") || CODE=000
+	if [ $# -ge 3 ]; then
+		cw_http "$1" "http://127.0.0.1:$CLOUD_PORT$2" "$T/cresp.json" "$CTOK" "$3"
+	else
+		cw_http "$1" "http://127.0.0.1:$CLOUD_PORT$2" "$T/cresp.json" "$CTOK"
+	fi
 }
-cjq() { jq -r "$1" "$T/cresp.json"; }
+cjq() { cw_jq "$1" "$T/cresp.json"; }
 cexpect() { [ "$CODE" = "$1" ] || fail "cloud: expected HTTP $1, got $CODE: $(cat "$T/cresp.json")"; }
 cloud_sql() { # SQL on the cloud database (read-only)
 	if [ "$CLOUD_BACKEND" = sqlite ]; then
 		sqlite3 -readonly "$T/cloud.db" "$1"
 	else
-		psql -X -qtA -d "$PGDB" -c "$1"
+		"$PSQL" -X -qtA -d "$PGDB" -c "$1"
 	fi
 }
 
@@ -257,14 +262,14 @@ edge_with_cloud() {
 	DEV=$(jq -r .device_id "$T/data/cloud.json")
 }
 # edge_status: the JSON of `cartwisectl --json status` (GET /api/admin/status)
-# read with curl: the predicates below are polled every 50 ms, and a
+# read over HTTP: the predicates below are polled every 50 ms, and a
 # cartwisectl start under ASan costs about three times a curl's CPU
 # (ctl.sh tests cartwisectl status itself)
-edge_status() {
-	curl -sf -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$API_PORT/api/admin/status"
-}
-cloud_state() { edge_status | jq -r '.cloud.state'; }
-outbox_empty() { [ "$(edge_status | jq -r '.cloud.outbox_depth')" = 0 ]; }
+# (edge_status_get: the same into $T/status.json)
+edge_status_get() { cw_http_ok "http://127.0.0.1:$API_PORT/api/admin/status" "$TOKEN" "$T/status.json"; }
+edge_status() { edge_status_get && cat "$T/status.json"; }
+cloud_state() { edge_status_get && cw_jq .cloud.state "$T/status.json"; }
+outbox_empty() { [ "$(edge_status_get && cw_jq .cloud.outbox_depth "$T/status.json")" = 0 ]; }
 state_is() { [ "$(cloud_state)" = "$1" ]; }
 
 # outbox_fill N: at least N outbox entries, quickly: maintenance on/off of
