@@ -1890,21 +1890,30 @@ static void add_phone(cJSON *o, const char *phone, bool mask)
 	cJSON_AddBoolToObject(o, "phone_masked", mask);
 }
 
+/* Masks the string "phone" of an object (a command's args, a telemetry
+ * event's data, sent by the edge) and sets "phone_masked": true; the rest
+ * is left alone. */
+static void mask_phone_key(cJSON *o)
+{
+	cJSON *phone = cJSON_GetObjectItemCaseSensitive(o, "phone");
+
+	if (!cJSON_IsObject(o) || !cJSON_IsString(phone))
+		return;
+	cJSON_DetachItemViaPointer(o, phone);
+	cJSON_DeleteItemFromObjectCaseSensitive(o, "phone_masked"); /* a device's own, if any */
+	add_phone(o, phone->valuestring, true);
+	cJSON_Delete(phone);
+}
+
 /* A command as a staff member reads it: a cart_assign's phone masked as in
  * rentals for the roles that do not see phones. */
 static cJSON *command_json_for(const struct cw_cloud_api *a, const struct principal *p,
 			       const struct cw_command *x)
 {
 	cJSON *o = command_json(x);
-	cJSON *args = cJSON_GetObjectItemCaseSensitive(o, "args");
-	cJSON *phone = cJSON_GetObjectItemCaseSensitive(args, "phone");
-	char *v;
 
-	if (!cJSON_IsString(phone) || sees_phones(a, p))
-		return o;
-	v = cJSON_DetachItemViaPointer(args, phone)->valuestring;
-	add_phone(args, v, true);
-	cJSON_Delete(phone);
+	if (!sees_phones(a, p))
+		mask_phone_key(cJSON_GetObjectItemCaseSensitive(o, "args"));
 	return o;
 }
 
@@ -2643,10 +2652,15 @@ static enum MHD_Result h_branch_faults(struct cw_cloud_api *a, struct MHD_Connec
 
 /* ---- telemetry ---- */
 
-static cJSON *telemetry_json(const struct cw_telemetry *x)
+/* A telemetry row; mask: the event data's "phone" (kiosk.offline_signin
+ * carries the customer's) masked for the roles that do not see phones. */
+static cJSON *telemetry_json(const struct cw_telemetry *x, bool mask)
 {
 	cJSON *o = cJSON_CreateObject();
 	cJSON *data = x->event_data[0] ? cJSON_Parse(x->event_data) : NULL;
+
+	if (mask)
+		mask_phone_key(data);
 
 	cJSON_AddNumberToObject(o, "id", (double)x->id);
 	cJSON_AddStringToObject(o, "device_id", x->device_id);
@@ -2769,7 +2783,7 @@ static enum MHD_Result h_telemetry(struct cw_cloud_api *a, struct MHD_Connection
 	}
 	items = cJSON_CreateArray();
 	for (int i = 0; i < n; i++)
-		cJSON_AddItemToArray(items, telemetry_json(&rows[i]));
+		cJSON_AddItemToArray(items, telemetry_json(&rows[i], !sees_phones(a, &p)));
 	if (n)
 		snprintf(next, sizeof(next), "%lld", (long long)rows[n - 1].id);
 	ret = send_json(c, r, MHD_HTTP_OK, page_json(items, more, n ? next : NULL));

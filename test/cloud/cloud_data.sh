@@ -618,6 +618,23 @@ api GET "/api/commands/$C_ASSIGN"
 AUTH=$TOK_PLATFORM
 api GET "/api/branches/$BR_A1/rentals/history?phone=%2B972501111111"
 [ "$(phones)" = "+*********111:true +*********111:true" ] || fail "platform admin: $(phones)"
+# a customer's phone in telemetry (the edge's kiosk.offline_signin) is masked
+# as in rentals
+FIX=
+ins_tel "$DEV_A1" "$BR_A1" "$CHAIN_A" kiosk.offline_signin $((NOW - 2 * DAY)) \
+	'{"staff_id": "s1", "phone": "+972504444444", "token_id": "j1", "kiosk": "k"}'
+db_sql "$FIX" >/dev/null
+tphone() { jqs '.items | length' '.items[0].event_data | [.phone, .phone_masked, .staff_id] | map(tostring) | join(" ")'; }
+for who in TOK_PLATFORM TOK_MGR_A1; do
+	AUTH=${!who}
+	for path in "branches/$BR_A1" "devices/$DEV_A1" "chains/$CHAIN_A"; do
+		api GET "/api/telemetry/$path?event_type=kiosk.offline_signin"
+		[ "$(tphone)" = "1|+*********444 true s1" ] || fail "$who: telemetry phone of $path: $(cat "$T/resp.json")"
+	done
+done
+AUTH=$TOK_ADMIN_A
+api GET "/api/telemetry/chains/$CHAIN_A?event_type=kiosk.offline_signin"
+[ "$(tphone)" = "1|+972504444444 null s1" ] || fail "chain admin: telemetry phone: $(cat "$T/resp.json")"
 cloud_stop
 cloud_config "$T/cloud.json" '{"privacy": {"phone_visible_roles": ["branch-manager"]}}'
 cloud_start
