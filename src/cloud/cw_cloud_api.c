@@ -2422,6 +2422,10 @@ static enum MHD_Result h_rentals(struct cw_cloud_api *a, struct MHD_Connection *
 				return bad_request(c, r);
 			}
 			f.phone = phone;
+			/* an exact search answers whether a number rented here, for
+			 * roles that see phones masked too: each one is audited (never
+			 * the number itself; docs/CLOUD.md "Decisions") */
+			cw_info("rentals.phone_search", "user=%s branch=%s", p.u.id, b.id);
 		}
 	}
 	rows = calloc((size_t)pg.limit, sizeof(*rows));

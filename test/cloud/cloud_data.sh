@@ -606,9 +606,15 @@ AUTH=$TOK_MGR_A1
 api GET "/api/branches/$BR_A1/rentals/active"
 [ "$(phones)" = "+*********333:true +*********222:true +*********111:true" ] || fail "masked: $(phones)"
 # search by the exact phone still works
+MGR_A1_ID=$(db_sql "SELECT id FROM staff_users WHERE email = 'mgr-a1@example.com'")
+audited() { grep -c "event=rentals.phone_search user=$MGR_A1_ID branch=$BR_A1\$" "$T/cloud.log" || true; }
+n0=$(audited)
 api GET "/api/branches/$BR_A1/rentals/history?phone=%2B972501111111"
 [ "$(jqs "$IDS" '[.items[].phone] | unique | join(" ")')" = \
 	"$R_ONTIME $R_RET|+*********111" ] || fail "search by phone, masked: $(cat "$T/resp.json")"
+# each exact search is audited: who, where, never the number
+[ "$(audited)" = $((n0 + 1)) ] || fail "phone search not audited once: $(grep phone_search "$T/cloud.log")"
+assert_not_logged "+972501111111" "972501111111"
 api GET "/api/branches/$BR_A1/rentals/history?phone=0501234567&status=cancelled"
 [ "$(phones)" = "*******567:true" ] || fail "a phone without +: $(phones)"
 api GET "/api/commands/$C_ASSIGN"
