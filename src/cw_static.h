@@ -5,7 +5,8 @@
  * directory: "/" is index.html,
  * a path ending in "/" is that directory's index.html. Only plain names are
  * served: segments of [A-Za-z0-9_-] and dots, none starting with '.', no
- * "..", no symbolic link as the last component, only regular files of a known
+ * "..", no symbolic link in any component (a kernel without openat2, before
+ * Linux 5.6, serves nothing), only regular files of a known
  * extension and at most CW_STATIC_MAX_FILE bytes. */
 #ifndef CW_STATIC_H
 #define CW_STATIC_H

@@ -40,6 +40,9 @@ mkdir -p "$T/dash/sub"
 printf '<!doctype html><title>dash</title>\n' >"$T/dash/index.html"
 printf 'console.log(1);\n' >"$T/dash/app.js"
 printf 'x\n' >"$T/dash/.hidden.js"
+printf 'MZ\n' >"$T/dash/x.exe"                  # a real file of an unknown extension
+ln -s "$T" "$T/dash/up"                          # a linked directory, out of the root
+ln -s "$T/cloud.json" "$T/dash/link.js"          # a linked file
 SETUP_WITH_CLI=1 setup_world "{\"web\":{\"dashboard_dir\":\"$T/dash\"}}"
 
 note "health"
@@ -76,7 +79,8 @@ dash /app.js
 [ "$(hdr cache-control)" = no-cache ] || fail "app.js: cache-control"
 dash / -I
 [ "$CODE" = 200 ] && ! grep -q doctype "$T/dash.body" || fail "HEAD /: $CODE"
-for p in /../signing.key /%2e%2e/cloud.json /sub/../../cloud.json /.hidden.js /nothing.js /sub/ /x.exe; do
+for p in /../signing.key /%2e%2e/cloud.json /sub/../../cloud.json /.hidden.js /nothing.js /sub/ /x.exe \
+	/up/cloud.json /up/dash/app.js /link.js; do
 	dash "$p"
 	[ "$CODE" = 404 ] || fail "GET $p: $CODE, want 404"
 	[ "$(hdr content-security-policy)" = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'" ] \

@@ -100,6 +100,11 @@ static void setup(void)
 	char target[512];
 	snprintf(target, sizeof(target), "%s/secret.html", dir);
 	ck_assert_int_eq(symlink(target, path), 0);
+	/* symbolic links to directories, out of the root and inside it */
+	snprintf(path, sizeof(path), "%s/out", root);
+	ck_assert_int_eq(symlink(dir, path), 0);
+	snprintf(path, sizeof(path), "%s/lsub", root);
+	ck_assert_int_eq(symlink("sub", path), 0);
 	snprintf(path, sizeof(path), "%s/fifo.html", root);
 	ck_assert_int_eq(mkfifo(path, 0644), 0);
 	put_size("max.js", CW_STATIC_MAX_FILE);
@@ -255,7 +260,8 @@ START_TEST(traversal_and_odd_names_are_404)
 		"/..%2fsecret.html", "/./index.html", "/.hidden.html", "/%2ehidden.html",
 		"//index.html", "/sub//index.html", "/index.html/", "/sub\\..\\..\\secret.html",
 		"/in%20dex.html", "/index%25.html", "/caf%C3%A9.html", "/nope.html",
-		"/link.html", "/dir.html", "/fifo.html", "/sub",
+		"/link.html", "/dir.html", "/fifo.html", "/sub", "/out/secret.html",
+		"/out/www/index.html", "/lsub/a.svg", "/lsub/",
 	};
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
