@@ -59,7 +59,7 @@
 #define EVENTS_SHUTDOWN_MS 5000
 
 /* Prometheus metrics (text format 0.0.4), counted in on_completed. */
-#define METRIC_ROUTES 48 /* >= number of routes + 1 (unmatched) */
+#define METRIC_ROUTES 48 /* >= number of routes + 2 (unmatched, dashboard) */
 static const int metric_status[] = {200, 201, 202, 204, 400, 401, 403, 404, 405,
 				    409, 413, 414, 429, 500, 503};
 #define METRIC_NSTATUS (sizeof(metric_status) / sizeof(metric_status[0]) + 1) /* + other */
@@ -105,7 +105,7 @@ struct req {
 	size_t body_max; /* CW_CLOUD_BODY_MAX, or more for an authenticated sync batch */
 	char ip[INET6_ADDRSTRLEN];
 	const char *route; /* pattern, for the access log */
-	int route_idx;     /* index in routes[], -1 = none matched */
+	int route_idx;     /* index in routes[], -1 = none matched, ROUTE_DASHBOARD */
 	int status;
 	int64_t t0;
 	int64_t t0_us;
@@ -3291,6 +3291,9 @@ static void sb_add(struct sbuf *b, const char *fmt, ...)
 
 static const char *route_pattern(int idx);
 static int route_count(void);
+/* the metrics' route of the dashboard's files (send_dashboard), whatever
+ * their status: after the routes and "unmatched" */
+#define ROUTE_DASHBOARD (route_count() + 1)
 
 static enum MHD_Result h_metrics(struct cw_cloud_api *a, struct MHD_Connection *c, struct req *r,
 				 const char *method, char **seg, int nseg)
@@ -3307,7 +3310,7 @@ static enum MHD_Result h_metrics(struct cw_cloud_api *a, struct MHD_Connection *
 		return send_store_err(c, r, CW_ERR_NOMEM, "metrics");
 	sb_add(&b, "# HELP cartwise_http_requests_total HTTP requests by route pattern and status.\n"
 		   "# TYPE cartwise_http_requests_total counter\n");
-	for (int i = 0; i <= route_count(); i++) {
+	for (int i = 0; i <= ROUTE_DASHBOARD; i++) {
 		for (size_t k = 0; k < METRIC_NSTATUS; k++) {
 			unsigned long long v = atomic_load(&a->m.requests[i][k]);
 			char st[8];
@@ -3324,7 +3327,7 @@ static enum MHD_Result h_metrics(struct cw_cloud_api *a, struct MHD_Connection *
 	sb_add(&b, "# HELP cartwise_http_request_duration_seconds Time from request to response, "
 		   "by route pattern.\n"
 		   "# TYPE cartwise_http_request_duration_seconds histogram\n");
-	for (int i = 0; i <= route_count(); i++) {
+	for (int i = 0; i <= ROUTE_DASHBOARD; i++) {
 		unsigned long long n = atomic_load(&a->m.count[i]);
 		if (!n)
 			continue; /* a route never requested has no series yet */
@@ -4732,16 +4735,18 @@ static const struct route routes[] = {
 	{"/api/branches/{id}/faults", {"api", "branches", "*", "faults"}, 4, "GET", h_branch_faults},
 };
 
-_Static_assert(sizeof(routes) / sizeof(routes[0]) < METRIC_ROUTES, "raise METRIC_ROUTES");
+_Static_assert(sizeof(routes) / sizeof(routes[0]) + 1 < METRIC_ROUTES, "raise METRIC_ROUTES");
 
 static int route_count(void)
 {
 	return (int)(sizeof(routes) / sizeof(routes[0]));
 }
 
-/* idx == route_count(): requests that matched no route */
+/* idx == route_count(): requests that matched no route; ROUTE_DASHBOARD */
 static const char *route_pattern(int idx)
 {
+	if (idx == ROUTE_DASHBOARD)
+		return "dashboard";
 	return idx >= 0 && idx < route_count() ? routes[idx].pattern : "unmatched";
 }
 
@@ -4780,6 +4785,7 @@ static enum MHD_Result send_dashboard(struct cw_cloud_api *a, struct MHD_Connect
 	enum MHD_Result ret;
 
 	r->route = "dashboard";
+	r->route_idx = ROUTE_DASHBOARD;
 	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
 		return send_error(c, r, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
 				  "the dashboard allows GET HEAD");

@@ -333,6 +333,10 @@ m() { grep -F -- "$1 " "$T/metrics.txt" | grep -v '^#' | awk '{print $NF}'; }
 [ "$(m 'cartwise_http_requests_total{route="/api/health",status="200"}')" -ge 1 ] || fail "health requests not counted"
 [ "$(m 'cartwise_http_requests_total{route="/api/chains/{id}",status="404"}')" -ge 1 ] || fail "404s not counted"
 [ "$(m 'cartwise_http_requests_total{route="unmatched",status="404"}')" -ge 1 ] || fail "unmatched not counted"
+# the dashboard's files have their own route: served, refused, not API junk
+[ "$(m 'cartwise_http_requests_total{route="dashboard",status="200"}')" -ge 5 ] || fail "dashboard files not counted"
+[ "$(m 'cartwise_http_requests_total{route="dashboard",status="404"}')" -ge 10 ] || fail "dashboard 404s not counted"
+[ "$(m 'cartwise_http_request_duration_seconds_count{route="dashboard"}')" -ge 15 ] || fail "dashboard latency not counted"
 [ "$(m 'cartwise_devices_online')" = 1 ] || fail "devices online: $(m cartwise_devices_online)"
 [ "$(m 'cartwise_db_up')" = 1 ] || fail "db_up"
 [ "$(m 'cartwise_db_connections{state="total"}')" -ge 1 ] || fail "pool size"
