@@ -124,8 +124,8 @@ static void waiter_finish(struct waiter *w, int rc)
 	waiter_unref(w);
 }
 
-/* Waits for the callback, drops the caller's reference. */
-static int waiter_wait(struct waiter *w, int timeout_ms)
+/* Waits for the callback, keeps the caller's reference. */
+static int waiter_await(struct waiter *w, int timeout_ms)
 {
 	struct timespec ts;
 	int rc;
@@ -137,6 +137,14 @@ static int waiter_wait(struct waiter *w, int timeout_ms)
 			break;
 	rc = w->done ? w->rc : CW_ERR_TIMEOUT;
 	pthread_mutex_unlock(&w->mu);
+	return rc;
+}
+
+/* Waits for the callback, drops the caller's reference. */
+static int waiter_wait(struct waiter *w, int timeout_ms)
+{
+	int rc = waiter_await(w, timeout_ms);
+
 	waiter_unref(w);
 	return rc;
 }
@@ -560,6 +568,7 @@ int cw_mqtt_publish(struct cw_mqtt *m, const char *topic, const void *payload, s
 void cw_mqtt_free(struct cw_mqtt *m)
 {
 	MQTTAsync_disconnectOptions dc = MQTTAsync_disconnectOptions_initializer5;
+	struct waiter *dw = NULL; /* the disconnect's, until paho is gone */
 
 	if (!m)
 		return;
@@ -601,14 +610,28 @@ void cw_mqtt_free(struct cw_mqtt *m)
 			dc.context = w;
 		}
 		if (MQTTAsync_disconnect(m->client, &dc) == MQTTASYNC_SUCCESS) {
-			if (w)
-				waiter_wait(w, 2000);
+			if (w) {
+				waiter_await(w, 2000); /* the reference is kept: see below */
+				dw = w;
+			}
 		} else if (w) {
 			waiter_unref(w);
 			waiter_unref(w);
 		}
 	}
 	MQTTAsync_destroy(&m->client);
+	if (dw) {
+		/* no paho callback runs after MQTTAsync_destroy: when the
+		 * disconnect's never ran (the broker died or stalled), its
+		 * reference is dropped here, else the waiter leaked */
+		bool ran;
+		pthread_mutex_lock(&dw->mu);
+		ran = dw->done;
+		pthread_mutex_unlock(&dw->mu);
+		if (!ran)
+			waiter_unref(dw);
+		waiter_unref(dw);
+	}
 	MQTTProperties_free(&m->conn_props);
 	pthread_cond_destroy(&m->cv);
 	pthread_mutex_destroy(&m->mu);
