@@ -47,7 +47,7 @@ const CHAIN_ADMIN = [env('CHAIN_ADMIN_EMAIL'), env('CHAIN_ADMIN_PW')];
 const ADMIN = [env('ADMIN_EMAIL'), env('ADMIN_PW')];
 const shot = screens(env('SHOTS_DIR'));
 // The longest a change may take from the edge's API to the page: the sync
-// to the cloud (the edge sends at once) plus the event (contract: 2 s),
+// to the cloud (the edge sends at once) plus the event (docs/DASHBOARD.md: within 2 s),
 // with room for a loaded 2-core machine under ASan (4.8 s measured at a load of
 // 28). That the change came live, not by the 30 s refetch or the polling
 // fallback, is live-status reading "live" then.
@@ -213,7 +213,7 @@ async function sessionExpired(page) {
   await routeIs(page, route);
   await shown(page, 'rentals-history');
   const changed = await corruptToken(page);
-  check(changed > 0, 'no token in sessionStorage (contract: the session is kept there)');
+  check(changed > 0, 'no token in sessionStorage (docs/DASHBOARD.md: the session is kept there)');
   // the app may hold the token in memory too: a reload reads it again
   await page.reload();
   await shown(page, 'login-expired');

@@ -1,7 +1,7 @@
 // lib.mjs - the harness of the dashboard's browser tests (docs/DASHBOARD.md
 // "Tests"): headless Debian chromium through playwright-core, one page that
 // fails the run on any page error, console error or request outside the
-// cloud's origin, the data-testid hooks of the contract, the simulator's
+// cloud's origin, the data-testid hooks (docs/DASHBOARD.md "Test hooks"), the simulator's
 // control socket, the cloud's and the edge's APIs, and screenshots.
 import fs from 'node:fs';
 import net from 'node:net';
@@ -105,7 +105,7 @@ export function screens(dir) {
   return async (page, name) => page.screenshot({ path: path.join(dir, name + '.png'), fullPage: true });
 }
 
-// ---- the contract's test hooks (docs/DASHBOARD.md, data-testid) ----
+// ---- the test hooks (docs/DASHBOARD.md "Test hooks", data-testid) ----
 export const tid = (id) => `[data-testid="${id}"]`;
 export async function shown(page, id, ms = 10000) {
   await page.waitForSelector(tid(id), { state: 'visible', timeout: ms })

@@ -9,7 +9,7 @@ import { BranchesPage } from './pages/BranchesPage';
 import { BranchLivePage } from './pages/BranchLivePage';
 import { BranchHistoryPage } from './pages/BranchHistoryPage';
 import { BranchAnalyticsPage } from './pages/BranchAnalyticsPage';
-// Chain / platform pages (f-chain: src/chain/**)
+// Chain / platform pages (src/chain/**)
 import { ChainsPage } from './chain/ChainsPage';
 import { ChainPage } from './chain/ChainPage';
 import { ChainDevicesPage } from './chain/ChainDevicesPage';
@@ -27,12 +27,12 @@ export interface RouteDef {
 }
 
 export const routes: RouteDef[] = [
-  // Branch view (f-branch)
+  // Branch view
   { pattern: '/branches', component: BranchesPage },
   { pattern: '/branches/:id', component: BranchLivePage },
   { pattern: '/branches/:id/history', component: BranchHistoryPage },
   { pattern: '/branches/:id/analytics', component: BranchAnalyticsPage },
-  // Chain / platform view (f-chain)
+  // Chain / platform view
   { pattern: '/chains', component: ChainsPage, roles: ['platform-admin'] },
   { pattern: '/chains/:id', component: ChainPage, roles: ['platform-admin', 'chain-admin'] },
   { pattern: '/chains/:id/devices', component: ChainDevicesPage, roles: ['platform-admin', 'chain-admin'] },
