@@ -2,11 +2,10 @@
  *
  * The path is checked by name before anything touches the file system: a
  * percent-encoded "..", "%2f" or NUL is already decoded by libmicrohttpd, so
- * the same check refuses it. The file is opened with openat2 beneath the
- * root with no symbolic link in any component (RESOLVE_BENEATH |
- * RESOLVE_NO_SYMLINKS: a linked directory inside the root cannot lead out of
- * it; a kernel without openat2, before Linux 5.6, serves nothing rather than
- * less safely), O_NONBLOCK (a FIFO planted in the directory cannot hang the
+ * the same check refuses it. The file is opened beneath the root one
+ * component at a time with O_NOFOLLOW (no symbolic link in any component: a
+ * linked directory inside the root cannot lead out of it), O_NONBLOCK (a
+ * FIFO planted in the directory cannot hang the
  * connection), and checked with fstat on the descriptor that is served: a
  * regular file, not too large.
  * libmicrohttpd sends it from the descriptor and closes it. */
@@ -15,12 +14,10 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/openat2.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "cw_error.h"
@@ -90,19 +87,38 @@ static struct MHD_Response *error_response(const struct cw_static_site *site, un
 	return resp;
 }
 
-/* rel opened for reading beneath root, no symbolic link followed (glibc
- * 2.36 has no openat2 wrapper); -1 with errno set. */
+/* rel opened for reading beneath root with no symbolic link in any
+ * component: each directory is opened with O_NOFOLLOW | O_DIRECTORY from the
+ * one before it, then the file with O_NOFOLLOW (a link anywhere is ELOOP or
+ * ENOTDIR). rel_path() has refused "." and ".." segments, so the walk cannot
+ * climb out of the root. Not openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS):
+ * qemu-user (the arm64 unit tests) and kernels before 5.6 lack it, and this
+ * walk gives the same answer everywhere. -1 with errno set. */
 static int open_beneath(const char *root, const char *rel)
 {
-	struct open_how how = {
-		.flags = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC,
-		.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
-	};
-	int dfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC), fd, err;
+	char part[CW_STATIC_MAX_NAME];
+	const char *p = rel, *slash;
+	int dfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC), fd, err;
 
+	while (dfd >= 0 && (slash = strchr(p, '/')) != NULL) {
+		size_t n = (size_t)(slash - p);
+		if (n == 0 || n >= sizeof(part)) {
+			close(dfd);
+			errno = ENOENT;
+			return -1;
+		}
+		memcpy(part, p, n);
+		part[n] = '\0';
+		fd = openat(dfd, part, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		err = errno;
+		close(dfd);
+		errno = err;
+		dfd = fd;
+		p = slash + 1;
+	}
 	if (dfd < 0)
 		return -1;
-	fd = (int)syscall(SYS_openat2, dfd, rel, &how, sizeof(how));
+	fd = openat(dfd, p, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	err = errno;
 	close(dfd);
 	errno = err;
@@ -157,8 +173,8 @@ struct MHD_Response *cw_static_site_response(const struct cw_static_site *site, 
 		return error_response(site, status, MHD_HTTP_NOT_FOUND, CW_ERR_NOTFOUND, "no such page");
 	fd = open_beneath(root, rel);
 	if (fd < 0) {
-		/* ELOOP: a symbolic link on the way; EXDEV: out of the root */
-		if (errno != ENOENT && errno != ENOTDIR && errno != ELOOP && errno != EXDEV)
+		/* ELOOP: a symbolic link on the way */
+		if (errno != ENOENT && errno != ENOTDIR && errno != ELOOP)
 			cw_warn("static.open_failed", "file=%s errno=%d", rel, errno);
 		return error_response(site, status, MHD_HTTP_NOT_FOUND, CW_ERR_NOTFOUND, "no such page");
 	}

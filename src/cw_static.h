@@ -5,8 +5,8 @@
  * directory: "/" is index.html,
  * a path ending in "/" is that directory's index.html. Only plain names are
  * served: segments of [A-Za-z0-9_-] and dots, none starting with '.', no
- * "..", no symbolic link in any component (a kernel without openat2, before
- * Linux 5.6, serves nothing), only regular files of a known
+ * "..", no symbolic link in any component (each opened with O_NOFOLLOW from
+ * the directory before it), only regular files of a known
  * extension and at most CW_STATIC_MAX_FILE bytes. */
 #ifndef CW_STATIC_H
 #define CW_STATIC_H
