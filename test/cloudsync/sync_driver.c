@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cw_clock.h"
 #include "cw_error.h"
@@ -86,6 +87,27 @@ static void copy(char *dst, size_t cap, const char *src)
 		exit(2);
 	}
 	snprintf(dst, cap, "%s", src);
+}
+
+/* The source's ack comes a moment before the syncer publishes that batch's
+ * outcome (state, counters, a refused entry cleared): wait until its status
+ * stops changing (two reads 20 ms apart agree; at most 2 s), so that the
+ * status written at the end is the batch's, not the one before it. */
+static void settle(struct cw_syncer *s)
+{
+	struct cw_sync_status a, b;
+	int64_t until = cw_mono_ms() + 2000;
+
+	cw_syncer_status(s, &a);
+	while (cw_mono_ms() < until) {
+		usleep(20 * 1000);
+		cw_syncer_status(s, &b);
+		if (a.state == b.state && a.batches_sent == b.batches_sent &&
+		    a.entries_sent == b.entries_sent && a.refused_seq == b.refused_seq &&
+		    a.sync_stopped == b.sync_stopped)
+			return;
+		a = b;
+	}
 }
 
 int main(int argc, char **argv)
@@ -182,8 +204,10 @@ int main(int argc, char **argv)
 		write_status(status, s, &f);
 		if (cw_mono_ms() - start > seconds * 1000)
 			break;
-		if (strcmp(until, "drained") == 0 && add_times == 0 && fake_acked(&f) >= f.last_seq)
+		if (strcmp(until, "drained") == 0 && add_times == 0 && fake_acked(&f) >= f.last_seq) {
+			settle(s);
 			break;
+		}
 		if (strcmp(until, "command") == 0 && fake_commands(&f) > 0)
 			break;
 		if (strcmp(until, "enrolled") == 0) {
