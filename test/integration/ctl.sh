@@ -23,7 +23,7 @@ out=$("$EDGE" --config "$T/edge.json" --check-config 2>&1) || fail "--check-conf
 grep -q '^config ok: ' <<<"$out" || fail "--check-config: $out"
 grep -q "$TOKEN" <<<"$out" && fail "--check-config prints the token: $out"
 edge_start
-wait_until 10 cart_is 8 available || fail "carts not ready"
+wait_until 10 all_available 8 || fail "carts not ready: $(cat "$T/resp.json")"
 ctl() { "$CTL" --config "$T/edge.json" "$@"; }
 
 "$CTL" --help | grep -q status || fail "--help does not list commands"

@@ -13,7 +13,7 @@ edge_config "$T/edge.json" "[{\"name\":\"bus0\",\"port\":\"$T/bus0.tty\",\"proto
   \"confirm_timeout_ms\":600,
   \"boards\":[{\"address\":$A,\"locks\":2},{\"address\":$Bd,\"locks\":2}]}]"
 edge_start
-wait_until 10 cart_is 4 available || fail "carts not ready"
+wait_until 10 all_available 4 || fail "carts not ready: $(cat "$T/resp.json")"
 
 maint() { api POST "/api/admin/carts/$1/maintenance" "{\"on\":$2,\"note\":\"test\"}"; expect_code 200; }
 

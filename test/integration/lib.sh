@@ -152,6 +152,12 @@ cart_field() { # cart_field NUMBER FIELD
 	expect_code 200
 	jqr ".$2"
 }
+# all_available N: all N carts of the branch available (each board comes
+# online at its own first poll: one board's carts say nothing of another's)
+all_available() {
+	api GET "$(branch /carts)" && [ "$CODE" = 200 ] &&
+		[ "$(jqr '[.[] | select(.status=="available")] | length')" = "$1" ]
+}
 cart_is() { [ "$(cart_field "$1" status)" = "$2" ]; }
 # cart_has NUMBER FIELD VALUE: for wait_until (re-reads the cart every try)
 cart_has() { [ "$(cart_field "$1" "$2")" = "$3" ]; }
