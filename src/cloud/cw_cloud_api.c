@@ -3053,15 +3053,12 @@ static enum MHD_Result user_save_err(struct MHD_Connection *c, struct req *r, in
 	return send_store_err(c, r, rc, "user");
 }
 
-static int hash_password(const cJSON *body, struct cw_user *u)
+static int hash_password(struct cw_cloud_api *a, const cJSON *body, struct cw_user *u)
 {
 	const cJSON *pw = cJSON_GetObjectItemCaseSensitive(body, "password");
 
-	if (crypto_pwhash_str(u->password_hash, pw->valuestring, strlen(pw->valuestring),
-			      crypto_pwhash_OPSLIMIT_INTERACTIVE,
-			      crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0)
-		return CW_ERR_NOMEM;
-	return CW_OK;
+	return cw_cloud_hash_password(&a->cfg, pw->valuestring, strlen(pw->valuestring),
+				      u->password_hash, sizeof(u->password_hash));
 }
 
 static enum MHD_Result h_users(struct cw_cloud_api *a, struct MHD_Connection *c, struct req *r,
@@ -3143,7 +3140,7 @@ static enum MHD_Result h_users(struct cw_cloud_api *a, struct MHD_Connection *c,
 		}
 		if (!may_assign(a, c, r, &p, &u, &ret))
 			goto post_out;
-		if (hash_password(body, &u) != CW_OK) {
+		if (hash_password(a, body, &u) != CW_OK) {
 			ret = send_store_err(c, r, CW_ERR_NOMEM, "user");
 			goto post_out;
 		}
@@ -3232,7 +3229,7 @@ static enum MHD_Result h_user(struct cw_cloud_api *a, struct MHD_Connection *c, 
 		br->n = 0;
 		set_br = true;
 	}
-	if (set_pw && hash_password(body, &u) != CW_OK) {
+	if (set_pw && hash_password(a, body, &u) != CW_OK) {
 		ret = send_store_err(c, r, CW_ERR_NOMEM, "user");
 		goto out;
 	}
@@ -5097,8 +5094,8 @@ int cw_cloud_api_new(const struct cw_cloud_api_params *p, struct cw_cloud_api **
 	/* login limiter hash key: another subkey (own context) of the same seed */
 	crypto_kdf_derive_from_key(a->login_key, sizeof(a->login_key), 1, "cwlogins", a->sk);
 	randombytes_buf(pw, sizeof(pw));
-	if (crypto_pwhash_str(a->dummy_hash, pw, sizeof(pw), crypto_pwhash_OPSLIMIT_INTERACTIVE,
-			      crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0) {
+	if (cw_cloud_hash_password(&a->cfg, pw, sizeof(pw), a->dummy_hash,
+				   sizeof(a->dummy_hash)) != CW_OK) {
 		rc = CW_ERR_NOMEM;
 		goto fail;
 	}

@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -203,7 +204,8 @@ out:
 
 static int parse_small(struct cw_jsoncfg *p, const cJSON *root, struct cw_cloud_config *c)
 {
-	static const char *const login_keys[] = {"max_attempts", "window_s", NULL};
+	static const char *const login_keys[] = {"max_attempts", "window_s", "hash_ops",
+						 "hash_mem_kib", NULL};
 	static const char *const dev_keys[] = {"offline_after_s", NULL};
 	static const char *const tls_keys[] = {"cert_file", "key_file", NULL};
 	static const char *const web_keys[] = {"dashboard_dir", NULL};
@@ -220,6 +222,9 @@ static int parse_small(struct cw_jsoncfg *p, const cJSON *root, struct cw_cloud_
 					      &c->login_max_attempts)))
 			rc = cw_jsoncfg_get_int(p, o, "window_s", 1, 86400, false,
 						&c->login_window_s);
+		if (!rc && !(rc = cw_jsoncfg_get_int(p, o, "hash_ops", 1, 10, false, &c->hash_ops)))
+			rc = cw_jsoncfg_get_int(p, o, "hash_mem_kib", 8, 1048576, false,
+						&c->hash_mem_kib);
 		cw_jsoncfg_pop(p, mark);
 		if (rc)
 			return rc;
@@ -319,6 +324,8 @@ static void defaults(struct cw_cloud_config *c)
 	c->device_token_ttl_s = 30 * 86400;
 	c->login_max_attempts = 5;
 	c->login_window_s = 900;
+	c->hash_ops = crypto_pwhash_OPSLIMIT_INTERACTIVE;
+	c->hash_mem_kib = crypto_pwhash_MEMLIMIT_INTERACTIVE / 1024;
 	c->offline_after_s = 90;
 	c->mqtt_port = 8883;
 	c->mqtt_tls = true;
@@ -402,6 +409,22 @@ int cw_cloud_config_load(const char *path, struct cw_cloud_config *out, char *er
 		cw_jsoncfg_prefix(errbuf, errlen, path);
 	free(buf);
 	return rc;
+}
+
+bool cw_cloud_config_weak_hash(const struct cw_cloud_config *c)
+{
+	return c->hash_ops < 2 || c->hash_mem_kib < 19 * 1024;
+}
+
+int cw_cloud_hash_password(const struct cw_cloud_config *c, const char *password, size_t len,
+			   char *out, size_t cap)
+{
+	if (cap < crypto_pwhash_STRBYTES)
+		return CW_ERR_TOOBIG;
+	if (crypto_pwhash_str_alg(out, password, len, (unsigned long long)c->hash_ops,
+				  (size_t)c->hash_mem_kib * 1024, crypto_pwhash_ALG_ARGON2ID13) != 0)
+		return CW_ERR_NOMEM;
+	return CW_OK;
 }
 
 bool cw_cloud_utf8_ok(const char *text)

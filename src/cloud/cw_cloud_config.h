@@ -40,6 +40,11 @@ struct cw_cloud_config {
 	/* login rate limit: per (email, client address) */
 	int login_max_attempts;  /* default 5 */
 	int login_window_s;      /* default 900 */
+	/* Argon2id cost of the password hashes the cloud writes (new users,
+	 * password changes, the dummy hash of unknown emails); a stored hash
+	 * keeps the cost it was made with. Defaults: libsodium's INTERACTIVE */
+	int hash_ops;            /* login.hash_ops: passes, 1..10, default 2 */
+	int hash_mem_kib;        /* login.hash_mem_kib: 8..1048576, default 65536 */
 	/* devices */
 	int offline_after_s;     /* default 90: three missed 30 s heartbeats */
 	/* MQTT (docs/CLOUD.md "MQTT"): host, port and tls are handed to devices
@@ -73,6 +78,16 @@ int cw_cloud_config_parse(const char *json, size_t len, struct cw_cloud_config *
 			  size_t errlen);
 int cw_cloud_config_load(const char *path, struct cw_cloud_config *out, char *errbuf,
 			 size_t errlen);
+
+/* Whether login.hash_* is below OWASP's floor for Argon2id (2 passes over
+ * 19 MiB): allowed (a test machine saves its CPU), warned about at start. */
+bool cw_cloud_config_weak_hash(const struct cw_cloud_config *c);
+
+/* A crypto_pwhash_str (Argon2id) of password at the configured cost into out
+ * (cap: crypto_pwhash_STRBYTES at least, else CW_ERR_TOOBIG): CW_OK, or
+ * CW_ERR_NOMEM when the memory cannot be had. */
+int cw_cloud_hash_password(const struct cw_cloud_config *c, const char *password, size_t len,
+			   char *out, size_t cap);
 
 /* Parses an IPv4 or IPv6 address into its 16-byte form (IPv4 as the mapped
  * ::ffff:a.b.c.d, so both spellings of one address compare equal). */

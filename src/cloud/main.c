@@ -162,9 +162,8 @@ static int cmd_create_user(const struct cw_cloud_config *cfg, int argc, char **a
 					: "expected one line of 10..1024 bytes");
 		return EXIT_USAGE;
 	}
-	if (crypto_pwhash_str(u.password_hash, password, strlen(password),
-			      crypto_pwhash_OPSLIMIT_INTERACTIVE,
-			      crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0) {
+	if (cw_cloud_hash_password(cfg, password, strlen(password), u.password_hash,
+				   sizeof(u.password_hash)) != CW_OK) {
 		sodium_memzero(password, sizeof(password));
 		fprintf(stderr, "cartwise-cloud: out of memory hashing the password\n");
 		return EXIT_FAILURE;
@@ -334,6 +333,11 @@ static int serve(const struct cw_cloud_config *cfg)
 	sigset_t set;
 	int sig, rc, status = EXIT_FAILURE;
 
+	if (cw_cloud_config_weak_hash(cfg))
+		cw_warn("cloud.weak_password_hash",
+			"ops=%d mem_kib=%d msg=\"login.hash_ops/hash_mem_kib below 2 passes over 19 "
+			"MiB (OWASP's floor for Argon2id): for test machines only\"",
+			cfg->hash_ops, cfg->hash_mem_kib);
 	rc = cw_key_load_file(cfg->signing_key_file, sk, pk);
 	if (rc != CW_OK) {
 		cw_error("cloud.key", "path=%s msg=\"cannot load the signing key (%s); create one "

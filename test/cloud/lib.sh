@@ -109,11 +109,16 @@ db_sql() {
 
 # cloud_config FILE [extra top-level JSON merged in]: port 0, the server
 # picks a free one and cloud_start reads it from the cloud.ready line.
+# login.hash_*: the cheapest Argon2id (1 pass over 8 KiB; the cloud warns
+# cloud.weak_password_hash): at the default 64 MiB every sign-in, user and
+# cloud start cost ~0.2 s of CPU, a tenth of some tests. The default cost is
+# checked by test_cloud_config, and the demo runs with it.
 cloud_config() {
 	local file=$1 extra=${2:-'{}'}
 	jq -n --argjson db "$DB_JSON" --arg key "$T/signing.key" --argjson extra "$extra" '
 		{listen: {address: "127.0.0.1", port: 0, threads: 4},
-		 database: $db, signing_key_file: $key, log_level: "info"} * $extra' >"$file"
+		 database: $db, signing_key_file: $key, log_level: "info",
+		 login: {hash_ops: 1, hash_mem_kib: 8}} * $extra' >"$file"
 }
 
 # cloud_spawn [CONFIG]: starts the server in the background;

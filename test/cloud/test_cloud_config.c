@@ -2,6 +2,7 @@
  * and of the secrets derived from the signing key (MQTT passwords, the chains' customer-token
  * seeds). */
 #include <check.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,10 +50,41 @@ START_TEST(minimal_and_defaults)
 	ck_assert_int_eq(cfg.device_token_ttl_s, 2592000);
 	ck_assert_int_eq(cfg.login_max_attempts, 5);
 	ck_assert_int_eq(cfg.login_window_s, 900);
+	/* libsodium's INTERACTIVE Argon2id cost: 2 passes over 64 MiB */
+	ck_assert_int_eq(cfg.hash_ops, 2);
+	ck_assert_int_eq(cfg.hash_mem_kib, 65536);
+	ck_assert(!cw_cloud_config_weak_hash(&cfg));
 	ck_assert_int_eq(cfg.offline_after_s, 90);
 	ck_assert_str_eq(cfg.mqtt_host, "");
 	ck_assert_str_eq(cfg.tls_cert_file, "");
 	ck_assert_str_eq(cfg.log_level, "info");
+}
+END_TEST
+
+/* The hashes the cloud writes carry the configured cost; below OWASP's
+ * floor the cost is allowed and reported as weak. */
+START_TEST(password_hash_cost)
+{
+	char h[crypto_pwhash_STRBYTES], small[16];
+
+	ck_assert_int_eq(parse("{" MIN_SQLITE ",\"login\":{\"hash_ops\":1,\"hash_mem_kib\":8}}"),
+			 CW_OK);
+	ck_assert(cw_cloud_config_weak_hash(&cfg));
+	ck_assert_int_eq(cw_cloud_hash_password(&cfg, "correct horse", 13, h, sizeof(h)), CW_OK);
+	ck_assert_msg(strncmp(h, "$argon2id$v=19$m=8,t=1,p=1$", 27) == 0, "%s", h);
+	ck_assert_int_eq(crypto_pwhash_str_verify(h, "correct horse", 13), 0);
+	ck_assert_int_ne(crypto_pwhash_str_verify(h, "correct horsE", 13), 0);
+	ck_assert_int_eq(cw_cloud_hash_password(&cfg, "x", 1, small, sizeof(small)), CW_ERR_TOOBIG);
+	/* 19 MiB but one pass: still below the floor */
+	ck_assert_int_eq(parse("{" MIN_SQLITE ",\"login\":{\"hash_ops\":1,\"hash_mem_kib\":19456}}"),
+			 CW_OK);
+	ck_assert(cw_cloud_config_weak_hash(&cfg));
+	ck_assert_int_eq(parse("{" MIN_SQLITE ",\"login\":{\"hash_ops\":2,\"hash_mem_kib\":19455}}"),
+			 CW_OK);
+	ck_assert(cw_cloud_config_weak_hash(&cfg));
+	ck_assert_int_eq(parse("{" MIN_SQLITE "}"), CW_OK);
+	ck_assert_int_eq(cw_cloud_hash_password(&cfg, "correct horse", 13, h, sizeof(h)), CW_OK);
+	ck_assert_msg(strncmp(h, "$argon2id$v=19$m=65536,t=2,p=1$", 31) == 0, "%s", h);
 }
 END_TEST
 
@@ -100,7 +132,7 @@ START_TEST(full_config)
 		"\"migrate_on_start\":false},"
 		"\"signing_key_file\":\"/etc/cartwise/cloud.key\","
 		"\"tokens\":{\"issuer\":\"i\",\"audience\":\"a\",\"staff_ttl_s\":600,\"device_ttl_s\":7200},"
-		"\"login\":{\"max_attempts\":3,\"window_s\":60},"
+		"\"login\":{\"max_attempts\":3,\"window_s\":60,\"hash_ops\":3,\"hash_mem_kib\":19456},"
 		"\"devices\":{\"offline_after_s\":45},"
 		"\"mqtt\":{\"host\":\"mqtt.example.com\",\"port\":8883},"
 		"\"tls\":{\"cert_file\":\"/c.pem\",\"key_file\":\"/k.pem\"},"
@@ -118,6 +150,9 @@ START_TEST(full_config)
 	ck_assert_int_eq(cfg.staff_token_ttl_s, 600);
 	ck_assert_int_eq(cfg.device_token_ttl_s, 7200);
 	ck_assert_int_eq(cfg.login_max_attempts, 3);
+	ck_assert_int_eq(cfg.hash_ops, 3);
+	ck_assert_int_eq(cfg.hash_mem_kib, 19456);
+	ck_assert(!cw_cloud_config_weak_hash(&cfg)); /* OWASP's floor exactly */
 	ck_assert_int_eq(cfg.offline_after_s, 45);
 	ck_assert_str_eq(cfg.mqtt_host, "mqtt.example.com");
 	ck_assert_str_eq(cfg.tls_key_file, "/k.pem");
@@ -150,6 +185,10 @@ START_TEST(refusals_name_the_key)
 	refused("{" MIN_SQLITE ",\"tokens\":{\"staff_ttl_s\":1}}", "tokens.staff_ttl_s");
 	refused("{" MIN_SQLITE ",\"tokens\":{\"issuer\":\"\"}}", "tokens.issuer");
 	refused("{" MIN_SQLITE ",\"login\":{\"max_attempts\":0}}", "login.max_attempts");
+	refused("{" MIN_SQLITE ",\"login\":{\"hash_ops\":0}}", "login.hash_ops");
+	refused("{" MIN_SQLITE ",\"login\":{\"hash_ops\":11}}", "login.hash_ops");
+	refused("{" MIN_SQLITE ",\"login\":{\"hash_mem_kib\":7}}", "login.hash_mem_kib");
+	refused("{" MIN_SQLITE ",\"login\":{\"hash_mem_kib\":1048577}}", "login.hash_mem_kib");
 	refused("{" MIN_SQLITE ",\"devices\":{\"offline_after\":3}}", "devices.offline_after: unknown key");
 	refused("{" MIN_SQLITE ",\"mqtt\":{\"port\":1883}}", "mqtt.host: missing");
 	refused("{" MIN_SQLITE ",\"tls\":{\"cert_file\":\"/c\"}}", "tls.key_file: missing");
@@ -403,6 +442,7 @@ int main(void)
 	tcase_add_test(tc, privacy_phone_roles);
 
 	tcase_add_test(tc, web_section);
+	tcase_add_test(tc, password_hash_cost);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

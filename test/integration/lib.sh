@@ -205,9 +205,10 @@ cloud_init() {
 	esac
 	"$CLOUD" keygen --out "$T/cloud.key" >/dev/null
 	CLOUD_PORT=$(free_port)
+	# login.hash_*: the cheapest Argon2id (test/cloud/lib.sh cloud_config)
 	jq -n --argjson db "$db_json" --arg key "$T/cloud.key" --argjson port "$CLOUD_PORT" \
 		--argjson extra "$extra" '{listen: {address: "127.0.0.1", port: $port}, database: $db,
-		signing_key_file: $key} * $extra' >"$T/cloud.json"
+		signing_key_file: $key, login: {hash_ops: 1, hash_mem_kib: 8}} * $extra' >"$T/cloud.json"
 	printf '%s\n' "$CLOUD_ADMIN_PW" | "$CLOUD" --config "$T/cloud.json" admin create-user \
 		--email "$CLOUD_ADMIN_EMAIL" --role platform-admin >/dev/null 2>>"$T/admin.log"
 	cloud_start
