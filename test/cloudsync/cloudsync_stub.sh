@@ -211,15 +211,18 @@ phase_ahead() {
 
 phase_save() {
 	note "credentials received (201) but cloud.json cannot be written: only the save is retried, no second registration"
-	stub_start save --register-delay 0.5
+	# the stub answers the registration 3 s after it came: the blocker goes
+	# in between (a fixed sleep raced a slow start under ASan on a loaded
+	# machine; 0.5 s was once too short for this poll and the mkdir)
+	stub_start save --register-delay 3
 	mkdir -p "$T/save"
 	driver save --until enrolled --seconds 20 &
 	DRIVER_PID=$!
-	# once the registration is under way (the stub answers it 0.5 s later);
-	# a fixed sleep raced a slow start under ASan on a loaded machine
 	reg_started() { [ "$(stub_state | jq .registrations)" -ge 1 ]; }
 	wait_until 10 reg_started || fail "no registration"
-	mkdir -p "$T/save/cloud.json/blocker" # rename over a non-empty directory fails
+	mkdir "$T/save/cloud.json" "$T/save/cloud.json/blocker" ||
+		fail "cloud.json was written before the blocker went in (the registration was answered)"
+	# (rename over a non-empty directory fails)
 	wait_until 10 grep -q 'event=cloud.credentials_save' "$T/save-driver.log" || fail "save did not fail"
 	sleep 0.3
 	rm -rf "$T/save/cloud.json"
