@@ -34,6 +34,10 @@ printf '%s\n' "$PW" >"$T/pw"
 rc=0; "$CLOUD" --config "$T/cloud.json" admin create-user --email file@example.com \
 	--role platform-admin --password-file "$T/pw" >/dev/null 2>&1 || rc=$?
 [ $rc -eq 1 ] || fail "duplicate email accepted ($rc)"
+# the hash has the configured Argon2id cost (login.hash_*: test/cloud/lib.sh
+# sets the cheapest; the default is checked by test_cloud_config)
+[[ $(db_sql "SELECT password_hash FROM staff_users WHERE email = 'file@example.com'") == \
+	'$argon2id$v=19$m=8,t=1,p=1$'* ]] || fail "create-user did not hash at login.hash_*"
 
 # the dashboard's files (web.dashboard_dir, docs/DASHBOARD.md "Serving")
 mkdir -p "$T/dash/sub"
@@ -44,6 +48,8 @@ printf 'MZ\n' >"$T/dash/x.exe"                  # a real file of an unknown exte
 ln -s "$T" "$T/dash/up"                          # a linked directory, out of the root
 ln -s "$T/cloud.json" "$T/dash/link.js"          # a linked file
 SETUP_WITH_CLI=1 setup_world "{\"web\":{\"dashboard_dir\":\"$T/dash\"}}"
+grep -q 'level=warn event=cloud.weak_password_hash ops=1 mem_kib=8 ' "$T/cloud.log" ||
+	fail "no warning about the cheap login.hash_* cost"
 
 note "health"
 AUTH=
