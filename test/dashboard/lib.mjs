@@ -4,23 +4,12 @@
 // cloud's origin, the data-testid hooks (docs/DASHBOARD.md "Test hooks"), the simulator's
 // control socket, the cloud's and the edge's APIs, and screenshots.
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 
-export const CHROMIUM = process.env.CW_CHROMIUM || ['/usr/lib/chromium/chromium', '/usr/bin/chromium']
-  .find((p) => fs.existsSync(p));
+import { check, fail, launchChromium, note } from '../browser_lib.mjs';
 
-export function fail(msg) {
-  throw new Error(msg);
-}
-export function check(cond, msg) {
-  if (!cond) fail(msg);
-}
-const t0 = Date.now();
-export function note(msg) {
-  console.log(`-- [${((Date.now() - t0) / 1000).toFixed(1)}s] ${msg}`);
-}
+export { CHROMIUM, check, fail, note, sim } from '../browser_lib.mjs';
 // The test's addresses and users: the environment, and the JSON object in
 // the file CW_DASH_CONFIG names once it exists (dashboard.sh starts chromium
 // first and writes the file when the daemons are up).
@@ -46,17 +35,9 @@ export async function until(what, fn, ms = 10000) {
   }
 }
 
-// Chromium without the network it would otherwise try (updates, DNS), no
-// sandbox (tests run as root in CI containers), no GPU: as test/kiosk does.
+// (test/browser_lib.mjs)
 export async function launch() {
-  check(CHROMIUM, 'chromium is not installed (scripts/test installs the Debian package)');
-  return chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage',
-      '--disable-background-networking', '--disable-component-update', '--no-pings',
-      '--disable-domain-reliability', '--disable-breakpad', '--no-first-run'],
-    env: { ...process.env, DBUS_SESSION_BUS_ADDRESS: 'disabled:' },
-  });
+  return launchChromium(chromium);
 }
 
 // Runs body(page) in one fresh page of browser (launch(); a tablet in
@@ -157,19 +138,6 @@ export async function htmlLang(page) {
 }
 
 // ---- the programs around the page ----
-// One command to cartwise-simlock's control socket; its one-line answer.
-export function sim(sock, cmd) {
-  return new Promise((resolve, reject) => {
-    const s = net.connect(sock);
-    let buf = '';
-    s.on('connect', () => s.write(cmd + '\n'));
-    s.on('data', (d) => {
-      buf += d;
-      if (buf.includes('\n')) { s.end(); resolve(buf.split('\n')[0]); }
-    });
-    s.on('error', reject);
-  }).then((ans) => { check(ans.startsWith('ok'), `simulator: '${cmd}' answered '${ans}'`); return ans; });
-}
 // JSON request; returns {status, body}.
 export async function http(base, method, p, { token, body } = {}) {
   const headers = {};

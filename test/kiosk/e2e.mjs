@@ -10,10 +10,9 @@
 // the same round trip, "already renting" on the way. RTL / LTR layout
 // checked; nothing stored by the browser; screenshots in SHOTS_DIR.
 import fs from 'node:fs';
-import net from 'node:net';
 import {
   assertNothingStored, check, errorReason, fail, kioskPage, note, onScreen, runInBrowser, screens,
-  tapDigits, xOf,
+  sim as simCmd, tapDigits, xOf,
 } from './lib.mjs';
 
 const env = (k) => process.env[k] || fail(`${k} is not set (run through e2e.sh)`);
@@ -25,19 +24,8 @@ const PIN = env('STAFF_PIN');
 const SMS_LOG = env('SMS_LOG');
 const shot = screens(env('SHOTS_DIR'));
 
-// One command to the simulator's control socket; its one-line answer.
-function sim(cmd) {
-  return new Promise((resolve, reject) => {
-    const s = net.connect(SIM_SOCK);
-    let buf = '';
-    s.on('connect', () => s.write(cmd + '\n'));
-    s.on('data', (d) => {
-      buf += d;
-      if (buf.includes('\n')) { s.end(); resolve(buf.split('\n')[0]); }
-    });
-    s.on('error', reject);
-  }).then((ans) => { check(ans.startsWith('ok'), `simulator: '${cmd}' answered '${ans}'`); return ans; });
-}
+// One command to the simulator's control socket (test/browser_lib.mjs).
+const sim = (cmd) => simCmd(SIM_SOCK, cmd);
 // Carts 1-4 are locks 0-3 of board 1.
 const lockOf = (n) => `1 ${n - 1}`;
 async function cart(n) {

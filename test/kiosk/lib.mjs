@@ -5,31 +5,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 
-export const CHROMIUM = process.env.CW_CHROMIUM || ['/usr/lib/chromium/chromium', '/usr/bin/chromium']
-  .find((p) => fs.existsSync(p));
+import { check, fail, launchChromium, note } from '../browser_lib.mjs';
 
-export function fail(msg) {
-  throw new Error(msg);
-}
-export function check(cond, msg) {
-  if (!cond) fail(msg);
-}
-const t0 = Date.now();
-export function note(msg) {
-  console.log(`-- [${((Date.now() - t0) / 1000).toFixed(1)}s] ${msg}`);
-}
+export { CHROMIUM, check, fail, note, sim } from '../browser_lib.mjs';
 
-// Chromium without the network it would otherwise try (updates, DNS), no
-// sandbox (tests run as root in CI containers), no GPU.
+// (test/browser_lib.mjs)
 export async function launch() {
-  check(CHROMIUM, 'chromium is not installed (scripts/test installs the Debian package)');
-  return chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage',
-      '--disable-background-networking', '--disable-component-update', '--no-pings',
-      '--disable-domain-reliability', '--disable-breakpad', '--no-first-run'],
-    env: { ...process.env, DBUS_SESSION_BUS_ADDRESS: 'disabled:' },
-  });
+  return launchChromium(chromium);
 }
 
 // Runs body(browser, problems) in a fresh chromium, then fails when the
